@@ -1,0 +1,171 @@
+//! The alert catalogue and the alert record (DESIGN.md: field names camelCase, times RFC 3339
+//! UTC, unknown values `null`).
+
+use crate::event::{format_time, EventTime};
+use serde::{Deserialize, Serialize};
+
+/// Alert families; the string form follows Azure's `alertType` so existing tooling maps 1:1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AlertType {
+    #[serde(rename = "PostgreSQL_BruteForce")]
+    BruteForce,
+    #[serde(rename = "PostgreSQL_PasswordSpray")]
+    PasswordSpray,
+    #[serde(rename = "PostgreSQL_DistributedBruteForce")]
+    DistributedBruteForce,
+    #[serde(rename = "PostgreSQL_HarmfulApplication")]
+    HarmfulApplication,
+    #[serde(rename = "PostgreSQL_Probe")]
+    Probe,
+}
+
+impl AlertType {
+    pub const ALL: [AlertType; 5] = [
+        AlertType::BruteForce,
+        AlertType::PasswordSpray,
+        AlertType::DistributedBruteForce,
+        AlertType::HarmfulApplication,
+        AlertType::Probe,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertType::BruteForce => "PostgreSQL_BruteForce",
+            AlertType::PasswordSpray => "PostgreSQL_PasswordSpray",
+            AlertType::DistributedBruteForce => "PostgreSQL_DistributedBruteForce",
+            AlertType::HarmfulApplication => "PostgreSQL_HarmfulApplication",
+            AlertType::Probe => "PostgreSQL_Probe",
+        }
+    }
+
+    /// The security alert policy category (`disabledAlerts`).
+    pub fn category(self) -> &'static str {
+        match self {
+            AlertType::BruteForce | AlertType::PasswordSpray | AlertType::DistributedBruteForce => {
+                "Brute_Force"
+            }
+            AlertType::HarmfulApplication | AlertType::Probe => "Harmful_Application",
+        }
+    }
+
+    /// MITRE ATT&CK tactic, as Azure's `intent`.
+    pub fn intent(self) -> &'static str {
+        match self {
+            AlertType::BruteForce | AlertType::PasswordSpray | AlertType::DistributedBruteForce => {
+                "CredentialAccess"
+            }
+            AlertType::HarmfulApplication => "PreAttack",
+            AlertType::Probe => "Probing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Severity::Low => "Low",
+            Severity::Medium => "Medium",
+            Severity::High => "High",
+        })
+    }
+}
+
+/// Where the source is (filled by enrichment; `null` until then).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub country: Option<String>,
+    pub city: Option<String>,
+    pub asn: Option<u32>,
+    pub org: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cloud {
+    pub provider: Option<String>,
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entities {
+    pub source_ip: Option<String>,
+    pub principal: Option<String>,
+    pub database: Option<String>,
+    pub application: Option<String>,
+    pub location: Option<Location>,
+    pub cloud: Option<Cloud>,
+}
+
+/// The alert record, as printed by `--json` and served by the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub id: String,
+    pub alert_type: AlertType,
+    pub display_name: String,
+    pub severity: Severity,
+    pub status: String,
+    pub intent: String,
+    pub techniques: Vec<String>,
+    pub server: String,
+    pub start_time_utc: String,
+    pub end_time_utc: String,
+    pub entities: Entities,
+    pub evidence: serde_json::Value,
+    pub description: String,
+    pub anomaly_context: String,
+    pub remediation_steps: Vec<String>,
+}
+
+/// What a detector reports; [`crate::detect::dedup::AlertBook`] folds findings into alerts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub alert_type: AlertType,
+    pub display_name: &'static str,
+    pub severity: Severity,
+    pub techniques: &'static [&'static str],
+    /// What makes two findings the same alert, within a type and server (a source address,
+    /// a role).
+    pub entity: String,
+    pub start: EventTime,
+    pub end: EventTime,
+    pub entities: Entities,
+    pub evidence: serde_json::Value,
+    pub description: String,
+    pub anomaly_context: String,
+    pub remediation: Vec<String>,
+}
+
+impl Alert {
+    pub fn start(&self) -> &str {
+        &self.start_time_utc
+    }
+}
+
+/// A sample event for `evidence.sampleEvents`.
+pub fn sample(ev: &crate::event::Event) -> serde_json::Value {
+    use crate::event::EventKind;
+    let kind = match &ev.kind {
+        EventKind::LoginFailed { reason } => format!("LoginFailed({reason:?})"),
+        EventKind::ProtocolError { what } => format!("ProtocolError({what:?})"),
+        k => format!("{k:?}"),
+    };
+    serde_json::json!({
+        "time": format_time(ev.time),
+        "kind": kind,
+        "sourceIp": ev.client_ip.map(|i| i.to_string()).or_else(|| ev.client_host.as_ref().map(|h| h.to_string())),
+        "sourcePort": ev.client_port,
+        "principal": ev.principal.as_deref(),
+        "database": ev.database.as_deref(),
+        "application": ev.application.as_deref(),
+        "sqlstate": ev.sqlstate.as_deref(),
+        "message": ev.message.as_deref(),
+    })
+}

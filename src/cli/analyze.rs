@@ -1,0 +1,218 @@
+//! `pgvigil analyze FILE|DIR…`: batch detection over existing logs.
+//! Exit codes: 0 no alerts, 1 alerts found, 2 bad input or usage (takes precedence).
+
+use anyhow::{Context, Result};
+use pgvigil::alert::{Alert, Severity};
+use pgvigil::config::Config;
+use pgvigil::output;
+use pgvigil::pipeline::{self, FileStats, Pipeline};
+use pgvigil::sources::file::Hints;
+use pgvigil::sources::prefix::Prefix;
+use pgvigil::sources::LogFormat;
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Log files (plain or .gz), directories of logs, or a data directory (its postgresql.conf
+    /// tells where the logs are and their log_line_prefix).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Print alerts as JSON lines (the alert record) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The server's log_line_prefix, for stderr logs (default: from postgresql.conf, else guessed).
+    #[arg(long, value_name = "PREFIX")]
+    pub log_line_prefix: Option<String>,
+    /// Force the log format instead of detecting it per file.
+    #[arg(long, value_parser = ["stderr", "csvlog", "jsonlog"])]
+    pub format: Option<String>,
+    /// Server name to put in alerts.
+    #[arg(long, default_value = "postgresql")]
+    pub server: String,
+    /// Detector thresholds and settings from a pgvigil.toml (its [detect] section).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the normalised events (JSON lines) instead of alerts.
+    #[arg(long)]
+    pub events: bool,
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Only alerts on stdout; no summary on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Inputs bigger than this get a progress bar on a terminal.
+const PROGRESS_MIN_BYTES: u64 = 16 << 20;
+
+/// Over half of a file's lines unreadable: the file is not what we think (a wrong prefix,
+/// not a PostgreSQL log), and that is bad input, not noise.
+fn mostly_malformed(s: &FileStats) -> bool {
+    s.lines > 0 && s.malformed * 2 > s.lines
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let detect = match &args.config {
+        Some(p) => Config::load(p)?.detect,
+        None => Default::default(),
+    };
+    let hints = Hints {
+        format: args
+            .format
+            .as_deref()
+            .map(|f| f.parse::<LogFormat>().map_err(anyhow::Error::msg))
+            .transpose()?,
+        prefix: args
+            .log_line_prefix
+            .as_deref()
+            .map(Prefix::compile)
+            .transpose()
+            .context("--log-line-prefix")?,
+    };
+    let (files, errors, skipped) = pipeline::discover(&args.paths, &hints);
+    let mut bad_input = !errors.is_empty();
+    for e in &errors {
+        eprintln!("pgvigil: {e}");
+    }
+    if !args.quiet {
+        for (f, instead) in &skipped {
+            eprintln!(
+                "pgvigil: {}: skipped, the same log as {} in another format",
+                f.display(),
+                instead.display()
+            );
+        }
+    }
+
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    let bar = if !args.no_progress && !args.quiet && std::io::stderr().is_terminal() && total >= PROGRESS_MIN_BYTES {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(b)
+    } else {
+        None
+    };
+
+    let started = Instant::now();
+    let mut p = Pipeline::new(&args.server, &detect);
+    p.keep_events = args.events;
+    let mut stats = Vec::new();
+    for f in &files {
+        if let Some(b) = &bar {
+            b.set_message(f.path.display().to_string());
+        }
+        let mut progress = |n: u64| {
+            if let Some(b) = &bar {
+                b.inc(n);
+            }
+        };
+        match p.read_file(f, &mut progress) {
+            Ok(s) => stats.push((f, s)),
+            Err(e) => {
+                bad_input = true;
+                eprintln!("pgvigil: {e}");
+            }
+        }
+    }
+    p.finish();
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let elapsed = started.elapsed();
+
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    // Last state of each alert, in order of first appearance.
+    let mut order: Vec<String> = Vec::new();
+    let mut latest: HashMap<String, Alert> = HashMap::new();
+    for a in p.take_alerts() {
+        if !latest.contains_key(&a.id) {
+            order.push(a.id.clone());
+        }
+        latest.insert(a.id.clone(), a);
+    }
+    let mut alerts: Vec<Alert> = order.into_iter().filter_map(|id| latest.remove(&id)).collect();
+    output::sort_alerts(&mut alerts);
+
+    if args.events {
+        for e in &p.kept {
+            serde_json::to_writer(&mut out, e)?;
+            out.write_all(b"\n")?;
+        }
+    } else if args.json {
+        for a in &alerts {
+            output::write_json_line(&mut out, a)?;
+        }
+    } else {
+        output::write_table(&mut out, &alerts)?;
+    }
+    out.flush()?;
+
+    for (f, s) in &stats {
+        if s.malformed == 0 {
+            continue;
+        }
+        if mostly_malformed(s) {
+            bad_input = true;
+        }
+        let mut msg = format!(
+            "pgvigil: {}: {} of {} lines could not be read",
+            f.path.display(),
+            s.malformed,
+            s.lines
+        );
+        if let (Some(p), true) = (&f.prefix, mostly_malformed(s)) {
+            msg.push_str(&format!(
+                " (read as {} with log_line_prefix '{}'; pass the server's prefix with --log-line-prefix)",
+                f.format,
+                p.as_str()
+            ));
+        }
+        eprintln!("{msg}");
+        for m in &s.first_malformed {
+            eprintln!("  {}:{}: {}", f.path.display(), m.line, m.reason);
+        }
+    }
+    if files.is_empty() && errors.is_empty() {
+        eprintln!("pgvigil: no log files found");
+        bad_input = true;
+    }
+
+    if !args.quiet {
+        let lines: u64 = stats.iter().map(|(_, s)| s.lines).sum();
+        let bytes: u64 = stats.iter().map(|(_, s)| s.bytes).sum();
+        let records: u64 = stats.iter().map(|(_, s)| s.records).sum();
+        let malformed: u64 = stats.iter().map(|(_, s)| s.malformed).sum();
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        eprintln!(
+            "pgvigil: {} file(s), {lines} lines ({:.1} MiB), {records} log entries, {} events, {malformed} malformed, in {:.2}s ({:.0} lines/s)",
+            stats.len(),
+            bytes as f64 / (1 << 20) as f64,
+            p.events_total,
+            elapsed.as_secs_f64(),
+            lines as f64 / secs
+        );
+        let count = |s: Severity| alerts.iter().filter(|a| a.severity == s).count();
+        eprintln!(
+            "pgvigil: {} alert(s): {} High, {} Medium, {} Low",
+            alerts.len(),
+            count(Severity::High),
+            count(Severity::Medium),
+            count(Severity::Low)
+        );
+    }
+    Ok(if bad_input {
+        2
+    } else if alerts.is_empty() {
+        0
+    } else {
+        1
+    })
+}

@@ -1,0 +1,199 @@
+//! `pgvigil.toml`: the configuration of `pgvigil run` (and of `analyze --config`). Every
+//! option has a default; each component's settings live with the component and are gathered
+//! here. The `///` comments are the user documentation of each option.
+
+use crate::detect::registry::DetectConfig;
+use crate::duration::Span;
+use crate::sources::LogFormat;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Name of the monitored server, as it appears in alerts. Default: this machine's host name.
+    pub server: String,
+    pub input: InputConfig,
+    pub output: OutputConfig,
+    pub state: StateConfig,
+    pub detect: DetectConfig,
+}
+
+/// Where to start reading a file that was already there when pgvigil first started (no
+/// checkpoint yet). Files that appear later are always read from their beginning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    Beginning,
+    End,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    /// Log files or directories to follow. A directory holding `postgresql.conf` (a data
+    /// directory, or Debian's `/etc/postgresql/15/main`) is followed through its settings.
+    /// Default: the usual Debian and RedHat places.
+    pub paths: Vec<PathBuf>,
+    /// `stderr`, `csvlog` or `jsonlog`; default: detected per file.
+    pub format: Option<LogFormat>,
+    /// The server's `log_line_prefix`, for stderr logs. Default: read from `postgresql.conf`
+    /// when known, else guessed from the first lines.
+    pub log_line_prefix: Option<String>,
+    /// `beginning` or `end`, for files present at the very first start.
+    pub start_at: StartAt,
+    /// How often to look for new lines and new files.
+    pub poll_interval: Span,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Print each alert (new or updated) to stdout as a JSON line; `false` prints a
+    /// one-line human summary instead.
+    pub json: bool,
+    /// Also append each alert as a JSON line to this file.
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Where checkpoints (file positions and detector state) are kept.
+    pub dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: hostname(),
+            input: InputConfig::default(),
+            output: OutputConfig::default(),
+            state: StateConfig::default(),
+            detect: DetectConfig::default(),
+        }
+    }
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig {
+            paths: Vec::new(),
+            format: None,
+            log_line_prefix: None,
+            start_at: StartAt::End,
+            poll_interval: Span(200),
+        }
+    }
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            json: true,
+            file: None,
+        }
+    }
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        let dir = if nix_is_root() {
+            PathBuf::from("/var/lib/pgvigil")
+        } else {
+            std::env::var_os("XDG_STATE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("pgvigil")
+        };
+        StateConfig { dir }
+    }
+}
+
+fn nix_is_root() -> bool {
+    // /proc/self is owned by the process's user.
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// This machine's host name, or `localhost`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+impl Config {
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        Self::from_toml(&text, path)
+    }
+}
+
+/// Where PostgreSQL keeps its logs on the usual distributions, for `run` without paths.
+pub fn default_log_locations() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    let debian = Path::new("/var/log/postgresql");
+    if debian.is_dir() {
+        v.push(debian.to_path_buf());
+    }
+    // RedHat: /var/lib/pgsql/data/log, /var/lib/pgsql/<version>/data/log
+    if let Ok(rd) = std::fs::read_dir("/var/lib/pgsql") {
+        for e in rd.flatten() {
+            for cand in [e.path().join("log"), e.path().join("data/log")] {
+                if cand.is_dir() {
+                    v.push(cand);
+                }
+            }
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pgvigil.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let c = Config::from_toml(&text, &path).unwrap();
+        assert_eq!(c.detect.brute_force.failures, 10);
+        assert_eq!(c.server, "db1");
+    }
+
+    #[test]
+    fn unknown_options_are_named() {
+        let e = Config::from_toml("[detect.brute_force]\nfailurez = 3\n", Path::new("x.toml")).unwrap_err();
+        assert!(e.to_string().contains("failurez"), "{e}");
+        assert!(e.to_string().contains("x.toml"), "{e}");
+    }
+}

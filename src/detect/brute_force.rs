@@ -1,0 +1,459 @@
+//! `PostgreSQL_BruteForce`: many failed logins from one source against a role.
+//!
+//! Three variants, one alert per source (it escalates in place):
+//! - *Suspected brute force attack*: the failures reach the threshold;
+//! - *…using a valid user*: the role under attack exists (28P01 without `Role "x" does not
+//!   exist`, or the role has logged in before);
+//! - *Suspected successful brute force attack* (High): that source then logs in as that role.
+
+use super::window::{grown, keep_sample, NameCounts, Recent};
+use super::{load_state, save_state, DetectError, Detector};
+use crate::alert::{AlertType, Entities, Finding, Severity};
+use crate::duration::Span;
+use crate::event::{format_time, Event, EventKind, EventTime, LoginFailure};
+use compact_str::CompactString;
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::{Deserialize, Serialize};
+
+/// `[detect.brute_force]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BruteForceConfig {
+    /// Failed logins from one source on one role, within `window`, that make an attack.
+    pub failures: u32,
+    /// The window for `failures`; also how long after the last failure a login from the same
+    /// source counts as the attack succeeding, and how long the attack may pause.
+    pub window: Span,
+}
+
+impl Default for BruteForceConfig {
+    fn default() -> Self {
+        BruteForceConfig {
+            failures: 10,
+            window: Span::mins(10),
+        }
+    }
+}
+
+const PLAIN: &str = "Suspected brute force attack";
+const VALID_USER: &str = "Suspected brute force attack using a valid user";
+const SUCCESS: &str = "Suspected successful brute force attack";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Pair {
+    fails: Recent,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Success {
+    time: EventTime,
+    principal: String,
+    database: Option<String>,
+    application: Option<String>,
+    port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Incident {
+    start: EventTime,
+    last: EventTime,
+    failures: u64,
+    reported: u64,
+    principals: NameCounts,
+    valid_principals: Vec<String>,
+    databases: NameCounts,
+    no_such_role: u64,
+    success: Option<Success>,
+    variant: u8,
+    samples: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    pairs: FxHashMap<(CompactString, CompactString), Pair>,
+    incidents: FxHashMap<CompactString, Incident>,
+    /// Roles seen logging in: they exist.
+    known_roles: FxHashSet<CompactString>,
+    last_sweep: EventTime,
+}
+
+pub struct BruteForce {
+    cfg: BruteForceConfig,
+    st: State,
+}
+
+const MAX_KNOWN_ROLES: usize = 100_000;
+
+impl BruteForce {
+    pub fn new(cfg: BruteForceConfig) -> Self {
+        BruteForce {
+            cfg,
+            st: State::default(),
+        }
+    }
+
+    fn variant(inc: &Incident) -> u8 {
+        if inc.success.is_some() {
+            2
+        } else if !inc.valid_principals.is_empty() {
+            1
+        } else {
+            0
+        }
+    }
+
+    fn finding(&self, src: &str, inc: &Incident) -> Finding {
+        let window = self.cfg.window;
+        let top = inc.principals.top().unwrap_or("").to_string();
+        let (name, severity, techniques): (&'static str, Severity, &'static [&'static str]) =
+            match inc.variant {
+                2 => (SUCCESS, Severity::High, &["T1110.001", "T1078"]),
+                1 => (VALID_USER, Severity::Medium, &["T1110.001"]),
+                _ => (PLAIN, Severity::Medium, &["T1110.001"]),
+            };
+        let roles = inc.principals.items.len() as u64 + inc.principals.more;
+        let role_text = if roles == 1 {
+            format!("role {top:?}")
+        } else {
+            format!("{roles} roles (most often {top:?})")
+        };
+        let mut description = format!(
+            "{} failed logins from {src} between {} and {}, against {role_text}.",
+            inc.failures,
+            format_time(inc.start),
+            format_time(inc.last)
+        );
+        if !inc.valid_principals.is_empty() {
+            description.push_str(&format!(
+                " The role{} {} exist{} on this server, so only the password stood between the attacker and a login.",
+                if inc.valid_principals.len() > 1 { "s" } else { "" },
+                inc.valid_principals.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", "),
+                if inc.valid_principals.len() > 1 { "" } else { "s" },
+            ));
+        }
+        let mut remediation = Vec::new();
+        let principal = match &inc.success {
+            Some(s) => {
+                description.push_str(&format!(
+                    " Then {src} logged in successfully as {:?} at {}: the password was guessed.",
+                    s.principal,
+                    format_time(s.time)
+                ));
+                remediation.push(format!(
+                    "Treat role {:?} as compromised: change its password now (ALTER ROLE {} PASSWORD '…') and rotate it everywhere it is used.",
+                    s.principal,
+                    quote_ident(&s.principal)
+                ));
+                remediation.push(format!(
+                    "Terminate its sessions from {src}: SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE client_addr = '{src}';"
+                ));
+                remediation.push(format!(
+                    "Review what {:?} did after {} (statement logs, pg_stat_statements, audit logs) and what it can reach (its grants and memberships).",
+                    s.principal,
+                    format_time(s.time)
+                ));
+                s.principal.clone()
+            }
+            None => top.clone(),
+        };
+        remediation.push(format!(
+            "If {src} is not a known client, block it at the firewall or with a pg_hba.conf line before the others: host all all {src}/32 reject"
+        ));
+        remediation.push(
+            "Allow logins only from the networks that need them in pg_hba.conf, and do not expose PostgreSQL's port to the internet.".into(),
+        );
+        remediation.push(
+            "Use long, unique passwords stored as scram-sha-256 (password_encryption = scram-sha-256); consider certificate authentication for service roles.".into(),
+        );
+        let anomaly_context = format!(
+            "{src} failed to log in {} times{}; someone mistyping a password fails a few times, not {} times within {window}.",
+            inc.failures,
+            if inc.success.is_some() { " and then succeeded" } else { "" },
+            self.cfg.failures
+        );
+        let success = inc.success.as_ref();
+        Finding {
+            alert_type: AlertType::BruteForce,
+            display_name: name,
+            severity,
+            techniques,
+            entity: src.to_string(),
+            start: inc.start,
+            end: success.map_or(inc.last, |s| s.time.max(inc.last)),
+            entities: Entities {
+                source_ip: Some(src.to_string()),
+                principal: Some(principal).filter(|p| !p.is_empty()),
+                database: success
+                    .and_then(|s| s.database.clone())
+                    .or_else(|| inc.databases.top().map(str::to_string)),
+                application: success.and_then(|s| s.application.clone()),
+                location: None,
+                cloud: None,
+            },
+            evidence: serde_json::json!({
+                "failedLogins": inc.failures,
+                "distinctPrincipals": roles,
+                "principals": inc.principals.json(),
+                "existingPrincipals": inc.valid_principals,
+                "nonExistentRoleFailures": inc.no_such_role,
+                "databases": inc.databases.json(),
+                "firstSuccessAfterFailures": success.map(|s| format_time(s.time)),
+                "successfulPrincipal": success.map(|s| s.principal.clone()),
+                "threshold": {"failures": self.cfg.failures, "window": window.to_string()},
+                "sampleEvents": inc.samples,
+            }),
+            description,
+            anomaly_context,
+            remediation,
+        }
+    }
+
+    fn report(&self, src: &CompactString, out: &mut Vec<Finding>) {
+        if let Some(inc) = self.st.incidents.get(src) {
+            out.push(self.finding(src, inc));
+        }
+    }
+
+    fn on_failure(&mut self, ev: &Event, reason: LoginFailure, out: &mut Vec<Finding>) {
+        let src = ev.source_key();
+        let principal = ev.principal.clone().unwrap_or_default();
+        let window = self.cfg.window.ms();
+        let n = self.cfg.failures.max(1) as usize;
+        let exists = reason == LoginFailure::BadPassword || self.st.known_roles.contains(&principal);
+        let pair = self
+            .st
+            .pairs
+            .entry((src.clone(), principal.clone()))
+            .or_default();
+        pair.fails.push(ev.time, n);
+        let reached = pair.fails.reached(n, window);
+        let first = pair.fails.first().unwrap_or(ev.time);
+
+        let active = self
+            .st
+            .incidents
+            .get(&src)
+            .is_some_and(|i| ev.time - i.last <= window);
+        if active {
+            if let Some(inc) = self.st.incidents.get_mut(&src) {
+                inc.failures += 1;
+                inc.principals.add(&principal, 50);
+            }
+        } else {
+            if !reached {
+                return;
+            }
+            // An earlier incident from this source that went quiet: report its final state.
+            if let Some(old) = self.st.incidents.remove(&src) {
+                if old.failures != old.reported {
+                    out.push(self.finding(&src, &old));
+                }
+            }
+            let mut inc = Incident {
+                start: first,
+                failures: n as u64,
+                ..Incident::default()
+            };
+            for _ in 0..n {
+                inc.principals.add(&principal, 50);
+            }
+            self.st.incidents.insert(src.clone(), inc);
+        }
+        let Some(inc) = self.st.incidents.get_mut(&src) else {
+            return;
+        };
+        inc.last = ev.time;
+        if let Some(db) = &ev.database {
+            inc.databases.add(db, 10);
+        }
+        if reason == LoginFailure::NoSuchRole {
+            inc.no_such_role += 1;
+        }
+        if exists && !principal.is_empty() && !inc.valid_principals.iter().any(|p| *p == principal) && inc.valid_principals.len() < 20 {
+            inc.valid_principals.push(principal.to_string());
+        }
+        keep_sample(&mut inc.samples, ev, 5);
+        let variant = Self::variant(inc);
+        let escalated = variant > inc.variant || inc.reported == 0;
+        inc.variant = variant;
+        if escalated || grown(inc.failures, inc.reported) {
+            inc.reported = inc.failures;
+            self.report(&src, out);
+        }
+    }
+
+    fn on_success(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        let Some(principal) = ev.principal.clone() else {
+            return;
+        };
+        if self.st.known_roles.len() < MAX_KNOWN_ROLES {
+            self.st.known_roles.insert(principal.clone());
+        }
+        let src = ev.source_key();
+        let window = self.cfg.window.ms();
+        let Some(inc) = self.st.incidents.get_mut(&src) else {
+            return;
+        };
+        let attacked = inc.principals.items.iter().any(|(p, _)| p.as_str() == principal);
+        if inc.success.is_some() || !attacked || ev.time - inc.last > window {
+            return;
+        }
+        inc.success = Some(Success {
+            time: ev.time,
+            principal: principal.to_string(),
+            database: ev.database.as_ref().map(|d| d.to_string()),
+            application: ev.application.as_ref().map(|d| d.to_string()),
+            port: ev.client_port,
+        });
+        if !inc.valid_principals.iter().any(|p| *p == principal) {
+            inc.valid_principals.push(principal.to_string());
+        }
+        keep_sample(&mut inc.samples, ev, 6);
+        inc.variant = Self::variant(inc);
+        inc.reported = inc.failures;
+        self.report(&src, out);
+    }
+}
+
+/// Quotes a role name for the SQL in remediation steps.
+pub(crate) fn quote_ident(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+    {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
+}
+
+impl Detector for BruteForce {
+    fn id(&self) -> &'static str {
+        "brute_force"
+    }
+
+    fn observe(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        match ev.kind {
+            EventKind::LoginFailed { reason } => self.on_failure(ev, reason, out),
+            EventKind::LoginSucceeded => self.on_success(ev, out),
+            _ => {}
+        }
+    }
+
+    fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
+        let window = self.cfg.window.ms();
+        if now - self.st.last_sweep < 30_000 {
+            return;
+        }
+        self.st.last_sweep = now;
+        self.st
+            .pairs
+            .retain(|_, p| p.fails.last().is_some_and(|l| now - l <= window));
+        let ended: Vec<CompactString> = self
+            .st
+            .incidents
+            .iter()
+            .filter(|(_, i)| now - i.last > window)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for src in ended {
+            if let Some(inc) = self.st.incidents.remove(&src) {
+                if inc.failures != inc.reported {
+                    out.push(self.finding(&src, &inc));
+                }
+            }
+        }
+    }
+
+    fn save(&self) -> Vec<u8> {
+        save_state(&self.st)
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), DetectError> {
+        self.st = load_state(self.id(), bytes)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::testing::*;
+
+    fn det() -> BruteForce {
+        BruteForce::new(BruteForceConfig::default())
+    }
+
+    #[test]
+    fn nine_failures_are_not_an_attack() {
+        let mut d = det();
+        let f = run(&mut d, (0..9).map(|i| failed(i * 1000, "203.0.113.7", "app", LoginFailure::BadPassword)));
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn ten_failures_on_a_valid_user() {
+        let mut d = det();
+        let f = run(&mut d, (0..10).map(|i| failed(i * 1000, "203.0.113.7", "app", LoginFailure::BadPassword)));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].display_name, VALID_USER);
+        assert_eq!(f[0].entities.source_ip.as_deref(), Some("203.0.113.7"));
+        assert_eq!(f[0].evidence["failedLogins"], 10);
+    }
+
+    #[test]
+    fn unknown_role_is_the_plain_variant() {
+        let mut d = det();
+        let f = run(&mut d, (0..10).map(|i| failed(i * 1000, "203.0.113.7", "nosuch", LoginFailure::NoSuchRole)));
+        assert_eq!(f[0].display_name, PLAIN);
+        assert_eq!(f[0].severity, Severity::Medium);
+    }
+
+    #[test]
+    fn failures_spread_wider_than_the_window_are_not_an_attack() {
+        let mut d = det();
+        let f = run(&mut d, (0..30).map(|i| failed(i * 120_000, "203.0.113.7", "app", LoginFailure::BadPassword)));
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn success_after_failures_is_high() {
+        let mut d = det();
+        let mut evs: Vec<Event> = (0..12).map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)).collect();
+        evs.push(succeeded(1300, "203.0.113.7", "app"));
+        let f = run(&mut d, evs);
+        let last = f.last().unwrap();
+        assert_eq!(last.display_name, SUCCESS);
+        assert_eq!(last.severity, Severity::High);
+        assert!(last.techniques.contains(&"T1078"));
+        assert_eq!(last.evidence["firstSuccessAfterFailures"], "1970-01-01T00:00:01.300Z");
+    }
+
+    #[test]
+    fn success_from_another_source_is_not_the_attack_succeeding() {
+        let mut d = det();
+        let mut evs: Vec<Event> = (0..12).map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)).collect();
+        evs.push(succeeded(1300, "198.51.100.1", "app"));
+        let f = run(&mut d, evs);
+        assert!(f.iter().all(|f| f.display_name != SUCCESS));
+    }
+
+    #[test]
+    fn a_long_attack_updates_logarithmically_and_reports_its_total_at_the_end() {
+        let mut d = det();
+        let mut f = run(&mut d, (0..1000).map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)));
+        assert!(f.len() < 10, "{} updates", f.len());
+        d.advance(100_000 + 3_600_000, &mut f);
+        assert_eq!(f.last().unwrap().evidence["failedLogins"], 1000);
+    }
+
+    #[test]
+    fn state_survives_save_and_restore() {
+        let mut d = det();
+        run(&mut d, (0..9).map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)));
+        let mut e = det();
+        e.restore(&d.save()).unwrap();
+        let f = run(&mut e, [failed(1000, "203.0.113.7", "app", LoginFailure::BadPassword)]);
+        assert_eq!(f.len(), 1);
+    }
+}

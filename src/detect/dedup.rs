@@ -1,0 +1,177 @@
+//! Findings → alerts. One open alert per type + server + entity: an ongoing attack updates its
+//! alert (counts, end time, escalated severity) instead of raising a new one. An alert stays
+//! open while findings for it keep coming within the quiet period; after that a new finding
+//! starts a new alert.
+
+use crate::alert::{Alert, AlertType, Finding};
+use crate::duration::Span;
+use crate::event::{format_time, EventTime};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Open {
+    /// The alert as last emitted, JSON-encoded (keeps the saved state independent of the
+    /// record's Rust layout).
+    alert: String,
+    start: EventTime,
+    end: EventTime,
+}
+
+/// Saved state of the book.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BookState {
+    open: Vec<((AlertType, String), Open)>,
+}
+
+pub struct AlertBook {
+    server: String,
+    quiet: Span,
+    open: FxHashMap<(AlertType, String), Open>,
+}
+
+/// Alert ids are derived from what the alert is about and when it started, so `analyze` and
+/// `run` over the same log give the same ids.
+const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5c1e_6e2a_8f0b_4c4e_9d57_2f0a_77c1_9e01);
+
+impl AlertBook {
+    pub fn new(server: &str, quiet: Span) -> Self {
+        AlertBook {
+            server: server.to_string(),
+            quiet,
+            open: FxHashMap::default(),
+        }
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Folds a finding into its alert and returns the alert as it now stands.
+    pub fn fold(&mut self, f: Finding) -> Alert {
+        let key = (f.alert_type, f.entity.clone());
+        let quiet = self.quiet.ms();
+        let prev = self
+            .open
+            .get(&key)
+            .filter(|o| f.start <= o.end + quiet && f.end >= o.start - quiet)
+            .and_then(|o| serde_json::from_str::<Alert>(&o.alert).ok().map(|a| (a, o.start, o.end)));
+        let (start, end) = match &prev {
+            Some((_, s, e)) => ((*s).min(f.start), (*e).max(f.end)),
+            None => (f.start, f.end),
+        };
+        let id = match &prev {
+            Some((a, _, _)) => a.id.clone(),
+            None => uuid::Uuid::new_v5(
+                &NAMESPACE,
+                format!("{}|{}|{}|{}", self.server, f.alert_type.as_str(), f.entity, f.start).as_bytes(),
+            )
+            .to_string(),
+        };
+        // Severity and variant only ever escalate within one alert.
+        let (display_name, severity) = match &prev {
+            Some((a, _, _)) if a.severity > f.severity => (a.display_name.clone(), a.severity),
+            _ => (f.display_name.to_string(), f.severity),
+        };
+        let mut techniques: Vec<String> = f.techniques.iter().map(|t| t.to_string()).collect();
+        if let Some((a, _, _)) = &prev {
+            for t in &a.techniques {
+                if !techniques.contains(t) {
+                    techniques.push(t.clone());
+                }
+            }
+        }
+        let alert = Alert {
+            id,
+            alert_type: f.alert_type,
+            display_name,
+            severity,
+            status: "Active".into(),
+            intent: f.alert_type.intent().into(),
+            techniques,
+            server: self.server.clone(),
+            start_time_utc: format_time(start),
+            end_time_utc: format_time(end),
+            entities: f.entities,
+            evidence: f.evidence,
+            description: f.description,
+            anomaly_context: f.anomaly_context,
+            remediation_steps: f.remediation,
+        };
+        self.open.insert(
+            key,
+            Open {
+                alert: serde_json::to_string(&alert).unwrap_or_default(),
+                start,
+                end,
+            },
+        );
+        alert
+    }
+
+    /// Forgets alerts that have been quiet longer than the quiet period.
+    pub fn expire(&mut self, now: EventTime) {
+        let quiet = self.quiet.ms();
+        self.open.retain(|_, o| now - o.end <= quiet);
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn state(&self) -> BookState {
+        let mut open: Vec<_> = self.open.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        open.sort_by(|a, b| a.0.cmp(&b.0));
+        BookState { open }
+    }
+
+    pub fn restore(&mut self, s: BookState) {
+        self.open = s.open.into_iter().collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{Entities, Severity};
+
+    fn finding(start: EventTime, end: EventTime, sev: Severity, name: &'static str) -> Finding {
+        Finding {
+            alert_type: AlertType::BruteForce,
+            display_name: name,
+            severity: sev,
+            techniques: &["T1110.001"],
+            entity: "203.0.113.7".into(),
+            start,
+            end,
+            entities: Entities::default(),
+            evidence: serde_json::json!({}),
+            description: String::new(),
+            anomaly_context: String::new(),
+            remediation: vec![],
+        }
+    }
+
+    #[test]
+    fn updates_fold_into_one_alert_and_escalate() {
+        let mut b = AlertBook::new("db1", Span::mins(60));
+        let a = b.fold(finding(0, 1000, Severity::Medium, "Suspected brute force attack"));
+        let c = b.fold(finding(0, 5000, Severity::High, "Suspected successful brute force attack"));
+        assert_eq!(a.id, c.id);
+        assert_eq!(c.severity, Severity::High);
+        assert_eq!(c.end_time_utc, "1970-01-01T00:00:05.000Z");
+        // A late, lower finding does not downgrade it.
+        let d = b.fold(finding(0, 6000, Severity::Medium, "Suspected brute force attack"));
+        assert_eq!((d.id, d.severity), (a.id.clone(), Severity::High));
+    }
+
+    #[test]
+    fn after_the_quiet_period_a_new_alert_starts() {
+        let mut b = AlertBook::new("db1", Span::mins(60));
+        let a = b.fold(finding(0, 1000, Severity::Medium, "x"));
+        let later = 2 * 3_600_000;
+        b.expire(later);
+        let c = b.fold(finding(later, later + 10, Severity::Medium, "x"));
+        assert_ne!(a.id, c.id);
+    }
+}

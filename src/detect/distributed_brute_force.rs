@@ -1,0 +1,297 @@
+//! `PostgreSQL_DistributedBruteForce`: many sources fail logins on one role, each below the
+//! single-source threshold. Sources that have logged in as that role before do not count:
+//! a fleet of application servers failing after a password rotation is an outage, not an
+//! attack.
+
+use super::window::{grown, keep_sample, NameCounts, Tally};
+use super::{load_state, save_state, DetectError, Detector};
+use crate::alert::{AlertType, Entities, Finding, Severity};
+use crate::duration::Span;
+use crate::event::{format_time, Event, EventKind, EventTime};
+use compact_str::CompactString;
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::{Deserialize, Serialize};
+
+/// `[detect.distributed_brute_force]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistributedBruteForceConfig {
+    /// Distinct unfamiliar sources failing on one role within `window`.
+    pub sources: u32,
+    /// Failed logins on the role within `window`, all sources together.
+    pub failures: u32,
+    /// No single source may account for more than this share of the failures (else it is a
+    /// plain brute force, reported as such).
+    pub max_share: f64,
+    /// The window.
+    pub window: Span,
+}
+
+impl Default for DistributedBruteForceConfig {
+    fn default() -> Self {
+        DistributedBruteForceConfig {
+            sources: 5,
+            failures: 20,
+            max_share: 0.5,
+            window: Span::mins(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Incident {
+    start: EventTime,
+    last: EventTime,
+    failures: u64,
+    reported: u64,
+    sources: NameCounts,
+    success: Option<(EventTime, String)>,
+    samples: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    recent: FxHashMap<CompactString, Tally<CompactString>>,
+    incidents: FxHashMap<CompactString, Incident>,
+    /// (role, source) pairs seen logging in.
+    familiar: FxHashSet<(CompactString, CompactString)>,
+    last_sweep: EventTime,
+}
+
+pub struct DistributedBruteForce {
+    cfg: DistributedBruteForceConfig,
+    st: State,
+}
+
+const MAX_FAMILIAR: usize = 200_000;
+
+impl DistributedBruteForce {
+    pub fn new(cfg: DistributedBruteForceConfig) -> Self {
+        DistributedBruteForce {
+            cfg,
+            st: State::default(),
+        }
+    }
+
+    fn finding(&self, role: &str, inc: &Incident) -> Finding {
+        let n_sources = inc.sources.items.len() as u64 + inc.sources.more;
+        let mut description = format!(
+            "{} failed logins as {role:?} from {n_sources} different sources between {} and {}, none of which had logged in as {role:?} before.",
+            inc.failures,
+            format_time(inc.start),
+            format_time(inc.last)
+        );
+        let mut severity = Severity::Medium;
+        let mut remediation = Vec::new();
+        if let Some((t, src)) = &inc.success {
+            severity = Severity::High;
+            description.push_str(&format!(
+                " Then {src} logged in as {role:?} at {}.",
+                format_time(*t)
+            ));
+            remediation.push(format!(
+                "Treat role {role:?} as compromised: change its password now and terminate its sessions from {src}."
+            ));
+        }
+        remediation.push(format!(
+            "Restrict where {role:?} may log in from in pg_hba.conf to the networks of its legitimate clients."
+        ));
+        remediation.push(format!(
+            "Give {role:?} a long, unique password (scram-sha-256), or certificate authentication; rename or disable it if it is a well-known default role exposed to the network."
+        ));
+        remediation.push(
+            "Block the listed sources at the firewall; an attack spread over many addresses often comes from a botnet or a rented cloud range.".into(),
+        );
+        Finding {
+            alert_type: AlertType::DistributedBruteForce,
+            display_name: "Many sources against one role",
+            severity,
+            techniques: &["T1110"],
+            entity: role.to_string(),
+            start: inc.start,
+            end: inc.success.as_ref().map_or(inc.last, |(t, _)| (*t).max(inc.last)),
+            entities: Entities {
+                source_ip: inc.success.as_ref().map(|(_, s)| s.clone()),
+                principal: Some(role.to_string()),
+                ..Entities::default()
+            },
+            evidence: serde_json::json!({
+                "failedLogins": inc.failures,
+                "distinctSources": n_sources,
+                "sources": inc.sources.json(),
+                "successfulSource": inc.success.as_ref().map(|(_, s)| s.clone()),
+                "firstSuccessAfterFailures": inc.success.as_ref().map(|(t, _)| format_time(*t)),
+                "threshold": {
+                    "sources": self.cfg.sources,
+                    "failures": self.cfg.failures,
+                    "maxShare": self.cfg.max_share,
+                    "window": self.cfg.window.to_string(),
+                },
+                "sampleEvents": inc.samples,
+            }),
+            description,
+            anomaly_context: format!(
+                "{n_sources} unfamiliar addresses failed on the same role within {}; legitimate clients of a role come from a few known addresses.",
+                self.cfg.window
+            ),
+            remediation,
+        }
+    }
+}
+
+impl Detector for DistributedBruteForce {
+    fn id(&self) -> &'static str {
+        "distributed_brute_force"
+    }
+
+    fn observe(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        let window = self.cfg.window.ms();
+        let Some(role) = ev.principal.clone() else {
+            return;
+        };
+        match ev.kind {
+            EventKind::LoginFailed { .. } => {
+                let src = ev.source_key();
+                if self.st.familiar.contains(&(role.clone(), src.clone())) {
+                    return;
+                }
+                let tally = self.st.recent.entry(role.clone()).or_default();
+                tally.push(ev.time, src.clone(), window, 50_000);
+                let total = tally.total();
+                let hit = tally.distinct() >= self.cfg.sources as usize
+                    && total >= self.cfg.failures as usize
+                    && tally.top().is_some_and(|(_, c)| c as f64 <= total as f64 * self.cfg.max_share);
+                let active = self
+                    .st
+                    .incidents
+                    .get(&role)
+                    .is_some_and(|i| ev.time - i.last <= window);
+                if !active {
+                    if !hit {
+                        return;
+                    }
+                    let mut inc = Incident {
+                        start: tally.first().unwrap_or(ev.time),
+                        failures: total as u64 - 1,
+                        ..Incident::default()
+                    };
+                    for (k, c) in tally.keys() {
+                        for _ in 0..c.saturating_sub(u32::from(*k == src)) {
+                            inc.sources.add(k, 500);
+                        }
+                    }
+                    self.st.incidents.insert(role.clone(), inc);
+                }
+                let Some(inc) = self.st.incidents.get_mut(&role) else {
+                    return;
+                };
+                inc.failures += 1;
+                inc.last = ev.time;
+                inc.sources.add(&src, 500);
+                keep_sample(&mut inc.samples, ev, 5);
+                if grown(inc.failures, inc.reported) {
+                    inc.reported = inc.failures;
+                    let inc = inc.clone();
+                    out.push(self.finding(&role, &inc));
+                }
+            }
+            EventKind::LoginSucceeded => {
+                let src = ev.source_key();
+                let attacked = self.st.incidents.get_mut(&role).filter(|i| {
+                    i.success.is_none()
+                        && ev.time - i.last <= window
+                        && i.sources.items.iter().any(|(s, _)| s.as_str() == src)
+                });
+                if let Some(inc) = attacked {
+                    inc.success = Some((ev.time, src.to_string()));
+                    keep_sample(&mut inc.samples, ev, 6);
+                    let inc = inc.clone();
+                    out.push(self.finding(&role, &inc));
+                } else if self.st.familiar.len() < MAX_FAMILIAR {
+                    self.st.familiar.insert((role, src));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
+        if now - self.st.last_sweep < 30_000 {
+            return;
+        }
+        self.st.last_sweep = now;
+        let window = self.cfg.window.ms();
+        self.st.recent.retain(|_, t| {
+            t.expire(now - window);
+            !t.is_empty()
+        });
+        let ended: Vec<CompactString> = self
+            .st
+            .incidents
+            .iter()
+            .filter(|(_, i)| now - i.last > window)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for role in ended {
+            if let Some(inc) = self.st.incidents.remove(&role) {
+                if inc.failures != inc.reported {
+                    out.push(self.finding(&role, &inc));
+                }
+            }
+        }
+    }
+
+    fn save(&self) -> Vec<u8> {
+        save_state(&self.st)
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), DetectError> {
+        self.st = load_state(self.id(), bytes)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::testing::*;
+    use crate::event::LoginFailure;
+
+    fn attack(sources: usize, per_source: usize) -> Vec<Event> {
+        let mut v = Vec::new();
+        let mut t = 0;
+        for k in 0..per_source {
+            for s in 0..sources {
+                t += 1000 + k as i64;
+                v.push(failed(t, &format!("203.0.113.{}", s + 1), "postgres", LoginFailure::BadPassword));
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn eight_sources_three_tries_each() {
+        let mut d = DistributedBruteForce::new(DistributedBruteForceConfig::default());
+        let f = run(&mut d, attack(8, 3));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].entities.principal.as_deref(), Some("postgres"));
+        assert_eq!(f[0].evidence["distinctSources"], 8);
+        assert_eq!(f[0].evidence["failedLogins"], 20);
+    }
+
+    #[test]
+    fn one_loud_source_is_not_distributed() {
+        let mut d = DistributedBruteForce::new(DistributedBruteForceConfig::default());
+        let mut evs: Vec<Event> = (0..30).map(|i| failed(i * 100, "203.0.113.99", "postgres", LoginFailure::BadPassword)).collect();
+        evs.extend(attack(4, 1));
+        assert!(run(&mut d, evs).is_empty());
+    }
+
+    #[test]
+    fn familiar_sources_failing_after_a_password_change_are_not_an_attack() {
+        let mut d = DistributedBruteForce::new(DistributedBruteForceConfig::default());
+        let mut evs: Vec<Event> = (0..8).map(|s| succeeded(s, &format!("203.0.113.{}", s + 1), "postgres")).collect();
+        evs.extend(attack(8, 5));
+        assert!(run(&mut d, evs).is_empty());
+    }
+}

@@ -1,0 +1,327 @@
+//! `PostgreSQL_HarmfulApplication`: attack tools recognised by what they leave in the log.
+//!
+//! What the log shows (PostgreSQL 15, verified with each tool):
+//! - hydra and medusa connect to database `template1` and send no application_name;
+//! - nmap's pgsql scripts use role or database `versionprobe`, and pgsql-brute names the
+//!   database after the role;
+//! - tools that do send an application_name (sqlmap, Metasploit, …) say so in
+//!   `connection authorized`.
+//! A failed login never carries application_name, so the first two are read from failure
+//! bursts, the last from successful logins and disconnections.
+
+use super::window::{keep_sample, Recent};
+use super::{load_state, save_state, DetectError, Detector};
+use crate::alert::{AlertType, Entities, Finding, Severity};
+use crate::duration::Span;
+use crate::event::{format_time, Event, EventKind, EventTime};
+use compact_str::CompactString;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+/// `[detect.harmful_application]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HarmfulApplicationConfig {
+    /// application_name values of attack tools (case-insensitive; a name matches when it is
+    /// the tool's name or starts with it followed by a non-letter, e.g. `sqlmap/1.8`).
+    pub tools: Vec<String>,
+    /// Failed logins to `template1` without an application_name, within `window`, that mark
+    /// hydra or medusa.
+    pub template1_failures: u32,
+    /// Failed logins whose database is named after the role (not `postgres`), within
+    /// `window`, that mark nmap's pgsql-brute.
+    pub database_named_after_role_failures: u32,
+    /// The window.
+    pub window: Span,
+}
+
+impl Default for HarmfulApplicationConfig {
+    fn default() -> Self {
+        HarmfulApplicationConfig {
+            tools: [
+                "sqlmap", "hydra", "medusa", "ncrack", "nmap", "metasploit", "msfconsole",
+                "msf", "patator", "pgsql-brute", "zgrab", "masscan", "nuclei", "havij",
+                "crackmapexec", "netexec", "legba", "brutespray", "pgbrute",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            template1_failures: 3,
+            database_named_after_role_failures: 5,
+            window: Span::mins(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Incident {
+    start: EventTime,
+    last: EventTime,
+    tools: Vec<String>,
+    signals: Vec<String>,
+    events: u64,
+    reported_events: u64,
+    principal: Option<String>,
+    database: Option<String>,
+    application: Option<String>,
+    samples: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Source {
+    template1: Recent,
+    db_is_role: Recent,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    sources: FxHashMap<CompactString, Source>,
+    incidents: FxHashMap<CompactString, Incident>,
+    last_sweep: EventTime,
+}
+
+pub struct HarmfulApplication {
+    cfg: HarmfulApplicationConfig,
+    tools_lower: Vec<String>,
+    st: State,
+}
+
+impl HarmfulApplication {
+    pub fn new(cfg: HarmfulApplicationConfig) -> Self {
+        let tools_lower = cfg.tools.iter().map(|t| t.to_lowercase()).collect();
+        HarmfulApplication {
+            cfg,
+            tools_lower,
+            st: State::default(),
+        }
+    }
+
+    fn tool_in_app_name(&self, app: &str) -> Option<&str> {
+        let a = app.to_lowercase();
+        self.tools_lower.iter().find_map(|t| {
+            let rest = a.strip_prefix(t.as_str())?;
+            let boundary = rest.chars().next().is_none_or(|c| !c.is_alphabetic());
+            boundary.then_some(t.as_str())
+        })
+    }
+
+    fn finding(&self, src: &str, inc: &Incident) -> Finding {
+        let tools = inc.tools.join(", ");
+        Finding {
+            alert_type: AlertType::HarmfulApplication,
+            display_name: "Attempted logon by a potentially harmful application",
+            severity: Severity::High,
+            techniques: &["T1595", "T1110"],
+            entity: src.to_string(),
+            start: inc.start,
+            end: inc.last,
+            entities: Entities {
+                source_ip: Some(src.to_string()),
+                principal: inc.principal.clone(),
+                database: inc.database.clone(),
+                application: inc.application.clone(),
+                ..Entities::default()
+            },
+            evidence: serde_json::json!({
+                "tools": inc.tools,
+                "signals": inc.signals,
+                "events": inc.events,
+                "sampleEvents": inc.samples,
+            }),
+            description: format!(
+                "{src} connected with a tool used for attacks ({tools}) between {} and {}.",
+                format_time(inc.start),
+                format_time(inc.last)
+            ),
+            anomaly_context: format!(
+                "{}; legitimate clients (drivers, psql, admin tools) do not leave this trace.",
+                inc.signals.join("; ")
+            ),
+            remediation: vec![
+                format!("Find out who runs {tools} from {src}: an authorised penetration test, or an attacker."),
+                format!("If it is not authorised, block {src} at the firewall or in pg_hba.conf (host all all {src}/32 reject)."),
+                "Check the other alerts for this source: attack tools usually come with brute force or scanning.".into(),
+                "Keep PostgreSQL's port reachable only from the networks that need it.".into(),
+            ],
+        }
+    }
+
+    fn signal(&mut self, ev: &Event, src: &CompactString, tool: &str, signal: String, out: &mut Vec<Finding>) {
+        let inc = self.st.incidents.entry(src.clone()).or_insert_with(|| Incident {
+            start: ev.time,
+            ..Incident::default()
+        });
+        inc.last = ev.time;
+        inc.events += 1;
+        if inc.principal.is_none() {
+            inc.principal = ev.principal.as_ref().map(|p| p.to_string());
+        }
+        if inc.database.is_none() {
+            inc.database = ev.database.as_ref().map(|p| p.to_string());
+        }
+        if inc.application.is_none() {
+            inc.application = ev.application.as_ref().map(|p| p.to_string());
+        }
+        keep_sample(&mut inc.samples, ev, 5);
+        let new_tool = !inc.tools.iter().any(|t| t == tool);
+        if new_tool {
+            inc.tools.push(tool.to_string());
+        }
+        if !inc.signals.contains(&signal) && inc.signals.len() < 10 {
+            inc.signals.push(signal);
+        }
+        if new_tool {
+            inc.reported_events = inc.events;
+            let inc = inc.clone();
+            out.push(self.finding(src, &inc));
+        }
+    }
+}
+
+impl Detector for HarmfulApplication {
+    fn id(&self) -> &'static str {
+        "harmful_application"
+    }
+
+    fn observe(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        let window = self.cfg.window.ms();
+        let src = ev.source_key();
+        if let Some(app) = &ev.application {
+            if let Some(tool) = self.tool_in_app_name(app).map(str::to_string) {
+                let s = format!("application_name {app:?} is the name of {tool}");
+                self.signal(ev, &src, &tool, s, out);
+                return;
+            }
+        }
+        if ev.principal.as_deref() == Some("versionprobe") || ev.database.as_deref() == Some("versionprobe") {
+            self.signal(ev, &src, "nmap", "role or database \"versionprobe\" is nmap's version probe".into(), out);
+            return;
+        }
+        let EventKind::LoginFailed { .. } = ev.kind else {
+            if let Some(inc) = self.st.incidents.get_mut(&src) {
+                if ev.time - inc.last <= window && ev.kind != EventKind::ConnectionReceived {
+                    inc.last = ev.time;
+                    inc.events += 1;
+                }
+            }
+            return;
+        };
+        let n1 = self.cfg.template1_failures as usize;
+        let n2 = self.cfg.database_named_after_role_failures as usize;
+        let s = self.st.sources.entry(src.clone()).or_default();
+        let mut hit: Option<(&str, String)> = None;
+        if ev.database.as_deref() == Some("template1") && ev.application.is_none() {
+            s.template1.push(ev.time, n1);
+            if s.template1.reached(n1, window) {
+                hit = Some(("hydra/medusa", format!(
+                    "{n1}+ failed logins to database template1 with no application_name (hydra's and medusa's postgres modules)"
+                )));
+            }
+        }
+        if ev.database.is_some() && ev.database == ev.principal && ev.database.as_deref() != Some("postgres") {
+            s.db_is_role.push(ev.time, n2);
+            if s.db_is_role.reached(n2, window) {
+                hit = Some(("nmap pgsql-brute", format!(
+                    "{n2}+ failed logins whose database is named after the role (nmap's pgsql-brute)"
+                )));
+            }
+        }
+        match hit {
+            Some((tool, signal)) => self.signal(ev, &src, tool, signal, out),
+            None => {
+                if let Some(inc) = self.st.incidents.get_mut(&src) {
+                    if ev.time - inc.last <= window {
+                        inc.last = ev.time;
+                        inc.events += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
+        if now - self.st.last_sweep < 30_000 {
+            return;
+        }
+        self.st.last_sweep = now;
+        let window = self.cfg.window.ms();
+        self.st.sources.retain(|_, s| {
+            let last = s.template1.last().into_iter().chain(s.db_is_role.last()).max();
+            last.is_some_and(|l| now - l <= window)
+        });
+        let ended: Vec<CompactString> = self
+            .st
+            .incidents
+            .iter()
+            .filter(|(_, i)| now - i.last > window)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for src in ended {
+            if let Some(inc) = self.st.incidents.remove(&src) {
+                if inc.events != inc.reported_events {
+                    out.push(self.finding(&src, &inc));
+                }
+            }
+        }
+    }
+
+    fn save(&self) -> Vec<u8> {
+        save_state(&self.st)
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), DetectError> {
+        self.st = load_state(self.id(), bytes)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::testing::*;
+    use crate::event::LoginFailure;
+
+    fn with_db(mut e: Event, db: &str) -> Event {
+        e.database = Some(db.into());
+        e
+    }
+
+    #[test]
+    fn hydra_template1_burst() {
+        let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
+        let f = run(&mut d, (0..3).map(|i| with_db(failed(i * 10, "203.0.113.7", "app", LoginFailure::BadPassword), "template1")));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].evidence["tools"][0], "hydra/medusa");
+        assert_eq!(f[0].severity, Severity::High);
+    }
+
+    #[test]
+    fn one_failed_template1_login_is_a_human() {
+        let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
+        assert!(run(&mut d, [with_db(failed(0, "203.0.113.7", "app", LoginFailure::BadPassword), "template1")]).is_empty());
+    }
+
+    #[test]
+    fn tool_application_names() {
+        let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
+        let mut e = succeeded(0, "203.0.113.7", "app");
+        e.application = Some("sqlmap/1.8#stable".into());
+        let f = run(&mut d, [e]);
+        assert_eq!(f[0].evidence["tools"][0], "sqlmap");
+        // A word that merely starts like a tool is not one.
+        let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
+        let mut e = succeeded(0, "203.0.113.7", "app");
+        e.application = Some("msformsapp".into());
+        assert!(run(&mut d, [e]).is_empty());
+    }
+
+    #[test]
+    fn versionprobe_and_database_named_after_role() {
+        let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
+        let f = run(&mut d, [failed(0, "203.0.113.7", "versionprobe", LoginFailure::NoSuchRole)]);
+        assert_eq!(f[0].evidence["tools"][0], "nmap");
+        let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
+        let f = run(&mut d, (0..5).map(|i| with_db(failed(i, "203.0.113.8", "md5user", LoginFailure::BadPassword), "md5user")));
+        assert_eq!(f[0].evidence["tools"][0], "nmap pgsql-brute");
+    }
+}

@@ -1,0 +1,164 @@
+//! Detection: one detector per alert family behind [`Detector`], an explicit [`registry`], and
+//! [`dedup::AlertBook`], the one place where findings become (de-duplicated) alerts.
+//!
+//! Detectors are deterministic and read only event time: `analyze` over old logs and `run`
+//! over the same lines live raise the same alerts.
+
+pub mod brute_force;
+pub mod dedup;
+pub mod distributed_brute_force;
+pub mod harmful_application;
+pub mod password_spray;
+pub mod probe;
+pub mod registry;
+pub mod window;
+
+use crate::alert::{Alert, Finding};
+use crate::event::{Event, EventTime};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// Errors of the detection stage.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("saved state of detector {id} could not be read: {reason}")]
+    State { id: &'static str, reason: String },
+}
+
+/// One alert family.
+pub trait Detector: Send {
+    /// Stable snake_case id; also its config table, e.g. `[detect.brute_force]`.
+    fn id(&self) -> &'static str;
+    /// Every event, in event-time order.
+    fn observe(&mut self, ev: &Event, out: &mut Vec<Finding>);
+    /// Event time moved on to `now`: expire windows, close incidents that went quiet.
+    fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>);
+    /// State for a checkpoint.
+    fn save(&self) -> Vec<u8>;
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), DetectError>;
+}
+
+/// Serialises a detector's state (MessagePack: compact, and maps may have any key).
+pub fn save_state<T: Serialize>(state: &T) -> Vec<u8> {
+    // Serialising plain data structures into a Vec cannot fail.
+    rmp_serde::to_vec(state).unwrap_or_default()
+}
+
+pub fn load_state<T: DeserializeOwned>(id: &'static str, bytes: &[u8]) -> Result<T, DetectError> {
+    rmp_serde::from_slice(bytes).map_err(|e| DetectError::State {
+        id,
+        reason: e.to_string(),
+    })
+}
+
+/// All detectors of one server, and its alert book.
+pub struct Engine {
+    detectors: Vec<Box<dyn Detector>>,
+    pub book: dedup::AlertBook,
+    findings: Vec<Finding>,
+    last_advance: EventTime,
+}
+
+/// How often (event time) detectors are told time moved on.
+const ADVANCE_EVERY_MS: EventTime = 1000;
+
+impl Engine {
+    pub fn new(server: &str, config: &registry::DetectConfig) -> Engine {
+        Engine {
+            detectors: registry::build(config),
+            book: dedup::AlertBook::new(server, config.quiet_period),
+            findings: Vec::new(),
+            last_advance: EventTime::MIN,
+        }
+    }
+
+    /// Feeds one event; alerts created or updated by it go to `out`.
+    pub fn observe(&mut self, ev: &Event, out: &mut Vec<Alert>) {
+        if ev.time.saturating_sub(self.last_advance) >= ADVANCE_EVERY_MS {
+            self.advance(ev.time, out);
+        }
+        for d in &mut self.detectors {
+            d.observe(ev, &mut self.findings);
+        }
+        self.drain(out);
+    }
+
+    pub fn advance(&mut self, now: EventTime, out: &mut Vec<Alert>) {
+        self.last_advance = now;
+        for d in &mut self.detectors {
+            d.advance(now, &mut self.findings);
+        }
+        self.drain(out);
+        self.book.expire(now);
+    }
+
+    /// End of input: close every open incident so its final counts are reported.
+    pub fn finish(&mut self, last: EventTime, out: &mut Vec<Alert>) {
+        self.advance(last.saturating_add(366 * 86_400_000), out);
+    }
+
+    fn drain(&mut self, out: &mut Vec<Alert>) {
+        for f in self.findings.drain(..) {
+            out.push(self.book.fold(f));
+        }
+    }
+
+    pub fn save(&self) -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<(String, Vec<u8>)> = self
+            .detectors
+            .iter()
+            .map(|d| (d.id().to_string(), d.save()))
+            .collect();
+        v.push(("alert_book".into(), save_state(&self.book.state())));
+        v.push(("engine".into(), save_state(&self.last_advance)));
+        v
+    }
+
+    pub fn restore(&mut self, parts: &[(String, Vec<u8>)]) -> Result<(), DetectError> {
+        for (id, bytes) in parts {
+            if id == "alert_book" {
+                self.book.restore(load_state("alert_book", bytes)?);
+            } else if id == "engine" {
+                self.last_advance = load_state("engine", bytes)?;
+            } else if let Some(d) = self.detectors.iter_mut().find(|d| d.id() == id) {
+                d.restore(bytes)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Event builders for detector tests.
+#[cfg(test)]
+pub mod testing {
+    use crate::alert::Finding;
+    use crate::event::{Event, EventKind, EventTime, LoginFailure, ProtocolErrorKind};
+
+    pub fn ev(t: EventTime, kind: EventKind, src: &str, role: Option<&str>) -> Event {
+        let mut e = Event::new(t, kind);
+        e.client_ip = src.parse().ok();
+        e.principal = role.map(Into::into);
+        e
+    }
+
+    pub fn failed(t: EventTime, src: &str, role: &str, reason: LoginFailure) -> Event {
+        ev(t, EventKind::LoginFailed { reason }, src, Some(role))
+    }
+
+    pub fn succeeded(t: EventTime, src: &str, role: &str) -> Event {
+        ev(t, EventKind::LoginSucceeded, src, Some(role))
+    }
+
+    pub fn protocol(t: EventTime, src: &str, what: ProtocolErrorKind) -> Event {
+        ev(t, EventKind::ProtocolError { what }, src, None)
+    }
+
+    /// Feeds events in order (with time advancing as the engine would) and returns findings.
+    pub fn run(d: &mut dyn super::Detector, events: impl IntoIterator<Item = Event>) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for e in events {
+            d.advance(e.time, &mut out);
+            d.observe(&e, &mut out);
+        }
+        out
+    }
+}

@@ -1,0 +1,311 @@
+//! `PostgreSQL_PasswordSpray`: one source tries many roles, a few passwords each — including
+//! the enumeration of roles that do not exist. Below the brute-force threshold per role, so
+//! only the breadth gives it away.
+
+use super::window::{grown, keep_sample, NameCounts, Tally};
+use super::{load_state, save_state, DetectError, Detector};
+use crate::alert::{AlertType, Entities, Finding, Severity};
+use crate::duration::Span;
+use crate::event::{format_time, Event, EventKind, EventTime, LoginFailure};
+use compact_str::CompactString;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+/// `[detect.password_spray]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordSprayConfig {
+    /// Distinct roles one source must fail on within `window`.
+    pub principals: u32,
+    /// At most this many failures per role on average: more is a brute force, not a spray.
+    pub max_attempts_per_principal: u32,
+    /// The window.
+    pub window: Span,
+}
+
+impl Default for PasswordSprayConfig {
+    fn default() -> Self {
+        PasswordSprayConfig {
+            principals: 5,
+            max_attempts_per_principal: 3,
+            window: Span::mins(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Incident {
+    start: EventTime,
+    last: EventTime,
+    failures: u64,
+    reported: u64,
+    principals: NameCounts,
+    no_such_role: u64,
+    success: Option<(EventTime, String)>,
+    samples: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    /// Per source: (role, role does not exist) of recent failures.
+    recent: FxHashMap<CompactString, Tally<(CompactString, bool)>>,
+    incidents: FxHashMap<CompactString, Incident>,
+    last_sweep: EventTime,
+}
+
+pub struct PasswordSpray {
+    cfg: PasswordSprayConfig,
+    st: State,
+}
+
+impl PasswordSpray {
+    pub fn new(cfg: PasswordSprayConfig) -> Self {
+        PasswordSpray {
+            cfg,
+            st: State::default(),
+        }
+    }
+
+    fn finding(&self, src: &str, inc: &Incident) -> Finding {
+        let roles = inc.principals.items.len() as u64 + inc.principals.more;
+        let mut description = format!(
+            "{src} failed {} logins against {roles} different roles between {} and {}",
+            inc.failures,
+            format_time(inc.start),
+            format_time(inc.last)
+        );
+        if inc.no_such_role > 0 {
+            description.push_str(&format!(
+                "; {} of the attempts named roles that do not exist (role enumeration)",
+                inc.no_such_role
+            ));
+        }
+        description.push('.');
+        let mut severity = Severity::Medium;
+        let mut principal = None;
+        let mut remediation = Vec::new();
+        if let Some((t, p)) = &inc.success {
+            severity = Severity::High;
+            principal = Some(p.clone());
+            description.push_str(&format!(
+                " Then it logged in as {p:?} at {}: one of the sprayed passwords worked.",
+                format_time(*t)
+            ));
+            remediation.push(format!(
+                "Treat role {p:?} as compromised: change its password now and review what it did after {}.",
+                format_time(*t)
+            ));
+        }
+        remediation.push(format!(
+            "If {src} is not a known client, block it at the firewall or with a pg_hba.conf line: host all all {src}/32 reject"
+        ));
+        remediation.push(
+            "Look for roles with common or default passwords (the sprayed ones are likely seasonal or default passwords) and change them.".into(),
+        );
+        remediation.push(
+            "List in pg_hba.conf which roles may log in from which networks instead of `all`, so unknown roles are rejected before authentication.".into(),
+        );
+        Finding {
+            alert_type: AlertType::PasswordSpray,
+            display_name: "Password spray: one source, many roles",
+            severity,
+            techniques: &["T1110.003"],
+            entity: src.to_string(),
+            start: inc.start,
+            end: inc.success.as_ref().map_or(inc.last, |(t, _)| (*t).max(inc.last)),
+            entities: Entities {
+                source_ip: Some(src.to_string()),
+                principal,
+                ..Entities::default()
+            },
+            evidence: serde_json::json!({
+                "failedLogins": inc.failures,
+                "distinctPrincipals": roles,
+                "principals": inc.principals.json(),
+                "nonExistentRoleFailures": inc.no_such_role,
+                "successfulPrincipal": inc.success.as_ref().map(|(_, p)| p.clone()),
+                "firstSuccessAfterFailures": inc.success.as_ref().map(|(t, _)| format_time(*t)),
+                "threshold": {
+                    "principals": self.cfg.principals,
+                    "maxAttemptsPerPrincipal": self.cfg.max_attempts_per_principal,
+                    "window": self.cfg.window.to_string(),
+                },
+                "sampleEvents": inc.samples,
+            }),
+            description,
+            anomaly_context: format!(
+                "One source trying {roles} roles with about {:.1} attempts each is guessing common passwords across accounts; clients log in as one or two roles.",
+                inc.failures as f64 / roles.max(1) as f64
+            ),
+            remediation,
+        }
+    }
+}
+
+impl Detector for PasswordSpray {
+    fn id(&self) -> &'static str {
+        "password_spray"
+    }
+
+    fn observe(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        let window = self.cfg.window.ms();
+        match ev.kind {
+            EventKind::LoginFailed { reason } => {
+                let src = ev.source_key();
+                let role = ev.principal.clone().unwrap_or_default();
+                let tally = self.st.recent.entry(src.clone()).or_default();
+                let missing = reason == LoginFailure::NoSuchRole;
+                tally.push(ev.time, (role.clone(), missing), window, 10_000);
+                let distinct = tally.distinct();
+                let total = tally.total();
+                let first = tally.first().unwrap_or(ev.time);
+                let spray = distinct >= self.cfg.principals as usize
+                    && total <= distinct * self.cfg.max_attempts_per_principal as usize;
+                let active = self
+                    .st
+                    .incidents
+                    .get(&src)
+                    .is_some_and(|i| ev.time - i.last <= window);
+                if !active {
+                    if !spray {
+                        return;
+                    }
+                    let mut inc = Incident {
+                        start: first,
+                        failures: total as u64 - 1,
+                        ..Incident::default()
+                    };
+                    for ((k, nosuch), c) in tally.keys() {
+                        let earlier = c.saturating_sub(u32::from(*k == role));
+                        for _ in 0..earlier {
+                            inc.principals.add(k, 200);
+                        }
+                        if *nosuch {
+                            inc.no_such_role += earlier as u64;
+                        }
+                    }
+                    self.st.incidents.insert(src.clone(), inc);
+                }
+                let Some(inc) = self.st.incidents.get_mut(&src) else {
+                    return;
+                };
+                inc.failures += 1;
+                inc.last = ev.time;
+                inc.principals.add(&role, 200);
+                if missing {
+                    inc.no_such_role += 1;
+                }
+                keep_sample(&mut inc.samples, ev, 5);
+                if grown(inc.failures, inc.reported) {
+                    inc.reported = inc.failures;
+                    let inc = inc.clone();
+                    out.push(self.finding(&src, &inc));
+                }
+            }
+            EventKind::LoginSucceeded => {
+                let src = ev.source_key();
+                let Some(role) = &ev.principal else { return };
+                if let Some(inc) = self.st.incidents.get_mut(&src) {
+                    let sprayed = inc.principals.items.iter().any(|(p, _)| p.as_str() == role);
+                    if sprayed && inc.success.is_none() && ev.time - inc.last <= window {
+                        inc.success = Some((ev.time, role.to_string()));
+                        keep_sample(&mut inc.samples, ev, 6);
+                        let inc = inc.clone();
+                        out.push(self.finding(&src, &inc));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
+        if now - self.st.last_sweep < 30_000 {
+            return;
+        }
+        self.st.last_sweep = now;
+        let window = self.cfg.window.ms();
+        self.st.recent.retain(|_, t| {
+            t.expire(now - window);
+            !t.is_empty()
+        });
+        let ended: Vec<CompactString> = self
+            .st
+            .incidents
+            .iter()
+            .filter(|(_, i)| now - i.last > window)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for src in ended {
+            if let Some(inc) = self.st.incidents.remove(&src) {
+                if inc.failures != inc.reported {
+                    out.push(self.finding(&src, &inc));
+                }
+            }
+        }
+    }
+
+    fn save(&self) -> Vec<u8> {
+        save_state(&self.st)
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), DetectError> {
+        self.st = load_state(self.id(), bytes)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::testing::*;
+
+    fn spray(roles: &[&str], tries: usize) -> Vec<Event> {
+        let mut v = Vec::new();
+        let mut t = 0;
+        for _ in 0..tries {
+            for r in roles {
+                t += 500;
+                v.push(failed(t, "198.51.100.9", r, LoginFailure::NoSuchRole));
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn many_roles_few_tries_is_a_spray() {
+        let mut d = PasswordSpray::new(PasswordSprayConfig::default());
+        let f = run(&mut d, spray(&["postgres", "admin", "root", "test", "oracle", "report"], 2));
+        assert!(!f.is_empty());
+        assert_eq!(f[0].alert_type, AlertType::PasswordSpray);
+        let mut all = f;
+        d.advance(10_000_000, &mut all);
+        let last = all.last().unwrap();
+        assert_eq!(last.evidence["failedLogins"], 12);
+        assert_eq!(last.evidence["distinctPrincipals"], 6);
+        assert_eq!(last.evidence["nonExistentRoleFailures"], 12);
+    }
+
+    #[test]
+    fn four_roles_is_not_enough_and_many_tries_each_is_brute_force_not_spray() {
+        let mut d = PasswordSpray::new(PasswordSprayConfig::default());
+        assert!(run(&mut d, spray(&["a", "b", "c", "d"], 3)).is_empty());
+        // A dictionary per role, one role after the other (hydra -L -P): brute force.
+        let mut d = PasswordSpray::new(PasswordSprayConfig::default());
+        let evs: Vec<Event> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| (0..10).map(move |k| failed((i * 10 + k) as i64 * 500, "198.51.100.9", r, LoginFailure::BadPassword)))
+            .collect();
+        assert!(run(&mut d, evs).is_empty());
+    }
+
+    #[test]
+    fn a_sprayed_role_logging_in_is_high() {
+        let mut d = PasswordSpray::new(PasswordSprayConfig::default());
+        let mut evs = spray(&["postgres", "admin", "root", "test", "app"], 2);
+        evs.push(succeeded(60_000, "198.51.100.9", "app"));
+        let f = run(&mut d, evs);
+        assert_eq!(f.last().unwrap().severity, Severity::High);
+    }
+}

@@ -1,0 +1,207 @@
+//! Small, bounded sliding-window structures the detectors share.
+
+use crate::event::{Event, EventTime};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::hash::Hash;
+
+/// The last few event times, at most `cap`: enough to answer "N within W?".
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Recent {
+    times: VecDeque<EventTime>,
+}
+
+impl Recent {
+    pub fn push(&mut self, t: EventTime, cap: usize) {
+        while self.times.len() >= cap.max(1) {
+            self.times.pop_front();
+        }
+        self.times.push_back(t);
+    }
+
+    /// `n` events within `window`, the newest at the back.
+    pub fn reached(&self, n: usize, window: i64) -> bool {
+        self.times.len() >= n
+            && match (self.times.get(self.times.len() - n), self.times.back()) {
+                (Some(a), Some(b)) => b - a <= window,
+                _ => false,
+            }
+    }
+
+    pub fn first(&self) -> Option<EventTime> {
+        self.times.front().copied()
+    }
+
+    pub fn last(&self) -> Option<EventTime> {
+        self.times.back().copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+}
+
+/// Keyed counts of the events within a sliding window, bounded to `cap` events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tally<K: Eq + Hash> {
+    items: VecDeque<(EventTime, K)>,
+    counts: FxHashMap<K, u32>,
+}
+
+impl<K: Eq + Hash> Default for Tally<K> {
+    fn default() -> Self {
+        Tally {
+            items: VecDeque::new(),
+            counts: FxHashMap::default(),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone> Tally<K> {
+    pub fn push(&mut self, t: EventTime, k: K, window: i64, cap: usize) {
+        self.expire(t - window);
+        while self.items.len() >= cap.max(1) {
+            self.pop();
+        }
+        *self.counts.entry(k.clone()).or_insert(0) += 1;
+        self.items.push_back((t, k));
+    }
+
+    fn pop(&mut self) {
+        if let Some((_, k)) = self.items.pop_front() {
+            if let Some(c) = self.counts.get_mut(&k) {
+                *c -= 1;
+                if *c == 0 {
+                    self.counts.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// Drops events older than `before`.
+    pub fn expire(&mut self, before: EventTime) {
+        while self.items.front().is_some_and(|(t, _)| *t < before) {
+            self.pop();
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn distinct(&self) -> usize {
+        self.counts.len()
+    }
+
+    pub fn count(&self, k: &K) -> u32 {
+        self.counts.get(k).copied().unwrap_or(0)
+    }
+
+    /// The key with the most events and its count.
+    pub fn top(&self) -> Option<(&K, u32)> {
+        self.counts.iter().max_by_key(|(_, c)| **c).map(|(k, c)| (k, *c))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = (&K, u32)> {
+        self.counts.iter().map(|(k, c)| (k, *c))
+    }
+
+    pub fn first(&self) -> Option<EventTime> {
+        self.items.front().map(|(t, _)| *t)
+    }
+
+    pub fn last(&self) -> Option<EventTime> {
+        self.items.back().map(|(t, _)| *t)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// An incident grows; it is re-reported when its count has doubled since the last report, so
+/// a 10,000-attempt attack yields about a dozen updates rather than 10,000.
+pub fn grown(count: u64, reported: u64) -> bool {
+    count >= reported.saturating_mul(2).max(1)
+}
+
+/// Keeps up to `cap` sample events (the first ones: they show how the attack began).
+pub fn keep_sample(samples: &mut Vec<serde_json::Value>, ev: &Event, cap: usize) {
+    if samples.len() < cap {
+        samples.push(crate::alert::sample(ev));
+    }
+}
+
+/// A small list of distinct names with counts, bounded, for evidence.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NameCounts {
+    pub items: Vec<(String, u64)>,
+    /// Names not listed because the list was full.
+    pub more: u64,
+}
+
+impl NameCounts {
+    pub fn add(&mut self, name: &str, cap: usize) {
+        if let Some(e) = self.items.iter_mut().find(|(n, _)| n == name) {
+            e.1 += 1;
+        } else if self.items.len() < cap {
+            self.items.push((name.to_string(), 1));
+        } else {
+            self.more += 1;
+        }
+    }
+
+    pub fn top(&self) -> Option<&str> {
+        self.items
+            .iter()
+            .max_by_key(|(_, c)| *c)
+            .map(|(n, _)| n.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let mut v: Vec<_> = self.items.clone();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        serde_json::Value::Array(
+            v.into_iter()
+                .map(|(n, c)| serde_json::json!({"name": n, "count": c}))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_window() {
+        let mut r = Recent::default();
+        for t in [0, 100, 200] {
+            r.push(t, 3);
+        }
+        assert!(r.reached(3, 200));
+        assert!(!r.reached(3, 199));
+        r.push(10_000, 3);
+        assert!(!r.reached(3, 1000));
+        assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn tally_expires_and_bounds() {
+        let mut t: Tally<String> = Tally::default();
+        t.push(0, "a".into(), 100, 10);
+        t.push(50, "b".into(), 100, 10);
+        t.push(120, "b".into(), 100, 10);
+        assert_eq!((t.total(), t.distinct()), (2, 1));
+        for i in 0..20 {
+            t.push(130 + i, format!("k{i}"), 100, 5);
+        }
+        assert_eq!(t.total(), 5);
+        assert_eq!(t.distinct(), 5);
+    }
+}

@@ -1,0 +1,124 @@
+//! The normalised event: what every source (log parser, later the proxy) turns its input into.
+//!
+//! Events carry their own time ([`EventTime`]); nothing downstream reads the wall clock, so
+//! `analyze` over old logs raises the same alerts as `run` did live.
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// Milliseconds since the Unix epoch, UTC, as written by the server in its log.
+pub type EventTime = i64;
+
+/// Formats an event time as RFC 3339 UTC with milliseconds.
+pub fn format_time(t: EventTime) -> String {
+    match chrono::DateTime::from_timestamp_millis(t) {
+        Some(dt) => dt.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        None => t.to_string(),
+    }
+}
+
+/// Why a login failed. Classified from SQLSTATE and DETAIL where the log has them, so that a
+/// server with non-English `lc_messages` is still understood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LoginFailure {
+    /// The role exists (or might) and the credential was wrong (28P01).
+    BadPassword,
+    /// The role does not exist: DETAIL `Role "x" does not exist.` or FATAL `role "x" does not exist`.
+    NoSuchRole,
+    /// `no pg_hba.conf entry for host …` (28000).
+    NoHbaEntry,
+    /// `pg_hba.conf rejects connection …` (28000).
+    HbaReject,
+    /// Any other failure before the session was authorised.
+    Other,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum EventKind {
+    ConnectionReceived,
+    LoginSucceeded,
+    LoginFailed { reason: LoginFailure },
+    Disconnected,
+    /// The connection never reached authentication: garbage or no startup packet.
+    ProtocolError { what: ProtocolErrorKind },
+    /// A FATAL or ERROR inside an authorised session.
+    Error,
+}
+
+/// The ways a connection can fail before authentication starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProtocolErrorKind {
+    /// `invalid length of startup packet`, `incomplete startup packet`, `unsupported frontend
+    /// protocol`, SSL handshake failures: something that is not a PostgreSQL client spoke.
+    InvalidStartup,
+    /// `connection received` and then nothing: a bare TCP connect (port scan, health check,
+    /// or an attack tool's connectivity check).
+    NoStartup,
+}
+
+/// One normalised event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub time: EventTime,
+    pub kind: EventKind,
+    /// Client address as the server logged it; `None` for unix-socket connections.
+    pub client_ip: Option<IpAddr>,
+    /// The client's host name when `log_hostname` is on, or `[local]` for a unix socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_host: Option<CompactString>,
+    pub client_port: Option<u16>,
+    pub principal: Option<CompactString>,
+    pub database: Option<CompactString>,
+    pub application: Option<CompactString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_method: Option<CompactString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<CompactString>,
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<CompactString>,
+    /// The server's message, for failures and errors (kept short; evidence, not payload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl Event {
+    pub fn new(time: EventTime, kind: EventKind) -> Self {
+        Event {
+            time,
+            kind,
+            client_ip: None,
+            client_host: None,
+            client_port: None,
+            principal: None,
+            database: None,
+            application: None,
+            auth_method: None,
+            ssl: None,
+            session_id: None,
+            pid: None,
+            sqlstate: None,
+            message: None,
+        }
+    }
+
+    /// The key detectors group a source by: the IP address, else the host name, else `local`.
+    pub fn source_key(&self) -> CompactString {
+        if let Some(ip) = self.client_ip {
+            return compact_str::format_compact!("{ip}");
+        }
+        match &self.client_host {
+            Some(h) => h.clone(),
+            None => CompactString::const_new("[local]"),
+        }
+    }
+
+    pub fn is_login_failure(&self) -> bool {
+        matches!(self.kind, EventKind::LoginFailed { .. })
+    }
+}

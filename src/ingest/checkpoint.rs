@@ -1,0 +1,128 @@
+//! Checkpoints: file positions and the pipeline state they produced, written together and
+//! atomically (temporary file, fsync, rename), so they always agree.
+
+use crate::pipeline::Pipeline;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a pgvigil checkpoint ({reason}); move it away to start afresh")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// Where one file was read up to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePos {
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+    /// Bytes consumed: everything before is in the state below.
+    pub offset: u64,
+    /// Line number of the next line (for messages).
+    pub line: u64,
+    /// The file's first bytes: an inode number can be reused by a new file.
+    pub head: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub version: u32,
+    pub server: String,
+    pub files: Vec<FilePos>,
+    pub joiner: Vec<u8>,
+    pub engine: Vec<(String, Vec<u8>)>,
+    /// Length of the alerts file when this checkpoint was taken: alerts written after it are
+    /// cut on restart and raised again from the re-read lines, so the file has each update
+    /// once.
+    pub alerts_file_len: Option<u64>,
+}
+
+const VERSION: u32 = 1;
+
+impl Checkpoint {
+    pub fn capture(server: &str, files: Vec<FilePos>, p: &Pipeline, alerts_file_len: Option<u64>) -> Self {
+        Checkpoint {
+            version: VERSION,
+            server: server.to_string(),
+            files,
+            joiner: crate::detect::save_state(&p.joiner),
+            engine: p.engine.save(),
+            alerts_file_len,
+        }
+    }
+
+    /// Puts the saved state back into a fresh pipeline.
+    pub fn restore_into(&self, p: &mut Pipeline, path: &Path) -> Result<(), CheckpointError> {
+        let corrupt = |reason: String| CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
+        p.joiner = rmp_serde::from_slice(&self.joiner).map_err(|e| corrupt(e.to_string()))?;
+        p.engine
+            .restore(&self.engine)
+            .map_err(|e| corrupt(e.to_string()))?;
+        Ok(())
+    }
+
+    pub fn file_name(dir: &Path, server: &str) -> PathBuf {
+        let safe: String = server
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+            .collect();
+        dir.join(format!("checkpoint-{safe}.bin"))
+    }
+
+    pub fn load(path: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(CheckpointError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                })
+            }
+        };
+        let c: Checkpoint = rmp_serde::from_slice(&bytes).map_err(|e| CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        if c.version != VERSION {
+            return Err(CheckpointError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!("version {} (this pgvigil writes {VERSION})", c.version),
+            });
+        }
+        Ok(Some(c))
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
+        let io = |e: std::io::Error| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let tmp = path.with_extension("tmp");
+        let bytes = rmp_serde::to_vec(self).map_err(|e| io(std::io::Error::other(e)))?;
+        {
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            f.write_all(&bytes).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, path).map_err(io)?;
+        // The rename itself must reach the disk too.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,6 @@
+//! Following logs live (`pgvigil run`): [`tail`] finds and reads the files as PostgreSQL writes
+//! them, across rotation; [`checkpoint`] saves file positions together with the pipeline state
+//! they produced, so a restart (even after `kill -9`) neither loses nor double-counts lines.
+
+pub mod checkpoint;
+pub mod tail;

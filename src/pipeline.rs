@@ -1,0 +1,257 @@
+//! The pipeline of one server: records → [`SessionJoiner`] → events → [`Engine`] → alerts.
+//! `analyze` pushes whole files through it; `run` pushes what the tailer reads.
+
+use crate::alert::Alert;
+use crate::detect::registry::DetectConfig;
+use crate::detect::Engine;
+use crate::event::Event;
+use crate::sources::file::{self, LogFile, CHUNK};
+use crate::sources::session::SessionJoiner;
+use crate::sources::{LogParser, Malformed, Record, RecordSink, SourceError};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Malformed lines reported by location, per file, before only counting.
+const MALFORMED_SHOWN: usize = 5;
+
+/// Per-file reading statistics.
+#[derive(Debug, Clone, Default)]
+pub struct FileStats {
+    pub path: PathBuf,
+    pub lines: u64,
+    pub bytes: u64,
+    pub records: u64,
+    pub malformed: u64,
+    pub first_malformed: Vec<Malformed>,
+}
+
+pub struct Pipeline {
+    pub joiner: SessionJoiner,
+    pub engine: Engine,
+    events: Vec<Event>,
+    /// Alerts created or updated since the caller last took them.
+    pub alerts: Vec<Alert>,
+    /// Keep every event (golden tests, `--events`).
+    pub keep_events: bool,
+    pub kept: Vec<Event>,
+    pub events_total: u64,
+    current: FileStats,
+}
+
+impl Pipeline {
+    pub fn new(server: &str, detect: &DetectConfig) -> Self {
+        Pipeline {
+            joiner: SessionJoiner::new(),
+            engine: Engine::new(server, detect),
+            events: Vec::new(),
+            alerts: Vec::new(),
+            keep_events: false,
+            kept: Vec::new(),
+            events_total: 0,
+            current: FileStats::default(),
+        }
+    }
+
+    fn dispatch(&mut self) {
+        for ev in self.events.drain(..) {
+            self.engine.observe(&ev, &mut self.alerts);
+            if self.keep_events {
+                self.kept.push(ev);
+            }
+            self.events_total += 1;
+        }
+    }
+
+    /// Starts counting for another file.
+    pub fn begin_file(&mut self, path: &Path) {
+        self.current = FileStats {
+            path: path.to_path_buf(),
+            ..FileStats::default()
+        };
+    }
+
+    pub fn end_file(&mut self, lines: u64, bytes: u64) -> FileStats {
+        let mut s = std::mem::take(&mut self.current);
+        s.lines = lines;
+        s.bytes = bytes;
+        s
+    }
+
+    /// Event time moved on without new lines (`run`, idle): let windows expire.
+    pub fn tick(&mut self) {
+        let now = self.joiner.now();
+        self.joiner.reap(now, &mut self.events);
+        self.dispatch();
+        self.engine.advance(now, &mut self.alerts);
+    }
+
+    /// End of all input: decide pending connections, close every incident.
+    pub fn finish(&mut self) {
+        self.joiner.finish(&mut self.events);
+        self.dispatch();
+        let last = self.joiner.now();
+        self.engine.finish(last, &mut self.alerts);
+    }
+
+    /// Reads one whole file (plain or gzip) through its parser. `progress` is told the bytes
+    /// read from disk as they go.
+    pub fn read_file(
+        &mut self,
+        lf: &LogFile,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<FileStats, SourceError> {
+        let mut parser = file::make_parser(lf.format, lf.prefix.as_ref(), lf.year);
+        let mut input = file::open(&lf.path)?;
+        self.begin_file(&lf.path);
+        let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
+        let mut chunk = vec![0u8; CHUNK];
+        let mut total = 0u64;
+        loop {
+            let n = match input.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Report what was read before the error (a truncated .gz) and the error.
+                    parser.finish(&buf, self);
+                    let lines = parser.line().saturating_sub(1);
+                    self.end_file(lines, total);
+                    return Err(SourceError::io(&lf.path, e));
+                }
+            };
+            total += n as u64;
+            progress(n as u64);
+            buf.extend_from_slice(&chunk[..n]);
+            let used = parser.feed(&buf, self);
+            buf.drain(..used);
+        }
+        parser.finish(&buf, self);
+        let lines = parser.line().saturating_sub(1);
+        Ok(self.end_file(lines, total))
+    }
+
+    /// Feeds bytes from a live source; returns bytes consumed (complete entries).
+    pub fn feed(&mut self, parser: &mut dyn LogParser, data: &[u8]) -> usize {
+        parser.feed(data, self)
+    }
+
+    pub fn flush(&mut self, parser: &mut dyn LogParser) {
+        parser.flush(self);
+    }
+
+    pub fn take_alerts(&mut self) -> Vec<Alert> {
+        std::mem::take(&mut self.alerts)
+    }
+}
+
+impl RecordSink for Pipeline {
+    fn record(&mut self, rec: &Record) {
+        self.current.records += 1;
+        self.joiner.push(rec, &mut self.events);
+        if !self.events.is_empty() {
+            self.dispatch();
+        }
+    }
+
+    fn malformed(&mut self, m: Malformed) {
+        self.current.malformed += 1;
+        if self.current.first_malformed.len() < MALFORMED_SHOWN {
+            self.current.first_malformed.push(m);
+        }
+    }
+}
+
+/// Every event a file yields (golden tests, and `analyze --events`).
+pub fn events_of(lf: &LogFile) -> Result<(Vec<Event>, FileStats), SourceError> {
+    let mut p = Pipeline::new("test", &DetectConfig::default());
+    p.keep_events = true;
+    let stats = p.read_file(lf, &mut |_| {})?;
+    p.joiner.finish(&mut p.events);
+    p.dispatch();
+    Ok((p.kept, stats))
+}
+
+/// The files behind the paths given on the command line: files as they are, directories
+/// searched for logs, data directories through their `postgresql.conf`. When one log was
+/// written in several formats (same stem), only the richest is kept: csvlog, then jsonlog,
+/// then stderr. Returns the files in time order and the paths that yielded nothing.
+pub fn discover(
+    paths: &[PathBuf],
+    hints: &file::Hints,
+) -> (Vec<LogFile>, Vec<String>, Vec<(PathBuf, PathBuf)>) {
+    let mut errors = Vec::new();
+    let mut candidates: Vec<(PathBuf, file::Hints)> = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            match crate::sources::pgconf::PgConf::read_dir(p) {
+                Ok(Some(conf)) => {
+                    let mut h = hints.clone();
+                    if h.prefix.is_none() {
+                        match conf.prefix() {
+                            Ok(pr) => h.prefix = Some(pr),
+                            Err(e) => errors.push(format!("{}: {e}", p.join("postgresql.conf").display())),
+                        }
+                    }
+                    let locs = conf.log_locations();
+                    if locs.is_empty() {
+                        errors.push(format!(
+                            "{}: logging_collector is off, so the logs are wherever the server's stderr goes; point pgvigil at that file",
+                            p.display()
+                        ));
+                    }
+                    for loc in locs {
+                        collect(&loc, &h, &mut candidates, &mut errors);
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        collect(p, hints, &mut candidates, &mut errors);
+    }
+    let mut files = Vec::new();
+    for (path, h) in candidates {
+        match file::inspect(&path, &h) {
+            Ok(lf) => files.push(lf),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    // Same log in several formats: keep one.
+    let rank = |f: &LogFile| match f.format {
+        crate::sources::LogFormat::Csvlog => 0,
+        crate::sources::LogFormat::Jsonlog => 1,
+        crate::sources::LogFormat::Stderr => 2,
+    };
+    let mut skipped = Vec::new();
+    files.sort_by(|a, b| file::stem(&a.path).cmp(&file::stem(&b.path)).then(rank(a).cmp(&rank(b))));
+    let mut kept: Vec<LogFile> = Vec::new();
+    for f in files {
+        match kept.last() {
+            Some(k) if file::stem(&k.path) == file::stem(&f.path) && k.format != f.format => {
+                skipped.push((f.path.clone(), k.path.clone()));
+            }
+            _ => kept.push(f),
+        }
+    }
+    kept.sort_by(|a, b| a.first_time.cmp(&b.first_time).then(a.path.cmp(&b.path)));
+    (kept, errors, skipped)
+}
+
+fn collect(p: &Path, h: &file::Hints, out: &mut Vec<(PathBuf, file::Hints)>, errors: &mut Vec<String>) {
+    if p.is_dir() {
+        match file::list_dir(p) {
+            Ok(list) if list.is_empty() => {
+                errors.push(format!("{}: no log files in this directory", p.display()))
+            }
+            Ok(list) => out.extend(list.into_iter().map(|f| (f, h.clone()))),
+            Err(e) => errors.push(e.to_string()),
+        }
+    } else {
+        // Plain files and also a Debian log path given without rotation suffix.
+        match std::fs::metadata(p) {
+            Ok(_) => out.push((p.to_path_buf(), h.clone())),
+            Err(e) => errors.push(format!("{}: {e}", p.display())),
+        }
+    }
+}

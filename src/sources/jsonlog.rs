@@ -1,0 +1,147 @@
+//! jsonlog (PostgreSQL 15+): one JSON object per line; keys with empty values are omitted.
+
+use super::{timestamp, LogParser, Malformed, Record, RecordSink, Severity};
+use serde::Deserialize;
+use std::borrow::Cow;
+
+#[derive(Deserialize)]
+struct Entry<'a> {
+    #[serde(borrow)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    dbname: Option<Cow<'a, str>>,
+    pid: Option<u32>,
+    #[serde(borrow)]
+    remote_host: Option<Cow<'a, str>>,
+    remote_port: Option<u16>,
+    #[serde(borrow)]
+    session_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    error_severity: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    state_code: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    message: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    detail: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    hint: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    application_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    backend_type: Option<Cow<'a, str>>,
+}
+
+pub struct JsonlogParser {
+    rec: Record,
+    line: u64,
+    unknown_zone_reported: bool,
+}
+
+impl Default for JsonlogParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl JsonlogParser {
+    pub fn new() -> Self {
+        JsonlogParser {
+            rec: Record::default(),
+            line: 1,
+            unknown_zone_reported: false,
+        }
+    }
+
+    fn process(&mut self, raw: &[u8], sink: &mut dyn RecordSink) {
+        let line = self.line;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(|c| c.is_ascii_whitespace()) {
+            return;
+        }
+        let e: Entry<'_> = match serde_json::from_slice(raw) {
+            Ok(e) => e,
+            Err(err) => {
+                sink.malformed(Malformed {
+                    line,
+                    reason: format!("not a jsonlog entry: {err}"),
+                });
+                return;
+            }
+        };
+        let (Some(ts), Some(msg)) = (e.timestamp.as_deref(), e.message.as_deref()) else {
+            sink.malformed(Malformed {
+                line,
+                reason: "jsonlog entry without \"timestamp\" or \"message\"".into(),
+            });
+            return;
+        };
+        let Some(p) = timestamp::parse_zoned(ts) else {
+            sink.malformed(Malformed {
+                line,
+                reason: format!("jsonlog timestamp {ts:?} is not a timestamp"),
+            });
+            return;
+        };
+        if !p.zone_known && !self.unknown_zone_reported {
+            self.unknown_zone_reported = true;
+            sink.malformed(Malformed {
+                line,
+                reason: "unknown time zone abbreviation; times in this file are taken as UTC".into(),
+            });
+        }
+        let r = &mut self.rec;
+        r.clear();
+        r.line = line;
+        r.time = Some(p.time);
+        r.pid = e.pid;
+        let put = |dst: &mut String, v: Option<Cow<'_, str>>| {
+            if let Some(v) = v {
+                dst.push_str(&v);
+            }
+        };
+        put(&mut r.user, e.user);
+        put(&mut r.database, e.dbname);
+        put(&mut r.host, e.remote_host);
+        r.port = e.remote_port;
+        put(&mut r.session_id, e.session_id);
+        let sev = e.error_severity.unwrap_or(Cow::Borrowed("LOG"));
+        r.severity = Severity::parse(&sev);
+        r.severity_word.push_str(&sev);
+        if let Some(st) = e.state_code.as_deref().map(str::as_bytes) {
+            if st.len() == 5 {
+                r.sqlstate = Some([st[0], st[1], st[2], st[3], st[4]]);
+            }
+        }
+        r.message.push_str(msg);
+        put(&mut r.detail, e.detail);
+        put(&mut r.hint, e.hint);
+        put(&mut r.application, e.application_name);
+        put(&mut r.backend_type, e.backend_type);
+        sink.record(&self.rec);
+    }
+}
+
+impl LogParser for JsonlogParser {
+    fn feed(&mut self, data: &[u8], sink: &mut dyn RecordSink) -> usize {
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', data) {
+            self.process(&data[start..nl], sink);
+            self.line += 1;
+            start = nl + 1;
+        }
+        start
+    }
+
+    fn flush(&mut self, _sink: &mut dyn RecordSink) {}
+
+    fn line(&self) -> u64 {
+        self.line
+    }
+
+    fn set_line(&mut self, line: u64) {
+        self.line = line;
+    }
+}

@@ -1,0 +1,434 @@
+//! `log_line_prefix`, compiled once into a matcher for the stderr parser.
+//!
+//! Every escape PostgreSQL 13–17 knows is understood, with optional padding (`%-10u`):
+//! `%a %u %d %r %h %L %b %p %P %t %m %n %i %e %c %l %s %v %x %q %Q %%`. Fixed-shape escapes
+//! (times, numbers, session id, SQLSTATE) are matched by shape; free-text ones (role, database,
+//! application, host, backend type, command tag) run up to the literal text that follows them.
+
+use super::{timestamp, Record, SourceError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Lit(String),
+    /// An escape, and whether it was given a padding width (`%-10u`, `%5p`).
+    Field(char, bool),
+    /// `%q`: non-session processes stop the prefix here.
+    QStop,
+}
+
+/// A compiled `log_line_prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefix {
+    source: String,
+    tokens: Vec<Token>,
+}
+
+/// What matching a line's prefix produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefixMatch {
+    /// Byte offset where `SEVERITY:  message` starts.
+    pub rest: usize,
+    /// The time zone of `%m`/`%t` was not one this build knows (the time was taken as UTC).
+    pub unknown_zone: bool,
+}
+
+const FIXED: &str = "mtsnpPlxQcev";
+const FREE: &str = "udahrbiLk";
+
+impl Prefix {
+    /// PostgreSQL's built-in default since 10: `'%m [%p] '`.
+    pub fn postgres_default() -> Prefix {
+        Prefix::compile("%m [%p] ").expect("the built-in default prefix compiles")
+    }
+
+    /// Prefixes worth trying when none is given: PostgreSQL's, Debian's, RedHat's, and the
+    /// ones pgBadger's documentation recommends.
+    pub fn well_known() -> Vec<Prefix> {
+        [
+            "%m [%p] %q%u@%d ",
+            "%m [%p] ",
+            "< %m > ",
+            "%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
+            "%t [%p]: user=%u,db=%d,app=%a,client=%h ",
+            "%t [%p]: [%l-1] ",
+            "%m [%p] %u@%d ",
+            "%m [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
+            "%t [%p-%l] %q%u@%d ",
+            "%m %r %u %d [%p] ",
+            "%t ",
+            "%m ",
+        ]
+        .iter()
+        .filter_map(|p| Prefix::compile(p).ok())
+        .collect()
+    }
+
+    /// Compiles a prefix as written in `postgresql.conf` (without the quotes).
+    pub fn compile(src: &str) -> Result<Prefix, SourceError> {
+        let bad = |reason: String| SourceError::BadPrefix {
+            prefix: src.to_string(),
+            reason,
+        };
+        let mut tokens: Vec<Token> = Vec::new();
+        let mut lit = String::new();
+        let mut chars = src.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                lit.push(c);
+                continue;
+            }
+            // Padding: an optional '-' then digits, as PostgreSQL allows.
+            let mut padded = false;
+            if chars.peek() == Some(&'-') {
+                chars.next();
+            }
+            while chars.peek().is_some_and(|c| c.is_ascii_digit()) {
+                chars.next();
+                padded = true;
+            }
+            let Some(esc) = chars.next() else {
+                lit.push('%');
+                break;
+            };
+            if esc == '%' {
+                lit.push('%');
+                continue;
+            }
+            if !lit.is_empty() {
+                tokens.push(Token::Lit(std::mem::take(&mut lit)));
+            }
+            if esc == 'q' {
+                tokens.push(Token::QStop);
+            } else if FIXED.contains(esc) || FREE.contains(esc) {
+                tokens.push(Token::Field(esc, padded));
+            }
+            // PostgreSQL prints nothing for an unknown escape, and so do we.
+        }
+        if !lit.is_empty() {
+            tokens.push(Token::Lit(lit));
+        }
+        // A free-text field must be followed by literal text (or end the prefix), or its end
+        // cannot be found.
+        let fields: Vec<&Token> = tokens.iter().filter(|t| **t != Token::QStop).collect();
+        for w in fields.windows(2) {
+            if let (Token::Field(a, _), Token::Field(b, _)) = (w[0], w[1]) {
+                if FREE.contains(*a) {
+                    return Err(bad(format!(
+                        "%{a} is followed directly by %{b}: a separator between them is needed to tell where %{a} ends"
+                    )));
+                }
+            }
+        }
+        Ok(Prefix {
+            source: src.to_string(),
+            tokens,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the prefix tells the client address by itself.
+    pub fn has_host(&self) -> bool {
+        self.tokens
+            .iter()
+            .any(|t| matches!(t, Token::Field('h', _) | Token::Field('r', _)))
+    }
+
+    /// Matches `line`, filling `rec`; the remainder must start with `SEVERITY:  `.
+    pub fn match_line(&self, line: &str, rec: &mut Record) -> Option<PrefixMatch> {
+        // A session line with every field, else (with %q) a non-session line cut at %q.
+        if let Some(m) = self.match_tokens(line, &self.tokens, rec) {
+            if severity_len(&line[m.rest..]).is_some() {
+                return Some(m);
+            }
+        }
+        if let Some(q) = self.tokens.iter().position(|t| *t == Token::QStop) {
+            clear_prefix_fields(rec);
+            if let Some(m) = self.match_tokens(line, &self.tokens[..q], rec) {
+                if severity_len(&line[m.rest..]).is_some() {
+                    return Some(m);
+                }
+            }
+        }
+        None
+    }
+
+    fn match_tokens(&self, line: &str, tokens: &[Token], rec: &mut Record) -> Option<PrefixMatch> {
+        let b = line.as_bytes();
+        let mut i = 0usize;
+        let mut unknown_zone = false;
+        let mut k = 0;
+        while k < tokens.len() {
+            match &tokens[k] {
+                Token::QStop => {}
+                Token::Lit(l) => {
+                    if !b[i..].starts_with(l.as_bytes()) {
+                        return None;
+                    }
+                    i += l.len();
+                }
+                Token::Field(esc, padded) => {
+                    let next_lit = tokens[k + 1..].iter().find_map(|t| match t {
+                        Token::Lit(l) => Some(l.as_str()),
+                        Token::Field(..) => Some(""),
+                        Token::QStop => None,
+                    });
+                    let s = &line[i..];
+                    let n = scan_field(*esc, *padded, s, next_lit)?;
+                    let v = s[..n].trim();
+                    assign(*esc, v, rec, &mut unknown_zone)?;
+                    i += n;
+                }
+            }
+            k += 1;
+        }
+        Some(PrefixMatch {
+            rest: i,
+            unknown_zone,
+        })
+    }
+}
+
+fn clear_prefix_fields(rec: &mut Record) {
+    let line = rec.line;
+    rec.clear();
+    rec.line = line;
+}
+
+/// Length of `SEVERITY:  ` at the start of `s`: a word without spaces or colons, then a colon
+/// and two spaces. Localised severity words (`lc_messages`) pass too.
+pub fn severity_len(s: &str) -> Option<usize> {
+    let pos = memchr::memmem::find(s.as_bytes(), b":  ")?;
+    let word = &s[..pos];
+    // One word, like "LOG" or "ОШИБКА": this is what tells a prefix that fits from one that
+    // leaves some of its fields in front of the severity.
+    if word.is_empty() || word.len() > 40 || word.contains([':', ' ']) {
+        return None;
+    }
+    Some(pos + 3)
+}
+
+fn scan_field(esc: char, padded: bool, s: &str, next_lit: Option<&str>) -> Option<usize> {
+    let b = s.as_bytes();
+    // Padding puts spaces before right-aligned values.
+    let lead = if padded {
+        b.iter().take_while(|c| **c == b' ').count()
+    } else {
+        0
+    };
+    let body = &b[lead..];
+    let n = match esc {
+        'm' | 't' | 's' => {
+            let n = timestamp::datetime_len(body)?;
+            // The zone abbreviation follows after one space.
+            if body.len() > n && body[n] == b' ' {
+                let stop = next_lit.and_then(|l| l.bytes().next()).filter(|c| *c != b' ');
+                let z = body[n + 1..]
+                    .iter()
+                    .take_while(|c| **c != b' ' && Some(**c) != stop)
+                    .count();
+                n + 1 + z
+            } else {
+                n
+            }
+        }
+        'n' => body
+            .iter()
+            .take_while(|c| c.is_ascii_digit() || **c == b'.')
+            .count(),
+        'p' | 'P' | 'l' | 'x' => body.iter().take_while(|c| c.is_ascii_digit()).count(),
+        'Q' => body
+            .iter()
+            .take_while(|c| c.is_ascii_digit() || **c == b'-')
+            .count(),
+        'c' => body
+            .iter()
+            .take_while(|c| c.is_ascii_hexdigit() || **c == b'.')
+            .count(),
+        'e' => {
+            if body.len() >= 5 && body[..5].iter().all(|c| c.is_ascii_alphanumeric()) {
+                5
+            } else {
+                return None;
+            }
+        }
+        'v' => body
+            .iter()
+            .take_while(|c| c.is_ascii_digit() || **c == b'/' || **c == b'-')
+            .count(),
+        _ => {
+            // Free text: up to the next literal, or up to the severity word if the prefix
+            // ends with this field.
+            return match next_lit {
+                Some("") => None,
+                Some(l) => memchr::memmem::find(b, l.as_bytes()),
+                None => {
+                    let sev = memchr::memmem::find(b, b":  ")?;
+                    Some(b[..sev].iter().rposition(|c| *c == b' ').map_or(0, |p| p + 1))
+                }
+            };
+        }
+    };
+    // Left-aligned padding puts spaces after the value; they belong to the field unless the
+    // next literal starts with a space.
+    let mut end = lead + n;
+    if padded && next_lit.is_some_and(|l| !l.starts_with(' ')) {
+        end += b[end..].iter().take_while(|c| **c == b' ').count();
+    }
+    Some(end)
+}
+
+fn unknown_is_empty(v: &str) -> &str {
+    if v == "[unknown]" || v == "[not initialized]" {
+        ""
+    } else {
+        v
+    }
+}
+
+fn assign(esc: char, v: &str, rec: &mut Record, unknown_zone: &mut bool) -> Option<()> {
+    match esc {
+        'm' | 't' => {
+            let p = timestamp::parse_zoned(v)?;
+            *unknown_zone |= !p.zone_known;
+            rec.time = Some(p.time);
+        }
+        'n' => rec.time = Some(timestamp::parse_epoch(v)?),
+        'p' => rec.pid = v.parse().ok(),
+        'c' => {
+            rec.session_id.clear();
+            rec.session_id.push_str(v);
+        }
+        'e' => {
+            let b = v.as_bytes();
+            if b.len() == 5 {
+                rec.sqlstate = Some([b[0], b[1], b[2], b[3], b[4]]);
+            }
+        }
+        'u' => {
+            rec.user.clear();
+            rec.user.push_str(unknown_is_empty(v));
+        }
+        'd' => {
+            rec.database.clear();
+            rec.database.push_str(unknown_is_empty(v));
+        }
+        'a' => {
+            rec.application.clear();
+            rec.application.push_str(unknown_is_empty(v));
+        }
+        'b' => {
+            rec.backend_type.clear();
+            rec.backend_type.push_str(unknown_is_empty(v));
+        }
+        'h' => {
+            rec.host.clear();
+            rec.host.push_str(v);
+        }
+        'r' => {
+            // host(port), or [local]
+            rec.host.clear();
+            match v.rsplit_once('(') {
+                Some((h, p)) if p.ends_with(')') => {
+                    rec.host.push_str(h);
+                    rec.port = p[..p.len() - 1].parse().ok();
+                }
+                _ => rec.host.push_str(v),
+            }
+        }
+        _ => {}
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(prefix: &str, line: &str) -> Option<(Record, String)> {
+        let p = Prefix::compile(prefix).unwrap();
+        let mut r = Record::default();
+        let pm = p.match_line(line, &mut r)?;
+        Some((r, line[pm.rest..].to_string()))
+    }
+
+    #[test]
+    fn debian_session_and_non_session_lines() {
+        let (r, rest) = m(
+            "%m [%p] %q%u@%d ",
+            "2026-11-28 10:23:41.039 UTC [4876] app@appdb FATAL:  password authentication failed for user \"app\"",
+        )
+        .unwrap();
+        assert_eq!((r.pid, r.user.as_str(), r.database.as_str()), (Some(4876), "app", "appdb"));
+        assert!(rest.starts_with("FATAL:  password"));
+        let (r, rest) = m(
+            "%m [%p] %q%u@%d ",
+            "2026-11-28 10:23:36.794 UTC [4599] LOG:  database system is ready to accept connections",
+        )
+        .unwrap();
+        assert_eq!((r.pid, r.user.as_str()), (Some(4599), ""));
+        assert!(rest.starts_with("LOG:  database"));
+    }
+
+    #[test]
+    fn unknown_user_is_empty() {
+        let (r, _) = m(
+            "%m [%p] %q%u@%d ",
+            "2026-11-28 10:23:36.889 UTC [4617] [unknown]@[unknown] LOG:  connection received: host=[local]",
+        )
+        .unwrap();
+        assert_eq!((r.user.as_str(), r.database.as_str()), ("", ""));
+    }
+
+    #[test]
+    fn every_fixed_escape() {
+        let (r, rest) = m(
+            "%n %c %r %e [%b] %i %x %v %l %s %q%a ",
+            "1795861458.476 6b0aabd2.1c34 127.0.0.1(34390) 28P01 [client backend] authentication 0 3/7 2 2026-11-28 10:24:18 UTC [unknown] FATAL:  password authentication failed for user \"md5user\"",
+        )
+        .unwrap();
+        assert_eq!(r.time, Some(1795861458476));
+        assert_eq!(r.session_id, "6b0aabd2.1c34");
+        assert_eq!((r.host.as_str(), r.port), ("127.0.0.1", Some(34390)));
+        assert_eq!(r.sqlstate_str(), Some("28P01"));
+        assert_eq!(r.backend_type, "client backend");
+        assert_eq!(r.application, "");
+        assert!(rest.starts_with("FATAL:  "));
+    }
+
+    #[test]
+    fn empty_fields_between_spaces() {
+        let (r, _) = m(
+            "%n %c %r %e [%b] %i %x %v %l %s %q%a ",
+            "1795861452.396 6b0aabcc.1a79 127.0.0.1(46610) 00000 [not initialized]  0  1 2026-11-28 10:24:12 UTC [unknown] LOG:  connection received: host=127.0.0.1 port=46610",
+        )
+        .unwrap();
+        assert_eq!(r.backend_type, "not initialized");
+        assert_eq!(r.pid, None);
+        assert_eq!(r.host, "127.0.0.1");
+    }
+
+    #[test]
+    fn padding() {
+        let (r, rest) = m(
+            "%m %-10u|%5p| ",
+            "2026-11-28 10:23:41.039 UTC app       | 4876| LOG:  x",
+        )
+        .unwrap();
+        assert_eq!((r.user.as_str(), r.pid), ("app", Some(4876)));
+        assert_eq!(rest, "LOG:  x");
+    }
+
+    #[test]
+    fn wrong_prefix_does_not_match() {
+        assert!(m("%t [%p]: [%l-1] ", "2026-11-28 10:23:41.039 UTC [4876] app@appdb FATAL:  x").is_none());
+    }
+
+    #[test]
+    fn adjacent_free_fields_are_rejected() {
+        let e = Prefix::compile("%u%d ").unwrap_err().to_string();
+        assert!(e.contains("%u is followed directly by %d"), "{e}");
+    }
+}

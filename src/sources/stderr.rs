@@ -1,0 +1,364 @@
+//! The stderr log format: `log_line_prefix` + `SEVERITY:  message`, with DETAIL/HINT/CONTEXT/
+//! STATEMENT lines after their entry and tab-indented continuation lines. Lines that went
+//! through syslog (`log_destination = syslog`, then rsyslog/journald to a file) are read too:
+//! the syslog header gives the pid and `[N-M]` joins the parts of a long entry.
+
+use super::prefix::{severity_len, Prefix};
+use super::{timestamp, LogParser, Malformed, Record, RecordSink, Secondary, Severity};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Message,
+    Detail,
+    Hint,
+    Other,
+}
+
+pub struct StderrParser {
+    prefix: Prefix,
+    pending: Record,
+    has_pending: bool,
+    field: Field,
+    scratch: Record,
+    line: u64,
+    /// Year for BSD syslog timestamps, which have none.
+    year: i32,
+    unknown_zone_reported: bool,
+}
+
+impl StderrParser {
+    pub fn new(prefix: Prefix) -> Self {
+        StderrParser {
+            prefix,
+            pending: Record::default(),
+            has_pending: false,
+            field: Field::Message,
+            scratch: Record::default(),
+            line: 1,
+            year: 1970,
+            unknown_zone_reported: false,
+        }
+    }
+
+    /// The year to assume for syslog lines (`Nov 28 10:20:52` carries none).
+    pub fn with_year(mut self, year: i32) -> Self {
+        self.year = year;
+        self
+    }
+
+    fn append(&mut self, text: &str) {
+        let target = match self.field {
+            Field::Message => &mut self.pending.message,
+            Field::Detail => &mut self.pending.detail,
+            Field::Hint => &mut self.pending.hint,
+            Field::Other => return,
+        };
+        target.push('\n');
+        target.push_str(text);
+    }
+
+    fn emit(&mut self, sink: &mut dyn RecordSink) {
+        if self.has_pending {
+            sink.record(&self.pending);
+            self.has_pending = false;
+        }
+    }
+
+    fn line_str<'a>(raw: &'a [u8], buf: &'a mut String) -> &'a str {
+        match std::str::from_utf8(raw) {
+            Ok(s) => s,
+            Err(_) => {
+                *buf = String::from_utf8_lossy(raw).into_owned();
+                buf.as_str()
+            }
+        }
+    }
+
+    fn process(&mut self, raw: &[u8], sink: &mut dyn RecordSink) {
+        let line_no = self.line;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.is_empty() {
+            return;
+        }
+        if raw.contains(&0) {
+            sink.malformed(Malformed {
+                line: line_no,
+                reason: "binary data (NUL byte) in a text log line".into(),
+            });
+            return;
+        }
+        let mut lossy = String::new();
+        let mut s = Self::line_str(raw, &mut lossy);
+        if let Some(cont) = s.strip_prefix('\t') {
+            if self.has_pending {
+                self.append(cont);
+            } else {
+                sink.malformed(Malformed {
+                    line: line_no,
+                    reason: "continuation line with no log entry before it".into(),
+                });
+            }
+            return;
+        }
+
+        let mut syslog_pid = None;
+        let mut syslog_time = None;
+        if let Some(h) = syslog_header(s, self.year) {
+            if h.part > 1 {
+                // The rest of an entry syslog split in parts.
+                let body = h.rest.replace("#011", "\t");
+                let body = body.strip_prefix('\t').unwrap_or(&body).to_string();
+                if self.has_pending {
+                    self.append(&body);
+                }
+                return;
+            }
+            syslog_pid = Some(h.pid);
+            syslog_time = h.time;
+            s = h.rest;
+        }
+
+        self.scratch.clear();
+        self.scratch.line = line_no;
+        let Some(pm) = self.prefix.match_line(s, &mut self.scratch) else {
+            sink.malformed(Malformed {
+                line: line_no,
+                reason: format!(
+                    "does not match log_line_prefix '{}': {}",
+                    self.prefix.as_str(),
+                    excerpt(s)
+                ),
+            });
+            return;
+        };
+        if pm.unknown_zone && !self.unknown_zone_reported {
+            self.unknown_zone_reported = true;
+            sink.malformed(Malformed {
+                line: line_no,
+                reason: "unknown time zone abbreviation; times in this file are taken as UTC"
+                    .into(),
+            });
+        }
+        if self.scratch.pid.is_none() {
+            self.scratch.pid = syslog_pid;
+        }
+        if self.scratch.time.is_none() {
+            self.scratch.time = syslog_time;
+        }
+        let rest = &s[pm.rest..];
+        let Some(sl) = severity_len(rest) else {
+            return;
+        };
+        let word = &rest[..sl - 3];
+        let msg = &rest[sl..];
+
+        if let Some(kind) = Secondary::parse(word) {
+            let same_backend = self.scratch.pid.is_none() || self.scratch.pid == self.pending.pid;
+            if self.has_pending && same_backend {
+                self.field = match kind {
+                    Secondary::Detail => Field::Detail,
+                    Secondary::Hint => Field::Hint,
+                    _ => Field::Other,
+                };
+                let target = match self.field {
+                    Field::Detail => &mut self.pending.detail,
+                    Field::Hint => &mut self.pending.hint,
+                    _ => return,
+                };
+                if !target.is_empty() {
+                    target.push('\n');
+                }
+                target.push_str(msg);
+            }
+            // A DETAIL without its entry (the file starts in the middle of one): nothing
+            // to attach it to, and nothing lost that the entry itself would have said.
+            return;
+        }
+
+        self.emit(sink);
+        std::mem::swap(&mut self.pending, &mut self.scratch);
+        self.pending.severity = Severity::parse(word);
+        self.pending.severity_word.push_str(word);
+        self.pending.message.push_str(msg);
+        self.has_pending = true;
+        self.field = Field::Message;
+    }
+}
+
+fn excerpt(s: &str) -> String {
+    let mut end = s.len().min(80);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut e: String = s[..end].chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    if end < s.len() {
+        e.push('…');
+    }
+    format!("{e:?}")
+}
+
+struct SyslogHeader<'a> {
+    pid: u32,
+    part: u32,
+    time: Option<i64>,
+    rest: &'a str,
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// `Nov 28 10:20:52 host postgres[123]: [5-1] …` or
+/// `2026-11-28T10:20:52.123+00:00 host postgres[123]: [5-1] …`.
+fn syslog_header(s: &str, year: i32) -> Option<SyslogHeader<'_>> {
+    let b = s.as_bytes();
+    let (time, after) = if b.len() > 16 && MONTHS.contains(&s.get(..3)?) && b[3] == b' ' {
+        let mon = MONTHS.iter().position(|m| *m == &s[..3])? as u32 + 1;
+        let day: u32 = s.get(4..6)?.trim().parse().ok()?;
+        let t = format!("{year:04}-{mon:02}-{day:02} {}", s.get(7..15)?);
+        (timestamp::parse_naive(t.as_bytes()), 15)
+    } else if b.len() > 20 && b.get(10) == Some(&b'T') {
+        let end = s.find(' ')?;
+        let ts = &s[..end];
+        let n = timestamp::datetime_len(ts.as_bytes())?;
+        let local = timestamp::parse_naive(ts.as_bytes())?;
+        let off = match &ts[n..] {
+            "" | "Z" => 0,
+            z => timestamp::zone_offset(z)?,
+        };
+        (Some(local - off * 1000), end)
+    } else {
+        return None;
+    };
+    let rest = s.get(after..)?.strip_prefix(' ')?;
+    let (_host, rest) = rest.split_once(' ')?;
+    let (tag, rest) = rest.split_once("]: ")?;
+    let (_prog, pid) = tag.rsplit_once('[')?;
+    let pid: u32 = pid.parse().ok()?;
+    let (part, rest) = match rest.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+        Some((seq, r)) => {
+            let part = seq.split_once('-').and_then(|(_, p)| p.parse().ok()).unwrap_or(1);
+            (part, r)
+        }
+        None => (1, rest),
+    };
+    Some(SyslogHeader {
+        pid,
+        part,
+        time,
+        rest,
+    })
+}
+
+impl LogParser for StderrParser {
+    fn feed(&mut self, data: &[u8], sink: &mut dyn RecordSink) -> usize {
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', data) {
+            self.process(&data[start..nl], sink);
+            self.line += 1;
+            start = nl + 1;
+        }
+        start
+    }
+
+    fn flush(&mut self, sink: &mut dyn RecordSink) {
+        self.emit(sink);
+    }
+
+    fn line(&self) -> u64 {
+        self.line
+    }
+
+    fn set_line(&mut self, line: u64) {
+        self.line = line;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect {
+        recs: Vec<Record>,
+        bad: Vec<Malformed>,
+    }
+    impl RecordSink for Collect {
+        fn record(&mut self, rec: &Record) {
+            self.recs.push(rec.clone());
+        }
+        fn malformed(&mut self, m: Malformed) {
+            self.bad.push(m);
+        }
+    }
+
+    #[test]
+    fn detail_and_tab_continuation_join_their_entry() {
+        let log = "2026-11-28 10:23:41.084 UTC [4884] nosuch@appdb FATAL:  password authentication failed for user \"nosuch\"\n\
+2026-11-28 10:23:41.084 UTC [4884] nosuch@appdb DETAIL:  Role \"nosuch\" does not exist.\n\
+\tConnection matched pg_hba.conf line 3: \"host all all 127.0.0.0/8 scram-sha-256\"\n\
+2026-11-28 10:23:41.134 UTC [4887] [unknown]@[unknown] LOG:  connection received: host=127.0.0.1 port=58262\n";
+        let mut p = StderrParser::new(Prefix::compile("%m [%p] %q%u@%d ").unwrap());
+        let mut c = Collect::default();
+        let used = p.feed(log.as_bytes(), &mut c);
+        assert_eq!(used, log.len());
+        p.flush(&mut c);
+        assert_eq!(c.recs.len(), 2, "{:?}", c.recs);
+        assert!(c.recs[0].detail.starts_with("Role \"nosuch\" does not exist.\nConnection matched"));
+        assert_eq!(c.recs[0].severity, Severity::Fatal);
+        assert_eq!(c.recs[1].line, 4);
+        assert!(c.bad.is_empty());
+    }
+
+    #[test]
+    fn garbage_is_counted_and_the_rest_still_parsed() {
+        let log = b"\x00\x01\xffgarbage\nnot a log line\n2026-11-28 10:23:41.134 UTC [4887] LOG:  connection received: host=127.0.0.1 port=1\n";
+        let mut p = StderrParser::new(Prefix::postgres_default());
+        let mut c = Collect::default();
+        p.feed(log, &mut c);
+        p.flush(&mut c);
+        assert_eq!(c.recs.len(), 1);
+        assert_eq!(c.bad.iter().map(|m| m.line).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn partial_last_line_waits_for_more() {
+        let mut p = StderrParser::new(Prefix::postgres_default());
+        let mut c = Collect::default();
+        let a = b"2026-11-28 10:23:41.134 UTC [1] LOG:  connection rec";
+        assert_eq!(p.feed(a, &mut c), 0);
+        let mut whole = a.to_vec();
+        whole.extend_from_slice(b"eived: host=127.0.0.1 port=1\n");
+        assert_eq!(p.feed(&whole, &mut c), whole.len());
+        p.flush(&mut c);
+        assert_eq!(c.recs[0].message, "connection received: host=127.0.0.1 port=1");
+    }
+
+    #[test]
+    fn syslog_lines() {
+        let log = "Nov 28 10:23:41 db1 postgres[4884]: [7-1] 2026-11-28 10:23:41.084 UTC [4884] FATAL:  password authentication failed for user \"nosuch\"\n\
+Nov 28 10:23:41 db1 postgres[4884]: [8-1] 2026-11-28 10:23:41.084 UTC [4884] DETAIL:  Role \"nosuch\" does not exist.\n\
+Nov 28 10:23:41 db1 postgres[4884]: [8-2] #011Connection matched pg_hba.conf line 3\n";
+        let mut p = StderrParser::new(Prefix::postgres_default()).with_year(2026);
+        let mut c = Collect::default();
+        p.feed(log.as_bytes(), &mut c);
+        p.flush(&mut c);
+        assert_eq!(c.recs.len(), 1, "{:?}", c.bad);
+        assert_eq!(c.recs[0].pid, Some(4884));
+        assert!(c.recs[0].detail.ends_with("\nConnection matched pg_hba.conf line 3"));
+    }
+
+    #[test]
+    fn syslog_without_own_prefix_takes_time_and_pid_from_header() {
+        let log = "Nov 28 10:23:41 db1 postgres[4884]: [7-1] FATAL:  password authentication failed for user \"x\"\n";
+        let mut p = StderrParser::new(Prefix::compile("").unwrap()).with_year(2026);
+        let mut c = Collect::default();
+        p.feed(log.as_bytes(), &mut c);
+        p.flush(&mut c);
+        assert_eq!(c.recs[0].pid, Some(4884));
+        assert_eq!(
+            crate::event::format_time(c.recs[0].time.unwrap()),
+            "2026-11-28T10:23:41.000Z"
+        );
+    }
+}
