@@ -255,3 +255,65 @@ fn collect(p: &Path, h: &file::Hints, out: &mut Vec<(PathBuf, file::Hints)>, err
         }
     }
 }
+
+/// What a batch run over files produced.
+pub struct Analysis {
+    /// The final state of each alert, sorted by start time.
+    pub alerts: Vec<Alert>,
+    /// Files read, with their statistics.
+    pub files: Vec<(LogFile, FileStats)>,
+    /// Files that could not be read to the end.
+    pub errors: Vec<SourceError>,
+    /// Every event, when asked for.
+    pub events: Vec<Event>,
+    pub events_total: u64,
+}
+
+/// Collapses alert updates into the last state of each alert, in order of first appearance,
+/// then sorts them by start time.
+pub fn latest_alerts(updates: Vec<Alert>) -> Vec<Alert> {
+    let mut order: Vec<String> = Vec::new();
+    let mut latest: std::collections::HashMap<String, Alert> = std::collections::HashMap::new();
+    for a in updates {
+        if !latest.contains_key(&a.id) {
+            order.push(a.id.clone());
+        }
+        latest.insert(a.id.clone(), a);
+    }
+    let mut alerts: Vec<Alert> = order.into_iter().filter_map(|id| latest.remove(&id)).collect();
+    crate::output::sort_alerts(&mut alerts);
+    alerts
+}
+
+/// Reads the files in order through one pipeline (`analyze`). `progress` is told which file
+/// and how many bytes were read.
+pub fn analyze(
+    files: &[LogFile],
+    server: &str,
+    detect: &DetectConfig,
+    keep_events: bool,
+    progress: &mut dyn FnMut(&Path, u64),
+) -> Analysis {
+    let mut p = Pipeline::new(server, detect);
+    p.keep_events = keep_events;
+    let mut out = Analysis {
+        alerts: Vec::new(),
+        files: Vec::new(),
+        errors: Vec::new(),
+        events: Vec::new(),
+        events_total: 0,
+    };
+    for f in files {
+        progress(&f.path, 0);
+        let mut tick = |n: u64| progress(&f.path, n);
+        match p.read_file(f, &mut tick) {
+            Ok(s) => out.files.push((f.clone(), s)),
+            Err(e) => out.errors.push(e),
+        }
+    }
+    p.finish();
+    out.alerts = latest_alerts(p.take_alerts());
+    out.events = std::mem::take(&mut p.kept);
+    out.events_total = p.events_total;
+    out
+}

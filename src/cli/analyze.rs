@@ -2,14 +2,13 @@
 //! Exit codes: 0 no alerts, 1 alerts found, 2 bad input or usage (takes precedence).
 
 use anyhow::{Context, Result};
-use pgvigil::alert::{Alert, Severity};
+use pgvigil::alert::Severity;
 use pgvigil::config::Config;
 use pgvigil::output;
-use pgvigil::pipeline::{self, FileStats, Pipeline};
+use pgvigil::pipeline::{self, FileStats};
 use pgvigil::sources::file::Hints;
 use pgvigil::sources::prefix::Prefix;
 use pgvigil::sources::LogFormat;
-use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -101,57 +100,40 @@ pub fn run(args: Args) -> Result<u8> {
     };
 
     let started = Instant::now();
-    let mut p = Pipeline::new(&args.server, &detect);
-    p.keep_events = args.events;
-    let mut stats = Vec::new();
-    for f in &files {
+    let mut progress = |path: &std::path::Path, n: u64| {
         if let Some(b) = &bar {
-            b.set_message(f.path.display().to_string());
-        }
-        let mut progress = |n: u64| {
-            if let Some(b) = &bar {
-                b.inc(n);
+            if n == 0 {
+                b.set_message(path.display().to_string());
             }
-        };
-        match p.read_file(f, &mut progress) {
-            Ok(s) => stats.push((f, s)),
-            Err(e) => {
-                bad_input = true;
-                eprintln!("pgvigil: {e}");
-            }
+            b.inc(n);
         }
-    }
-    p.finish();
+    };
+    let result = pipeline::analyze(&files, &args.server, &detect, args.events, &mut progress);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     let elapsed = started.elapsed();
+    for e in &result.errors {
+        bad_input = true;
+        eprintln!("pgvigil: {e}");
+    }
+    let alerts = &result.alerts;
+    let stats: Vec<(&pgvigil::sources::file::LogFile, &FileStats)> =
+        result.files.iter().map(|(f, s)| (f, s)).collect();
 
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    // Last state of each alert, in order of first appearance.
-    let mut order: Vec<String> = Vec::new();
-    let mut latest: HashMap<String, Alert> = HashMap::new();
-    for a in p.take_alerts() {
-        if !latest.contains_key(&a.id) {
-            order.push(a.id.clone());
-        }
-        latest.insert(a.id.clone(), a);
-    }
-    let mut alerts: Vec<Alert> = order.into_iter().filter_map(|id| latest.remove(&id)).collect();
-    output::sort_alerts(&mut alerts);
-
     if args.events {
-        for e in &p.kept {
+        for e in &result.events {
             serde_json::to_writer(&mut out, e)?;
             out.write_all(b"\n")?;
         }
     } else if args.json {
-        for a in &alerts {
+        for a in alerts {
             output::write_json_line(&mut out, a)?;
         }
     } else {
-        output::write_table(&mut out, &alerts)?;
+        output::write_table(&mut out, alerts)?;
     }
     out.flush()?;
 
@@ -195,7 +177,7 @@ pub fn run(args: Args) -> Result<u8> {
             "pgvigil: {} file(s), {lines} lines ({:.1} MiB), {records} log entries, {} events, {malformed} malformed, in {:.2}s ({:.0} lines/s)",
             stats.len(),
             bytes as f64 / (1 << 20) as f64,
-            p.events_total,
+            result.events_total,
             elapsed.as_secs_f64(),
             lines as f64 / secs
         );

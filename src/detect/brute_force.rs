@@ -42,6 +42,9 @@ const SUCCESS: &str = "Suspected successful brute force attack";
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Pair {
     fails: Recent,
+    /// A login that succeeded in the middle of the failures, before they reached the
+    /// threshold (parallel tools: the right password can come back before the 10th wrong one).
+    success: Option<Success>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -228,6 +231,7 @@ impl BruteForce {
         pair.fails.push(ev.time, n);
         let reached = pair.fails.reached(n, window);
         let first = pair.fails.first().unwrap_or(ev.time);
+        let early_success = pair.success.clone().filter(|s| s.time >= first);
 
         let active = self
             .st
@@ -257,6 +261,7 @@ impl BruteForce {
             for _ in 0..n {
                 inc.principals.add(&principal, 50);
             }
+            inc.success = early_success;
             self.st.incidents.insert(src.clone(), inc);
         }
         let Some(inc) = self.st.incidents.get_mut(&src) else {
@@ -291,20 +296,28 @@ impl BruteForce {
         }
         let src = ev.source_key();
         let window = self.cfg.window.ms();
+        let success = Success {
+            time: ev.time,
+            principal: principal.to_string(),
+            database: ev.database.as_ref().map(|d| d.to_string()),
+            application: ev.application.as_ref().map(|d| d.to_string()),
+            port: ev.client_port,
+        };
         let Some(inc) = self.st.incidents.get_mut(&src) else {
+            // Not (yet) an attack: remember the success in case the failures around it turn
+            // out to be one.
+            if let Some(pair) = self.st.pairs.get_mut(&(src, principal)) {
+                if pair.success.is_none() {
+                    pair.success = Some(success);
+                }
+            }
             return;
         };
         let attacked = inc.principals.items.iter().any(|(p, _)| p.as_str() == principal);
         if inc.success.is_some() || !attacked || ev.time - inc.last > window {
             return;
         }
-        inc.success = Some(Success {
-            time: ev.time,
-            principal: principal.to_string(),
-            database: ev.database.as_ref().map(|d| d.to_string()),
-            application: ev.application.as_ref().map(|d| d.to_string()),
-            port: ev.client_port,
-        });
+        inc.success = Some(success);
         if !inc.valid_principals.iter().any(|p| *p == principal) {
             inc.valid_principals.push(principal.to_string());
         }
@@ -427,6 +440,25 @@ mod tests {
         assert_eq!(last.severity, Severity::High);
         assert!(last.techniques.contains(&"T1078"));
         assert_eq!(last.evidence["firstSuccessAfterFailures"], "1970-01-01T00:00:01.300Z");
+    }
+
+    #[test]
+    fn success_amid_parallel_failures_before_the_threshold_counts() {
+        let mut d = det();
+        let mut evs: Vec<Event> = (0..8).map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)).collect();
+        evs.push(succeeded(850, "203.0.113.7", "app"));
+        evs.extend((9..12).map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)));
+        let f = run(&mut d, evs);
+        assert_eq!(f.last().unwrap().display_name, SUCCESS);
+    }
+
+    #[test]
+    fn a_login_before_the_failures_began_is_not_their_success() {
+        let mut d = det();
+        let mut evs = vec![succeeded(50, "203.0.113.7", "app")];
+        evs.extend((0..10).map(|i| failed(20_000 + i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)));
+        let f = run(&mut d, evs);
+        assert!(f.iter().all(|f| f.display_name != SUCCESS));
     }
 
     #[test]

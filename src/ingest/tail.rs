@@ -45,6 +45,8 @@ pub struct Follower {
     /// Positions from the checkpoint for files not open yet, by (dev, ino).
     saved: HashMap<(u64, u64), FilePos>,
     first_scan: bool,
+    /// Files not followed because the same log is followed in a richer format.
+    ignored: std::collections::HashSet<(u64, u64)>,
     /// Problems worth telling once per path (unreadable file, …).
     reported: std::collections::HashSet<String>,
 }
@@ -85,6 +87,7 @@ impl Follower {
             tracked: Vec::new(),
             saved: saved.into_iter().map(|p| ((p.dev, p.ino), p)).collect(),
             first_scan: first_scan_without_state,
+            ignored: Default::default(),
             reported: Default::default(),
         }
     }
@@ -140,6 +143,9 @@ impl Follower {
         for path in self.candidates() {
             let Ok(meta) = std::fs::metadata(&path) else { continue };
             let id = (meta.dev(), meta.ino());
+            if self.ignored.contains(&id) {
+                continue;
+            }
             if let Some(t) = self.tracked.iter_mut().find(|t| (t.pos.dev, t.pos.ino) == id) {
                 t.seen = true;
                 t.pos.path = path;
@@ -172,7 +178,10 @@ impl Follower {
             let dup = kept.last().is_some_and(|k| {
                 k.seen && t.seen && file::stem(&k.pos.path) == file::stem(&t.pos.path) && k.format != t.format
             });
-            if !dup {
+            if dup {
+                tracing::info!(path = %t.pos.path.display(), "not followed: the same log is followed in {} format", kept.last().map(|k| k.format.to_string()).unwrap_or_default());
+                self.ignored.insert((t.pos.dev, t.pos.ino));
+            } else {
                 kept.push(t);
             }
         }
