@@ -1,0 +1,254 @@
+//! Test support: a real PostgreSQL cluster in a temporary directory, clients that connect from
+//! chosen 127.x addresses, and the pgvigil binary.
+#![allow(dead_code)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// PostgreSQL's server binaries: `pg_config --bindir`, else Debian's place, else PATH.
+pub fn pg_bin() -> PathBuf {
+    let from_pg_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let mut candidates: Vec<PathBuf> = from_pg_config.into_iter().collect();
+    if let Ok(rd) = std::fs::read_dir("/usr/lib/postgresql") {
+        let mut v: Vec<PathBuf> = rd.flatten().map(|e| e.path().join("bin")).collect();
+        v.sort();
+        candidates.extend(v.into_iter().rev());
+    }
+    for c in candidates {
+        if c.join("initdb").is_file() && c.join("pg_ctl").is_file() {
+            return c;
+        }
+    }
+    panic!(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found. Install them: \
+         `apt-get install -y postgresql-15` (Debian/Ubuntu) or `dnf install postgresql15-server`, \
+         or put their directory on PATH."
+    );
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// Runs a PostgreSQL program; as root, as the `postgres` user (the server refuses root).
+fn pg_command(bin: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub data: PathBuf,
+    pub log_dir: PathBuf,
+    bin: PathBuf,
+    running: bool,
+}
+
+pub struct ClusterOptions<'a> {
+    pub log_line_prefix: &'a str,
+    pub log_destination: &'a str,
+    pub log_filename: &'a str,
+    pub extra: &'a str,
+}
+
+impl Default for ClusterOptions<'_> {
+    fn default() -> Self {
+        ClusterOptions {
+            log_line_prefix: "%m [%p] %q%u@%d ",
+            log_destination: "stderr,csvlog,jsonlog",
+            log_filename: "postgresql.log",
+            extra: "",
+        }
+    }
+}
+
+/// The password of the `postgres` superuser and of `app` in every test cluster.
+pub const SUPERUSER_PASSWORD: &str = "Sup3r-secret";
+pub const APP_PASSWORD: &str = "apppass";
+
+impl Cluster {
+    pub fn start(opts: ClusterOptions<'_>) -> Cluster {
+        let bin = pg_bin();
+        let dir = tempfile::Builder::new().prefix("pgvigil-test-").tempdir().unwrap();
+        let data = dir.path().join("data");
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, SUPERUSER_PASSWORD).unwrap();
+        if is_root() {
+            let st = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let out = pg_command(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C"])
+            .arg(format!("--pwfile={}", pw.display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let port = free_port();
+        let conf = format!(
+            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
+             logging_collector = on\nlog_destination = '{}'\nlog_directory = 'log'\n\
+             log_filename = '{}'\nlog_connections = on\nlog_disconnections = on\n\
+             log_line_prefix = '{}'\nlog_timezone = 'UTC'\nlc_messages = 'C'\n\
+             password_encryption = 'scram-sha-256'\n{}\n",
+            dir.path().display(),
+            opts.log_destination,
+            opts.log_filename,
+            opts.log_line_prefix,
+            opts.extra
+        );
+        let mut c = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        c.push_str(&conf);
+        std::fs::write(data.join("postgresql.conf"), c).unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhost all md5user 127.0.0.0/8 md5\nhost all all 127.0.0.0/8 scram-sha-256\n",
+        )
+        .unwrap();
+        let mut cl = Cluster {
+            log_dir: data.join("log"),
+            dir,
+            port,
+            data,
+            bin,
+            running: false,
+        };
+        cl.pg_ctl(&["-w", "-t", "60", "start", "-l"], Some(&cl.dir.path().join("startup.log")));
+        cl.running = true;
+        cl.psql(&format!("CREATE ROLE app LOGIN PASSWORD '{APP_PASSWORD}'"));
+        cl.psql("CREATE DATABASE appdb OWNER app");
+        cl.psql("SET password_encryption = 'md5'; CREATE ROLE md5user LOGIN PASSWORD 'md5pass'");
+        cl
+    }
+
+    fn pg_ctl(&self, args: &[&str], extra: Option<&Path>) {
+        if is_root() {
+            if let Some(l) = extra {
+                std::fs::write(l, "").unwrap();
+                Command::new("chown").arg("postgres").arg(l).status().unwrap();
+            }
+        }
+        let mut cmd = pg_command(&self.bin.join("pg_ctl"));
+        cmd.arg("-D").arg(&self.data).args(args);
+        if let Some(e) = extra {
+            cmd.arg(e);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "pg_ctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Runs SQL as the superuser over the unix socket (not logged as a network login).
+    pub fn psql(&self, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.dir.path())
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Stops the server, so every log line is on disk.
+    pub fn stop(&mut self) {
+        if self.running {
+            self.pg_ctl(&["-w", "-m", "fast", "stop"], None);
+            self.running = false;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = pg_command(&self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-m", "immediate", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Logs in with tokio-postgres over a socket bound to `source` (any 127.x address), so the
+/// server logs that address. Returns whether the login succeeded.
+pub async fn login(source: &str, port: u16, user: &str, password: &str, db: &str, app: Option<&str>) -> bool {
+    let src: IpAddr = source.parse().unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(src, 0)).unwrap();
+    let stream = sock
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap();
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.user(user).password(password).dbname(db);
+    if let Some(a) = app {
+        cfg.application_name(a);
+    }
+    match cfg.connect_raw(stream, tokio_postgres::NoTls).await {
+        Ok((client, conn)) => {
+            let h = tokio::spawn(conn);
+            let ok = client.simple_query("SELECT 1").await.is_ok();
+            drop(client);
+            let _ = h.await;
+            ok
+        }
+        Err(_) => false,
+    }
+}
+
+pub fn pgvigil() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pgvigil"))
+}
+
+/// Runs `pgvigil analyze --json` and returns (exit code, alerts, stderr).
+pub fn analyze_json(args: &[&std::ffi::OsStr]) -> (i32, Vec<serde_json::Value>, String) {
+    let out = pgvigil()
+        .args(["analyze", "--json", "--no-progress"])
+        .args(args)
+        .output()
+        .unwrap();
+    let alerts = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        alerts,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The alerts of a type from a source.
+pub fn find<'a>(alerts: &'a [serde_json::Value], ty: &str, source: &str) -> Vec<&'a serde_json::Value> {
+    alerts
+        .iter()
+        .filter(|a| a["alertType"] == ty && a["entities"]["sourceIp"] == source)
+        .collect()
+}
