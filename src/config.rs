@@ -142,10 +142,15 @@ pub fn hostname() -> String {
 
 impl Config {
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
-        })
+        })?;
+        c.detect.validate().map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(c)
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -191,8 +196,15 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_period_shorter_than_the_heartbeat_is_refused() {
+        let e = Config::from_toml("[detect]\nquiet_period = \"5m\"\n", Path::new("x.toml")).unwrap_err();
+        assert!(e.to_string().contains("quiet_period"), "{e}");
+    }
+
+    #[test]
     fn unknown_options_are_named() {
-        let e = Config::from_toml("[detect.brute_force]\nfailurez = 3\n", Path::new("x.toml")).unwrap_err();
+        let e = Config::from_toml("[detect.brute_force]\nfailurez = 3\n", Path::new("x.toml"))
+            .unwrap_err();
         assert!(e.to_string().contains("failurez"), "{e}");
         assert!(e.to_string().contains("x.toml"), "{e}");
     }

@@ -27,9 +27,9 @@ impl std::str::FromStr for Span {
             .find(|c: char| !c.is_ascii_digit() && c != '.')
             .unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("{s:?} is not a duration (like \"90s\", \"10m\", \"1h\", \"7d\")"))?;
+        let n: f64 = num.parse().map_err(|_| {
+            format!("{s:?} is not a duration (like \"90s\", \"10m\", \"1h\", \"7d\")")
+        })?;
         let mult = match unit.trim() {
             "ms" => 1.0,
             "s" | "sec" | "secs" => 1000.0,
@@ -37,7 +37,11 @@ impl std::str::FromStr for Span {
             "h" | "hour" | "hours" => 3_600_000.0,
             "d" | "day" | "days" => 86_400_000.0,
             "w" | "week" | "weeks" => 604_800_000.0,
-            u => return Err(format!("unknown unit {u:?} in duration {s:?} (use ms, s, m, h, d or w)")),
+            u => {
+                return Err(format!(
+                    "unknown unit {u:?} in duration {s:?} (use ms, s, m, h, d or w)"
+                ))
+            }
         };
         Ok(Span((n * mult) as i64))
     }

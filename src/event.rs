@@ -40,10 +40,14 @@ pub enum LoginFailure {
 pub enum EventKind {
     ConnectionReceived,
     LoginSucceeded,
-    LoginFailed { reason: LoginFailure },
+    LoginFailed {
+        reason: LoginFailure,
+    },
     Disconnected,
     /// The connection never reached authentication: garbage or no startup packet.
-    ProtocolError { what: ProtocolErrorKind },
+    ProtocolError {
+        what: ProtocolErrorKind,
+    },
     /// A FATAL or ERROR inside an authorised session.
     Error,
 }
@@ -85,6 +89,9 @@ pub struct Event {
     /// The server's message, for failures and errors (kept short; evidence, not payload).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// [`Event::source_key`], computed once by the source (every detector asks for it).
+    #[serde(skip)]
+    pub source: CompactString,
 }
 
 impl Event {
@@ -104,11 +111,19 @@ impl Event {
             pid: None,
             sqlstate: None,
             message: None,
+            source: CompactString::default(),
         }
     }
 
     /// The key detectors group a source by: the IP address, else the host name, else `local`.
     pub fn source_key(&self) -> CompactString {
+        if !self.source.is_empty() {
+            return self.source.clone();
+        }
+        self.compute_source_key()
+    }
+
+    pub fn compute_source_key(&self) -> CompactString {
         if let Some(ip) = self.client_ip {
             return compact_str::format_compact!("{ip}");
         }

@@ -20,7 +20,9 @@ fn cut(s: &str, n: usize) -> String {
 /// Control characters in log-derived strings (role names, application names are chosen by
 /// whoever connects) must not reach the terminal as escape sequences.
 fn clean(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// A count worth showing in the table: failures, sources, or probe connections.
@@ -31,7 +33,10 @@ fn headline_count(a: &Alert) -> String {
             return n.to_string();
         }
     }
-    let inv = e.get("invalidStartupPackets").and_then(|v| v.as_u64()).unwrap_or(0);
+    let inv = e
+        .get("invalidStartupPackets")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
     let bare = e.get("bareConnects").and_then(|v| v.as_u64()).unwrap_or(0);
     (inv + bare).to_string()
 }
@@ -40,13 +45,30 @@ pub fn write_table(w: &mut dyn Write, alerts: &[Alert]) -> std::io::Result<()> {
     if alerts.is_empty() {
         return writeln!(w, "No alerts.");
     }
+    write_table_header(w)?;
+    for a in alerts {
+        write_table_row(w, a)?;
+    }
+    Ok(())
+}
+
+pub fn write_table_header(w: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         w,
         "{:<8} {:<22} {:<47} {:<16} {:<14} {:>6}  {:<20} {:<20}",
         "SEVERITY", "TYPE", "ALERT", "SOURCE", "PRINCIPAL", "COUNT", "START (UTC)", "END (UTC)"
-    )?;
-    for a in alerts {
-        let time = |s: &str| s.replace('T', " ").trim_end_matches('Z').chars().take(19).collect::<String>();
+    )
+}
+
+pub fn write_table_row(w: &mut dyn Write, a: &Alert) -> std::io::Result<()> {
+    {
+        let time = |s: &str| {
+            s.replace('T', " ")
+                .trim_end_matches('Z')
+                .chars()
+                .take(19)
+                .collect::<String>()
+        };
         writeln!(
             w,
             "{:<8} {:<22} {:<47} {:<16} {:<14} {:>6}  {:<20} {:<20}",

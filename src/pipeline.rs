@@ -36,6 +36,9 @@ pub struct Pipeline {
     pub kept: Vec<Event>,
     pub events_total: u64,
     current: FileStats,
+    /// Where final alert states go as alerts close (`analyze` streams them); without it they
+    /// collect in `engine.closed`.
+    pub on_final: Option<Box<dyn FnMut(Alert) + Send>>,
 }
 
 impl Pipeline {
@@ -49,6 +52,15 @@ impl Pipeline {
             kept: Vec::new(),
             events_total: 0,
             current: FileStats::default(),
+            on_final: None,
+        }
+    }
+
+    fn pass_closed(&mut self) {
+        if let Some(f) = &mut self.on_final {
+            for a in self.engine.closed.drain(..) {
+                f(a);
+            }
         }
     }
 
@@ -60,6 +72,7 @@ impl Pipeline {
             }
             self.events_total += 1;
         }
+        self.pass_closed();
     }
 
     /// Starts counting for another file.
@@ -83,6 +96,7 @@ impl Pipeline {
         self.joiner.reap(now, &mut self.events);
         self.dispatch();
         self.engine.advance(now, &mut self.alerts);
+        self.pass_closed();
     }
 
     /// End of all input: decide pending connections, close every incident.
@@ -91,6 +105,7 @@ impl Pipeline {
         self.dispatch();
         let last = self.joiner.now();
         self.engine.finish(last, &mut self.alerts);
+        self.pass_closed();
     }
 
     /// Reads one whole file (plain or gzip) through its parser. `progress` is told the bytes
@@ -189,7 +204,9 @@ pub fn discover(
                     if h.prefix.is_none() {
                         match conf.prefix() {
                             Ok(pr) => h.prefix = Some(pr),
-                            Err(e) => errors.push(format!("{}: {e}", p.join("postgresql.conf").display())),
+                            Err(e) => {
+                                errors.push(format!("{}: {e}", p.join("postgresql.conf").display()))
+                            }
                         }
                     }
                     let locs = conf.log_locations();
@@ -224,7 +241,11 @@ pub fn discover(
         crate::sources::LogFormat::Stderr => 2,
     };
     let mut skipped = Vec::new();
-    files.sort_by(|a, b| file::stem(&a.path).cmp(&file::stem(&b.path)).then(rank(a).cmp(&rank(b))));
+    files.sort_by(|a, b| {
+        file::stem(&a.path)
+            .cmp(&file::stem(&b.path))
+            .then(rank(a).cmp(&rank(b)))
+    });
     let mut kept: Vec<LogFile> = Vec::new();
     for f in files {
         match kept.last() {
@@ -238,7 +259,12 @@ pub fn discover(
     (kept, errors, skipped)
 }
 
-fn collect(p: &Path, h: &file::Hints, out: &mut Vec<(PathBuf, file::Hints)>, errors: &mut Vec<String>) {
+fn collect(
+    p: &Path,
+    h: &file::Hints,
+    out: &mut Vec<(PathBuf, file::Hints)>,
+    errors: &mut Vec<String>,
+) {
     if p.is_dir() {
         match file::list_dir(p) {
             Ok(list) if list.is_empty() => {
@@ -258,8 +284,6 @@ fn collect(p: &Path, h: &file::Hints, out: &mut Vec<(PathBuf, file::Hints)>, err
 
 /// What a batch run over files produced.
 pub struct Analysis {
-    /// The final state of each alert, sorted by start time.
-    pub alerts: Vec<Alert>,
     /// Files read, with their statistics.
     pub files: Vec<(LogFile, FileStats)>,
     /// Files that could not be read to the end.
@@ -267,41 +291,37 @@ pub struct Analysis {
     /// Every event, when asked for.
     pub events: Vec<Event>,
     pub events_total: u64,
+    pub alerts_total: u64,
 }
 
-/// Collapses alert updates into the last state of each alert, in order of first appearance,
-/// then sorts them by start time.
-pub fn latest_alerts(updates: Vec<Alert>) -> Vec<Alert> {
-    let mut order: Vec<String> = Vec::new();
-    let mut latest: std::collections::HashMap<String, Alert> = std::collections::HashMap::new();
-    for a in updates {
-        if !latest.contains_key(&a.id) {
-            order.push(a.id.clone());
-        }
-        latest.insert(a.id.clone(), a);
-    }
-    let mut alerts: Vec<Alert> = order.into_iter().filter_map(|id| latest.remove(&id)).collect();
-    crate::output::sort_alerts(&mut alerts);
-    alerts
-}
-
-/// Reads the files in order through one pipeline (`analyze`). `progress` is told which file
-/// and how many bytes were read.
+/// Reads the files in order through one pipeline (`analyze`). Each alert goes to `on_alert`
+/// once, in its final state, as soon as it is closed (quiet for the quiet period, or at the
+/// end of the input): memory stays bounded however long the logs. `progress` is told which
+/// file and how many bytes were read.
 pub fn analyze(
     files: &[LogFile],
     server: &str,
     detect: &DetectConfig,
     keep_events: bool,
+    on_alert: Box<dyn FnMut(Alert) + Send>,
     progress: &mut dyn FnMut(&Path, u64),
 ) -> Analysis {
     let mut p = Pipeline::new(server, detect);
     p.keep_events = keep_events;
+    p.engine.updates = false;
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let c2 = count.clone();
+    let mut on_alert = on_alert;
+    p.on_final = Some(Box::new(move |a| {
+        c2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        on_alert(a)
+    }));
     let mut out = Analysis {
-        alerts: Vec::new(),
         files: Vec::new(),
         errors: Vec::new(),
         events: Vec::new(),
         events_total: 0,
+        alerts_total: 0,
     };
     for f in files {
         progress(&f.path, 0);
@@ -312,8 +332,29 @@ pub fn analyze(
         }
     }
     p.finish();
-    out.alerts = latest_alerts(p.take_alerts());
     out.events = std::mem::take(&mut p.kept);
     out.events_total = p.events_total;
+    out.alerts_total = count.load(std::sync::atomic::Ordering::Relaxed);
     out
+}
+
+/// [`analyze`], collecting the alerts (for tests and small inputs).
+pub fn analyze_collect(files: &[LogFile], server: &str, detect: &DetectConfig) -> (Vec<Alert>, Analysis) {
+    let alerts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let a2 = alerts.clone();
+    let analysis = analyze(
+        files,
+        server,
+        detect,
+        false,
+        Box::new(move |a| {
+            if let Ok(mut v) = a2.lock() {
+                v.push(a);
+            }
+        }),
+        &mut |_, _| {},
+    );
+    let mut v = alerts.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+    crate::output::sort_alerts(&mut v);
+    (v, analysis)
 }

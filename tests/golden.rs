@@ -24,15 +24,22 @@ fn check(expected_path: &Path, actual: &str) -> Result<(), String> {
         std::fs::write(expected_path, actual).map_err(|e| e.to_string())?;
         return Ok(());
     }
-    let expected = std::fs::read_to_string(expected_path)
-        .map_err(|e| format!("{}: {e} (run with PGVIGIL_BLESS=1 to create it)", expected_path.display()))?;
+    let expected = std::fs::read_to_string(expected_path).map_err(|e| {
+        format!(
+            "{}: {e} (run with PGVIGIL_BLESS=1 to create it)",
+            expected_path.display()
+        )
+    })?;
     if expected == actual {
         return Ok(());
     }
     let mut diff = format!("{} differs:\n", expected_path.display());
     let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
     for i in 0..e.len().max(a.len()) {
-        let (x, y) = (e.get(i).copied().unwrap_or("<none>"), a.get(i).copied().unwrap_or("<none>"));
+        let (x, y) = (
+            e.get(i).copied().unwrap_or("<none>"),
+            a.get(i).copied().unwrap_or("<none>"),
+        );
         if x != y {
             diff.push_str(&format!("  line {}:\n  - {x}\n  + {y}\n", i + 1));
         }
@@ -83,7 +90,13 @@ fn every_fixture_yields_its_golden_events() {
         let lf = inspect(&path, &hints_for(&path, format)).unwrap();
         assert_eq!(lf.format, format, "{}: format detected", path.display());
         let (events, stats) = pipeline::events_of(&lf).unwrap();
-        assert_eq!(stats.malformed, 0, "{}: {:?}", path.display(), stats.first_malformed);
+        assert_eq!(
+            stats.malformed,
+            0,
+            "{}: {:?}",
+            path.display(),
+            stats.first_malformed
+        );
         let text: String = events
             .iter()
             .map(|e| serde_json::to_string(e).unwrap() + "\n")
@@ -103,7 +116,13 @@ fn formats_and_prefixes_are_detected() {
         assert_eq!(lf.format, format, "{}", path.display());
         if format == LogFormat::Stderr && !path.with_extension("prefix").exists() {
             let (_, stats) = pipeline::events_of(&lf).unwrap();
-            assert_eq!(stats.malformed, 0, "{} with guessed prefix {:?}", path.display(), lf.prefix);
+            assert_eq!(
+                stats.malformed,
+                0,
+                "{} with guessed prefix {:?}",
+                path.display(),
+                lf.prefix
+            );
         }
     }
 }
@@ -112,7 +131,13 @@ fn formats_and_prefixes_are_detected() {
 /// start time, which stderr logs with %t give only to the second).
 fn alert_lines(path: &Path, format: LogFormat) -> String {
     let lf = inspect(path, &hints_for(path, format)).unwrap();
-    let a = pipeline::analyze(&[lf], "db1", &DetectConfig::default(), false, &mut |_, _| {});
+    let a = pipeline::analyze(
+        &[lf],
+        "db1",
+        &DetectConfig::default(),
+        false,
+        &mut |_, _| {},
+    );
     a.alerts
         .iter()
         .map(|a| {
@@ -144,17 +169,28 @@ fn every_format_of_a_log_raises_the_same_alerts() {
         if let Err(d) = check(&expected, &from_csv) {
             failures.push(d);
         }
-        for (sub, ext, f) in [("stderr", "log", LogFormat::Stderr), ("jsonlog", "json", LogFormat::Jsonlog)] {
+        for (sub, ext, f) in [
+            ("stderr", "log", LogFormat::Stderr),
+            ("jsonlog", "json", LogFormat::Jsonlog),
+        ] {
             let other = fixtures().join(sub).join(format!("{case}.{ext}"));
             // A stderr prefix without %u and %d hides the role and database of failed logins,
             // which some detections need; such logs legitimately raise fewer alerts.
-            let prefix = std::fs::read_to_string(other.with_extension("prefix")).unwrap_or_default();
-            if f == LogFormat::Stderr && !prefix.is_empty() && !(prefix.contains("%u") && prefix.contains("%d")) {
+            let prefix =
+                std::fs::read_to_string(other.with_extension("prefix")).unwrap_or_default();
+            if f == LogFormat::Stderr
+                && !prefix.is_empty()
+                && !(prefix.contains("%u") && prefix.contains("%d"))
+            {
                 continue;
             }
             let got = alert_lines(&other, f);
             if got != from_csv {
-                failures.push(format!("{} raises other alerts than {}:\n{got}\nvs\n{from_csv}", other.display(), csv.display()));
+                failures.push(format!(
+                    "{} raises other alerts than {}:\n{got}\nvs\n{from_csv}",
+                    other.display(),
+                    csv.display()
+                ));
             }
         }
     }

@@ -16,13 +16,43 @@ use support::*;
 async fn attack_scenario(port: u16) {
     // Normal use: an application logging in, a human mistyping once.
     for _ in 0..3 {
-        assert!(login("127.0.0.2", port, "app", APP_PASSWORD, "appdb", Some("billing-api")).await);
+        assert!(
+            login(
+                "127.0.0.2",
+                port,
+                "app",
+                APP_PASSWORD,
+                "appdb",
+                Some("billing-api")
+            )
+            .await
+        );
     }
     assert!(!login("127.0.0.3", port, "app", "apppas", "appdb", Some("psql")).await);
-    assert!(login("127.0.0.3", port, "app", APP_PASSWORD, "appdb", Some("psql")).await);
+    assert!(
+        login(
+            "127.0.0.3",
+            port,
+            "app",
+            APP_PASSWORD,
+            "appdb",
+            Some("psql")
+        )
+        .await
+    );
     // Brute force on a valid user from 127.0.0.7, then the right password.
     for i in 0..12 {
-        assert!(!login("127.0.0.7", port, "app", &format!("guess{i}"), "appdb", None).await);
+        assert!(
+            !login(
+                "127.0.0.7",
+                port,
+                "app",
+                &format!("guess{i}"),
+                "appdb",
+                None
+            )
+            .await
+        );
     }
     assert!(login("127.0.0.7", port, "app", APP_PASSWORD, "appdb", None).await);
     // A spray from 127.0.0.8: six roles (five of them do not exist), two passwords each.
@@ -35,7 +65,17 @@ async fn attack_scenario(port: u16) {
     for k in 0..4 {
         for s in 1..=6 {
             let src = format!("127.0.1.{s}");
-            assert!(!login(&src, port, "postgres", &format!("pw{k}{s}"), "postgres", None).await);
+            assert!(
+                !login(
+                    &src,
+                    port,
+                    "postgres",
+                    &format!("pw{k}{s}"),
+                    "postgres",
+                    None
+                )
+                .await
+            );
         }
     }
 }
@@ -47,7 +87,10 @@ fn types_by_source(alerts: &[Value]) -> Vec<(String, String, String)> {
             (
                 a["alertType"].as_str().unwrap_or("").to_string(),
                 a["displayName"].as_str().unwrap_or("").to_string(),
-                a["entities"]["sourceIp"].as_str().unwrap_or("-").to_string(),
+                a["entities"]["sourceIp"]
+                    .as_str()
+                    .unwrap_or("-")
+                    .to_string(),
             )
         })
         .collect();
@@ -67,7 +110,10 @@ async fn analyze_finds_every_brute_force_family_in_every_log_format() {
 
     let bf = find(&alerts, "PostgreSQL_BruteForce", "127.0.0.7");
     assert_eq!(bf.len(), 1, "{alerts:#?}");
-    assert_eq!(bf[0]["displayName"], "Suspected successful brute force attack");
+    assert_eq!(
+        bf[0]["displayName"],
+        "Suspected successful brute force attack"
+    );
     assert_eq!(bf[0]["severity"], "High");
     assert_eq!(bf[0]["entities"]["principal"], "app");
     assert_eq!(bf[0]["evidence"]["failedLogins"], 12);
@@ -89,7 +135,10 @@ async fn analyze_finds_every_brute_force_family_in_every_log_format() {
 
     // Normal use raises nothing.
     for quiet in ["127.0.0.2", "127.0.0.3"] {
-        assert!(alerts.iter().all(|a| a["entities"]["sourceIp"] != quiet), "{quiet}: {alerts:#?}");
+        assert!(
+            alerts.iter().all(|a| a["entities"]["sourceIp"] != quiet),
+            "{quiet}: {alerts:#?}"
+        );
     }
 
     // The same from the stderr log (no %h in the prefix: addresses come from the joined
@@ -115,7 +164,11 @@ fn hydra(port: u16, user: &str, wordlist: &std::path::Path) {
         .args(["-s", &port.to_string(), "-t", "4", "127.0.0.1", "postgres"])
         .output()
         .expect("hydra is not installed: apt-get install -y hydra");
-    assert!(out.status.success(), "hydra: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "hydra: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn wordlist(dir: &std::path::Path, right: &str) -> std::path::PathBuf {
@@ -181,7 +234,8 @@ impl Runner {
 }
 
 fn is_successful_bf(a: &Value) -> bool {
-    a["alertType"] == "PostgreSQL_BruteForce" && a["displayName"] == "Suspected successful brute force attack"
+    a["alertType"] == "PostgreSQL_BruteForce"
+        && a["displayName"] == "Suspected successful brute force attack"
 }
 
 #[test]
@@ -205,15 +259,18 @@ fn hydra_live_is_caught_by_run_and_by_analyze() {
     let all: Vec<Value> = seen.into_iter().chain(more).collect();
     assert!(all.iter().all(|a| a["server"] == "db1"));
     assert!(
-        all.iter().any(|a| a["alertType"] == "PostgreSQL_HarmfulApplication"
-            && a["evidence"]["tools"][0] == "hydra/medusa"),
+        all.iter()
+            .any(|a| a["alertType"] == "PostgreSQL_HarmfulApplication"
+                && a["evidence"]["tools"][0] == "hydra/medusa"),
         "{all:#?}"
     );
     cl.stop();
     let (code, alerts, stderr) = analyze_json(&[cl.log_dir.as_os_str()]);
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(find(&alerts, "PostgreSQL_BruteForce", "127.0.0.1").len(), 1);
-    assert!(is_successful_bf(find(&alerts, "PostgreSQL_BruteForce", "127.0.0.1")[0]));
+    assert!(is_successful_bf(
+        find(&alerts, "PostgreSQL_BruteForce", "127.0.0.1")[0]
+    ));
 }
 
 #[test]
@@ -225,17 +282,39 @@ fn medusa_live_is_recognised() {
     let words = wordlist(cl.dir.path(), APP_PASSWORD);
     let out = Command::new("medusa")
         .env("PGPORT", cl.port.to_string())
-        .args(["-h", "127.0.0.1", "-n", &cl.port.to_string(), "-u", "app", "-M", "postgres", "-t", "2", "-P"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-n",
+            &cl.port.to_string(),
+            "-u",
+            "app",
+            "-M",
+            "postgres",
+            "-t",
+            "2",
+            "-P",
+        ])
         .arg(&words)
         .output()
         .expect("medusa is not installed: apt-get install -y medusa");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ACCOUNT FOUND"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ACCOUNT FOUND"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     cl.stop();
     let log = cl.log_dir.join("postgresql.log");
     let (code, alerts, stderr) = analyze_json(&[log.as_os_str()]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(is_successful_bf(find(&alerts, "PostgreSQL_BruteForce", "127.0.0.1")[0]), "{alerts:#?}");
-    assert_eq!(find(&alerts, "PostgreSQL_HarmfulApplication", "127.0.0.1").len(), 1);
+    assert!(
+        is_successful_bf(find(&alerts, "PostgreSQL_BruteForce", "127.0.0.1")[0]),
+        "{alerts:#?}"
+    );
+    assert_eq!(
+        find(&alerts, "PostgreSQL_HarmfulApplication", "127.0.0.1").len(),
+        1
+    );
 }
 
 /// Kill -9 in the middle: nothing lost, nothing counted twice, the alerts file holds each
@@ -263,7 +342,9 @@ async fn run_resumes_after_kill_9_without_loss_or_double_counting() {
     for i in 0..10 {
         assert!(!login("127.0.0.8", cl.port, "app", &format!("b{i}"), "appdb", None).await);
     }
-    let (seen, ok) = run.until(Duration::from_secs(10), |a| a["entities"]["sourceIp"] == "127.0.0.8");
+    let (seen, ok) = run.until(Duration::from_secs(10), |a| {
+        a["entities"]["sourceIp"] == "127.0.0.8"
+    });
     assert!(ok, "{seen:#?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     run.kill(); // SIGKILL
@@ -278,9 +359,19 @@ async fn run_resumes_after_kill_9_without_loss_or_double_counting() {
     let (seen, ok) = run.until(Duration::from_secs(10), |a| {
         a["entities"]["sourceIp"] == "127.0.0.7" && is_successful_bf(a)
     });
-    assert!(ok, "failures before and after the restart add up to an attack: {seen:#?}");
-    let bf7 = seen.iter().rev().find(|a| a["entities"]["sourceIp"] == "127.0.0.7").unwrap();
-    assert_eq!(bf7["evidence"]["failedLogins"], 10, "counted once each: {bf7:#}");
+    assert!(
+        ok,
+        "failures before and after the restart add up to an attack: {seen:#?}"
+    );
+    let bf7 = seen
+        .iter()
+        .rev()
+        .find(|a| a["entities"]["sourceIp"] == "127.0.0.7")
+        .unwrap();
+    assert_eq!(
+        bf7["evidence"]["failedLogins"], 10,
+        "counted once each: {bf7:#}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     run.kill();
 
@@ -294,7 +385,9 @@ async fn run_resumes_after_kill_9_without_loss_or_double_counting() {
     let for8: Vec<Value> = lines
         .iter()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|a| a["entities"]["sourceIp"] == "127.0.0.8" && a["alertType"] == "PostgreSQL_BruteForce")
+        .filter(|a| {
+            a["entities"]["sourceIp"] == "127.0.0.8" && a["alertType"] == "PostgreSQL_BruteForce"
+        })
         .collect();
     assert_eq!(for8.len(), 1, "{text}");
 }
@@ -327,8 +420,13 @@ async fn run_follows_the_log_across_rotation() {
     }
     let n_files = std::fs::read_dir(&cl.log_dir).unwrap().count();
     assert!(n_files >= 2, "the server rotated its log");
-    let (seen, ok) = run.until(Duration::from_secs(10), |a| a["entities"]["sourceIp"] == "127.0.0.9");
+    let (seen, ok) = run.until(Duration::from_secs(10), |a| {
+        a["entities"]["sourceIp"] == "127.0.0.9"
+    });
     run.kill();
-    assert!(ok, "failures split over two files make one attack: {seen:#?}");
+    assert!(
+        ok,
+        "failures split over two files make one attack: {seen:#?}"
+    );
     assert_eq!(seen.last().unwrap()["evidence"]["failedLogins"], 10);
 }

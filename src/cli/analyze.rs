@@ -10,6 +10,7 @@ use pgvigil::sources::file::Hints;
 use pgvigil::sources::prefix::Prefix;
 use pgvigil::sources::LogFormat;
 use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -88,11 +89,17 @@ pub fn run(args: Args) -> Result<u8> {
     }
 
     let total: u64 = files.iter().map(|f| f.size).sum();
-    let bar = if !args.no_progress && !args.quiet && std::io::stderr().is_terminal() && total >= PROGRESS_MIN_BYTES {
+    let bar = if !args.no_progress
+        && !args.quiet
+        && std::io::stderr().is_terminal()
+        && total >= PROGRESS_MIN_BYTES
+    {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         Some(b)
     } else {
@@ -108,7 +115,30 @@ pub fn run(args: Args) -> Result<u8> {
             b.inc(n);
         }
     };
-    let result = pipeline::analyze(&files, &args.server, &detect, args.events, &mut progress);
+    // Alerts are printed as they close, so memory stays bounded whatever the input size.
+    let severities = Arc::new(Mutex::new([0u64; 3]));
+    let sev2 = severities.clone();
+    let (json, events) = (args.json, args.events);
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    let mut header = false;
+    let on_alert = Box::new(move |a: pgvigil::alert::Alert| {
+        if let Ok(mut s) = sev2.lock() {
+            s[a.severity as usize] += 1;
+        }
+        let r = if events {
+            Ok(())
+        } else if json {
+            output::write_json_line(&mut out, &a)
+        } else {
+            let h = if header { Ok(()) } else { output::write_table_header(&mut out) };
+            header = true;
+            h.and_then(|_| output::write_table_row(&mut out, &a))
+        };
+        if let Err(e) = r.and_then(|_| out.flush()) {
+            eprintln!("pgvigil: writing alerts: {e}");
+        }
+    });
+    let result = pipeline::analyze(&files, &args.server, &detect, args.events, on_alert, &mut progress);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -117,10 +147,8 @@ pub fn run(args: Args) -> Result<u8> {
         bad_input = true;
         eprintln!("pgvigil: {e}");
     }
-    let alerts = &result.alerts;
     let stats: Vec<(&pgvigil::sources::file::LogFile, &FileStats)> =
         result.files.iter().map(|(f, s)| (f, s)).collect();
-
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.events {
@@ -128,12 +156,8 @@ pub fn run(args: Args) -> Result<u8> {
             serde_json::to_writer(&mut out, e)?;
             out.write_all(b"\n")?;
         }
-    } else if args.json {
-        for a in alerts {
-            output::write_json_line(&mut out, a)?;
-        }
-    } else {
-        output::write_table(&mut out, alerts)?;
+    } else if !args.json && result.alerts_total == 0 {
+        writeln!(out, "No alerts.")?;
     }
     out.flush()?;
 
@@ -181,18 +205,18 @@ pub fn run(args: Args) -> Result<u8> {
             elapsed.as_secs_f64(),
             lines as f64 / secs
         );
-        let count = |s: Severity| alerts.iter().filter(|a| a.severity == s).count();
+        let s = severities.lock().map(|s| *s).unwrap_or_default();
         eprintln!(
             "pgvigil: {} alert(s): {} High, {} Medium, {} Low",
-            alerts.len(),
-            count(Severity::High),
-            count(Severity::Medium),
-            count(Severity::Low)
+            result.alerts_total,
+            s[Severity::High as usize],
+            s[Severity::Medium as usize],
+            s[Severity::Low as usize]
         );
     }
     Ok(if bad_input {
         2
-    } else if alerts.is_empty() {
+    } else if result.alerts_total == 0 {
         0
     } else {
         1

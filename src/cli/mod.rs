@@ -6,7 +6,11 @@ pub mod run;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "pgvigil", version, about = "Threat detection for PostgreSQL: reads the server's logs and raises explained alerts")]
+#[command(
+    name = "pgvigil",
+    version,
+    about = "Threat detection for PostgreSQL: reads the server's logs and raises explained alerts"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -66,7 +66,11 @@ pub fn run(args: Args) -> Result<u8> {
         cfg.output.file = Some(f);
     }
     if let Some(s) = args.start_at.as_deref() {
-        cfg.input.start_at = if s == "beginning" { StartAt::Beginning } else { StartAt::End };
+        cfg.input.start_at = if s == "beginning" {
+            StartAt::Beginning
+        } else {
+            StartAt::End
+        };
     }
     if let Some(p) = args.log_line_prefix {
         cfg.input.log_line_prefix = Some(p);
@@ -147,7 +151,8 @@ pub fn run(args: Args) -> Result<u8> {
         positions = c.files.clone();
         if let (Some(len), Some((path, file))) = (c.alerts_file_len, &alerts_file) {
             // Alerts written after the checkpoint will be raised again from the re-read lines.
-            file.set_len(len).with_context(|| path.display().to_string())?;
+            file.set_len(len)
+                .with_context(|| path.display().to_string())?;
         }
         tracing::info!(checkpoint = %ckpt_path.display(), files = positions.len(), "resuming");
     }
@@ -160,13 +165,19 @@ pub fn run(args: Args) -> Result<u8> {
     loop {
         let consumed = follower.poll(&mut pipeline);
         let alerts = pipeline.take_alerts();
-        emit(&alerts, cfg.output.json, &mut stdout.lock(), alerts_file.as_mut())?;
+        emit(
+            &alerts,
+            cfg.output.json,
+            &mut stdout.lock(),
+            alerts_file.as_mut(),
+        )?;
         if consumed > 0 || !alerts.is_empty() || first {
             let len = match &alerts_file {
                 Some((_, f)) => Some(f.metadata()?.len()),
                 None => None,
             };
-            Checkpoint::capture(&cfg.server, follower.positions(), &pipeline, len).save(&ckpt_path)?;
+            Checkpoint::capture(&cfg.server, follower.positions(), &pipeline, len)
+                .save(&ckpt_path)?;
             first = false;
         }
         std::thread::sleep(interval);
@@ -204,7 +215,8 @@ fn emit(
         for a in alerts {
             output::write_json_line(&mut buf, a)?;
         }
-        f.write_all(&buf).with_context(|| path.display().to_string())?;
+        f.write_all(&buf)
+            .with_context(|| path.display().to_string())?;
         f.sync_data().with_context(|| path.display().to_string())?;
     }
     Ok(())

@@ -6,7 +6,7 @@
 //!   exist`, or the role has logged in before);
 //! - *Suspected successful brute force attack* (High): that source then logs in as that role.
 
-use super::window::{grown, keep_sample, NameCounts, Recent};
+use super::window::{keep_sample, NameCounts, Recent, Reported};
 use super::{load_state, save_state, DetectError, Detector};
 use crate::alert::{AlertType, Entities, Finding, Severity};
 use crate::duration::Span;
@@ -61,7 +61,7 @@ struct Incident {
     start: EventTime,
     last: EventTime,
     failures: u64,
-    reported: u64,
+    reported: Reported,
     principals: NameCounts,
     valid_principals: Vec<String>,
     databases: NameCounts,
@@ -114,7 +114,7 @@ impl BruteForce {
                 1 => (VALID_USER, Severity::Medium, &["T1110.001"]),
                 _ => (PLAIN, Severity::Medium, &["T1110.001"]),
             };
-        let roles = inc.principals.items.len() as u64 + inc.principals.more;
+        let roles = inc.principals.distinct();
         let role_text = if roles == 1 {
             format!("role {top:?}")
         } else {
@@ -222,7 +222,8 @@ impl BruteForce {
         let principal = ev.principal.clone().unwrap_or_default();
         let window = self.cfg.window.ms();
         let n = self.cfg.failures.max(1) as usize;
-        let exists = reason == LoginFailure::BadPassword || self.st.known_roles.contains(&principal);
+        let exists =
+            reason == LoginFailure::BadPassword || self.st.known_roles.contains(&principal);
         let pair = self
             .st
             .pairs
@@ -249,7 +250,7 @@ impl BruteForce {
             }
             // An earlier incident from this source that went quiet: report its final state.
             if let Some(old) = self.st.incidents.remove(&src) {
-                if old.failures != old.reported {
+                if old.failures != old.reported.count {
                     out.push(self.finding(&src, &old));
                 }
             }
@@ -274,15 +275,19 @@ impl BruteForce {
         if reason == LoginFailure::NoSuchRole {
             inc.no_such_role += 1;
         }
-        if exists && !principal.is_empty() && !inc.valid_principals.iter().any(|p| *p == principal) && inc.valid_principals.len() < 20 {
+        if exists
+            && !principal.is_empty()
+            && !inc.valid_principals.iter().any(|p| *p == principal)
+            && inc.valid_principals.len() < 20
+        {
             inc.valid_principals.push(principal.to_string());
         }
         keep_sample(&mut inc.samples, ev, 5);
         let variant = Self::variant(inc);
-        let escalated = variant > inc.variant || inc.reported == 0;
+        let escalated = variant > inc.variant || inc.reported.count == 0;
         inc.variant = variant;
-        if escalated || grown(inc.failures, inc.reported) {
-            inc.reported = inc.failures;
+        if escalated || inc.reported.due(inc.failures, ev.time) {
+            inc.reported.mark(inc.failures, ev.time);
             self.report(&src, out);
         }
     }
@@ -313,7 +318,11 @@ impl BruteForce {
             }
             return;
         };
-        let attacked = inc.principals.items.iter().any(|(p, _)| p.as_str() == principal);
+        let attacked = inc
+            .principals
+            .items
+            .iter()
+            .any(|(p, _)| p.as_str() == principal);
         if inc.success.is_some() || !attacked || ev.time - inc.last > window {
             return;
         }
@@ -323,7 +332,7 @@ impl BruteForce {
         }
         keep_sample(&mut inc.samples, ev, 6);
         inc.variant = Self::variant(inc);
-        inc.reported = inc.failures;
+        inc.reported.mark(inc.failures, ev.time);
         self.report(&src, out);
     }
 }
@@ -331,7 +340,8 @@ impl BruteForce {
 /// Quotes a role name for the SQL in remediation steps.
 pub(crate) fn quote_ident(s: &str) -> String {
     if !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !s.starts_with(|c: char| c.is_ascii_digit())
     {
         s.to_string()
@@ -371,7 +381,7 @@ impl Detector for BruteForce {
             .collect();
         for src in ended {
             if let Some(inc) = self.st.incidents.remove(&src) {
-                if inc.failures != inc.reported {
+                if inc.failures != inc.reported.count {
                     out.push(self.finding(&src, &inc));
                 }
             }
@@ -400,14 +410,20 @@ mod tests {
     #[test]
     fn nine_failures_are_not_an_attack() {
         let mut d = det();
-        let f = run(&mut d, (0..9).map(|i| failed(i * 1000, "203.0.113.7", "app", LoginFailure::BadPassword)));
+        let f = run(
+            &mut d,
+            (0..9).map(|i| failed(i * 1000, "203.0.113.7", "app", LoginFailure::BadPassword)),
+        );
         assert!(f.is_empty());
     }
 
     #[test]
     fn ten_failures_on_a_valid_user() {
         let mut d = det();
-        let f = run(&mut d, (0..10).map(|i| failed(i * 1000, "203.0.113.7", "app", LoginFailure::BadPassword)));
+        let f = run(
+            &mut d,
+            (0..10).map(|i| failed(i * 1000, "203.0.113.7", "app", LoginFailure::BadPassword)),
+        );
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].display_name, VALID_USER);
         assert_eq!(f[0].entities.source_ip.as_deref(), Some("203.0.113.7"));
@@ -417,7 +433,10 @@ mod tests {
     #[test]
     fn unknown_role_is_the_plain_variant() {
         let mut d = det();
-        let f = run(&mut d, (0..10).map(|i| failed(i * 1000, "203.0.113.7", "nosuch", LoginFailure::NoSuchRole)));
+        let f = run(
+            &mut d,
+            (0..10).map(|i| failed(i * 1000, "203.0.113.7", "nosuch", LoginFailure::NoSuchRole)),
+        );
         assert_eq!(f[0].display_name, PLAIN);
         assert_eq!(f[0].severity, Severity::Medium);
     }
@@ -425,29 +444,41 @@ mod tests {
     #[test]
     fn failures_spread_wider_than_the_window_are_not_an_attack() {
         let mut d = det();
-        let f = run(&mut d, (0..30).map(|i| failed(i * 120_000, "203.0.113.7", "app", LoginFailure::BadPassword)));
+        let f = run(
+            &mut d,
+            (0..30).map(|i| failed(i * 120_000, "203.0.113.7", "app", LoginFailure::BadPassword)),
+        );
         assert!(f.is_empty());
     }
 
     #[test]
     fn success_after_failures_is_high() {
         let mut d = det();
-        let mut evs: Vec<Event> = (0..12).map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)).collect();
+        let mut evs: Vec<Event> = (0..12)
+            .map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword))
+            .collect();
         evs.push(succeeded(1300, "203.0.113.7", "app"));
         let f = run(&mut d, evs);
         let last = f.last().unwrap();
         assert_eq!(last.display_name, SUCCESS);
         assert_eq!(last.severity, Severity::High);
         assert!(last.techniques.contains(&"T1078"));
-        assert_eq!(last.evidence["firstSuccessAfterFailures"], "1970-01-01T00:00:01.300Z");
+        assert_eq!(
+            last.evidence["firstSuccessAfterFailures"],
+            "1970-01-01T00:00:01.300Z"
+        );
     }
 
     #[test]
     fn success_amid_parallel_failures_before_the_threshold_counts() {
         let mut d = det();
-        let mut evs: Vec<Event> = (0..8).map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)).collect();
+        let mut evs: Vec<Event> = (0..8)
+            .map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword))
+            .collect();
         evs.push(succeeded(850, "203.0.113.7", "app"));
-        evs.extend((9..12).map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)));
+        evs.extend(
+            (9..12).map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)),
+        );
         let f = run(&mut d, evs);
         assert_eq!(f.last().unwrap().display_name, SUCCESS);
     }
@@ -456,7 +487,14 @@ mod tests {
     fn a_login_before_the_failures_began_is_not_their_success() {
         let mut d = det();
         let mut evs = vec![succeeded(50, "203.0.113.7", "app")];
-        evs.extend((0..10).map(|i| failed(20_000 + i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)));
+        evs.extend((0..10).map(|i| {
+            failed(
+                20_000 + i * 100,
+                "203.0.113.7",
+                "app",
+                LoginFailure::BadPassword,
+            )
+        }));
         let f = run(&mut d, evs);
         assert!(f.iter().all(|f| f.display_name != SUCCESS));
     }
@@ -464,7 +502,9 @@ mod tests {
     #[test]
     fn success_from_another_source_is_not_the_attack_succeeding() {
         let mut d = det();
-        let mut evs: Vec<Event> = (0..12).map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)).collect();
+        let mut evs: Vec<Event> = (0..12)
+            .map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword))
+            .collect();
         evs.push(succeeded(1300, "198.51.100.1", "app"));
         let f = run(&mut d, evs);
         assert!(f.iter().all(|f| f.display_name != SUCCESS));
@@ -473,7 +513,10 @@ mod tests {
     #[test]
     fn a_long_attack_updates_logarithmically_and_reports_its_total_at_the_end() {
         let mut d = det();
-        let mut f = run(&mut d, (0..1000).map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)));
+        let mut f = run(
+            &mut d,
+            (0..1000).map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)),
+        );
         assert!(f.len() < 10, "{} updates", f.len());
         d.advance(100_000 + 3_600_000, &mut f);
         assert_eq!(f.last().unwrap().evidence["failedLogins"], 1000);
@@ -482,10 +525,21 @@ mod tests {
     #[test]
     fn state_survives_save_and_restore() {
         let mut d = det();
-        run(&mut d, (0..9).map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)));
+        run(
+            &mut d,
+            (0..9).map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)),
+        );
         let mut e = det();
         e.restore(&d.save()).unwrap();
-        let f = run(&mut e, [failed(1000, "203.0.113.7", "app", LoginFailure::BadPassword)]);
+        let f = run(
+            &mut e,
+            [failed(
+                1000,
+                "203.0.113.7",
+                "app",
+                LoginFailure::BadPassword,
+            )],
+        );
         assert_eq!(f.len(), 1);
     }
 }

@@ -11,9 +11,8 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Open {
-    /// The alert as last emitted, JSON-encoded (keeps the saved state independent of the
-    /// record's Rust layout).
-    alert: String,
+    /// The alert as last emitted.
+    alert: Alert,
     start: EventTime,
     end: EventTime,
 }
@@ -28,6 +27,8 @@ pub struct AlertBook {
     server: String,
     quiet: Span,
     open: FxHashMap<(AlertType, String), Open>,
+    /// Alerts closed by a new alert of the same entity, not yet reported as closed.
+    stale: Vec<Alert>,
 }
 
 /// Alert ids are derived from what the alert is about and when it started, so `analyze` and
@@ -40,6 +41,7 @@ impl AlertBook {
             server: server.to_string(),
             quiet,
             open: FxHashMap::default(),
+            stale: Vec::new(),
         }
     }
 
@@ -48,14 +50,20 @@ impl AlertBook {
     }
 
     /// Folds a finding into its alert and returns the alert as it now stands.
-    pub fn fold(&mut self, f: Finding) -> Alert {
+    pub fn fold(&mut self, f: Finding) -> &Alert {
         let key = (f.alert_type, f.entity.clone());
         let quiet = self.quiet.ms();
-        let prev = self
-            .open
-            .get(&key)
-            .filter(|o| f.start <= o.end + quiet && f.end >= o.start - quiet)
-            .and_then(|o| serde_json::from_str::<Alert>(&o.alert).ok().map(|a| (a, o.start, o.end)));
+        let prev = match self.open.remove(&key) {
+            Some(o) if f.start <= o.end + quiet && f.end >= o.start - quiet => {
+                Some((o.alert, o.start, o.end))
+            }
+            Some(stale) => {
+                // Same entity, but long after: that alert is over.
+                self.stale.push(stale.alert);
+                None
+            }
+            None => None,
+        };
         let (start, end) = match &prev {
             Some((_, s, e)) => ((*s).min(f.start), (*e).max(f.end)),
             None => (f.start, f.end),
@@ -64,7 +72,14 @@ impl AlertBook {
             Some((a, _, _)) => a.id.clone(),
             None => uuid::Uuid::new_v5(
                 &NAMESPACE,
-                format!("{}|{}|{}|{}", self.server, f.alert_type.as_str(), f.entity, f.start).as_bytes(),
+                format!(
+                    "{}|{}|{}|{}",
+                    self.server,
+                    f.alert_type.as_str(),
+                    f.entity,
+                    f.start
+                )
+                .as_bytes(),
             )
             .to_string(),
         };
@@ -74,10 +89,10 @@ impl AlertBook {
             _ => (f.display_name.to_string(), f.severity),
         };
         let mut techniques: Vec<String> = f.techniques.iter().map(|t| t.to_string()).collect();
-        if let Some((a, _, _)) = &prev {
-            for t in &a.techniques {
-                if !techniques.contains(t) {
-                    techniques.push(t.clone());
+        if let Some((a, _, _)) = prev {
+            for t in a.techniques {
+                if !techniques.contains(&t) {
+                    techniques.push(t);
                 }
             }
         }
@@ -99,20 +114,32 @@ impl AlertBook {
             remediation_steps: f.remediation,
         };
         self.open.insert(
-            key,
+            key.clone(),
             Open {
-                alert: serde_json::to_string(&alert).unwrap_or_default(),
+                alert,
                 start,
                 end,
             },
         );
-        alert
+        &self.open[&key].alert
     }
 
-    /// Forgets alerts that have been quiet longer than the quiet period.
-    pub fn expire(&mut self, now: EventTime) {
+    /// Closes alerts that have been quiet longer than the quiet period; their final state
+    /// goes to `closed`, oldest first.
+    pub fn expire(&mut self, now: EventTime, closed: &mut Vec<Alert>) {
         let quiet = self.quiet.ms();
-        self.open.retain(|_, o| now - o.end <= quiet);
+        closed.append(&mut self.stale);
+        let mut done: Vec<Open> = Vec::new();
+        self.open.retain(|_, o| {
+            if now - o.end > quiet {
+                done.push(o.clone());
+                false
+            } else {
+                true
+            }
+        });
+        done.sort_by(|a, b| a.start.cmp(&b.start).then(a.alert.id.cmp(&b.alert.id)));
+        closed.extend(done.into_iter().map(|o| o.alert));
     }
 
     pub fn open_count(&self) -> usize {
@@ -120,7 +147,11 @@ impl AlertBook {
     }
 
     pub fn state(&self) -> BookState {
-        let mut open: Vec<_> = self.open.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut open: Vec<_> = self
+            .open
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         open.sort_by(|a, b| a.0.cmp(&b.0));
         BookState { open }
     }
@@ -155,23 +186,40 @@ mod tests {
     #[test]
     fn updates_fold_into_one_alert_and_escalate() {
         let mut b = AlertBook::new("db1", Span::mins(60));
-        let a = b.fold(finding(0, 1000, Severity::Medium, "Suspected brute force attack"));
-        let c = b.fold(finding(0, 5000, Severity::High, "Suspected successful brute force attack"));
+        let a = b.fold(finding(
+            0,
+            1000,
+            Severity::Medium,
+            "Suspected brute force attack",
+        ));
+        let c = b.fold(finding(
+            0,
+            5000,
+            Severity::High,
+            "Suspected successful brute force attack",
+        ));
         assert_eq!(a.id, c.id);
         assert_eq!(c.severity, Severity::High);
         assert_eq!(c.end_time_utc, "1970-01-01T00:00:05.000Z");
         // A late, lower finding does not downgrade it.
-        let d = b.fold(finding(0, 6000, Severity::Medium, "Suspected brute force attack"));
+        let d = b.fold(finding(
+            0,
+            6000,
+            Severity::Medium,
+            "Suspected brute force attack",
+        ));
         assert_eq!((d.id, d.severity), (a.id.clone(), Severity::High));
     }
 
     #[test]
     fn after_the_quiet_period_a_new_alert_starts() {
         let mut b = AlertBook::new("db1", Span::mins(60));
-        let a = b.fold(finding(0, 1000, Severity::Medium, "x"));
+        let a = b.fold(finding(0, 1000, Severity::Medium, "x")).clone();
         let later = 2 * 3_600_000;
-        b.expire(later);
-        let c = b.fold(finding(later, later + 10, Severity::Medium, "x"));
+        let mut closed = Vec::new();
+        b.expire(later, &mut closed);
+        assert_eq!(closed, vec![a.clone()], "the final state of the closed alert");
+        let c = b.fold(finding(later, later + 10, Severity::Medium, "x")).clone();
         assert_ne!(a.id, c.id);
     }
 }

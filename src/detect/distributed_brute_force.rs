@@ -3,7 +3,7 @@
 //! a fleet of application servers failing after a password rotation is an outage, not an
 //! attack.
 
-use super::window::{grown, keep_sample, NameCounts, Tally};
+use super::window::{keep_sample, Reported, NameCounts, Tally};
 use super::{load_state, save_state, DetectError, Detector};
 use crate::alert::{AlertType, Entities, Finding, Severity};
 use crate::duration::Span;
@@ -43,7 +43,7 @@ struct Incident {
     start: EventTime,
     last: EventTime,
     failures: u64,
-    reported: u64,
+    reported: Reported,
     sources: NameCounts,
     success: Option<(EventTime, String)>,
     samples: Vec<serde_json::Value>,
@@ -74,7 +74,7 @@ impl DistributedBruteForce {
     }
 
     fn finding(&self, role: &str, inc: &Incident) -> Finding {
-        let n_sources = inc.sources.items.len() as u64 + inc.sources.more;
+        let n_sources = inc.sources.distinct();
         let mut description = format!(
             "{} failed logins as {role:?} from {n_sources} different sources between {} and {}, none of which had logged in as {role:?} before.",
             inc.failures,
@@ -158,16 +158,21 @@ impl Detector for DistributedBruteForce {
                 let tally = self.st.recent.entry(role.clone()).or_default();
                 tally.push(ev.time, src.clone(), window, 50_000);
                 let total = tally.total();
-                let hit = tally.distinct() >= self.cfg.sources as usize
-                    && total >= self.cfg.failures as usize
-                    && tally.top().is_some_and(|(_, c)| c as f64 <= total as f64 * self.cfg.max_share);
+                // Finding the loudest source walks the whole tally: only when it matters.
+                let hit = || {
+                    tally.distinct() >= self.cfg.sources as usize
+                        && total >= self.cfg.failures as usize
+                        && tally
+                            .top()
+                            .is_some_and(|(_, c)| c as f64 <= total as f64 * self.cfg.max_share)
+                };
                 let active = self
                     .st
                     .incidents
                     .get(&role)
                     .is_some_and(|i| ev.time - i.last <= window);
                 if !active {
-                    if !hit {
+                    if !hit() {
                         return;
                     }
                     let mut inc = Incident {
@@ -189,8 +194,8 @@ impl Detector for DistributedBruteForce {
                 inc.last = ev.time;
                 inc.sources.add(&src, 500);
                 keep_sample(&mut inc.samples, ev, 5);
-                if grown(inc.failures, inc.reported) {
-                    inc.reported = inc.failures;
+                if inc.reported.due(inc.failures, ev.time) {
+                    inc.reported.mark(inc.failures, ev.time);
                     let inc = inc.clone();
                     out.push(self.finding(&role, &inc));
                 }
@@ -200,7 +205,7 @@ impl Detector for DistributedBruteForce {
                 let attacked = self.st.incidents.get_mut(&role).filter(|i| {
                     i.success.is_none()
                         && ev.time - i.last <= window
-                        && i.sources.items.iter().any(|(s, _)| s.as_str() == src)
+                        && i.sources.contains(&src)
                 });
                 if let Some(inc) = attacked {
                     inc.success = Some((ev.time, src.to_string()));
@@ -234,7 +239,7 @@ impl Detector for DistributedBruteForce {
             .collect();
         for role in ended {
             if let Some(inc) = self.st.incidents.remove(&role) {
-                if inc.failures != inc.reported {
+                if inc.failures != inc.reported.count {
                     out.push(self.finding(&role, &inc));
                 }
             }
@@ -263,7 +268,12 @@ mod tests {
         for k in 0..per_source {
             for s in 0..sources {
                 t += 1000 + k as i64;
-                v.push(failed(t, &format!("203.0.113.{}", s + 1), "postgres", LoginFailure::BadPassword));
+                v.push(failed(
+                    t,
+                    &format!("203.0.113.{}", s + 1),
+                    "postgres",
+                    LoginFailure::BadPassword,
+                ));
             }
         }
         v
@@ -282,7 +292,16 @@ mod tests {
     #[test]
     fn one_loud_source_is_not_distributed() {
         let mut d = DistributedBruteForce::new(DistributedBruteForceConfig::default());
-        let mut evs: Vec<Event> = (0..30).map(|i| failed(i * 100, "203.0.113.99", "postgres", LoginFailure::BadPassword)).collect();
+        let mut evs: Vec<Event> = (0..30)
+            .map(|i| {
+                failed(
+                    i * 100,
+                    "203.0.113.99",
+                    "postgres",
+                    LoginFailure::BadPassword,
+                )
+            })
+            .collect();
         evs.extend(attack(4, 1));
         assert!(run(&mut d, evs).is_empty());
     }
@@ -290,7 +309,9 @@ mod tests {
     #[test]
     fn familiar_sources_failing_after_a_password_change_are_not_an_attack() {
         let mut d = DistributedBruteForce::new(DistributedBruteForceConfig::default());
-        let mut evs: Vec<Event> = (0..8).map(|s| succeeded(s, &format!("203.0.113.{}", s + 1), "postgres")).collect();
+        let mut evs: Vec<Event> = (0..8)
+            .map(|s| succeeded(s, &format!("203.0.113.{}", s + 1), "postgres"))
+            .collect();
         evs.extend(attack(8, 5));
         assert!(run(&mut d, evs).is_empty());
     }

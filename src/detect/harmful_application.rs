@@ -6,6 +6,7 @@
 //!   database after the role;
 //! - tools that do send an application_name (sqlmap, Metasploit, …) say so in
 //!   `connection authorized`.
+//!
 //! A failed login never carries application_name, so the first two are read from failure
 //! bursts, the last from successful logins and disconnections.
 
@@ -39,9 +40,25 @@ impl Default for HarmfulApplicationConfig {
     fn default() -> Self {
         HarmfulApplicationConfig {
             tools: [
-                "sqlmap", "hydra", "medusa", "ncrack", "nmap", "metasploit", "msfconsole",
-                "msf", "patator", "pgsql-brute", "zgrab", "masscan", "nuclei", "havij",
-                "crackmapexec", "netexec", "legba", "brutespray", "pgbrute",
+                "sqlmap",
+                "hydra",
+                "medusa",
+                "ncrack",
+                "nmap",
+                "metasploit",
+                "msfconsole",
+                "msf",
+                "patator",
+                "pgsql-brute",
+                "zgrab",
+                "masscan",
+                "nuclei",
+                "havij",
+                "crackmapexec",
+                "netexec",
+                "legba",
+                "brutespray",
+                "pgbrute",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -60,7 +77,7 @@ struct Incident {
     tools: Vec<String>,
     signals: Vec<String>,
     events: u64,
-    reported_events: u64,
+    reported: super::window::Reported,
     principal: Option<String>,
     database: Option<String>,
     application: Option<String>,
@@ -83,6 +100,8 @@ struct State {
 pub struct HarmfulApplication {
     cfg: HarmfulApplicationConfig,
     tools_lower: Vec<String>,
+    /// application_name → tool, for names seen before (a server sees few distinct names).
+    app_cache: FxHashMap<CompactString, Option<String>>,
     st: State,
 }
 
@@ -92,6 +111,7 @@ impl HarmfulApplication {
         HarmfulApplication {
             cfg,
             tools_lower,
+            app_cache: FxHashMap::default(),
             st: State::default(),
         }
     }
@@ -146,11 +166,22 @@ impl HarmfulApplication {
         }
     }
 
-    fn signal(&mut self, ev: &Event, src: &CompactString, tool: &str, signal: String, out: &mut Vec<Finding>) {
-        let inc = self.st.incidents.entry(src.clone()).or_insert_with(|| Incident {
-            start: ev.time,
-            ..Incident::default()
-        });
+    fn signal(
+        &mut self,
+        ev: &Event,
+        src: &CompactString,
+        tool: &str,
+        signal: String,
+        out: &mut Vec<Finding>,
+    ) {
+        let inc = self
+            .st
+            .incidents
+            .entry(src.clone())
+            .or_insert_with(|| Incident {
+                start: ev.time,
+                ..Incident::default()
+            });
         inc.last = ev.time;
         inc.events += 1;
         if inc.principal.is_none() {
@@ -170,8 +201,8 @@ impl HarmfulApplication {
         if !inc.signals.contains(&signal) && inc.signals.len() < 10 {
             inc.signals.push(signal);
         }
-        if new_tool {
-            inc.reported_events = inc.events;
+        if new_tool || inc.reported.due(inc.events, ev.time) {
+            inc.reported.mark(inc.events, ev.time);
             let inc = inc.clone();
             out.push(self.finding(src, &inc));
         }
@@ -184,22 +215,43 @@ impl Detector for HarmfulApplication {
     }
 
     fn observe(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        if ev.kind == EventKind::ConnectionReceived {
+            return;
+        }
         let window = self.cfg.window.ms();
         let src = ev.source_key();
         if let Some(app) = &ev.application {
-            if let Some(tool) = self.tool_in_app_name(app).map(str::to_string) {
+            let tool = match self.app_cache.get(app) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = self.tool_in_app_name(app).map(str::to_string);
+                    if self.app_cache.len() < 10_000 {
+                        self.app_cache.insert(app.clone(), t.clone());
+                    }
+                    t
+                }
+            };
+            if let Some(tool) = tool {
                 let s = format!("application_name {app:?} is the name of {tool}");
                 self.signal(ev, &src, &tool, s, out);
                 return;
             }
         }
-        if ev.principal.as_deref() == Some("versionprobe") || ev.database.as_deref() == Some("versionprobe") {
-            self.signal(ev, &src, "nmap", "role or database \"versionprobe\" is nmap's version probe".into(), out);
+        if ev.principal.as_deref() == Some("versionprobe")
+            || ev.database.as_deref() == Some("versionprobe")
+        {
+            self.signal(
+                ev,
+                &src,
+                "nmap",
+                "role or database \"versionprobe\" is nmap's version probe".into(),
+                out,
+            );
             return;
         }
         let EventKind::LoginFailed { .. } = ev.kind else {
             if let Some(inc) = self.st.incidents.get_mut(&src) {
-                if ev.time - inc.last <= window && ev.kind != EventKind::ConnectionReceived {
+                if ev.time - inc.last <= window {
                     inc.last = ev.time;
                     inc.events += 1;
                 }
@@ -218,7 +270,10 @@ impl Detector for HarmfulApplication {
                 )));
             }
         }
-        if ev.database.is_some() && ev.database == ev.principal && ev.database.as_deref() != Some("postgres") {
+        if ev.database.is_some()
+            && ev.database == ev.principal
+            && ev.database.as_deref() != Some("postgres")
+        {
             s.db_is_role.push(ev.time, n2);
             if s.db_is_role.reached(n2, window) {
                 hit = Some(("nmap pgsql-brute", format!(
@@ -246,7 +301,12 @@ impl Detector for HarmfulApplication {
         self.st.last_sweep = now;
         let window = self.cfg.window.ms();
         self.st.sources.retain(|_, s| {
-            let last = s.template1.last().into_iter().chain(s.db_is_role.last()).max();
+            let last = s
+                .template1
+                .last()
+                .into_iter()
+                .chain(s.db_is_role.last())
+                .max();
             last.is_some_and(|l| now - l <= window)
         });
         let ended: Vec<CompactString> = self
@@ -258,7 +318,7 @@ impl Detector for HarmfulApplication {
             .collect();
         for src in ended {
             if let Some(inc) = self.st.incidents.remove(&src) {
-                if inc.events != inc.reported_events {
+                if inc.events != inc.reported.count {
                     out.push(self.finding(&src, &inc));
                 }
             }
@@ -289,7 +349,15 @@ mod tests {
     #[test]
     fn hydra_template1_burst() {
         let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
-        let f = run(&mut d, (0..3).map(|i| with_db(failed(i * 10, "203.0.113.7", "app", LoginFailure::BadPassword), "template1")));
+        let f = run(
+            &mut d,
+            (0..3).map(|i| {
+                with_db(
+                    failed(i * 10, "203.0.113.7", "app", LoginFailure::BadPassword),
+                    "template1",
+                )
+            }),
+        );
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].evidence["tools"][0], "hydra/medusa");
         assert_eq!(f[0].severity, Severity::High);
@@ -298,7 +366,14 @@ mod tests {
     #[test]
     fn one_failed_template1_login_is_a_human() {
         let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
-        assert!(run(&mut d, [with_db(failed(0, "203.0.113.7", "app", LoginFailure::BadPassword), "template1")]).is_empty());
+        assert!(run(
+            &mut d,
+            [with_db(
+                failed(0, "203.0.113.7", "app", LoginFailure::BadPassword),
+                "template1"
+            )]
+        )
+        .is_empty());
     }
 
     #[test]
@@ -318,10 +393,26 @@ mod tests {
     #[test]
     fn versionprobe_and_database_named_after_role() {
         let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
-        let f = run(&mut d, [failed(0, "203.0.113.7", "versionprobe", LoginFailure::NoSuchRole)]);
+        let f = run(
+            &mut d,
+            [failed(
+                0,
+                "203.0.113.7",
+                "versionprobe",
+                LoginFailure::NoSuchRole,
+            )],
+        );
         assert_eq!(f[0].evidence["tools"][0], "nmap");
         let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
-        let f = run(&mut d, (0..5).map(|i| with_db(failed(i, "203.0.113.8", "md5user", LoginFailure::BadPassword), "md5user")));
+        let f = run(
+            &mut d,
+            (0..5).map(|i| {
+                with_db(
+                    failed(i, "203.0.113.8", "md5user", LoginFailure::BadPassword),
+                    "md5user",
+                )
+            }),
+        );
         assert_eq!(f[0].evidence["tools"][0], "nmap pgsql-brute");
     }
 }

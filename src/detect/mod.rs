@@ -56,6 +56,10 @@ pub struct Engine {
     pub book: dedup::AlertBook,
     findings: Vec<Finding>,
     last_advance: EventTime,
+    /// Report every update of an alert (`run`); `analyze` wants only the final states.
+    pub updates: bool,
+    /// Alerts closed (quiet for the quiet period), in their final state.
+    pub closed: Vec<Alert>,
 }
 
 /// How often (event time) detectors are told time moved on.
@@ -68,6 +72,8 @@ impl Engine {
             book: dedup::AlertBook::new(server, config.quiet_period),
             findings: Vec::new(),
             last_advance: EventTime::MIN,
+            updates: true,
+            closed: Vec::new(),
         }
     }
 
@@ -88,7 +94,7 @@ impl Engine {
             d.advance(now, &mut self.findings);
         }
         self.drain(out);
-        self.book.expire(now);
+        self.book.expire(now, &mut self.closed);
     }
 
     /// End of input: close every open incident so its final counts are reported.
@@ -98,7 +104,10 @@ impl Engine {
 
     fn drain(&mut self, out: &mut Vec<Alert>) {
         for f in self.findings.drain(..) {
-            out.push(self.book.fold(f));
+            let a = self.book.fold(f);
+            if self.updates {
+                out.push(a.clone());
+            }
         }
     }
 
@@ -153,7 +162,10 @@ pub mod testing {
     }
 
     /// Feeds events in order (with time advancing as the engine would) and returns findings.
-    pub fn run(d: &mut dyn super::Detector, events: impl IntoIterator<Item = Event>) -> Vec<Finding> {
+    pub fn run(
+        d: &mut dyn super::Detector,
+        events: impl IntoIterator<Item = Event>,
+    ) -> Vec<Finding> {
         let mut out = Vec::new();
         for e in events {
             d.advance(e.time, &mut out);

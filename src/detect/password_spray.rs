@@ -2,7 +2,7 @@
 //! the enumeration of roles that do not exist. Below the brute-force threshold per role, so
 //! only the breadth gives it away.
 
-use super::window::{grown, keep_sample, NameCounts, Tally};
+use super::window::{keep_sample, Reported, NameCounts, Tally};
 use super::{load_state, save_state, DetectError, Detector};
 use crate::alert::{AlertType, Entities, Finding, Severity};
 use crate::duration::Span;
@@ -38,7 +38,7 @@ struct Incident {
     start: EventTime,
     last: EventTime,
     failures: u64,
-    reported: u64,
+    reported: Reported,
     principals: NameCounts,
     no_such_role: u64,
     success: Option<(EventTime, String)>,
@@ -67,7 +67,7 @@ impl PasswordSpray {
     }
 
     fn finding(&self, src: &str, inc: &Incident) -> Finding {
-        let roles = inc.principals.items.len() as u64 + inc.principals.more;
+        let roles = inc.principals.distinct();
         let mut description = format!(
             "{src} failed {} logins against {roles} different roles between {} and {}",
             inc.failures,
@@ -196,8 +196,8 @@ impl Detector for PasswordSpray {
                     inc.no_such_role += 1;
                 }
                 keep_sample(&mut inc.samples, ev, 5);
-                if grown(inc.failures, inc.reported) {
-                    inc.reported = inc.failures;
+                if inc.reported.due(inc.failures, ev.time) {
+                    inc.reported.mark(inc.failures, ev.time);
                     let inc = inc.clone();
                     out.push(self.finding(&src, &inc));
                 }
@@ -206,7 +206,7 @@ impl Detector for PasswordSpray {
                 let src = ev.source_key();
                 let Some(role) = &ev.principal else { return };
                 if let Some(inc) = self.st.incidents.get_mut(&src) {
-                    let sprayed = inc.principals.items.iter().any(|(p, _)| p.as_str() == role);
+                    let sprayed = inc.principals.contains(role);
                     if sprayed && inc.success.is_none() && ev.time - inc.last <= window {
                         inc.success = Some((ev.time, role.to_string()));
                         keep_sample(&mut inc.samples, ev, 6);
@@ -238,7 +238,7 @@ impl Detector for PasswordSpray {
             .collect();
         for src in ended {
             if let Some(inc) = self.st.incidents.remove(&src) {
-                if inc.failures != inc.reported {
+                if inc.failures != inc.reported.count {
                     out.push(self.finding(&src, &inc));
                 }
             }
@@ -275,7 +275,13 @@ mod tests {
     #[test]
     fn many_roles_few_tries_is_a_spray() {
         let mut d = PasswordSpray::new(PasswordSprayConfig::default());
-        let f = run(&mut d, spray(&["postgres", "admin", "root", "test", "oracle", "report"], 2));
+        let f = run(
+            &mut d,
+            spray(
+                &["postgres", "admin", "root", "test", "oracle", "report"],
+                2,
+            ),
+        );
         assert!(!f.is_empty());
         assert_eq!(f[0].alert_type, AlertType::PasswordSpray);
         let mut all = f;
@@ -295,7 +301,16 @@ mod tests {
         let evs: Vec<Event> = ["a", "b", "c", "d", "e"]
             .iter()
             .enumerate()
-            .flat_map(|(i, r)| (0..10).map(move |k| failed((i * 10 + k) as i64 * 500, "198.51.100.9", r, LoginFailure::BadPassword)))
+            .flat_map(|(i, r)| {
+                (0..10).map(move |k| {
+                    failed(
+                        (i * 10 + k) as i64 * 500,
+                        "198.51.100.9",
+                        r,
+                        LoginFailure::BadPassword,
+                    )
+                })
+            })
             .collect();
         assert!(run(&mut d, evs).is_empty());
     }

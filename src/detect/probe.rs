@@ -47,7 +47,7 @@ struct Incident {
     last: EventTime,
     invalid: u64,
     bare: u64,
-    reported: u64,
+    reported: super::window::Reported,
     messages: Vec<String>,
     samples: Vec<serde_json::Value>,
 }
@@ -86,7 +86,10 @@ impl Probe {
     fn finding(&self, src: &str, inc: &Incident) -> Finding {
         let mut what = Vec::new();
         if inc.invalid > 0 {
-            what.push(format!("{} sent something that is not a PostgreSQL startup packet", inc.invalid));
+            what.push(format!(
+                "{} sent something that is not a PostgreSQL startup packet",
+                inc.invalid
+            ));
         }
         if inc.bare > 0 {
             what.push(format!("{} connected and sent nothing", inc.bare));
@@ -172,7 +175,11 @@ impl Detector for Probe {
             ProtocolErrorKind::NoStartup => s.bare.first(),
         }
         .unwrap_or(ev.time);
-        let active = self.st.incidents.get(&src).is_some_and(|i| ev.time - i.last <= window);
+        let active = self
+            .st
+            .incidents
+            .get(&src)
+            .is_some_and(|i| ev.time - i.last <= window);
         if !active {
             if !reached {
                 return;
@@ -183,8 +190,16 @@ impl Detector for Probe {
             } as u64;
             let inc = Incident {
                 start: first,
-                invalid: if what == ProtocolErrorKind::InvalidStartup { n - 1 } else { 0 },
-                bare: if what == ProtocolErrorKind::NoStartup { n - 1 } else { 0 },
+                invalid: if what == ProtocolErrorKind::InvalidStartup {
+                    n - 1
+                } else {
+                    0
+                },
+                bare: if what == ProtocolErrorKind::NoStartup {
+                    n - 1
+                } else {
+                    0
+                },
                 ..Incident::default()
             };
             self.st.incidents.insert(src.clone(), inc);
@@ -204,8 +219,8 @@ impl Detector for Probe {
         }
         keep_sample(&mut inc.samples, ev, 5);
         let total = inc.invalid + inc.bare;
-        if super::window::grown(total, inc.reported) {
-            inc.reported = total;
+        if inc.reported.due(total, ev.time) {
+            inc.reported.mark(total, ev.time);
             let inc = inc.clone();
             out.push(self.finding(&src, &inc));
         }
@@ -230,7 +245,7 @@ impl Detector for Probe {
             .collect();
         for src in ended {
             if let Some(inc) = self.st.incidents.remove(&src) {
-                if inc.invalid + inc.bare != inc.reported {
+                if inc.invalid + inc.bare != inc.reported.count {
                     out.push(self.finding(&src, &inc));
                 }
             }
@@ -256,7 +271,10 @@ mod tests {
     #[test]
     fn three_garbage_startups_are_a_probe() {
         let mut d = Probe::new(ProbeConfig::default());
-        let f = run(&mut d, (0..3).map(|i| protocol(i * 100, "192.0.2.1", ProtocolErrorKind::InvalidStartup)));
+        let f = run(
+            &mut d,
+            (0..3).map(|i| protocol(i * 100, "192.0.2.1", ProtocolErrorKind::InvalidStartup)),
+        );
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].severity, Severity::Low);
         assert_eq!(f[0].evidence["invalidStartupPackets"], 3);
@@ -269,7 +287,10 @@ mod tests {
         evs.extend((1..100).map(|i| protocol(i * 100, "192.0.2.1", ProtocolErrorKind::NoStartup)));
         assert!(run(&mut d, evs).is_empty());
         // …but a flood from a silent source is reported.
-        let f = run(&mut d, (1..100).map(|i| protocol(20_000 + i * 100, "192.0.2.2", ProtocolErrorKind::NoStartup)));
+        let f = run(
+            &mut d,
+            (1..100).map(|i| protocol(20_000 + i * 100, "192.0.2.2", ProtocolErrorKind::NoStartup)),
+        );
         assert!(!f.is_empty());
     }
 
@@ -280,7 +301,10 @@ mod tests {
             ..ProbeConfig::default()
         };
         let mut d = Probe::new(cfg);
-        let f = run(&mut d, (0..10).map(|i| protocol(i * 100, "192.0.2.1", ProtocolErrorKind::InvalidStartup)));
+        let f = run(
+            &mut d,
+            (0..10).map(|i| protocol(i * 100, "192.0.2.1", ProtocolErrorKind::InvalidStartup)),
+        );
         assert!(f.is_empty());
     }
 }

@@ -36,11 +36,27 @@ impl Default for DetectConfig {
     }
 }
 
+impl DetectConfig {
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), String> {
+        let min = Span(super::window::HEARTBEAT_MS + 5 * 60_000);
+        if self.quiet_period < min {
+            return Err(format!(
+                "detect.quiet_period = \"{}\" is too short: ongoing attacks are reported every 10m, so it must be at least {min}",
+                self.quiet_period
+            ));
+        }
+        Ok(())
+    }
+}
+
 pub fn build(c: &DetectConfig) -> Vec<Box<dyn Detector>> {
     vec![
         Box::new(BruteForce::new(c.brute_force.clone())),
         Box::new(PasswordSpray::new(c.password_spray.clone())),
-        Box::new(DistributedBruteForce::new(c.distributed_brute_force.clone())),
+        Box::new(DistributedBruteForce::new(
+            c.distributed_brute_force.clone(),
+        )),
         Box::new(HarmfulApplication::new(c.harmful_application.clone())),
         Box::new(Probe::new(c.probe.clone())),
     ]

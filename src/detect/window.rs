@@ -104,7 +104,10 @@ impl<K: Eq + Hash + Clone> Tally<K> {
 
     /// The key with the most events and its count.
     pub fn top(&self) -> Option<(&K, u32)> {
-        self.counts.iter().max_by_key(|(_, c)| **c).map(|(k, c)| (k, *c))
+        self.counts
+            .iter()
+            .max_by_key(|(_, c)| **c)
+            .map(|(k, c)| (k, *c))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = (&K, u32)> {
@@ -124,10 +127,30 @@ impl<K: Eq + Hash + Clone> Tally<K> {
     }
 }
 
-/// An incident grows; it is re-reported when its count has doubled since the last report, so
-/// a 10,000-attempt attack yields about a dozen updates rather than 10,000.
-pub fn grown(count: u64, reported: u64) -> bool {
-    count >= reported.saturating_mul(2).max(1)
+/// How often an ongoing incident is reported again even if its count has not doubled, so
+/// that its alert stays open (the alert book closes alerts quiet for the quiet period, which
+/// must therefore be longer than this).
+pub const HEARTBEAT_MS: EventTime = 10 * 60_000;
+
+/// When an incident was last reported. An incident is reported again when its count has
+/// doubled since (a 10,000-attempt attack yields about a dozen updates, not 10,000), or
+/// when it has grown and the last report is a heartbeat old.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Reported {
+    pub count: u64,
+    pub at: EventTime,
+}
+
+impl Reported {
+    pub fn due(&self, count: u64, now: EventTime) -> bool {
+        count >= self.count.saturating_mul(2).max(1)
+            || (count != self.count && now - self.at >= HEARTBEAT_MS)
+    }
+
+    pub fn mark(&mut self, count: u64, now: EventTime) {
+        self.count = count;
+        self.at = now;
+    }
 }
 
 /// Keeps up to `cap` sample events (the first ones: they show how the attack began).
@@ -137,23 +160,60 @@ pub fn keep_sample(samples: &mut Vec<serde_json::Value>, ev: &Event, cap: usize)
     }
 }
 
-/// A small list of distinct names with counts, bounded, for evidence.
+/// A list of distinct names with counts, bounded, for evidence. Indexed, since an attack
+/// from thousands of sources adds to it once per failed login.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NameCounts {
+    /// The first names seen (up to the cap given to `add`), with their counts.
     pub items: Vec<(String, u64)>,
-    /// Names not listed because the list was full.
+    /// Distinct names seen beyond the listed ones.
     pub more: u64,
+    /// Position in `items` of every name seen, `UNLISTED` for the others; rebuilt from
+    /// `items` after a restore (names beyond the list are then counted again if seen again).
+    #[serde(skip)]
+    index: FxHashMap<String, usize>,
 }
+
+const UNLISTED: usize = usize::MAX;
+/// Distinct names remembered at most, to count them (memory bound).
+const MAX_NAMES: usize = 100_000;
 
 impl NameCounts {
     pub fn add(&mut self, name: &str, cap: usize) {
-        if let Some(e) = self.items.iter_mut().find(|(n, _)| n == name) {
-            e.1 += 1;
-        } else if self.items.len() < cap {
-            self.items.push((name.to_string(), 1));
-        } else {
-            self.more += 1;
+        if self.index.len() < self.items.len() {
+            self.index = self
+                .items
+                .iter()
+                .enumerate()
+                .map(|(i, (n, _))| (n.clone(), i))
+                .collect();
         }
+        match self.index.get(name) {
+            Some(&UNLISTED) => {}
+            Some(&i) => self.items[i].1 += 1,
+            None if self.items.len() < cap => {
+                self.index.insert(name.to_string(), self.items.len());
+                self.items.push((name.to_string(), 1));
+            }
+            None => {
+                self.more += 1;
+                if self.index.len() < MAX_NAMES {
+                    self.index.insert(name.to_string(), UNLISTED);
+                }
+            }
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        if self.index.len() >= self.items.len() {
+            self.index.get(name).is_some_and(|i| *i != UNLISTED)
+        } else {
+            self.items.iter().any(|(n, _)| n == name)
+        }
+    }
+
+    pub fn distinct(&self) -> u64 {
+        self.items.len() as u64 + self.more
     }
 
     pub fn top(&self) -> Option<&str> {
@@ -189,6 +249,17 @@ mod tests {
         r.push(10_000, 3);
         assert!(!r.reached(3, 1000));
         assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn name_counts_count_distinct_names_beyond_the_list() {
+        let mut n = NameCounts::default();
+        for i in 0..10 {
+            n.add(&format!("s{}", i % 4), 2);
+        }
+        assert_eq!(n.items, vec![("s0".to_string(), 3), ("s1".to_string(), 3)]);
+        assert_eq!(n.distinct(), 4);
+        assert!(n.contains("s1") && !n.contains("s3"));
     }
 
     #[test]

@@ -48,7 +48,12 @@ pub struct Checkpoint {
 const VERSION: u32 = 1;
 
 impl Checkpoint {
-    pub fn capture(server: &str, files: Vec<FilePos>, p: &Pipeline, alerts_file_len: Option<u64>) -> Self {
+    pub fn capture(
+        server: &str,
+        files: Vec<FilePos>,
+        p: &Pipeline,
+        alerts_file_len: Option<u64>,
+    ) -> Self {
         Checkpoint {
             version: VERSION,
             server: server.to_string(),
@@ -75,7 +80,13 @@ impl Checkpoint {
     pub fn file_name(dir: &Path, server: &str) -> PathBuf {
         let safe: String = server
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         dir.join(format!("checkpoint-{safe}.bin"))
     }
@@ -91,10 +102,11 @@ impl Checkpoint {
                 })
             }
         };
-        let c: Checkpoint = rmp_serde::from_slice(&bytes).map_err(|e| CheckpointError::Corrupt {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let c: Checkpoint =
+            rmp_serde::from_slice(&bytes).map_err(|e| CheckpointError::Corrupt {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
         if c.version != VERSION {
             return Err(CheckpointError::Corrupt {
                 path: path.to_path_buf(),

@@ -6,6 +6,7 @@
 //! - logrotate renaming `postgresql-15-main.log` to `.log.1`: the open handle keeps the renamed
 //!   file, which is read to its end before being let go;
 //! - `copytruncate`, or `log_truncate_on_rotation`: the file shrinks and is read again from 0.
+//!
 //! Partial last lines wait for the rest.
 
 use super::checkpoint::FilePos;
@@ -118,7 +119,9 @@ impl Follower {
                         for e in rd.flatten() {
                             let p = e.path();
                             let ok = p.is_file()
-                                && p.file_name().and_then(|n| n.to_str()).is_some_and(followable);
+                                && p.file_name()
+                                    .and_then(|n| n.to_str())
+                                    .is_some_and(followable);
                             if ok {
                                 out.push(p);
                             }
@@ -141,12 +144,18 @@ impl Follower {
         }
         let mut new_files: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
         for path in self.candidates() {
-            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
             let id = (meta.dev(), meta.ino());
             if self.ignored.contains(&id) {
                 continue;
             }
-            if let Some(t) = self.tracked.iter_mut().find(|t| (t.pos.dev, t.pos.ino) == id) {
+            if let Some(t) = self
+                .tracked
+                .iter_mut()
+                .find(|t| (t.pos.dev, t.pos.ino) == id)
+            {
                 t.seen = true;
                 t.pos.path = path;
                 continue;
@@ -176,7 +185,10 @@ impl Follower {
         let mut kept: Vec<Tracked> = Vec::new();
         for t in all {
             let dup = kept.last().is_some_and(|k| {
-                k.seen && t.seen && file::stem(&k.pos.path) == file::stem(&t.pos.path) && k.format != t.format
+                k.seen
+                    && t.seen
+                    && file::stem(&k.pos.path) == file::stem(&t.pos.path)
+                    && k.format != t.format
             });
             if dup {
                 tracing::info!(path = %t.pos.path.display(), "not followed: the same log is followed in {} format", kept.last().map(|k| k.format.to_string()).unwrap_or_default());
@@ -196,7 +208,10 @@ impl Follower {
         let id = (meta.dev(), meta.ino());
         let (offset, line) = match self.saved.remove(&id) {
             // Same inode and the same first bytes: the file we were reading.
-            Some(p) if head.starts_with(&p.head[..p.head.len().min(head.len())]) && p.offset <= meta.len() => {
+            Some(p)
+                if head.starts_with(&p.head[..p.head.len().min(head.len())])
+                    && p.offset <= meta.len() =>
+            {
                 (p.offset, p.line)
             }
             _ if self.first_scan && self.start_at == StartAt::End => {
@@ -208,7 +223,8 @@ impl Follower {
         tracing::info!(path = %path.display(), format = %lf.format, offset, "following");
         let mut parser = file::make_parser(lf.format, lf.prefix.as_ref(), lf.year);
         parser.set_line(line);
-        f.seek(SeekFrom::Start(offset)).map_err(|e| SourceError::io(path, e))?;
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| SourceError::io(path, e))?;
         Ok(Tracked {
             pos: FilePos {
                 path: path.to_path_buf(),

@@ -78,7 +78,9 @@ impl CsvlogParser {
                     self.unknown_zone_reported = true;
                     sink.malformed(Malformed {
                         line,
-                        reason: "unknown time zone abbreviation; times in this file are taken as UTC".into(),
+                        reason:
+                            "unknown time zone abbreviation; times in this file are taken as UTC"
+                                .into(),
                     });
                 }
             }
@@ -92,7 +94,9 @@ impl CsvlogParser {
         }
         rec.user.push_str(&text(USER));
         rec.database.push_str(&text(DATABASE));
-        rec.pid = std::str::from_utf8(field(PID)).ok().and_then(|s| s.parse().ok());
+        rec.pid = std::str::from_utf8(field(PID))
+            .ok()
+            .and_then(|s| s.parse().ok());
         let from = text(CONNECTION_FROM);
         match from.rsplit_once(':') {
             Some((h, p)) if !from.starts_with('[') => {

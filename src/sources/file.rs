@@ -19,7 +19,9 @@ pub fn open(path: &Path) -> Result<Box<dyn Read + Send>, SourceError> {
     f.seek(std::io::SeekFrom::Start(0))
         .map_err(|e| SourceError::io(path, e))?;
     if n == 2 && magic == [0x1f, 0x8b] {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(f))))
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(
+            f,
+        ))))
     } else {
         Ok(Box::new(f))
     }
@@ -114,8 +116,10 @@ fn first_time(head: &[u8], format: LogFormat, prefix: Option<&Prefix>, year: i32
 pub fn make_parser(format: LogFormat, prefix: Option<&Prefix>, year: i32) -> Box<dyn LogParser> {
     match format {
         LogFormat::Stderr => Box::new(
-            super::stderr::StderrParser::new(prefix.cloned().unwrap_or_else(Prefix::postgres_default))
-                .with_year(year),
+            super::stderr::StderrParser::new(
+                prefix.cloned().unwrap_or_else(Prefix::postgres_default),
+            )
+            .with_year(year),
         ),
         other => super::parser_for(other, prefix),
     }
@@ -126,7 +130,10 @@ pub fn looks_like_log(name: &str) -> bool {
     let n = name.strip_suffix(".gz").unwrap_or(name);
     let n = n.trim_end_matches(|c: char| c.is_ascii_digit());
     let n = n.strip_suffix('.').unwrap_or(n);
-    n.ends_with(".log") || n.ends_with(".csv") || n.ends_with(".json") || n.starts_with("postgresql")
+    n.ends_with(".log")
+        || n.ends_with(".csv")
+        || n.ends_with(".json")
+        || n.starts_with("postgresql")
 }
 
 /// Strips the format extension, the rotation number and `.gz`: files with the same stem are
@@ -181,9 +188,18 @@ mod tests {
 
     #[test]
     fn stems_group_formats_and_keep_rotation() {
-        assert_eq!(stem(Path::new("/l/postgresql.csv")), Path::new("/l/postgresql"));
-        assert_eq!(stem(Path::new("/l/postgresql.log")), Path::new("/l/postgresql"));
-        assert_eq!(stem(Path::new("/l/postgresql-15-main.log.2.gz")), Path::new("/l/postgresql-15-main.2"));
+        assert_eq!(
+            stem(Path::new("/l/postgresql.csv")),
+            Path::new("/l/postgresql")
+        );
+        assert_eq!(
+            stem(Path::new("/l/postgresql.log")),
+            Path::new("/l/postgresql")
+        );
+        assert_eq!(
+            stem(Path::new("/l/postgresql-15-main.log.2.gz")),
+            Path::new("/l/postgresql-15-main.2")
+        );
         assert_ne!(stem(Path::new("/l/a.log.1")), stem(Path::new("/l/a.log")));
     }
 

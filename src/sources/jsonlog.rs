@@ -89,7 +89,8 @@ impl JsonlogParser {
             self.unknown_zone_reported = true;
             sink.malformed(Malformed {
                 line,
-                reason: "unknown time zone abbreviation; times in this file are taken as UTC".into(),
+                reason: "unknown time zone abbreviation; times in this file are taken as UTC"
+                    .into(),
             });
         }
         let r = &mut self.rec;

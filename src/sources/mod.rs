@@ -46,7 +46,9 @@ impl std::str::FromStr for LogFormat {
             "stderr" | "syslog" | "text" => Ok(LogFormat::Stderr),
             "csvlog" | "csv" => Ok(LogFormat::Csvlog),
             "jsonlog" | "json" => Ok(LogFormat::Jsonlog),
-            _ => Err(format!("unknown log format {s:?} (expected stderr, csvlog or jsonlog)")),
+            _ => Err(format!(
+                "unknown log format {s:?} (expected stderr, csvlog or jsonlog)"
+            )),
         }
     }
 }
@@ -105,12 +107,16 @@ impl Secondary {
         Some(match s {
             "DETAIL" | "DÉTAIL" | "DETALLE" | "ПОДРОБНОСТИ" => Secondary::Detail,
             "HINT" | "TIPP" | "ASTUCE" | "SUGERENCIA" | "ПОДСКАЗКА" => Secondary::Hint,
-            "CONTEXT" | "KONTEXT" | "CONTEXTE" | "CONTEXTO" | "КОНТЕКСТ" => Secondary::Context,
+            "CONTEXT" | "KONTEXT" | "CONTEXTE" | "CONTEXTO" | "КОНТЕКСТ" => {
+                Secondary::Context
+            }
             "STATEMENT" | "ANWEISUNG" | "INSTRUCTION" | "SENTENCIA" | "ОПЕРАТОР" => {
                 Secondary::Statement
             }
             "QUERY" | "ANFRAGE" | "REQUÊTE" | "CONSULTA" | "ЗАПРОС" => Secondary::Query,
-            "LOCATION" | "ORT" | "EMPLACEMENT" | "UBICACIÓN" | "ПОЛОЖЕНИЕ" => Secondary::Location,
+            "LOCATION" | "ORT" | "EMPLACEMENT" | "UBICACIÓN" | "ПОЛОЖЕНИЕ" => {
+                Secondary::Location
+            }
             _ => return None,
         })
     }
@@ -163,7 +169,9 @@ impl Record {
     }
 
     pub fn sqlstate_str(&self) -> Option<&str> {
-        self.sqlstate.as_ref().and_then(|s| std::str::from_utf8(s).ok())
+        self.sqlstate
+            .as_ref()
+            .and_then(|s| std::str::from_utf8(s).ok())
     }
 }
 
@@ -235,13 +243,12 @@ impl SourceError {
 }
 
 /// Builds the parser for a format.
-pub fn parser_for(
-    format: LogFormat,
-    prefix: Option<&prefix::Prefix>,
-) -> Box<dyn LogParser> {
+pub fn parser_for(format: LogFormat, prefix: Option<&prefix::Prefix>) -> Box<dyn LogParser> {
     match format {
         LogFormat::Stderr => Box::new(stderr::StderrParser::new(
-            prefix.cloned().unwrap_or_else(prefix::Prefix::postgres_default),
+            prefix
+                .cloned()
+                .unwrap_or_else(prefix::Prefix::postgres_default),
         )),
         LogFormat::Csvlog => Box::new(csvlog::CsvlogParser::new()),
         LogFormat::Jsonlog => Box::new(jsonlog::JsonlogParser::new()),

@@ -112,11 +112,7 @@ impl PgConf {
             return vec![if d.is_absolute() { d } else { data_dir.join(d) }];
         }
         // Debian: /etc/postgresql/15/main → /var/log/postgresql/postgresql-15-main.log
-        let parts: Vec<&str> = self
-            .dir
-            .iter()
-            .filter_map(|c| c.to_str())
-            .collect();
+        let parts: Vec<&str> = self.dir.iter().filter_map(|c| c.to_str()).collect();
         if parts.len() >= 4 && parts[parts.len() - 3] == "postgresql" && parts[1] == "etc" {
             let ver = parts[parts.len() - 2];
             let cluster = parts[parts.len() - 1];

@@ -224,7 +224,9 @@ fn scan_field(esc: char, padded: bool, s: &str, next_lit: Option<&str>) -> Optio
             let n = timestamp::datetime_len(body)?;
             // The zone abbreviation follows after one space.
             if body.len() > n && body[n] == b' ' {
-                let stop = next_lit.and_then(|l| l.bytes().next()).filter(|c| *c != b' ');
+                let stop = next_lit
+                    .and_then(|l| l.bytes().next())
+                    .filter(|c| *c != b' ');
                 let z = body[n + 1..]
                     .iter()
                     .take_while(|c| **c != b' ' && Some(**c) != stop)
@@ -266,7 +268,12 @@ fn scan_field(esc: char, padded: bool, s: &str, next_lit: Option<&str>) -> Optio
                 Some(l) => memchr::memmem::find(b, l.as_bytes()),
                 None => {
                     let sev = memchr::memmem::find(b, b":  ")?;
-                    Some(b[..sev].iter().rposition(|c| *c == b' ').map_or(0, |p| p + 1))
+                    Some(
+                        b[..sev]
+                            .iter()
+                            .rposition(|c| *c == b' ')
+                            .map_or(0, |p| p + 1),
+                    )
                 }
             };
         }
@@ -361,7 +368,10 @@ mod tests {
             "2026-11-28 10:23:41.039 UTC [4876] app@appdb FATAL:  password authentication failed for user \"app\"",
         )
         .unwrap();
-        assert_eq!((r.pid, r.user.as_str(), r.database.as_str()), (Some(4876), "app", "appdb"));
+        assert_eq!(
+            (r.pid, r.user.as_str(), r.database.as_str()),
+            (Some(4876), "app", "appdb")
+        );
         assert!(rest.starts_with("FATAL:  password"));
         let (r, rest) = m(
             "%m [%p] %q%u@%d ",
@@ -423,7 +433,11 @@ mod tests {
 
     #[test]
     fn wrong_prefix_does_not_match() {
-        assert!(m("%t [%p]: [%l-1] ", "2026-11-28 10:23:41.039 UTC [4876] app@appdb FATAL:  x").is_none());
+        assert!(m(
+            "%t [%p]: [%l-1] ",
+            "2026-11-28 10:23:41.039 UTC [4876] app@appdb FATAL:  x"
+        )
+        .is_none());
     }
 
     #[test]

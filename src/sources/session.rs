@@ -101,7 +101,11 @@ fn quoted<'a>(s: &'a str, word: &str) -> Option<&'a str> {
 
 /// Classifies a FATAL before authorisation. `None`: not a login failure (server starting up,
 /// too many clients, …).
-pub fn classify_failure(sqlstate: Option<&str>, message: &str, detail: &str) -> Option<LoginFailure> {
+pub fn classify_failure(
+    sqlstate: Option<&str>,
+    message: &str,
+    detail: &str,
+) -> Option<LoginFailure> {
     let role_missing_detail = detail.starts_with("Role \"") && detail.contains("\" does not exist");
     match sqlstate {
         Some("28P01") => Some(if role_missing_detail {
@@ -187,6 +191,7 @@ impl SessionJoiner {
         e.auth_method = s.auth_method.clone();
         e.pid = s.pid;
         e.session_id = s.session_id.clone();
+        e.source = e.compute_source_key();
         e
     }
 
@@ -305,10 +310,18 @@ impl SessionJoiner {
         if let Some(rest) = authorized {
             s.spoke = true;
             s.authorized = true;
-            if let Some(u) = kv(rest, "user=", &[" database=", " application_name=", " SSL ", " GSS "]) {
+            if let Some(u) = kv(
+                rest,
+                "user=",
+                &[" database=", " application_name=", " SSL ", " GSS "],
+            ) {
                 s.user = opt(u);
             }
-            if let Some(d) = kv(rest, " database=", &[" application_name=", " SSL ", " GSS "]) {
+            if let Some(d) = kv(
+                rest,
+                " database=",
+                &[" application_name=", " SSL ", " GSS "],
+            ) {
                 s.database = opt(d);
             }
             if let Some(a) = kv(rest, " application_name=", &[" SSL enabled (", " GSS ("]) {
@@ -373,7 +386,9 @@ impl SessionJoiner {
         };
         if matches!(kind, EventKind::LoginFailed { .. }) {
             if s.user.is_none() {
-                s.user = quoted(msg, "user \"").or_else(|| quoted(msg, "role \"")).and_then(opt);
+                s.user = quoted(msg, "user \"")
+                    .or_else(|| quoted(msg, "role \""))
+                    .and_then(opt);
             }
             if s.database.is_none() {
                 s.database = quoted(msg, "database \"").and_then(opt);
@@ -447,15 +462,51 @@ mod tests {
     fn classification_by_sqlstate_and_detail() {
         use LoginFailure::*;
         let c = classify_failure;
-        assert_eq!(c(Some("28P01"), "x", "Connection matched pg_hba.conf line 3"), Some(BadPassword));
-        assert_eq!(c(Some("28P01"), "x", "Role \"nosuch\" does not exist.\nConnection matched"), Some(NoSuchRole));
+        assert_eq!(
+            c(Some("28P01"), "x", "Connection matched pg_hba.conf line 3"),
+            Some(BadPassword)
+        );
+        assert_eq!(
+            c(
+                Some("28P01"),
+                "x",
+                "Role \"nosuch\" does not exist.\nConnection matched"
+            ),
+            Some(NoSuchRole)
+        );
         // German lc_messages: the text is not English, the SQLSTATE still tells.
-        assert_eq!(c(Some("28P01"), "Passwort-Authentifizierung für Benutzer »app« fehlgeschlagen", ""), Some(BadPassword));
-        assert_eq!(c(Some("28000"), "no pg_hba.conf entry for host \"1.2.3.4\"", ""), Some(NoHbaEntry));
-        assert_eq!(c(Some("28000"), "pg_hba.conf rejects connection for host", ""), Some(HbaReject));
-        assert_eq!(c(Some("28000"), "role \"x\" does not exist", ""), Some(NoSuchRole));
-        assert_eq!(c(Some("57P03"), "the database system is starting up", ""), None);
-        assert_eq!(c(None, "password authentication failed for user \"a\"", ""), Some(BadPassword));
+        assert_eq!(
+            c(
+                Some("28P01"),
+                "Passwort-Authentifizierung für Benutzer »app« fehlgeschlagen",
+                ""
+            ),
+            Some(BadPassword)
+        );
+        assert_eq!(
+            c(
+                Some("28000"),
+                "no pg_hba.conf entry for host \"1.2.3.4\"",
+                ""
+            ),
+            Some(NoHbaEntry)
+        );
+        assert_eq!(
+            c(Some("28000"), "pg_hba.conf rejects connection for host", ""),
+            Some(HbaReject)
+        );
+        assert_eq!(
+            c(Some("28000"), "role \"x\" does not exist", ""),
+            Some(NoSuchRole)
+        );
+        assert_eq!(
+            c(Some("57P03"), "the database system is starting up", ""),
+            None
+        );
+        assert_eq!(
+            c(None, "password authentication failed for user \"a\"", ""),
+            Some(BadPassword)
+        );
         assert_eq!(c(None, "the database system is starting up", ""), None);
     }
 }

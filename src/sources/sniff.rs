@@ -12,9 +12,7 @@ pub fn sniff_format(head: &[u8], path: &Path) -> LogFormat {
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
         .find(|l| !l.iter().all(|c| c.is_ascii_whitespace()));
     match first {
-        Some(l) if l.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{') => {
-            LogFormat::Jsonlog
-        }
+        Some(l) if l.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{') => LogFormat::Jsonlog,
         Some(l) if is_csv_line(l) => LogFormat::Csvlog,
         Some(_) => LogFormat::Stderr,
         None => match path.extension().and_then(|e| e.to_str()) {
@@ -31,7 +29,7 @@ fn is_csv_line(l: &[u8]) -> bool {
         return false;
     };
     let rest = &l[n..];
-    let zone_end = rest.iter().position(|c| *c == b',' );
+    let zone_end = rest.iter().position(|c| *c == b',');
     match zone_end {
         Some(p) => p <= 8 && !rest[..p].contains(&b'['),
         None => false,
@@ -77,12 +75,21 @@ mod tests {
     #[test]
     fn formats() {
         let p = Path::new("x.log");
-        assert_eq!(sniff_format(b"{\"timestamp\":\"2026-11-28 10:24:43.441 UTC\"}\n", p), LogFormat::Jsonlog);
         assert_eq!(
-            sniff_format(b"2026-11-28 10:24:43.441 UTC,,,8059,,6b0aabeb.1f7b,1,,\n", p),
+            sniff_format(b"{\"timestamp\":\"2026-11-28 10:24:43.441 UTC\"}\n", p),
+            LogFormat::Jsonlog
+        );
+        assert_eq!(
+            sniff_format(
+                b"2026-11-28 10:24:43.441 UTC,,,8059,,6b0aabeb.1f7b,1,,\n",
+                p
+            ),
             LogFormat::Csvlog
         );
-        assert_eq!(sniff_format(b"2026-11-28 10:24:43.441 UTC [8059] LOG:  x\n", p), LogFormat::Stderr);
+        assert_eq!(
+            sniff_format(b"2026-11-28 10:24:43.441 UTC [8059] LOG:  x\n", p),
+            LogFormat::Stderr
+        );
         assert_eq!(sniff_format(b"", Path::new("a.csv")), LogFormat::Csvlog);
     }
 

@@ -190,7 +190,10 @@ fn excerpt(s: &str) -> String {
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    let mut e: String = s[..end].chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    let mut e: String = s[..end]
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     if end < s.len() {
         e.push('…');
     }
@@ -237,7 +240,10 @@ fn syslog_header(s: &str, year: i32) -> Option<SyslogHeader<'_>> {
     let pid: u32 = pid.parse().ok()?;
     let (part, rest) = match rest.strip_prefix('[').and_then(|r| r.split_once("] ")) {
         Some((seq, r)) => {
-            let part = seq.split_once('-').and_then(|(_, p)| p.parse().ok()).unwrap_or(1);
+            let part = seq
+                .split_once('-')
+                .and_then(|(_, p)| p.parse().ok())
+                .unwrap_or(1);
             (part, r)
         }
         None => (1, rest),
@@ -304,7 +310,9 @@ mod tests {
         assert_eq!(used, log.len());
         p.flush(&mut c);
         assert_eq!(c.recs.len(), 2, "{:?}", c.recs);
-        assert!(c.recs[0].detail.starts_with("Role \"nosuch\" does not exist.\nConnection matched"));
+        assert!(c.recs[0]
+            .detail
+            .starts_with("Role \"nosuch\" does not exist.\nConnection matched"));
         assert_eq!(c.recs[0].severity, Severity::Fatal);
         assert_eq!(c.recs[1].line, 4);
         assert!(c.bad.is_empty());
@@ -331,7 +339,10 @@ mod tests {
         whole.extend_from_slice(b"eived: host=127.0.0.1 port=1\n");
         assert_eq!(p.feed(&whole, &mut c), whole.len());
         p.flush(&mut c);
-        assert_eq!(c.recs[0].message, "connection received: host=127.0.0.1 port=1");
+        assert_eq!(
+            c.recs[0].message,
+            "connection received: host=127.0.0.1 port=1"
+        );
     }
 
     #[test]
@@ -345,7 +356,9 @@ Nov 28 10:23:41 db1 postgres[4884]: [8-2] #011Connection matched pg_hba.conf lin
         p.flush(&mut c);
         assert_eq!(c.recs.len(), 1, "{:?}", c.bad);
         assert_eq!(c.recs[0].pid, Some(4884));
-        assert!(c.recs[0].detail.ends_with("\nConnection matched pg_hba.conf line 3"));
+        assert!(c.recs[0]
+            .detail
+            .ends_with("\nConnection matched pg_hba.conf line 3"));
     }
 
     #[test]

@@ -178,7 +178,10 @@ mod tests {
     #[test]
     fn utc_with_millis() {
         let p = parse_zoned("2026-11-28 10:23:49.544 UTC").unwrap();
-        assert_eq!(crate::event::format_time(p.time), "2026-11-28T10:23:49.544Z");
+        assert_eq!(
+            crate::event::format_time(p.time),
+            "2026-11-28T10:23:49.544Z"
+        );
         assert!(p.zone_known);
     }
 

@@ -88,7 +88,10 @@ pub const APP_PASSWORD: &str = "apppass";
 impl Cluster {
     pub fn start(opts: ClusterOptions<'_>) -> Cluster {
         let bin = pg_bin();
-        let dir = tempfile::Builder::new().prefix("pgvigil-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("pgvigil-test-")
+            .tempdir()
+            .unwrap();
         let data = dir.path().join("data");
         let pw = dir.path().join("pw");
         std::fs::write(&pw, SUPERUSER_PASSWORD).unwrap();
@@ -103,11 +106,23 @@ impl Cluster {
         let out = pg_command(&bin.join("initdb"))
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ])
             .arg(format!("--pwfile={}", pw.display()))
             .output()
             .unwrap();
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let port = free_port();
         let conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
@@ -137,7 +152,10 @@ impl Cluster {
             bin,
             running: false,
         };
-        cl.pg_ctl(&["-w", "-t", "60", "start", "-l"], Some(&cl.dir.path().join("startup.log")));
+        cl.pg_ctl(
+            &["-w", "-t", "60", "start", "-l"],
+            Some(&cl.dir.path().join("startup.log")),
+        );
         cl.running = true;
         cl.psql(&format!("CREATE ROLE app LOGIN PASSWORD '{APP_PASSWORD}'"));
         cl.psql("CREATE DATABASE appdb OWNER app");
@@ -149,7 +167,11 @@ impl Cluster {
         if is_root() {
             if let Some(l) = extra {
                 std::fs::write(l, "").unwrap();
-                Command::new("chown").arg("postgres").arg(l).status().unwrap();
+                Command::new("chown")
+                    .arg("postgres")
+                    .arg(l)
+                    .status()
+                    .unwrap();
             }
         }
         let mut cmd = pg_command(&self.bin.join("pg_ctl"));
@@ -158,7 +180,11 @@ impl Cluster {
             cmd.arg(e);
         }
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "pg_ctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pg_ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Runs SQL as the superuser over the unix socket (not logged as a network login).
@@ -166,10 +192,23 @@ impl Cluster {
         let out = Command::new(self.bin.join("psql"))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(self.dir.path())
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -198,7 +237,14 @@ impl Drop for Cluster {
 
 /// Logs in with tokio-postgres over a socket bound to `source` (any 127.x address), so the
 /// server logs that address. Returns whether the login succeeded.
-pub async fn login(source: &str, port: u16, user: &str, password: &str, db: &str, app: Option<&str>) -> bool {
+pub async fn login(
+    source: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    db: &str,
+    app: Option<&str>,
+) -> bool {
     let src: IpAddr = source.parse().unwrap();
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.bind(SocketAddr::new(src, 0)).unwrap();
@@ -246,7 +292,11 @@ pub fn analyze_json(args: &[&std::ffi::OsStr]) -> (i32, Vec<serde_json::Value>, 
 }
 
 /// The alerts of a type from a source.
-pub fn find<'a>(alerts: &'a [serde_json::Value], ty: &str, source: &str) -> Vec<&'a serde_json::Value> {
+pub fn find<'a>(
+    alerts: &'a [serde_json::Value],
+    ty: &str,
+    source: &str,
+) -> Vec<&'a serde_json::Value> {
     alerts
         .iter()
         .filter(|a| a["alertType"] == ty && a["entities"]["sourceIp"] == source)

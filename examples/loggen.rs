@@ -1,0 +1,193 @@
+//! Writes a realistic PostgreSQL 15 log for benchmarks, in stderr, csvlog and jsonlog:
+//! application pools logging in and out, people mistyping passwords, and brute-force bursts
+//! from a large number of distinct addresses (so detector state for idle sources must expire).
+//!
+//! `cargo run --release --example loggen -- OUT_DIR LINES` writes OUT_DIR/bench.{log,csv,json}.
+
+use std::fmt::Write as _;
+use std::io::{BufWriter, Write};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*: deterministic, so every run measures the same input.
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+struct Entry<'a> {
+    ms: i64,
+    pid: u32,
+    host: &'a str,
+    port: u16,
+    user: &'a str,
+    db: &'a str,
+    app: &'a str,
+    severity: &'a str,
+    sqlstate: &'a str,
+    message: String,
+    detail: Option<String>,
+}
+
+struct Writers {
+    stderr: BufWriter<std::fs::File>,
+    csv: BufWriter<std::fs::File>,
+    json: BufWriter<std::fs::File>,
+    lines: u64,
+    buf: String,
+}
+
+fn ts(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let dt = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
+    format!("{}.{:03} UTC", dt.format("%Y-%m-%d %H:%M:%S"), ms.rem_euclid(1000))
+}
+
+fn csv_field(s: &str) -> String {
+    if s.is_empty() {
+        String::new()
+    } else {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
+}
+
+impl Writers {
+    fn write(&mut self, e: &Entry<'_>) -> std::io::Result<()> {
+        let t = ts(e.ms);
+        let (u, d) = if e.user.is_empty() { ("[unknown]", "[unknown]") } else { (e.user, e.db) };
+        // stderr, Debian's prefix plus the client address (so fail2ban can be given <HOST>).
+        self.buf.clear();
+        let _ = writeln!(self.buf, "{t} [{}] {u}@{d} {} {}:  {}", e.pid, e.host, e.severity, e.message);
+        self.lines += 1;
+        if let Some(det) = &e.detail {
+            let mut parts = det.split('\n');
+            let _ = writeln!(self.buf, "{t} [{}] {u}@{d} {} DETAIL:  {}", e.pid, e.host, parts.next().unwrap_or(""));
+            self.lines += 1;
+            for p in parts {
+                let _ = writeln!(self.buf, "\t{p}");
+                self.lines += 1;
+            }
+        }
+        self.stderr.write_all(self.buf.as_bytes())?;
+        // csvlog (PostgreSQL 15, 26 columns)
+        self.buf.clear();
+        let _ = writeln!(
+            self.buf,
+            "{t},{},{},{},\"{}:{}\",6b0a0000.{:x},1,,{t},3/1,0,{},{},{},{},,,,,,,,{},\"client backend\",,0",
+            csv_field(e.user),
+            csv_field(e.db),
+            e.pid,
+            e.host,
+            e.port,
+            e.pid,
+            e.severity,
+            e.sqlstate,
+            csv_field(&e.message),
+            e.detail.as_deref().map(csv_field).unwrap_or_default(),
+            csv_field(e.app),
+        );
+        self.csv.write_all(self.buf.as_bytes())?;
+        // jsonlog: empty keys omitted, as PostgreSQL does.
+        let mut o = serde_json::Map::new();
+        o.insert("timestamp".into(), t.clone().into());
+        if !e.user.is_empty() {
+            o.insert("user".into(), e.user.into());
+            o.insert("dbname".into(), e.db.into());
+        }
+        o.insert("pid".into(), e.pid.into());
+        o.insert("remote_host".into(), e.host.into());
+        o.insert("remote_port".into(), e.port.into());
+        o.insert("session_id".into(), format!("6b0a0000.{:x}", e.pid).into());
+        o.insert("line_num".into(), 1.into());
+        o.insert("session_start".into(), t.into());
+        o.insert("error_severity".into(), e.severity.into());
+        o.insert("state_code".into(), e.sqlstate.into());
+        o.insert("message".into(), e.message.clone().into());
+        if let Some(d) = &e.detail {
+            o.insert("detail".into(), d.clone().into());
+        }
+        if !e.app.is_empty() {
+            o.insert("application_name".into(), e.app.into());
+        }
+        o.insert("backend_type".into(), "client backend".into());
+        o.insert("query_id".into(), 0.into());
+        serde_json::to_writer(&mut self.json, &o)?;
+        self.json.write_all(b"\n")
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let out = std::path::PathBuf::from(args.get(1).map(String::as_str).unwrap_or("bench-out"));
+    let target: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5_000_000);
+    std::fs::create_dir_all(&out)?;
+    let open = |n: &str| std::fs::File::create(out.join(n)).map(|f| BufWriter::with_capacity(1 << 20, f));
+    let mut w = Writers {
+        stderr: open("bench.log")?,
+        csv: open("bench.csv")?,
+        json: open("bench.json")?,
+        lines: 0,
+        buf: String::new(),
+    };
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut ms: i64 = 1_795_800_000_000;
+    let mut pid: u32 = 1000;
+    let app_hosts: Vec<String> = (0..200).map(|i| format!("10.1.{}.{}", i / 250, i % 250 + 1)).collect();
+    let roles = ["app", "reporting", "etl", "postgres", "alice", "bob"];
+    let hba = "Connection matched pg_hba.conf line 98: \"host all all 0.0.0.0/0 scram-sha-256\"";
+    let mut attackers: u64 = 0;
+    while w.lines < target {
+        let pick = rng.below(100);
+        ms += 1 + rng.below(20) as i64;
+        if pick < 55 {
+            // An application session.
+            pid = pid.wrapping_add(1).max(1000);
+            let host = &app_hosts[rng.below(app_hosts.len() as u64) as usize];
+            let port = 30000 + rng.below(30000) as u16;
+            let role = roles[rng.below(3) as usize];
+            let base = Entry { ms, pid, host, port, user: "", db: "", app: "", severity: "LOG", sqlstate: "00000", message: format!("connection received: host={host} port={port}"), detail: None };
+            w.write(&base)?;
+            w.write(&Entry { ms: ms + 2, user: role, db: "appdb", message: format!("connection authenticated: identity=\"{role}\" method=scram-sha-256 (/etc/postgresql/15/main/pg_hba.conf:98)"), ..base })?;
+            w.write(&Entry { ms: ms + 2, pid, host, port, user: role, db: "appdb", app: "", severity: "LOG", sqlstate: "00000", message: format!("connection authorized: user={role} database=appdb application_name=billing-api"), detail: None })?;
+            w.write(&Entry { ms: ms + 40, pid, host, port, user: role, db: "appdb", app: "billing-api", severity: "LOG", sqlstate: "00000", message: format!("disconnection: session time: 0:00:00.040 user={role} database=appdb host={host} port={port}"), detail: None })?;
+        } else if pick < 60 {
+            // Someone mistyping a password once.
+            pid = pid.wrapping_add(1).max(1000);
+            let host = &app_hosts[rng.below(app_hosts.len() as u64) as usize];
+            let role = roles[3 + rng.below(3) as usize];
+            w.write(&Entry { ms, pid, host, port: 40000, user: "", db: "", app: "", severity: "LOG", sqlstate: "00000", message: format!("connection received: host={host} port=40000"), detail: None })?;
+            w.write(&Entry { ms: ms + 3, pid, host, port: 40000, user: role, db: "postgres", app: "", severity: "FATAL", sqlstate: "28P01", message: format!("password authentication failed for user \"{role}\""), detail: Some(hba.to_string()) })?;
+        } else {
+            // A brute-force burst from a new address: 2 to 15 failures, some on roles that
+            // do not exist (DETAIL with a continuation line).
+            attackers += 1;
+            let host = format!("{}.{}.{}.{}", 1 + rng.below(223), rng.below(256), rng.below(256), 1 + rng.below(254));
+            let n = 2 + rng.below(14);
+            let role = ["postgres", "admin", "root", "app"][rng.below(4) as usize];
+            for k in 0..n {
+                pid = pid.wrapping_add(1).max(1000);
+                let t = ms + k as i64 * 30;
+                let port = 20000 + rng.below(40000) as u16;
+                w.write(&Entry { ms: t, pid, host: &host, port, user: "", db: "", app: "", severity: "LOG", sqlstate: "00000", message: format!("connection received: host={host} port={port}"), detail: None })?;
+                let detail = if role == "admin" || role == "root" {
+                    format!("Role \"{role}\" does not exist.\n{hba}")
+                } else {
+                    hba.to_string()
+                };
+                w.write(&Entry { ms: t + 5, pid, host: &host, port, user: role, db: "postgres", app: "", severity: "FATAL", sqlstate: "28P01", message: format!("password authentication failed for user \"{role}\""), detail: Some(detail) })?;
+            }
+            ms += n as i64 * 30;
+        }
+    }
+    w.stderr.flush()?;
+    w.csv.flush()?;
+    w.json.flush()?;
+    eprintln!("{} stderr lines, {attackers} attacking addresses, in {}", w.lines, out.display());
+    Ok(())
+}

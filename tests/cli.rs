@@ -1,0 +1,231 @@
+//! The command line as a user meets it: the README's demo, exit codes, and bad input — each
+//! problem named with its file and line, the rest still analysed, nothing panicking.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use support::*;
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+fn analyze(args: &[&str]) -> (i32, String, String) {
+    let out = pgvigil()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["analyze", "--no-progress"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn readme_demo_prints_the_alerts_in_the_shipped_logs() {
+    let (code, out, err) = analyze(&["examples/logs/"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        out.contains("Suspected successful brute force attack"),
+        "{out}"
+    );
+    assert!(out.contains("Password spray"), "{out}");
+    assert!(out.contains("potentially harmful"), "{out}");
+    assert!(err.contains("alert(s)"), "{err}");
+}
+
+#[test]
+fn a_clean_log_exits_0() {
+    let (code, out, err) = analyze(&[fixture("stderr/basic.log").to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("No alerts."));
+}
+
+#[test]
+fn gzip_rotated_files_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("postgresql-15-main.log.2.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::default(),
+    );
+    enc.write_all(&std::fs::read(fixture("stderr/hydra.log")).unwrap())
+        .unwrap();
+    enc.finish().unwrap();
+    let (code, alerts, err) = analyze_json(&[gz.as_os_str()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(alerts
+        .iter()
+        .any(|a| a["displayName"] == "Suspected successful brute force attack"));
+}
+
+#[test]
+fn garbage_is_reported_by_file_and_line_and_the_other_files_still_analysed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("csvlog/hydra.csv"), dir.path().join("good.csv")).unwrap();
+    let bad = dir.path().join("garbage.log");
+    let mut junk =
+        b"2026-11-28 10:00:00.000 UTC [1] LOG:  connection received: host=127.0.0.1 port=1\n"
+            .to_vec();
+    junk.extend((0..4000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    junk.extend_from_slice(b"\n\xff\xfe not utf8 \x00\x01\n");
+    std::fs::write(&bad, &junk).unwrap();
+    let (code, alerts, err) = analyze_json(&[dir.path().as_os_str()]);
+    assert_eq!(
+        code, 2,
+        "a file that is mostly not a log is bad input: {err}"
+    );
+    assert!(err.contains("garbage.log"), "{err}");
+    assert!(
+        err.contains("garbage.log:2:"),
+        "first bad line named: {err}"
+    );
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["displayName"] == "Suspected successful brute force attack"),
+        "the good file's alerts are still printed"
+    );
+}
+
+#[test]
+fn a_truncated_csv_record_is_counted_and_nothing_before_it_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(fixture("csvlog/hydra.csv")).unwrap();
+    // Cut inside the last record's quoted message.
+    let cut = text.rfind("\"disconnection").unwrap() + 5;
+    let p = dir.path().join("cut.csv");
+    std::fs::write(&p, &text[..cut]).unwrap();
+    let (code, alerts, err) = analyze_json(&[p.as_os_str()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("1 of"), "{err}");
+    assert!(err.contains("truncated entry at end of input"), "{err}");
+    assert!(alerts
+        .iter()
+        .any(|a| a["displayName"] == "Suspected successful brute force attack"));
+}
+
+#[test]
+fn a_wrong_log_line_prefix_is_bad_input_with_a_hint() {
+    let (code, _out, err) = analyze(&[
+        "--log-line-prefix",
+        "%t [%p]: [%l-1] ",
+        fixture("stderr/hydra.log").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("hydra.log:1: does not match log_line_prefix"),
+        "{err}"
+    );
+    assert!(err.contains("--log-line-prefix"), "{err}");
+}
+
+#[test]
+fn an_invalid_prefix_is_a_usage_error() {
+    let (code, _out, err) = analyze(&["--log-line-prefix", "%u%d ", "examples/logs"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("%u is followed directly by %d"), "{err}");
+}
+
+#[test]
+fn unreadable_missing_and_empty_inputs_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let corrupt = dir.path().join("old.log.1.gz");
+    let mut bytes = vec![0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0, 0x03];
+    bytes.extend_from_slice(b"this is not deflate data at all");
+    std::fs::write(&corrupt, bytes).unwrap();
+    let missing = dir.path().join("nope.log");
+    let (code, out, err) = analyze(&[
+        empty.to_str().unwrap(),
+        corrupt.to_str().unwrap(),
+        missing.to_str().unwrap(),
+        fixture("stderr/hydra.log").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("empty: no log files in this directory"),
+        "{err}"
+    );
+    assert!(err.contains("old.log.1.gz"), "{err}");
+    assert!(err.contains("nope.log"), "{err}");
+    assert!(
+        out.contains("Suspected successful brute force attack"),
+        "the readable file is analysed: {out}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = pgvigil().arg("analyze").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = pgvigil()
+        .args(["analyze", "--format", "xml", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn json_output_is_the_alert_record() {
+    let (code, alerts, _) =
+        analyze_json(&[fixture("jsonlog/spray_bruteforce_scan.json").as_os_str()]);
+    assert_eq!(code, 1);
+    for a in &alerts {
+        for k in [
+            "id",
+            "alertType",
+            "displayName",
+            "severity",
+            "status",
+            "intent",
+            "techniques",
+            "server",
+            "startTimeUtc",
+            "endTimeUtc",
+            "entities",
+            "evidence",
+            "description",
+            "anomalyContext",
+            "remediationSteps",
+        ] {
+            assert!(a.get(k).is_some(), "{k} missing in {a}");
+        }
+        for k in [
+            "sourceIp",
+            "principal",
+            "database",
+            "application",
+            "location",
+            "cloud",
+        ] {
+            assert!(
+                a["entities"].get(k).is_some(),
+                "entities.{k} must be present (null if unknown): {a}"
+            );
+        }
+        assert!(a["startTimeUtc"].as_str().unwrap().ends_with('Z'));
+        assert!(!a["remediationSteps"].as_array().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn run_without_logs_says_what_to_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = pgvigil()
+        .args(["run", "--follow"])
+        .arg(dir.path().join("missing"))
+        .args(["--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such file or directory"));
+}
