@@ -46,7 +46,11 @@ struct Writers {
 fn ts(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let dt = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
-    format!("{}.{:03} UTC", dt.format("%Y-%m-%d %H:%M:%S"), ms.rem_euclid(1000))
+    format!(
+        "{}.{:03} UTC",
+        dt.format("%Y-%m-%d %H:%M:%S"),
+        ms.rem_euclid(1000)
+    )
 }
 
 fn csv_field(s: &str) -> String {
@@ -60,14 +64,28 @@ fn csv_field(s: &str) -> String {
 impl Writers {
     fn write(&mut self, e: &Entry<'_>) -> std::io::Result<()> {
         let t = ts(e.ms);
-        let (u, d) = if e.user.is_empty() { ("[unknown]", "[unknown]") } else { (e.user, e.db) };
+        let (u, d) = if e.user.is_empty() {
+            ("[unknown]", "[unknown]")
+        } else {
+            (e.user, e.db)
+        };
         // stderr, Debian's prefix plus the client address (so fail2ban can be given <HOST>).
         self.buf.clear();
-        let _ = writeln!(self.buf, "{t} [{}] {u}@{d} {} {}:  {}", e.pid, e.host, e.severity, e.message);
+        let _ = writeln!(
+            self.buf,
+            "{t} [{}] {u}@{d} {} {}:  {}",
+            e.pid, e.host, e.severity, e.message
+        );
         self.lines += 1;
         if let Some(det) = &e.detail {
             let mut parts = det.split('\n');
-            let _ = writeln!(self.buf, "{t} [{}] {u}@{d} {} DETAIL:  {}", e.pid, e.host, parts.next().unwrap_or(""));
+            let _ = writeln!(
+                self.buf,
+                "{t} [{}] {u}@{d} {} DETAIL:  {}",
+                e.pid,
+                e.host,
+                parts.next().unwrap_or("")
+            );
             self.lines += 1;
             for p in parts {
                 let _ = writeln!(self.buf, "\t{p}");
@@ -125,9 +143,13 @@ impl Writers {
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let out = std::path::PathBuf::from(args.get(1).map(String::as_str).unwrap_or("bench-out"));
-    let target: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5_000_000);
+    let target: u64 = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5_000_000);
     std::fs::create_dir_all(&out)?;
-    let open = |n: &str| std::fs::File::create(out.join(n)).map(|f| BufWriter::with_capacity(1 << 20, f));
+    let open =
+        |n: &str| std::fs::File::create(out.join(n)).map(|f| BufWriter::with_capacity(1 << 20, f));
     let mut w = Writers {
         stderr: open("bench.log")?,
         csv: open("bench.csv")?,
@@ -138,7 +160,9 @@ fn main() -> std::io::Result<()> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut ms: i64 = 1_795_800_000_000;
     let mut pid: u32 = 1000;
-    let app_hosts: Vec<String> = (0..200).map(|i| format!("10.1.{}.{}", i / 250, i % 250 + 1)).collect();
+    let app_hosts: Vec<String> = (0..200)
+        .map(|i| format!("10.1.{}.{}", i / 250, i % 250 + 1))
+        .collect();
     let roles = ["app", "reporting", "etl", "postgres", "alice", "bob"];
     let hba = "Connection matched pg_hba.conf line 98: \"host all all 0.0.0.0/0 scram-sha-256\"";
     let mut attackers: u64 = 0;
@@ -151,7 +175,19 @@ fn main() -> std::io::Result<()> {
             let host = &app_hosts[rng.below(app_hosts.len() as u64) as usize];
             let port = 30000 + rng.below(30000) as u16;
             let role = roles[rng.below(3) as usize];
-            let base = Entry { ms, pid, host, port, user: "", db: "", app: "", severity: "LOG", sqlstate: "00000", message: format!("connection received: host={host} port={port}"), detail: None };
+            let base = Entry {
+                ms,
+                pid,
+                host,
+                port,
+                user: "",
+                db: "",
+                app: "",
+                severity: "LOG",
+                sqlstate: "00000",
+                message: format!("connection received: host={host} port={port}"),
+                detail: None,
+            };
             w.write(&base)?;
             w.write(&Entry { ms: ms + 2, user: role, db: "appdb", message: format!("connection authenticated: identity=\"{role}\" method=scram-sha-256 (/etc/postgresql/15/main/pg_hba.conf:98)"), ..base })?;
             w.write(&Entry { ms: ms + 2, pid, host, port, user: role, db: "appdb", app: "", severity: "LOG", sqlstate: "00000", message: format!("connection authorized: user={role} database=appdb application_name=billing-api"), detail: None })?;
@@ -161,26 +197,80 @@ fn main() -> std::io::Result<()> {
             pid = pid.wrapping_add(1).max(1000);
             let host = &app_hosts[rng.below(app_hosts.len() as u64) as usize];
             let role = roles[3 + rng.below(3) as usize];
-            w.write(&Entry { ms, pid, host, port: 40000, user: "", db: "", app: "", severity: "LOG", sqlstate: "00000", message: format!("connection received: host={host} port=40000"), detail: None })?;
-            w.write(&Entry { ms: ms + 3, pid, host, port: 40000, user: role, db: "postgres", app: "", severity: "FATAL", sqlstate: "28P01", message: format!("password authentication failed for user \"{role}\""), detail: Some(hba.to_string()) })?;
+            w.write(&Entry {
+                ms,
+                pid,
+                host,
+                port: 40000,
+                user: "",
+                db: "",
+                app: "",
+                severity: "LOG",
+                sqlstate: "00000",
+                message: format!("connection received: host={host} port=40000"),
+                detail: None,
+            })?;
+            w.write(&Entry {
+                ms: ms + 3,
+                pid,
+                host,
+                port: 40000,
+                user: role,
+                db: "postgres",
+                app: "",
+                severity: "FATAL",
+                sqlstate: "28P01",
+                message: format!("password authentication failed for user \"{role}\""),
+                detail: Some(hba.to_string()),
+            })?;
         } else {
             // A brute-force burst from a new address: 2 to 15 failures, some on roles that
             // do not exist (DETAIL with a continuation line).
             attackers += 1;
-            let host = format!("{}.{}.{}.{}", 1 + rng.below(223), rng.below(256), rng.below(256), 1 + rng.below(254));
+            let host = format!(
+                "{}.{}.{}.{}",
+                1 + rng.below(223),
+                rng.below(256),
+                rng.below(256),
+                1 + rng.below(254)
+            );
             let n = 2 + rng.below(14);
             let role = ["postgres", "admin", "root", "app"][rng.below(4) as usize];
             for k in 0..n {
                 pid = pid.wrapping_add(1).max(1000);
                 let t = ms + k as i64 * 30;
                 let port = 20000 + rng.below(40000) as u16;
-                w.write(&Entry { ms: t, pid, host: &host, port, user: "", db: "", app: "", severity: "LOG", sqlstate: "00000", message: format!("connection received: host={host} port={port}"), detail: None })?;
+                w.write(&Entry {
+                    ms: t,
+                    pid,
+                    host: &host,
+                    port,
+                    user: "",
+                    db: "",
+                    app: "",
+                    severity: "LOG",
+                    sqlstate: "00000",
+                    message: format!("connection received: host={host} port={port}"),
+                    detail: None,
+                })?;
                 let detail = if role == "admin" || role == "root" {
                     format!("Role \"{role}\" does not exist.\n{hba}")
                 } else {
                     hba.to_string()
                 };
-                w.write(&Entry { ms: t + 5, pid, host: &host, port, user: role, db: "postgres", app: "", severity: "FATAL", sqlstate: "28P01", message: format!("password authentication failed for user \"{role}\""), detail: Some(detail) })?;
+                w.write(&Entry {
+                    ms: t + 5,
+                    pid,
+                    host: &host,
+                    port,
+                    user: role,
+                    db: "postgres",
+                    app: "",
+                    severity: "FATAL",
+                    sqlstate: "28P01",
+                    message: format!("password authentication failed for user \"{role}\""),
+                    detail: Some(detail),
+                })?;
             }
             ms += n as i64 * 30;
         }
@@ -188,6 +278,10 @@ fn main() -> std::io::Result<()> {
     w.stderr.flush()?;
     w.csv.flush()?;
     w.json.flush()?;
-    eprintln!("{} stderr lines, {attackers} attacking addresses, in {}", w.lines, out.display());
+    eprintln!(
+        "{} stderr lines, {attackers} attacking addresses, in {}",
+        w.lines,
+        out.display()
+    );
     Ok(())
 }

@@ -197,7 +197,8 @@ mod tests {
 
     #[test]
     fn a_quiet_period_shorter_than_the_heartbeat_is_refused() {
-        let e = Config::from_toml("[detect]\nquiet_period = \"5m\"\n", Path::new("x.toml")).unwrap_err();
+        let e = Config::from_toml("[detect]\nquiet_period = \"5m\"\n", Path::new("x.toml"))
+            .unwrap_err();
         assert!(e.to_string().contains("quiet_period"), "{e}");
     }
 

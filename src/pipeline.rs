@@ -339,7 +339,11 @@ pub fn analyze(
 }
 
 /// [`analyze`], collecting the alerts (for tests and small inputs).
-pub fn analyze_collect(files: &[LogFile], server: &str, detect: &DetectConfig) -> (Vec<Alert>, Analysis) {
+pub fn analyze_collect(
+    files: &[LogFile],
+    server: &str,
+    detect: &DetectConfig,
+) -> (Vec<Alert>, Analysis) {
     let alerts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let a2 = alerts.clone();
     let analysis = analyze(
@@ -354,7 +358,10 @@ pub fn analyze_collect(files: &[LogFile], server: &str, detect: &DetectConfig) -
         }),
         &mut |_, _| {},
     );
-    let mut v = alerts.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+    let mut v = alerts
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default();
     crate::output::sort_alerts(&mut v);
     (v, analysis)
 }

@@ -131,14 +131,8 @@ fn formats_and_prefixes_are_detected() {
 /// start time, which stderr logs with %t give only to the second).
 fn alert_lines(path: &Path, format: LogFormat) -> String {
     let lf = inspect(path, &hints_for(path, format)).unwrap();
-    let a = pipeline::analyze(
-        &[lf],
-        "db1",
-        &DetectConfig::default(),
-        false,
-        &mut |_, _| {},
-    );
-    a.alerts
+    let (alerts, _) = pipeline::analyze_collect(&[lf], "db1", &DetectConfig::default());
+    alerts
         .iter()
         .map(|a| {
             serde_json::to_string(&serde_json::json!({

@@ -10,8 +10,8 @@ use pgvigil::sources::file::Hints;
 use pgvigil::sources::prefix::Prefix;
 use pgvigil::sources::LogFormat;
 use std::io::{IsTerminal, Write};
-use std::sync::{Arc, Mutex};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 #[derive(clap::Args)]
@@ -130,7 +130,11 @@ pub fn run(args: Args) -> Result<u8> {
         } else if json {
             output::write_json_line(&mut out, &a)
         } else {
-            let h = if header { Ok(()) } else { output::write_table_header(&mut out) };
+            let h = if header {
+                Ok(())
+            } else {
+                output::write_table_header(&mut out)
+            };
             header = true;
             h.and_then(|_| output::write_table_row(&mut out, &a))
         };
@@ -138,7 +142,14 @@ pub fn run(args: Args) -> Result<u8> {
             eprintln!("pgvigil: writing alerts: {e}");
         }
     });
-    let result = pipeline::analyze(&files, &args.server, &detect, args.events, on_alert, &mut progress);
+    let result = pipeline::analyze(
+        &files,
+        &args.server,
+        &detect,
+        args.events,
+        on_alert,
+        &mut progress,
+    );
     if let Some(b) = bar {
         b.finish_and_clear();
     }

@@ -113,14 +113,7 @@ impl AlertBook {
             anomaly_context: f.anomaly_context,
             remediation_steps: f.remediation,
         };
-        self.open.insert(
-            key.clone(),
-            Open {
-                alert,
-                start,
-                end,
-            },
-        );
+        self.open.insert(key.clone(), Open { alert, start, end });
         &self.open[&key].alert
     }
 
@@ -186,28 +179,34 @@ mod tests {
     #[test]
     fn updates_fold_into_one_alert_and_escalate() {
         let mut b = AlertBook::new("db1", Span::mins(60));
-        let a = b.fold(finding(
-            0,
-            1000,
-            Severity::Medium,
-            "Suspected brute force attack",
-        ));
-        let c = b.fold(finding(
-            0,
-            5000,
-            Severity::High,
-            "Suspected successful brute force attack",
-        ));
+        let a = b
+            .fold(finding(
+                0,
+                1000,
+                Severity::Medium,
+                "Suspected brute force attack",
+            ))
+            .clone();
+        let c = b
+            .fold(finding(
+                0,
+                5000,
+                Severity::High,
+                "Suspected successful brute force attack",
+            ))
+            .clone();
         assert_eq!(a.id, c.id);
         assert_eq!(c.severity, Severity::High);
         assert_eq!(c.end_time_utc, "1970-01-01T00:00:05.000Z");
         // A late, lower finding does not downgrade it.
-        let d = b.fold(finding(
-            0,
-            6000,
-            Severity::Medium,
-            "Suspected brute force attack",
-        ));
+        let d = b
+            .fold(finding(
+                0,
+                6000,
+                Severity::Medium,
+                "Suspected brute force attack",
+            ))
+            .clone();
         assert_eq!((d.id, d.severity), (a.id.clone(), Severity::High));
     }
 
@@ -218,8 +217,14 @@ mod tests {
         let later = 2 * 3_600_000;
         let mut closed = Vec::new();
         b.expire(later, &mut closed);
-        assert_eq!(closed, vec![a.clone()], "the final state of the closed alert");
-        let c = b.fold(finding(later, later + 10, Severity::Medium, "x")).clone();
+        assert_eq!(
+            closed,
+            vec![a.clone()],
+            "the final state of the closed alert"
+        );
+        let c = b
+            .fold(finding(later, later + 10, Severity::Medium, "x"))
+            .clone();
         assert_ne!(a.id, c.id);
     }
 }

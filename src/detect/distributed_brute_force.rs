@@ -3,7 +3,7 @@
 //! a fleet of application servers failing after a password rotation is an outage, not an
 //! attack.
 
-use super::window::{keep_sample, Reported, NameCounts, Tally};
+use super::window::{keep_sample, NameCounts, Reported, Tally};
 use super::{load_state, save_state, DetectError, Detector};
 use crate::alert::{AlertType, Entities, Finding, Severity};
 use crate::duration::Span;
@@ -203,9 +203,7 @@ impl Detector for DistributedBruteForce {
             EventKind::LoginSucceeded => {
                 let src = ev.source_key();
                 let attacked = self.st.incidents.get_mut(&role).filter(|i| {
-                    i.success.is_none()
-                        && ev.time - i.last <= window
-                        && i.sources.contains(&src)
+                    i.success.is_none() && ev.time - i.last <= window && i.sources.contains(&src)
                 });
                 if let Some(inc) = attacked {
                     inc.success = Some((ev.time, src.to_string()));

@@ -2,7 +2,7 @@
 //! the enumeration of roles that do not exist. Below the brute-force threshold per role, so
 //! only the breadth gives it away.
 
-use super::window::{keep_sample, Reported, NameCounts, Tally};
+use super::window::{keep_sample, NameCounts, Reported, Tally};
 use super::{load_state, save_state, DetectError, Detector};
 use crate::alert::{AlertType, Entities, Finding, Severity};
 use crate::duration::Span;
