@@ -308,7 +308,7 @@ pub fn analyze(
 ) -> Analysis {
     let mut p = Pipeline::new(server, detect);
     p.keep_events = keep_events;
-    p.engine.updates = false;
+    p.engine.set_batch();
     let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let c2 = count.clone();
     let mut on_alert = on_alert;

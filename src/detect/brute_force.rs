@@ -82,6 +82,7 @@ struct State {
 
 pub struct BruteForce {
     cfg: BruteForceConfig,
+    batch: bool,
     st: State,
 }
 
@@ -91,6 +92,7 @@ impl BruteForce {
     pub fn new(cfg: BruteForceConfig) -> Self {
         BruteForce {
             cfg,
+            batch: false,
             st: State::default(),
         }
     }
@@ -286,7 +288,7 @@ impl BruteForce {
         let variant = Self::variant(inc);
         let escalated = variant > inc.variant || inc.reported.count == 0;
         inc.variant = variant;
-        if escalated || inc.reported.due(inc.failures, ev.time) {
+        if !self.batch && (escalated || inc.reported.due(inc.failures, ev.time)) {
             inc.reported.mark(inc.failures, ev.time);
             self.report(&src, out);
         }
@@ -332,8 +334,10 @@ impl BruteForce {
         }
         keep_sample(&mut inc.samples, ev, 6);
         inc.variant = Self::variant(inc);
-        inc.reported.mark(inc.failures, ev.time);
-        self.report(&src, out);
+        if !self.batch {
+            inc.reported.mark(inc.failures, ev.time);
+            self.report(&src, out);
+        }
     }
 }
 
@@ -363,9 +367,13 @@ impl Detector for BruteForce {
         }
     }
 
+    fn set_batch(&mut self, batch: bool) {
+        self.batch = batch;
+    }
+
     fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
         let window = self.cfg.window.ms();
-        if now - self.st.last_sweep < 30_000 {
+        if !super::window::sweep_due(self.st.last_sweep, now, self.cfg.window.ms()) {
             return;
         }
         self.st.last_sweep = now;

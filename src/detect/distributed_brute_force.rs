@@ -60,6 +60,7 @@ struct State {
 
 pub struct DistributedBruteForce {
     cfg: DistributedBruteForceConfig,
+    batch: bool,
     st: State,
 }
 
@@ -69,6 +70,7 @@ impl DistributedBruteForce {
     pub fn new(cfg: DistributedBruteForceConfig) -> Self {
         DistributedBruteForce {
             cfg,
+            batch: false,
             st: State::default(),
         }
     }
@@ -194,7 +196,7 @@ impl Detector for DistributedBruteForce {
                 inc.last = ev.time;
                 inc.sources.add(&src, 500);
                 keep_sample(&mut inc.samples, ev, 5);
-                if inc.reported.due(inc.failures, ev.time) {
+                if !self.batch && inc.reported.due(inc.failures, ev.time) {
                     inc.reported.mark(inc.failures, ev.time);
                     let inc = inc.clone();
                     out.push(self.finding(&role, &inc));
@@ -208,8 +210,10 @@ impl Detector for DistributedBruteForce {
                 if let Some(inc) = attacked {
                     inc.success = Some((ev.time, src.to_string()));
                     keep_sample(&mut inc.samples, ev, 6);
-                    let inc = inc.clone();
-                    out.push(self.finding(&role, &inc));
+                    if !self.batch {
+                        let inc = inc.clone();
+                        out.push(self.finding(&role, &inc));
+                    }
                 } else if self.st.familiar.len() < MAX_FAMILIAR {
                     self.st.familiar.insert((role, src));
                 }
@@ -218,8 +222,12 @@ impl Detector for DistributedBruteForce {
         }
     }
 
+    fn set_batch(&mut self, batch: bool) {
+        self.batch = batch;
+    }
+
     fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
-        if now - self.st.last_sweep < 30_000 {
+        if !super::window::sweep_due(self.st.last_sweep, now, self.cfg.window.ms()) {
             return;
         }
         self.st.last_sweep = now;

@@ -99,6 +99,7 @@ struct State {
 
 pub struct HarmfulApplication {
     cfg: HarmfulApplicationConfig,
+    batch: bool,
     tools_lower: Vec<String>,
     /// application_name → tool, for names seen before (a server sees few distinct names).
     app_cache: FxHashMap<CompactString, Option<String>>,
@@ -110,6 +111,7 @@ impl HarmfulApplication {
         let tools_lower = cfg.tools.iter().map(|t| t.to_lowercase()).collect();
         HarmfulApplication {
             cfg,
+            batch: false,
             tools_lower,
             app_cache: FxHashMap::default(),
             st: State::default(),
@@ -201,7 +203,7 @@ impl HarmfulApplication {
         if !inc.signals.contains(&signal) && inc.signals.len() < 10 {
             inc.signals.push(signal);
         }
-        if new_tool || inc.reported.due(inc.events, ev.time) {
+        if !self.batch && (new_tool || inc.reported.due(inc.events, ev.time)) {
             inc.reported.mark(inc.events, ev.time);
             let inc = inc.clone();
             out.push(self.finding(src, &inc));
@@ -294,8 +296,12 @@ impl Detector for HarmfulApplication {
         }
     }
 
+    fn set_batch(&mut self, batch: bool) {
+        self.batch = batch;
+    }
+
     fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
-        if now - self.st.last_sweep < 30_000 {
+        if !super::window::sweep_due(self.st.last_sweep, now, self.cfg.window.ms()) {
             return;
         }
         self.st.last_sweep = now;

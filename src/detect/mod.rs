@@ -30,6 +30,9 @@ pub trait Detector: Send {
     fn id(&self) -> &'static str;
     /// Every event, in event-time order.
     fn observe(&mut self, ev: &Event, out: &mut Vec<Finding>);
+    /// Batch mode (`analyze`): only the final state of each incident matters, so report
+    /// incidents when they end instead of as they grow.
+    fn set_batch(&mut self, batch: bool);
     /// Event time moved on to `now`: expire windows, close incidents that went quiet.
     fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>);
     /// State for a checkpoint.
@@ -74,6 +77,14 @@ impl Engine {
             last_advance: EventTime::MIN,
             updates: true,
             closed: Vec::new(),
+        }
+    }
+
+    /// `analyze`: no intermediate updates, only final alert states (in `closed`).
+    pub fn set_batch(&mut self) {
+        self.updates = false;
+        for d in &mut self.detectors {
+            d.set_batch(true);
         }
     }
 

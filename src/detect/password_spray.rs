@@ -55,6 +55,7 @@ struct State {
 
 pub struct PasswordSpray {
     cfg: PasswordSprayConfig,
+    batch: bool,
     st: State,
 }
 
@@ -62,6 +63,7 @@ impl PasswordSpray {
     pub fn new(cfg: PasswordSprayConfig) -> Self {
         PasswordSpray {
             cfg,
+            batch: false,
             st: State::default(),
         }
     }
@@ -196,7 +198,7 @@ impl Detector for PasswordSpray {
                     inc.no_such_role += 1;
                 }
                 keep_sample(&mut inc.samples, ev, 5);
-                if inc.reported.due(inc.failures, ev.time) {
+                if !self.batch && inc.reported.due(inc.failures, ev.time) {
                     inc.reported.mark(inc.failures, ev.time);
                     let inc = inc.clone();
                     out.push(self.finding(&src, &inc));
@@ -210,8 +212,10 @@ impl Detector for PasswordSpray {
                     if sprayed && inc.success.is_none() && ev.time - inc.last <= window {
                         inc.success = Some((ev.time, role.to_string()));
                         keep_sample(&mut inc.samples, ev, 6);
-                        let inc = inc.clone();
-                        out.push(self.finding(&src, &inc));
+                        if !self.batch {
+                            let inc = inc.clone();
+                            out.push(self.finding(&src, &inc));
+                        }
                     }
                 }
             }
@@ -219,8 +223,12 @@ impl Detector for PasswordSpray {
         }
     }
 
+    fn set_batch(&mut self, batch: bool) {
+        self.batch = batch;
+    }
+
     fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
-        if now - self.st.last_sweep < 30_000 {
+        if !super::window::sweep_due(self.st.last_sweep, now, self.cfg.window.ms()) {
             return;
         }
         self.st.last_sweep = now;

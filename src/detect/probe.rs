@@ -70,6 +70,7 @@ struct State {
 
 pub struct Probe {
     cfg: ProbeConfig,
+    batch: bool,
     st: State,
 }
 
@@ -79,6 +80,7 @@ impl Probe {
     pub fn new(cfg: ProbeConfig) -> Self {
         Probe {
             cfg,
+            batch: false,
             st: State::default(),
         }
     }
@@ -219,15 +221,19 @@ impl Detector for Probe {
         }
         keep_sample(&mut inc.samples, ev, 5);
         let total = inc.invalid + inc.bare;
-        if inc.reported.due(total, ev.time) {
+        if !self.batch && inc.reported.due(total, ev.time) {
             inc.reported.mark(total, ev.time);
             let inc = inc.clone();
             out.push(self.finding(&src, &inc));
         }
     }
 
+    fn set_batch(&mut self, batch: bool) {
+        self.batch = batch;
+    }
+
     fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
-        if now - self.st.last_sweep < 30_000 {
+        if !super::window::sweep_due(self.st.last_sweep, now, self.cfg.window.ms()) {
             return;
         }
         self.st.last_sweep = now;

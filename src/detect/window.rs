@@ -6,6 +6,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::hash::Hash;
 
+/// Whether a detector should sweep its state (expire idle sources, close quiet incidents):
+/// every quarter window, at least every 30 s of event time. Sweeps walk every entry, so not
+/// on every event.
+pub fn sweep_due(last_sweep: EventTime, now: EventTime, window: i64) -> bool {
+    now - last_sweep >= (window / 4).max(30_000)
+}
+
 /// The last few event times, at most `cap`: enough to answer "N within W?".
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Recent {

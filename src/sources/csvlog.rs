@@ -66,7 +66,12 @@ impl CsvlogParser {
             });
             return;
         }
-        let text = |i: usize| -> std::borrow::Cow<'_, str> { String::from_utf8_lossy(field(i)) };
+        let text = |i: usize| -> std::borrow::Cow<'_, str> {
+            match std::str::from_utf8(field(i)) {
+                Ok(s) => std::borrow::Cow::Borrowed(s),
+                Err(_) => String::from_utf8_lossy(field(i)),
+            }
+        };
         let rec = &mut self.rec;
         rec.clear();
         rec.line = line;

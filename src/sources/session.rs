@@ -81,11 +81,11 @@ fn opt(s: &str) -> Option<CompactString> {
 
 /// The value after `key=` up to the first of `ends` (or the end of `s`).
 fn kv<'a>(s: &'a str, key: &str, ends: &[&str]) -> Option<&'a str> {
-    let start = s.find(key)? + key.len();
+    let start = memchr::memmem::find(s.as_bytes(), key.as_bytes())? + key.len();
     let rest = &s[start..];
     let end = ends
         .iter()
-        .filter_map(|e| rest.find(e))
+        .filter_map(|e| memchr::memmem::find(rest.as_bytes(), e.as_bytes()))
         .min()
         .unwrap_or(rest.len());
     Some(&rest[..end])
@@ -93,7 +93,7 @@ fn kv<'a>(s: &'a str, key: &str, ends: &[&str]) -> Option<&'a str> {
 
 /// The quoted value after `word "` in a message such as `… for user "app"`.
 fn quoted<'a>(s: &'a str, word: &str) -> Option<&'a str> {
-    let start = s.find(word)? + word.len();
+    let start = memchr::memmem::find(s.as_bytes(), word.as_bytes())? + word.len();
     let rest = &s[start..];
     let end = rest.find('"')?;
     Some(&rest[..end])
@@ -361,7 +361,7 @@ impl SessionJoiner {
                 &s,
             );
             e.sqlstate = sqlstate.map(CompactString::new);
-            e.message = Some(msg.chars().take(200).collect());
+            e.message = Some(crate::event::truncate(msg, 200).to_string());
             out.push(e);
             if let Some(k) = key {
                 self.sessions.remove(&k);
@@ -404,7 +404,7 @@ impl SessionJoiner {
         let s = s.clone();
         let mut e = self.event(time, kind, &s);
         e.sqlstate = sqlstate.map(CompactString::new);
-        e.message = Some(msg.chars().take(200).collect());
+        e.message = Some(crate::event::truncate(msg, 200).to_string());
         out.push(e);
         // A FATAL ends the backend.
         if let Some(k) = key {
