@@ -150,22 +150,42 @@ impl Alert {
 }
 
 /// A sample event for `evidence.sampleEvents`.
-pub fn sample(ev: &crate::event::Event) -> serde_json::Value {
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SampleEvent {
+    pub time: String,
+    pub kind: String,
+    pub source_ip: Option<String>,
+    pub source_port: Option<u16>,
+    pub principal: Option<String>,
+    pub database: Option<String>,
+    pub application: Option<String>,
+    pub sqlstate: Option<String>,
+    pub message: Option<String>,
+}
+
+pub fn sample(ev: &crate::event::Event) -> SampleEvent {
     use crate::event::EventKind;
     let kind = match &ev.kind {
         EventKind::LoginFailed { reason } => format!("LoginFailed({reason:?})"),
         EventKind::ProtocolError { what } => format!("ProtocolError({what:?})"),
         k => format!("{k:?}"),
     };
-    serde_json::json!({
-        "time": format_time(ev.time),
-        "kind": kind,
-        "sourceIp": ev.client_ip.map(|i| i.to_string()).or_else(|| ev.client_host.as_ref().map(|h| h.to_string())),
-        "sourcePort": ev.client_port,
-        "principal": ev.principal.as_deref(),
-        "database": ev.database.as_deref(),
-        "application": ev.application.as_deref(),
-        "sqlstate": ev.sqlstate.as_deref(),
-        "message": ev.message.as_deref(),
-    })
+    let s = |v: &Option<compact_str::CompactString>| v.as_ref().map(|x| x.to_string());
+    SampleEvent {
+        time: format_time(ev.time),
+        kind,
+        source_ip: Some(ev.source_key().to_string()),
+        source_port: ev.client_port,
+        principal: s(&ev.principal),
+        database: s(&ev.database),
+        application: s(&ev.application),
+        sqlstate: s(&ev.sqlstate),
+        message: ev.message.clone(),
+    }
+}
+
+/// Sample events as evidence.
+pub fn samples(evs: &[crate::event::Event]) -> Vec<SampleEvent> {
+    evs.iter().map(sample).collect()
 }

@@ -118,25 +118,33 @@ impl Pipeline {
         let mut parser = file::make_parser(lf.format, lf.prefix.as_ref(), lf.year);
         let mut input = file::open(&lf.path)?;
         self.begin_file(&lf.path);
+        // Read straight into the parse buffer; only an unfinished last line is moved back.
         let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
-        let mut chunk = vec![0u8; CHUNK];
         let mut total = 0u64;
         loop {
-            let n = match input.read(&mut chunk) {
-                Ok(0) => break,
+            let filled = buf.len();
+            buf.resize(filled + CHUNK, 0);
+            let n = match input.read(&mut buf[filled..]) {
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    buf.truncate(filled);
+                    continue;
+                }
                 Err(e) => {
                     // Report what was read before the error (a truncated .gz) and the error.
+                    buf.truncate(filled);
                     parser.finish(&buf, self);
                     let lines = parser.line().saturating_sub(1);
                     self.end_file(lines, total);
                     return Err(SourceError::io(&lf.path, e));
                 }
             };
+            buf.truncate(filled + n);
+            if n == 0 {
+                break;
+            }
             total += n as u64;
             progress(n as u64);
-            buf.extend_from_slice(&chunk[..n]);
             let used = parser.feed(&buf, self);
             buf.drain(..used);
         }

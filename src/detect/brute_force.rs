@@ -68,7 +68,7 @@ struct Incident {
     no_such_role: u64,
     success: Option<Success>,
     variant: u8,
-    samples: Vec<serde_json::Value>,
+    samples: Vec<Event>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -205,7 +205,7 @@ impl BruteForce {
                 "firstSuccessAfterFailures": success.map(|s| format_time(s.time)),
                 "successfulPrincipal": success.map(|s| s.principal.clone()),
                 "threshold": {"failures": self.cfg.failures, "window": window.to_string()},
-                "sampleEvents": inc.samples,
+                "sampleEvents": crate::alert::samples(&inc.samples),
             }),
             description,
             anomaly_context,

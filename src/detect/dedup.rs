@@ -29,6 +29,7 @@ pub struct AlertBook {
     open: FxHashMap<(AlertType, String), Open>,
     /// Alerts closed by a new alert of the same entity, not yet reported as closed.
     stale: Vec<Alert>,
+    last_expire: EventTime,
 }
 
 /// Alert ids are derived from what the alert is about and when it started, so `analyze` and
@@ -42,6 +43,7 @@ impl AlertBook {
             quiet,
             open: FxHashMap::default(),
             stale: Vec::new(),
+            last_expire: EventTime::MIN / 2,
         }
     }
 
@@ -122,15 +124,16 @@ impl AlertBook {
     pub fn expire(&mut self, now: EventTime, closed: &mut Vec<Alert>) {
         let quiet = self.quiet.ms();
         closed.append(&mut self.stale);
-        let mut done: Vec<Open> = Vec::new();
-        self.open.retain(|_, o| {
-            if now - o.end > quiet {
-                done.push(o.clone());
-                false
-            } else {
-                true
-            }
-        });
+        // Walking every open alert is not for every second of event time.
+        if now - self.last_expire < (quiet / 20).max(1000) {
+            return;
+        }
+        self.last_expire = now;
+        let mut done: Vec<Open> = self
+            .open
+            .extract_if(|_, o| now - o.end > quiet)
+            .map(|(_, o)| o)
+            .collect();
         done.sort_by(|a, b| a.start.cmp(&b.start).then(a.alert.id.cmp(&b.alert.id)));
         closed.extend(done.into_iter().map(|o| o.alert));
     }

@@ -46,7 +46,7 @@ struct Incident {
     reported: Reported,
     sources: NameCounts,
     success: Option<(EventTime, String)>,
-    samples: Vec<serde_json::Value>,
+    samples: Vec<Event>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -129,7 +129,7 @@ impl DistributedBruteForce {
                     "maxShare": self.cfg.max_share,
                     "window": self.cfg.window.to_string(),
                 },
-                "sampleEvents": inc.samples,
+                "sampleEvents": crate::alert::samples(&inc.samples),
             }),
             description,
             anomaly_context: format!(

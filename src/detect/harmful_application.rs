@@ -81,7 +81,7 @@ struct Incident {
     principal: Option<String>,
     database: Option<String>,
     application: Option<String>,
-    samples: Vec<serde_json::Value>,
+    samples: Vec<Event>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -148,7 +148,7 @@ impl HarmfulApplication {
                 "tools": inc.tools,
                 "signals": inc.signals,
                 "events": inc.events,
-                "sampleEvents": inc.samples,
+                "sampleEvents": crate::alert::samples(&inc.samples),
             }),
             description: format!(
                 "{src} connected with a tool used for attacks ({tools}) between {} and {}.",

@@ -42,7 +42,7 @@ struct Incident {
     principals: NameCounts,
     no_such_role: u64,
     success: Option<(EventTime, String)>,
-    samples: Vec<serde_json::Value>,
+    samples: Vec<Event>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -132,7 +132,7 @@ impl PasswordSpray {
                     "maxAttemptsPerPrincipal": self.cfg.max_attempts_per_principal,
                     "window": self.cfg.window.to_string(),
                 },
-                "sampleEvents": inc.samples,
+                "sampleEvents": crate::alert::samples(&inc.samples),
             }),
             description,
             anomaly_context: format!(

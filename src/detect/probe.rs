@@ -49,7 +49,7 @@ struct Incident {
     bare: u64,
     reported: super::window::Reported,
     messages: Vec<String>,
-    samples: Vec<serde_json::Value>,
+    samples: Vec<Event>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -112,7 +112,7 @@ impl Probe {
                 "invalidStartupPackets": inc.invalid,
                 "bareConnects": inc.bare,
                 "messages": inc.messages,
-                "sampleEvents": inc.samples,
+                "sampleEvents": crate::alert::samples(&inc.samples),
             }),
             description: format!(
                 "{} connections from {src} between {} and {} never attempted to log in: {}.",

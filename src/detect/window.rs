@@ -161,9 +161,9 @@ impl Reported {
 }
 
 /// Keeps up to `cap` sample events (the first ones: they show how the attack began).
-pub fn keep_sample(samples: &mut Vec<serde_json::Value>, ev: &Event, cap: usize) {
+pub fn keep_sample(samples: &mut Vec<Event>, ev: &Event, cap: usize) {
     if samples.len() < cap {
-        samples.push(crate::alert::sample(ev));
+        samples.push(ev.clone());
     }
 }
 
