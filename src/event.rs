@@ -52,7 +52,14 @@ mod tests {
     fn source_keys() {
         use super::*;
         let mut e = Event::new(0, EventKind::ConnectionReceived);
-        for ip in ["10.0.0.1", "203.0.113.255", "0.0.0.0", "192.168.100.7", "::1", "2001:db8::7"] {
+        for ip in [
+            "10.0.0.1",
+            "203.0.113.255",
+            "0.0.0.0",
+            "192.168.100.7",
+            "::1",
+            "2001:db8::7",
+        ] {
             e.client_ip = Some(ip.parse().unwrap());
             assert_eq!(e.compute_source_key(), ip);
         }
@@ -62,7 +69,13 @@ mod tests {
 
     #[test]
     fn format_time_matches_chrono() {
-        for t in [0i64, 1_795_861_421_475, 951_782_400_000, 4_102_444_799_999, 1_709_164_800_123] {
+        for t in [
+            0i64,
+            1_795_861_421_475,
+            951_782_400_000,
+            4_102_444_799_999,
+            1_709_164_800_123,
+        ] {
             let c = chrono::DateTime::from_timestamp_millis(t)
                 .unwrap()
                 .format("%Y-%m-%dT%H:%M:%S%.3fZ")
@@ -181,21 +194,25 @@ impl Event {
         match self.client_ip {
             Some(IpAddr::V4(v4)) => {
                 // Formatted by hand: this runs for every event, and fmt is slow at it.
-                let mut s = CompactString::default();
-                for (i, o) in v4.octets().iter().enumerate() {
+                let mut b = [0u8; 15];
+                let mut n = 0;
+                for (i, o) in v4.octets().into_iter().enumerate() {
                     if i > 0 {
-                        s.push('.');
+                        b[n] = b'.';
+                        n += 1;
                     }
-                    let o = *o;
                     if o >= 100 {
-                        s.push((b'0' + o / 100) as char);
+                        b[n] = b'0' + o / 100;
+                        n += 1;
                     }
                     if o >= 10 {
-                        s.push((b'0' + o / 10 % 10) as char);
+                        b[n] = b'0' + o / 10 % 10;
+                        n += 1;
                     }
-                    s.push((b'0' + o % 10) as char);
+                    b[n] = b'0' + o % 10;
+                    n += 1;
                 }
-                return s;
+                return CompactString::from_utf8(&b[..n]).unwrap_or_default();
             }
             Some(ip) => return compact_str::format_compact!("{ip}"),
             None => {}

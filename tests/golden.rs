@@ -141,9 +141,9 @@ fn alert_lines(path: &Path, format: LogFormat) -> String {
                 "severity": a.severity,
                 "entities": a.entities,
                 "techniques": a.techniques,
-                "tools": a.evidence.get("tools"),
-                "failedLogins": a.evidence.get("failedLogins"),
-                "successfulPrincipal": a.evidence.get("successfulPrincipal"),
+                "tools": a.evidence.value().get("tools"),
+                "failedLogins": a.evidence.value().get("failedLogins"),
+                "successfulPrincipal": a.evidence.value().get("successfulPrincipal"),
             }))
             .unwrap()
                 + "\n"

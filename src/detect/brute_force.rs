@@ -195,7 +195,7 @@ impl BruteForce {
                 location: None,
                 cloud: None,
             },
-            evidence: serde_json::json!({
+            evidence: crate::evidence!({
                 "failedLogins": inc.failures,
                 "distinctPrincipals": roles,
                 "principals": inc.principals.json(),
@@ -204,7 +204,7 @@ impl BruteForce {
                 "databases": inc.databases.json(),
                 "firstSuccessAfterFailures": success.map(|s| format_time(s.time)),
                 "successfulPrincipal": success.map(|s| s.principal.clone()),
-                "threshold": {"failures": self.cfg.failures, "window": window.to_string()},
+                "threshold": serde_json::json!({"failures": self.cfg.failures, "window": window.to_string()}),
                 "sampleEvents": crate::alert::samples(&inc.samples),
             }),
             description,
@@ -435,7 +435,7 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].display_name, VALID_USER);
         assert_eq!(f[0].entities.source_ip.as_deref(), Some("203.0.113.7"));
-        assert_eq!(f[0].evidence["failedLogins"], 10);
+        assert_eq!(f[0].evidence.value()["failedLogins"], 10);
     }
 
     #[test]
@@ -472,7 +472,7 @@ mod tests {
         assert_eq!(last.severity, Severity::High);
         assert!(last.techniques.contains(&"T1078"));
         assert_eq!(
-            last.evidence["firstSuccessAfterFailures"],
+            last.evidence.value()["firstSuccessAfterFailures"],
             "1970-01-01T00:00:01.300Z"
         );
     }
@@ -527,7 +527,29 @@ mod tests {
         );
         assert!(f.len() < 10, "{} updates", f.len());
         d.advance(100_000 + 3_600_000, &mut f);
-        assert_eq!(f.last().unwrap().evidence["failedLogins"], 1000);
+        assert_eq!(f.last().unwrap().evidence.value()["failedLogins"], 1000);
+    }
+
+    #[test]
+    fn an_open_incident_survives_save_and_restore() {
+        let mut d = det();
+        run(
+            &mut d,
+            (0..12).map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)),
+        );
+        let mut e = det();
+        e.restore(&d.save()).unwrap();
+        let f = run(&mut e, [succeeded(2000, "203.0.113.7", "app")]);
+        assert_eq!(f.last().unwrap().display_name, SUCCESS);
+        assert_eq!(f.last().unwrap().evidence.value()["failedLogins"], 12);
+        // The failures from the one that crossed the threshold on, and the login.
+        assert_eq!(
+            f.last().unwrap().evidence.value()["sampleEvents"]
+                .as_array()
+                .unwrap()
+                .len(),
+            4
+        );
     }
 
     #[test]

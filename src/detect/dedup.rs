@@ -9,7 +9,7 @@ use crate::event::{format_time, EventTime};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 struct Open {
     /// The alert as last emitted.
     alert: Alert,
@@ -20,7 +20,9 @@ struct Open {
 /// Saved state of the book.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BookState {
-    open: Vec<((AlertType, String), Open)>,
+    /// (key, alert as JSON, start, end): the alert's evidence is raw JSON, which only a JSON
+    /// (de)serialiser can carry.
+    open: Vec<((AlertType, String), String, EventTime, EventTime)>,
 }
 
 pub struct AlertBook {
@@ -146,14 +148,22 @@ impl AlertBook {
         let mut open: Vec<_> = self
             .open
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .filter_map(|(k, v)| {
+                let json = serde_json::to_string(&v.alert).ok()?;
+                Some((k.clone(), json, v.start, v.end))
+            })
             .collect();
         open.sort_by(|a, b| a.0.cmp(&b.0));
         BookState { open }
     }
 
-    pub fn restore(&mut self, s: BookState) {
-        self.open = s.open.into_iter().collect();
+    pub fn restore(&mut self, s: BookState) -> Result<(), serde_json::Error> {
+        self.open.clear();
+        for (k, json, start, end) in s.open {
+            let alert: Alert = serde_json::from_str(&json)?;
+            self.open.insert(k, Open { alert, start, end });
+        }
+        Ok(())
     }
 }
 
@@ -172,7 +182,7 @@ mod tests {
             start,
             end,
             entities: Entities::default(),
-            evidence: serde_json::json!({}),
+            evidence: crate::evidence!({}),
             description: String::new(),
             anomaly_context: String::new(),
             remediation: vec![],

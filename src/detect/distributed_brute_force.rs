@@ -117,18 +117,18 @@ impl DistributedBruteForce {
                 principal: Some(role.to_string()),
                 ..Entities::default()
             },
-            evidence: serde_json::json!({
+            evidence: crate::evidence!({
                 "failedLogins": inc.failures,
                 "distinctSources": n_sources,
                 "sources": inc.sources.json(),
                 "successfulSource": inc.success.as_ref().map(|(_, s)| s.clone()),
                 "firstSuccessAfterFailures": inc.success.as_ref().map(|(t, _)| format_time(*t)),
-                "threshold": {
+                "threshold": serde_json::json!({
                     "sources": self.cfg.sources,
                     "failures": self.cfg.failures,
                     "maxShare": self.cfg.max_share,
                     "window": self.cfg.window.to_string(),
-                },
+                }),
                 "sampleEvents": crate::alert::samples(&inc.samples),
             }),
             description,
@@ -291,8 +291,8 @@ mod tests {
         let f = run(&mut d, attack(8, 3));
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].entities.principal.as_deref(), Some("postgres"));
-        assert_eq!(f[0].evidence["distinctSources"], 8);
-        assert_eq!(f[0].evidence["failedLogins"], 20);
+        assert_eq!(f[0].evidence.value()["distinctSources"], 8);
+        assert_eq!(f[0].evidence.value()["failedLogins"], 20);
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl HarmfulApplication {
                 application: inc.application.clone(),
                 ..Entities::default()
             },
-            evidence: serde_json::json!({
+            evidence: crate::evidence!({
                 "tools": inc.tools,
                 "signals": inc.signals,
                 "events": inc.events,
@@ -365,7 +365,7 @@ mod tests {
             }),
         );
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].evidence["tools"][0], "hydra/medusa");
+        assert_eq!(f[0].evidence.value()["tools"][0], "hydra/medusa");
         assert_eq!(f[0].severity, Severity::High);
     }
 
@@ -388,7 +388,7 @@ mod tests {
         let mut e = succeeded(0, "203.0.113.7", "app");
         e.application = Some("sqlmap/1.8#stable".into());
         let f = run(&mut d, [e]);
-        assert_eq!(f[0].evidence["tools"][0], "sqlmap");
+        assert_eq!(f[0].evidence.value()["tools"][0], "sqlmap");
         // A word that merely starts like a tool is not one.
         let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
         let mut e = succeeded(0, "203.0.113.7", "app");
@@ -408,7 +408,7 @@ mod tests {
                 LoginFailure::NoSuchRole,
             )],
         );
-        assert_eq!(f[0].evidence["tools"][0], "nmap");
+        assert_eq!(f[0].evidence.value()["tools"][0], "nmap");
         let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
         let f = run(
             &mut d,
@@ -419,6 +419,6 @@ mod tests {
                 )
             }),
         );
-        assert_eq!(f[0].evidence["tools"][0], "nmap pgsql-brute");
+        assert_eq!(f[0].evidence.value()["tools"][0], "nmap pgsql-brute");
     }
 }

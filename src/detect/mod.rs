@@ -43,7 +43,7 @@ pub trait Detector: Send {
 /// Serialises a detector's state (MessagePack: compact, and maps may have any key).
 pub fn save_state<T: Serialize>(state: &T) -> Vec<u8> {
     // Serialising plain data structures into a Vec cannot fail.
-    rmp_serde::to_vec(state).unwrap_or_default()
+    rmp_serde::to_vec_named(state).unwrap_or_default()
 }
 
 pub fn load_state<T: DeserializeOwned>(id: &'static str, bytes: &[u8]) -> Result<T, DetectError> {
@@ -136,7 +136,12 @@ impl Engine {
     pub fn restore(&mut self, parts: &[(String, Vec<u8>)]) -> Result<(), DetectError> {
         for (id, bytes) in parts {
             if id == "alert_book" {
-                self.book.restore(load_state("alert_book", bytes)?);
+                self.book
+                    .restore(load_state("alert_book", bytes)?)
+                    .map_err(|e| DetectError::State {
+                        id: "alert_book",
+                        reason: e.to_string(),
+                    })?;
             } else if id == "engine" {
                 self.last_advance = load_state("engine", bytes)?;
             } else if let Some(d) = self.detectors.iter_mut().find(|d| d.id() == id) {

@@ -120,18 +120,18 @@ impl PasswordSpray {
                 principal,
                 ..Entities::default()
             },
-            evidence: serde_json::json!({
+            evidence: crate::evidence!({
                 "failedLogins": inc.failures,
                 "distinctPrincipals": roles,
                 "principals": inc.principals.json(),
                 "nonExistentRoleFailures": inc.no_such_role,
                 "successfulPrincipal": inc.success.as_ref().map(|(_, p)| p.clone()),
                 "firstSuccessAfterFailures": inc.success.as_ref().map(|(t, _)| format_time(*t)),
-                "threshold": {
+                "threshold": serde_json::json!({
                     "principals": self.cfg.principals,
                     "maxAttemptsPerPrincipal": self.cfg.max_attempts_per_principal,
                     "window": self.cfg.window.to_string(),
-                },
+                }),
                 "sampleEvents": crate::alert::samples(&inc.samples),
             }),
             description,
@@ -295,9 +295,9 @@ mod tests {
         let mut all = f;
         d.advance(10_000_000, &mut all);
         let last = all.last().unwrap();
-        assert_eq!(last.evidence["failedLogins"], 12);
-        assert_eq!(last.evidence["distinctPrincipals"], 6);
-        assert_eq!(last.evidence["nonExistentRoleFailures"], 12);
+        assert_eq!(last.evidence.value()["failedLogins"], 12);
+        assert_eq!(last.evidence.value()["distinctPrincipals"], 6);
+        assert_eq!(last.evidence.value()["nonExistentRoleFailures"], 12);
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl Probe {
                 source_ip: Some(src.to_string()),
                 ..Entities::default()
             },
-            evidence: serde_json::json!({
+            evidence: crate::evidence!({
                 "invalidStartupPackets": inc.invalid,
                 "bareConnects": inc.bare,
                 "messages": inc.messages,
@@ -283,7 +283,7 @@ mod tests {
         );
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].severity, Severity::Low);
-        assert_eq!(f[0].evidence["invalidStartupPackets"], 3);
+        assert_eq!(f[0].evidence.value()["invalidStartupPackets"], 3);
     }
 
     #[test]

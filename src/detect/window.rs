@@ -182,6 +182,12 @@ pub struct NameCounts {
 }
 
 const UNLISTED: usize = usize::MAX;
+
+#[derive(Debug, Serialize)]
+pub struct NameCount<'a> {
+    pub name: &'a str,
+    pub count: u64,
+}
 /// Distinct names remembered at most, to count them (memory bound).
 const MAX_NAMES: usize = 100_000;
 
@@ -230,14 +236,15 @@ impl NameCounts {
             .map(|(n, _)| n.as_str())
     }
 
-    pub fn json(&self) -> serde_json::Value {
-        let mut v: Vec<_> = self.items.clone();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        serde_json::Value::Array(
-            v.into_iter()
-                .map(|(n, c)| serde_json::json!({"name": n, "count": c}))
-                .collect(),
-        )
+    /// The names, most frequent first, as `[{"name", "count"}]`.
+    pub fn json(&self) -> Vec<NameCount<'_>> {
+        let mut v: Vec<NameCount<'_>> = self
+            .items
+            .iter()
+            .map(|(n, c)| NameCount { name: n, count: *c })
+            .collect();
+        v.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(b.name)));
+        v
     }
 }
 

@@ -124,7 +124,7 @@ impl Checkpoint {
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io)?;
         let tmp = path.with_extension("tmp");
-        let bytes = rmp_serde::to_vec(self).map_err(|e| io(std::io::Error::other(e)))?;
+        let bytes = rmp_serde::to_vec_named(self).map_err(|e| io(std::io::Error::other(e)))?;
         {
             let mut f = std::fs::File::create(&tmp).map_err(io)?;
             f.write_all(&bytes).map_err(io)?;
