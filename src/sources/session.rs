@@ -79,13 +79,29 @@ fn opt(s: &str) -> Option<CompactString> {
     }
 }
 
+/// Position of `needle` in `hay`. Messages are short: scanning for the first byte with memchr
+/// beats building a substring searcher on every call.
+fn find(hay: &str, needle: &str) -> Option<usize> {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    let first = *n.first()?;
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(first, &h[from..]) {
+        let p = from + i;
+        if h[p..].starts_with(n) {
+            return Some(p);
+        }
+        from = p + 1;
+    }
+    None
+}
+
 /// The value after `key=` up to the first of `ends` (or the end of `s`).
 fn kv<'a>(s: &'a str, key: &str, ends: &[&str]) -> Option<&'a str> {
-    let start = memchr::memmem::find(s.as_bytes(), key.as_bytes())? + key.len();
+    let start = find(s, key)? + key.len();
     let rest = &s[start..];
     let end = ends
         .iter()
-        .filter_map(|e| memchr::memmem::find(rest.as_bytes(), e.as_bytes()))
+        .filter_map(|e| find(rest, e))
         .min()
         .unwrap_or(rest.len());
     Some(&rest[..end])
@@ -93,7 +109,7 @@ fn kv<'a>(s: &'a str, key: &str, ends: &[&str]) -> Option<&'a str> {
 
 /// The quoted value after `word "` in a message such as `… for user "app"`.
 fn quoted<'a>(s: &'a str, word: &str) -> Option<&'a str> {
-    let start = memchr::memmem::find(s.as_bytes(), word.as_bytes())? + word.len();
+    let start = find(s, word)? + word.len();
     let rest = &s[start..];
     let end = rest.find('"')?;
     Some(&rest[..end])
@@ -205,15 +221,17 @@ impl SessionJoiner {
         if s.port.is_none() {
             s.port = rec.port;
         }
-        if let Some(u) = opt(&rec.user) {
-            s.user = Some(u);
-        }
-        if let Some(d) = opt(&rec.database) {
-            s.database = Some(d);
-        }
-        if let Some(a) = opt(&rec.application) {
-            s.application = Some(a);
-        }
+        // Most entries repeat what the session knows: compare before building strings.
+        let set = |dst: &mut Option<CompactString>, v: &str| {
+            if dst.as_deref() != Some(v) {
+                if let Some(v) = opt(v) {
+                    *dst = Some(v);
+                }
+            }
+        };
+        set(&mut s.user, &rec.user);
+        set(&mut s.database, &rec.database);
+        set(&mut s.application, &rec.application);
         if s.pid.is_none() {
             s.pid = rec.pid;
         }
