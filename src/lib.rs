@@ -27,6 +27,8 @@ pub mod config;
 pub mod detect;
 pub mod duration;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingest;
 pub mod output;
 pub mod pipeline;

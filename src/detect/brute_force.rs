@@ -303,7 +303,7 @@ impl BruteForce {
         }
         let src = ev.source_key();
         let window = self.cfg.window.ms();
-        let success = Success {
+        let success = || Success {
             time: ev.time,
             principal: principal.to_string(),
             database: ev.database.as_ref().map(|d| d.to_string()),
@@ -313,9 +313,9 @@ impl BruteForce {
         let Some(inc) = self.st.incidents.get_mut(&src) else {
             // Not (yet) an attack: remember the success in case the failures around it turn
             // out to be one.
-            if let Some(pair) = self.st.pairs.get_mut(&(src, principal)) {
+            if let Some(pair) = self.st.pairs.get_mut(&(src, principal.clone())) {
                 if pair.success.is_none() {
-                    pair.success = Some(success);
+                    pair.success = Some(success());
                 }
             }
             return;
@@ -328,7 +328,7 @@ impl BruteForce {
         if inc.success.is_some() || !attacked || ev.time - inc.last > window {
             return;
         }
-        inc.success = Some(success);
+        inc.success = Some(success());
         if !inc.valid_principals.iter().any(|p| *p == principal) {
             inc.valid_principals.push(principal.to_string());
         }

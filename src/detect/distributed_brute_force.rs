@@ -54,7 +54,8 @@ struct State {
     recent: FxHashMap<CompactString, Tally<CompactString>>,
     incidents: FxHashMap<CompactString, Incident>,
     /// (role, source) pairs seen logging in.
-    familiar: FxHashSet<(CompactString, CompactString)>,
+    familiar: FxHashMap<CompactString, FxHashSet<CompactString>>,
+    familiar_count: usize,
     last_sweep: EventTime,
 }
 
@@ -154,7 +155,12 @@ impl Detector for DistributedBruteForce {
         match ev.kind {
             EventKind::LoginFailed { .. } => {
                 let src = ev.source_key();
-                if self.st.familiar.contains(&(role.clone(), src.clone())) {
+                if self
+                    .st
+                    .familiar
+                    .get(&role)
+                    .is_some_and(|s| s.contains(&src))
+                {
                     return;
                 }
                 let tally = self.st.recent.entry(role.clone()).or_default();
@@ -214,8 +220,10 @@ impl Detector for DistributedBruteForce {
                         let inc = inc.clone();
                         out.push(self.finding(&role, &inc));
                     }
-                } else if self.st.familiar.len() < MAX_FAMILIAR {
-                    self.st.familiar.insert((role, src));
+                } else if self.st.familiar_count < MAX_FAMILIAR
+                    && self.st.familiar.entry(role).or_default().insert(src)
+                {
+                    self.st.familiar_count += 1;
                 }
             }
             _ => {}

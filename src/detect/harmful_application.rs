@@ -262,9 +262,22 @@ impl Detector for HarmfulApplication {
         };
         let n1 = self.cfg.template1_failures as usize;
         let n2 = self.cfg.database_named_after_role_failures as usize;
-        let s = self.st.sources.entry(src.clone()).or_default();
+        let template1 = ev.database.as_deref() == Some("template1") && ev.application.is_none();
+        let db_is_role = ev.database.is_some()
+            && ev.database == ev.principal
+            && ev.database.as_deref() != Some("postgres");
         let mut hit: Option<(&str, String)> = None;
-        if ev.database.as_deref() == Some("template1") && ev.application.is_none() {
+        if !(template1 || db_is_role) {
+            if let Some(inc) = self.st.incidents.get_mut(&src) {
+                if ev.time - inc.last <= window {
+                    inc.last = ev.time;
+                    inc.events += 1;
+                }
+            }
+            return;
+        }
+        let s = self.st.sources.entry(src.clone()).or_default();
+        if template1 {
             s.template1.push(ev.time, n1);
             if s.template1.reached(n1, window) {
                 hit = Some(("hydra/medusa", format!(
@@ -272,10 +285,7 @@ impl Detector for HarmfulApplication {
                 )));
             }
         }
-        if ev.database.is_some()
-            && ev.database == ev.principal
-            && ev.database.as_deref() != Some("postgres")
-        {
+        if db_is_role {
             s.db_is_role.push(ev.time, n2);
             if s.db_is_role.reached(n2, window) {
                 hit = Some(("nmap pgsql-brute", format!(

@@ -142,7 +142,7 @@ impl Detector for Probe {
         let what = match ev.kind {
             EventKind::ProtocolError { what } => what,
             EventKind::LoginFailed { .. } | EventKind::LoginSucceeded => {
-                if self.st.talkers.len() < MAX_TALKERS {
+                if self.st.talkers.len() < MAX_TALKERS && !self.st.talkers.contains(&ev.source) {
                     self.st.talkers.insert(ev.source_key());
                 }
                 return;
