@@ -229,3 +229,65 @@ fn run_without_logs_says_what_to_set() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such file or directory"));
 }
+
+/// The streaming path (`run`) and the batch path (`analyze`) raise the same alerts, with the
+/// same ids, from the same log.
+#[test]
+fn run_and_analyze_raise_the_same_alerts() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("log");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::copy(
+        fixture("stderr/spray_bruteforce_scan.log"),
+        logs.join("postgresql.log"),
+    )
+    .unwrap();
+    let (code, batch, err) = analyze_json(&[logs.as_os_str()]);
+    assert_eq!(code, 1, "{err}");
+
+    let mut child = pgvigil()
+        .args([
+            "run",
+            "--start-at",
+            "beginning",
+            "--poll-interval",
+            "50ms",
+            "--server",
+            "postgresql",
+            "--follow",
+        ])
+        .arg(&logs)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut last: std::collections::BTreeMap<String, serde_json::Value> = Default::default();
+    // Everything is printed within a few polls; then nothing more comes.
+    while let Ok(l) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        last.insert(v["id"].as_str().unwrap().to_string(), v);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let key = |a: &serde_json::Value| {
+        format!(
+            "{} {} {} {}",
+            a["id"], a["alertType"], a["displayName"], a["severity"]
+        )
+    };
+    let mut live: Vec<String> = last.values().map(key).collect();
+    let mut batch: Vec<String> = batch.iter().map(key).collect();
+    live.sort();
+    batch.sort();
+    assert_eq!(live, batch);
+}

@@ -7,7 +7,7 @@
 //! - *Suspected successful brute force attack* (High): that source then logs in as that role.
 
 use super::window::{keep_sample, NameCounts, Recent, Reported};
-use super::{load_state, save_state, DetectError, Detector};
+use super::Detector;
 use crate::alert::{AlertType, Entities, Finding, Severity};
 use crate::duration::Span;
 use crate::event::{format_time, Event, EventKind, EventTime, LoginFailure};
@@ -69,6 +69,16 @@ struct Incident {
     success: Option<Success>,
     variant: u8,
     samples: Vec<Event>,
+}
+
+impl super::window::Incident for Incident {
+    fn last(&self) -> EventTime {
+        self.last
+    }
+
+    fn unreported(&self) -> bool {
+        self.failures != self.reported.count
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -367,9 +377,7 @@ impl Detector for BruteForce {
         }
     }
 
-    fn set_batch(&mut self, batch: bool) {
-        self.batch = batch;
-    }
+    detector_state!();
 
     fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
         let window = self.cfg.window.ms();
@@ -380,29 +388,9 @@ impl Detector for BruteForce {
         self.st
             .pairs
             .retain(|_, p| p.fails.last().is_some_and(|l| now - l <= window));
-        let ended: Vec<CompactString> = self
-            .st
-            .incidents
-            .iter()
-            .filter(|(_, i)| now - i.last > window)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for src in ended {
-            if let Some(inc) = self.st.incidents.remove(&src) {
-                if inc.failures != inc.reported.count {
-                    out.push(self.finding(&src, &inc));
-                }
-            }
+        for (key, inc) in super::window::close_quiet(&mut self.st.incidents, now, window) {
+            out.push(self.finding(&key, &inc));
         }
-    }
-
-    fn save(&self) -> Vec<u8> {
-        save_state(&self.st)
-    }
-
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), DetectError> {
-        self.st = load_state(self.id(), bytes)?;
-        Ok(())
     }
 }
 

@@ -4,7 +4,7 @@
 //! attack.
 
 use super::window::{keep_sample, NameCounts, Reported, Tally};
-use super::{load_state, save_state, DetectError, Detector};
+use super::Detector;
 use crate::alert::{AlertType, Entities, Finding, Severity};
 use crate::duration::Span;
 use crate::event::{format_time, Event, EventKind, EventTime};
@@ -47,6 +47,16 @@ struct Incident {
     sources: NameCounts,
     success: Option<(EventTime, String)>,
     samples: Vec<Event>,
+}
+
+impl super::window::Incident for Incident {
+    fn last(&self) -> EventTime {
+        self.last
+    }
+
+    fn unreported(&self) -> bool {
+        self.failures != self.reported.count
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -230,9 +240,7 @@ impl Detector for DistributedBruteForce {
         }
     }
 
-    fn set_batch(&mut self, batch: bool) {
-        self.batch = batch;
-    }
+    detector_state!();
 
     fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
         if !super::window::sweep_due(self.st.last_sweep, now, self.cfg.window.ms()) {
@@ -244,29 +252,9 @@ impl Detector for DistributedBruteForce {
             t.expire(now - window);
             !t.is_empty()
         });
-        let ended: Vec<CompactString> = self
-            .st
-            .incidents
-            .iter()
-            .filter(|(_, i)| now - i.last > window)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for role in ended {
-            if let Some(inc) = self.st.incidents.remove(&role) {
-                if inc.failures != inc.reported.count {
-                    out.push(self.finding(&role, &inc));
-                }
-            }
+        for (key, inc) in super::window::close_quiet(&mut self.st.incidents, now, window) {
+            out.push(self.finding(&key, &inc));
         }
-    }
-
-    fn save(&self) -> Vec<u8> {
-        save_state(&self.st)
-    }
-
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), DetectError> {
-        self.st = load_state(self.id(), bytes)?;
-        Ok(())
     }
 }
 

@@ -11,7 +11,7 @@
 //! bursts, the last from successful logins and disconnections.
 
 use super::window::{keep_sample, Recent};
-use super::{load_state, save_state, DetectError, Detector};
+use super::Detector;
 use crate::alert::{AlertType, Entities, Finding, Severity};
 use crate::duration::Span;
 use crate::event::{format_time, Event, EventKind, EventTime};
@@ -82,6 +82,16 @@ struct Incident {
     database: Option<String>,
     application: Option<String>,
     samples: Vec<Event>,
+}
+
+impl super::window::Incident for Incident {
+    fn last(&self) -> EventTime {
+        self.last
+    }
+
+    fn unreported(&self) -> bool {
+        self.events != self.reported.count
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -306,9 +316,7 @@ impl Detector for HarmfulApplication {
         }
     }
 
-    fn set_batch(&mut self, batch: bool) {
-        self.batch = batch;
-    }
+    detector_state!();
 
     fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
         if !super::window::sweep_due(self.st.last_sweep, now, self.cfg.window.ms()) {
@@ -325,29 +333,9 @@ impl Detector for HarmfulApplication {
                 .max();
             last.is_some_and(|l| now - l <= window)
         });
-        let ended: Vec<CompactString> = self
-            .st
-            .incidents
-            .iter()
-            .filter(|(_, i)| now - i.last > window)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for src in ended {
-            if let Some(inc) = self.st.incidents.remove(&src) {
-                if inc.events != inc.reported.count {
-                    out.push(self.finding(&src, &inc));
-                }
-            }
+        for (key, inc) in super::window::close_quiet(&mut self.st.incidents, now, window) {
+            out.push(self.finding(&key, &inc));
         }
-    }
-
-    fn save(&self) -> Vec<u8> {
-        save_state(&self.st)
-    }
-
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), DetectError> {
-        self.st = load_state(self.id(), bytes)?;
-        Ok(())
     }
 }
 

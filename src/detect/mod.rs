@@ -4,6 +4,25 @@
 //! Detectors are deterministic and read only event time: `analyze` over old logs and `run`
 //! over the same lines live raise the same alerts.
 
+/// `set_batch`, `save` and `restore` of a detector whose state is `self.st` and batch flag
+/// `self.batch`: the same in every detector.
+macro_rules! detector_state {
+    () => {
+        fn set_batch(&mut self, batch: bool) {
+            self.batch = batch;
+        }
+
+        fn save(&self) -> Vec<u8> {
+            $crate::detect::save_state(&self.st)
+        }
+
+        fn restore(&mut self, bytes: &[u8]) -> Result<(), $crate::detect::DetectError> {
+            self.st = $crate::detect::load_state(self.id(), bytes)?;
+            Ok(())
+        }
+    };
+}
+
 pub mod brute_force;
 pub mod dedup;
 pub mod distributed_brute_force;

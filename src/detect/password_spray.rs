@@ -3,7 +3,7 @@
 //! only the breadth gives it away.
 
 use super::window::{keep_sample, NameCounts, Reported, Tally};
-use super::{load_state, save_state, DetectError, Detector};
+use super::Detector;
 use crate::alert::{AlertType, Entities, Finding, Severity};
 use crate::duration::Span;
 use crate::event::{format_time, Event, EventKind, EventTime, LoginFailure};
@@ -43,6 +43,16 @@ struct Incident {
     no_such_role: u64,
     success: Option<(EventTime, String)>,
     samples: Vec<Event>,
+}
+
+impl super::window::Incident for Incident {
+    fn last(&self) -> EventTime {
+        self.last
+    }
+
+    fn unreported(&self) -> bool {
+        self.failures != self.reported.count
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -223,9 +233,7 @@ impl Detector for PasswordSpray {
         }
     }
 
-    fn set_batch(&mut self, batch: bool) {
-        self.batch = batch;
-    }
+    detector_state!();
 
     fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
         if !super::window::sweep_due(self.st.last_sweep, now, self.cfg.window.ms()) {
@@ -237,29 +245,9 @@ impl Detector for PasswordSpray {
             t.expire(now - window);
             !t.is_empty()
         });
-        let ended: Vec<CompactString> = self
-            .st
-            .incidents
-            .iter()
-            .filter(|(_, i)| now - i.last > window)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for src in ended {
-            if let Some(inc) = self.st.incidents.remove(&src) {
-                if inc.failures != inc.reported.count {
-                    out.push(self.finding(&src, &inc));
-                }
-            }
+        for (key, inc) in super::window::close_quiet(&mut self.st.incidents, now, window) {
+            out.push(self.finding(&key, &inc));
         }
-    }
-
-    fn save(&self) -> Vec<u8> {
-        save_state(&self.st)
-    }
-
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), DetectError> {
-        self.st = load_state(self.id(), bytes)?;
-        Ok(())
     }
 }
 

@@ -13,6 +13,29 @@ pub fn sweep_due(last_sweep: EventTime, now: EventTime, window: i64) -> bool {
     now - last_sweep >= (window / 4).max(30_000)
 }
 
+/// An incident a detector tracks.
+pub trait Incident {
+    /// Event time of its last activity.
+    fn last(&self) -> EventTime;
+    /// It grew since it was last reported (in batch mode: it was never reported).
+    fn unreported(&self) -> bool;
+}
+
+/// Removes the incidents quiet for longer than `window` and returns those with something
+/// left to report, by last activity then key (a stable order, whatever the map's).
+pub fn close_quiet<I: Incident>(
+    incidents: &mut FxHashMap<compact_str::CompactString, I>,
+    now: EventTime,
+    window: i64,
+) -> Vec<(compact_str::CompactString, I)> {
+    let mut v: Vec<_> = incidents
+        .extract_if(|_, i| now - i.last() > window)
+        .filter(|(_, i)| i.unreported())
+        .collect();
+    v.sort_by(|a, b| a.1.last().cmp(&b.1.last()).then(a.0.cmp(&b.0)));
+    v
+}
+
 /// The last few event times, at most `cap`: enough to answer "N within W?".
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Recent {
