@@ -291,3 +291,93 @@ fn run_and_analyze_raise_the_same_alerts() {
     batch.sort();
     assert_eq!(live, batch);
 }
+
+/// logrotate's two ways, done to a log `run` is following: rename and start a new file, and
+/// copytruncate. Lines on both sides of each rotation count towards one attack.
+#[test]
+fn run_follows_rename_and_truncate_rotation() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("log");
+    std::fs::create_dir(&logs).unwrap();
+    let log = logs.join("postgresql-15-main.log");
+    std::fs::write(&log, "").unwrap();
+    let failures = |from: usize, n: usize, ip: &str| -> String {
+        (from..from + n)
+            .map(|i| {
+                format!(
+                    "2026-11-28 10:00:{i:02}.000 UTC [{pid}] [unknown]@[unknown] LOG:  connection received: host={ip} port={port}\n\
+                     2026-11-28 10:00:{i:02}.001 UTC [{pid}] app@appdb FATAL:  password authentication failed for user \"app\"\n\
+                     2026-11-28 10:00:{i:02}.001 UTC [{pid}] app@appdb DETAIL:  Connection matched pg_hba.conf line 3: \"host all all 0.0.0.0/0 scram-sha-256\"\n",
+                    pid = 1000 + i,
+                    port = 40000 + i
+                )
+            })
+            .collect()
+    };
+    let append = |p: &Path, s: &str| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+        f.write_all(s.as_bytes()).unwrap();
+    };
+    let mut child = pgvigil()
+        .args([
+            "run",
+            "--start-at",
+            "beginning",
+            "--poll-interval",
+            "50ms",
+            "--log-line-prefix",
+            "%m [%p] %q%u@%d ",
+            "--follow",
+        ])
+        .arg(&logs)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let wait_for = |ip: &str| -> serde_json::Value {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+            if let Ok(l) = rx.recv_timeout(left) {
+                let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+                if v["entities"]["sourceIp"] == ip {
+                    return v;
+                }
+            }
+        }
+        panic!("no alert for {ip}");
+    };
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(300));
+
+    // Rename: 6 failures, the file moves to .1 and a new one starts, 4 more there.
+    append(&log, &failures(0, 6, "192.0.2.1"));
+    pause();
+    std::fs::rename(&log, logs.join("postgresql-15-main.log.1")).unwrap();
+    std::fs::write(&log, failures(6, 4, "192.0.2.1")).unwrap();
+    let a = wait_for("192.0.2.1");
+    assert_eq!(a["evidence"]["failedLogins"], 10, "{a:#}");
+
+    // copytruncate: 6 failures, the file is emptied in place, 4 more.
+    append(&log, &failures(20, 6, "192.0.2.2"));
+    pause();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .unwrap();
+    pause();
+    append(&log, &failures(26, 4, "192.0.2.2"));
+    let b = wait_for("192.0.2.2");
+    assert_eq!(b["evidence"]["failedLogins"], 10, "{b:#}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

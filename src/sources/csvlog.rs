@@ -177,3 +177,60 @@ impl LogParser for CsvlogParser {
         self.line = line;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect(Vec<Record>, Vec<Malformed>);
+    impl RecordSink for Collect {
+        fn record(&mut self, r: &Record) {
+            self.0.push(r.clone());
+        }
+        fn malformed(&mut self, m: Malformed) {
+            self.1.push(m);
+        }
+    }
+
+    const PG15: &str = "2026-11-28 10:23:41.084 UTC,\"nosuch\",\"appdb\",4884,\"127.0.0.5:58246\",6b0aabad.1314,2,\"authentication\",2026-11-28 10:23:41 UTC,3/3,0,FATAL,28P01,\"password authentication failed for user \"\"nosuch\"\"\",\"Role \"\"nosuch\"\" does not exist.\nConnection matched pg_hba.conf line 3: \"\"host all all 127.0.0.0/8 scram-sha-256\"\"\",,,,,,,,\"\",\"client backend\",,0\n";
+
+    #[test]
+    fn quoted_fields_span_lines_and_every_column_set_is_read() {
+        // PostgreSQL 14–17 (26 columns), 13 (24: no leader_pid, query_id), 12 (23: no
+        // backend_type either).
+        let pg13 = PG15.replace(",\"client backend\",,0\n", ",\"client backend\"\n");
+        let pg12 = PG15.replace(",\"client backend\",,0\n", "\n");
+        for (v, text) in [("15", PG15.to_string()), ("13", pg13), ("12", pg12)] {
+            let mut p = CsvlogParser::new();
+            let mut c = Collect::default();
+            assert_eq!(p.feed(text.as_bytes(), &mut c), text.len(), "PG {v}");
+            assert!(c.1.is_empty(), "PG {v}: {:?}", c.1);
+            let r = &c.0[0];
+            assert_eq!(r.sqlstate_str(), Some("28P01"));
+            assert_eq!((r.host.as_str(), r.port), ("127.0.0.5", Some(58246)));
+            assert!(r
+                .detail
+                .starts_with("Role \"nosuch\" does not exist.\nConnection"));
+            assert_eq!(p.line(), 3, "the record spans two lines");
+        }
+    }
+
+    #[test]
+    fn a_record_cut_in_a_quoted_field_waits_for_the_rest() {
+        let mut p = CsvlogParser::new();
+        let mut c = Collect::default();
+        let cut = PG15.find("Connection matched").unwrap();
+        assert_eq!(p.feed(&PG15.as_bytes()[..cut], &mut c), 0);
+        assert_eq!(p.feed(PG15.as_bytes(), &mut c), PG15.len());
+        assert_eq!(c.0.len(), 1);
+    }
+
+    #[test]
+    fn wrong_column_counts_are_reported() {
+        let mut p = CsvlogParser::new();
+        let mut c = Collect::default();
+        p.feed(b"a,b,c\n", &mut c);
+        assert!(c.1[0].reason.contains("3 columns"), "{:?}", c.1);
+    }
+}
