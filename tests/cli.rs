@@ -265,6 +265,7 @@ fn run_and_analyze_raise_the_same_alerts() {
         .spawn()
         .unwrap();
     let out = child.stdout.take().unwrap();
+    let child = KillOnDrop(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for l in BufReader::new(out).lines().map_while(Result::ok) {
@@ -277,8 +278,7 @@ fn run_and_analyze_raise_the_same_alerts() {
         let v: serde_json::Value = serde_json::from_str(&l).unwrap();
         last.insert(v["id"].as_str().unwrap().to_string(), v);
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let key = |a: &serde_json::Value| {
         format!(
             "{} {} {} {}",
@@ -338,6 +338,7 @@ fn run_follows_rename_and_truncate_rotation() {
         .spawn()
         .unwrap();
     let out = child.stdout.take().unwrap();
+    let child = KillOnDrop(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for l in BufReader::new(out).lines().map_while(Result::ok) {
@@ -378,6 +379,5 @@ fn run_follows_rename_and_truncate_rotation() {
     append(&log, &failures(26, 4, "192.0.2.2"));
     let b = wait_for("192.0.2.2");
     assert_eq!(b["evidence"]["failedLogins"], 10, "{b:#}");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 }

@@ -235,7 +235,14 @@ impl Runner {
         (seen, false)
     }
 
-    fn kill(mut self) {
+    fn kill(self) {
+        drop(self);
+    }
+}
+
+/// A failing assertion must not leave `pgvigil run` behind.
+impl Drop for Runner {
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -42,6 +42,12 @@ const SUCCESS: &str = "Suspected successful brute force attack";
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Pair {
     fails: Recent,
+    /// For the same failures, newest in bit 0: whether the role was missing. With `db` and
+    /// `db_run` (the last database and how many failures in a row named it), seeds a new
+    /// incident's evidence with the failures before the threshold.
+    missing: u64,
+    db: Option<CompactString>,
+    db_run: u32,
     /// A login that succeeded in the middle of the failures, before they reached the
     /// threshold (parallel tools: the right password can come back before the 10th wrong one).
     success: Option<Success>,
@@ -242,6 +248,17 @@ impl BruteForce {
             .entry((src.clone(), principal.clone()))
             .or_default();
         pair.fails.push(ev.time, n);
+        // Evidence of the failures so far, before this one is added.
+        let earlier = n.saturating_sub(1).min(63) as u32;
+        let earlier_missing = (pair.missing & ((1u64 << earlier) - 1)).count_ones() as u64;
+        let earlier_db = pair.db.clone().map(|d| (d, pair.db_run.min(earlier)));
+        pair.missing = (pair.missing << 1) | u64::from(reason == LoginFailure::NoSuchRole);
+        if pair.db == ev.database {
+            pair.db_run = pair.db_run.saturating_add(1);
+        } else {
+            pair.db = ev.database.clone();
+            pair.db_run = 1;
+        }
         let reached = pair.fails.reached(n, window);
         let first = pair.fails.first().unwrap_or(ev.time);
         let early_success = pair.success.clone().filter(|s| s.time >= first);
@@ -273,6 +290,12 @@ impl BruteForce {
             };
             for _ in 0..n {
                 inc.principals.add(&principal, 50);
+            }
+            inc.no_such_role = earlier_missing;
+            if let Some((db, k)) = &earlier_db {
+                for _ in 0..*k {
+                    inc.databases.add(db, 10);
+                }
             }
             inc.success = early_success;
             self.st.incidents.insert(src.clone(), inc);
@@ -424,6 +447,22 @@ mod tests {
         assert_eq!(f[0].display_name, VALID_USER);
         assert_eq!(f[0].entities.source_ip.as_deref(), Some("203.0.113.7"));
         assert_eq!(f[0].evidence.value()["failedLogins"], 10);
+    }
+
+    #[test]
+    fn evidence_counts_the_failures_before_the_threshold_too() {
+        let mut d = det();
+        let evs = (0..12).map(|i| {
+            let mut e = failed(i * 100, "203.0.113.7", "root", LoginFailure::NoSuchRole);
+            e.database = Some("postgres".into());
+            e
+        });
+        let mut f = run(&mut d, evs);
+        d.advance(10_000_000, &mut f);
+        let ev = f.last().unwrap().evidence.value();
+        assert_eq!(ev["failedLogins"], 12);
+        assert_eq!(ev["nonExistentRoleFailures"], 12);
+        assert_eq!(ev["databases"][0]["count"], 12);
     }
 
     #[test]

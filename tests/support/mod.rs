@@ -302,3 +302,13 @@ pub fn find<'a>(
         .filter(|a| a["alertType"] == ty && a["entities"]["sourceIp"] == source)
         .collect()
 }
+
+/// Kills a child process when dropped, so that a failing test leaves nothing running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
