@@ -1,6 +1,9 @@
-//! Writes a realistic PostgreSQL 15 log for benchmarks, in stderr, csvlog and jsonlog:
-//! application pools logging in and out, people mistyping passwords, and brute-force bursts
-//! from a large number of distinct addresses (so detector state for idle sources must expire).
+//! Writes a realistic PostgreSQL 15 log for benchmarks, in stderr, csvlog and jsonlog, of a
+//! server exposed to the internet: application pools logging in and out (70% of the events),
+//! people mistyping passwords (5%), and attacks from a new address each (25%): most try a few
+//! passwords, one in twenty keeps going long enough to raise an alert. Over half the lines
+//! are attack lines, from well over 100,000 distinct addresses, so detector state for idle
+//! sources must expire.
 //!
 //! `cargo run --release --example loggen -- OUT_DIR LINES` writes OUT_DIR/bench.{log,csv,json}.
 
@@ -166,10 +169,11 @@ fn main() -> std::io::Result<()> {
     let roles = ["app", "reporting", "etl", "postgres", "alice", "bob"];
     let hba = "Connection matched pg_hba.conf line 98: \"host all all 0.0.0.0/0 scram-sha-256\"";
     let mut attackers: u64 = 0;
+    let mut attack_lines: u64 = 0;
     while w.lines < target {
         let pick = rng.below(100);
         ms += 1 + rng.below(20) as i64;
-        if pick < 55 {
+        if pick < 70 {
             // An application session.
             pid = pid.wrapping_add(1).max(1000);
             let host = &app_hosts[rng.below(app_hosts.len() as u64) as usize];
@@ -192,7 +196,7 @@ fn main() -> std::io::Result<()> {
             w.write(&Entry { ms: ms + 2, user: role, db: "appdb", message: format!("connection authenticated: identity=\"{role}\" method=scram-sha-256 (/etc/postgresql/15/main/pg_hba.conf:98)"), ..base })?;
             w.write(&Entry { ms: ms + 2, pid, host, port, user: role, db: "appdb", app: "", severity: "LOG", sqlstate: "00000", message: format!("connection authorized: user={role} database=appdb application_name=billing-api"), detail: None })?;
             w.write(&Entry { ms: ms + 40, pid, host, port, user: role, db: "appdb", app: "billing-api", severity: "LOG", sqlstate: "00000", message: format!("disconnection: session time: 0:00:00.040 user={role} database=appdb host={host} port={port}"), detail: None })?;
-        } else if pick < 60 {
+        } else if pick < 75 {
             // Someone mistyping a password once.
             pid = pid.wrapping_add(1).max(1000);
             let host = &app_hosts[rng.below(app_hosts.len() as u64) as usize];
@@ -224,9 +228,11 @@ fn main() -> std::io::Result<()> {
                 detail: Some(hba.to_string()),
             })?;
         } else {
-            // A brute-force burst from a new address: 2 to 15 failures, some on roles that
-            // do not exist (DETAIL with a continuation line).
+            // An attack from a new address, sized like the internet's background noise: most
+            // try 1-3 passwords, some 4-9, one in twenty keeps going (10-40: an alert). Some
+            // name roles that do not exist (DETAIL with a continuation line).
             attackers += 1;
+            let lines_before = w.lines;
             let host = format!(
                 "{}.{}.{}.{}",
                 1 + rng.below(223),
@@ -234,7 +240,11 @@ fn main() -> std::io::Result<()> {
                 rng.below(256),
                 1 + rng.below(254)
             );
-            let n = 2 + rng.below(14);
+            let n = match rng.below(100) {
+                0..=69 => 1 + rng.below(3),
+                70..=94 => 4 + rng.below(6),
+                _ => 10 + rng.below(31),
+            };
             let role = ["postgres", "admin", "root", "app"][rng.below(4) as usize];
             for k in 0..n {
                 pid = pid.wrapping_add(1).max(1000);
@@ -273,6 +283,7 @@ fn main() -> std::io::Result<()> {
                 })?;
             }
             ms += n as i64 * 30;
+            attack_lines += w.lines - lines_before;
         }
     }
     w.stderr.flush()?;

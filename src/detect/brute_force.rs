@@ -331,7 +331,8 @@ impl BruteForce {
         let Some(principal) = ev.principal.clone() else {
             return;
         };
-        if self.st.known_roles.len() < MAX_KNOWN_ROLES {
+        if self.st.known_roles.len() < MAX_KNOWN_ROLES && !self.st.known_roles.contains(&principal)
+        {
             self.st.known_roles.insert(principal.clone());
         }
         let src = ev.source_key();

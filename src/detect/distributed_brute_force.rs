@@ -231,6 +231,11 @@ impl Detector for DistributedBruteForce {
                         out.push(self.finding(&role, &inc));
                     }
                 } else if self.st.familiar_count < MAX_FAMILIAR
+                    && !self
+                        .st
+                        .familiar
+                        .get(&role)
+                        .is_some_and(|s| s.contains(&src))
                     && self.st.familiar.entry(role).or_default().insert(src)
                 {
                     self.st.familiar_count += 1;

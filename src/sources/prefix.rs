@@ -21,6 +21,8 @@ enum Token {
 pub struct Prefix {
     source: String,
     tokens: Vec<Token>,
+    /// Consecutive lines mostly share their second: parse it once.
+    times: timestamp::TimeCache,
 }
 
 /// What matching a line's prefix produced.
@@ -122,6 +124,7 @@ impl Prefix {
         Ok(Prefix {
             source: src.to_string(),
             tokens,
+            times: timestamp::TimeCache::default(),
         })
     }
 
@@ -177,8 +180,8 @@ impl Prefix {
                     });
                     let s = &line[i..];
                     let n = scan_field(*esc, *padded, s, next_lit)?;
-                    let v = s[..n].trim();
-                    assign(*esc, v, rec, &mut unknown_zone)?;
+                    let v = if *padded { s[..n].trim() } else { &s[..n] };
+                    assign(*esc, v, rec, &mut unknown_zone, &self.times)?;
                     i += n;
                 }
             }
@@ -317,10 +320,16 @@ fn unknown_is_empty(v: &str) -> &str {
     }
 }
 
-fn assign(esc: char, v: &str, rec: &mut Record, unknown_zone: &mut bool) -> Option<()> {
+fn assign(
+    esc: char,
+    v: &str,
+    rec: &mut Record,
+    unknown_zone: &mut bool,
+    cache: &timestamp::TimeCache,
+) -> Option<()> {
     match esc {
         'm' | 't' => {
-            let p = timestamp::parse_zoned(v)?;
+            let p = cache.parse(v)?;
             *unknown_zone |= !p.zone_known;
             rec.time = Some(p.time);
         }

@@ -196,7 +196,7 @@ impl SessionJoiner {
         self.last_time
     }
 
-    fn event(&self, time: EventTime, kind: EventKind, s: &Session) -> Event {
+    fn event(time: EventTime, kind: EventKind, s: &Session) -> Event {
         let mut e = Event::new(time, kind);
         e.client_ip = s.ip;
         e.client_host = s.host.clone();
@@ -262,6 +262,18 @@ impl SessionJoiner {
 
     fn handle(&mut self, rec: &Record, time: EventTime, out: &mut Vec<Event>) {
         let msg = rec.message.as_str();
+        // Most entries are statements, checkpoints and the like: nothing here for them unless
+        // they end a backend or belong to a connection's life.
+        let relevant = matches!(
+            msg.as_bytes().first(),
+            Some(b'c' | b'd' | b'r' | b'i' | b'u')
+        ) || matches!(
+            rec.severity,
+            Severity::Fatal | Severity::Panic | Severity::Unknown
+        ) || rec.sqlstate.is_some_and(|s| s[0] == b'0' && s[1] == b'8');
+        if !relevant {
+            return;
+        }
         let key = key_of(rec);
         let sqlstate = rec.sqlstate_str();
 
@@ -282,12 +294,12 @@ impl SessionJoiner {
             s.port = kv(rest, "port=", &[" "]).and_then(|p| p.parse().ok());
             s.pid = rec.pid;
             s.session_id = opt(&rec.session_id);
-            out.push(self.event(time, EventKind::ConnectionReceived, &s));
+            out.push(Self::event(time, EventKind::ConnectionReceived, &s));
             if let Some(k) = key {
                 if let Some(old) = self.sessions.insert(k, s) {
                     // The pid was reused: the old connection ended without a word.
                     if !old.spoke {
-                        out.push(self.event(
+                        out.push(Self::event(
                             old.last_seen,
                             EventKind::ProtocolError {
                                 what: ProtocolErrorKind::NoStartup,
@@ -346,8 +358,7 @@ impl SessionJoiner {
                 s.application = opt(a);
             }
             let ssl = rest.contains(" SSL enabled (");
-            let s = s.clone();
-            let mut e = self.event(time, EventKind::LoginSucceeded, &s);
+            let mut e = Self::event(time, EventKind::LoginSucceeded, &s);
             e.ssl = Some(ssl);
             out.push(e);
             return;
@@ -361,8 +372,7 @@ impl SessionJoiner {
                     }
                 }
             }
-            let s = s.clone();
-            out.push(self.event(time, EventKind::Disconnected, &s));
+            out.push(Self::event(time, EventKind::Disconnected, &s));
             if let Some(k) = key {
                 self.sessions.remove(&k);
             }
@@ -370,8 +380,7 @@ impl SessionJoiner {
         }
         if is_protocol_error(sqlstate, msg) {
             s.spoke = true;
-            let s = s.clone();
-            let mut e = self.event(
+            let mut e = Self::event(
                 time,
                 EventKind::ProtocolError {
                     what: ProtocolErrorKind::InvalidStartup,
@@ -419,8 +428,7 @@ impl SessionJoiner {
                 }
             }
         }
-        let s = s.clone();
-        let mut e = self.event(time, kind, &s);
+        let mut e = Self::event(time, kind, &s);
         e.sqlstate = sqlstate.map(CompactString::new);
         e.message = Some(crate::event::truncate(msg, 200).to_string());
         out.push(e);
@@ -454,7 +462,7 @@ impl SessionJoiner {
         });
         dead.sort_by_key(|s| s.started);
         for s in dead {
-            out.push(self.event(
+            out.push(Self::event(
                 s.started,
                 EventKind::ProtocolError {
                     what: ProtocolErrorKind::NoStartup,

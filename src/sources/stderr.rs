@@ -80,11 +80,19 @@ impl StderrParser {
         if raw.is_empty() {
             return;
         }
-        if raw.contains(&0) {
-            sink.malformed(Malformed {
-                line: line_no,
-                reason: "binary data (NUL byte) in a text log line".into(),
-            });
+        // PostgreSQL never writes NUL; checked where a line is not plainly an entry (the
+        // prefix would reject binary data anyway, this only names it).
+        let binary = |raw: &[u8], sink: &mut dyn RecordSink| {
+            let nul = raw.contains(&0);
+            if nul {
+                sink.malformed(Malformed {
+                    line: line_no,
+                    reason: "binary data (NUL byte) in a text log line".into(),
+                });
+            }
+            nul
+        };
+        if raw[0] == b'\t' && binary(raw, sink) {
             return;
         }
         let mut lossy = String::new();
@@ -121,6 +129,9 @@ impl StderrParser {
         self.scratch.clear();
         self.scratch.line = line_no;
         let Some(pm) = self.prefix.match_line(s, &mut self.scratch) else {
+            if binary(raw, sink) {
+                return;
+            }
             sink.malformed(Malformed {
                 line: line_no,
                 reason: format!(
@@ -152,7 +163,12 @@ impl StderrParser {
         let word = &rest[..sl - 3];
         let msg = &rest[sl..];
 
-        if let Some(kind) = Secondary::parse(word) {
+        // The common primary words first: most lines are LOG or FATAL.
+        let secondary = match word {
+            "LOG" | "FATAL" | "ERROR" => None,
+            w => Secondary::parse(w),
+        };
+        if let Some(kind) = secondary {
             let same_backend = self.scratch.pid.is_none() || self.scratch.pid == self.pending.pid;
             if self.has_pending && same_backend {
                 self.field = match kind {

@@ -152,6 +152,70 @@ pub fn parse_zoned(s: &str) -> Option<Parsed> {
     }
 }
 
+/// Remembers the last `YYYY-MM-DD HH:MM:SS ZONE` parsed, so that lines within the same second
+/// cost a comparison instead of a parse. Interior mutability keeps the prefix matcher `&self`.
+#[derive(Debug, Clone, Default)]
+pub struct TimeCache(std::cell::Cell<CachedSecond>);
+
+#[derive(Debug, Clone, Copy, Default)]
+struct CachedSecond {
+    /// Date and time up to the seconds (19 bytes), then the zone, at most 13 bytes.
+    key: [u8; 32],
+    len: u8,
+    /// UTC seconds since the epoch for that key, in milliseconds.
+    base_ms: i64,
+    zone_known: bool,
+}
+
+impl PartialEq for TimeCache {
+    fn eq(&self, _: &Self) -> bool {
+        // A cache: never part of what makes two values different.
+        true
+    }
+}
+
+impl Eq for TimeCache {}
+
+impl TimeCache {
+    /// [`parse_zoned`], cached by second and zone.
+    pub fn parse(&self, s: &str) -> Option<Parsed> {
+        let b = s.as_bytes();
+        let n = datetime_len(b)?;
+        // Key: the text without the fraction of a second.
+        let zone = s[n..].trim_start();
+        let key_len = 19 + zone.len();
+        if key_len > 32 {
+            return parse_zoned(s);
+        }
+        let mut key = [0u8; 32];
+        key[..19].copy_from_slice(&b[..19]);
+        key[19..key_len].copy_from_slice(zone.as_bytes());
+        let mut ms = 0i64;
+        if n > 20 {
+            let mut scale = 100;
+            for &c in b[20..n].iter().take(3) {
+                ms += (c - b'0') as i64 * scale;
+                scale /= 10;
+            }
+        }
+        let c = self.0.get();
+        if c.len as usize == key_len && c.key == key {
+            return Some(Parsed {
+                time: c.base_ms + ms,
+                zone_known: c.zone_known,
+            });
+        }
+        let p = parse_zoned(s)?;
+        self.0.set(CachedSecond {
+            key,
+            len: key_len as u8,
+            base_ms: p.time - ms,
+            zone_known: p.zone_known,
+        });
+        Some(p)
+    }
+}
+
 /// Parses `%n`: seconds since the epoch with milliseconds, `1795861452.396`.
 pub fn parse_epoch(s: &str) -> Option<EventTime> {
     let (secs, frac) = match s.split_once('.') {
@@ -210,6 +274,21 @@ mod tests {
             "2026-11-28T10:24:12.396Z"
         );
         assert_eq!(parse_epoch("17958x"), None);
+    }
+
+    #[test]
+    fn the_cache_gives_what_parsing_gives() {
+        let c = TimeCache::default();
+        for s in [
+            "2026-11-28 10:23:49.544 UTC",
+            "2026-11-28 10:23:49.545 UTC",
+            "2026-11-28 10:23:49 UTC",
+            "2026-11-28 10:23:49.001 CET",
+            "2026-11-28 10:23:50.000 UTC",
+            "2026-11-28 10:23:49.9 XYZT",
+        ] {
+            assert_eq!(c.parse(s), parse_zoned(s), "{s}");
+        }
     }
 
     #[test]
