@@ -290,7 +290,7 @@ fn main() -> std::io::Result<()> {
     w.csv.flush()?;
     w.json.flush()?;
     eprintln!(
-        "{} stderr lines, {attackers} attacking addresses, in {}",
+        "{} stderr lines, {attack_lines} of them attack lines, from {attackers} addresses, in {}",
         w.lines,
         out.display()
     );

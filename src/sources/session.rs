@@ -358,7 +358,7 @@ impl SessionJoiner {
                 s.application = opt(a);
             }
             let ssl = rest.contains(" SSL enabled (");
-            let mut e = Self::event(time, EventKind::LoginSucceeded, &s);
+            let mut e = Self::event(time, EventKind::LoginSucceeded, s);
             e.ssl = Some(ssl);
             out.push(e);
             return;
