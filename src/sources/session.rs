@@ -372,7 +372,7 @@ impl SessionJoiner {
                     }
                 }
             }
-            out.push(Self::event(time, EventKind::Disconnected, &s));
+            out.push(Self::event(time, EventKind::Disconnected, s));
             if let Some(k) = key {
                 self.sessions.remove(&k);
             }
@@ -385,7 +385,7 @@ impl SessionJoiner {
                 EventKind::ProtocolError {
                     what: ProtocolErrorKind::InvalidStartup,
                 },
-                &s,
+                s,
             );
             e.sqlstate = sqlstate.map(CompactString::new);
             e.message = Some(crate::event::truncate(msg, 200).to_string());
@@ -428,7 +428,7 @@ impl SessionJoiner {
                 }
             }
         }
-        let mut e = Self::event(time, kind, &s);
+        let mut e = Self::event(time, kind, s);
         e.sqlstate = sqlstate.map(CompactString::new);
         e.message = Some(crate::event::truncate(msg, 200).to_string());
         out.push(e);
