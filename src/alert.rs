@@ -79,11 +79,15 @@ impl std::fmt::Display for Severity {
 
 /// Where the source is (filled by enrichment; `null` until then).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Location {
     pub country: Option<String>,
     pub city: Option<String>,
     pub asn: Option<u32>,
     pub org: Option<String>,
+    /// `public`, or `private`/`loopback`/`link-local`/`special`: such addresses are labelled,
+    /// never looked up.
+    pub address_class: Option<crate::enrich::AddressClass>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

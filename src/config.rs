@@ -29,6 +29,7 @@ pub struct Config {
     pub output: OutputConfig,
     pub state: StateConfig,
     pub detect: DetectConfig,
+    pub enrich: crate::enrich::EnrichConfig,
 }
 
 /// Where to start reading a file that was already there when pgvigil first started (no
@@ -83,6 +84,7 @@ impl Default for Config {
             output: OutputConfig::default(),
             state: StateConfig::default(),
             detect: DetectConfig::default(),
+            enrich: crate::enrich::EnrichConfig::default(),
         }
     }
 }

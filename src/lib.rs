@@ -26,6 +26,7 @@ pub mod alert;
 pub mod config;
 pub mod detect;
 pub mod duration;
+pub mod enrich;
 pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;

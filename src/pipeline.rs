@@ -39,6 +39,10 @@ pub struct Pipeline {
     /// Where final alert states go as alerts close (`analyze` streams them); without it they
     /// collect in `engine.closed`.
     pub on_final: Option<Box<dyn FnMut(Alert) + Send>>,
+    /// Fills the location and cloud of each alert's source address.
+    pub enricher: Option<std::sync::Arc<crate::enrich::Enricher>>,
+    /// Updates in `alerts` before this index are enriched already.
+    enriched: usize,
 }
 
 impl Pipeline {
@@ -53,12 +57,30 @@ impl Pipeline {
             events_total: 0,
             current: FileStats::default(),
             on_final: None,
+            enricher: None,
+            enriched: 0,
         }
     }
 
+    fn enrich(enricher: &Option<std::sync::Arc<crate::enrich::Enricher>>, a: &mut Alert) {
+        let Some(e) = enricher else { return };
+        let Some(ip) = a.entities.source_ip.as_deref().and_then(|s| s.parse().ok()) else {
+            return;
+        };
+        let r = e.lookup(ip);
+        a.entities.location = Some(r.location());
+        a.entities.cloud = r.cloud();
+    }
+
     fn pass_closed(&mut self) {
+        let from = self.enriched.min(self.alerts.len());
+        for a in &mut self.alerts[from..] {
+            Self::enrich(&self.enricher, a);
+        }
+        self.enriched = self.alerts.len();
         if let Some(f) = &mut self.on_final {
-            for a in self.engine.closed.drain(..) {
+            for mut a in self.engine.closed.drain(..) {
+                Self::enrich(&self.enricher, &mut a);
                 f(a);
             }
         }
@@ -163,6 +185,8 @@ impl Pipeline {
     }
 
     pub fn take_alerts(&mut self) -> Vec<Alert> {
+        self.pass_closed();
+        self.enriched = 0;
         std::mem::take(&mut self.alerts)
     }
 }
@@ -306,15 +330,18 @@ pub struct Analysis {
 /// once, in its final state, as soon as it is closed (quiet for the quiet period, or at the
 /// end of the input): memory stays bounded however long the logs. `progress` is told which
 /// file and how many bytes were read.
+#[allow(clippy::too_many_arguments)]
 pub fn analyze(
     files: &[LogFile],
     server: &str,
     detect: &DetectConfig,
+    enricher: Option<std::sync::Arc<crate::enrich::Enricher>>,
     keep_events: bool,
     on_alert: Box<dyn FnMut(Alert) + Send>,
     progress: &mut dyn FnMut(&Path, u64),
 ) -> Analysis {
     let mut p = Pipeline::new(server, detect);
+    p.enricher = enricher;
     p.keep_events = keep_events;
     p.engine.set_batch();
     let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -358,6 +385,7 @@ pub fn analyze_collect(
         files,
         server,
         detect,
+        None,
         false,
         Box::new(move |a| {
             if let Ok(mut v) = a2.lock() {

@@ -358,6 +358,7 @@ fn run_follows_rename_and_truncate_rotation() {
         panic!("no alert for {ip}");
     };
     let pause = || std::thread::sleep(std::time::Duration::from_millis(300));
+    wait_ready(&dir.path().join("state"));
 
     // Rename: 6 failures, the file moves to .1 and a new one starts, 4 more there.
     append(&log, &failures(0, 6, "192.0.2.1"));

@@ -265,7 +265,7 @@ fn hydra_live_is_caught_by_run_and_by_analyze() {
         OsStr::new("--server"),
         OsStr::new("db1"),
     ]);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_ready(&state);
     hydra(cl.port, "app", &wordlist(cl.dir.path(), APP_PASSWORD));
     let (seen, ok) = run.until(Duration::from_secs(20), is_successful_bf);
     assert!(ok, "no successful brute force alert from run: {seen:#?}");
@@ -348,7 +348,7 @@ async fn run_resumes_after_kill_9_without_loss_or_double_counting() {
         alerts_file.as_os_str(),
     ];
     let run = Runner::start(&args);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_ready(&state);
     // Six failures from 127.0.0.7: below the threshold, remembered in the checkpoint.
     for i in 0..6 {
         assert!(!login("127.0.0.7", cl.port, "app", &format!("a{i}"), "appdb", None).await);
@@ -422,7 +422,7 @@ async fn run_follows_the_log_across_rotation() {
         OsStr::new("--state-dir"),
         state.as_os_str(),
     ]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_ready(&state);
     for i in 0..5 {
         assert!(!login("127.0.0.9", cl.port, "app", &format!("x{i}"), "appdb", None).await);
     }

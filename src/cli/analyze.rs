@@ -38,6 +38,9 @@ pub struct Args {
     /// Print the normalised events (JSON lines) instead of alerts.
     #[arg(long)]
     pub events: bool,
+    /// Do not look up where source addresses are (country, ASN, cloud provider).
+    #[arg(long)]
+    pub no_enrich: bool,
     /// No progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
@@ -56,10 +59,16 @@ fn mostly_malformed(s: &FileStats) -> bool {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    let detect = match &args.config {
-        Some(p) => Config::load(p)?.detect,
-        None => Default::default(),
+    let config = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
     };
+    let detect = config.detect.clone();
+    let mut enrich_cfg = config.enrich.clone();
+    if args.no_enrich {
+        enrich_cfg.enabled = false;
+    }
+    let enricher = super::load_enricher(&enrich_cfg, args.quiet)?;
     let hints = Hints {
         format: args
             .format
@@ -146,6 +155,7 @@ pub fn run(args: Args) -> Result<u8> {
         &files,
         &args.server,
         &detect,
+        enricher,
         args.events,
         on_alert,
         &mut progress,

@@ -23,3 +23,22 @@ pub enum Command {
     /// Follow a server's logs as they are written and raise alerts live.
     Run(run::Args),
 }
+
+/// Loads the enrichment data; a configured file that cannot be read is an error, shipped data
+/// that is missing a warning.
+pub fn load_enricher(
+    cfg: &pgvigil::enrich::EnrichConfig,
+    quiet: bool,
+) -> anyhow::Result<Option<std::sync::Arc<pgvigil::enrich::Enricher>>> {
+    if !cfg.enabled {
+        return Ok(None);
+    }
+    let e = pgvigil::enrich::Enricher::load(cfg)?;
+    if !e.missing.is_empty() && !quiet {
+        eprintln!(
+            "pgvigil: warning: enrichment data not found ({}); set enrich.data_dir — those lookups are off",
+            e.missing.join(", ")
+        );
+    }
+    Ok(Some(std::sync::Arc::new(e)))
+}

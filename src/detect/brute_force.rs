@@ -51,6 +51,8 @@ struct Pair {
     /// A login that succeeded in the middle of the failures, before they reached the
     /// threshold (parallel tools: the right password can come back before the 10th wrong one).
     success: Option<Success>,
+    /// Failures the pair had within the window when `success` happened.
+    failures_before_success: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -261,7 +263,12 @@ impl BruteForce {
         }
         let reached = pair.fails.reached(n, window);
         let first = pair.fails.first().unwrap_or(ev.time);
-        let early_success = pair.success.clone().filter(|s| s.time >= first);
+        // A login amid the failures, after at least half the threshold of them (a user who
+        // mistyped once and then logged in is not the attack succeeding).
+        let early_success = pair
+            .success
+            .clone()
+            .filter(|s| s.time >= first && pair.failures_before_success as usize * 2 >= n);
 
         let active = self
             .st
@@ -347,9 +354,12 @@ impl BruteForce {
         let Some(inc) = self.st.incidents.get_mut(&src) else {
             // Not (yet) an attack: remember the success in case the failures around it turn
             // out to be one.
+            let window = self.cfg.window.ms();
             if let Some(pair) = self.st.pairs.get_mut(&(src, principal.clone())) {
-                if pair.success.is_none() {
+                let before = pair.fails.count_since(ev.time - window) as u32;
+                if before >= pair.failures_before_success {
                     pair.success = Some(success());
+                    pair.failures_before_success = before;
                 }
             }
             return;
@@ -517,6 +527,30 @@ mod tests {
         );
         let f = run(&mut d, evs);
         assert_eq!(f.last().unwrap().display_name, SUCCESS);
+    }
+
+    #[test]
+    fn a_user_who_mistyped_once_and_logged_in_is_not_the_attack_succeeding() {
+        let mut d = det();
+        let mut evs = vec![
+            failed(0, "203.0.113.7", "app", LoginFailure::BadPassword),
+            succeeded(1000, "203.0.113.7", "app"),
+        ];
+        evs.extend((0..10).map(|i| {
+            failed(
+                2000 + i * 100,
+                "203.0.113.7",
+                "app",
+                LoginFailure::BadPassword,
+            )
+        }));
+        let f = run(&mut d, evs);
+        assert!(!f.is_empty());
+        assert!(
+            f.iter().all(|f| f.display_name != SUCCESS),
+            "{:?}",
+            f.last().unwrap().display_name
+        );
     }
 
     #[test]

@@ -312,3 +312,25 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Waits until `pgvigil run` has taken its first look at the logs (its first checkpoint is
+/// written then), so that lines written afterwards are seen as new.
+pub fn wait_ready(state_dir: &Path) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < end {
+        let ready = std::fs::read_dir(state_dir)
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
+            })
+            .unwrap_or(false);
+        if ready {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!(
+        "pgvigil run did not start within 30 s ({})",
+        state_dir.display()
+    );
+}

@@ -1,0 +1,336 @@
+//! Enrichment: what is known about a client address — country, city, ASN and organisation
+//! (MaxMind DB files, ASN range files), cloud provider and region (the providers' published
+//! ranges), and threat intelligence (Tor exits, blocklists). One module per source; every
+//! source is loaded once and then only looked up.
+//!
+//! Private, loopback and link-local addresses are labelled as such and never looked up: no
+//! database knows where 10.0.0.7 is, and a guess would be wrong.
+
+pub mod asn;
+pub mod cloud;
+pub mod geoip;
+pub mod prefix_table;
+pub mod threat;
+
+use crate::alert::{Cloud, Location};
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnrichError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a MaxMind DB file: {reason}")]
+    Mmdb { path: PathBuf, reason: String },
+    #[error("{path}:{line}: {reason}")]
+    Line {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{path}: {reason}")]
+    Format { path: PathBuf, reason: String },
+}
+
+impl EnrichError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        EnrichError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// What kind of address it is, before any database is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AddressClass {
+    Public,
+    Private,
+    Loopback,
+    LinkLocal,
+    /// Unspecified, multicast, documentation and other special ranges.
+    Special,
+}
+
+pub fn classify(ip: IpAddr) -> AddressClass {
+    match ip {
+        IpAddr::V4(v4) => {
+            if v4.is_loopback() {
+                AddressClass::Loopback
+            } else if v4.is_private() || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 {
+                // RFC 1918, and 100.64.0.0/10 (carrier-grade NAT) which is private in practice.
+                AddressClass::Private
+            } else if v4.is_link_local() {
+                AddressClass::LinkLocal
+            } else if v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+            {
+                AddressClass::Special
+            } else {
+                AddressClass::Public
+            }
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return classify(IpAddr::V4(v4));
+            }
+            let seg0 = v6.segments()[0];
+            if v6.is_loopback() {
+                AddressClass::Loopback
+            } else if seg0 & 0xfe00 == 0xfc00 {
+                AddressClass::Private
+            } else if seg0 & 0xffc0 == 0xfe80 {
+                AddressClass::LinkLocal
+            } else if v6.is_unspecified()
+                || v6.is_multicast()
+                || seg0 == 0x2001 && v6.segments()[1] == 0x0db8
+            {
+                AddressClass::Special
+            } else {
+                AddressClass::Public
+            }
+        }
+    }
+}
+
+/// Everything known about one address.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Enrichment {
+    pub class: Option<AddressClass>,
+    pub country: Option<String>,
+    pub city: Option<String>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub asn: Option<u32>,
+    pub org: Option<String>,
+    pub cloud_provider: Option<String>,
+    pub cloud_region: Option<String>,
+    pub cloud_service: Option<String>,
+    pub tor_exit: bool,
+    /// Names of the blocklists that list the address.
+    pub blocklists: Vec<String>,
+}
+
+impl Enrichment {
+    pub fn location(&self) -> Location {
+        Location {
+            country: self.country.clone(),
+            city: self.city.clone(),
+            asn: self.asn,
+            org: self.org.clone(),
+            address_class: self.class,
+        }
+    }
+
+    pub fn cloud(&self) -> Option<Cloud> {
+        self.cloud_provider.as_ref().map(|p| Cloud {
+            provider: Some(p.clone()),
+            region: self.cloud_region.clone(),
+        })
+    }
+}
+
+/// `[enrich]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichConfig {
+    /// Look addresses up at all.
+    pub enabled: bool,
+    /// The data shipped with pgvigil: a country database, ASN ranges, cloud ranges and Tor
+    /// exits. Default: `data/` beside the executable's project, else `/usr/share/pgvigil`.
+    /// Files missing here are a warning and that lookup is off.
+    pub data_dir: Option<PathBuf>,
+    /// More MaxMind DB files, consulted before the shipped one: GeoLite2/GeoIP2 City, Country
+    /// or ASN, DB-IP Lite, ip-location-db. A file named here must exist.
+    pub mmdb: Vec<PathBuf>,
+    /// More ASN range files (`first_ip,last_ip,asn,organisation`, plain or .gz).
+    pub asn_ranges: Vec<PathBuf>,
+    /// More cloud range files: the shipped CSV layout (`cidr,provider,service,region`), AWS
+    /// `ip-ranges.json`, Azure `ServiceTags_Public_*.json`, Google `cloud.json`, Oracle
+    /// `public_ip_ranges.json`.
+    pub cloud_ranges: Vec<PathBuf>,
+    /// A Tor exit list (one address or CIDR a line) instead of the shipped one.
+    pub tor_exits: Option<PathBuf>,
+    /// Blocklists, one address or CIDR a line; named after their file.
+    pub blocklists: Vec<PathBuf>,
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        EnrichConfig {
+            enabled: true,
+            data_dir: None,
+            mmdb: Vec::new(),
+            asn_ranges: Vec::new(),
+            cloud_ranges: Vec::new(),
+            tor_exits: None,
+            blocklists: Vec::new(),
+        }
+    }
+}
+
+/// Where the shipped data is when not configured.
+pub fn default_data_dir() -> Option<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        // target/release/pgvigil → the project's data/
+        for up in exe.ancestors().skip(1).take(4) {
+            candidates.push(up.join("data"));
+        }
+    }
+    candidates.push(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data")));
+    candidates.push(PathBuf::from("/usr/share/pgvigil"));
+    candidates
+        .into_iter()
+        .find(|d| d.join("iptoasn-country.mmdb").is_file())
+}
+
+/// All sources, loaded.
+#[derive(Default)]
+pub struct Enricher {
+    geo: Vec<geoip::MmdbSource>,
+    asn: Option<asn::AsnRanges>,
+    cloud: Option<cloud::CloudRanges>,
+    tor: Option<threat::IpList>,
+    blocklists: Vec<threat::IpList>,
+    /// Sources that were not found among the shipped data (warnings for the user).
+    pub missing: Vec<String>,
+}
+
+impl Enricher {
+    /// Loads every configured source. A file named in the configuration that cannot be read is
+    /// an error naming it; a shipped file that is missing is a warning (`missing`).
+    pub fn load(cfg: &EnrichConfig) -> Result<Enricher, EnrichError> {
+        let mut e = Enricher::default();
+        if !cfg.enabled {
+            return Ok(e);
+        }
+        for p in &cfg.mmdb {
+            e.geo.push(geoip::MmdbSource::open(p)?);
+        }
+        let data = cfg.data_dir.clone().or_else(default_data_dir);
+        let shipped = |name: &str, missing: &mut Vec<String>| -> Option<PathBuf> {
+            let p = data.as_ref().map(|d| d.join(name));
+            match p {
+                Some(p) if p.is_file() => Some(p),
+                _ => {
+                    missing.push(name.to_string());
+                    None
+                }
+            }
+        };
+        if let Some(p) = shipped("iptoasn-country.mmdb", &mut e.missing) {
+            e.geo.push(geoip::MmdbSource::open(&p)?);
+        }
+        let mut asn_files: Vec<PathBuf> = cfg.asn_ranges.clone();
+        for name in ["asn-ipv4.csv.gz", "asn-ipv6.csv.gz"] {
+            asn_files.extend(shipped(name, &mut e.missing));
+        }
+        if !asn_files.is_empty() {
+            e.asn = Some(asn::AsnRanges::load(&asn_files)?);
+        }
+        let mut cloud_files: Vec<PathBuf> = cfg.cloud_ranges.clone();
+        cloud_files.extend(shipped("cloud-ranges-2023-11.csv.gz", &mut e.missing));
+        if !cloud_files.is_empty() {
+            e.cloud = Some(cloud::CloudRanges::load(&cloud_files)?);
+        }
+        let tor = match &cfg.tor_exits {
+            Some(p) => Some(p.clone()),
+            None => shipped("tor-exits-2026-10-05.txt", &mut e.missing),
+        };
+        if let Some(p) = tor {
+            e.tor = Some(threat::IpList::load(&p)?);
+        }
+        for p in &cfg.blocklists {
+            e.blocklists.push(threat::IpList::load(p)?);
+        }
+        Ok(e)
+    }
+
+    pub fn lookup(&self, ip: IpAddr) -> Enrichment {
+        let class = classify(ip);
+        let mut out = Enrichment {
+            class: Some(class),
+            ..Enrichment::default()
+        };
+        if class != AddressClass::Public {
+            return out;
+        }
+        for g in &self.geo {
+            g.fill(ip, &mut out);
+        }
+        if out.asn.is_none() {
+            if let Some((asn, org)) = self.asn.as_ref().and_then(|a| a.lookup(ip)) {
+                out.asn = Some(asn);
+                out.org = Some(org.to_string());
+            }
+        }
+        if let Some(c) = self.cloud.as_ref().and_then(|c| c.lookup(ip)) {
+            out.cloud_provider = Some(c.provider.to_string());
+            out.cloud_region = c.region.as_ref().map(|r| r.to_string());
+            out.cloud_service = c.service.as_ref().map(|r| r.to_string());
+        }
+        out.tor_exit = self.tor.as_ref().is_some_and(|t| t.contains(ip));
+        out.blocklists = self
+            .blocklists
+            .iter()
+            .filter(|b| b.contains(ip))
+            .map(|b| b.name.clone())
+            .collect();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_addresses_are_labelled_not_guessed() {
+        let c = |s: &str| classify(s.parse().unwrap());
+        assert_eq!(c("127.0.0.5"), AddressClass::Loopback);
+        assert_eq!(c("10.1.2.3"), AddressClass::Private);
+        assert_eq!(c("192.168.0.1"), AddressClass::Private);
+        assert_eq!(c("100.64.1.1"), AddressClass::Private);
+        assert_eq!(c("169.254.1.1"), AddressClass::LinkLocal);
+        assert_eq!(c("::1"), AddressClass::Loopback);
+        assert_eq!(c("fd00::1"), AddressClass::Private);
+        assert_eq!(c("fe80::1"), AddressClass::LinkLocal);
+        assert_eq!(c("::ffff:10.0.0.1"), AddressClass::Private);
+        assert_eq!(c("8.8.8.8"), AddressClass::Public);
+        assert_eq!(c("2a00:1450::1"), AddressClass::Public);
+    }
+
+    #[test]
+    fn shipped_data_answers() {
+        let e = Enricher::load(&EnrichConfig {
+            data_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/data").into()),
+            ..EnrichConfig::default()
+        })
+        .unwrap();
+        assert!(e.missing.is_empty(), "{:?}", e.missing);
+        let r = e.lookup("1.0.0.1".parse().unwrap());
+        assert_eq!(r.asn, Some(13335));
+        assert_eq!(r.org.as_deref(), Some("Cloudflare, Inc."));
+        let aws = e.lookup("3.0.5.33".parse().unwrap());
+        assert_eq!(aws.cloud_provider.as_deref(), Some("AWS"));
+        // Longest prefix wins: 3.0.5.32/29 is EC2_INSTANCE_CONNECT inside 3.0.0.0/15 EC2.
+        assert_eq!(aws.cloud_service.as_deref(), Some("EC2_INSTANCE_CONNECT"));
+        assert_eq!(aws.cloud_region.as_deref(), Some("ap-southeast-1"));
+        assert!(e.lookup("2.26.97.42".parse().unwrap()).tor_exit);
+        let lo = e.lookup("127.0.0.1".parse().unwrap());
+        assert_eq!(
+            (lo.class, lo.country.as_deref(), lo.asn),
+            (Some(AddressClass::Loopback), None, None)
+        );
+    }
+}
