@@ -30,6 +30,7 @@ pub struct Config {
     pub state: StateConfig,
     pub detect: DetectConfig,
     pub enrich: crate::enrich::EnrichConfig,
+    pub intel: crate::enrich::update::IntelConfig,
 }
 
 /// Where to start reading a file that was already there when pgvigil first started (no
@@ -85,6 +86,7 @@ impl Default for Config {
             state: StateConfig::default(),
             detect: DetectConfig::default(),
             enrich: crate::enrich::EnrichConfig::default(),
+            intel: crate::enrich::update::IntelConfig::default(),
         }
     }
 }
@@ -143,6 +145,14 @@ pub fn hostname() -> String {
 }
 
 impl Config {
+    /// Where `intel update` writes and lookups look first.
+    pub fn intel_dir(&self) -> PathBuf {
+        self.intel
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.state.dir.join("intel"))
+    }
+
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),

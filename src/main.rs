@@ -26,6 +26,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         cli::Command::Analyze(a) => cli::analyze::run(a),
         cli::Command::Run(a) => cli::run::run(a),
+        cli::Command::Intel(a) => cli::intel::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -64,11 +64,7 @@ pub fn run(args: Args) -> Result<u8> {
         None => Config::default(),
     };
     let detect = config.detect.clone();
-    let mut enrich_cfg = config.enrich.clone();
-    if args.no_enrich {
-        enrich_cfg.enabled = false;
-    }
-    let enricher = super::load_enricher(&enrich_cfg, args.quiet)?;
+    let enricher = super::load_enricher(&config, !args.no_enrich, args.quiet)?;
     let hints = Hints {
         format: args
             .format

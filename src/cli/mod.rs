@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand.
 
 pub mod analyze;
+pub mod intel;
 pub mod run;
 
 use clap::{Parser, Subcommand};
@@ -22,18 +23,25 @@ pub enum Command {
     Analyze(analyze::Args),
     /// Follow a server's logs as they are written and raise alerts live.
     Run(run::Args),
+    /// Threat intelligence and location data.
+    Intel(intel::Args),
 }
 
 /// Loads the enrichment data; a configured file that cannot be read is an error, shipped data
 /// that is missing a warning.
 pub fn load_enricher(
-    cfg: &pgvigil::enrich::EnrichConfig,
+    config: &pgvigil::config::Config,
+    enabled: bool,
     quiet: bool,
 ) -> anyhow::Result<Option<std::sync::Arc<pgvigil::enrich::Enricher>>> {
-    if !cfg.enabled {
+    let mut cfg = config.enrich.clone();
+    if !cfg.enabled || !enabled {
         return Ok(None);
     }
-    let e = pgvigil::enrich::Enricher::load(cfg)?;
+    if cfg.intel_dir.is_none() {
+        cfg.intel_dir = Some(config.intel_dir());
+    }
+    let e = pgvigil::enrich::Enricher::load(&cfg)?;
     if !e.missing.is_empty() && !quiet {
         eprintln!(
             "pgvigil: warning: enrichment data not found ({}); set enrich.data_dir — those lookups are off",

@@ -131,7 +131,7 @@ pub fn run(args: Args) -> Result<u8> {
     let ckpt_path = Checkpoint::file_name(&cfg.state.dir, &cfg.server);
     let saved = Checkpoint::load(&ckpt_path)?;
     let mut pipeline = Pipeline::new(&cfg.server, &cfg.detect);
-    pipeline.enricher = super::load_enricher(&cfg.enrich, false)?;
+    pipeline.enricher = super::load_enricher(&cfg, true, false)?;
     let mut alerts_file = match &cfg.output.file {
         Some(f) => {
             if let Some(dir) = f.parent().filter(|d| !d.as_os_str().is_empty()) {

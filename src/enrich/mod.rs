@@ -11,6 +11,7 @@ pub mod cloud;
 pub mod geoip;
 pub mod prefix_table;
 pub mod threat;
+pub mod update;
 
 use crate::alert::{Cloud, Location};
 use serde::{Deserialize, Serialize};
@@ -162,6 +163,9 @@ pub struct EnrichConfig {
     pub tor_exits: Option<PathBuf>,
     /// Blocklists, one address or CIDR a line; named after their file.
     pub blocklists: Vec<PathBuf>,
+    /// Where `pgvigil intel update` put fresh copies; preferred to the shipped data.
+    /// Default: `<state.dir>/intel` (set by the command line from the state directory).
+    pub intel_dir: Option<PathBuf>,
 }
 
 impl Default for EnrichConfig {
@@ -174,6 +178,7 @@ impl Default for EnrichConfig {
             cloud_ranges: Vec::new(),
             tor_exits: None,
             blocklists: Vec::new(),
+            intel_dir: None,
         }
     }
 }
@@ -198,6 +203,9 @@ pub fn default_data_dir() -> Option<PathBuf> {
 #[derive(Default)]
 pub struct Enricher {
     geo: Vec<geoip::MmdbSource>,
+    /// The first `own_geo` databases are the user's own: they may map private ranges (an
+    /// office's networks), so they are asked about non-public addresses too.
+    own_geo: usize,
     asn: Option<asn::AsnRanges>,
     cloud: Option<cloud::CloudRanges>,
     tor: Option<threat::IpList>,
@@ -217,7 +225,10 @@ impl Enricher {
         for p in &cfg.mmdb {
             e.geo.push(geoip::MmdbSource::open(p)?);
         }
+        e.own_geo = cfg.mmdb.len();
         let data = cfg.data_dir.clone().or_else(default_data_dir);
+        let intel = cfg.intel_dir.clone().filter(|d| d.is_dir());
+        let fresh = |name: &str| intel.as_ref().map(|d| d.join(name)).filter(|p| p.is_file());
         let shipped = |name: &str, missing: &mut Vec<String>| -> Option<PathBuf> {
             let p = data.as_ref().map(|d| d.join(name));
             match p {
@@ -228,24 +239,44 @@ impl Enricher {
                 }
             }
         };
-        if let Some(p) = shipped("iptoasn-country.mmdb", &mut e.missing) {
+        let country = match fresh("iptoasn-country.mmdb") {
+            Some(p) => Some(p),
+            None => shipped("iptoasn-country.mmdb", &mut e.missing),
+        };
+        if let Some(p) = country {
             e.geo.push(geoip::MmdbSource::open(&p)?);
         }
         let mut asn_files: Vec<PathBuf> = cfg.asn_ranges.clone();
-        for name in ["asn-ipv4.csv.gz", "asn-ipv6.csv.gz"] {
-            asn_files.extend(shipped(name, &mut e.missing));
+        for (fresh_name, shipped_name) in [
+            ("asn-ipv4.csv", "asn-ipv4.csv.gz"),
+            ("asn-ipv6.csv", "asn-ipv6.csv.gz"),
+        ] {
+            match fresh(fresh_name) {
+                Some(p) => asn_files.push(p),
+                None => asn_files.extend(shipped(shipped_name, &mut e.missing)),
+            }
         }
         if !asn_files.is_empty() {
             e.asn = Some(asn::AsnRanges::load(&asn_files)?);
         }
+        // Fresh provider files first: for a range in both, the first one loaded stays.
         let mut cloud_files: Vec<PathBuf> = cfg.cloud_ranges.clone();
+        for name in [
+            "aws-ip-ranges.json",
+            "google-cloud.json",
+            "oracle-public-ip-ranges.json",
+            "azure-service-tags.json",
+        ] {
+            cloud_files.extend(fresh(name));
+        }
         cloud_files.extend(shipped("cloud-ranges-2023-11.csv.gz", &mut e.missing));
         if !cloud_files.is_empty() {
             e.cloud = Some(cloud::CloudRanges::load(&cloud_files)?);
         }
-        let tor = match &cfg.tor_exits {
-            Some(p) => Some(p.clone()),
-            None => shipped("tor-exits-2026-10-05.txt", &mut e.missing),
+        let tor = match (&cfg.tor_exits, fresh("tor-exits.txt")) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(p)) => Some(p),
+            (None, None) => shipped("tor-exits-2026-10-05.txt", &mut e.missing),
         };
         if let Some(p) = tor {
             e.tor = Some(threat::IpList::load(&p)?);
@@ -263,6 +294,9 @@ impl Enricher {
             ..Enrichment::default()
         };
         if class != AddressClass::Public {
+            for g in &self.geo[..self.own_geo] {
+                g.fill(ip, &mut out);
+            }
             return out;
         }
         for g in &self.geo {

