@@ -17,15 +17,33 @@ pub enum AlertType {
     HarmfulApplication,
     #[serde(rename = "PostgreSQL_Probe")]
     Probe,
+    #[serde(rename = "PostgreSQL_GeoAnomaly")]
+    GeoAnomaly,
+    #[serde(rename = "PostgreSQL_DataCenterAnomaly")]
+    DataCenterAnomaly,
+    #[serde(rename = "PostgreSQL_CloudProviderAnomaly")]
+    CloudProviderAnomaly,
+    #[serde(rename = "PostgreSQL_PrincipalAnomaly")]
+    PrincipalAnomaly,
+    #[serde(rename = "PostgreSQL_SuspiciousIpAnomaly")]
+    SuspiciousIpAnomaly,
+    #[serde(rename = "PostgreSQL_ImpossibleTravel")]
+    ImpossibleTravel,
 }
 
 impl AlertType {
-    pub const ALL: [AlertType; 5] = [
+    pub const ALL: [AlertType; 11] = [
         AlertType::BruteForce,
         AlertType::PasswordSpray,
         AlertType::DistributedBruteForce,
         AlertType::HarmfulApplication,
         AlertType::Probe,
+        AlertType::GeoAnomaly,
+        AlertType::DataCenterAnomaly,
+        AlertType::CloudProviderAnomaly,
+        AlertType::PrincipalAnomaly,
+        AlertType::SuspiciousIpAnomaly,
+        AlertType::ImpossibleTravel,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +53,12 @@ impl AlertType {
             AlertType::DistributedBruteForce => "PostgreSQL_DistributedBruteForce",
             AlertType::HarmfulApplication => "PostgreSQL_HarmfulApplication",
             AlertType::Probe => "PostgreSQL_Probe",
+            AlertType::GeoAnomaly => "PostgreSQL_GeoAnomaly",
+            AlertType::DataCenterAnomaly => "PostgreSQL_DataCenterAnomaly",
+            AlertType::CloudProviderAnomaly => "PostgreSQL_CloudProviderAnomaly",
+            AlertType::PrincipalAnomaly => "PostgreSQL_PrincipalAnomaly",
+            AlertType::SuspiciousIpAnomaly => "PostgreSQL_SuspiciousIpAnomaly",
+            AlertType::ImpossibleTravel => "PostgreSQL_ImpossibleTravel",
         }
     }
 
@@ -45,6 +69,7 @@ impl AlertType {
                 "Brute_Force"
             }
             AlertType::HarmfulApplication | AlertType::Probe => "Harmful_Application",
+            _ => "Access_Anomaly",
         }
     }
 
@@ -56,6 +81,7 @@ impl AlertType {
             }
             AlertType::HarmfulApplication => "PreAttack",
             AlertType::Probe => "Probing",
+            _ => "InitialAccess",
         }
     }
 }

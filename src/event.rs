@@ -131,7 +131,7 @@ pub enum ProtocolErrorKind {
 }
 
 /// One normalised event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub time: EventTime,
     pub kind: EventKind,
@@ -159,6 +159,9 @@ pub struct Event {
     /// [`Event::source_key`], computed once by the source (every detector asks for it).
     #[serde(skip)]
     pub source: CompactString,
+    /// What is known about the client address (logins only; set by the pipeline).
+    #[serde(skip)]
+    pub enrichment: Option<std::sync::Arc<crate::enrich::Enrichment>>,
 }
 
 impl Event {
@@ -179,6 +182,7 @@ impl Event {
             sqlstate: None,
             message: None,
             source: CompactString::default(),
+            enrichment: None,
         }
     }
 

@@ -33,4 +33,5 @@ pub mod fuzzing;
 pub mod ingest;
 pub mod output;
 pub mod pipeline;
+pub mod profile;
 pub mod sources;

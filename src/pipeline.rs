@@ -43,7 +43,12 @@ pub struct Pipeline {
     pub enricher: Option<std::sync::Arc<crate::enrich::Enricher>>,
     /// Updates in `alerts` before this index are enriched already.
     enriched: usize,
+    enrich_cache:
+        rustc_hash::FxHashMap<std::net::IpAddr, std::sync::Arc<crate::enrich::Enrichment>>,
 }
+
+/// Addresses whose enrichment is remembered (then the cache starts over).
+const ENRICH_CACHE: usize = 100_000;
 
 impl Pipeline {
     pub fn new(server: &str, detect: &DetectConfig) -> Self {
@@ -59,11 +64,15 @@ impl Pipeline {
             on_final: None,
             enricher: None,
             enriched: 0,
+            enrich_cache: Default::default(),
         }
     }
 
     fn enrich(enricher: &Option<std::sync::Arc<crate::enrich::Enricher>>, a: &mut Alert) {
         let Some(e) = enricher else { return };
+        if a.entities.location.is_some() {
+            return;
+        }
         let Some(ip) = a.entities.source_ip.as_deref().and_then(|s| s.parse().ok()) else {
             return;
         };
@@ -86,14 +95,42 @@ impl Pipeline {
         }
     }
 
+    /// What is known about a login's source, looked up once per address.
+    fn enrich_event(&mut self, ev: &mut Event) {
+        let (Some(e), Some(ip)) = (&self.enricher, ev.client_ip) else {
+            return;
+        };
+        if !matches!(
+            ev.kind,
+            crate::event::EventKind::LoginSucceeded | crate::event::EventKind::LoginFailed { .. }
+        ) {
+            return;
+        }
+        if let Some(hit) = self.enrich_cache.get(&ip) {
+            ev.enrichment = Some(hit.clone());
+            return;
+        }
+        if self.enrich_cache.len() >= ENRICH_CACHE {
+            self.enrich_cache.clear();
+        }
+        let r = std::sync::Arc::new(e.lookup(ip));
+        self.enrich_cache.insert(ip, r.clone());
+        ev.enrichment = Some(r);
+    }
+
     fn dispatch(&mut self) {
-        for ev in self.events.drain(..) {
+        let mut events = std::mem::take(&mut self.events);
+        for ev in events.iter_mut() {
+            self.enrich_event(ev);
+        }
+        for ev in events.drain(..) {
             self.engine.observe(&ev, &mut self.alerts);
             if self.keep_events {
                 self.kept.push(ev);
             }
             self.events_total += 1;
         }
+        self.events = events;
         self.pass_closed();
     }
 

@@ -403,7 +403,7 @@ impl Detector for BruteForce {
         "brute_force"
     }
 
-    fn observe(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+    fn observe(&mut self, ev: &Event, _cx: &super::Context<'_>, out: &mut Vec<Finding>) {
         match ev.kind {
             EventKind::LoginFailed { reason } => self.on_failure(ev, reason, out),
             EventKind::LoginSucceeded => self.on_success(ev, out),

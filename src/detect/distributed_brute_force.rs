@@ -157,7 +157,7 @@ impl Detector for DistributedBruteForce {
         "distributed_brute_force"
     }
 
-    fn observe(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+    fn observe(&mut self, ev: &Event, _cx: &super::Context<'_>, out: &mut Vec<Finding>) {
         let window = self.cfg.window.ms();
         let Some(role) = ev.principal.clone() else {
             return;

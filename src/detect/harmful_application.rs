@@ -226,7 +226,7 @@ impl Detector for HarmfulApplication {
         "harmful_application"
     }
 
-    fn observe(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+    fn observe(&mut self, ev: &Event, _cx: &super::Context<'_>, out: &mut Vec<Finding>) {
         if ev.kind == EventKind::ConnectionReceived {
             return;
         }

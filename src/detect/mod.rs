@@ -23,13 +23,20 @@ macro_rules! detector_state {
     };
 }
 
+pub mod access;
 pub mod brute_force;
+pub mod cloud_anomaly;
 pub mod dedup;
 pub mod distributed_brute_force;
+pub mod fold;
+pub mod geo_anomaly;
 pub mod harmful_application;
+pub mod impossible_travel;
 pub mod password_spray;
+pub mod principal_anomaly;
 pub mod probe;
 pub mod registry;
+pub mod suspicious_ip;
 pub mod window;
 
 use crate::alert::{Alert, Finding};
@@ -43,12 +50,18 @@ pub enum DetectError {
     State { id: &'static str, reason: String },
 }
 
+/// What a detector may read besides the event.
+pub struct Context<'a> {
+    pub profile: &'a crate::profile::Profile,
+    pub profile_cfg: &'a crate::profile::ProfileConfig,
+}
+
 /// One alert family.
 pub trait Detector: Send {
     /// Stable snake_case id; also its config table, e.g. `[detect.brute_force]`.
     fn id(&self) -> &'static str;
-    /// Every event, in event-time order.
-    fn observe(&mut self, ev: &Event, out: &mut Vec<Finding>);
+    /// Every event, in event-time order, with the server's profile as it was before it.
+    fn observe(&mut self, ev: &Event, cx: &Context<'_>, out: &mut Vec<Finding>);
     /// Batch mode (`analyze`): only the final state of each incident matters, so report
     /// incidents when they end instead of as they grow.
     fn set_batch(&mut self, batch: bool);
@@ -75,6 +88,8 @@ pub fn load_state<T: DeserializeOwned>(id: &'static str, bytes: &[u8]) -> Result
 /// All detectors of one server, and its alert book.
 pub struct Engine {
     detectors: Vec<Box<dyn Detector>>,
+    pub profile: crate::profile::Profile,
+    profile_cfg: crate::profile::ProfileConfig,
     pub book: dedup::AlertBook,
     findings: Vec<Finding>,
     last_advance: EventTime,
@@ -91,6 +106,8 @@ impl Engine {
     pub fn new(server: &str, config: &registry::DetectConfig) -> Engine {
         Engine {
             detectors: registry::build(config),
+            profile: crate::profile::Profile::default(),
+            profile_cfg: config.profile.clone(),
             book: dedup::AlertBook::new(server, config.quiet_period),
             findings: Vec::new(),
             last_advance: EventTime::MIN,
@@ -112,9 +129,16 @@ impl Engine {
         if ev.time.saturating_sub(self.last_advance) >= ADVANCE_EVERY_MS {
             self.advance(ev.time, out);
         }
+        let cx = Context {
+            profile: &self.profile,
+            profile_cfg: &self.profile_cfg,
+        };
+        let before = self.findings.len();
         for d in &mut self.detectors {
-            d.observe(ev, &mut self.findings);
+            d.observe(ev, &cx, &mut self.findings);
         }
+        fold::access_anomalies(&mut self.findings, before);
+        self.profile.learn(ev, &self.profile_cfg);
         self.drain(out);
     }
 
@@ -148,6 +172,7 @@ impl Engine {
             .map(|d| (d.id().to_string(), d.save()))
             .collect();
         v.push(("alert_book".into(), save_state(&self.book.state())));
+        v.push(("profile".into(), save_state(&self.profile)));
         v.push(("engine".into(), save_state(&self.last_advance)));
         v
     }
@@ -161,6 +186,8 @@ impl Engine {
                         id: "alert_book",
                         reason: e.to_string(),
                     })?;
+            } else if id == "profile" {
+                self.profile = load_state("profile", bytes)?;
             } else if id == "engine" {
                 self.last_advance = load_state("engine", bytes)?;
             } else if let Some(d) = self.detectors.iter_mut().find(|d| d.id() == id) {
@@ -196,15 +223,32 @@ pub mod testing {
         ev(t, EventKind::ProtocolError { what }, src, None)
     }
 
-    /// Feeds events in order (with time advancing as the engine would) and returns findings.
+    /// Feeds events in order (with time advancing and the profile learning as the engine
+    /// would) and returns findings.
     pub fn run(
         d: &mut dyn super::Detector,
         events: impl IntoIterator<Item = Event>,
     ) -> Vec<Finding> {
+        let cfg = crate::profile::ProfileConfig::default();
+        let mut profile = crate::profile::Profile::default();
+        run_with(d, events, &mut profile, &cfg)
+    }
+
+    pub fn run_with(
+        d: &mut dyn super::Detector,
+        events: impl IntoIterator<Item = Event>,
+        profile: &mut crate::profile::Profile,
+        cfg: &crate::profile::ProfileConfig,
+    ) -> Vec<Finding> {
         let mut out = Vec::new();
         for e in events {
             d.advance(e.time, &mut out);
-            d.observe(&e, &mut out);
+            let cx = super::Context {
+                profile,
+                profile_cfg: cfg,
+            };
+            d.observe(&e, &cx, &mut out);
+            profile.learn(&e, cfg);
         }
         out
     }

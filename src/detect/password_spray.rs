@@ -159,7 +159,7 @@ impl Detector for PasswordSpray {
         "password_spray"
     }
 
-    fn observe(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+    fn observe(&mut self, ev: &Event, _cx: &super::Context<'_>, out: &mut Vec<Finding>) {
         let window = self.cfg.window.ms();
         match ev.kind {
             EventKind::LoginFailed { reason } => {

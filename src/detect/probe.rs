@@ -148,7 +148,7 @@ impl Detector for Probe {
         "probe"
     }
 
-    fn observe(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+    fn observe(&mut self, ev: &Event, _cx: &super::Context<'_>, out: &mut Vec<Finding>) {
         let what = match ev.kind {
             EventKind::ProtocolError { what } => what,
             EventKind::LoginFailed { .. } | EventKind::LoginSucceeded => {

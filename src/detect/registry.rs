@@ -1,10 +1,15 @@
 //! The detectors, listed explicitly: adding one is a file, a config field and a line here.
 
 use super::brute_force::{BruteForce, BruteForceConfig};
+use super::cloud_anomaly::{CloudAnomaly, CloudAnomalyConfig};
 use super::distributed_brute_force::{DistributedBruteForce, DistributedBruteForceConfig};
+use super::geo_anomaly::{GeoAnomaly, GeoAnomalyConfig};
 use super::harmful_application::{HarmfulApplication, HarmfulApplicationConfig};
+use super::impossible_travel::{ImpossibleTravel, ImpossibleTravelConfig};
 use super::password_spray::{PasswordSpray, PasswordSprayConfig};
+use super::principal_anomaly::{PrincipalAnomaly, PrincipalAnomalyConfig};
 use super::probe::{Probe, ProbeConfig};
+use super::suspicious_ip::{SuspiciousIp, SuspiciousIpConfig};
 use super::Detector;
 use crate::duration::Span;
 use serde::{Deserialize, Serialize};
@@ -21,6 +26,13 @@ pub struct DetectConfig {
     pub distributed_brute_force: DistributedBruteForceConfig,
     pub harmful_application: HarmfulApplicationConfig,
     pub probe: ProbeConfig,
+    pub suspicious_ip: SuspiciousIpConfig,
+    pub geo_anomaly: GeoAnomalyConfig,
+    pub cloud_anomaly: CloudAnomalyConfig,
+    pub principal_anomaly: PrincipalAnomalyConfig,
+    pub impossible_travel: ImpossibleTravelConfig,
+    /// Learning period, look-back and caps of the per-server profile.
+    pub profile: crate::profile::ProfileConfig,
 }
 
 impl Default for DetectConfig {
@@ -32,6 +44,12 @@ impl Default for DetectConfig {
             distributed_brute_force: DistributedBruteForceConfig::default(),
             harmful_application: HarmfulApplicationConfig::default(),
             probe: ProbeConfig::default(),
+            suspicious_ip: SuspiciousIpConfig::default(),
+            geo_anomaly: GeoAnomalyConfig::default(),
+            cloud_anomaly: CloudAnomalyConfig::default(),
+            principal_anomaly: PrincipalAnomalyConfig::default(),
+            impossible_travel: ImpossibleTravelConfig::default(),
+            profile: crate::profile::ProfileConfig::default(),
         }
     }
 }
@@ -59,5 +77,10 @@ pub fn build(c: &DetectConfig) -> Vec<Box<dyn Detector>> {
         )),
         Box::new(HarmfulApplication::new(c.harmful_application.clone())),
         Box::new(Probe::new(c.probe.clone())),
+        Box::new(SuspiciousIp::new(c.suspicious_ip.clone())),
+        Box::new(ImpossibleTravel::new(c.impossible_travel.clone())),
+        Box::new(CloudAnomaly::new(c.cloud_anomaly.clone())),
+        Box::new(GeoAnomaly::new(c.geo_anomaly.clone())),
+        Box::new(PrincipalAnomaly::new(c.principal_anomaly.clone())),
     ]
 }

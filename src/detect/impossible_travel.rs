@@ -1,0 +1,122 @@
+//! `PostgreSQL_ImpossibleTravel`: the same role logs in from two places too far apart for the
+//! time between the logins (faster than an airliner), after the learning period.
+
+use super::access::{judged, Anomaly};
+use super::Detector;
+use crate::alert::{AlertType, Finding, Severity};
+use crate::event::{format_time, Event, EventTime};
+use serde::{Deserialize, Serialize};
+
+/// `[detect.impossible_travel]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImpossibleTravelConfig {
+    pub enabled: bool,
+    /// Faster than this between two logins is impossible.
+    pub max_speed_kmh: f64,
+    /// Closer than this is never reported (geolocation is approximate).
+    pub min_distance_km: f64,
+}
+
+impl Default for ImpossibleTravelConfig {
+    fn default() -> Self {
+        ImpossibleTravelConfig {
+            enabled: true,
+            max_speed_kmh: 1000.0,
+            min_distance_km: 500.0,
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {}
+
+pub struct ImpossibleTravel {
+    cfg: ImpossibleTravelConfig,
+    batch: bool,
+    st: State,
+}
+
+impl ImpossibleTravel {
+    pub fn new(cfg: ImpossibleTravelConfig) -> Self {
+        ImpossibleTravel {
+            cfg,
+            batch: false,
+            st: State::default(),
+        }
+    }
+}
+
+/// Great-circle distance in km.
+pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = (lat2 - lat1).to_radians();
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    6371.0 * 2.0 * a.sqrt().atan2((1.0 - a).sqrt())
+}
+
+impl Detector for ImpossibleTravel {
+    fn id(&self) -> &'static str {
+        "impossible_travel"
+    }
+
+    fn observe(&mut self, ev: &Event, cx: &super::Context<'_>, out: &mut Vec<Finding>) {
+        if !self.cfg.enabled {
+            return;
+        }
+        let Some(en) = judged(ev, cx) else { return };
+        let (Some(lat), Some(lon), Some(principal)) = (en.latitude, en.longitude, &ev.principal)
+        else {
+            return;
+        };
+        let Some(prev) = cx.profile.last_place.get(principal) else {
+            return;
+        };
+        let km = distance_km(prev.latitude, prev.longitude, lat, lon);
+        let hours = ((ev.time - prev.time) as f64 / 3_600_000.0).max(1.0 / 3600.0);
+        let speed = km / hours;
+        if km < self.cfg.min_distance_km || speed <= self.cfg.max_speed_kmh {
+            return;
+        }
+        let from = prev.country.as_deref().unwrap_or("?");
+        let to = en.country.as_deref().unwrap_or("?");
+        let a = Anomaly {
+            alert_type: AlertType::ImpossibleTravel,
+            display_name: "Same principal from places too far apart for the time between",
+            severity: Severity::Medium,
+            techniques: &["T1078"],
+            entity: principal.to_string(),
+            what: format!(
+                "{principal:?} logged in from {} ({from}) at {}, {km:.0} km away",
+                prev.source,
+                format_time(prev.time)
+            ),
+            why: format!(
+                "{principal:?} would have travelled {km:.0} km from {from} to {to} in {:.1} h ({speed:.0} km/h); one of the two logins is someone else.",
+                hours
+            ),
+            remediation: vec![format!(
+                "Ask the owner of {principal:?} which login was theirs; credentials shared between people or leaked look like this."
+            )],
+        };
+        out.push(super::access::finding(ev, cx, a));
+    }
+
+    detector_state!();
+
+    fn advance(&mut self, _now: EventTime, _out: &mut Vec<Finding>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances() {
+        // Berlin – São Paulo ≈ 10,000 km
+        let d = distance_km(52.52, 13.40, -23.55, -46.63);
+        assert!((10_100.0..10_400.0).contains(&d), "{d}");
+        assert!(distance_km(1.0, 1.0, 1.0, 1.0) < 1e-9);
+    }
+}

@@ -1,0 +1,90 @@
+//! `PostgreSQL_PrincipalAnomaly`: a successful login by a role not seen logging in during the
+//! look-back period, after the learning period.
+
+use super::access::{listing, Anomaly};
+use super::Detector;
+use crate::alert::{AlertType, Finding, Severity};
+use crate::event::{Event, EventKind, EventTime};
+use serde::{Deserialize, Serialize};
+
+/// `[detect.principal_anomaly]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrincipalAnomalyConfig {
+    pub enabled: bool,
+}
+
+impl Default for PrincipalAnomalyConfig {
+    fn default() -> Self {
+        PrincipalAnomalyConfig { enabled: true }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {}
+
+pub struct PrincipalAnomaly {
+    cfg: PrincipalAnomalyConfig,
+    batch: bool,
+    st: State,
+}
+
+impl PrincipalAnomaly {
+    pub fn new(cfg: PrincipalAnomalyConfig) -> Self {
+        PrincipalAnomaly {
+            cfg,
+            batch: false,
+            st: State::default(),
+        }
+    }
+}
+
+impl Detector for PrincipalAnomaly {
+    fn id(&self) -> &'static str {
+        "principal_anomaly"
+    }
+
+    fn observe(&mut self, ev: &Event, cx: &super::Context<'_>, out: &mut Vec<Finding>) {
+        // Judged without enrichment too: a unix-socket or private-network login counts.
+        if !self.cfg.enabled
+            || ev.kind != EventKind::LoginSucceeded
+            || cx.profile.learning(ev.time, cx.profile_cfg)
+        {
+            return;
+        }
+        let Some(principal) = &ev.principal else {
+            return;
+        };
+        let p = cx.profile;
+        if p.principals.get(principal).is_some() {
+            return;
+        }
+        let seen = listing(
+            p.principals
+                .recent()
+                .into_iter()
+                .map(|(c, _)| c.to_string()),
+            5,
+        );
+        let a = Anomaly {
+            alert_type: AlertType::PrincipalAnomaly,
+            display_name: "Login from a principal not seen in 60 days",
+            severity: Severity::Low,
+            techniques: &["T1078"],
+            entity: principal.to_string(),
+            what: format!("role {principal:?} had not logged in before"),
+            why: format!(
+                "Role {principal:?} has not logged in to this server in {} days; the roles that do are {seen}.",
+                crate::profile::days(cx.profile_cfg.look_back.ms().min(p.age(ev.time)))
+            ),
+            remediation: vec![format!(
+                "Check who created or enabled {principal:?} and why (pg_roles, the change log); disable it with ALTER ROLE {principal} NOLOGIN if it should not be used."
+            )],
+        };
+        out.push(super::access::finding(ev, cx, a));
+    }
+
+    detector_state!();
+
+    fn advance(&mut self, _now: EventTime, _out: &mut Vec<Finding>) {}
+}
