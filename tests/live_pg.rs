@@ -191,16 +191,20 @@ fn wordlist(dir: &std::path::Path, right: &str) -> std::path::PathBuf {
 struct Runner {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// pgvigil's own log, shown when a test fails.
+    log: tempfile::NamedTempFile,
 }
 
 impl Runner {
     fn start(args: &[&OsStr]) -> Runner {
+        let log = tempfile::NamedTempFile::new().unwrap();
         let mut child = pgvigil()
             .arg("run")
             .args(["--poll-interval", "100ms"])
             .args(args)
+            .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
         let out = child.stdout.take().unwrap();
@@ -212,7 +216,16 @@ impl Runner {
                 }
             }
         });
-        Runner { child, lines: rx }
+        Runner {
+            child,
+            lines: rx,
+            log,
+        }
+    }
+
+    /// What pgvigil logged, for failure messages.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
     /// Alerts printed until `pred` holds for one of them, or the timeout.
@@ -435,13 +448,19 @@ async fn run_follows_the_log_across_rotation() {
     }
     let n_files = std::fs::read_dir(&cl.log_dir).unwrap().count();
     assert!(n_files >= 2, "the server rotated its log");
-    let (seen, ok) = run.until(Duration::from_secs(10), |a| {
+    let (seen, ok) = run.until(Duration::from_secs(20), |a| {
         a["entities"]["sourceIp"] == "127.0.0.9"
     });
+    let log = run.log();
     run.kill();
+    let files: Vec<_> = std::fs::read_dir(&cl.log_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert!(
         ok,
-        "failures split over two files make one attack: {seen:#?}"
+        "failures split over two files make one attack: {seen:#?}\nfiles: {files:?}\npgvigil:\n{log}"
     );
     assert_eq!(seen.last().unwrap()["evidence"]["failedLogins"], 10);
 }
