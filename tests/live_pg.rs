@@ -464,3 +464,90 @@ async fn run_follows_the_log_across_rotation() {
     );
     assert_eq!(seen.last().unwrap()["evidence"]["failedLogins"], 10);
 }
+
+/// Access anomalies end to end: a MaxMind DB built by the test maps 127.0.1.0/24 to Berlin and
+/// 127.0.2.0/24 to São Paulo, real logins come from addresses in both, and the alert says
+/// where and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_from_a_new_country_minutes_apart_are_one_impossible_travel_alert() {
+    use std::collections::BTreeMap;
+    let mut cl = Cluster::start(ClusterOptions::default());
+    #[derive(serde::Serialize)]
+    struct City {
+        country: BTreeMap<&'static str, &'static str>,
+        location: BTreeMap<&'static str, f64>,
+    }
+    let mut w = mmdb_writer::Writer::new("pgvigil-test-City");
+    for (net, cc, lat, lon) in [
+        ("127.0.1.0/24", "DE", 52.52, 13.40),
+        ("127.0.2.0/24", "BR", -23.55, -46.63),
+    ] {
+        let rec = City {
+            country: [("iso_code", cc)].into(),
+            location: [("latitude", lat), ("longitude", lon)].into(),
+        };
+        w.insert(net.parse::<ipnet::IpNet>().unwrap(), &rec)
+            .unwrap();
+    }
+    let mmdb = cl.dir.path().join("test-city.mmdb");
+    std::fs::write(&mmdb, w.to_bytes().unwrap()).unwrap();
+    let config = cl.dir.path().join("pgvigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[enrich]\nmmdb = [\"{}\"]\n[detect.profile]\nlearning_period = \"1s\"\n",
+            mmdb.display()
+        ),
+    )
+    .unwrap();
+
+    // Within the one-second learning period (it starts with the first login, the test's
+    // own set-up over the unix socket): the normal.
+    for _ in 0..3 {
+        assert!(
+            login(
+                "127.0.1.5",
+                cl.port,
+                "app",
+                APP_PASSWORD,
+                "appdb",
+                Some("billing-api")
+            )
+            .await
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        login(
+            "127.0.2.7",
+            cl.port,
+            "app",
+            APP_PASSWORD,
+            "appdb",
+            Some("billing-api")
+        )
+        .await
+    );
+    cl.stop();
+
+    let csv = cl.log_dir.join("postgresql.csv");
+    let (code, alerts, stderr) =
+        analyze_json(&[OsStr::new("-c"), config.as_os_str(), csv.as_os_str()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(alerts.len(), 1, "one login, one alert: {alerts:#?}");
+    let a = &alerts[0];
+    assert_eq!(a["alertType"], "PostgreSQL_ImpossibleTravel");
+    assert_eq!(a["entities"]["sourceIp"], "127.0.2.7");
+    assert_eq!(a["entities"]["location"]["country"], "BR");
+    assert_eq!(a["entities"]["location"]["addressClass"], "loopback");
+    assert_eq!(
+        a["evidence"]["alsoUnusual"][0]["alertType"],
+        "PostgreSQL_GeoAnomaly"
+    );
+    let why = a["anomalyContext"].as_str().unwrap();
+    assert!(why.contains("from DE to BR"), "{why}");
+    assert!(
+        why.contains("First login from BR; this server has seen only DE"),
+        "{why}"
+    );
+}

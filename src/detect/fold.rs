@@ -18,6 +18,38 @@ fn rank(t: AlertType) -> Option<usize> {
     PRIORITY.iter().position(|p| *p == t)
 }
 
+/// At most `per_hour` access-anomaly findings per server per hour of event time: a burst of
+/// legitimate change (a new office going live) must not bury the operator. What is held back
+/// is counted.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct RateLimit {
+    recent: std::collections::VecDeque<crate::event::EventTime>,
+    pub suppressed: u64,
+}
+
+impl RateLimit {
+    pub fn apply(&mut self, findings: &mut Vec<Finding>, from: usize, per_hour: u32) {
+        let mut i = from;
+        while i < findings.len() {
+            if rank(findings[i].alert_type).is_none() {
+                i += 1;
+                continue;
+            }
+            let t = findings[i].end;
+            while self.recent.front().is_some_and(|x| t - *x >= 3_600_000) {
+                self.recent.pop_front();
+            }
+            if self.recent.len() >= per_hour as usize {
+                findings.remove(i);
+                self.suppressed += 1;
+            } else {
+                self.recent.push_back(t);
+                i += 1;
+            }
+        }
+    }
+}
+
 /// Folds the access-anomaly findings in `findings[from..]` (all from one event).
 pub fn access_anomalies(findings: &mut Vec<Finding>, from: usize) {
     let idx: Vec<usize> = (from..findings.len())
@@ -193,5 +225,39 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].alert_type, AlertType::PrincipalAnomaly);
         assert_eq!(out[0].severity, crate::alert::Severity::Low);
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::*;
+    use crate::alert::{Entities, Severity};
+
+    fn f(t: i64) -> Finding {
+        Finding {
+            alert_type: AlertType::PrincipalAnomaly,
+            display_name: "x",
+            severity: Severity::Low,
+            techniques: &[],
+            entity: format!("r{t}"),
+            start: t,
+            end: t,
+            entities: Entities::default(),
+            evidence: crate::evidence!({}),
+            description: String::new(),
+            anomaly_context: String::new(),
+            remediation: vec![],
+        }
+    }
+
+    #[test]
+    fn at_most_n_per_hour() {
+        let mut r = RateLimit::default();
+        let mut v: Vec<Finding> = (0..30).map(|i| f(i * 1000)).collect();
+        r.apply(&mut v, 0, 20);
+        assert_eq!((v.len(), r.suppressed), (20, 10));
+        let mut later = vec![f(3_700_000)];
+        r.apply(&mut later, 0, 20);
+        assert_eq!(later.len(), 1, "a new hour");
     }
 }

@@ -57,10 +57,15 @@ impl Detector for GeoAnomaly {
         if p.countries.get(&CompactString::new(country)).is_some() {
             return;
         }
-        let seen = listing(
-            p.countries.recent().into_iter().map(|(c, _)| c.to_string()),
-            5,
-        );
+        let seen = if p.countries.is_empty() {
+            "no logins with a known location".to_string()
+        } else {
+            let list = listing(
+                p.countries.recent().into_iter().map(|(c, _)| c.to_string()),
+                5,
+            );
+            format!("only {list}")
+        };
         let principal = ev.principal.as_deref().unwrap_or("");
         let a = Anomaly {
             alert_type: AlertType::GeoAnomaly,
@@ -70,7 +75,7 @@ impl Detector for GeoAnomaly {
             entity: format!("{principal}|{country}"),
             what: format!("the first login from {country}"),
             why: format!(
-                "First login from {country}; this server has seen only {seen} in {} days.",
+                "First login from {country}; this server has seen {seen} in {} days.",
                 crate::profile::days(p.age(ev.time))
             ),
             remediation: vec![format!(

@@ -90,6 +90,9 @@ pub struct Engine {
     detectors: Vec<Box<dyn Detector>>,
     pub profile: crate::profile::Profile,
     profile_cfg: crate::profile::ProfileConfig,
+    /// Access anomalies held back by the per-server rate limit.
+    pub rate: fold::RateLimit,
+    max_anomalies_per_hour: u32,
     pub book: dedup::AlertBook,
     findings: Vec<Finding>,
     last_advance: EventTime,
@@ -108,6 +111,8 @@ impl Engine {
             detectors: registry::build(config),
             profile: crate::profile::Profile::default(),
             profile_cfg: config.profile.clone(),
+            rate: fold::RateLimit::default(),
+            max_anomalies_per_hour: config.max_anomalies_per_hour,
             book: dedup::AlertBook::new(server, config.quiet_period),
             findings: Vec::new(),
             last_advance: EventTime::MIN,
@@ -138,6 +143,8 @@ impl Engine {
             d.observe(ev, &cx, &mut self.findings);
         }
         fold::access_anomalies(&mut self.findings, before);
+        self.rate
+            .apply(&mut self.findings, before, self.max_anomalies_per_hour);
         self.profile.learn(ev, &self.profile_cfg);
         self.drain(out);
     }
@@ -173,6 +180,7 @@ impl Engine {
             .collect();
         v.push(("alert_book".into(), save_state(&self.book.state())));
         v.push(("profile".into(), save_state(&self.profile)));
+        v.push(("rate".into(), save_state(&self.rate)));
         v.push(("engine".into(), save_state(&self.last_advance)));
         v
     }
@@ -188,6 +196,8 @@ impl Engine {
                     })?;
             } else if id == "profile" {
                 self.profile = load_state("profile", bytes)?;
+            } else if id == "rate" {
+                self.rate = load_state("rate", bytes)?;
             } else if id == "engine" {
                 self.last_advance = load_state("engine", bytes)?;
             } else if let Some(d) = self.detectors.iter_mut().find(|d| d.id() == id) {

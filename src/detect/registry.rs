@@ -21,6 +21,9 @@ pub struct DetectConfig {
     /// An alert stays open (and is updated rather than raised again) while its findings keep
     /// coming within this period.
     pub quiet_period: Span,
+    /// Access-anomaly alerts (location, cloud, principal, suspicious IP, travel) per server
+    /// and hour at most; more are counted, not raised.
+    pub max_anomalies_per_hour: u32,
     pub brute_force: BruteForceConfig,
     pub password_spray: PasswordSprayConfig,
     pub distributed_brute_force: DistributedBruteForceConfig,
@@ -39,6 +42,7 @@ impl Default for DetectConfig {
     fn default() -> Self {
         DetectConfig {
             quiet_period: Span::mins(60),
+            max_anomalies_per_hour: 20,
             brute_force: BruteForceConfig::default(),
             password_spray: PasswordSprayConfig::default(),
             distributed_brute_force: DistributedBruteForceConfig::default(),
