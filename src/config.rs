@@ -205,6 +205,9 @@ mod tests {
         let c = Config::from_toml(&text, &path).unwrap();
         assert_eq!(c.detect.brute_force.failures, 10);
         assert_eq!(c.server, "db1");
+        assert_eq!(c.detect.profile.look_back, "60d".parse().unwrap());
+        assert_eq!(c.detect.impossible_travel.max_speed_kmh, 1000.0);
+        assert_eq!(c.intel.max_bytes, 512 << 20);
     }
 
     #[test]
