@@ -551,3 +551,33 @@ async fn logins_from_a_new_country_minutes_apart_are_one_impossible_travel_alert
         "{why}"
     );
 }
+
+#[test]
+fn patator_live_is_caught() {
+    let mut cl = Cluster::start(ClusterOptions::default());
+    let words = wordlist(cl.dir.path(), APP_PASSWORD);
+    let out = Command::new("patator")
+        .args([
+            "pgsql_login",
+            "host=127.0.0.1",
+            &format!("port={}", cl.port),
+            "user=app",
+            "password=FILE0",
+        ])
+        .arg(format!("0={}", words.display()))
+        .output()
+        .expect("patator is not installed: apt-get install -y patator");
+    assert!(
+        out.status.success(),
+        "patator: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cl.stop();
+    let csv = cl.log_dir.join("postgresql.csv");
+    let (code, alerts, stderr) = analyze_json(&[csv.as_os_str()]);
+    assert_eq!(code, 1, "{stderr}");
+    let bf = find(&alerts, "PostgreSQL_BruteForce", "127.0.0.1");
+    assert_eq!(bf.len(), 1, "{alerts:#?}");
+    assert!(is_successful_bf(bf[0]), "{:#}", bf[0]);
+    assert_eq!(bf[0]["evidence"]["failedLogins"], 12);
+}
