@@ -361,6 +361,10 @@ pub struct Analysis {
     pub events: Vec<Event>,
     pub events_total: u64,
     pub alerts_total: u64,
+    /// Profile entities held at the end, and dropped at the caps.
+    pub profile_size: (usize, u64),
+    /// Access-anomaly findings held back by the rate limit.
+    pub anomalies_suppressed: u64,
 }
 
 /// Reads the files in order through one pipeline (`analyze`). Each alert goes to `on_alert`
@@ -394,6 +398,8 @@ pub fn analyze(
         events: Vec::new(),
         events_total: 0,
         alerts_total: 0,
+        profile_size: (0, 0),
+        anomalies_suppressed: 0,
     };
     for f in files {
         progress(&f.path, 0);
@@ -407,6 +413,8 @@ pub fn analyze(
     out.events = std::mem::take(&mut p.kept);
     out.events_total = p.events_total;
     out.alerts_total = count.load(std::sync::atomic::Ordering::Relaxed);
+    out.profile_size = p.engine.profile.size();
+    out.anomalies_suppressed = p.engine.rate.suppressed;
     out
 }
 

@@ -222,6 +222,23 @@ pub fn run(args: Args) -> Result<u8> {
             elapsed.as_secs_f64(),
             lines as f64 / secs
         );
+        let (held, evicted) = result.profile_size;
+        eprintln!(
+            "pgvigil: profile: {held} entities learned{}{}",
+            if evicted > 0 {
+                format!(", {evicted} dropped at the caps")
+            } else {
+                String::new()
+            },
+            if result.anomalies_suppressed > 0 {
+                format!(
+                    "; {} anomaly alerts held back by the rate limit",
+                    result.anomalies_suppressed
+                )
+            } else {
+                String::new()
+            }
+        );
         let s = severities.lock().map(|s| *s).unwrap_or_default();
         eprintln!(
             "pgvigil: {} alert(s): {} High, {} Medium, {} Low",
