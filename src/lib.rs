@@ -34,4 +34,5 @@ pub mod ingest;
 pub mod output;
 pub mod pipeline;
 pub mod profile;
+pub mod sim;
 pub mod sources;

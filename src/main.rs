@@ -27,6 +27,8 @@ fn main() -> ExitCode {
         cli::Command::Analyze(a) => cli::analyze::run(a),
         cli::Command::Run(a) => cli::run::run(a),
         cli::Command::Intel(a) => cli::intel::run(a),
+        cli::Command::Simulate(a) => cli::sim::simulate(a),
+        cli::Command::Eval(a) => cli::sim::eval(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

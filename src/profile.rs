@@ -117,8 +117,8 @@ pub struct LastPlace {
     pub time: EventTime,
     pub source: CompactString,
     pub country: Option<CompactString>,
-    pub latitude: f64,
-    pub longitude: f64,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
 }
 
 /// One server's normal.
@@ -191,19 +191,19 @@ impl Profile {
             let r = CompactString::new(en.cloud_region.as_deref().unwrap_or(""));
             self.cloud_regions.see(&(p, r), t, cap);
         }
-        if let (Some(lat), Some(lon)) = (en.latitude, en.longitude) {
-            if self.last_place.len() < cap || self.last_place.contains_key(&principal) {
-                self.last_place.insert(
-                    principal,
-                    LastPlace {
-                        time: t,
-                        source: ev.source_key(),
-                        country: en.country.as_deref().map(CompactString::new),
-                        latitude: lat,
-                        longitude: lon,
-                    },
-                );
-            }
+        if (en.latitude.is_some() || en.country.is_some())
+            && (self.last_place.len() < cap || self.last_place.contains_key(&principal))
+        {
+            self.last_place.insert(
+                principal,
+                LastPlace {
+                    time: t,
+                    source: ev.source_key(),
+                    country: en.country.as_deref().map(CompactString::new),
+                    latitude: en.latitude,
+                    longitude: en.longitude,
+                },
+            );
         }
     }
 

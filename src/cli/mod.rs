@@ -3,6 +3,7 @@
 pub mod analyze;
 pub mod intel;
 pub mod run;
+pub mod sim;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,10 @@ pub enum Command {
     Run(run::Args),
     /// Threat intelligence and location data.
     Intel(intel::Args),
+    /// Write realistic logs of several servers with labelled attacks, to measure detection.
+    Simulate(sim::SimArgs),
+    /// Run detection over `simulate` output and score it against the labels.
+    Eval(sim::EvalArgs),
 }
 
 /// Loads the enrichment data; a configured file that cannot be read is an error, shipped data

@@ -16,6 +16,9 @@ pub struct ImpossibleTravelConfig {
     pub max_speed_kmh: f64,
     /// Closer than this is never reported (geolocation is approximate).
     pub min_distance_km: f64,
+    /// Without coordinates (a country-only database), two different countries within this
+    /// time count as impossible.
+    pub country_change_within: crate::duration::Span,
 }
 
 impl Default for ImpossibleTravelConfig {
@@ -24,6 +27,7 @@ impl Default for ImpossibleTravelConfig {
             enabled: true,
             max_speed_kmh: 1000.0,
             min_distance_km: 500.0,
+            country_change_within: crate::duration::Span::mins(60),
         }
     }
 }
@@ -66,21 +70,42 @@ impl Detector for ImpossibleTravel {
             return;
         }
         let Some(en) = judged(ev, cx) else { return };
-        let (Some(lat), Some(lon), Some(principal)) = (en.latitude, en.longitude, &ev.principal)
-        else {
+        let Some(principal) = &ev.principal else {
             return;
         };
         let Some(prev) = cx.profile.last_place.get(principal) else {
             return;
         };
-        let km = distance_km(prev.latitude, prev.longitude, lat, lon);
-        let hours = ((ev.time - prev.time) as f64 / 3_600_000.0).max(1.0 / 3600.0);
-        let speed = km / hours;
-        if km < self.cfg.min_distance_km || speed <= self.cfg.max_speed_kmh {
-            return;
-        }
         let from = prev.country.as_deref().unwrap_or("?");
         let to = en.country.as_deref().unwrap_or("?");
+        let hours = ((ev.time - prev.time) as f64 / 3_600_000.0).max(1.0 / 3600.0);
+        let why = match (prev.latitude, prev.longitude, en.latitude, en.longitude) {
+            (Some(la1), Some(lo1), Some(la2), Some(lo2)) => {
+                let km = distance_km(la1, lo1, la2, lo2);
+                let speed = km / hours;
+                if km < self.cfg.min_distance_km || speed <= self.cfg.max_speed_kmh {
+                    return;
+                }
+                format!(
+                    "{principal:?} would have travelled {km:.0} km from {from} to {to} in {hours:.1} h ({speed:.0} km/h); one of the two logins is someone else."
+                )
+            }
+            _ => {
+                // Country-level data only: a change of country faster than anyone travels.
+                let (Some(a), Some(b)) = (&prev.country, &en.country) else {
+                    return;
+                };
+                if a.as_str() == b.as_str()
+                    || ev.time - prev.time > self.cfg.country_change_within.ms()
+                {
+                    return;
+                }
+                format!(
+                    "{principal:?} logged in from {from} and then from {to} {:.0} minutes later; nobody travels that fast, so one of the two logins is someone else.",
+                    hours * 60.0
+                )
+            }
+        };
         let a = Anomaly {
             alert_type: AlertType::ImpossibleTravel,
             display_name: "Same principal from places too far apart for the time between",
@@ -88,14 +113,11 @@ impl Detector for ImpossibleTravel {
             techniques: &["T1078"],
             entity: principal.to_string(),
             what: format!(
-                "{principal:?} logged in from {} ({from}) at {}, {km:.0} km away",
+                "{principal:?} had logged in from {} ({from}) at {}",
                 prev.source,
                 format_time(prev.time)
             ),
-            why: format!(
-                "{principal:?} would have travelled {km:.0} km from {from} to {to} in {:.1} h ({speed:.0} km/h); one of the two logins is someone else.",
-                hours
-            ),
+            why,
             remediation: vec![format!(
                 "Ask the owner of {principal:?} which login was theirs; credentials shared between people or leaked look like this."
             )],

@@ -208,6 +208,11 @@ impl CloudRanges {
         Ok(())
     }
 
+    /// The IPv4 ranges: (network, prefix length, range).
+    pub fn iter_v4(&self) -> impl Iterator<Item = (u32, u8, &CloudRange)> {
+        self.table.iter_v4()
+    }
+
     pub fn lookup(&self, ip: IpAddr) -> Option<&CloudRange> {
         self.table.lookup(ip)
     }

@@ -287,6 +287,11 @@ impl Enricher {
         Ok(e)
     }
 
+    /// The cloud ranges loaded, if any (the simulator picks addresses from them).
+    pub fn cloud_ranges(&self) -> Option<&cloud::CloudRanges> {
+        self.cloud.as_ref()
+    }
+
     pub fn lookup(&self, ip: IpAddr) -> Enrichment {
         let class = classify(ip);
         let mut out = Enrichment {

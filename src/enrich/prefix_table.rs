@@ -67,6 +67,13 @@ impl<T> PrefixTable<T> {
         }
     }
 
+    /// The IPv4 ranges: (network, prefix length, value).
+    pub fn iter_v4(&self) -> impl Iterator<Item = (u32, u8, &T)> {
+        self.v4
+            .iter()
+            .flat_map(|(len, m)| m.iter().map(move |(k, v)| (*k, *len, v)))
+    }
+
     /// The value of the longest prefix containing `ip`.
     pub fn lookup(&self, ip: IpAddr) -> Option<&T> {
         let ip = match ip {

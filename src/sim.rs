@@ -1,0 +1,597 @@
+//! A traffic simulator and a detection evaluator: realistic PostgreSQL logs of several
+//! servers over weeks — application pools from fixed cloud regions, people from their office
+//! countries, nightly jobs, a new admin and a new application (legitimate changes) — with
+//! attacks of every alert type injected and labelled, then detection run over them and scored.
+//!
+//! Addresses come from the enrichment data itself, so that each simulated client really is
+//! where the simulation says (an AWS eu-west-1 address, a German one, a Tor exit).
+
+use crate::alert::{Alert, AlertType};
+use crate::enrich::Enricher;
+use crate::event::{format_time, EventTime};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.below(v.len() as u64) as usize]
+    }
+}
+
+/// An injected attack: what should be detected, where, from what, when.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Label {
+    pub server: String,
+    pub alert_type: AlertType,
+    /// The source address, or for attacks on a role from many places, the role.
+    pub entity: String,
+    /// The role the attack used, when one: the real user's next login after an attacker's
+    /// can be flagged too (impossible travel), and belongs to the attack.
+    #[serde(default)]
+    pub principal: Option<String>,
+    pub start: EventTime,
+    pub start_utc: String,
+}
+
+pub struct SimConfig {
+    pub servers: usize,
+    pub weeks: u32,
+    pub seed: u64,
+    /// Simulation start, ms since the epoch.
+    pub start: EventTime,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            servers: 5,
+            weeks: 4,
+            seed: 7,
+            start: 1_790_000_000_000 - 1_790_000_000_000 % 86_400_000,
+        }
+    }
+}
+
+struct Pools {
+    /// (provider, region) → addresses.
+    cloud: Vec<((String, String), Vec<IpAddr>)>,
+    /// country → addresses that are not in any cloud.
+    country: Vec<(String, Vec<IpAddr>)>,
+    tor: Vec<IpAddr>,
+}
+
+fn pools(e: &Enricher, rng: &mut Rng, tor: &[IpAddr]) -> Pools {
+    let mut cloud: Vec<((String, String), Vec<IpAddr>)> = Vec::new();
+    if let Some(c) = e.cloud_ranges() {
+        let mut ranges: Vec<(u32, u8, String, String)> = c
+            .iter_v4()
+            .filter(|(_, len, r)| *len <= 24 && r.region.is_some())
+            .map(|(n, l, r)| {
+                (
+                    n,
+                    l,
+                    r.provider.to_string(),
+                    r.region.clone().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        ranges.sort();
+        for want in [
+            ("AWS", "eu-west-1"),
+            ("AWS", "us-east-1"),
+            ("AWS", "eu-central-1"),
+            ("Oracle Cloud", ""),
+            ("Digital Ocean", ""),
+        ] {
+            let mut ips = Vec::new();
+            for (net, len, p, r) in &ranges {
+                if p == want.0 && (want.1.is_empty() || r == want.1) && ips.len() < 12 {
+                    let host = 1 + rng.below((1u64 << (32 - len)).saturating_sub(2).max(1)) as u32;
+                    let ip = IpAddr::V4(Ipv4Addr::from(net + host));
+                    let en = e.lookup(ip);
+                    if en.cloud_provider.as_deref() == Some(want.0) {
+                        ips.push(ip);
+                    }
+                }
+            }
+            if !ips.is_empty() {
+                let region = e.lookup(ips[0]).cloud_region.unwrap_or_default();
+                cloud.push(((want.0.to_string(), region), ips));
+            }
+        }
+    }
+    let mut country: Vec<(String, Vec<IpAddr>)> = ["DE", "NL", "US", "BR", "JP"]
+        .iter()
+        .map(|c| (c.to_string(), Vec::new()))
+        .collect();
+    for _ in 0..2_000_000 {
+        if country.iter().all(|(_, v)| v.len() >= 8) {
+            break;
+        }
+        let ip = IpAddr::V4(Ipv4Addr::from(rng.next() as u32));
+        let en = e.lookup(ip);
+        if en.class != Some(crate::enrich::AddressClass::Public)
+            || en.cloud_provider.is_some()
+            || en.tor_exit
+        {
+            continue;
+        }
+        if let Some(cc) = &en.country {
+            if let Some((_, v)) = country.iter_mut().find(|(c, _)| c == cc) {
+                if v.len() < 8 {
+                    v.push(ip);
+                }
+            }
+        }
+    }
+    Pools {
+        cloud,
+        country,
+        tor: tor.to_vec(),
+    }
+}
+
+/// Writes one server's log in the stderr format with Debian's prefix.
+struct Log {
+    out: std::io::BufWriter<std::fs::File>,
+    pid: u32,
+}
+
+impl Log {
+    fn ts(t: EventTime) -> String {
+        let s = format_time(t);
+        format!("{} {} UTC", &s[..10], &s[11..23])
+    }
+
+    fn session(
+        &mut self,
+        t: EventTime,
+        ip: IpAddr,
+        role: &str,
+        db: &str,
+        app: &str,
+    ) -> std::io::Result<()> {
+        self.pid += 1;
+        let (p, ts) = (self.pid, Self::ts(t));
+        writeln!(
+            self.out,
+            "{ts} [{p}] [unknown]@[unknown] LOG:  connection received: host={ip} port={}",
+            30000 + p % 30000
+        )?;
+        writeln!(self.out, "{ts} [{p}] {role}@{db} LOG:  connection authorized: user={role} database={db} application_name={app}")?;
+        let end = Self::ts(t + 5000);
+        writeln!(self.out, "{end} [{p}] {role}@{db} LOG:  disconnection: session time: 0:00:05.000 user={role} database={db} host={ip} port={}", 30000 + p % 30000)
+    }
+
+    fn failure(
+        &mut self,
+        t: EventTime,
+        ip: IpAddr,
+        role: &str,
+        db: &str,
+        exists: bool,
+    ) -> std::io::Result<()> {
+        self.pid += 1;
+        let (p, ts) = (self.pid, Self::ts(t));
+        writeln!(
+            self.out,
+            "{ts} [{p}] [unknown]@[unknown] LOG:  connection received: host={ip} port={}",
+            30000 + p % 30000
+        )?;
+        writeln!(
+            self.out,
+            "{ts} [{p}] {role}@{db} FATAL:  password authentication failed for user \"{role}\""
+        )?;
+        if exists {
+            writeln!(self.out, "{ts} [{p}] {role}@{db} DETAIL:  Connection matched pg_hba.conf line 99: \"host all all 0.0.0.0/0 scram-sha-256\"")
+        } else {
+            writeln!(self.out, "{ts} [{p}] {role}@{db} DETAIL:  Role \"{role}\" does not exist.\n\tConnection matched pg_hba.conf line 99: \"host all all 0.0.0.0/0 scram-sha-256\"")
+        }
+    }
+
+    fn probe(&mut self, t: EventTime, ip: IpAddr) -> std::io::Result<()> {
+        self.pid += 1;
+        let (p, ts) = (self.pid, Self::ts(t));
+        writeln!(
+            self.out,
+            "{ts} [{p}] [unknown]@[unknown] LOG:  connection received: host={ip} port={}",
+            30000 + p % 30000
+        )?;
+        writeln!(
+            self.out,
+            "{ts} [{p}] [unknown]@[unknown] LOG:  invalid length of startup packet"
+        )
+    }
+}
+
+/// An entry of the simulated timeline, written in time order at the end.
+enum Act {
+    Session(IpAddr, String, &'static str, &'static str),
+    Failure(IpAddr, String, &'static str, bool),
+    Probe(IpAddr),
+}
+
+/// Writes `<out>/<server>/postgresql.log` for each server and `<out>/labels.jsonl`.
+pub fn simulate(
+    cfg: &SimConfig,
+    e: &Enricher,
+    tor: &[IpAddr],
+    out: &Path,
+) -> std::io::Result<Vec<Label>> {
+    let mut rng = Rng(cfg.seed | 1);
+    let p = pools(e, &mut rng, tor);
+    if p.cloud.len() < 4 || p.country.iter().any(|(_, v)| v.is_empty()) {
+        return Err(std::io::Error::other(
+            "the enrichment data has too few cloud ranges or countries to simulate clients (is the shipped data there?)",
+        ));
+    }
+    let country = |c: &str| {
+        p.country
+            .iter()
+            .find(|(x, _)| x == c)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let (de, nl, us, br, jp) = (
+        country("DE"),
+        country("NL"),
+        country("US"),
+        country("BR"),
+        country("JP"),
+    );
+    let minute = 60_000i64;
+    let day = 86_400_000i64;
+    let end = cfg.start + cfg.weeks as i64 * 7 * day;
+    let mut labels = Vec::new();
+    for s in 0..cfg.servers {
+        let server = format!("db{}", s + 1);
+        let mut acts: Vec<(EventTime, Act)> = Vec::new();
+        let (home_cloud, other_region, other_provider) =
+            (&p.cloud[s % 2].1, &p.cloud[2].1, &p.cloud[3].1);
+        // Application pools: every 10 minutes, from their cloud region.
+        for (i, role) in ["orders", "billing"].iter().enumerate() {
+            let mut t = cfg.start + i as i64 * 137_000;
+            while t < end {
+                acts.push((
+                    t,
+                    Act::Session(*rng.pick(home_cloud), role.to_string(), "appdb", "pgx"),
+                ));
+                t += 10 * minute + rng.below(60_000) as i64;
+            }
+        }
+        // People: working days 8-18 UTC, from their office country; sometimes a typo.
+        let people: [(&str, &Vec<IpAddr>, &'static str); 3] = [
+            ("alice", &de, "psql"),
+            ("bob", &nl, "pgAdmin 4"),
+            ("carol", &de, "DBeaver 24.1"),
+        ];
+        for d in 0..(cfg.weeks as i64 * 7) {
+            if d % 7 >= 5 {
+                continue;
+            }
+            for (who, office, app) in &people {
+                if d == 10 && *who == "bob" {
+                    continue; // travelling: see below
+                }
+                for _ in 0..3 {
+                    let t = cfg.start + d * day + 8 * 3_600_000 + rng.below(10 * 3_600_000) as i64;
+                    let ip = *rng.pick(office);
+                    if rng.below(20) == 0 {
+                        acts.push((t - 20_000, Act::Failure(ip, who.to_string(), "appdb", true)));
+                    }
+                    acts.push((t, Act::Session(ip, who.to_string(), "appdb", app)));
+                }
+            }
+            // Business travel: bob works from the other office (a country the server knows).
+            if d == 10 {
+                let t = cfg.start + d * day + 12 * 3_600_000;
+                acts.push((
+                    t,
+                    Act::Session(*rng.pick(&de), "bob".into(), "appdb", "pgAdmin 4"),
+                ));
+            }
+        }
+        // Nightly job from the private network.
+        for d in 0..(cfg.weeks as i64 * 7) {
+            let ip: IpAddr = "10.20.0.5"
+                .parse()
+                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            acts.push((
+                cfg.start + d * day + 2 * 3_600_000,
+                Act::Session(ip, "etl".into(), "appdb", "nightly"),
+            ));
+        }
+        // Legitimate changes after the learning period: a new admin, a new application.
+        let change = cfg.start + 9 * day + 10 * 3_600_000;
+        for k in 0..5 {
+            acts.push((
+                change + k * day,
+                Act::Session(*rng.pick(&de), "dave_admin".into(), "postgres", "psql"),
+            ));
+            acts.push((
+                change + 3_600_000 + k * day,
+                Act::Session(*rng.pick(home_cloud), "reports".into(), "appdb", "pgx"),
+            ));
+        }
+
+        // Attacks, each once per server, after the learning period, labelled.
+        let mut at = cfg.start + 8 * day + s as i64 * 3_600_000;
+        let mut label = |ty: AlertType, entity: String, principal: Option<&str>, t: EventTime| {
+            labels.push(Label {
+                server: server.clone(),
+                alert_type: ty,
+                entity,
+                principal: principal.map(str::to_string),
+                start: t,
+                start_utc: format_time(t),
+            });
+        };
+        let mut next = |rng: &mut Rng| {
+            at += 2 * day + rng.below(day as u64) as i64 / 2;
+            at.min(end - day)
+        };
+        // Brute force on a real role, then success.
+        let t = next(&mut rng);
+        let src = *rng.pick(&us);
+        for k in 0..25 {
+            acts.push((
+                t + k * 2000,
+                Act::Failure(src, "orders".into(), "appdb", true),
+            ));
+        }
+        acts.push((t + 60_000, Act::Session(src, "orders".into(), "appdb", "")));
+        label(AlertType::BruteForce, src.to_string(), Some("orders"), t);
+        // Spray: many roles, two tries each.
+        let t = next(&mut rng);
+        let src = *rng.pick(&jp);
+        for (k, role) in [
+            "admin", "root", "test", "oracle", "report", "postgres", "sa",
+        ]
+        .iter()
+        .enumerate()
+        {
+            for j in 0..2 {
+                acts.push((
+                    t + (k * 2 + j) as i64 * 3000,
+                    Act::Failure(src, role.to_string(), "postgres", *role == "postgres"),
+                ));
+            }
+        }
+        label(AlertType::PasswordSpray, src.to_string(), None, t);
+        // Distributed: eight addresses, three tries each, on postgres.
+        let t = next(&mut rng);
+        for k in 0..24 {
+            let src = br[k % br.len().max(1)];
+            acts.push((
+                t + k as i64 * 5000,
+                Act::Failure(src, "postgres".into(), "postgres", true),
+            ));
+        }
+        label(AlertType::DistributedBruteForce, "postgres".into(), None, t);
+        // hydra: template1, no application_name.
+        let t = next(&mut rng);
+        let src = *rng.pick(&us);
+        for k in 0..12 {
+            acts.push((
+                t + k * 500,
+                Act::Failure(src, "postgres".into(), "template1", true),
+            ));
+        }
+        label(AlertType::HarmfulApplication, src.to_string(), None, t);
+        // nmap -sV: garbage startup packets.
+        let t = next(&mut rng);
+        let src = *rng.pick(&jp);
+        for k in 0..6 {
+            acts.push((t + k * 100, Act::Probe(src)));
+        }
+        label(AlertType::Probe, src.to_string(), None, t);
+        // Tor exit logs in as alice.
+        if let Some(src) = p.tor.get(s % p.tor.len().max(1)).copied() {
+            let t = next(&mut rng);
+            acts.push((t, Act::Session(src, "alice".into(), "appdb", "psql")));
+            label(
+                AlertType::SuspiciousIpAnomaly,
+                src.to_string(),
+                Some("alice"),
+                t,
+            );
+        }
+        // alice from Brazil, days after her last login from Germany: a new country.
+        let t = next(&mut rng) + 3 * 3_600_000;
+        let src = *rng.pick(&br);
+        acts.push((t, Act::Session(src, "alice".into(), "appdb", "psql")));
+        label(AlertType::GeoAnomaly, src.to_string(), Some("alice"), t);
+        // carol from Germany, then 20 minutes later from Japan: impossible travel.
+        let t = next(&mut rng) + 12 * 3_600_000;
+        acts.push((
+            t,
+            Act::Session(*rng.pick(&de), "carol".into(), "appdb", "DBeaver 24.1"),
+        ));
+        let src = *rng.pick(&jp);
+        acts.push((
+            t + 20 * minute,
+            Act::Session(src, "carol".into(), "appdb", "DBeaver 24.1"),
+        ));
+        label(
+            AlertType::ImpossibleTravel,
+            src.to_string(),
+            Some("carol"),
+            t + 20 * minute,
+        );
+        // The orders service's role from another region of its provider, then another provider.
+        let t = next(&mut rng);
+        let src = *rng.pick(other_region);
+        acts.push((t, Act::Session(src, "billing".into(), "appdb", "pgx")));
+        label(
+            AlertType::DataCenterAnomaly,
+            src.to_string(),
+            Some("billing"),
+            t,
+        );
+        let t = next(&mut rng);
+        let src = *rng.pick(other_provider);
+        acts.push((t, Act::Session(src, "billing".into(), "appdb", "pgx")));
+        label(
+            AlertType::CloudProviderAnomaly,
+            src.to_string(),
+            Some("billing"),
+            t,
+        );
+        // A role nobody has used logs in from the office.
+        let t = next(&mut rng);
+        acts.push((
+            t,
+            Act::Session(*rng.pick(&de), "backup_old".into(), "appdb", "psql"),
+        ));
+        label(
+            AlertType::PrincipalAnomaly,
+            "backup_old".into(),
+            Some("backup_old"),
+            t,
+        );
+
+        acts.sort_by_key(|(t, _)| *t);
+        let dir = out.join(&server);
+        std::fs::create_dir_all(&dir)?;
+        let mut log = Log {
+            out: std::io::BufWriter::new(std::fs::File::create(dir.join("postgresql.log"))?),
+            pid: 1000,
+        };
+        for (t, a) in acts {
+            match a {
+                Act::Session(ip, role, db, app) => log.session(t, ip, &role, db, app)?,
+                Act::Failure(ip, role, db, exists) => log.failure(t, ip, &role, db, exists)?,
+                Act::Probe(ip) => log.probe(t, ip)?,
+            }
+        }
+        log.out.flush()?;
+    }
+    let mut f = std::io::BufWriter::new(std::fs::File::create(out.join("labels.jsonl"))?);
+    for l in &labels {
+        serde_json::to_writer(&mut f, l)?;
+        f.write_all(b"\n")?;
+    }
+    f.flush()?;
+    Ok(labels)
+}
+
+/// Scores of one alert type.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Score {
+    pub tp: u32,
+    pub fp: u32,
+    pub fn_: u32,
+    pub delays_ms: Vec<i64>,
+}
+
+/// An alert matches a label when it is of the label's type (or lists it among the anomalies
+/// folded into it), on its server, about its entity, and starts within an hour of the attack.
+fn matches(a: &Alert, l: &Label) -> bool {
+    let ty = a.alert_type == l.alert_type
+        || a.evidence.value()["alsoUnusual"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|x| x["alertType"] == l.alert_type.as_str()));
+    let entity = a.entities.source_ip.as_deref() == Some(l.entity.as_str())
+        || a.entities.principal.as_deref() == Some(l.entity.as_str());
+    let start = chrono::DateTime::parse_from_rfc3339(&a.start_time_utc)
+        .map(|d| d.timestamp_millis())
+        .unwrap_or(0);
+    let end = chrono::DateTime::parse_from_rfc3339(&a.end_time_utc)
+        .map(|d| d.timestamp_millis())
+        .unwrap_or(0);
+    ty && entity && a.server == l.server && end >= l.start && start <= l.start + 3_600_000
+}
+
+/// An alert about a labelled attack without being its match: another detection of the same
+/// source or role (a brute force that is also a harmful application), or the real user's
+/// next login right after an attacker's, flagged as impossible travel.
+fn related(a: &Alert, l: &Label) -> bool {
+    if a.server != l.server {
+        return false;
+    }
+    let entity = a.entities.source_ip.as_deref() == Some(l.entity.as_str())
+        || a.entities.principal.as_deref() == Some(l.entity.as_str());
+    let start = chrono::DateTime::parse_from_rfc3339(&a.start_time_utc)
+        .map(|d| d.timestamp_millis())
+        .unwrap_or(0);
+    let after = l.principal.is_some()
+        && a.entities.principal == l.principal
+        && (l.start..=l.start + 2 * 3_600_000).contains(&start);
+    entity || after
+}
+
+/// Alerts that match no label and are about nothing labelled: the false positives.
+pub fn unexplained<'a>(alerts: &'a [Alert], labels: &[Label]) -> Vec<&'a Alert> {
+    alerts
+        .iter()
+        .filter(|a| !labels.iter().any(|l| related(a, l)))
+        .collect()
+}
+
+/// Scores alerts against labels, per alert type. `detected[i]` is when alert `i` was first
+/// raised (event time), for the time from attack start to alert.
+pub fn score(
+    alerts: &[Alert],
+    detected: &[EventTime],
+    labels: &[Label],
+) -> Vec<(AlertType, Score)> {
+    let mut out: Vec<(AlertType, Score)> = AlertType::ALL
+        .iter()
+        .map(|t| (*t, Score::default()))
+        .collect();
+    let mut used = vec![false; alerts.len()];
+    for l in labels {
+        let hit = alerts
+            .iter()
+            .enumerate()
+            .find(|(i, a)| !used[*i] && matches(a, l));
+        let s = &mut out
+            .iter_mut()
+            .find(|(t, _)| *t == l.alert_type)
+            .expect("every type listed")
+            .1;
+        match hit {
+            Some((i, _)) => {
+                used[i] = true;
+                s.tp += 1;
+                let at = detected.get(i).copied().unwrap_or(l.start);
+                s.delays_ms.push((at - l.start).max(0));
+            }
+            None => s.fn_ += 1,
+        }
+    }
+    for (i, a) in alerts.iter().enumerate() {
+        // An alert that is another detection of a labelled attack (a brute force that is also
+        // a harmful application) is not a false positive.
+        let related = labels.iter().any(|l| related(a, l));
+        if !used[i] && !related {
+            if let Some((_, s)) = out.iter_mut().find(|(t, _)| *t == a.alert_type) {
+                s.fp += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The log directories of a simulation, by server.
+pub fn servers(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(dir)?
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    v.sort();
+    Ok(v)
+}
