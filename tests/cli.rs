@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use support::*;
@@ -234,7 +235,6 @@ fn run_without_logs_says_what_to_set() {
 /// same ids, from the same log.
 #[test]
 fn run_and_analyze_raise_the_same_alerts() {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("log");
     std::fs::create_dir(&logs).unwrap();
@@ -246,39 +246,23 @@ fn run_and_analyze_raise_the_same_alerts() {
     let (code, batch, err) = analyze_json(&[logs.as_os_str()]);
     assert_eq!(code, 1, "{err}");
 
-    let mut child = pgvigil()
-        .args([
-            "run",
-            "--start-at",
-            "beginning",
-            "--poll-interval",
-            "50ms",
-            "--server",
-            "postgresql",
-            "--follow",
-        ])
-        .arg(&logs)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let child = KillOnDrop(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    let mut last: std::collections::BTreeMap<String, serde_json::Value> = Default::default();
+    let state = dir.path().join("state");
+    let run = Runner::start(&[
+        OsStr::new("--start-at"),
+        OsStr::new("beginning"),
+        OsStr::new("--server"),
+        OsStr::new("postgresql"),
+        OsStr::new("--follow"),
+        logs.as_os_str(),
+        OsStr::new("--state-dir"),
+        state.as_os_str(),
+    ]);
     // Everything is printed within a few polls; then nothing more comes.
-    while let Ok(l) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
-        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
-        last.insert(v["id"].as_str().unwrap().to_string(), v);
+    let (seen, _) = run.until(std::time::Duration::from_secs(3), |_| false);
+    let mut last: std::collections::BTreeMap<String, serde_json::Value> = Default::default();
+    for v in seen {
+        last.insert(v["id"].as_str().unwrap_or_default().to_string(), v);
     }
-    drop(child);
     let key = |a: &serde_json::Value| {
         format!(
             "{} {} {} {}",
@@ -296,7 +280,6 @@ fn run_and_analyze_raise_the_same_alerts() {
 /// copytruncate. Lines on both sides of each rotation count towards one attack.
 #[test]
 fn run_follows_rename_and_truncate_rotation() {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("log");
     std::fs::create_dir(&logs).unwrap();
@@ -319,46 +302,26 @@ fn run_follows_rename_and_truncate_rotation() {
         let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
         f.write_all(s.as_bytes()).unwrap();
     };
-    let mut child = pgvigil()
-        .args([
-            "run",
-            "--start-at",
-            "beginning",
-            "--poll-interval",
-            "50ms",
-            "--log-line-prefix",
-            "%m [%p] %q%u@%d ",
-            "--follow",
-        ])
-        .arg(&logs)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let child = KillOnDrop(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
+    let state = dir.path().join("state");
+    let run = Runner::start(&[
+        OsStr::new("--start-at"),
+        OsStr::new("beginning"),
+        OsStr::new("--log-line-prefix"),
+        OsStr::new("%m [%p] %q%u@%d "),
+        OsStr::new("--follow"),
+        logs.as_os_str(),
+        OsStr::new("--state-dir"),
+        state.as_os_str(),
+    ]);
     let wait_for = |ip: &str| -> serde_json::Value {
-        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
-            if let Ok(l) = rx.recv_timeout(left) {
-                let v: serde_json::Value = serde_json::from_str(&l).unwrap();
-                if v["entities"]["sourceIp"] == ip {
-                    return v;
-                }
-            }
-        }
-        panic!("no alert for {ip}");
+        let (seen, ok) = run.until(std::time::Duration::from_secs(10), |v| {
+            v["entities"]["sourceIp"] == ip
+        });
+        assert!(ok, "no alert for {ip}: {seen:#?}\n{}", run.log());
+        seen.last().cloned().unwrap_or_default()
     };
     let pause = || std::thread::sleep(std::time::Duration::from_millis(300));
-    wait_ready(&dir.path().join("state"));
+    wait_ready(&state);
 
     // Rename: 6 failures, the file moves to .1 and a new one starts, 4 more there.
     append(&log, &failures(0, 6, "192.0.2.1"));
@@ -380,5 +343,4 @@ fn run_follows_rename_and_truncate_rotation() {
     append(&log, &failures(26, 4, "192.0.2.2"));
     let b = wait_for("192.0.2.2");
     assert_eq!(b["evidence"]["failedLogins"], 10, "{b:#}");
-    drop(child);
 }

@@ -6,10 +6,8 @@ mod support;
 
 use serde_json::Value;
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 use support::*;
 
 /// A scenario with every brute-force family, each from its own address, plus normal use.
@@ -185,80 +183,6 @@ fn wordlist(dir: &std::path::Path, right: &str) -> std::path::PathBuf {
     words.push(right.to_string());
     std::fs::write(&p, words.join("\n") + "\n").unwrap();
     p
-}
-
-/// `pgvigil run` as a child; its stdout lines arrive on a channel.
-struct Runner {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    /// pgvigil's own log, shown when a test fails.
-    log: tempfile::NamedTempFile,
-}
-
-impl Runner {
-    fn start(args: &[&OsStr]) -> Runner {
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let mut child = pgvigil()
-            .arg("run")
-            .args(["--poll-interval", "100ms"])
-            .args(args)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Runner {
-            child,
-            lines: rx,
-            log,
-        }
-    }
-
-    /// What pgvigil logged, for failure messages.
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    /// Alerts printed until `pred` holds for one of them, or the timeout.
-    fn until(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> (Vec<Value>, bool) {
-        let end = Instant::now() + timeout;
-        let mut seen = Vec::new();
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    let v: Value = serde_json::from_str(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
-                    let hit = pred(&v);
-                    seen.push(v);
-                    if hit {
-                        return (seen, true);
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        (seen, false)
-    }
-
-    fn kill(self) {
-        drop(self);
-    }
-}
-
-/// A failing assertion must not leave `pgvigil run` behind.
-impl Drop for Runner {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn is_successful_bf(a: &Value) -> bool {

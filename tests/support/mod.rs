@@ -303,16 +303,6 @@ pub fn find<'a>(
         .collect()
 }
 
-/// Kills a child process when dropped, so that a failing test leaves nothing running.
-pub struct KillOnDrop(pub std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Waits until `pgvigil run` has taken its first look at the logs (its first checkpoint is
 /// written then), so that lines written afterwards are seen as new.
 pub fn wait_ready(state_dir: &Path) {
@@ -333,4 +323,83 @@ pub fn wait_ready(state_dir: &Path) {
         "pgvigil run did not start within 30 s ({})",
         state_dir.display()
     );
+}
+
+/// `pgvigil run` as a child; its stdout lines arrive on a channel.
+pub struct Runner {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// pgvigil's own log, shown when a test fails.
+    log: tempfile::NamedTempFile,
+}
+
+impl Runner {
+    pub fn start(args: &[&std::ffi::OsStr]) -> Runner {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut child = pgvigil()
+            .arg("run")
+            .args(["--poll-interval", "100ms"])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Runner {
+            child,
+            lines: rx,
+            log,
+        }
+    }
+
+    /// What pgvigil logged, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Alerts printed until `pred` holds for one of them, or the timeout.
+    pub fn until(
+        &self,
+        timeout: std::time::Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> (Vec<serde_json::Value>, bool) {
+        let end = std::time::Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let v: serde_json::Value =
+                        serde_json::from_str(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
+                    let hit = pred(&v);
+                    seen.push(v);
+                    if hit {
+                        return (seen, true);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        (seen, false)
+    }
+
+    pub fn kill(self) {
+        drop(self);
+    }
+}
+
+/// A failing assertion must not leave `pgvigil run` behind.
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
