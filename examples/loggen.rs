@@ -7,8 +7,9 @@
 //!
 //! `cargo run --release --example loggen -- OUT_DIR LINES` writes OUT_DIR/bench.{log,csv,json}.
 
-use std::fmt::Write as _;
-use std::io::{BufWriter, Write};
+use pgvigil::sim::{Entry, LogWriter};
+use pgvigil::sources::LogFormat;
+use std::io::BufWriter;
 
 struct Rng(u64);
 impl Rng {
@@ -24,122 +25,21 @@ impl Rng {
     }
 }
 
-struct Entry<'a> {
-    ms: i64,
-    pid: u32,
-    host: &'a str,
-    port: u16,
-    user: &'a str,
-    db: &'a str,
-    app: &'a str,
-    severity: &'a str,
-    sqlstate: &'a str,
-    message: String,
-    detail: Option<String>,
-}
-
+/// The three logs, written from the same entries.
 struct Writers {
-    stderr: BufWriter<std::fs::File>,
-    csv: BufWriter<std::fs::File>,
-    json: BufWriter<std::fs::File>,
+    stderr: LogWriter<BufWriter<std::fs::File>>,
+    csv: LogWriter<BufWriter<std::fs::File>>,
+    json: LogWriter<BufWriter<std::fs::File>>,
     lines: u64,
-    buf: String,
-}
-
-fn ts(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let dt = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
-    format!(
-        "{}.{:03} UTC",
-        dt.format("%Y-%m-%d %H:%M:%S"),
-        ms.rem_euclid(1000)
-    )
-}
-
-fn csv_field(s: &str) -> String {
-    if s.is_empty() {
-        String::new()
-    } else {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    }
 }
 
 impl Writers {
     fn write(&mut self, e: &Entry<'_>) -> std::io::Result<()> {
-        let t = ts(e.ms);
-        let (u, d) = if e.user.is_empty() {
-            ("[unknown]", "[unknown]")
-        } else {
-            (e.user, e.db)
-        };
-        // stderr, Debian's prefix plus the client address (so fail2ban can be given <HOST>).
-        self.buf.clear();
-        let _ = writeln!(
-            self.buf,
-            "{t} [{}] {u}@{d} {} {}:  {}",
-            e.pid, e.host, e.severity, e.message
-        );
-        self.lines += 1;
-        if let Some(det) = &e.detail {
-            let mut parts = det.split('\n');
-            let _ = writeln!(
-                self.buf,
-                "{t} [{}] {u}@{d} {} DETAIL:  {}",
-                e.pid,
-                e.host,
-                parts.next().unwrap_or("")
-            );
-            self.lines += 1;
-            for p in parts {
-                let _ = writeln!(self.buf, "\t{p}");
-                self.lines += 1;
-            }
-        }
-        self.stderr.write_all(self.buf.as_bytes())?;
-        // csvlog (PostgreSQL 15, 26 columns)
-        self.buf.clear();
-        let _ = writeln!(
-            self.buf,
-            "{t},{},{},{},\"{}:{}\",6b0a0000.{:x},1,,{t},3/1,0,{},{},{},{},,,,,,,,{},\"client backend\",,0",
-            csv_field(e.user),
-            csv_field(e.db),
-            e.pid,
-            e.host,
-            e.port,
-            e.pid,
-            e.severity,
-            e.sqlstate,
-            csv_field(&e.message),
-            e.detail.as_deref().map(csv_field).unwrap_or_default(),
-            csv_field(e.app),
-        );
-        self.csv.write_all(self.buf.as_bytes())?;
-        // jsonlog: empty keys omitted, as PostgreSQL does.
-        let mut o = serde_json::Map::new();
-        o.insert("timestamp".into(), t.clone().into());
-        if !e.user.is_empty() {
-            o.insert("user".into(), e.user.into());
-            o.insert("dbname".into(), e.db.into());
-        }
-        o.insert("pid".into(), e.pid.into());
-        o.insert("remote_host".into(), e.host.into());
-        o.insert("remote_port".into(), e.port.into());
-        o.insert("session_id".into(), format!("6b0a0000.{:x}", e.pid).into());
-        o.insert("line_num".into(), 1.into());
-        o.insert("session_start".into(), t.into());
-        o.insert("error_severity".into(), e.severity.into());
-        o.insert("state_code".into(), e.sqlstate.into());
-        o.insert("message".into(), e.message.clone().into());
-        if let Some(d) = &e.detail {
-            o.insert("detail".into(), d.clone().into());
-        }
-        if !e.app.is_empty() {
-            o.insert("application_name".into(), e.app.into());
-        }
-        o.insert("backend_type".into(), "client backend".into());
-        o.insert("query_id".into(), 0.into());
-        serde_json::to_writer(&mut self.json, &o)?;
-        self.json.write_all(b"\n")
+        self.stderr.write(e)?;
+        self.csv.write(e)?;
+        self.json.write(e)?;
+        self.lines = self.stderr.lines;
+        Ok(())
     }
 }
 
@@ -153,12 +53,12 @@ fn main() -> std::io::Result<()> {
     std::fs::create_dir_all(&out)?;
     let open =
         |n: &str| std::fs::File::create(out.join(n)).map(|f| BufWriter::with_capacity(1 << 20, f));
+    // stderr with Debian's prefix plus the client address, so fail2ban can be given <HOST>.
     let mut w = Writers {
-        stderr: open("bench.log")?,
-        csv: open("bench.csv")?,
-        json: open("bench.json")?,
+        stderr: LogWriter::new(open("bench.log")?, LogFormat::Stderr, true),
+        csv: LogWriter::new(open("bench.csv")?, LogFormat::Csvlog, true),
+        json: LogWriter::new(open("bench.json")?, LogFormat::Jsonlog, true),
         lines: 0,
-        buf: String::new(),
     };
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut ms: i64 = 1_795_800_000_000;

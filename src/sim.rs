@@ -46,6 +46,7 @@ pub struct Label {
 }
 
 pub struct SimConfig {
+    pub format: crate::sources::LogFormat,
     pub servers: usize,
     pub weeks: u32,
     pub seed: u64,
@@ -56,6 +57,7 @@ pub struct SimConfig {
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
+            format: crate::sources::LogFormat::Stderr,
             servers: 5,
             weeks: 4,
             seed: 7,
@@ -143,16 +145,197 @@ fn pools(e: &Enricher, rng: &mut Rng, tor: &[IpAddr]) -> Pools {
     }
 }
 
-/// Writes one server's log in the stderr format with Debian's prefix.
+/// One log entry to write, in any of the three formats.
+pub struct Entry<'a> {
+    pub ms: EventTime,
+    pub pid: u32,
+    pub host: &'a str,
+    pub port: u16,
+    pub user: &'a str,
+    pub db: &'a str,
+    pub app: &'a str,
+    pub severity: &'a str,
+    pub sqlstate: &'a str,
+    pub message: String,
+    pub detail: Option<String>,
+}
+
+/// Writes entries as PostgreSQL 15 does in one format: stderr with Debian's prefix (plus
+/// `%h` when asked, for tools that need the address on every line), csvlog, or jsonlog.
+pub struct LogWriter<W: Write> {
+    out: W,
+    format: crate::sources::LogFormat,
+    host_in_prefix: bool,
+    /// Lines written.
+    pub lines: u64,
+    buf: String,
+}
+
+fn ts(ms: EventTime) -> String {
+    let s = format_time(ms);
+    format!("{} {} UTC", &s[..10], &s[11..23])
+}
+
+fn csv_field(s: &str) -> String {
+    if s.is_empty() {
+        String::new()
+    } else {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
+}
+
+impl<W: Write> LogWriter<W> {
+    pub fn new(out: W, format: crate::sources::LogFormat, host_in_prefix: bool) -> Self {
+        LogWriter {
+            out,
+            format,
+            host_in_prefix,
+            lines: 0,
+            buf: String::new(),
+        }
+    }
+
+    pub fn write(&mut self, e: &Entry<'_>) -> std::io::Result<()> {
+        use crate::sources::LogFormat;
+        use std::fmt::Write as _;
+        let t = ts(e.ms);
+        self.buf.clear();
+        match self.format {
+            LogFormat::Stderr => {
+                let (u, d) = if e.user.is_empty() {
+                    ("[unknown]", "[unknown]")
+                } else {
+                    (e.user, e.db)
+                };
+                let host = if self.host_in_prefix {
+                    format!("{} ", e.host)
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    self.buf,
+                    "{t} [{}] {u}@{d} {host}{}:  {}",
+                    e.pid, e.severity, e.message
+                );
+                self.lines += 1;
+                if let Some(det) = &e.detail {
+                    let mut parts = det.split('\n');
+                    let _ = writeln!(
+                        self.buf,
+                        "{t} [{}] {u}@{d} {host}DETAIL:  {}",
+                        e.pid,
+                        parts.next().unwrap_or("")
+                    );
+                    self.lines += 1;
+                    for p in parts {
+                        let _ = writeln!(self.buf, "\t{p}");
+                        self.lines += 1;
+                    }
+                }
+            }
+            LogFormat::Csvlog => {
+                let _ = writeln!(
+                    self.buf,
+                    "{t},{},{},{},\"{}:{}\",6b0a0000.{:x},1,,{t},3/1,0,{},{},{},{},,,,,,,,{},\"client backend\",,0",
+                    csv_field(e.user),
+                    csv_field(e.db),
+                    e.pid,
+                    e.host,
+                    e.port,
+                    e.pid,
+                    e.severity,
+                    e.sqlstate,
+                    csv_field(&e.message),
+                    e.detail.as_deref().map(csv_field).unwrap_or_default(),
+                    csv_field(e.app),
+                );
+                self.lines += 1 + e
+                    .detail
+                    .as_deref()
+                    .map_or(0, |d| d.matches('\n').count() as u64);
+            }
+            LogFormat::Jsonlog => {
+                // Empty keys are omitted, as PostgreSQL does.
+                let mut o = serde_json::Map::new();
+                o.insert("timestamp".into(), t.clone().into());
+                if !e.user.is_empty() {
+                    o.insert("user".into(), e.user.into());
+                    o.insert("dbname".into(), e.db.into());
+                }
+                o.insert("pid".into(), e.pid.into());
+                o.insert("remote_host".into(), e.host.into());
+                o.insert("remote_port".into(), e.port.into());
+                o.insert("session_id".into(), format!("6b0a0000.{:x}", e.pid).into());
+                o.insert("line_num".into(), 1.into());
+                o.insert("session_start".into(), t.into());
+                o.insert("error_severity".into(), e.severity.into());
+                o.insert("state_code".into(), e.sqlstate.into());
+                o.insert("message".into(), e.message.clone().into());
+                if let Some(d) = &e.detail {
+                    o.insert("detail".into(), d.clone().into());
+                }
+                if !e.app.is_empty() {
+                    o.insert("application_name".into(), e.app.into());
+                }
+                o.insert("backend_type".into(), "client backend".into());
+                o.insert("query_id".into(), 0.into());
+                self.buf.push_str(&serde_json::Value::Object(o).to_string());
+                self.buf.push('\n');
+                self.lines += 1;
+            }
+        }
+        self.out.write_all(self.buf.as_bytes())
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// One server's log, written through a [`LogWriter`].
 struct Log {
-    out: std::io::BufWriter<std::fs::File>,
+    w: LogWriter<std::io::BufWriter<std::fs::File>>,
     pid: u32,
 }
 
 impl Log {
-    fn ts(t: EventTime) -> String {
-        let s = format_time(t);
-        format!("{} {} UTC", &s[..10], &s[11..23])
+    // Every field of an entry, positionally: this is the one place that builds them.
+    #[allow(clippy::too_many_arguments)]
+    fn entry(
+        &mut self,
+        t: EventTime,
+        ip: IpAddr,
+        role: &str,
+        db: &str,
+        app: &str,
+        sev: &str,
+        state: &str,
+        msg: String,
+        detail: Option<String>,
+    ) -> std::io::Result<()> {
+        let host = ip.to_string();
+        self.w.write(&Entry {
+            ms: t,
+            pid: self.pid,
+            host: &host,
+            port: (30000 + self.pid % 30000) as u16,
+            user: role,
+            db,
+            app,
+            severity: sev,
+            sqlstate: state,
+            message: msg,
+            detail,
+        })
+    }
+
+    fn received(&mut self, t: EventTime, ip: IpAddr) -> std::io::Result<()> {
+        self.pid += 1;
+        let msg = format!(
+            "connection received: host={ip} port={}",
+            30000 + self.pid % 30000
+        );
+        self.entry(t, ip, "", "", "", "LOG", "00000", msg, None)
     }
 
     fn session(
@@ -163,16 +346,15 @@ impl Log {
         db: &str,
         app: &str,
     ) -> std::io::Result<()> {
-        self.pid += 1;
-        let (p, ts) = (self.pid, Self::ts(t));
-        writeln!(
-            self.out,
-            "{ts} [{p}] [unknown]@[unknown] LOG:  connection received: host={ip} port={}",
-            30000 + p % 30000
-        )?;
-        writeln!(self.out, "{ts} [{p}] {role}@{db} LOG:  connection authorized: user={role} database={db} application_name={app}")?;
-        let end = Self::ts(t + 5000);
-        writeln!(self.out, "{end} [{p}] {role}@{db} LOG:  disconnection: session time: 0:00:05.000 user={role} database={db} host={ip} port={}", 30000 + p % 30000)
+        self.received(t, ip)?;
+        let msg =
+            format!("connection authorized: user={role} database={db} application_name={app}");
+        self.entry(t, ip, role, db, "", "LOG", "00000", msg, None)?;
+        let msg = format!(
+            "disconnection: session time: 0:00:05.000 user={role} database={db} host={ip} port={}",
+            30000 + self.pid % 30000
+        );
+        self.entry(t + 5000, ip, role, db, app, "LOG", "00000", msg, None)
     }
 
     fn failure(
@@ -183,35 +365,30 @@ impl Log {
         db: &str,
         exists: bool,
     ) -> std::io::Result<()> {
-        self.pid += 1;
-        let (p, ts) = (self.pid, Self::ts(t));
-        writeln!(
-            self.out,
-            "{ts} [{p}] [unknown]@[unknown] LOG:  connection received: host={ip} port={}",
-            30000 + p % 30000
-        )?;
-        writeln!(
-            self.out,
-            "{ts} [{p}] {role}@{db} FATAL:  password authentication failed for user \"{role}\""
-        )?;
-        if exists {
-            writeln!(self.out, "{ts} [{p}] {role}@{db} DETAIL:  Connection matched pg_hba.conf line 99: \"host all all 0.0.0.0/0 scram-sha-256\"")
+        self.received(t, ip)?;
+        let hba =
+            "Connection matched pg_hba.conf line 99: \"host all all 0.0.0.0/0 scram-sha-256\"";
+        let detail = if exists {
+            hba.to_string()
         } else {
-            writeln!(self.out, "{ts} [{p}] {role}@{db} DETAIL:  Role \"{role}\" does not exist.\n\tConnection matched pg_hba.conf line 99: \"host all all 0.0.0.0/0 scram-sha-256\"")
-        }
+            format!("Role \"{role}\" does not exist.\n{hba}")
+        };
+        let msg = format!("password authentication failed for user \"{role}\"");
+        self.entry(t, ip, role, db, "", "FATAL", "28P01", msg, Some(detail))
     }
 
     fn probe(&mut self, t: EventTime, ip: IpAddr) -> std::io::Result<()> {
-        self.pid += 1;
-        let (p, ts) = (self.pid, Self::ts(t));
-        writeln!(
-            self.out,
-            "{ts} [{p}] [unknown]@[unknown] LOG:  connection received: host={ip} port={}",
-            30000 + p % 30000
-        )?;
-        writeln!(
-            self.out,
-            "{ts} [{p}] [unknown]@[unknown] LOG:  invalid length of startup packet"
+        self.received(t, ip)?;
+        self.entry(
+            t,
+            ip,
+            "",
+            "",
+            "",
+            "LOG",
+            "08P01",
+            "invalid length of startup packet".into(),
+            None,
         )
     }
 }
@@ -465,8 +642,14 @@ pub fn simulate(
         acts.sort_by_key(|(t, _)| *t);
         let dir = out.join(&server);
         std::fs::create_dir_all(&dir)?;
+        let name = match cfg.format {
+            crate::sources::LogFormat::Stderr => "postgresql.log",
+            crate::sources::LogFormat::Csvlog => "postgresql.csv",
+            crate::sources::LogFormat::Jsonlog => "postgresql.json",
+        };
+        let file = std::io::BufWriter::new(std::fs::File::create(dir.join(name))?);
         let mut log = Log {
-            out: std::io::BufWriter::new(std::fs::File::create(dir.join("postgresql.log"))?),
+            w: LogWriter::new(file, cfg.format, false),
             pid: 1000,
         };
         for (t, a) in acts {
@@ -476,7 +659,7 @@ pub fn simulate(
                 Act::Probe(ip) => log.probe(t, ip)?,
             }
         }
-        log.out.flush()?;
+        log.w.flush()?;
     }
     let mut f = std::io::BufWriter::new(std::fs::File::create(out.join("labels.jsonl"))?);
     for l in &labels {

@@ -20,6 +20,9 @@ pub struct SimArgs {
     pub weeks: u32,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Log format to write.
+    #[arg(long, default_value = "stderr", value_parser = ["stderr", "csvlog", "jsonlog"])]
+    pub format: String,
 }
 
 #[derive(clap::Args)]
@@ -51,6 +54,7 @@ pub fn simulate(a: SimArgs) -> Result<u8> {
         .take(50)
         .collect();
     let sc = SimConfig {
+        format: a.format.parse().map_err(anyhow::Error::msg)?,
         servers: a.servers,
         weeks: a.weeks,
         seed: a.seed,

@@ -51,8 +51,8 @@ struct Pair {
     /// A login that succeeded in the middle of the failures, before they reached the
     /// threshold (parallel tools: the right password can come back before the 10th wrong one).
     success: Option<Success>,
-    /// Failures the pair had within the window when `success` happened.
-    failures_before_success: u32,
+    /// Failures went on within a minute of `success`: it happened amid a burst.
+    success_amid: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -67,6 +67,8 @@ struct Success {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Incident {
     start: EventTime,
+    /// When the failures crossed the threshold: successes before it were only candidates.
+    start_reported_at: EventTime,
     last: EventTime,
     failures: u64,
     reported: Reported,
@@ -263,12 +265,21 @@ impl BruteForce {
         }
         let reached = pair.fails.reached(n, window);
         let first = pair.fails.first().unwrap_or(ev.time);
-        // A login amid the failures, after at least half the threshold of them (a user who
-        // mistyped once and then logged in is not the attack succeeding).
+        // A login amid the failures that make the attack (parallel tools: the right password
+        // can come back before the 10th wrong one). A later success during the attack
+        // replaces it (see `on_success`): a user's own login just before an attack began
+        // is not what the attack achieved.
+        if pair
+            .success
+            .as_ref()
+            .is_some_and(|s| ev.time >= s.time && ev.time - s.time <= 60_000)
+        {
+            pair.success_amid = true;
+        }
         let early_success = pair
             .success
             .clone()
-            .filter(|s| s.time >= first && pair.failures_before_success as usize * 2 >= n);
+            .filter(|s| s.time >= first && pair.success_amid);
 
         let active = self
             .st
@@ -292,6 +303,7 @@ impl BruteForce {
             }
             let mut inc = Incident {
                 start: first,
+                start_reported_at: ev.time,
                 failures: n as u64,
                 ..Incident::default()
             };
@@ -354,13 +366,9 @@ impl BruteForce {
         let Some(inc) = self.st.incidents.get_mut(&src) else {
             // Not (yet) an attack: remember the success in case the failures around it turn
             // out to be one.
-            let window = self.cfg.window.ms();
             if let Some(pair) = self.st.pairs.get_mut(&(src, principal.clone())) {
-                let before = pair.fails.count_since(ev.time - window) as u32;
-                if before >= pair.failures_before_success {
-                    pair.success = Some(success());
-                    pair.failures_before_success = before;
-                }
+                pair.success = Some(success());
+                pair.success_amid = false;
             }
             return;
         };
@@ -369,7 +377,12 @@ impl BruteForce {
             .items
             .iter()
             .any(|(p, _)| p.as_str() == principal);
-        if inc.success.is_some() || !attacked || ev.time - inc.last > window {
+        // A success found before the threshold was crossed gives way to one during the attack.
+        let settled = inc
+            .success
+            .as_ref()
+            .is_some_and(|s| s.time >= inc.start_reported_at);
+        if settled || !attacked || ev.time - inc.last > window {
             return;
         }
         inc.success = Some(success());
@@ -536,9 +549,10 @@ mod tests {
             failed(0, "203.0.113.7", "app", LoginFailure::BadPassword),
             succeeded(1000, "203.0.113.7", "app"),
         ];
+        // An attack from the same address (an office NAT) five minutes later.
         evs.extend((0..10).map(|i| {
             failed(
-                2000 + i * 100,
+                300_000 + i * 100,
                 "203.0.113.7",
                 "app",
                 LoginFailure::BadPassword,
@@ -567,6 +581,34 @@ mod tests {
         }));
         let f = run(&mut d, evs);
         assert!(f.iter().all(|f| f.display_name != SUCCESS));
+    }
+
+    #[test]
+    fn a_success_during_the_attack_replaces_one_just_before_it() {
+        let mut d = det();
+        let mut legit = succeeded(0, "203.0.113.7", "app");
+        legit.application = Some("billing-api".into());
+        let mut evs = vec![
+            failed(0, "203.0.113.7", "app", LoginFailure::BadPassword),
+            legit,
+        ];
+        evs.extend((1..12).map(|i| {
+            failed(
+                100 + i * 100,
+                "203.0.113.7",
+                "app",
+                LoginFailure::BadPassword,
+            )
+        }));
+        evs.push(succeeded(1500, "203.0.113.7", "app"));
+        let mut f = run(&mut d, evs);
+        d.advance(10_000_000, &mut f);
+        let ev = f.last().unwrap().evidence.value();
+        assert_eq!(
+            ev["firstSuccessAfterFailures"], "1970-01-01T00:00:01.500Z",
+            "{ev:#}"
+        );
+        assert_eq!(f.last().unwrap().entities.application, None);
     }
 
     #[test]

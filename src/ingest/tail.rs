@@ -30,6 +30,7 @@ struct Tracked {
     pos: FilePos,
     file: File,
     format: LogFormat,
+    prefix: Option<crate::sources::prefix::Prefix>,
     parser: Box<dyn LogParser>,
     /// Read but not yet consumed (a partial line or csv record).
     buf: Vec<u8>,
@@ -204,7 +205,13 @@ impl Follower {
     fn open(&mut self, path: &Path, meta: &std::fs::Metadata) -> Result<Tracked, SourceError> {
         let mut f = File::open(path).map_err(|e| SourceError::io(path, e))?;
         let head = head_of(&mut f).map_err(|e| SourceError::io(path, e))?;
-        let lf = file::inspect(path, &self.hints)?;
+        // The prefix of a new stderr file with only a few lines yet: the one already read
+        // from its siblings is better evidence than a guess from those lines.
+        let mut hints = self.hints.clone();
+        if hints.prefix.is_none() {
+            hints.prefix = self.tracked.iter().find_map(|t| t.prefix.clone());
+        }
+        let lf = file::inspect(path, &hints)?;
         let id = (meta.dev(), meta.ino());
         let (offset, line) = match self.saved.remove(&id) {
             // Same inode and the same first bytes: the file we were reading.
@@ -236,6 +243,7 @@ impl Follower {
             },
             file: f,
             format: lf.format,
+            prefix: lf.prefix.clone(),
             parser,
             buf: Vec::new(),
             seen: true,
