@@ -1,3 +1,7 @@
+//! Times the first stages alone on a log file — parsing, then parsing and session joining —
+//! to see where `analyze` spends its time:
+//! `cargo run --release --example phases -- FILE stderr|csvlog|jsonlog`
+//! (stderr files are read with the benchmark's prefix, `%m [%p] %q%u@%d %h `).
 use pgvigil::sources::session::SessionJoiner;
 use pgvigil::sources::{file, LogFormat, Malformed, Record, RecordSink};
 struct Null(u64);
