@@ -14,18 +14,21 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-struct Rng(u64);
+/// A small deterministic generator (xorshift): the same seed gives the same simulation.
+pub struct Rng(pub u64);
+
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
     }
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+
+    pub fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
         &v[self.below(v.len() as u64) as usize]
     }
 }
@@ -122,7 +125,7 @@ fn pools(e: &Enricher, rng: &mut Rng, tor: &[IpAddr]) -> Pools {
         if country.iter().all(|(_, v)| v.len() >= 8) {
             break;
         }
-        let ip = IpAddr::V4(Ipv4Addr::from(rng.next() as u32));
+        let ip = IpAddr::V4(Ipv4Addr::from(rng.next_u64() as u32));
         let en = e.lookup(ip);
         if en.class != Some(crate::enrich::AddressClass::Public)
             || en.cloud_provider.is_some()

@@ -6,36 +6,29 @@ use pgvigil::fuzzing::{parse_any, prefix_any};
 use pgvigil::sources::LogFormat;
 use std::path::Path;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
+use pgvigil::sim::Rng;
+
+fn below(rng: &mut Rng, n: usize) -> usize {
+    rng.below(n as u64) as usize
 }
 
 fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
     let mut v = base.to_vec();
-    for _ in 0..1 + rng.below(8) {
+    for _ in 0..1 + below(rng, 8) {
         if v.is_empty() {
             break;
         }
-        let i = rng.below(v.len());
-        match rng.below(5) {
-            0 => v[i] = rng.next() as u8,
+        let i = below(rng, v.len());
+        match below(rng, 5) {
+            0 => v[i] = rng.next_u64() as u8,
             1 => v.truncate(i),
             2 => {
-                let junk: Vec<u8> = (0..rng.below(64)).map(|_| rng.next() as u8).collect();
+                let junk: Vec<u8> = (0..below(rng, 64)).map(|_| rng.next_u64() as u8).collect();
                 v.splice(i..i, junk);
             }
-            3 => v.insert(i, [b'"', b'\n', b'\t', b',', b'{', b'\\'][rng.below(6)]),
+            3 => v.insert(i, [b'"', b'\n', b'\t', b',', b'{', b'\\'][below(rng, 6)]),
             _ => {
-                let j = (i + rng.below(200)).min(v.len());
+                let j = (i + below(rng, 200)).min(v.len());
                 v.drain(i..j);
             }
         }
@@ -72,13 +65,13 @@ fn parsers_and_pipeline_survive_mutated_fixtures() {
 fn random_bytes_and_prefixes() {
     let mut rng = Rng(42);
     for _ in 0..2000 {
-        let n = rng.below(300);
+        let n = below(&mut rng, 300);
         let data: Vec<u8> = (0..n)
             .map(|_| {
-                let b = rng.next() as u8;
+                let b = rng.next_u64() as u8;
                 // Lean towards the bytes that matter to the parsers.
                 match b % 4 {
-                    0 => b"%mptudahrce\"\n\t :,[]{}"[rng.below(21)],
+                    0 => b"%mptudahrce\"\n\t :,[]{}"[below(&mut rng, 21)],
                     _ => b,
                 }
             })

@@ -170,22 +170,14 @@ impl AlertBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{Entities, Severity};
+    use crate::alert::Severity;
 
     fn finding(start: EventTime, end: EventTime, sev: Severity, name: &'static str) -> Finding {
         Finding {
-            alert_type: AlertType::BruteForce,
             display_name: name,
             severity: sev,
             techniques: &["T1110.001"],
-            entity: "203.0.113.7".into(),
-            start,
-            end,
-            entities: Entities::default(),
-            evidence: crate::evidence!({}),
-            description: String::new(),
-            anomaly_context: String::new(),
-            remediation: vec![],
+            ..crate::detect::testing::finding(AlertType::BruteForce, "203.0.113.7", start, end)
         }
     }
 

@@ -231,23 +231,9 @@ mod tests {
 #[cfg(test)]
 mod rate_tests {
     use super::*;
-    use crate::alert::{Entities, Severity};
 
     fn f(t: i64) -> Finding {
-        Finding {
-            alert_type: AlertType::PrincipalAnomaly,
-            display_name: "x",
-            severity: Severity::Low,
-            techniques: &[],
-            entity: format!("r{t}"),
-            start: t,
-            end: t,
-            entities: Entities::default(),
-            evidence: crate::evidence!({}),
-            description: String::new(),
-            anomaly_context: String::new(),
-            remediation: vec![],
-        }
+        crate::detect::testing::finding(AlertType::PrincipalAnomaly, &format!("r{t}"), t, t)
     }
 
     #[test]

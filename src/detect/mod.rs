@@ -229,6 +229,29 @@ pub mod testing {
         ev(t, EventKind::LoginSucceeded, src, Some(role))
     }
 
+    /// A bare finding, for the tests of what handles findings (the alert book, folding).
+    pub fn finding(
+        ty: crate::alert::AlertType,
+        entity: &str,
+        start: EventTime,
+        end: EventTime,
+    ) -> Finding {
+        Finding {
+            alert_type: ty,
+            display_name: "test finding",
+            severity: crate::alert::Severity::Medium,
+            techniques: &[],
+            entity: entity.into(),
+            start,
+            end,
+            entities: crate::alert::Entities::default(),
+            evidence: crate::evidence!({}),
+            description: String::new(),
+            anomaly_context: String::new(),
+            remediation: vec![],
+        }
+    }
+
     pub fn protocol(t: EventTime, src: &str, what: ProtocolErrorKind) -> Event {
         ev(t, EventKind::ProtocolError { what }, src, None)
     }
