@@ -322,7 +322,7 @@ impl BruteForce {
         let Some(inc) = self.st.incidents.get_mut(&src) else {
             return;
         };
-        inc.last = ev.time;
+        inc.last = inc.last.max(ev.time);
         if let Some(db) = &ev.database {
             inc.databases.add(db, 10);
         }

@@ -209,7 +209,7 @@ impl Detector for DistributedBruteForce {
                     return;
                 };
                 inc.failures += 1;
-                inc.last = ev.time;
+                inc.last = inc.last.max(ev.time);
                 inc.sources.add(&src, 500);
                 keep_sample(&mut inc.samples, ev, 5);
                 if !self.batch && inc.reported.due(inc.failures, ev.time) {

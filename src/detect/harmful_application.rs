@@ -194,7 +194,7 @@ impl HarmfulApplication {
                 start: ev.time,
                 ..Incident::default()
             });
-        inc.last = ev.time;
+        inc.last = inc.last.max(ev.time);
         inc.events += 1;
         if inc.principal.is_none() {
             inc.principal = ev.principal.as_ref().map(|p| p.to_string());
@@ -264,7 +264,7 @@ impl Detector for HarmfulApplication {
         let EventKind::LoginFailed { .. } = ev.kind else {
             if let Some(inc) = self.st.incidents.get_mut(&src) {
                 if ev.time - inc.last <= window {
-                    inc.last = ev.time;
+                    inc.last = inc.last.max(ev.time);
                     inc.events += 1;
                 }
             }
@@ -280,7 +280,7 @@ impl Detector for HarmfulApplication {
         if !(template1 || db_is_role) {
             if let Some(inc) = self.st.incidents.get_mut(&src) {
                 if ev.time - inc.last <= window {
-                    inc.last = ev.time;
+                    inc.last = inc.last.max(ev.time);
                     inc.events += 1;
                 }
             }
@@ -308,7 +308,7 @@ impl Detector for HarmfulApplication {
             None => {
                 if let Some(inc) = self.st.incidents.get_mut(&src) {
                     if ev.time - inc.last <= window {
-                        inc.last = ev.time;
+                        inc.last = inc.last.max(ev.time);
                         inc.events += 1;
                     }
                 }
@@ -365,6 +365,32 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].evidence.value()["tools"][0], "hydra/medusa");
         assert_eq!(f[0].severity, Severity::High);
+    }
+
+    #[test]
+    fn a_late_reported_earlier_event_does_not_move_the_end_back() {
+        let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
+        d.set_batch(true);
+        let mut evs: Vec<Event> = (0..3)
+            .map(|i| {
+                with_db(
+                    failed(i * 10, "203.0.113.7", "app", LoginFailure::BadPassword),
+                    "template1",
+                )
+            })
+            .collect();
+        let mut e = succeeded(9_000, "203.0.113.7", "app");
+        e.application = Some("sqlmap".into());
+        evs.push(e);
+        // A bare connect from the start, decided only later (the joiner's startup timeout).
+        evs.push(protocol(
+            5,
+            "203.0.113.7",
+            crate::event::ProtocolErrorKind::NoStartup,
+        ));
+        let mut f = run(&mut d, evs);
+        d.advance(100_000_000, &mut f);
+        assert_eq!(f.last().unwrap().end, 9_000);
     }
 
     #[test]

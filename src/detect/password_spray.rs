@@ -202,7 +202,7 @@ impl Detector for PasswordSpray {
                     return;
                 };
                 inc.failures += 1;
-                inc.last = ev.time;
+                inc.last = inc.last.max(ev.time);
                 inc.principals.add(&role, 200);
                 if missing {
                     inc.no_such_role += 1;

@@ -219,7 +219,7 @@ impl Detector for Probe {
         let Some(inc) = self.st.incidents.get_mut(&src) else {
             return;
         };
-        inc.last = ev.time;
+        inc.last = inc.last.max(ev.time);
         match what {
             ProtocolErrorKind::InvalidStartup => inc.invalid += 1,
             ProtocolErrorKind::NoStartup => inc.bare += 1,
