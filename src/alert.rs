@@ -173,12 +173,6 @@ pub struct Finding {
     pub remediation: Vec<String>,
 }
 
-impl Alert {
-    pub fn start(&self) -> &str {
-        &self.start_time_utc
-    }
-}
-
 /// An alert's evidence: a JSON object, kept serialised. Alerts are written far more often
 /// than their evidence is read, and building it as a `serde_json::Value` tree was a large part
 /// of the cost of an alert.

@@ -226,8 +226,4 @@ impl Event {
             None => CompactString::const_new("[local]"),
         }
     }
-
-    pub fn is_login_failure(&self) -> bool {
-        matches!(self.kind, EventKind::LoginFailed { .. })
-    }
 }

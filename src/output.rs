@@ -41,17 +41,6 @@ fn headline_count(a: &Alert) -> String {
     (inv + bare).to_string()
 }
 
-pub fn write_table(w: &mut dyn Write, alerts: &[Alert]) -> std::io::Result<()> {
-    if alerts.is_empty() {
-        return writeln!(w, "No alerts.");
-    }
-    write_table_header(w)?;
-    for a in alerts {
-        write_table_row(w, a)?;
-    }
-    Ok(())
-}
-
 pub fn write_table_header(w: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         w,

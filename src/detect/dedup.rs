@@ -49,10 +49,6 @@ impl AlertBook {
         }
     }
 
-    pub fn server(&self) -> &str {
-        &self.server
-    }
-
     /// Folds a finding into its alert and returns the alert as it now stands.
     pub fn fold(&mut self, f: Finding) -> &Alert {
         let key = (f.alert_type, f.entity.clone());
@@ -138,10 +134,6 @@ impl AlertBook {
             .collect();
         done.sort_by(|a, b| a.start.cmp(&b.start).then(a.alert.id.cmp(&b.alert.id)));
         closed.extend(done.into_iter().map(|o| o.alert));
-    }
-
-    pub fn open_count(&self) -> usize {
-        self.open.len()
     }
 
     pub fn state(&self) -> BookState {

@@ -67,11 +67,6 @@ impl Recent {
         self.times.back().copied()
     }
 
-    /// How many of the kept times are at or after `t`.
-    pub fn count_since(&self, t: EventTime) -> usize {
-        self.times.iter().rev().take_while(|x| **x >= t).count()
-    }
-
     pub fn len(&self) -> usize {
         self.times.len()
     }

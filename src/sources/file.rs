@@ -121,7 +121,8 @@ pub fn make_parser(format: LogFormat, prefix: Option<&Prefix>, year: i32) -> Box
             )
             .with_year(year),
         ),
-        other => super::parser_for(other, prefix),
+        LogFormat::Csvlog => Box::new(super::csvlog::CsvlogParser::new()),
+        LogFormat::Jsonlog => Box::new(super::jsonlog::JsonlogParser::new()),
     }
 }
 

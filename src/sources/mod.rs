@@ -229,8 +229,6 @@ pub enum SourceError {
     },
     #[error("invalid log_line_prefix {prefix:?}: {reason}")]
     BadPrefix { prefix: String, reason: String },
-    #[error("{path}: {reason}")]
-    Config { path: PathBuf, reason: String },
 }
 
 impl SourceError {
@@ -239,18 +237,5 @@ impl SourceError {
             path: path.to_path_buf(),
             source,
         }
-    }
-}
-
-/// Builds the parser for a format.
-pub fn parser_for(format: LogFormat, prefix: Option<&prefix::Prefix>) -> Box<dyn LogParser> {
-    match format {
-        LogFormat::Stderr => Box::new(stderr::StderrParser::new(
-            prefix
-                .cloned()
-                .unwrap_or_else(prefix::Prefix::postgres_default),
-        )),
-        LogFormat::Csvlog => Box::new(csvlog::CsvlogParser::new()),
-        LogFormat::Jsonlog => Box::new(jsonlog::JsonlogParser::new()),
     }
 }

@@ -132,13 +132,6 @@ impl Prefix {
         &self.source
     }
 
-    /// Whether the prefix tells the client address by itself.
-    pub fn has_host(&self) -> bool {
-        self.tokens
-            .iter()
-            .any(|t| matches!(t, Token::Field('h', _) | Token::Field('r', _)))
-    }
-
     /// Matches `line`, filling `rec`; the remainder must start with `SEVERITY:  `.
     pub fn match_line(&self, line: &str, rec: &mut Record) -> Option<PrefixMatch> {
         // A session line with every field, else (with %q) a non-session line cut at %q.

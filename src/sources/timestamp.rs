@@ -96,6 +96,19 @@ pub fn zone_offset(z: &str) -> Option<i64> {
     Some((h * 3600.0) as i64)
 }
 
+/// The milliseconds of a `datetime_len`-long head (digits after the third are ignored).
+fn millis(s: &[u8], n: usize) -> i64 {
+    let mut ms = 0i64;
+    if n > 20 {
+        let mut scale = 100;
+        for &c in s[20..n].iter().take(3) {
+            ms += (c - b'0') as i64 * scale;
+            scale /= 10;
+        }
+    }
+    ms
+}
+
 /// Parses `YYYY-MM-DD HH:MM:SS[.fff]` (local wall time) to milliseconds, without zone.
 pub fn parse_naive(s: &[u8]) -> Option<EventTime> {
     let n = datetime_len(s)?;
@@ -108,17 +121,7 @@ pub fn parse_naive(s: &[u8]) -> Option<EventTime> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
-    let mut ms = 0i64;
-    if n > 20 {
-        // Milliseconds, ignoring any digits past the third.
-        let frac = &s[20..n];
-        let mut scale = 100;
-        for &c in frac.iter().take(3) {
-            ms += (c - b'0') as i64 * scale;
-            scale /= 10;
-        }
-    }
-    Some((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se) * 1000 + ms)
+    Some((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se) * 1000 + millis(s, n))
 }
 
 /// Result of parsing a zoned timestamp: the time, and whether the zone was understood.
@@ -190,14 +193,7 @@ impl TimeCache {
         let mut key = [0u8; 32];
         key[..19].copy_from_slice(&b[..19]);
         key[19..key_len].copy_from_slice(zone.as_bytes());
-        let mut ms = 0i64;
-        if n > 20 {
-            let mut scale = 100;
-            for &c in b[20..n].iter().take(3) {
-                ms += (c - b'0') as i64 * scale;
-                scale /= 10;
-            }
-        }
+        let ms = millis(b, n);
         let c = self.0.get();
         if c.len as usize == key_len && c.key == key {
             return Some(Parsed {
