@@ -68,54 +68,65 @@ impl Pipeline {
         }
     }
 
-    fn enrich(enricher: &Option<std::sync::Arc<crate::enrich::Enricher>>, a: &mut Alert) {
-        let Some(e) = enricher else { return };
-        if a.entities.location.is_some() {
-            return;
-        }
-        let Some(ip) = a.entities.source_ip.as_deref().and_then(|s| s.parse().ok()) else {
-            return;
-        };
-        let r = e.lookup(ip);
-        a.entities.location = Some(r.location());
-        a.entities.cloud = r.cloud();
-    }
-
-    fn pass_closed(&mut self) {
-        let from = self.enriched.min(self.alerts.len());
-        for a in &mut self.alerts[from..] {
-            Self::enrich(&self.enricher, a);
-        }
-        self.enriched = self.alerts.len();
-        if let Some(f) = &mut self.on_final {
-            for mut a in self.engine.closed.drain(..) {
-                Self::enrich(&self.enricher, &mut a);
-                f(a);
-            }
-        }
-    }
-
-    /// What is known about a login's source, looked up once per address.
-    fn enrich_event(&mut self, ev: &mut Event) {
-        let (Some(e), Some(ip)) = (&self.enricher, ev.client_ip) else {
-            return;
-        };
-        if !matches!(
-            ev.kind,
-            crate::event::EventKind::LoginSucceeded | crate::event::EventKind::LoginFailed { .. }
-        ) {
-            return;
-        }
+    /// What is known about an address, looked up once (events and alerts share the cache).
+    fn lookup(
+        &mut self,
+        ip: std::net::IpAddr,
+    ) -> Option<std::sync::Arc<crate::enrich::Enrichment>> {
+        let e = self.enricher.as_ref()?;
         if let Some(hit) = self.enrich_cache.get(&ip) {
-            ev.enrichment = Some(hit.clone());
-            return;
+            return Some(hit.clone());
         }
         if self.enrich_cache.len() >= ENRICH_CACHE {
             self.enrich_cache.clear();
         }
         let r = std::sync::Arc::new(e.lookup(ip));
         self.enrich_cache.insert(ip, r.clone());
-        ev.enrichment = Some(r);
+        Some(r)
+    }
+
+    /// Fills the location and cloud of an alert's source, unless a detector did.
+    fn enrich(&mut self, a: &mut Alert) {
+        if a.entities.location.is_some() {
+            return;
+        }
+        let Some(ip) = a.entities.source_ip.as_deref().and_then(|s| s.parse().ok()) else {
+            return;
+        };
+        if let Some(r) = self.lookup(ip) {
+            a.entities.location = Some(r.location());
+            a.entities.cloud = r.cloud();
+        }
+    }
+
+    fn pass_closed(&mut self) {
+        let from = self.enriched.min(self.alerts.len());
+        let mut fresh = self.alerts.split_off(from);
+        for a in &mut fresh {
+            self.enrich(a);
+        }
+        self.alerts.append(&mut fresh);
+        self.enriched = self.alerts.len();
+        if self.on_final.is_some() {
+            let mut closed = std::mem::take(&mut self.engine.closed);
+            for a in &mut closed {
+                self.enrich(a);
+            }
+            if let Some(f) = &mut self.on_final {
+                closed.into_iter().for_each(f);
+            }
+        }
+    }
+
+    /// What is known about a login's source.
+    fn enrich_event(&mut self, ev: &mut Event) {
+        let Some(ip) = ev.client_ip else { return };
+        if matches!(
+            ev.kind,
+            crate::event::EventKind::LoginSucceeded | crate::event::EventKind::LoginFailed { .. }
+        ) {
+            ev.enrichment = self.lookup(ip);
+        }
     }
 
     fn dispatch(&mut self) {
