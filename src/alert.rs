@@ -73,6 +73,52 @@ impl AlertType {
         }
     }
 
+    /// The catalogue's display name (brute force has two more variants).
+    pub const fn title(self) -> &'static str {
+        match self {
+            AlertType::BruteForce => "Suspected brute force attack",
+            AlertType::PasswordSpray => "Password spray: one source, many roles",
+            AlertType::DistributedBruteForce => "Many sources against one role",
+            AlertType::HarmfulApplication => "Attempted logon by a potentially harmful application",
+            AlertType::Probe => "Connections that never log in (port scan, version probe)",
+            AlertType::GeoAnomaly => "Log on from an unusual location",
+            AlertType::DataCenterAnomaly => "Log on from an unusual cloud data center",
+            AlertType::CloudProviderAnomaly => "Logon from an unusual cloud provider",
+            AlertType::PrincipalAnomaly => "Login from a principal not seen in 60 days",
+            AlertType::SuspiciousIpAnomaly => "Login from a suspicious IP",
+            AlertType::ImpossibleTravel => {
+                "Same principal from places too far apart for the time between"
+            }
+        }
+    }
+
+    /// The catalogue's default severity.
+    pub fn severity(self) -> Severity {
+        match self {
+            AlertType::HarmfulApplication => Severity::High,
+            AlertType::Probe | AlertType::DataCenterAnomaly | AlertType::PrincipalAnomaly => {
+                Severity::Low
+            }
+            _ => Severity::Medium,
+        }
+    }
+
+    /// MITRE ATT&CK techniques of the catalogue.
+    pub fn techniques(self) -> &'static [&'static str] {
+        match self {
+            AlertType::BruteForce => &["T1110.001"],
+            AlertType::PasswordSpray => &["T1110.003"],
+            AlertType::DistributedBruteForce => &["T1110"],
+            AlertType::HarmfulApplication => &["T1595", "T1110"],
+            AlertType::Probe => &["T1046"],
+            AlertType::DataCenterAnomaly | AlertType::CloudProviderAnomaly => &["T1078.004"],
+            AlertType::SuspiciousIpAnomaly => &["T1090.003"],
+            AlertType::GeoAnomaly | AlertType::PrincipalAnomaly | AlertType::ImpossibleTravel => {
+                &["T1078"]
+            }
+        }
+    }
+
     /// MITRE ATT&CK tactic, as Azure's `intent`.
     pub fn intent(self) -> &'static str {
         match self {

@@ -31,6 +31,17 @@ pub struct Config {
     pub detect: DetectConfig,
     pub enrich: crate::enrich::EnrichConfig,
     pub intel: crate::enrich::update::IntelConfig,
+    pub store: StoreConfig,
+    pub api: crate::api::ApiConfig,
+    pub notify: crate::notify::NotifyConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The SQLite file holding alerts, policies, checkpoints, API tokens and the notification
+    /// outbox. Default: `pgvigil.db` in state.dir.
+    pub path: Option<PathBuf>,
 }
 
 /// Where to start reading a file that was already there when pgvigil first started (no
@@ -87,6 +98,9 @@ impl Default for Config {
             detect: DetectConfig::default(),
             enrich: crate::enrich::EnrichConfig::default(),
             intel: crate::enrich::update::IntelConfig::default(),
+            store: StoreConfig::default(),
+            api: crate::api::ApiConfig::default(),
+            notify: crate::notify::NotifyConfig::default(),
         }
     }
 }
@@ -151,6 +165,14 @@ impl Config {
             .dir
             .clone()
             .unwrap_or_else(|| self.state.dir.join("intel"))
+    }
+
+    /// The store's file.
+    pub fn store_path(&self) -> PathBuf {
+        self.store
+            .path
+            .clone()
+            .unwrap_or_else(|| self.state.dir.join("pgvigil.db"))
     }
 
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {

@@ -23,6 +23,7 @@
 //! ```
 
 pub mod alert;
+pub mod api;
 pub mod config;
 pub mod detect;
 pub mod duration;
@@ -31,8 +32,11 @@ pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ingest;
+pub mod notify;
 pub mod output;
 pub mod pipeline;
+pub mod policy;
 pub mod profile;
 pub mod sim;
 pub mod sources;
+pub mod store;

@@ -29,6 +29,10 @@ fn main() -> ExitCode {
         cli::Command::Intel(a) => cli::intel::run(a),
         cli::Command::Simulate(a) => cli::sim::simulate(a),
         cli::Command::Eval(a) => cli::sim::eval(a),
+        cli::Command::Api(a) => cli::api::run(a),
+        cli::Command::Token(a) => cli::token::run(a),
+        cli::Command::Alerts(a) => cli::client::alerts(a),
+        cli::Command::Policy(a) => cli::client::policy(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,9 +1,13 @@
 //! The command line: one file per subcommand.
 
 pub mod analyze;
+pub mod api;
+pub mod client;
 pub mod intel;
 pub mod run;
+pub mod services;
 pub mod sim;
+pub mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +34,14 @@ pub enum Command {
     Simulate(sim::SimArgs),
     /// Run detection over `simulate` output and score it against the labels.
     Eval(sim::EvalArgs),
+    /// Serve the API alone over a store that agents write.
+    Api(api::Args),
+    /// Make, list and revoke API tokens.
+    Token(token::Args),
+    /// List alerts and change their status, through the API.
+    Alerts(client::AlertsArgs),
+    /// Show and change servers' security alert policies, through the API.
+    Policy(client::PolicyArgs),
 }
 
 /// Loads the enrichment data; a configured file that cannot be read is an error, shipped data

@@ -1,14 +1,17 @@
 //! `pgvigil run`: follow a server's logs as they are written, raise alerts live.
 //!
-//! Each poll: read what was appended → alerts to stdout and the alerts file (flushed and
-//! synced) → checkpoint (file positions + pipeline state + alerts-file length, atomically).
-//! On restart the alerts file is cut back to the checkpoint's length and reading resumes at
-//! its positions, so the file holds each alert update exactly once even after `kill -9`.
+//! Each poll: read what was appended → alerts to the alerts file (flushed and synced) → one
+//! store transaction with the alerts, their queued notifications, the server's report and the
+//! checkpoint (file positions + pipeline state + alerts-file length) → stdout. On restart the
+//! alerts file is cut back to the checkpoint's length and reading resumes at its positions,
+//! so the store, the outbox and the file hold each alert update exactly once, even after
+//! `kill -9`. The API and the notification sender run beside it on threads of their own.
 
 use anyhow::{bail, Context, Result};
 use pgvigil::alert::Alert;
 use pgvigil::config::{default_log_locations, Config, StartAt};
 use pgvigil::duration::Span;
+use pgvigil::event::format_time;
 use pgvigil::ingest::checkpoint::Checkpoint;
 use pgvigil::ingest::tail::Follower;
 use pgvigil::output;
@@ -16,9 +19,11 @@ use pgvigil::pipeline::Pipeline;
 use pgvigil::sources::file::Hints;
 use pgvigil::sources::pgconf::PgConf;
 use pgvigil::sources::prefix::Prefix;
+use pgvigil::store::{now_ms, Ingest, ServerReport, Store};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -31,7 +36,7 @@ pub struct Args {
     /// Server name in alerts (replaces `server`).
     #[arg(long)]
     pub server: Option<String>,
-    /// Directory for checkpoints (replaces state.dir).
+    /// Directory for the store and intelligence data (replaces state.dir).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Append alerts as JSON lines to this file (replaces output.file).
@@ -46,6 +51,12 @@ pub struct Args {
     /// How often to look for new lines, e.g. 200ms.
     #[arg(long, value_name = "DURATION")]
     pub poll_interval: Option<Span>,
+    /// Address of the API (replaces api.listen; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    pub api_listen: Option<std::net::SocketAddr>,
+    /// The store file (replaces store.path).
+    #[arg(long, value_name = "FILE")]
+    pub store: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -77,6 +88,12 @@ pub fn run(args: Args) -> Result<u8> {
     }
     if let Some(p) = args.poll_interval {
         cfg.input.poll_interval = p;
+    }
+    if let Some(l) = args.api_listen {
+        cfg.api.listen = l;
+    }
+    if let Some(s) = args.store {
+        cfg.store.path = Some(s);
     }
 
     let mut prefix = cfg
@@ -128,8 +145,18 @@ pub fn run(args: Args) -> Result<u8> {
         prefix,
     };
 
-    let ckpt_path = Checkpoint::file_name(&cfg.state.dir, &cfg.server);
-    let saved = Checkpoint::load(&ckpt_path)?;
+    let store = Arc::new(Store::open(&cfg.store_path()).context("the alert store (store.path)")?);
+    store.register_server(&cfg.server)?;
+    let services = super::services::start(&cfg, store.clone(), true)?;
+    let origin = PathBuf::from(format!(
+        "{} (checkpoint of {})",
+        store.path().display(),
+        cfg.server
+    ));
+    let saved = store
+        .load_checkpoint(&cfg.server)?
+        .map(|b| Checkpoint::from_bytes(&b, &origin))
+        .transpose()?;
     let mut pipeline = Pipeline::new(&cfg.server, &cfg.detect);
     pipeline.enricher = super::load_enricher(&cfg, true, false)?;
     let mut alerts_file = match &cfg.output.file {
@@ -148,14 +175,14 @@ pub fn run(args: Args) -> Result<u8> {
     };
     let mut positions = Vec::new();
     if let Some(c) = &saved {
-        c.restore_into(&mut pipeline, &ckpt_path)?;
+        c.restore_into(&mut pipeline, &origin)?;
         positions = c.files.clone();
         if let (Some(len), Some((path, file))) = (c.alerts_file_len, &alerts_file) {
             // Alerts written after the checkpoint will be raised again from the re-read lines.
             file.set_len(len)
                 .with_context(|| path.display().to_string())?;
         }
-        tracing::info!(checkpoint = %ckpt_path.display(), files = positions.len(), "resuming");
+        tracing::info!(store = %store.path().display(), files = positions.len(), "resuming from the checkpoint");
     }
     let mut follower = Follower::new(roots.clone(), hints, cfg.input.start_at, positions);
     tracing::info!(server = %cfg.server, paths = ?roots, "pgvigil run started");
@@ -163,34 +190,64 @@ pub fn run(args: Args) -> Result<u8> {
     let stdout = std::io::stdout();
     let interval = std::time::Duration::from_millis(cfg.input.poll_interval.ms().max(10) as u64);
     let mut first = true;
+    let (mut reported_events, mut reported_malformed) = (0u64, 0u64);
     loop {
         let consumed = follower.poll(&mut pipeline);
         let alerts = pipeline.take_alerts();
-        emit(
-            &alerts,
-            cfg.output.json,
-            &mut stdout.lock(),
-            alerts_file.as_mut(),
-        )?;
         if consumed > 0 || !alerts.is_empty() || first {
+            // The alerts file first: if the store's transaction below does not happen, the
+            // next start cuts the file back to the length in the previous checkpoint.
+            let to_file: Vec<Alert> = {
+                let policy = store.get_policy(&cfg.server)?;
+                alerts
+                    .iter()
+                    .filter(|a| policy.allows(a.alert_type))
+                    .cloned()
+                    .collect()
+            };
+            write_file(&to_file, alerts_file.as_mut())?;
             let len = match &alerts_file {
                 Some((_, f)) => Some(f.metadata()?.len()),
                 None => None,
             };
-            Checkpoint::capture(&cfg.server, follower.positions(), &pipeline, len)
-                .save(&ckpt_path)?;
+            let ckpt = Checkpoint::capture(&cfg.server, follower.positions(), &pipeline, len);
+            let now_event = pipeline.engine.now();
+            let report = ServerReport {
+                server: cfg.server.clone(),
+                events: pipeline.events_total - reported_events,
+                parse_errors: follower.malformed - reported_malformed,
+                first_event: now_event.map(format_time),
+                last_event: now_event.map(format_time),
+                learning_until: pipeline
+                    .engine
+                    .profile
+                    .first_login
+                    .map(|f| format_time(f + cfg.detect.profile.learning_period.ms())),
+                lag_seconds: now_event.map(|t| (now_ms() - t) as f64 / 1000.0),
+            };
+            let bytes = ckpt.to_bytes();
+            let done = store.ingest(Ingest {
+                alerts: &alerts,
+                simulated: false,
+                channels: &services.channels,
+                admins: &services.admins,
+                checkpoint: Some((&cfg.server, &bytes)),
+                report: Some(&report),
+            })?;
+            reported_events = pipeline.events_total;
+            reported_malformed = follower.malformed;
+            services
+                .counters
+                .alerts_suppressed
+                .fetch_add(done.suppressed as u64, std::sync::atomic::Ordering::Relaxed);
+            print(&done.accepted, cfg.output.json, &mut stdout.lock())?;
             first = false;
         }
         std::thread::sleep(interval);
     }
 }
 
-fn emit(
-    alerts: &[Alert],
-    json: bool,
-    out: &mut dyn Write,
-    file: Option<&mut (PathBuf, std::fs::File)>,
-) -> Result<()> {
+fn print(alerts: &[Alert], json: bool, out: &mut dyn Write) -> Result<()> {
     if alerts.is_empty() {
         return Ok(());
     }
@@ -211,7 +268,14 @@ fn emit(
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+fn write_file(alerts: &[Alert], file: Option<&mut (PathBuf, std::fs::File)>) -> Result<()> {
     if let Some((path, f)) = file {
+        if alerts.is_empty() {
+            return Ok(());
+        }
         let mut buf = Vec::new();
         for a in alerts {
             output::write_json_line(&mut buf, a)?;

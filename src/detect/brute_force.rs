@@ -35,7 +35,7 @@ impl Default for BruteForceConfig {
     }
 }
 
-const PLAIN: &str = "Suspected brute force attack";
+const PLAIN: &str = AlertType::BruteForce.title();
 const VALID_USER: &str = "Suspected brute force attack using a valid user";
 const SUCCESS: &str = "Suspected successful brute force attack";
 

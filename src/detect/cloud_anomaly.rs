@@ -68,9 +68,9 @@ impl Detector for CloudAnomaly {
             );
             Anomaly {
                 alert_type: AlertType::CloudProviderAnomaly,
-                display_name: "Logon from an unusual cloud provider",
+                display_name: AlertType::CloudProviderAnomaly.title(),
                 severity: Severity::Medium,
-                techniques: &["T1078.004"],
+                techniques: AlertType::CloudProviderAnomaly.techniques(),
                 entity: provider.to_string(),
                 what: format!("the first login from {provider}"),
                 why: format!("First login from {provider}; in {age} days this server has seen logins from {seen} cloud providers."),
@@ -93,9 +93,9 @@ impl Detector for CloudAnomaly {
             );
             Anomaly {
                 alert_type: AlertType::DataCenterAnomaly,
-                display_name: "Log on from an unusual cloud data center",
+                display_name: AlertType::DataCenterAnomaly.title(),
                 severity: Severity::Low,
-                techniques: &["T1078.004"],
+                techniques: AlertType::DataCenterAnomaly.techniques(),
                 entity: format!("{provider}/{region}"),
                 what: format!("the first login from {provider} {region}"),
                 why: format!("First login from {provider} region {region}; this server's clients in {provider} are in {seen}."),

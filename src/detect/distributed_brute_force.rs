@@ -117,9 +117,9 @@ impl DistributedBruteForce {
         );
         Finding {
             alert_type: AlertType::DistributedBruteForce,
-            display_name: "Many sources against one role",
+            display_name: AlertType::DistributedBruteForce.title(),
             severity,
-            techniques: &["T1110"],
+            techniques: AlertType::DistributedBruteForce.techniques(),
             entity: role.to_string(),
             start: inc.start,
             end: inc.success.as_ref().map_or(inc.last, |(t, _)| (*t).max(inc.last)),

@@ -69,9 +69,9 @@ impl Detector for GeoAnomaly {
         let principal = ev.principal.as_deref().unwrap_or("");
         let a = Anomaly {
             alert_type: AlertType::GeoAnomaly,
-            display_name: "Log on from an unusual location",
+            display_name: AlertType::GeoAnomaly.title(),
             severity: Severity::Medium,
-            techniques: &["T1078"],
+            techniques: AlertType::GeoAnomaly.techniques(),
             entity: format!("{principal}|{country}"),
             what: format!("the first login from {country}"),
             why: format!(

@@ -141,9 +141,9 @@ impl HarmfulApplication {
         let tools = inc.tools.join(", ");
         Finding {
             alert_type: AlertType::HarmfulApplication,
-            display_name: "Attempted logon by a potentially harmful application",
+            display_name: AlertType::HarmfulApplication.title(),
             severity: Severity::High,
-            techniques: &["T1595", "T1110"],
+            techniques: AlertType::HarmfulApplication.techniques(),
             entity: src.to_string(),
             start: inc.start,
             end: inc.last,

@@ -108,9 +108,9 @@ impl Detector for ImpossibleTravel {
         };
         let a = Anomaly {
             alert_type: AlertType::ImpossibleTravel,
-            display_name: "Same principal from places too far apart for the time between",
+            display_name: AlertType::ImpossibleTravel.title(),
             severity: Severity::Medium,
-            techniques: &["T1078"],
+            techniques: AlertType::ImpossibleTravel.techniques(),
             entity: principal.to_string(),
             what: format!(
                 "{principal:?} had logged in from {} ({from}) at {}",

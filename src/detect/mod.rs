@@ -149,6 +149,11 @@ impl Engine {
         self.drain(out);
     }
 
+    /// Event time reached so far (to the second), if any event was seen.
+    pub fn now(&self) -> Option<EventTime> {
+        (self.last_advance != EventTime::MIN).then_some(self.last_advance)
+    }
+
     pub fn advance(&mut self, now: EventTime, out: &mut Vec<Alert>) {
         self.last_advance = now;
         for d in &mut self.detectors {

@@ -119,9 +119,9 @@ impl PasswordSpray {
         );
         Finding {
             alert_type: AlertType::PasswordSpray,
-            display_name: "Password spray: one source, many roles",
+            display_name: AlertType::PasswordSpray.title(),
             severity,
-            techniques: &["T1110.003"],
+            techniques: AlertType::PasswordSpray.techniques(),
             entity: src.to_string(),
             start: inc.start,
             end: inc.success.as_ref().map_or(inc.last, |(t, _)| (*t).max(inc.last)),

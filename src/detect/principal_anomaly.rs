@@ -68,9 +68,9 @@ impl Detector for PrincipalAnomaly {
         );
         let a = Anomaly {
             alert_type: AlertType::PrincipalAnomaly,
-            display_name: "Login from a principal not seen in 60 days",
+            display_name: AlertType::PrincipalAnomaly.title(),
             severity: Severity::Low,
-            techniques: &["T1078"],
+            techniques: AlertType::PrincipalAnomaly.techniques(),
             entity: principal.to_string(),
             what: format!("role {principal:?} had not logged in before"),
             why: format!(

@@ -108,9 +108,9 @@ impl Probe {
         }
         Finding {
             alert_type: AlertType::Probe,
-            display_name: "Connections that never log in (port scan, version probe)",
+            display_name: AlertType::Probe.title(),
             severity: Severity::Low,
-            techniques: &["T1046"],
+            techniques: AlertType::Probe.techniques(),
             entity: src.to_string(),
             start: inc.start,
             end: inc.last,

@@ -68,9 +68,9 @@ impl Detector for SuspiciousIp {
         let src = ev.source_key();
         let a = Anomaly {
             alert_type: AlertType::SuspiciousIpAnomaly,
-            display_name: "Login from a suspicious IP",
+            display_name: AlertType::SuspiciousIpAnomaly.title(),
             severity: if success { Severity::High } else { Severity::Medium },
-            techniques: &["T1090.003"],
+            techniques: AlertType::SuspiciousIpAnomaly.techniques(),
             entity: src.to_string(),
             what: format!(
                 "{} address on {}",

@@ -1,19 +1,12 @@
-//! Checkpoints: file positions and the pipeline state they produced, written together and
-//! atomically (temporary file, fsync, rename), so they always agree.
+//! Checkpoints: file positions and the pipeline state they produced. The store saves one in
+//! the same transaction as the alerts it produced, so they always agree.
 
 use crate::pipeline::Pipeline;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("{path}: not a pgvigil checkpoint ({reason}); move it away to start afresh")]
     Corrupt { path: PathBuf, reason: String },
 }
@@ -77,64 +70,24 @@ impl Checkpoint {
         Ok(())
     }
 
-    pub fn file_name(dir: &Path, server: &str) -> PathBuf {
-        let safe: String = server
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        dir.join(format!("checkpoint-{safe}.bin"))
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Plain data: serialising it cannot fail.
+        rmp_serde::to_vec_named(self).unwrap_or_default()
     }
 
-    pub fn load(path: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(CheckpointError::Io {
-                    path: path.to_path_buf(),
-                    source: e,
-                })
-            }
-        };
-        let c: Checkpoint =
-            rmp_serde::from_slice(&bytes).map_err(|e| CheckpointError::Corrupt {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
+    /// Reads a checkpoint saved by [`Checkpoint::to_bytes`]; `origin` names where it came
+    /// from, for the error.
+    pub fn from_bytes(bytes: &[u8], origin: &Path) -> Result<Checkpoint, CheckpointError> {
+        let c: Checkpoint = rmp_serde::from_slice(bytes).map_err(|e| CheckpointError::Corrupt {
+            path: origin.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         if c.version != VERSION {
             return Err(CheckpointError::Corrupt {
-                path: path.to_path_buf(),
+                path: origin.to_path_buf(),
                 reason: format!("version {} (this pgvigil writes {VERSION})", c.version),
             });
         }
-        Ok(Some(c))
-    }
-
-    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
-        let io = |e: std::io::Error| CheckpointError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        };
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let tmp = path.with_extension("tmp");
-        let bytes = rmp_serde::to_vec_named(self).map_err(|e| io(std::io::Error::other(e)))?;
-        {
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(&bytes).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, path).map_err(io)?;
-        // The rename itself must reach the disk too.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        Ok(c)
     }
 }

@@ -51,6 +51,8 @@ pub struct Follower {
     ignored: std::collections::HashSet<(u64, u64)>,
     /// Problems worth telling once per path (unreadable file, …).
     reported: std::collections::HashSet<String>,
+    /// Malformed lines met since this follower started.
+    pub malformed: u64,
 }
 
 fn head_of(f: &mut File) -> std::io::Result<Vec<u8>> {
@@ -91,6 +93,7 @@ impl Follower {
             first_scan: first_scan_without_state,
             ignored: Default::default(),
             reported: Default::default(),
+            malformed: 0,
         }
     }
 
@@ -303,6 +306,7 @@ impl Follower {
             p.flush(t.parser.as_mut());
             t.pos.line = t.parser.line();
             let stats = p.end_file(0, 0);
+            self.malformed += stats.malformed;
             for m in stats.first_malformed {
                 tracing::warn!(path = %t.pos.path.display(), line = m.line, "{}", m.reason);
             }

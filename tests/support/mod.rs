@@ -304,16 +304,22 @@ pub fn find<'a>(
 }
 
 /// Waits until `pgvigil run` has taken its first look at the logs (its first checkpoint is
-/// written then), so that lines written afterwards are seen as new.
+/// stored then), so that lines written afterwards are seen as new.
 pub fn wait_ready(state_dir: &Path) {
     let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let db = state_dir.join("pgvigil.db");
     while std::time::Instant::now() < end {
-        let ready = std::fs::read_dir(state_dir)
-            .map(|rd| {
-                rd.flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
+        let ready = db.exists()
+            && rusqlite::Connection::open_with_flags(
+                &db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .and_then(|c| {
+                c.query_row("SELECT count(*) FROM checkpoints", [], |r| {
+                    r.get::<_, i64>(0)
+                })
             })
-            .unwrap_or(false);
+            .is_ok_and(|n| n > 0);
         if ready {
             return;
         }
@@ -339,6 +345,8 @@ impl Runner {
         let mut child = pgvigil()
             .arg("run")
             .args(["--poll-interval", "100ms"])
+            // Tests run side by side: each API on a port of its own.
+            .args(["--api-listen", "127.0.0.1:0"])
             .args(args)
             .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::piped())

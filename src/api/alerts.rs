@@ -1,0 +1,227 @@
+//! `GET /alerts` (filters, paging), `GET /alerts/{id}`, and the state changes
+//! `POST /alerts/{id}/dismiss|activate|inProgress|resolve`, each recorded with who and when.
+
+use super::{blocking, ApiError, ApiResult, ApiState, Caller};
+use crate::alert::{AlertType, Severity};
+use crate::store::{AlertQuery, Status};
+use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const DEFAULT_TOP: usize = 100;
+const MAX_TOP: usize = 1000;
+
+fn bad(param: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("InvalidQueryParameterValue", format!("{param}: {message}"))
+}
+
+/// An RFC 3339 time, normalised to the store's spelling so that text order is time order.
+fn time_param(name: &str, v: &str) -> ApiResult<String> {
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| crate::event::format_time(t.timestamp_millis()))
+        .map_err(|_| bad(name, "not an RFC 3339 time (e.g. 2026-11-28T12:00:00Z)"))
+}
+
+fn encode_token(end: &str, id: &str) -> String {
+    hex::encode(format!("{end}|{id}"))
+}
+
+fn decode_token(t: &str) -> ApiResult<(String, String)> {
+    hex::decode(t)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| {
+            s.split_once('|')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        })
+        .ok_or_else(|| bad("skipToken", "not a token from a nextLink"))
+}
+
+pub(super) fn parse_query(params: &HashMap<String, String>) -> ApiResult<AlertQuery> {
+    let mut q = AlertQuery {
+        top: DEFAULT_TOP,
+        ..Default::default()
+    };
+    for (k, v) in params {
+        match k.as_str() {
+            "server" => q.server = Some(v.clone()),
+            "alertType" | "type" => {
+                let t = AlertType::ALL
+                    .iter()
+                    .find(|t| t.as_str().eq_ignore_ascii_case(v))
+                    .ok_or_else(|| bad(k, "not an alertType of the catalogue"))?;
+                q.alert_type = Some(t.as_str().to_string());
+            }
+            "severity" => {
+                let s = [Severity::Low, Severity::Medium, Severity::High]
+                    .into_iter()
+                    .find(|s| s.to_string().eq_ignore_ascii_case(v))
+                    .ok_or_else(|| bad(k, "must be Low, Medium or High"))?;
+                q.severity = Some(s.to_string());
+            }
+            "status" => {
+                let s = Status::parse(v)
+                    .ok_or_else(|| bad(k, "must be Active, InProgress, Dismissed or Resolved"))?;
+                q.status = Some(s.as_str().to_string());
+            }
+            "sourceIp" => {
+                let ip: std::net::IpAddr = v.parse().map_err(|_| bad(k, "not an IP address"))?;
+                q.source_ip = Some(ip.to_string());
+            }
+            "from" => q.from = Some(time_param(k, v)?),
+            "to" => q.to = Some(time_param(k, v)?),
+            "isSimulated" => {
+                q.simulated = Some(v.parse().map_err(|_| bad(k, "must be true or false"))?)
+            }
+            "top" | "$top" => {
+                q.top = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_TOP).contains(n))
+                    .ok_or_else(|| bad(k, format!("must be a number from 1 to {MAX_TOP}")))?
+            }
+            "skipToken" | "$skipToken" => q.after = Some(decode_token(v)?),
+            "api-version" => {}
+            other => {
+                return Err(ApiError::bad_request(
+                    "InvalidQueryParameter",
+                    format!(
+                        "unknown query parameter {:?}",
+                        crate::event::truncate(other, 100)
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(q)
+}
+
+fn next_link(params: &HashMap<String, String>, key: &(String, String)) -> String {
+    let mut pairs: Vec<(&str, String)> = params
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "skipToken" | "$skipToken"))
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    pairs.sort();
+    pairs.push(("skipToken", encode_token(&key.0, &key.1)));
+    let qs: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+        .collect();
+    format!("/alerts?{}", qs.join("&"))
+}
+
+fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~$".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub(super) async fn list(
+    State(st): State<Arc<ApiState>>,
+    params: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(params) =
+        params.map_err(|e| ApiError::bad_request("InvalidQueryParameter", e.body_text()))?;
+    let q = parse_query(&params)?;
+    let store = st.store.clone();
+    let (value, next) = blocking(move || store.list_alerts(&q)).await?;
+    Ok(Json(serde_json::json!({
+        "value": value,
+        "nextLink": next.map(|k| next_link(&params, &k)),
+    })))
+}
+
+pub(super) async fn get_one(
+    State(st): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let store = st.store.clone();
+    blocking(move || store.get_alert(&id))
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("no such alert"))
+}
+
+pub(super) async fn transition(
+    State(st): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path((id, action)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let to = Status::of_action(&action).ok_or_else(|| {
+        ApiError::not_found("alert actions are dismiss, activate, inProgress and resolve")
+    })?;
+    let store = st.store.clone();
+    let who = caller.name.clone();
+    let id2 = id.clone();
+    let out = blocking(move || store.set_status(&id2, to, &who))
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such alert"))?;
+    tracing::info!(alert = %id, status = to.as_str(), by = %caller.name, "alert status changed");
+    Ok(Json(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> ApiResult<AlertQuery> {
+        parse_query(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn filters_are_checked_and_normalised() {
+        let a = q(&[
+            ("alertType", "postgresql_bruteforce"),
+            ("severity", "high"),
+            ("from", "2026-11-28T13:00:00+01:00"),
+        ])
+        .unwrap();
+        assert_eq!(a.alert_type.as_deref(), Some("PostgreSQL_BruteForce"));
+        assert_eq!(a.severity.as_deref(), Some("High"));
+        assert_eq!(a.from.as_deref(), Some("2026-11-28T12:00:00.000Z"));
+        for bad in [
+            ("severity", "Critical"),
+            ("top", "0"),
+            ("top", "5000"),
+            ("from", "yesterday"),
+            ("sourceIp", "1.2.3"),
+            ("skipToken", "zz"),
+            ("colour", "red"),
+        ] {
+            let e = q(&[bad]).unwrap_err();
+            assert_eq!(e.status, 400, "{bad:?}");
+            assert!(e.message.contains(bad.0), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn a_next_link_carries_the_filters_and_a_token_that_reads_back() {
+        let params: HashMap<String, String> = [("server".to_string(), "db 1".to_string())]
+            .into_iter()
+            .collect();
+        let link = next_link(&params, &("2026-11-28T12:00:00.000Z".into(), "abc".into()));
+        assert!(
+            link.starts_with("/alerts?server=db%201&skipToken="),
+            "{link}"
+        );
+        let tok = link.rsplit('=').next().unwrap();
+        assert_eq!(
+            decode_token(tok).unwrap(),
+            ("2026-11-28T12:00:00.000Z".to_string(), "abc".to_string())
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! The REST API: security alert policies (Azure's `securityAlertPolicies` shape), alerts and
+//! their state changes, servers, health and metrics, and the OpenAPI document describing it.
+//!
+//! Every endpoint but `/healthz` needs `Authorization: Bearer <token>`; reader tokens may only
+//! read. Errors have Azure's shape, `{"error": {"code": "…", "message": "…"}}`.
+
+mod alerts;
+mod metrics;
+mod policies;
+mod servers;
+pub mod simulate;
+
+use crate::store::{Role, Store, StoreError};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+/// `[api]` in pgvigil.toml.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Serve the API from `pgvigil run`.
+    pub enabled: bool,
+    /// Address to listen on. The default only accepts connections from this machine.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Base URL of the console, for links in notifications (e.g. `https://pgvigil.example.com`).
+    pub public_url: Option<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8432)),
+            max_body_bytes: 64 * 1024,
+            public_url: None,
+        }
+    }
+}
+
+/// Counters of this process that the store does not hold.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub notifications_sent: AtomicU64,
+    pub notification_failures: AtomicU64,
+    pub alerts_suppressed: AtomicU64,
+}
+
+pub struct ApiState {
+    pub store: Arc<Store>,
+    pub counters: Arc<Counters>,
+    /// Notification channels that simulated alerts are queued on, like real ones.
+    pub channels: Vec<String>,
+    pub admins: Vec<String>,
+}
+
+/// An API error: HTTP status plus Azure's error code and a message naming what is wrong.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "ResourceNotFound", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut r = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        // The message may name files; it goes to the log, not to the client.
+        tracing::error!(error = %e, "store error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "the alert store failed; see pgvigil's log",
+        )
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs store work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> ApiResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => {
+            tracing::error!(error = %e, "store task failed");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "internal error",
+            ))
+        }
+    }
+}
+
+/// A JSON request body, with body errors in the API's error shape.
+pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> ApiResult<serde_json::Value> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                "the request body is too large",
+            )
+        } else {
+            ApiError::bad_request("InvalidRequestContent", e.body_text())
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(
+            "InvalidRequestContent",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })
+}
+
+/// Who is calling: set by the auth layer for the handlers.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+async fn auth(State(st): State<Arc<ApiState>>, mut req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_string());
+    let Some(token) = token else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "AuthenticationFailed",
+            "an Authorization: Bearer <token> header is required",
+        )
+        .into_response();
+    };
+    let store = st.store.clone();
+    let who = match blocking(move || store.verify_token(&token)).await {
+        Ok(Some(w)) => w,
+        Ok(None) => {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "the token is not valid",
+            )
+            .into_response()
+        }
+        Err(e) => return e.into_response(),
+    };
+    let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
+    if who.1 == Role::Reader && !read_only {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "AuthorizationFailed",
+            format!(
+                "token {:?} is a reader token; this needs an admin token",
+                who.0
+            ),
+        )
+        .into_response();
+    }
+    req.extensions_mut().insert(Caller {
+        name: who.0,
+        role: who.1,
+    });
+    next.run(req).await
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "this endpoint does not take that method",
+    )
+}
+
+pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
+    let protected = Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/metrics", get(metrics::metrics))
+        .route("/servers", get(servers::list))
+        .route("/servers/{server}", get(servers::get_one))
+        .route(
+            "/servers/{server}/securityAlertPolicies",
+            get(policies::list),
+        )
+        .route(
+            "/servers/{server}/securityAlertPolicies/{name}",
+            get(policies::get_one).put(policies::put),
+        )
+        .route(
+            "/servers/{server}/alerts/simulate",
+            post(simulate::simulate),
+        )
+        .route("/alerts", get(alerts::list))
+        .route("/alerts/{id}", get(alerts::get_one))
+        .route("/alerts/{id}/{action}", post(alerts::transition))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Binds the API's address (so that a taken port is an error at startup) and serves it on a
+/// thread of its own for the life of the process. Returns the bound address.
+pub fn spawn(cfg: &ApiConfig, state: Arc<ApiState>) -> anyhow::Result<SocketAddr> {
+    use anyhow::Context;
+    let std_listener = std::net::TcpListener::bind(cfg.listen)
+        .with_context(|| format!("api.listen {}", cfg.listen))?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    if !cfg.listen.ip().is_loopback() {
+        tracing::warn!(listen = %addr, "the API listens beyond this machine: every request carries a token, so put TLS in front of it");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("pgvigil-api")
+        .enable_all()
+        .build()
+        .context("starting the API's runtime")?;
+    let app = router(state, cfg.max_body_bytes);
+    std::thread::Builder::new()
+        .name("pgvigil-api".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(std_listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "API listener");
+                        return;
+                    }
+                };
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "API server stopped");
+                }
+            })
+        })
+        .context("starting the API thread")?;
+    tracing::info!(listen = %addr, "API listening");
+    Ok(addr)
+}

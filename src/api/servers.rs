@@ -1,0 +1,28 @@
+//! `GET /servers`: the monitored servers and what their agents last reported.
+
+use super::{blocking, ApiError, ApiResult, ApiState};
+use axum::extract::{Path, State};
+use axum::Json;
+use serde_json::Value;
+use std::sync::Arc;
+
+pub(super) async fn list(State(st): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
+    let store = st.store.clone();
+    let servers = blocking(move || store.list_servers()).await?;
+    Ok(Json(
+        serde_json::json!({"value": servers, "nextLink": null}),
+    ))
+}
+
+pub(super) async fn get_one(
+    State(st): State<Arc<ApiState>>,
+    Path(server): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let store = st.store.clone();
+    let servers = blocking(move || store.list_servers()).await?;
+    let s = servers
+        .into_iter()
+        .find(|s| s.name == server)
+        .ok_or_else(|| ApiError::not_found("no such server"))?;
+    Ok(Json(serde_json::to_value(s).unwrap_or(Value::Null)))
+}

@@ -1,0 +1,37 @@
+//! `pgvigil api`: the API alone, over a store that agents write (no log reading, no
+//! notifications: the agents send those).
+
+use anyhow::{bail, Result};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Configuration file ([api], [store]).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The store file (replaces store.path).
+    #[arg(long, value_name = "FILE")]
+    pub store: Option<PathBuf>,
+    /// Address to listen on (replaces api.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let (mut cfg, store) = super::token::open_store(&args.config, &args.store)?;
+    if let Some(l) = args.listen {
+        cfg.api.listen = l;
+    }
+    if !cfg.api.enabled {
+        bail!("api.enabled is false in the configuration");
+    }
+    let services = super::services::start(&cfg, Arc::new(store), false)?;
+    if let Some(addr) = services.api {
+        eprintln!("pgvigil API on http://{addr}");
+    }
+    loop {
+        std::thread::park();
+    }
+}

@@ -1,0 +1,134 @@
+//! Email over SMTP (lettre): one readable plain-text message per alert update, to the
+//! server's policy recipients.
+
+use super::{render, Secret};
+use crate::alert::Alert;
+use crate::duration::Span;
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{Message, SmtpTransport, Transport};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Plain connection upgraded with STARTTLS (port 587); refuses a server without it.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on this machine.
+    None,
+}
+
+/// `[notify.email]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    pub host: String,
+    /// Default: 587 with STARTTLS, 465 with TLS, 25 without.
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub security: Security,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Read the password from this file instead (first line).
+    pub password_file: Option<PathBuf>,
+    /// Sender, e.g. `pgvigil <pgvigil@example.com>`.
+    pub from: String,
+    /// Mailed for every server whose policy has `emailAccountAdmins`.
+    #[serde(default)]
+    pub admins: Vec<String>,
+    #[serde(default = "default_timeout")]
+    pub timeout: Span,
+}
+
+fn default_timeout() -> Span {
+    Span(10_000)
+}
+
+pub struct Mailer {
+    transport: SmtpTransport,
+    from: Mailbox,
+}
+
+impl Mailer {
+    pub fn new(cfg: &EmailConfig) -> Result<Mailer, String> {
+        let from: Mailbox = cfg
+            .from
+            .parse()
+            .map_err(|e| format!("notify.email.from {:?}: {e}", cfg.from))?;
+        for (i, a) in cfg.admins.iter().enumerate() {
+            a.parse::<lettre::Address>()
+                .map_err(|e| format!("notify.email.admins[{i}] {a:?}: {e}"))?;
+        }
+        let password = match (&cfg.password, &cfg.password_file) {
+            (Some(p), None) => Some(p.expose().to_string()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| format!("notify.email.password_file {}: {e}", f.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            ),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err("notify.email: set password or password_file, not both".into())
+            }
+        };
+        let builder = match cfg.security {
+            Security::Starttls => SmtpTransport::starttls_relay(&cfg.host)
+                .map_err(|e| format!("notify.email.host {:?}: {e}", cfg.host))?
+                .port(cfg.port.unwrap_or(587)),
+            Security::Tls => SmtpTransport::relay(&cfg.host)
+                .map_err(|e| format!("notify.email.host {:?}: {e}", cfg.host))?
+                .port(cfg.port.unwrap_or(465)),
+            Security::None => {
+                SmtpTransport::builder_dangerous(&cfg.host).port(cfg.port.unwrap_or(25))
+            }
+        };
+        let mut builder = builder.timeout(Some(std::time::Duration::from_millis(
+            cfg.timeout.ms().max(1) as u64,
+        )));
+        match (&cfg.username, password) {
+            (Some(u), Some(p)) => builder = builder.credentials(Credentials::new(u.clone(), p)),
+            (None, None) => {}
+            _ => return Err("notify.email: username and password go together".into()),
+        }
+        Ok(Mailer {
+            transport: builder.build(),
+            from,
+        })
+    }
+
+    pub fn send(
+        &self,
+        a: &Alert,
+        recipients: &[String],
+        public_url: Option<&str>,
+    ) -> Result<(), String> {
+        let mut m = Message::builder()
+            .from(self.from.clone())
+            .subject(render::subject(a))
+            .header(ContentType::TEXT_PLAIN);
+        let mut any = false;
+        for r in recipients {
+            // Addresses were checked when the policy was stored.
+            if let Ok(addr) = r.parse::<lettre::Address>() {
+                m = m.to(Mailbox::new(None, addr));
+                any = true;
+            }
+        }
+        if !any {
+            return Ok(());
+        }
+        let msg = m
+            .body(render::body(a, public_url))
+            .map_err(|e| e.to_string())?;
+        self.transport.send(&msg).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}

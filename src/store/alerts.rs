@@ -1,0 +1,667 @@
+//! Alerts in the store: ingesting detector output (with the policy applied and notifications
+//! queued), listing with filters and keyset paging, and status changes made by people.
+
+use super::{now_utc, Result, Store, StoreError};
+use crate::alert::{Alert, Severity};
+use crate::policy::Policy;
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Alert status, as Azure names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    InProgress,
+    Dismissed,
+    Resolved,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [
+        Status::Active,
+        Status::InProgress,
+        Status::Dismissed,
+        Status::Resolved,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "Active",
+            Status::InProgress => "InProgress",
+            Status::Dismissed => "Dismissed",
+            Status::Resolved => "Resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL
+            .into_iter()
+            .find(|x| x.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// The status an action (`POST /alerts/{id}/<action>`) leads to.
+    pub fn of_action(action: &str) -> Option<Status> {
+        match action {
+            "dismiss" => Some(Status::Dismissed),
+            "activate" => Some(Status::Active),
+            "inProgress" => Some(Status::InProgress),
+            "resolve" => Some(Status::Resolved),
+            _ => None,
+        }
+    }
+}
+
+/// One batch of detector output for the store.
+pub struct Ingest<'a> {
+    pub alerts: &'a [Alert],
+    /// Sample alerts from `simulate`.
+    pub simulated: bool,
+    /// Notification channels to queue each new or escalated alert on (`email` is queued only
+    /// when the policy names recipients).
+    pub channels: &'a [String],
+    /// Addresses mailed when a policy has `emailAccountAdmins`.
+    pub admins: &'a [String],
+    /// Checkpoint to save with the alerts, for this server.
+    pub checkpoint: Option<(&'a str, &'a [u8])>,
+    pub report: Option<&'a super::ServerReport>,
+}
+
+#[derive(Debug, Default)]
+pub struct Ingested {
+    /// Alerts the servers' policies let through, with their stored status.
+    pub accepted: Vec<Alert>,
+    /// Alerts a policy turned off.
+    pub suppressed: usize,
+    /// Notifications queued.
+    pub queued: usize,
+}
+
+/// Where a page ends: the last alert's (end time, id).
+pub type PageKey = (String, String);
+
+/// Filters and paging of `GET /alerts`.
+#[derive(Debug, Clone, Default)]
+pub struct AlertQuery {
+    pub server: Option<String>,
+    pub alert_type: Option<String>,
+    pub severity: Option<String>,
+    pub status: Option<String>,
+    pub source_ip: Option<String>,
+    /// Alerts active at or after this time (RFC 3339).
+    pub from: Option<String>,
+    /// Alerts that started at or before this time.
+    pub to: Option<String>,
+    pub simulated: Option<bool>,
+    /// Page size.
+    pub top: usize,
+    /// Continue after this (end time, id), from the previous page's last alert.
+    pub after: Option<(String, String)>,
+}
+
+fn severity_of(s: &str) -> Severity {
+    match s {
+        "High" => Severity::High,
+        "Medium" => Severity::Medium,
+        _ => Severity::Low,
+    }
+}
+
+impl Store {
+    /// Stores a batch of alerts (new ones inserted, updates folded into their alert), queues
+    /// notifications for new and escalated alerts, and saves the checkpoint and server report,
+    /// all in one transaction.
+    pub fn ingest(&self, batch: Ingest<'_>) -> Result<Ingested> {
+        self.write(|tx| {
+            let mut out = Ingested::default();
+            let mut policies: HashMap<String, Policy> = HashMap::new();
+            let now = now_utc();
+            for a in batch.alerts {
+                if !policies.contains_key(&a.server) {
+                    let p = super::policies::load(tx, &a.server)?;
+                    policies.insert(a.server.clone(), p);
+                }
+                let policy = &policies[&a.server];
+                if !policy.allows(a.alert_type) {
+                    out.suppressed += 1;
+                    continue;
+                }
+                let (stored, notify) = upsert(tx, a, batch.simulated, &now)?;
+                if let Some(version) = notify {
+                    out.queued +=
+                        super::outbox::enqueue(tx, &stored, version, batch.channels, policy, batch.admins, &now)?;
+                }
+                out.accepted.push(stored);
+            }
+            if let Some((server, data)) = batch.checkpoint {
+                tx.execute(
+                    "INSERT INTO checkpoints (server, data, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (server) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+                    params![server, data, now],
+                )?;
+            }
+            if let Some(r) = batch.report {
+                super::servers::report(tx, r, &now)?;
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn load_checkpoint(&self, server: &str) -> Result<Option<Vec<u8>>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT data FROM checkpoints WHERE server = ?1",
+                [server],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+    }
+
+    /// Alerts matching `q`, newest first, with the key of the next page if there is one.
+    pub fn list_alerts(&self, q: &AlertQuery) -> Result<(Vec<Value>, Option<PageKey>)> {
+        let mut sql = String::from(
+            "SELECT record, status, is_simulated, end_time, id FROM alerts WHERE 1 = 1",
+        );
+        let mut args: Vec<String> = Vec::new();
+        let mut cond = |sql: &mut String, clause: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                args.push(v.clone());
+                sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+            }
+        };
+        cond(&mut sql, " AND server = ?", &q.server);
+        cond(&mut sql, " AND alert_type = ?", &q.alert_type);
+        cond(&mut sql, " AND severity = ?", &q.severity);
+        cond(&mut sql, " AND status = ?", &q.status);
+        cond(&mut sql, " AND source_ip = ?", &q.source_ip);
+        cond(&mut sql, " AND end_time >= ?", &q.from);
+        cond(&mut sql, " AND start_time <= ?", &q.to);
+        if let Some(s) = q.simulated {
+            sql.push_str(if s {
+                " AND is_simulated = 1"
+            } else {
+                " AND is_simulated = 0"
+            });
+        }
+        if let Some((t, id)) = &q.after {
+            args.push(t.clone());
+            let a = args.len();
+            args.push(id.clone());
+            let b = args.len();
+            sql.push_str(&format!(
+                " AND (end_time < ?{a} OR (end_time = ?{a} AND id < ?{b}))"
+            ));
+        }
+        let top = q.top.clamp(1, 1000);
+        sql.push_str(&format!(
+            " ORDER BY end_time DESC, id DESC LIMIT {}",
+            top + 1
+        ));
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, bool>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            let mut next = None;
+            for row in rows {
+                let (record, status, sim, end, id) = row?;
+                if out.len() == top {
+                    next = out
+                        .last()
+                        .map(|(_, e, i): &(Value, String, String)| (e.clone(), i.clone()));
+                    break;
+                }
+                out.push((served(&record, &status, sim)?, end, id));
+            }
+            Ok((out.into_iter().map(|(v, _, _)| v).collect(), next))
+        })
+    }
+
+    /// One alert with its state history, or `None`.
+    pub fn get_alert(&self, id: &str) -> Result<Option<Value>> {
+        self.read(|c| get(c, id))
+    }
+
+    /// Sets an alert's status on someone's behalf and records it in its history. `None` if
+    /// there is no such alert.
+    pub fn set_status(&self, id: &str, to: Status, actor: &str) -> Result<Option<Value>> {
+        self.write(|tx| {
+            let from: Option<String> = tx
+                .query_row("SELECT status FROM alerts WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let Some(from) = from else {
+                return Ok(None);
+            };
+            if from != to.as_str() {
+                let now = now_utc();
+                tx.execute(
+                    "UPDATE alerts SET status = ?2, updated_at = ?3 WHERE id = ?1",
+                    params![id, to.as_str(), now],
+                )?;
+                history(tx, id, &now, actor, "status", Some(&from), to.as_str())?;
+            }
+            get(tx, id)
+        })
+    }
+
+    /// Open alerts (Active or InProgress) per server.
+    pub fn open_alerts_by_server(&self) -> Result<HashMap<String, u64>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT server, count(*) FROM alerts WHERE status IN ('Active', 'InProgress')
+                 AND is_simulated = 0 GROUP BY server",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// Stored alerts per alertType (for metrics).
+    pub fn alerts_by_type(&self) -> Result<Vec<(String, String, u64)>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT alert_type, severity, count(*) FROM alerts WHERE is_simulated = 0
+                 GROUP BY alert_type, severity ORDER BY 1, 2",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// Deletes alerts that ended longer ago than their server's `retentionDays` (0 keeps
+    /// them), and delivered notifications older than a week. Returns the alerts deleted.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
+        let policies = self.read(|c| {
+            let mut stmt = c.prepare("SELECT server, properties FROM policies")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(StoreError::from)
+        })?;
+        let mut deleted = 0;
+        for (server, props) in policies {
+            let p = super::policies::parse(&server, &props)?;
+            if p.retention_days == 0 {
+                continue;
+            }
+            let cutoff =
+                crate::event::format_time(now_ms - i64::from(p.retention_days) * 86_400_000);
+            deleted += self.write(|tx| {
+                Ok(tx.execute(
+                    "DELETE FROM alerts WHERE server = ?1 AND end_time < ?2",
+                    params![server, cutoff],
+                )?)
+            })?;
+        }
+        let week_ago = crate::event::format_time(now_ms - 7 * 86_400_000);
+        self.write(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?1",
+                [week_ago],
+            )?)
+        })?;
+        Ok(deleted)
+    }
+}
+
+/// Inserts a new alert or folds an update into the stored one. Returns the alert as stored
+/// and, when it is new or escalated, the version to notify.
+fn upsert(tx: &Transaction, a: &Alert, simulated: bool, now: &str) -> Result<(Alert, Option<i64>)> {
+    let prev: Option<(String, String, String, i64)> = tx
+        .query_row(
+            "SELECT status, severity, display_name, version FROM alerts WHERE id = ?1",
+            [&a.id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let record = serde_json::to_string(a).map_err(|e| StoreError::Corrupt {
+        what: format!("alert {}", a.id),
+        reason: e.to_string(),
+    })?;
+    let mut stored = a.clone();
+    let notify = match prev {
+        None => {
+            tx.execute(
+                "INSERT INTO alerts (id, server, alert_type, severity, display_name, status,
+                   start_time, end_time, source_ip, principal, is_simulated, version, record,
+                   created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'Active', ?6, ?7, ?8, ?9, ?10, 1, ?11, ?12, ?12)",
+                params![
+                    a.id,
+                    a.server,
+                    a.alert_type.as_str(),
+                    a.severity.to_string(),
+                    a.display_name,
+                    a.start_time_utc,
+                    a.end_time_utc,
+                    a.entities.source_ip,
+                    a.entities.principal,
+                    simulated,
+                    record,
+                    now
+                ],
+            )?;
+            history(tx, &a.id, now, "pgvigil", "raised", None, "Active")?;
+            stored.status = "Active".into();
+            Some(1)
+        }
+        Some((status, severity, display_name, version)) => {
+            let escalated = a.severity > severity_of(&severity) || a.display_name != display_name;
+            let version = version + i64::from(escalated);
+            // New evidence does not undo a person's decision, but an escalation (a brute
+            // force that now succeeded) is news even on a dismissed alert.
+            let status = if escalated && status != "Active" {
+                history(
+                    tx,
+                    &a.id,
+                    now,
+                    "pgvigil",
+                    "escalated",
+                    Some(&status),
+                    "Active",
+                )?;
+                "Active".to_string()
+            } else {
+                status
+            };
+            tx.execute(
+                "UPDATE alerts SET severity = ?2, display_name = ?3, status = ?4,
+                   start_time = ?5, end_time = ?6, version = ?7, record = ?8, updated_at = ?9
+                 WHERE id = ?1",
+                params![
+                    a.id,
+                    a.severity.to_string(),
+                    a.display_name,
+                    status,
+                    a.start_time_utc,
+                    a.end_time_utc,
+                    version,
+                    record,
+                    now
+                ],
+            )?;
+            stored.status = status;
+            escalated.then_some(version)
+        }
+    };
+    Ok((stored, notify))
+}
+
+fn history(
+    tx: &rusqlite::Connection,
+    id: &str,
+    at: &str,
+    actor: &str,
+    action: &str,
+    from: Option<&str>,
+    to: &str,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO alert_history (alert_id, at, actor, action, from_status, to_status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id, at, actor, action, from, to],
+    )?;
+    Ok(())
+}
+
+/// The alert record as served: the stored record with the current status and whether it is
+/// a sample.
+fn served(record: &str, status: &str, simulated: bool) -> Result<Value> {
+    let mut v: Value = serde_json::from_str(record).map_err(|e| StoreError::Corrupt {
+        what: "alert record".into(),
+        reason: e.to_string(),
+    })?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("status".into(), Value::String(status.into()));
+        o.insert("isSimulated".into(), Value::Bool(simulated));
+    }
+    Ok(v)
+}
+
+fn get(c: &rusqlite::Connection, id: &str) -> Result<Option<Value>> {
+    let row: Option<(String, String, bool)> = c
+        .query_row(
+            "SELECT record, status, is_simulated FROM alerts WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((record, status, sim)) = row else {
+        return Ok(None);
+    };
+    let mut v = served(&record, &status, sim)?;
+    let mut stmt = c.prepare_cached(
+        "SELECT at, actor, action, from_status, to_status FROM alert_history
+         WHERE alert_id = ?1 ORDER BY seq",
+    )?;
+    let hist = stmt
+        .query_map([id], |r| {
+            Ok(serde_json::json!({
+                "time": r.get::<_, String>(0)?,
+                "actor": r.get::<_, String>(1)?,
+                "action": r.get::<_, String>(2)?,
+                "fromStatus": r.get::<_, Option<String>>(3)?,
+                "toStatus": r.get::<_, String>(4)?,
+            }))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("stateHistory".into(), Value::Array(hist));
+    }
+    Ok(Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{AlertType, Entities};
+    use crate::store::test_support::temp_store;
+
+    fn alert(id: &str, server: &str, t: AlertType, sev: Severity, end: &str) -> Alert {
+        Alert {
+            id: id.into(),
+            alert_type: t,
+            display_name: "Suspected brute force attack".into(),
+            severity: sev,
+            status: "Active".into(),
+            intent: t.intent().into(),
+            techniques: vec!["T1110.001".into()],
+            server: server.into(),
+            start_time_utc: "2026-11-01T00:00:00.000Z".into(),
+            end_time_utc: end.into(),
+            entities: Entities {
+                source_ip: Some("127.0.0.9".into()),
+                ..Default::default()
+            },
+            evidence: crate::evidence!({"failedLogins": 12}),
+            description: "d".into(),
+            anomaly_context: "c".into(),
+            remediation_steps: vec!["r".into()],
+        }
+    }
+
+    fn ingest(s: &Store, alerts: &[Alert]) -> Ingested {
+        s.ingest(Ingest {
+            alerts,
+            simulated: false,
+            channels: &["webhook:0".to_string()],
+            admins: &[],
+            checkpoint: None,
+            report: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn an_update_keeps_a_dismissal_but_an_escalation_reopens_and_notifies() {
+        let (_d, s) = temp_store();
+        let mut a = alert(
+            "a1",
+            "db1",
+            AlertType::BruteForce,
+            Severity::Medium,
+            "2026-11-01T00:01:00.000Z",
+        );
+        assert_eq!(ingest(&s, &[a.clone()]).queued, 1);
+        s.set_status("a1", Status::Dismissed, "alice")
+            .unwrap()
+            .unwrap();
+        a.end_time_utc = "2026-11-01T00:05:00.000Z".into();
+        a.evidence = crate::evidence!({"failedLogins": 40});
+        let r = ingest(&s, &[a.clone()]);
+        assert_eq!((r.queued, r.accepted[0].status.as_str()), (0, "Dismissed"));
+        a.severity = Severity::High;
+        a.display_name = "Suspected successful brute force attack".into();
+        let r = ingest(&s, &[a]);
+        assert_eq!((r.queued, r.accepted[0].status.as_str()), (1, "Active"));
+        let got = s.get_alert("a1").unwrap().unwrap();
+        assert_eq!(got["evidence"]["failedLogins"], 40);
+        let actions: Vec<_> = got["stateHistory"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                format!(
+                    "{}:{}",
+                    h["actor"].as_str().unwrap(),
+                    h["toStatus"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            actions,
+            ["pgvigil:Active", "alice:Dismissed", "pgvigil:Active"]
+        );
+    }
+
+    #[test]
+    fn pages_follow_each_other_without_gaps_or_repeats() {
+        let (_d, s) = temp_store();
+        let alerts: Vec<Alert> = (0..25)
+            .map(|i| {
+                alert(
+                    &format!("id{i:02}"),
+                    if i % 2 == 0 { "db1" } else { "db2" },
+                    AlertType::BruteForce,
+                    Severity::Medium,
+                    // Pairs share an end time, to exercise the tie-break on id.
+                    &format!("2026-11-01T00:{:02}:00.000Z", i / 2),
+                )
+            })
+            .collect();
+        ingest(&s, &alerts);
+        let mut seen = Vec::new();
+        let mut q = AlertQuery {
+            top: 4,
+            ..Default::default()
+        };
+        loop {
+            let (page, next) = s.list_alerts(&q).unwrap();
+            seen.extend(page.iter().map(|a| a["id"].as_str().unwrap().to_string()));
+            match next {
+                Some(k) => q.after = Some(k),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 25);
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 25);
+        assert_eq!(seen[0], "id24");
+        q = AlertQuery {
+            server: Some("db2".into()),
+            top: 100,
+            ..Default::default()
+        };
+        assert_eq!(s.list_alerts(&q).unwrap().0.len(), 12);
+    }
+
+    #[test]
+    fn a_disabled_category_is_neither_stored_nor_queued() {
+        let (_d, s) = temp_store();
+        s.register_server("db1").unwrap();
+        let body = serde_json::json!({"properties": {"state": "Enabled", "disabledAlerts": ["Brute_Force"]}});
+        s.put_policy("db1", &Policy::from_put_body(&body, "db1").unwrap())
+            .unwrap();
+        let r = ingest(
+            &s,
+            &[
+                alert(
+                    "x",
+                    "db1",
+                    AlertType::BruteForce,
+                    Severity::Medium,
+                    "2026-11-01T00:01:00.000Z",
+                ),
+                alert(
+                    "y",
+                    "db1",
+                    AlertType::Probe,
+                    Severity::Low,
+                    "2026-11-01T00:01:00.000Z",
+                ),
+            ],
+        );
+        assert_eq!((r.accepted.len(), r.suppressed, r.queued), (1, 1, 1));
+        assert!(s.get_alert("x").unwrap().is_none());
+    }
+
+    #[test]
+    fn retention_deletes_only_what_the_policy_lets_go() {
+        let (_d, s) = temp_store();
+        s.register_server("db1").unwrap();
+        s.register_server("db2").unwrap();
+        let body = serde_json::json!({"properties": {"state": "Enabled", "retentionDays": 10}});
+        s.put_policy("db1", &Policy::from_put_body(&body, "db1").unwrap())
+            .unwrap();
+        ingest(
+            &s,
+            &[
+                alert(
+                    "old1",
+                    "db1",
+                    AlertType::Probe,
+                    Severity::Low,
+                    "2026-10-01T00:00:00.000Z",
+                ),
+                alert(
+                    "new1",
+                    "db1",
+                    AlertType::Probe,
+                    Severity::Low,
+                    "2026-11-20T00:00:00.000Z",
+                ),
+                alert(
+                    "old2",
+                    "db2",
+                    AlertType::Probe,
+                    Severity::Low,
+                    "2026-10-01T00:00:00.000Z",
+                ),
+            ],
+        );
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T00:00:00Z")
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(s.enforce_retention(now).unwrap(), 1);
+        assert!(s.get_alert("old1").unwrap().is_none());
+        assert!(s.get_alert("new1").unwrap().is_some());
+        assert!(
+            s.get_alert("old2").unwrap().is_some(),
+            "db2 keeps alerts forever"
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! Monitored servers: registered by the agent that reads their logs, with what it last
+//! reported (events, parse errors, how far behind the log it is, learning or active).
+
+use super::{Result, Store};
+use rusqlite::params;
+use serde::Serialize;
+
+/// What an agent reports about its server with each batch.
+#[derive(Debug, Clone, Default)]
+pub struct ServerReport {
+    pub server: String,
+    /// Events since the previous report.
+    pub events: u64,
+    /// Malformed lines since the previous report.
+    pub parse_errors: u64,
+    pub first_event: Option<String>,
+    pub last_event: Option<String>,
+    pub learning_until: Option<String>,
+    /// Seconds between the newest event read and the wall clock.
+    pub lag_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerStatus {
+    pub name: String,
+    pub events: u64,
+    pub parse_errors: u64,
+    pub first_event: Option<String>,
+    pub last_event: Option<String>,
+    /// `learning` until the learning period has passed in event time, then `active`;
+    /// `waiting` before the first login.
+    pub mode: &'static str,
+    pub learning_until: Option<String>,
+    pub reported_at: Option<String>,
+    pub lag_seconds: Option<f64>,
+    pub open_alerts: u64,
+}
+
+pub(super) fn report(tx: &rusqlite::Connection, r: &ServerReport, now: &str) -> Result<()> {
+    tx.execute(
+        "INSERT INTO servers (name, events, parse_errors, first_event, last_event,
+           learning_until, reported_at, lag_seconds)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (name) DO UPDATE SET events = servers.events + excluded.events,
+           parse_errors = servers.parse_errors + excluded.parse_errors,
+           first_event = coalesce(servers.first_event, excluded.first_event),
+           last_event = coalesce(excluded.last_event, servers.last_event),
+           learning_until = coalesce(excluded.learning_until, servers.learning_until),
+           reported_at = excluded.reported_at,
+           lag_seconds = excluded.lag_seconds",
+        params![
+            r.server,
+            r.events as i64,
+            r.parse_errors as i64,
+            r.first_event,
+            r.last_event,
+            r.learning_until,
+            now,
+            r.lag_seconds
+        ],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    pub fn register_server(&self, name: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO servers (name) VALUES (?1) ON CONFLICT (name) DO NOTHING",
+                [name],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn server_exists(&self, name: &str) -> Result<bool> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM servers WHERE name = ?1",
+                [name],
+                |r| r.get::<_, i64>(0),
+            )? > 0)
+        })
+    }
+
+    pub fn report(&self, r: &ServerReport) -> Result<()> {
+        let now = super::now_utc();
+        self.write(|tx| report(tx, r, &now))
+    }
+
+    pub fn list_servers(&self) -> Result<Vec<ServerStatus>> {
+        let open = self.open_alerts_by_server()?;
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name, events, parse_errors, first_event, last_event, learning_until,
+                   reported_at, lag_seconds FROM servers ORDER BY name",
+            )?;
+            let rows = stmt.query_map(params![], |r| {
+                let name: String = r.get(0)?;
+                let last: Option<String> = r.get(4)?;
+                let until: Option<String> = r.get(5)?;
+                let mode = match (&until, &last) {
+                    (None, _) => "waiting",
+                    (Some(u), Some(l)) if l >= u => "active",
+                    _ => "learning",
+                };
+                Ok(ServerStatus {
+                    open_alerts: open.get(&name).copied().unwrap_or(0),
+                    name,
+                    events: r.get::<_, i64>(1)? as u64,
+                    parse_errors: r.get::<_, i64>(2)? as u64,
+                    first_event: r.get(3)?,
+                    last_event: last,
+                    mode,
+                    learning_until: until,
+                    reported_at: r.get(6)?,
+                    lag_seconds: r.get(7)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+}
