@@ -305,3 +305,25 @@ pub fn spawn(cfg: &ApiConfig, state: Arc<ApiState>) -> anyhow::Result<SocketAddr
     tracing::info!(listen = %addr, "API listening");
     Ok(addr)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_openapi_document_lists_every_alert_type() {
+        let doc: serde_json::Value = serde_json::from_str(include_str!("openapi.json")).unwrap();
+        let params = doc["paths"]["/alerts"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        let types = params.iter().find(|p| p["name"] == "alertType").unwrap()["schema"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect::<Vec<_>>();
+        let want: Vec<String> = crate::alert::AlertType::ALL
+            .iter()
+            .map(|t| t.as_str().to_string())
+            .collect();
+        assert_eq!(types, want);
+    }
+}

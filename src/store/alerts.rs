@@ -116,7 +116,15 @@ impl Store {
             let mut out = Ingested::default();
             let mut policies: HashMap<String, Policy> = HashMap::new();
             let now = now_utc();
-            for a in batch.alerts {
+            // Several updates of one alert in a batch are one update: its last state.
+            let mut last: HashMap<&str, usize> = HashMap::new();
+            for (i, a) in batch.alerts.iter().enumerate() {
+                last.insert(a.id.as_str(), i);
+            }
+            for (i, a) in batch.alerts.iter().enumerate() {
+                if last[a.id.as_str()] != i {
+                    continue;
+                }
                 if !policies.contains_key(&a.server) {
                     let p = super::policies::load(tx, &a.server)?;
                     policies.insert(a.server.clone(), p);

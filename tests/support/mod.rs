@@ -411,3 +411,179 @@ impl Drop for Runner {
         let _ = self.child.wait();
     }
 }
+
+impl Runner {
+    /// The address `pgvigil run` serves its API on (from its log).
+    pub fn api_addr(&self) -> SocketAddr {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < end {
+            let log = self.log();
+            if let Some(l) = log.lines().find(|l| l.contains("API listening")) {
+                if let Some(a) = l.split("listen=").nth(1) {
+                    return a.trim().parse().unwrap();
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("no API address in pgvigil's log:\n{}", self.log());
+    }
+}
+
+/// One HTTP request as a receiver saw it.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A real HTTP listener on 127.0.0.1 that answers every request `200 OK` and hands it to the
+/// test: the receiving end of webhooks.
+pub struct HttpSink {
+    pub addr: SocketAddr,
+    pub requests: std::sync::mpsc::Receiver<HttpRequest>,
+}
+
+impl HttpSink {
+    pub fn start(port: u16) -> HttpSink {
+        let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut s) = conn else { continue };
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    use std::io::{BufRead, Read, Write};
+                    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut parts = line.split_whitespace();
+                    let method = parts.next().unwrap_or("").to_string();
+                    let path = parts.next().unwrap_or("").to_string();
+                    let mut headers = Vec::new();
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            headers.push((k.trim().to_string(), v.trim().to_string()));
+                        }
+                    }
+                    let len: usize = headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .and_then(|(_, v)| v.parse().ok())
+                        .unwrap_or(0);
+                    let mut body = vec![0u8; len];
+                    r.read_exact(&mut body).unwrap();
+                    let _ = s.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    );
+                    let _ = tx.send(HttpRequest {
+                        method,
+                        path,
+                        headers,
+                        body,
+                    });
+                });
+            }
+        });
+        HttpSink { addr, requests: rx }
+    }
+
+    /// Requests received until `n` have come or `timeout` passed.
+    pub fn collect(&self, n: usize, timeout: std::time::Duration) -> Vec<HttpRequest> {
+        let end = std::time::Instant::now() + timeout;
+        let mut v = Vec::new();
+        while v.len() < n {
+            let Some(left) = end.checked_duration_since(std::time::Instant::now()) else {
+                break;
+            };
+            match self.requests.recv_timeout(left) {
+                Ok(r) => v.push(r),
+                Err(_) => break,
+            }
+        }
+        v
+    }
+}
+
+/// A real SMTP server (Python's aiosmtpd, Debian `python3-aiosmtpd`) delivering into a
+/// Maildir.
+pub struct SmtpServer {
+    pub port: u16,
+    pub maildir: PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl SmtpServer {
+    pub fn start() -> SmtpServer {
+        let python = ["/usr/bin/python3", "python3"]
+            .into_iter()
+            .find(|p| {
+                Command::new(p)
+                    .args(["-c", "import aiosmtpd"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
+            .unwrap_or_else(|| panic!("aiosmtpd not found: `apt-get install -y python3-aiosmtpd`"));
+        let dir = tempfile::tempdir().unwrap();
+        let maildir = dir.path().join("mail");
+        let port = free_port();
+        let child = Command::new(python)
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < end, "aiosmtpd did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        SmtpServer {
+            port,
+            maildir,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// Messages delivered so far, as text.
+    pub fn messages(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for sub in ["new", "cur"] {
+            if let Ok(rd) = std::fs::read_dir(self.maildir.join(sub)) {
+                for e in rd.flatten() {
+                    v.push(std::fs::read_to_string(e.path()).unwrap_or_default());
+                }
+            }
+        }
+        v
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,577 @@
+//! The store, the API and the notifiers, end to end: `pgvigil run` over a real hydra log,
+//! tokens made with `pgvigil token`, requests over HTTP, and notifications received by a real
+//! SMTP server (aiosmtpd), a real HTTP listener and a UDP syslog listener.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+use support::*;
+
+struct Api {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Api {
+    fn new(addr: std::net::SocketAddr) -> Api {
+        Api {
+            base: format!("http://{addr}"),
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into(),
+        }
+    }
+
+    /// (status, body) of a request; `token` None sends no Authorization header.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let resp = match method {
+            "GET" => {
+                let mut r = self.agent.get(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            "PUT" | "POST" => {
+                let mut r = if method == "PUT" {
+                    self.agent.put(&url)
+                } else {
+                    self.agent.post(&url)
+                };
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.header("Content-Type", "application/json")
+                    .send(body.unwrap_or("").as_bytes())
+            }
+            _ => unreachable!(),
+        };
+        let mut resp = resp.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+fn token(store: &Path, name: &str, role: &str) -> String {
+    let out = pgvigil()
+        .args(["token", "add", name, "--role", role, "--store"])
+        .arg(store)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    store: std::path::PathBuf,
+    config: std::path::PathBuf,
+}
+
+/// A log directory holding a real hydra attack, and a configuration with the given
+/// `[notify]` section.
+fn setup(notify: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("log");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stderr/hydra.log"),
+        logs.join("postgresql-15-main.log"),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let store = state.join("pgvigil.db");
+    let config = dir.path().join("pgvigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"server = "db1"
+[input]
+paths = ["{}"]
+start_at = "beginning"
+[state]
+dir = "{}"
+[api]
+listen = "127.0.0.1:0"
+public_url = "https://pgvigil.example.com"
+{notify}
+"#,
+            logs.display(),
+            state.display()
+        ),
+    )
+    .unwrap();
+    Setup { dir, store, config }
+}
+
+fn start(s: &Setup) -> Runner {
+    Runner::start(&["-c".as_ref(), s.config.as_os_str()])
+}
+
+fn alerts_of(v: &Value) -> Vec<Value> {
+    v["value"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn tokens_roles_and_the_policy_api() {
+    let s = setup("");
+    let admin = token(&s.store, "alice", "admin");
+    let reader = token(&s.store, "auditor", "reader");
+    let run = start(&s);
+    let (_, found) = run.until(Duration::from_secs(30), |a| {
+        a["displayName"] == "Suspected successful brute force attack"
+    });
+    assert!(found, "no alert from the hydra log:\n{}", run.log());
+    let api = Api::new(run.api_addr());
+    let pol = "/servers/db1/securityAlertPolicies/Default";
+
+    // Health needs no token; everything else does.
+    assert_eq!(api.call("GET", "/healthz", None, None).0, 200);
+    let (st, body) = api.call("GET", "/alerts", None, None);
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (401, Some("AuthenticationFailed"))
+    );
+    let wrong = format!("{}0", &admin[..admin.len() - 1]);
+    assert_eq!(api.call("GET", "/alerts", Some(&wrong), None).0, 401);
+    assert_eq!(api.call("GET", "/openapi.json", None, None).0, 401);
+
+    // A reader reads, and cannot change anything.
+    let (st, list) = api.call("GET", "/alerts?server=db1", Some(&reader), None);
+    assert_eq!(st, 200);
+    let bf: Vec<Value> = alerts_of(&list)
+        .into_iter()
+        .filter(|a| a["alertType"] == "PostgreSQL_BruteForce")
+        .collect();
+    assert_eq!(bf.len(), 1, "{list}");
+    let id = bf[0]["id"].as_str().unwrap().to_string();
+    let before = api.call("GET", pol, Some(&reader), None).1;
+    assert_eq!(before["properties"]["state"], "Enabled");
+    let change = json!({"properties": {"state": "Disabled"}}).to_string();
+    let (st, body) = api.call("PUT", pol, Some(&reader), Some(&change));
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (403, Some("AuthorizationFailed"))
+    );
+    assert_eq!(
+        api.call(
+            "POST",
+            &format!("/alerts/{id}/dismiss"),
+            Some(&reader),
+            None
+        )
+        .0,
+        403
+    );
+    assert_eq!(api.call("GET", pol, Some(&reader), None).1, before);
+    assert_eq!(
+        api.call("GET", &format!("/alerts/{id}"), Some(&reader), None)
+            .1["status"],
+        "Active"
+    );
+
+    // Bad bodies: a 4xx naming the field, nothing stored.
+    for (body, want) in [
+        ("{not json", "InvalidRequestContent"),
+        (
+            r#"{"properties": {"state": "Enabled", "emailAddresses": ["ok@example.com", "nope"]}}"#,
+            "emailAddresses[1]",
+        ),
+        (
+            r#"{"properties": {"state": "Enabled", "retentionDays": "ten"}}"#,
+            "retentionDays",
+        ),
+        (
+            r#"{"properties": {"state": "Enabled", "disabledAlerts": ["Brute_Force", "Everything"]}}"#,
+            "disabledAlerts[1]",
+        ),
+        (
+            r#"{"properties": {"state": "Enabled"}, "colour": "red"}"#,
+            "colour",
+        ),
+        (r#"{"properties": {"emailAddresses": []}}"#, "state"),
+    ] {
+        let (st, b) = api.call("PUT", pol, Some(&admin), Some(body));
+        assert_eq!(st, 400, "{body}: {b}");
+        assert!(b.to_string().contains(want), "{body}: {b}");
+    }
+    let big = format!(
+        r#"{{"properties": {{"state": "Enabled", "storageEndpoint": "https://{}"}}}}"#,
+        "a".repeat(100_000)
+    );
+    assert_eq!(api.call("PUT", pol, Some(&admin), Some(&big)).0, 413);
+    assert_eq!(api.call("GET", pol, Some(&reader), None).1, before);
+    assert_eq!(
+        api.call(
+            "GET",
+            "/servers/nosuch/securityAlertPolicies/Default",
+            Some(&admin),
+            None
+        )
+        .0,
+        404
+    );
+
+    // An admin changes the policy; the access key goes in and never comes out.
+    let body = json!({"properties": {
+        "state": "Enabled",
+        "emailAddresses": "sec@example.com; ops@example.com",
+        "disabledAlerts": ["Access_Anomaly"],
+        "retentionDays": 90,
+        "storageEndpoint": "https://audit.blob.core.windows.net",
+        "storageAccountAccessKey": "s3cret-key"
+    }})
+    .to_string();
+    let (st, put) = api.call("PUT", pol, Some(&admin), Some(&body));
+    assert_eq!(st, 200, "{put}");
+    let got = api.call("GET", pol, Some(&reader), None).1;
+    assert_eq!(got, put);
+    assert_eq!(
+        got["properties"]["emailAddresses"],
+        json!(["sec@example.com", "ops@example.com"])
+    );
+    assert_eq!(
+        got["type"],
+        "Microsoft.DBforPostgreSQL/servers/securityAlertPolicies"
+    );
+    let listed = api
+        .call(
+            "GET",
+            "/servers/db1/securityAlertPolicies",
+            Some(&reader),
+            None,
+        )
+        .1;
+    assert_eq!(listed["value"][0], got);
+    assert!(listed["nextLink"].is_null());
+    for v in [&put, &got, &listed] {
+        assert!(!v.to_string().contains("s3cret-key"));
+    }
+    assert!(!run.log().contains("s3cret-key"));
+
+    // An admin dismisses the alert: recorded with who and when.
+    let (st, d) = api.call("POST", &format!("/alerts/{id}/dismiss"), Some(&admin), None);
+    assert_eq!((st, d["status"].as_str()), (200, Some("Dismissed")));
+    let hist = d["stateHistory"].as_array().unwrap();
+    let last = hist.last().unwrap();
+    assert_eq!(
+        (last["actor"].as_str(), last["toStatus"].as_str()),
+        (Some("alice"), Some("Dismissed"))
+    );
+    let (_, f) = api.call("GET", "/alerts?status=Dismissed", Some(&reader), None);
+    assert_eq!(alerts_of(&f).len(), 1);
+    assert_eq!(
+        api.call("GET", "/alerts?status=Gone", Some(&reader), None)
+            .0,
+        400
+    );
+
+    // The servers list and the metrics see the agent's work.
+    let (_, servers) = api.call("GET", "/servers", Some(&reader), None);
+    let db1 = &servers["value"][0];
+    assert_eq!(db1["name"], "db1");
+    assert!(db1["events"].as_u64().unwrap() > 50, "{servers}");
+    assert_eq!(
+        db1["openAlerts"], 1,
+        "the other one is dismissed: {servers}"
+    );
+    let (st, m) = api.call("GET", "/metrics", Some(&reader), None);
+    assert_eq!(st, 200);
+    let m = m.as_str().unwrap().to_string();
+    assert!(m.contains("pgvigil_events_total{server=\"db1\"}"), "{m}");
+    assert!(
+        m.contains("pgvigil_alerts{alert_type=\"PostgreSQL_BruteForce\",severity=\"High\"} 1"),
+        "{m}"
+    );
+
+    // The shell client speaks to the same API.
+    let out = pgvigil()
+        .args(["alerts", "list", "--severity", "High"])
+        .env("PGVIGIL_URL", &api.base)
+        .env("PGVIGIL_TOKEN", &reader)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Suspected successful brute force"), "{text}");
+    let out = pgvigil()
+        .args(["policy", "set", "db1", "--retention-days", "7"])
+        .env("PGVIGIL_URL", &api.base)
+        .env("PGVIGIL_TOKEN", &reader)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
+    let out = pgvigil()
+        .args(["policy", "set", "db1", "--retention-days", "7"])
+        .env("PGVIGIL_URL", &api.base)
+        .env("PGVIGIL_TOKEN", &admin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = api.call("GET", pol, Some(&reader), None).1;
+    assert_eq!(got["properties"]["retentionDays"], 7);
+    assert_eq!(
+        got["properties"]["emailAddresses"],
+        put["properties"]["emailAddresses"]
+    );
+    drop(s.dir);
+}
+
+#[test]
+fn simulated_alerts_reach_email_webhook_and_syslog() {
+    let smtp = SmtpServer::start();
+    let hook = HttpSink::start(0);
+    let syslog = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    syslog
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let s = setup(&format!(
+        r#"[notify.email]
+host = "127.0.0.1"
+port = {}
+security = "none"
+from = "pgvigil <pgvigil@example.com>"
+admins = ["dba@example.com"]
+[[notify.webhook]]
+name = "soc"
+url = "http://{}/hook"
+secret = "hook-secret"
+[[notify.syslog]]
+name = "siem"
+address = "{}"
+format = "cef"
+"#,
+        smtp.port,
+        hook.addr,
+        syslog.local_addr().unwrap()
+    ));
+    let admin = token(&s.store, "alice", "admin");
+    let run = start(&s);
+    let api = Api::new(run.api_addr());
+    // The hydra log's own two alerts go out first.
+    let first = hook.collect(2, Duration::from_secs(30));
+    assert_eq!(first.len(), 2, "{}", run.log());
+    let body = json!({"properties": {"state": "Enabled", "emailAddresses": ["sec@example.com"]}})
+        .to_string();
+    assert_eq!(
+        api.call(
+            "PUT",
+            "/servers/db1/securityAlertPolicies/Default",
+            Some(&admin),
+            Some(&body)
+        )
+        .0,
+        200
+    );
+    let (st, sim) = api.call("POST", "/servers/db1/alerts/simulate", Some(&admin), None);
+    assert_eq!(st, 200, "{sim}");
+    let sims = alerts_of(&sim);
+    assert_eq!(sims.len(), 11);
+    assert!(sims.iter().all(|a| a["isSimulated"] == true));
+
+    // Webhook: each alert once, signed.
+    let got = hook.collect(11, Duration::from_secs(30));
+    assert_eq!(got.len(), 11, "{}", run.log());
+    for r in &got {
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/hook"));
+        let sig = r.header("X-Pgvigil-Signature").unwrap();
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret").unwrap();
+        mac.update(&r.body);
+        assert_eq!(
+            sig,
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        );
+        let a: Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(a["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Sample alert"));
+    }
+    let mut types: Vec<String> = got
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["alertType"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    types.sort();
+    types.dedup();
+    assert_eq!(types.len(), 11);
+    assert!(
+        hook.collect(1, Duration::from_millis(1500)).is_empty(),
+        "sent twice"
+    );
+
+    // Syslog: CEF lines, one per alert (13: the hydra pair and the 11 samples).
+    let mut cef = Vec::new();
+    let mut buf = [0u8; 65536];
+    while cef.len() < 13 {
+        let n = syslog.recv(&mut buf).expect("syslog message");
+        cef.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    assert!(
+        cef.iter().all(|m| m.starts_with('<')
+            && m.contains(">1 ")
+            && m.contains("CEF:0|pgvigil|pgvigil|")),
+        "{cef:?}"
+    );
+    assert!(
+        cef.iter().any(
+            |m| m.contains("|PostgreSQL_BruteForce|Suspected successful brute force attack|8|")
+        ),
+        "{cef:?}"
+    );
+
+    // Email: one message per alert to the policy's and the admins' addresses, readable.
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    let mut mails = smtp.messages();
+    while mails.len() < 13 && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+        mails = smtp.messages();
+    }
+    assert_eq!(mails.len(), 13, "{}", run.log());
+    let bf = mails
+        .iter()
+        .find(|m| {
+            m.contains("Subject: [pgvigil] High: Suspected successful brute force attack on db1")
+        })
+        .unwrap_or_else(|| panic!("{mails:?}"));
+    assert!(bf.contains("dba@example.com"), "{bf}");
+    assert!(
+        !bf.contains("sec@example.com"),
+        "the policy changed after this alert: {bf}"
+    );
+    for want in [
+        "Source        127.0.0.1",
+        "Principal",
+        "What to do",
+        "https://pgvigil.example.com/alerts/",
+    ] {
+        assert!(bf.contains(want), "{want}: {bf}");
+    }
+    let sample = mails.iter().find(|m| m.contains("[sample]")).unwrap();
+    assert!(
+        sample.contains("sec@example.com") && sample.contains("dba@example.com"),
+        "{sample}"
+    );
+}
+
+#[test]
+fn a_notification_waits_for_a_receiver_that_is_down_even_across_a_restart() {
+    let port = free_port();
+    let s = setup(&format!(
+        r#"[notify]
+retry_base = "200ms"
+retry_max = "1s"
+[[notify.webhook]]
+name = "late"
+url = "http://127.0.0.1:{port}/hook"
+"#
+    ));
+    let run = start(&s);
+    let (_, found) = run.until(Duration::from_secs(30), |a| {
+        a["alertType"] == "PostgreSQL_HarmfulApplication"
+    });
+    assert!(found, "{}", run.log());
+    // Failures are recorded before the receiver comes up...
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while !run.log().contains("notification failed") {
+        assert!(std::time::Instant::now() < end, "{}", run.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // ...pgvigil is killed and comes back...
+    run.kill();
+    let run = start(&s);
+    // ...and once the receiver listens, each alert arrives exactly once.
+    let hook = HttpSink::start(port);
+    let got = hook.collect(2, Duration::from_secs(30));
+    assert_eq!(got.len(), 2, "{}", run.log());
+    assert!(
+        hook.collect(1, Duration::from_secs(3)).is_empty(),
+        "a notification was sent twice"
+    );
+    let mut ids: Vec<_> = got
+        .iter()
+        .map(|r| r.header("X-Pgvigil-Delivery").unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 2);
+}
+
+/// schemathesis (PyPI) generates requests from the served OpenAPI document — valid ones,
+/// malformed ones, and sequences — for 30 seconds: no answer may be a 5xx.
+#[test]
+fn generated_requests_from_the_openapi_document_never_get_a_server_error() {
+    let st = ["schemathesis", "st"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .unwrap_or_else(|| panic!("schemathesis not found: `python3 -m pip install schemathesis`"));
+    let s = setup("");
+    let admin = token(&s.store, "fuzz", "admin");
+    let run = start(&s);
+    let addr = run.api_addr();
+    let out = std::process::Command::new(st)
+        .args(["run", &format!("http://{addr}/openapi.json")])
+        .args(["-H", &format!("Authorization: Bearer {admin}")])
+        .args([
+            "--checks",
+            "not_a_server_error",
+            "--max-time",
+            "30",
+            "--workers",
+            "2",
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        run.log()
+    );
+    assert!(
+        text.contains("passed") && !text.contains("Server error"),
+        "{text}"
+    );
+    // It did reach the API: the token was used and nothing broke.
+    assert_eq!(Api::new(addr).call("GET", "/healthz", None, None).0, 200);
+}
