@@ -364,6 +364,14 @@ admins = ["dba@example.com"]
 name = "soc"
 url = "http://{}/hook"
 secret = "hook-secret"
+[[notify.webhook]]
+name = "chat"
+url = "http://{}/slack"
+format = "slack"
+[[notify.webhook]]
+name = "teams"
+url = "http://{}/teams"
+format = "teams"
 [[notify.syslog]]
 name = "siem"
 address = "{}"
@@ -371,14 +379,38 @@ format = "cef"
 "#,
         smtp.port,
         hook.addr,
+        hook.addr,
+        hook.addr,
         syslog.local_addr().unwrap()
     ));
     let admin = token(&s.store, "alice", "admin");
     let run = start(&s);
     let api = Api::new(run.api_addr());
-    // The hydra log's own two alerts go out first.
-    let first = hook.collect(2, Duration::from_secs(30));
-    assert_eq!(first.len(), 2, "{}", run.log());
+    // The hydra log's own two alerts go out first, on each of the three webhooks.
+    let first = hook.collect(6, Duration::from_secs(30));
+    assert_eq!(first.len(), 6, "{}", run.log());
+    let slack: Value =
+        serde_json::from_slice(&first.iter().find(|r| r.path == "/slack").unwrap().body).unwrap();
+    assert!(
+        slack["text"].as_str().unwrap().starts_with("[pgvigil] "),
+        "{slack}"
+    );
+    assert!(
+        slack["blocks"].to_string().contains("What to do"),
+        "{slack}"
+    );
+    let teams: Value =
+        serde_json::from_slice(&first.iter().find(|r| r.path == "/teams").unwrap().body).unwrap();
+    assert_eq!(
+        teams["attachments"][0]["content"]["type"], "AdaptiveCard",
+        "{teams}"
+    );
+    assert!(
+        teams
+            .to_string()
+            .contains("https://pgvigil.example.com/alerts/"),
+        "{teams}"
+    );
     let body = json!({"properties": {"state": "Enabled", "emailAddresses": ["sec@example.com"]}})
         .to_string();
     assert_eq!(
@@ -397,9 +429,11 @@ format = "cef"
     assert_eq!(sims.len(), 11);
     assert!(sims.iter().all(|a| a["isSimulated"] == true));
 
-    // Webhook: each alert once, signed.
-    let got = hook.collect(11, Duration::from_secs(30));
-    assert_eq!(got.len(), 11, "{}", run.log());
+    // Webhook: each alert once per webhook, the JSON one signed.
+    let all = hook.collect(33, Duration::from_secs(30));
+    assert_eq!(all.len(), 33, "{}", run.log());
+    let got: Vec<HttpRequest> = all.into_iter().filter(|r| r.path == "/hook").collect();
+    assert_eq!(got.len(), 11);
     for r in &got {
         assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/hook"));
         let sig = r.header("X-Pgvigil-Signature").unwrap();

@@ -163,6 +163,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_role_name_cannot_inject_slack_markup_or_extra_lines() {
+        let mut a = crate::api::simulate::samples("db1", 0).remove(0);
+        a.entities.principal = Some("<!channel> & <https://evil.example|click>\nforged".into());
+        let b = body(WebhookFormat::Slack, &a, "{}", None);
+        let v: Value = serde_json::from_str(&b).unwrap();
+        let text = v["blocks"].to_string();
+        assert!(
+            !text.contains("<!channel>") && !text.contains("<https://evil"),
+            "{text}"
+        );
+        assert!(
+            text.contains("&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt; forged"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn the_signature_is_rfc_4231_hmac_sha256() {
         // RFC 4231, test case 2.
         assert_eq!(
