@@ -42,6 +42,9 @@ pub struct StoreConfig {
     /// The SQLite file holding alerts, policies, checkpoints, API tokens and the notification
     /// outbox. Default: `pgvigil.db` in state.dir.
     pub path: Option<PathBuf>,
+    /// A central PostgreSQL instead (`postgres://user:password@host/db`): fleet mode, every
+    /// agent and API instance pointing at the same database. Replaces `path`.
+    pub url: Option<crate::notify::Secret>,
 }
 
 /// Where to start reading a file that was already there when pgvigil first started (no

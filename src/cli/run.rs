@@ -145,12 +145,13 @@ pub fn run(args: Args) -> Result<u8> {
         prefix,
     };
 
-    let store = Arc::new(Store::open(&cfg.store_path()).context("the alert store (store.path)")?);
+    let store =
+        Arc::new(Store::from_config(&cfg).context("the alert store (store.path / store.url)")?);
     store.register_server(&cfg.server)?;
     let services = super::services::start(&cfg, store.clone(), true)?;
     let origin = PathBuf::from(format!(
         "{} (checkpoint of {})",
-        store.path().display(),
+        store.location(),
         cfg.server
     ));
     let saved = store
@@ -182,7 +183,7 @@ pub fn run(args: Args) -> Result<u8> {
             file.set_len(len)
                 .with_context(|| path.display().to_string())?;
         }
-        tracing::info!(store = %store.path().display(), files = positions.len(), "resuming from the checkpoint");
+        tracing::info!(store = %store.location(), files = positions.len(), "resuming from the checkpoint");
     }
     let mut follower = Follower::new(roots.clone(), hints, cfg.input.start_at, positions);
     tracing::info!(server = %cfg.server, paths = ?roots, "pgvigil run started");
@@ -191,60 +192,103 @@ pub fn run(args: Args) -> Result<u8> {
     let interval = std::time::Duration::from_millis(cfg.input.poll_interval.ms().max(10) as u64);
     let mut first = true;
     let (mut reported_events, mut reported_malformed) = (0u64, 0u64);
+    // Alerts not yet in the store (a central store can be away for a while): they go with
+    // the next checkpoint, which includes everything that produced them.
+    let mut pending: Vec<Alert> = Vec::new();
+    let mut to_file: Vec<Alert> = Vec::new();
+    let mut store_down = false;
     loop {
         let consumed = follower.poll(&mut pipeline);
         let alerts = pipeline.take_alerts();
-        if consumed > 0 || !alerts.is_empty() || first {
-            // The alerts file first: if the store's transaction below does not happen, the
-            // next start cuts the file back to the length in the previous checkpoint.
-            let to_file: Vec<Alert> = {
-                let policy = store.get_policy(&cfg.server)?;
-                alerts
-                    .iter()
-                    .filter(|a| policy.allows(a.alert_type))
-                    .cloned()
-                    .collect()
-            };
-            write_file(&to_file, alerts_file.as_mut())?;
-            let len = match &alerts_file {
-                Some((_, f)) => Some(f.metadata()?.len()),
-                None => None,
-            };
-            let ckpt = Checkpoint::capture(&cfg.server, follower.positions(), &pipeline, len);
-            let now_event = pipeline.engine.now();
-            let report = ServerReport {
-                server: cfg.server.clone(),
-                events: pipeline.events_total - reported_events,
-                parse_errors: follower.malformed - reported_malformed,
-                first_event: now_event.map(format_time),
-                last_event: now_event.map(format_time),
-                learning_until: pipeline
-                    .engine
-                    .profile
-                    .first_login
-                    .map(|f| format_time(f + cfg.detect.profile.learning_period.ms())),
-                lag_seconds: now_event.map(|t| (now_ms() - t) as f64 / 1000.0),
-            };
-            let bytes = ckpt.to_bytes();
-            let done = store.ingest(Ingest {
-                alerts: &alerts,
-                simulated: false,
-                channels: &services.channels,
-                admins: &services.admins,
-                checkpoint: Some((&cfg.server, &bytes)),
-                report: Some(&report),
-            })?;
-            reported_events = pipeline.events_total;
-            reported_malformed = follower.malformed;
-            services
-                .counters
-                .alerts_suppressed
-                .fetch_add(done.suppressed as u64, std::sync::atomic::Ordering::Relaxed);
-            print(&done.accepted, cfg.output.json, &mut stdout.lock())?;
-            first = false;
+        to_file.extend(alerts.iter().cloned());
+        pending.extend(alerts);
+        if consumed > 0 || !pending.is_empty() || first || store_down {
+            match commit(
+                &cfg,
+                &store,
+                &services,
+                &follower,
+                &pipeline,
+                &mut pending,
+                &mut to_file,
+                alerts_file.as_mut(),
+                (reported_events, reported_malformed),
+            ) {
+                Ok(accepted) => {
+                    if store_down {
+                        tracing::info!(store = %store.location(), "store reachable again");
+                    }
+                    store_down = false;
+                    reported_events = pipeline.events_total;
+                    reported_malformed = follower.malformed;
+                    print(&accepted, cfg.output.json, &mut stdout.lock())?;
+                    first = false;
+                }
+                // The local file store failing is not something waiting fixes.
+                Err(e) if !store.is_central() => return Err(e),
+                Err(e) => {
+                    if !store_down {
+                        tracing::error!(store = %store.location(), error = %format!("{e:#}"), "store unavailable; keeping alerts and retrying");
+                    }
+                    store_down = true;
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            }
         }
         std::thread::sleep(interval);
     }
+}
+
+/// Writes the alerts file, then stores the pending alerts with the checkpoint and the
+/// server's report in one transaction. Returns the alerts the policy let through.
+#[allow(clippy::too_many_arguments)]
+fn commit(
+    cfg: &Config,
+    store: &Store,
+    services: &super::services::Services,
+    follower: &Follower,
+    pipeline: &Pipeline,
+    pending: &mut Vec<Alert>,
+    to_file: &mut Vec<Alert>,
+    alerts_file: Option<&mut (PathBuf, std::fs::File)>,
+    reported: (u64, u64),
+) -> Result<Vec<Alert>> {
+    // The alerts file first: if the store's transaction below does not happen, the next
+    // start cuts the file back to the length in the previous checkpoint.
+    let policy = store.get_policy(&cfg.server)?;
+    to_file.retain(|a| policy.allows(a.alert_type));
+    let len = write_file(to_file, alerts_file)?;
+    to_file.clear();
+    let ckpt = Checkpoint::capture(&cfg.server, follower.positions(), pipeline, len);
+    let now_event = pipeline.engine.now();
+    let report = ServerReport {
+        server: cfg.server.clone(),
+        events: pipeline.events_total - reported.0,
+        parse_errors: follower.malformed - reported.1,
+        first_event: now_event.map(format_time),
+        last_event: now_event.map(format_time),
+        learning_until: pipeline
+            .engine
+            .profile
+            .first_login
+            .map(|f| format_time(f + cfg.detect.profile.learning_period.ms())),
+        lag_seconds: now_event.map(|t| (now_ms() - t) as f64 / 1000.0),
+    };
+    let bytes = ckpt.to_bytes();
+    let done = store.ingest(Ingest {
+        alerts: pending,
+        simulated: false,
+        channels: &services.channels,
+        admins: &services.admins,
+        checkpoint: Some((&cfg.server, &bytes)),
+        report: Some(&report),
+    })?;
+    pending.clear();
+    services
+        .counters
+        .alerts_suppressed
+        .fetch_add(done.suppressed as u64, std::sync::atomic::Ordering::Relaxed);
+    Ok(done.accepted)
 }
 
 fn print(alerts: &[Alert], json: bool, out: &mut dyn Write) -> Result<()> {
@@ -271,11 +315,15 @@ fn print(alerts: &[Alert], json: bool, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-fn write_file(alerts: &[Alert], file: Option<&mut (PathBuf, std::fs::File)>) -> Result<()> {
-    if let Some((path, f)) = file {
-        if alerts.is_empty() {
-            return Ok(());
-        }
+/// Appends alerts to the alerts file (synced); returns the file's length.
+fn write_file(
+    alerts: &[Alert],
+    file: Option<&mut (PathBuf, std::fs::File)>,
+) -> Result<Option<u64>> {
+    let Some((path, f)) = file else {
+        return Ok(None);
+    };
+    if !alerts.is_empty() {
         let mut buf = Vec::new();
         for a in alerts {
             output::write_json_line(&mut buf, a)?;
@@ -284,5 +332,9 @@ fn write_file(alerts: &[Alert], file: Option<&mut (PathBuf, std::fs::File)>) -> 
             .with_context(|| path.display().to_string())?;
         f.sync_data().with_context(|| path.display().to_string())?;
     }
-    Ok(())
+    Ok(Some(
+        f.metadata()
+            .with_context(|| path.display().to_string())?
+            .len(),
+    ))
 }

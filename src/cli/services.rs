@@ -29,8 +29,6 @@ pub fn start(cfg: &Config, store: Arc<Store>, send: bool) -> Result<Services> {
         if !channels.is_empty() {
             tracing::info!(channels = ?channels, "notifications on");
         }
-        // Also with no channel configured: the outbox may hold items from a previous
-        // configuration, which then fail with a clear reason.
         pgvigil::notify::spawn_sender(
             store.clone(),
             notifier,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Configuration file (its store.path / state.dir say where the store is).
+    /// Configuration file (its store.url, store.path or state.dir say where the store is).
     #[arg(long, short = 'c', value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// The store file (replaces store.path).
@@ -42,8 +42,7 @@ pub fn open_store(config: &Option<PathBuf>, store: &Option<PathBuf>) -> Result<(
     if let Some(s) = store {
         cfg.store.path = Some(s.clone());
     }
-    let path = cfg.store_path();
-    let s = Store::open(&path).context("the alert store (store.path)")?;
+    let s = Store::from_config(&cfg).context("the alert store (store.path / store.url)")?;
     Ok((cfg, s))
 }
 

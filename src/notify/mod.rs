@@ -199,12 +199,20 @@ impl Notifier {
             .min(self.cfg.retry_max.ms().max(base))
     }
 
-    /// Delivers what is due; returns how many were delivered.
+    /// Delivers what is due on this notifier's channels; returns how many were delivered.
     pub fn drain(&self, store: &Store, counters: &Counters) -> Result<usize, StoreError> {
+        let channels = self.channels();
+        // Long enough for one batch of attempts, each bounded by the timeout.
+        let lease = (self.cfg.timeout.ms().max(1) * 2).max(30_000);
         let mut delivered = 0;
         loop {
-            let now = crate::store::now_utc();
-            let due = store.outbox_due(&now, 100)?;
+            let now = crate::store::now_ms();
+            let due = store.outbox_claim(
+                &channels,
+                &crate::event::format_time(now),
+                &crate::event::format_time(now + lease),
+                20,
+            )?;
             if due.is_empty() {
                 return Ok(delivered);
             }

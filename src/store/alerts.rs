@@ -1,10 +1,10 @@
 //! Alerts in the store: ingesting detector output (with the policy applied and notifications
 //! queued), listing with filters and keyset paging, and status changes made by people.
 
+use super::db::{vals, Db, Val};
 use super::{now_utc, Result, Store, StoreError};
 use crate::alert::{Alert, Severity};
 use crate::policy::Policy;
-use rusqlite::{params, OptionalExtension, Transaction};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -136,16 +136,50 @@ impl Store {
                 }
                 let (stored, notify) = upsert(tx, a, batch.simulated, &now)?;
                 if let Some(version) = notify {
-                    out.queued +=
-                        super::outbox::enqueue(tx, &stored, version, batch.channels, policy, batch.admins, &now)?;
+                    out.queued += super::outbox::enqueue(
+                        tx,
+                        &stored,
+                        version,
+                        batch.channels,
+                        policy,
+                        batch.admins,
+                        &now,
+                    )?;
                 }
                 out.accepted.push(stored);
+                if batch.simulated {
+                    continue;
+                }
+                if let Some(fleet) = super::fleet::correlate(tx, a)? {
+                    let fleet_policy = super::policies::load(tx, super::fleet::FLEET)?;
+                    if !fleet_policy.allows(fleet.alert_type) {
+                        out.suppressed += 1;
+                        continue;
+                    }
+                    tx.exec(
+                        "INSERT INTO servers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+                        vals![super::fleet::FLEET],
+                    )?;
+                    let (stored, notify) = upsert(tx, &fleet, false, &now)?;
+                    if let Some(version) = notify {
+                        out.queued += super::outbox::enqueue(
+                            tx,
+                            &stored,
+                            version,
+                            batch.channels,
+                            &fleet_policy,
+                            batch.admins,
+                            &now,
+                        )?;
+                    }
+                    out.accepted.push(stored);
+                }
             }
             if let Some((server, data)) = batch.checkpoint {
-                tx.execute(
-                    "INSERT INTO checkpoints (server, data, updated_at) VALUES (?1, ?2, ?3)
+                tx.exec(
+                    "INSERT INTO checkpoints (server, data, updated_at) VALUES ($1, $2, $3)
                      ON CONFLICT (server) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
-                    params![server, data, now],
+                    vals![server, data, now.as_str()],
                 )?;
             }
             if let Some(r) = batch.report {
@@ -157,12 +191,12 @@ impl Store {
 
     pub fn load_checkpoint(&self, server: &str) -> Result<Option<Vec<u8>>> {
         self.read(|c| {
-            Ok(c.query_row(
-                "SELECT data FROM checkpoints WHERE server = ?1",
-                [server],
-                |r| r.get(0),
-            )
-            .optional()?)
+            c.query_opt(
+                "SELECT data FROM checkpoints WHERE server = $1",
+                vals![server],
+            )?
+            .map(|r| r.blob(0))
+            .transpose()
         })
     }
 
@@ -171,11 +205,11 @@ impl Store {
         let mut sql = String::from(
             "SELECT record, status, is_simulated, end_time, id FROM alerts WHERE 1 = 1",
         );
-        let mut args: Vec<String> = Vec::new();
+        let mut args: Vec<Val> = Vec::new();
         let mut cond = |sql: &mut String, clause: &str, v: &Option<String>| {
             if let Some(v) = v {
-                args.push(v.clone());
-                sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+                args.push(Val::from(v));
+                sql.push_str(&clause.replace('?', &format!("${}", args.len())));
             }
         };
         cond(&mut sql, " AND server = ?", &q.server);
@@ -193,12 +227,12 @@ impl Store {
             });
         }
         if let Some((t, id)) = &q.after {
-            args.push(t.clone());
+            args.push(Val::from(t));
             let a = args.len();
-            args.push(id.clone());
+            args.push(Val::from(id));
             let b = args.len();
             sql.push_str(&format!(
-                " AND (end_time < ?{a} OR (end_time = ?{a} AND id < ?{b}))"
+                " AND (end_time < ${a} OR (end_time = ${a} AND id < ${b}))"
             ));
         }
         let top = q.top.clamp(1, 1000);
@@ -207,27 +241,21 @@ impl Store {
             top + 1
         ));
         self.read(|c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, bool>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            })?;
+            let rows = c.query(&sql, &args)?;
             let mut out = Vec::new();
             let mut next = None;
-            for row in rows {
-                let (record, status, sim, end, id) = row?;
+            for r in rows {
                 if out.len() == top {
                     next = out
                         .last()
                         .map(|(_, e, i): &(Value, String, String)| (e.clone(), i.clone()));
                     break;
                 }
-                out.push((served(&record, &status, sim)?, end, id));
+                out.push((
+                    served(&r.text(0)?, &r.text(1)?, r.int(2)? != 0)?,
+                    r.text(3)?,
+                    r.text(4)?,
+                ));
             }
             Ok((out.into_iter().map(|(v, _, _)| v).collect(), next))
         })
@@ -242,19 +270,15 @@ impl Store {
     /// there is no such alert.
     pub fn set_status(&self, id: &str, to: Status, actor: &str) -> Result<Option<Value>> {
         self.write(|tx| {
-            let from: Option<String> = tx
-                .query_row("SELECT status FROM alerts WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            let Some(from) = from else {
-                return Ok(None);
+            let from = match tx.query_opt("SELECT status FROM alerts WHERE id = $1", vals![id])? {
+                Some(r) => r.text(0)?,
+                None => return Ok(None),
             };
             if from != to.as_str() {
                 let now = now_utc();
-                tx.execute(
-                    "UPDATE alerts SET status = ?2, updated_at = ?3 WHERE id = ?1",
-                    params![id, to.as_str(), now],
+                tx.exec(
+                    "UPDATE alerts SET status = $2, updated_at = $3 WHERE id = $1",
+                    vals![id, to.as_str(), now.as_str()],
                 )?;
                 history(tx, id, &now, actor, "status", Some(&from), to.as_str())?;
             }
@@ -265,26 +289,28 @@ impl Store {
     /// Open alerts (Active or InProgress) per server.
     pub fn open_alerts_by_server(&self) -> Result<HashMap<String, u64>> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached(
+            c.query(
                 "SELECT server, count(*) FROM alerts WHERE status IN ('Active', 'InProgress')
                  AND is_simulated = 0 GROUP BY server",
-            )?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.int(1)? as u64)))
+            .collect()
         })
     }
 
-    /// Stored alerts per alertType (for metrics).
+    /// Stored alerts per alertType and severity (for metrics).
     pub fn alerts_by_type(&self) -> Result<Vec<(String, String, u64)>> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached(
+            c.query(
                 "SELECT alert_type, severity, count(*) FROM alerts WHERE is_simulated = 0
                  GROUP BY alert_type, severity ORDER BY 1, 2",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-            })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?, r.int(2)? as u64)))
+            .collect()
         })
     }
 
@@ -292,11 +318,10 @@ impl Store {
     /// them), and delivered notifications older than a week. Returns the alerts deleted.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
         let policies = self.read(|c| {
-            let mut stmt = c.prepare("SELECT server, properties FROM policies")?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(StoreError::from)
+            c.query("SELECT server, properties FROM policies", &[])?
+                .iter()
+                .map(|r| Ok((r.text(0)?, r.text(1)?)))
+                .collect::<Result<Vec<_>>>()
         })?;
         let mut deleted = 0;
         for (server, props) in policies {
@@ -307,18 +332,18 @@ impl Store {
             let cutoff =
                 crate::event::format_time(now_ms - i64::from(p.retention_days) * 86_400_000);
             deleted += self.write(|tx| {
-                Ok(tx.execute(
-                    "DELETE FROM alerts WHERE server = ?1 AND end_time < ?2",
-                    params![server, cutoff],
-                )?)
+                tx.exec(
+                    "DELETE FROM alerts WHERE server = $1 AND end_time < $2",
+                    vals![server.as_str(), cutoff],
+                )
             })?;
         }
         let week_ago = crate::event::format_time(now_ms - 7 * 86_400_000);
         self.write(|tx| {
-            Ok(tx.execute(
-                "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?1",
-                [week_ago],
-            )?)
+            tx.exec(
+                "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < $1",
+                vals![week_ago],
+            )
         })?;
         Ok(deleted)
     }
@@ -326,89 +351,91 @@ impl Store {
 
 /// Inserts a new alert or folds an update into the stored one. Returns the alert as stored
 /// and, when it is new or escalated, the version to notify.
-fn upsert(tx: &Transaction, a: &Alert, simulated: bool, now: &str) -> Result<(Alert, Option<i64>)> {
-    let prev: Option<(String, String, String, i64)> = tx
-        .query_row(
-            "SELECT status, severity, display_name, version FROM alerts WHERE id = ?1",
-            [&a.id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
+fn upsert(tx: &mut dyn Db, a: &Alert, simulated: bool, now: &str) -> Result<(Alert, Option<i64>)> {
     let record = serde_json::to_string(a).map_err(|e| StoreError::Corrupt {
         what: format!("alert {}", a.id),
         reason: e.to_string(),
     })?;
     let mut stored = a.clone();
-    let notify = match prev {
-        None => {
-            tx.execute(
-                "INSERT INTO alerts (id, server, alert_type, severity, display_name, status,
-                   start_time, end_time, source_ip, principal, is_simulated, version, record,
-                   created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'Active', ?6, ?7, ?8, ?9, ?10, 1, ?11, ?12, ?12)",
-                params![
-                    a.id,
-                    a.server,
-                    a.alert_type.as_str(),
-                    a.severity.to_string(),
-                    a.display_name,
-                    a.start_time_utc,
-                    a.end_time_utc,
-                    a.entities.source_ip,
-                    a.entities.principal,
-                    simulated,
-                    record,
-                    now
-                ],
-            )?;
-            history(tx, &a.id, now, "pgvigil", "raised", None, "Active")?;
-            stored.status = "Active".into();
-            Some(1)
-        }
-        Some((status, severity, display_name, version)) => {
-            let escalated = a.severity > severity_of(&severity) || a.display_name != display_name;
-            let version = version + i64::from(escalated);
-            // New evidence does not undo a person's decision, but an escalation (a brute
-            // force that now succeeded) is news even on a dismissed alert.
-            let status = if escalated && status != "Active" {
-                history(
-                    tx,
-                    &a.id,
-                    now,
-                    "pgvigil",
-                    "escalated",
-                    Some(&status),
-                    "Active",
-                )?;
-                "Active".to_string()
-            } else {
-                status
-            };
-            tx.execute(
-                "UPDATE alerts SET severity = ?2, display_name = ?3, status = ?4,
-                   start_time = ?5, end_time = ?6, version = ?7, record = ?8, updated_at = ?9
-                 WHERE id = ?1",
-                params![
-                    a.id,
-                    a.severity.to_string(),
-                    a.display_name,
-                    status,
-                    a.start_time_utc,
-                    a.end_time_utc,
-                    version,
-                    record,
-                    now
-                ],
-            )?;
-            stored.status = status;
-            escalated.then_some(version)
-        }
+    // Insert if new; several agents may raise the same (fleet) alert at once, so the
+    // insert itself decides, not an earlier look.
+    let inserted = tx.exec(
+        "INSERT INTO alerts (id, server, alert_type, severity, display_name, status,
+           start_time, end_time, source_ip, principal, is_simulated, version, record,
+           created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, 'Active', $6, $7, $8, $9, $10, 1, $11, $12, $12)
+         ON CONFLICT (id) DO NOTHING",
+        vals![
+            a.id.as_str(),
+            a.server.as_str(),
+            a.alert_type.as_str(),
+            a.severity.to_string(),
+            a.display_name.as_str(),
+            a.start_time_utc.as_str(),
+            a.end_time_utc.as_str(),
+            &a.entities.source_ip,
+            &a.entities.principal,
+            simulated,
+            record.as_str(),
+            now
+        ],
+    )?;
+    if inserted == 1 {
+        history(tx, &a.id, now, "pgvigil", "raised", None, "Active")?;
+        stored.status = "Active".into();
+        return Ok((stored, Some(1)));
+    }
+    let prev = tx
+        .query_opt(
+            "SELECT status, severity, display_name, version FROM alerts WHERE id = $1",
+            vals![a.id.as_str()],
+        )?
+        .ok_or_else(|| StoreError::Corrupt {
+            what: format!("alert {}", a.id),
+            reason: "vanished during its update".into(),
+        })?;
+    let (status, severity, display_name, version) =
+        (prev.text(0)?, prev.text(1)?, prev.text(2)?, prev.int(3)?);
+    let escalated = a.severity > severity_of(&severity) || a.display_name != display_name;
+    let version = version + i64::from(escalated);
+    // New evidence does not undo a person's decision, but an escalation (a brute force that
+    // now succeeded) is news even on a dismissed alert.
+    let status = if escalated && status != "Active" {
+        history(
+            tx,
+            &a.id,
+            now,
+            "pgvigil",
+            "escalated",
+            Some(&status),
+            "Active",
+        )?;
+        "Active".to_string()
+    } else {
+        status
     };
-    Ok((stored, notify))
+    tx.exec(
+        "UPDATE alerts SET severity = $2, display_name = $3, status = $4,
+           start_time = $5, end_time = $6, version = $7, record = $8, updated_at = $9
+         WHERE id = $1",
+        vals![
+            a.id.as_str(),
+            a.severity.to_string(),
+            a.display_name.as_str(),
+            status.as_str(),
+            a.start_time_utc.as_str(),
+            a.end_time_utc.as_str(),
+            version,
+            record.as_str(),
+            now
+        ],
+    )?;
+    stored.status = status;
+    Ok((stored, escalated.then_some(version)))
 }
 
 fn history(
-    tx: &rusqlite::Connection,
+    tx: &mut dyn Db,
     id: &str,
     at: &str,
     actor: &str,
@@ -416,10 +443,10 @@ fn history(
     from: Option<&str>,
     to: &str,
 ) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO alert_history (alert_id, at, actor, action, from_status, to_status)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![id, at, actor, action, from, to],
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        vals![id, at, actor, action, from, to],
     )?;
     Ok(())
 }
@@ -438,33 +465,32 @@ fn served(record: &str, status: &str, simulated: bool) -> Result<Value> {
     Ok(v)
 }
 
-fn get(c: &rusqlite::Connection, id: &str) -> Result<Option<Value>> {
-    let row: Option<(String, String, bool)> = c
-        .query_row(
-            "SELECT record, status, is_simulated FROM alerts WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let Some((record, status, sim)) = row else {
+fn get(c: &mut dyn Db, id: &str) -> Result<Option<Value>> {
+    let Some(r) = c.query_opt(
+        "SELECT record, status, is_simulated FROM alerts WHERE id = $1",
+        vals![id],
+    )?
+    else {
         return Ok(None);
     };
-    let mut v = served(&record, &status, sim)?;
-    let mut stmt = c.prepare_cached(
-        "SELECT at, actor, action, from_status, to_status FROM alert_history
-         WHERE alert_id = ?1 ORDER BY seq",
-    )?;
-    let hist = stmt
-        .query_map([id], |r| {
+    let mut v = served(&r.text(0)?, &r.text(1)?, r.int(2)? != 0)?;
+    let hist = c
+        .query(
+            "SELECT at, actor, action, from_status, to_status FROM alert_history
+             WHERE alert_id = $1 ORDER BY seq",
+            vals![id],
+        )?
+        .iter()
+        .map(|r| {
             Ok(serde_json::json!({
-                "time": r.get::<_, String>(0)?,
-                "actor": r.get::<_, String>(1)?,
-                "action": r.get::<_, String>(2)?,
-                "fromStatus": r.get::<_, Option<String>>(3)?,
-                "toStatus": r.get::<_, String>(4)?,
+                "time": r.text(0)?,
+                "actor": r.text(1)?,
+                "action": r.text(2)?,
+                "fromStatus": r.opt_text(3)?,
+                "toStatus": r.text(4)?,
             }))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        })
+        .collect::<Result<Vec<_>>>()?;
     if let Some(o) = v.as_object_mut() {
         o.insert("stateHistory".into(), Value::Array(hist));
     }
@@ -562,7 +588,7 @@ mod tests {
                 alert(
                     &format!("id{i:02}"),
                     if i % 2 == 0 { "db1" } else { "db2" },
-                    AlertType::BruteForce,
+                    AlertType::Probe,
                     Severity::Medium,
                     // Pairs share an end time, to exercise the tie-break on id.
                     &format!("2026-11-01T00:{:02}:00.000Z", i / 2),
@@ -671,5 +697,64 @@ mod tests {
             s.get_alert("old2").unwrap().is_some(),
             "db2 keeps alerts forever"
         );
+    }
+
+    #[test]
+    fn one_source_on_two_servers_is_one_fleet_alert_listing_both() {
+        let (_d, s) = temp_store();
+        let a1 = alert(
+            "a1",
+            "db1",
+            AlertType::BruteForce,
+            Severity::Medium,
+            "2026-11-01T00:01:00.000Z",
+        );
+        let r = ingest(&s, &[a1]);
+        assert_eq!(r.accepted.len(), 1, "one server: no fleet alert yet");
+        let mut a2 = alert(
+            "a2",
+            "db2",
+            AlertType::BruteForce,
+            Severity::High,
+            "2026-11-01T00:02:00.000Z",
+        );
+        a2.display_name = "Suspected successful brute force attack".into();
+        let r = ingest(&s, &[a2]);
+        assert_eq!(r.accepted.len(), 2);
+        let fleet = &r.accepted[1];
+        assert_eq!(
+            (fleet.server.as_str(), fleet.severity),
+            ("fleet", Severity::High)
+        );
+        assert_eq!(fleet.entities.source_ip.as_deref(), Some("127.0.0.9"));
+        let ev = fleet.evidence.value();
+        assert_eq!(ev["servers"], serde_json::json!(["db1", "db2"]));
+        assert_eq!(ev["successOn"], serde_json::json!(["db2"]));
+        assert_eq!(ev["failedLogins"], 24);
+        // A third server joins the same fleet alert.
+        let a3 = alert(
+            "a3",
+            "db3",
+            AlertType::BruteForce,
+            Severity::Medium,
+            "2026-11-01T00:03:00.000Z",
+        );
+        let r = ingest(&s, &[a3]);
+        assert_eq!(r.accepted[1].id, fleet.id);
+        assert_eq!(
+            r.accepted[1].evidence.value()["servers"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+        let (all, _) = s
+            .list_alerts(&AlertQuery {
+                server: Some("fleet".into()),
+                top: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(all.len(), 1);
     }
 }

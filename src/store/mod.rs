@@ -1,11 +1,15 @@
 //! The alert store: alerts with their state history, security alert policies, servers,
-//! checkpoints, API tokens and the notification outbox, in one SQLite file (WAL).
+//! checkpoints, API tokens and the notification outbox. One SQLite file (WAL) by default; for
+//! fleets the same schema on a central PostgreSQL (`store.url`) that every agent writes and
+//! any number of API instances read.
 //!
 //! `pgvigil run` writes a poll's alerts, their notifications and the checkpoint that produced
 //! them in one transaction, so a crash can neither lose an alert nor notify it twice. The API
 //! reads through a small pool of read connections; WAL lets them run beside the writer.
 
 mod alerts;
+pub(crate) mod db;
+pub mod fleet;
 mod outbox;
 mod policies;
 mod servers;
@@ -16,6 +20,7 @@ pub use outbox::OutboxItem;
 pub use servers::{ServerReport, ServerStatus};
 pub use tokens::{Role, TokenInfo};
 
+use db::{Db, Pg, Sqlite};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,12 +42,14 @@ pub enum StoreError {
     },
     #[error("{path}: schema version {found} is newer than this pgvigil knows ({known}); upgrade pgvigil")]
     TooNew {
-        path: PathBuf,
+        path: String,
         found: i64,
         known: i64,
     },
     #[error("store: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("store: {0}")]
+    Postgres(String),
     #[error("store: stored {what} is not valid: {reason}")]
     Corrupt { what: String, reason: String },
     #[error("{0}")]
@@ -52,15 +59,28 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Schema migrations, in order; the index + 1 is the version. Never edit a released one:
-/// add the next.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+/// add the next, for both databases.
+const SQLITE_MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
+const POSTGRES_MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_init.sql")];
 
 const READERS: usize = 4;
 
+enum Backend {
+    Sqlite {
+        writer: Mutex<Connection>,
+        readers: Vec<Mutex<Connection>>,
+    },
+    Postgres {
+        url: String,
+        writer: Box<Mutex<postgres::Client>>,
+        readers: Vec<Mutex<postgres::Client>>,
+    },
+}
+
 pub struct Store {
-    path: PathBuf,
-    writer: Mutex<Connection>,
-    readers: Vec<Mutex<Connection>>,
+    /// The file, or the URL without its password: for messages.
+    location: String,
+    backend: Backend,
     next_reader: AtomicUsize,
 }
 
@@ -76,9 +96,29 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A `postgres://` URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let cred = &url[s + 3..at];
+            let user = cred.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
 impl Store {
-    /// Opens (creating it and its directory if needed) the store at `path`, and brings its
-    /// schema up to date.
+    /// The store `store.url` (PostgreSQL) or `store.path` (SQLite) names.
+    pub fn from_config(cfg: &crate::config::Config) -> Result<Store> {
+        match &cfg.store.url {
+            Some(u) => Store::connect(u.expose()),
+            None => Store::open(&cfg.store_path()),
+        }
+    }
+
+    /// Opens (creating it and its directory if needed) the SQLite store at `path`, and brings
+    /// its schema up to date.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
@@ -92,7 +132,7 @@ impl Store {
         };
         let mut writer = Connection::open(path).map_err(open_err)?;
         configure(&writer).map_err(open_err)?;
-        migrate(&mut writer, path)?;
+        migrate_sqlite(&mut writer, path)?;
         // Alerts, outbox and tokens: nothing here is for other users of the machine.
         #[cfg(unix)]
         {
@@ -106,32 +146,102 @@ impl Store {
             readers.push(Mutex::new(c));
         }
         Ok(Store {
-            path: path.to_path_buf(),
-            writer: Mutex::new(writer),
-            readers,
+            location: path.display().to_string(),
+            backend: Backend::Sqlite {
+                writer: Mutex::new(writer),
+                readers,
+            },
             next_reader: AtomicUsize::new(0),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Connects to a central PostgreSQL store (fleet mode) and brings its schema up to date;
+    /// agents starting together migrate it once, under an advisory lock.
+    pub fn connect(url: &str) -> Result<Store> {
+        let location = redact(url);
+        let connect = || {
+            postgres::Client::connect(url, postgres::NoTls)
+                .map_err(|e| StoreError::Postgres(format!("{location}: {}", db::pg_message(&e))))
+        };
+        let mut writer = connect()?;
+        migrate_postgres(&mut writer, &location)?;
+        let mut readers = Vec::new();
+        for _ in 0..2 {
+            readers.push(Mutex::new(connect()?));
+        }
+        Ok(Store {
+            location: location.clone(),
+            backend: Backend::Postgres {
+                url: url.to_string(),
+                writer: Box::new(Mutex::new(writer)),
+                readers,
+            },
+            next_reader: AtomicUsize::new(0),
+        })
     }
 
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        // A poisoned lock only means another request panicked mid-read: the connection
-        // itself is fine.
-        let c = self.readers[i].lock().unwrap_or_else(|p| p.into_inner());
-        f(&c)
+    /// Where the store is (a file, or a URL without its password).
+    pub fn location(&self) -> &str {
+        &self.location
     }
 
-    fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
-        let mut c = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&mut dyn Db) -> Result<T>) -> Result<T> {
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        match &self.backend {
+            Backend::Sqlite { readers, .. } => {
+                // A poisoned lock only means another request panicked mid-read: the
+                // connection itself is fine.
+                let c = readers[i % readers.len()]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                f(&mut Sqlite(&c))
+            }
+            Backend::Postgres { url, readers, .. } => {
+                let mut c = readers[i % readers.len()]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                reconnect(&mut c, url, &self.location)?;
+                f(&mut Pg(&mut *c))
+            }
+        }
     }
+
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&mut dyn Db) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                let mut c = writer.lock().unwrap_or_else(|p| p.into_inner());
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let out = f(&mut Sqlite(&tx))?;
+                tx.commit()?;
+                Ok(out)
+            }
+            Backend::Postgres { url, writer, .. } => {
+                let mut c = writer.lock().unwrap_or_else(|p| p.into_inner());
+                reconnect(&mut c, url, &self.location)?;
+                let mut tx = c
+                    .transaction()
+                    .map_err(|e| StoreError::Postgres(db::pg_message(&e)))?;
+                let out = f(&mut Pg(&mut tx))?;
+                tx.commit()
+                    .map_err(|e| StoreError::Postgres(db::pg_message(&e)))?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// Whether this is a central PostgreSQL store.
+    pub fn is_central(&self) -> bool {
+        matches!(self.backend, Backend::Postgres { .. })
+    }
+}
+
+/// A connection lost (the central server restarted) is made again on next use.
+fn reconnect(c: &mut postgres::Client, url: &str, location: &str) -> Result<()> {
+    if c.is_closed() {
+        *c = postgres::Client::connect(url, postgres::NoTls)
+            .map_err(|e| StoreError::Postgres(format!("{location}: {}", db::pg_message(&e))))?;
+    }
+    Ok(())
 }
 
 fn configure(c: &Connection) -> rusqlite::Result<()> {
@@ -143,23 +253,63 @@ fn configure(c: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn migrate(c: &mut Connection, path: &Path) -> Result<()> {
+fn migrate_sqlite(c: &mut Connection, path: &Path) -> Result<()> {
     let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let known = MIGRATIONS.len() as i64;
+    let known = SQLITE_MIGRATIONS.len() as i64;
     if version > known {
         return Err(StoreError::TooNew {
-            path: path.to_path_buf(),
+            path: path.display().to_string(),
             found: version,
             known,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (i, sql) in SQLITE_MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = c.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
         tracing::info!(store = %path.display(), version = i + 1, "store schema migrated");
     }
+    Ok(())
+}
+
+fn migrate_postgres(c: &mut postgres::Client, location: &str) -> Result<()> {
+    let e =
+        |e: postgres::Error| StoreError::Postgres(format!("{location}: {}", db::pg_message(&e)));
+    let mut tx = c.transaction().map_err(e)?;
+    // Any number: it only has to be the same in every agent.
+    tx.execute("SELECT pg_advisory_xact_lock(7417700)", &[])
+        .map_err(e)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS pgvigil_schema (version BIGINT NOT NULL)")
+        .map_err(e)?;
+    let version: i64 = tx
+        .query_opt("SELECT version FROM pgvigil_schema", &[])
+        .map_err(e)?
+        .map(|r| r.get(0))
+        .unwrap_or(0);
+    let known = POSTGRES_MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew {
+            path: location.to_string(),
+            found: version,
+            known,
+        });
+    }
+    for (i, sql) in POSTGRES_MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(version as usize)
+    {
+        tx.batch_execute(sql).map_err(e)?;
+        tx.execute("DELETE FROM pgvigil_schema", &[]).map_err(e)?;
+        tx.execute(
+            "INSERT INTO pgvigil_schema (version) VALUES ($1)",
+            &[&((i + 1) as i64)],
+        )
+        .map_err(e)?;
+        tracing::info!(store = %location, version = i + 1, "store schema migrated");
+    }
+    tx.commit().map_err(e)?;
     Ok(())
 }
 

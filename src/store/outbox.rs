@@ -3,10 +3,10 @@
 //! schedules a retry, so a notification survives a receiver that is down and a restart of
 //! pgvigil, and the unique key means one alert update is never queued twice.
 
+use super::db::{vals, Db, Val};
 use super::{Result, Store, StoreError};
 use crate::alert::Alert;
 use crate::policy::Policy;
-use rusqlite::params;
 
 #[derive(Debug, Clone)]
 pub struct OutboxItem {
@@ -21,7 +21,7 @@ pub struct OutboxItem {
 }
 
 pub(super) fn enqueue(
-    tx: &rusqlite::Connection,
+    tx: &mut dyn Db,
     a: &Alert,
     version: i64,
     channels: &[String],
@@ -51,47 +51,82 @@ pub(super) fn enqueue(
         } else {
             None
         };
-        n += tx.execute(
+        n += tx.exec(
             "INSERT INTO outbox (alert_id, version, channel, payload, recipients, next_attempt)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-            params![a.id, version, ch, payload, recipients, now],
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            vals![
+                a.id.as_str(),
+                version,
+                ch,
+                payload.as_str(),
+                recipients,
+                now
+            ],
         )?;
     }
     Ok(n)
 }
 
 impl Store {
-    /// Undelivered notifications whose next attempt is due, oldest first.
-    pub fn outbox_due(&self, now: &str, limit: usize) -> Result<Vec<OutboxItem>> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT seq, alert_id, version, channel, payload, recipients, attempts FROM outbox
-                 WHERE delivered_at IS NULL AND next_attempt <= ?1 ORDER BY seq LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![now, limit as i64], |r| {
-                Ok(OutboxItem {
-                    seq: r.get(0)?,
-                    alert_id: r.get(1)?,
-                    version: r.get(2)?,
-                    channel: r.get(3)?,
-                    payload: r.get(4)?,
+    /// Takes up to `limit` due notifications on `channels` for delivery: each is leased
+    /// until `lease_until`, so that other agents sharing a central store leave it alone; a
+    /// sender that dies mid-delivery loses its lease and the item is tried again.
+    pub fn outbox_claim(
+        &self,
+        channels: &[String],
+        now: &str,
+        lease_until: &str,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>> {
+        if channels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (0..channels.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT seq, alert_id, version, channel, payload, recipients, attempts, next_attempt
+             FROM outbox WHERE delivered_at IS NULL AND next_attempt <= $1
+             AND channel IN ({}) ORDER BY seq LIMIT {}",
+            marks.join(", "),
+            limit.max(1)
+        );
+        let mut args = vec![Val::from(now)];
+        args.extend(channels.iter().map(Val::from));
+        let due = self.read(|c| c.query(&sql, &args))?;
+        let mut out = Vec::new();
+        for r in due {
+            let seq = r.int(0)?;
+            let was = r.text(7)?;
+            let claimed = self.write(|tx| {
+                tx.exec(
+                    "UPDATE outbox SET next_attempt = $3 WHERE seq = $1 AND next_attempt = $2
+                     AND delivered_at IS NULL",
+                    vals![seq, was.as_str(), lease_until],
+                )
+            })?;
+            if claimed == 1 {
+                out.push(OutboxItem {
+                    seq,
+                    alert_id: r.text(1)?,
+                    version: r.int(2)?,
+                    channel: r.text(3)?,
+                    payload: r.text(4)?,
                     recipients: r
-                        .get::<_, Option<String>>(5)?
+                        .opt_text(5)?
                         .map(|s| s.split(';').map(String::from).collect())
                         .unwrap_or_default(),
-                    attempts: r.get(6)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
+                    attempts: r.int(6)? as u32,
+                });
+            }
+        }
+        Ok(out)
     }
 
     pub fn outbox_delivered(&self, seq: i64, now: &str) -> Result<()> {
         self.write(|tx| {
-            tx.execute(
-                "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL
-                 WHERE seq = ?1",
-                params![seq, now],
+            tx.exec(
+                "UPDATE outbox SET delivered_at = $2, attempts = attempts + 1, last_error = NULL
+                 WHERE seq = $1",
+                vals![seq, now],
             )?;
             Ok(())
         })
@@ -99,10 +134,10 @@ impl Store {
 
     pub fn outbox_failed(&self, seq: i64, error: &str, next_attempt: &str) -> Result<()> {
         self.write(|tx| {
-            tx.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt = ?3
-                 WHERE seq = ?1",
-                params![seq, crate::event::truncate(error, 1000), next_attempt],
+            tx.exec(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt = $3
+                 WHERE seq = $1",
+                vals![seq, crate::event::truncate(error, 1000), next_attempt],
             )?;
             Ok(())
         })
@@ -111,11 +146,16 @@ impl Store {
     /// (undelivered, of which failing) notifications.
     pub fn outbox_backlog(&self) -> Result<(u64, u64)> {
         self.read(|c| {
-            Ok(c.query_row(
-                "SELECT count(*), count(last_error) FROM outbox WHERE delivered_at IS NULL",
-                [],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-            )?)
+            let r = c
+                .query_opt(
+                    "SELECT count(*), count(last_error) FROM outbox WHERE delivered_at IS NULL",
+                    &[],
+                )?
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: "outbox".into(),
+                    reason: "no count".into(),
+                })?;
+            Ok((r.int(0)? as u64, r.int(1)? as u64))
         })
     }
 }

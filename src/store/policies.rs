@@ -1,8 +1,8 @@
 //! Security alert policies per server. A server without a stored policy has the default one.
 
+use super::db::{vals, Db};
 use super::{now_utc, Result, Store, StoreError};
 use crate::policy::{Policy, PolicyUpdate};
-use rusqlite::{params, OptionalExtension};
 
 pub(super) fn parse(server: &str, props: &str) -> Result<Policy> {
     let v: serde_json::Value = serde_json::from_str(props).map_err(|e| StoreError::Corrupt {
@@ -15,16 +15,12 @@ pub(super) fn parse(server: &str, props: &str) -> Result<Policy> {
     })
 }
 
-pub(super) fn load(c: &rusqlite::Connection, server: &str) -> Result<Policy> {
-    let props: Option<String> = c
-        .query_row(
-            "SELECT properties FROM policies WHERE server = ?1",
-            [server],
-            |r| r.get(0),
-        )
-        .optional()?;
-    match props {
-        Some(p) => parse(server, &p),
+pub(super) fn load(c: &mut dyn Db, server: &str) -> Result<Policy> {
+    match c.query_opt(
+        "SELECT properties FROM policies WHERE server = $1",
+        vals![server],
+    )? {
+        Some(r) => parse(server, &r.text(0)?),
         None => Ok(Policy::default()),
     }
 }
@@ -39,15 +35,19 @@ impl Store {
     pub fn put_policy(&self, server: &str, u: &PolicyUpdate) -> Result<Policy> {
         let props = u.policy.properties().to_string();
         self.write(|tx| {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO policies (server, properties, storage_key, updated_at)
-                 VALUES (?1, ?2, ?3, ?4)
+                 VALUES ($1, $2, $3, $4)
                  ON CONFLICT (server) DO UPDATE SET properties = excluded.properties,
                    storage_key = coalesce(excluded.storage_key, policies.storage_key),
                    updated_at = excluded.updated_at",
-                params![server, props, u.storage_account_access_key, now_utc()],
-            )?;
-            Ok(())
+                vals![
+                    server,
+                    props.as_str(),
+                    &u.storage_account_access_key,
+                    now_utc()
+                ],
+            )
         })?;
         Ok(u.policy.clone())
     }
@@ -55,13 +55,14 @@ impl Store {
     /// Whether a storage access key is stored for the server (the key itself never leaves).
     pub fn has_storage_key(&self, server: &str) -> Result<bool> {
         self.read(|c| {
-            Ok(c.query_row(
-                "SELECT storage_key IS NOT NULL FROM policies WHERE server = ?1",
-                [server],
-                |r| r.get::<_, bool>(0),
-            )
-            .optional()?
-            .unwrap_or(false))
+            Ok(c.query_opt(
+                "SELECT storage_key FROM policies WHERE server = $1",
+                vals![server],
+            )?
+            .map(|r| r.opt_text(0))
+            .transpose()?
+            .flatten()
+            .is_some())
         })
     }
 }

@@ -1,8 +1,8 @@
 //! Monitored servers: registered by the agent that reads their logs, with what it last
 //! reported (events, parse errors, how far behind the log it is, learning or active).
 
+use super::db::{vals, Db};
 use super::{Result, Store};
-use rusqlite::params;
 use serde::Serialize;
 
 /// What an agent reports about its server with each batch.
@@ -37,11 +37,11 @@ pub struct ServerStatus {
     pub open_alerts: u64,
 }
 
-pub(super) fn report(tx: &rusqlite::Connection, r: &ServerReport, now: &str) -> Result<()> {
-    tx.execute(
+pub(super) fn report(tx: &mut dyn Db, r: &ServerReport, now: &str) -> Result<()> {
+    tx.exec(
         "INSERT INTO servers (name, events, parse_errors, first_event, last_event,
            learning_until, reported_at, lag_seconds)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (name) DO UPDATE SET events = servers.events + excluded.events,
            parse_errors = servers.parse_errors + excluded.parse_errors,
            first_event = coalesce(servers.first_event, excluded.first_event),
@@ -49,13 +49,13 @@ pub(super) fn report(tx: &rusqlite::Connection, r: &ServerReport, now: &str) -> 
            learning_until = coalesce(excluded.learning_until, servers.learning_until),
            reported_at = excluded.reported_at,
            lag_seconds = excluded.lag_seconds",
-        params![
-            r.server,
+        vals![
+            r.server.as_str(),
             r.events as i64,
             r.parse_errors as i64,
-            r.first_event,
-            r.last_event,
-            r.learning_until,
+            &r.first_event,
+            &r.last_event,
+            &r.learning_until,
             now,
             r.lag_seconds
         ],
@@ -66,9 +66,9 @@ pub(super) fn report(tx: &rusqlite::Connection, r: &ServerReport, now: &str) -> 
 impl Store {
     pub fn register_server(&self, name: &str) -> Result<()> {
         self.write(|tx| {
-            tx.execute(
-                "INSERT INTO servers (name) VALUES (?1) ON CONFLICT (name) DO NOTHING",
-                [name],
+            tx.exec(
+                "INSERT INTO servers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+                vals![name],
             )?;
             Ok(())
         })
@@ -76,11 +76,10 @@ impl Store {
 
     pub fn server_exists(&self, name: &str) -> Result<bool> {
         self.read(|c| {
-            Ok(c.query_row(
-                "SELECT count(*) FROM servers WHERE name = ?1",
-                [name],
-                |r| r.get::<_, i64>(0),
-            )? > 0)
+            Ok(
+                c.query_opt("SELECT 1 FROM servers WHERE name = $1", vals![name])?
+                    .is_some(),
+            )
         })
     }
 
@@ -92,14 +91,16 @@ impl Store {
     pub fn list_servers(&self) -> Result<Vec<ServerStatus>> {
         let open = self.open_alerts_by_server()?;
         self.read(|c| {
-            let mut stmt = c.prepare_cached(
+            c.query(
                 "SELECT name, events, parse_errors, first_event, last_event, learning_until,
                    reported_at, lag_seconds FROM servers ORDER BY name",
-            )?;
-            let rows = stmt.query_map(params![], |r| {
-                let name: String = r.get(0)?;
-                let last: Option<String> = r.get(4)?;
-                let until: Option<String> = r.get(5)?;
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                let name = r.text(0)?;
+                let last = r.opt_text(4)?;
+                let until = r.opt_text(5)?;
                 let mode = match (&until, &last) {
                     (None, _) => "waiting",
                     (Some(u), Some(l)) if l >= u => "active",
@@ -108,17 +109,17 @@ impl Store {
                 Ok(ServerStatus {
                     open_alerts: open.get(&name).copied().unwrap_or(0),
                     name,
-                    events: r.get::<_, i64>(1)? as u64,
-                    parse_errors: r.get::<_, i64>(2)? as u64,
-                    first_event: r.get(3)?,
+                    events: r.int(1)? as u64,
+                    parse_errors: r.int(2)? as u64,
+                    first_event: r.opt_text(3)?,
                     last_event: last,
                     mode,
                     learning_until: until,
-                    reported_at: r.get(6)?,
-                    lag_seconds: r.get(7)?,
+                    reported_at: r.opt_text(6)?,
+                    lag_seconds: r.opt_real(7)?,
                 })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })
+            .collect()
         })
     }
 }

@@ -1,8 +1,8 @@
 //! API tokens. A token is shown once, when made; the store keeps its SHA-256 only. Tokens are
 //! 256 random bits, so an unsalted hash cannot be reversed by guessing.
 
+use super::db::vals;
 use super::{now_utc, Result, Store, StoreError};
-use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -66,10 +66,10 @@ impl Store {
             .map_err(|e| StoreError::Invalid(format!("no randomness for a token: {e}")))?;
         let token = format!("{PREFIX}{}", hex::encode(raw));
         self.write(|tx| {
-            let n = tx.execute(
-                "INSERT INTO tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)
+            let n = tx.exec(
+                "INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (name) DO NOTHING",
-                params![name, role.as_str(), hash(&token), now_utc()],
+                vals![name, role.as_str(), hash(&token), now_utc()],
             )?;
             if n == 0 {
                 return Err(StoreError::Invalid(format!(
@@ -82,22 +82,25 @@ impl Store {
     }
 
     pub fn revoke_token(&self, name: &str) -> Result<bool> {
-        self.write(|tx| Ok(tx.execute("DELETE FROM tokens WHERE name = ?1", [name])? > 0))
+        self.write(|tx| Ok(tx.exec("DELETE FROM tokens WHERE name = $1", vals![name])? > 0))
     }
 
     pub fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
         self.read(|c| {
-            let mut stmt =
-                c.prepare("SELECT name, role, created_at, last_used FROM tokens ORDER BY name")?;
-            let rows = stmt.query_map([], |r| {
+            c.query(
+                "SELECT name, role, created_at, last_used FROM tokens ORDER BY name",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
                 Ok(TokenInfo {
-                    name: r.get(0)?,
-                    role: Role::parse(&r.get::<_, String>(1)?).unwrap_or(Role::Reader),
-                    created_at: r.get(2)?,
-                    last_used: r.get(3)?,
+                    name: r.text(0)?,
+                    role: Role::parse(&r.text(1)?).unwrap_or(Role::Reader),
+                    created_at: r.text(2)?,
+                    last_used: r.opt_text(3)?,
                 })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })
+            .collect()
         })
     }
 
@@ -107,13 +110,13 @@ impl Store {
             return Ok(None);
         }
         let h = hash(token);
-        let found: Option<(String, String, Option<String>)> = self.read(|c| {
-            Ok(c.query_row(
-                "SELECT name, role, last_used FROM tokens WHERE hash = ?1",
-                [&h],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?)
+        let found = self.read(|c| {
+            c.query_opt(
+                "SELECT name, role, last_used FROM tokens WHERE hash = $1",
+                vals![h.as_str()],
+            )?
+            .map(|r| Ok((r.text(0)?, r.text(1)?, r.opt_text(2)?)))
+            .transpose()
         })?;
         let Some((name, role, last_used)) = found else {
             return Ok(None);
@@ -122,11 +125,10 @@ impl Store {
         let now = now_utc();
         if last_used.as_deref().map(|l| &l[..16.min(l.len())]) != Some(&now[..16]) {
             self.write(|tx| {
-                tx.execute(
-                    "UPDATE tokens SET last_used = ?2 WHERE hash = ?1",
-                    params![h, now],
-                )?;
-                Ok(())
+                tx.exec(
+                    "UPDATE tokens SET last_used = $2 WHERE hash = $1",
+                    vals![h.as_str(), now.as_str()],
+                )
             })?;
         }
         Ok(Role::parse(&role).map(|r| (name, r)))

@@ -1,0 +1,135 @@
+//! Fleet mode: two agents, each reading its own server's logs, write to one central
+//! PostgreSQL (a real cluster started by the test); a separate API instance reads it. One
+//! address attacking both servers raises one fleet-wide brute-force alert listing them.
+
+mod support;
+
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+use support::*;
+
+fn agent_config(dir: &Path, server: &str, fixture: &str, url: &str) -> std::path::PathBuf {
+    let logs = dir.join(format!("{server}-log"));
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/stderr")
+            .join(fixture),
+        logs.join("postgresql-15-main.log"),
+    )
+    .unwrap();
+    let cfg = dir.join(format!("{server}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "server = \"{server}\"\n[input]\npaths = [\"{}\"]\nstart_at = \"beginning\"\n\
+             [state]\ndir = \"{}\"\n[store]\nurl = \"{url}\"\n",
+            logs.display(),
+            dir.join(format!("{server}-state")).display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn two_agents_one_central_store_one_fleet_alert() {
+    let central = Cluster::start(ClusterOptions::default());
+    central.psql("CREATE ROLE pgvigil LOGIN PASSWORD 'fleet-pw'");
+    central.psql("CREATE DATABASE pgvigil OWNER pgvigil");
+    let url = format!(
+        "postgres://pgvigil:fleet-pw@127.0.0.1:{}/pgvigil",
+        central.port
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let c1 = agent_config(dir.path(), "db1", "hydra.log", &url);
+    let c2 = agent_config(dir.path(), "db2", "medusa.log", &url);
+
+    // Both agents start at once: the schema is created once, under a lock.
+    let a1 = Runner::start(&["-c".as_ref(), c1.as_os_str()]);
+    let a2 = Runner::start(&["-c".as_ref(), c2.as_os_str()]);
+    // The agent that stores its alert second raises the fleet alert.
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    let (mut seen1, mut seen2) = (Vec::new(), Vec::new());
+    let mut found = false;
+    while !found && std::time::Instant::now() < end {
+        for (a, seen) in [(&a1, &mut seen1), (&a2, &mut seen2)] {
+            let (s, ok) = a.until(Duration::from_millis(200), |x| x["server"] == "fleet");
+            seen.extend(s);
+            found |= ok;
+        }
+    }
+    assert!(
+        found,
+        "no fleet alert\nagent 1: {seen1:?}\n{}\nagent 2: {seen2:?}\n{}",
+        a1.log(),
+        a2.log()
+    );
+    assert!(!a1.log().contains("fleet-pw") && !a2.log().contains("fleet-pw"));
+
+    // A stateless API instance over the same database.
+    let out = pgvigil()
+        .args(["token", "add", "ops", "--role", "reader", "-c"])
+        .arg(&c1)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let port = free_port();
+    let mut api = std::process::Command::new(env!("CARGO_BIN_EXE_pgvigil"))
+        .args(["api", "-c"])
+        .arg(&c1)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let get = |path: &str| -> Value {
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match ureq::get(&format!("http://127.0.0.1:{port}{path}"))
+                .header("Authorization", &format!("Bearer {token}"))
+                .call()
+            {
+                Ok(mut r) => {
+                    return serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+                }
+                Err(e) if std::time::Instant::now() < end => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("{path}: {e}"),
+            }
+        }
+    };
+    let servers: Vec<String> = get("/servers")["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(servers, ["db1", "db2", "fleet"]);
+    for s in ["db1", "db2"] {
+        let list = get(&format!(
+            "/alerts?server={s}&alertType=PostgreSQL_BruteForce"
+        ));
+        assert_eq!(list["value"].as_array().unwrap().len(), 1, "{s}: {list}");
+    }
+    let fleet = get("/alerts?server=fleet");
+    let fleet = fleet["value"].as_array().unwrap();
+    assert_eq!(fleet.len(), 1, "{fleet:?}");
+    let f = &fleet[0];
+    assert_eq!(f["entities"]["sourceIp"], "127.0.0.1");
+    assert_eq!(f["evidence"]["servers"], serde_json::json!(["db1", "db2"]));
+    assert_eq!(f["severity"], "High", "both attacks succeeded: {f}");
+    assert_eq!(
+        f["displayName"],
+        "Suspected successful brute force attack on several servers"
+    );
+    let _ = api.kill();
+    let _ = api.wait();
+}
