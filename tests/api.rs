@@ -628,3 +628,131 @@ fn generated_requests_from_the_openapi_document_never_get_a_server_error() {
     // It did reach the API: the token was used and nothing broke.
     assert_eq!(Api::new(addr).call("GET", "/healthz", None, None).0, 200);
 }
+
+/// With `api.tls_cert`/`api.tls_key`, the API speaks only HTTPS; a real client (curl)
+/// verifies the certificate and gets its answers; plain HTTP gets none; a key that does not
+/// fit stops pgvigil with the file's name.
+#[test]
+fn the_api_over_tls() {
+    let s = setup("");
+    let cert = s.dir.path().join("cert.pem");
+    let key = s.dir.path().join("key.pem");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut text = std::fs::read_to_string(&s.config).unwrap();
+    text = text.replace(
+        "[api]\n",
+        &format!(
+            "[api]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    std::fs::write(&s.config, &text).unwrap();
+    let admin = token(&s.store, "alice", "admin");
+    let run = start(&s);
+    let addr = run.api_addr();
+    let curl = |url: String, extra: &[&str]| {
+        std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(&cert)
+            .args(extra)
+            .arg(url)
+            .output()
+            .unwrap()
+    };
+    let ok = curl(format!("https://{addr}/healthz"), &[]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), r#"{"status":"ok"}"#);
+    let auth = format!("Authorization: Bearer {admin}");
+    let servers = curl(format!("https://{addr}/servers"), &["-H", &auth]);
+    assert!(String::from_utf8_lossy(&servers.stdout).contains(r#""name":"db1""#));
+    let plain = curl(format!("http://{addr}/healthz"), &[]);
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains("ok"),
+        "plain HTTP answered"
+    );
+    drop(run);
+
+    // A key that is not the certificate's.
+    let other = s.dir.path().join("other.pem");
+    let out = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-out"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(
+        &s.config,
+        text.replace(&key.display().to_string(), &other.display().to_string()),
+    )
+    .unwrap();
+    let out = pgvigil()
+        .args(["run", "-c"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("api.tls_cert") && err.contains("cert.pem"),
+        "{err}"
+    );
+}
+
+/// Email over STARTTLS to a relay whose certificate comes from a private CA
+/// (`notify.email.ca_file`); the server refuses mail without TLS, so a delivered message went
+/// over it.
+#[test]
+fn email_over_starttls_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(dir.path());
+    let smtp = SmtpServer::start_tls(&cert, &key);
+    let s = setup(&format!(
+        r#"[notify.email]
+host = "127.0.0.1"
+port = {}
+security = "starttls"
+ca_file = "{}"
+from = "pgvigil@example.com"
+admins = ["dba@example.com"]
+"#,
+        smtp.port,
+        ca.display()
+    ));
+    let run = start(&s);
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while smtp.messages().len() < 2 && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 2, "{}", run.log());
+    assert!(mails
+        .iter()
+        .any(|m| m.contains("Suspected successful brute force attack")));
+}

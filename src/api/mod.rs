@@ -36,6 +36,10 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Base URL of the console, for links in notifications (e.g. `https://pgvigil.example.com`).
     pub public_url: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM)…
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// …and this private key (PEM).
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -45,6 +49,8 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8432)),
             max_body_bytes: 64 * 1024,
             public_url: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -267,16 +273,55 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .with_state(state)
 }
 
-/// Binds the API's address (so that a taken port is an error at startup) and serves it on a
-/// thread of its own for the life of the process. Returns the bound address.
+/// The TLS settings of `[api]`, loaded now so that a bad file stops pgvigil with its name.
+fn tls_config(cfg: &ApiConfig) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    use anyhow::{bail, Context};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = match (&cfg.tls_cert, &cfg.tls_key) {
+        (None, None) => return Ok(None),
+        (Some(c), Some(k)) => (c, k),
+        _ => bail!("api.tls_cert and api.tls_key go together"),
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("api.tls_cert {}", cert.display()))?;
+    if certs.is_empty() {
+        bail!(
+            "api.tls_cert {}: no certificate in the file",
+            cert.display()
+        );
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("api.tls_key {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut sc = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .with_context(|| {
+            format!(
+                "api.tls_cert {} and api.tls_key: they do not make a usable pair",
+                cert.display()
+            )
+        })?;
+    sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(sc)))
+}
+
+/// Binds the API's address (so that a taken port or a bad certificate is an error at
+/// startup) and serves it, over HTTPS when `tls_cert`/`tls_key` are set, on a thread of its
+/// own for the life of the process. Returns the bound address.
 pub fn spawn(cfg: &ApiConfig, state: Arc<ApiState>) -> anyhow::Result<SocketAddr> {
     use anyhow::Context;
+    let tls = tls_config(cfg)?;
     let std_listener = std::net::TcpListener::bind(cfg.listen)
         .with_context(|| format!("api.listen {}", cfg.listen))?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
-    if !cfg.listen.ip().is_loopback() {
-        tracing::warn!(listen = %addr, "the API listens beyond this machine: every request carries a token, so put TLS in front of it");
+    if !cfg.listen.ip().is_loopback() && tls.is_none() {
+        tracing::warn!(listen = %addr, "the API listens beyond this machine without TLS: tokens cross the network in clear; set api.tls_cert and api.tls_key");
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -285,24 +330,31 @@ pub fn spawn(cfg: &ApiConfig, state: Arc<ApiState>) -> anyhow::Result<SocketAddr
         .build()
         .context("starting the API's runtime")?;
     let app = router(state, cfg.max_body_bytes);
+    let https = tls.is_some();
     std::thread::Builder::new()
         .name("pgvigil-api".into())
         .spawn(move || {
             rt.block_on(async move {
-                let listener = match tokio::net::TcpListener::from_std(std_listener) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!(error = %e, "API listener");
-                        return;
+                let served = match tls {
+                    Some(sc) => {
+                        let rc = axum_server::tls_rustls::RustlsConfig::from_config(sc);
+                        match axum_server::tls_rustls::from_tcp_rustls(std_listener, rc) {
+                            Ok(server) => server.serve(app.into_make_service()).await,
+                            Err(e) => Err(e),
+                        }
                     }
+                    None => match tokio::net::TcpListener::from_std(std_listener) {
+                        Ok(l) => axum::serve(l, app).await,
+                        Err(e) => Err(e),
+                    },
                 };
-                if let Err(e) = axum::serve(listener, app).await {
+                if let Err(e) = served {
                     tracing::error!(error = %e, "API server stopped");
                 }
             })
         })
         .context("starting the API thread")?;
-    tracing::info!(listen = %addr, "API listening");
+    tracing::info!(listen = %addr, https, "API listening");
     Ok(addr)
 }
 

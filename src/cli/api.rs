@@ -29,7 +29,12 @@ pub fn run(args: Args) -> Result<u8> {
     }
     let services = super::services::start(&cfg, Arc::new(store), false)?;
     if let Some(addr) = services.api {
-        eprintln!("pgvigil API on http://{addr}");
+        let scheme = if cfg.api.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        eprintln!("pgvigil API on {scheme}://{addr}");
     }
     loop {
         std::thread::park();

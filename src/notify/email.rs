@@ -7,6 +7,7 @@ use crate::duration::Span;
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ pub struct EmailConfig {
     pub password: Option<Secret>,
     /// Read the password from this file instead (first line).
     pub password_file: Option<PathBuf>,
+    /// Also trust this CA (PEM) for the server's certificate: for a relay with a private CA.
+    pub ca_file: Option<PathBuf>,
     /// Sender, e.g. `pgvigil <pgvigil@example.com>`.
     pub from: String,
     /// Mailed for every server whose policy has `emailAccountAdmins`.
@@ -79,16 +82,36 @@ impl Mailer {
                 return Err("notify.email: set password or password_file, not both".into())
             }
         };
-        let builder = match cfg.security {
-            Security::Starttls => SmtpTransport::starttls_relay(&cfg.host)
-                .map_err(|e| format!("notify.email.host {:?}: {e}", cfg.host))?
-                .port(cfg.port.unwrap_or(587)),
-            Security::Tls => SmtpTransport::relay(&cfg.host)
-                .map_err(|e| format!("notify.email.host {:?}: {e}", cfg.host))?
-                .port(cfg.port.unwrap_or(465)),
-            Security::None => {
+        let host_err =
+            |e: lettre::transport::smtp::Error| format!("notify.email.host {:?}: {e}", cfg.host);
+        let builder = match (cfg.security, &cfg.ca_file) {
+            (Security::None, _) => {
                 SmtpTransport::builder_dangerous(&cfg.host).port(cfg.port.unwrap_or(25))
             }
+            (sec, Some(ca)) => {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| format!("notify.email.ca_file {}: {e}", ca.display()))?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| format!("notify.email.ca_file {}: {e}", ca.display()))?;
+                let params = TlsParameters::builder(cfg.host.clone())
+                    .add_root_certificate(cert)
+                    .build_rustls()
+                    .map_err(host_err)?;
+                let (tls, port) = if sec == Security::Tls {
+                    (Tls::Wrapper(params), 465)
+                } else {
+                    (Tls::Required(params), 587)
+                };
+                SmtpTransport::builder_dangerous(&cfg.host)
+                    .port(cfg.port.unwrap_or(port))
+                    .tls(tls)
+            }
+            (Security::Starttls, None) => SmtpTransport::starttls_relay(&cfg.host)
+                .map_err(host_err)?
+                .port(cfg.port.unwrap_or(587)),
+            (Security::Tls, None) => SmtpTransport::relay(&cfg.host)
+                .map_err(host_err)?
+                .port(cfg.port.unwrap_or(465)),
         };
         let mut builder = builder.timeout(Some(std::time::Duration::from_millis(
             cfg.timeout.ms().max(1) as u64,
