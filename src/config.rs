@@ -45,6 +45,9 @@ pub struct StoreConfig {
     /// A central PostgreSQL instead (`postgres://user:password@host/db`): fleet mode, every
     /// agent and API instance pointing at the same database. Replaces `path`.
     pub url: Option<crate::notify::Secret>,
+    /// Also trust this CA (PEM) for the central store's certificate. The connection uses TLS
+    /// as the URL's `sslmode` says (`require` to insist); certificates are always verified.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Where to start reading a file that was already there when pgvigil first started (no

@@ -1,6 +1,7 @@
 //! Fleet mode: two agents, each reading its own server's logs, write to one central
-//! PostgreSQL (a real cluster started by the test); a separate API instance reads it. One
-//! address attacking both servers raises one fleet-wide brute-force alert listing them.
+//! PostgreSQL (a real cluster started by the test, over TLS with a private CA); a separate API
+//! instance reads it. One address attacking both servers raises one fleet-wide brute-force
+//! alert listing them.
 
 mod support;
 
@@ -9,7 +10,13 @@ use std::path::Path;
 use std::time::Duration;
 use support::*;
 
-fn agent_config(dir: &Path, server: &str, fixture: &str, url: &str) -> std::path::PathBuf {
+fn agent_config(
+    dir: &Path,
+    server: &str,
+    fixture: &str,
+    url: &str,
+    ca: &Path,
+) -> std::path::PathBuf {
     let logs = dir.join(format!("{server}-log"));
     std::fs::create_dir_all(&logs).unwrap();
     std::fs::copy(
@@ -24,9 +31,10 @@ fn agent_config(dir: &Path, server: &str, fixture: &str, url: &str) -> std::path
         &cfg,
         format!(
             "server = \"{server}\"\n[input]\npaths = [\"{}\"]\nstart_at = \"beginning\"\n\
-             [state]\ndir = \"{}\"\n[store]\nurl = \"{url}\"\n",
+             [state]\ndir = \"{}\"\n[store]\nurl = \"{url}\"\nca_file = \"{}\"\n",
             logs.display(),
-            dir.join(format!("{server}-state")).display()
+            dir.join(format!("{server}-state")).display(),
+            ca.display()
         ),
     )
     .unwrap();
@@ -35,16 +43,28 @@ fn agent_config(dir: &Path, server: &str, fixture: &str, url: &str) -> std::path
 
 #[test]
 fn two_agents_one_central_store_one_fleet_alert() {
-    let central = Cluster::start(ClusterOptions::default());
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(certs.path());
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    give_to_postgres(certs.path());
+    let ssl = format!(
+        "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+        cert.display(),
+        key.display()
+    );
+    let central = Cluster::start(ClusterOptions {
+        extra: &ssl,
+        ..Default::default()
+    });
     central.psql("CREATE ROLE pgvigil LOGIN PASSWORD 'fleet-pw'");
     central.psql("CREATE DATABASE pgvigil OWNER pgvigil");
     let url = format!(
-        "postgres://pgvigil:fleet-pw@127.0.0.1:{}/pgvigil",
+        "postgres://pgvigil:fleet-pw@127.0.0.1:{}/pgvigil?sslmode=require",
         central.port
     );
     let dir = tempfile::tempdir().unwrap();
-    let c1 = agent_config(dir.path(), "db1", "hydra.log", &url);
-    let c2 = agent_config(dir.path(), "db2", "medusa.log", &url);
+    let c1 = agent_config(dir.path(), "db1", "hydra.log", &url, &ca);
+    let c2 = agent_config(dir.path(), "db2", "medusa.log", &url, &ca);
 
     // Both agents start at once: the schema is created once, under a lock.
     let a1 = Runner::start(&["-c".as_ref(), c1.as_os_str()]);
@@ -132,4 +152,32 @@ fn two_agents_one_central_store_one_fleet_alert() {
     );
     let _ = api.kill();
     let _ = api.wait();
+    // The agents' sessions are encrypted.
+    let ssl_sessions = central.psql(
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE usename = 'pgvigil' AND ssl",
+    );
+    assert!(ssl_sessions.parse::<u32>().unwrap() >= 2, "{ssl_sessions}");
+    let plain = central.psql(
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE usename = 'pgvigil' AND NOT ssl",
+    );
+    assert_eq!(plain, "0");
+
+    // Without the CA, the central store's certificate is not trusted: a clear error.
+    let no_ca = dir.path().join("no-ca.toml");
+    std::fs::write(
+        &no_ca,
+        format!("server = \"db3\"\n[store]\nurl = \"{url}\"\n"),
+    )
+    .unwrap();
+    let out = pgvigil()
+        .args(["token", "list", "-c"])
+        .arg(&no_ca)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("certificate") && !err.contains("fleet-pw"),
+        "{err}"
+    );
 }

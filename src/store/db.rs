@@ -137,6 +137,13 @@ pub trait Db {
     fn query_opt(&mut self, sql: &str, params: &[Val]) -> Result<Option<Row>> {
         Ok(self.query(sql, params)?.into_iter().next())
     }
+
+    /// Serialises transactions that take the same key, until they end: for decisions that
+    /// read what other writers may be writing at the same moment. SQLite has one writer at a
+    /// time already.
+    fn lock(&mut self, _key: i64) -> Result<()> {
+        Ok(())
+    }
 }
 
 // ---- SQLite ----
@@ -244,6 +251,13 @@ fn pg_params(params: &[Val]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
 }
 
 impl<C: postgres::GenericClient> Db for Pg<'_, C> {
+    fn lock(&mut self, key: i64) -> Result<()> {
+        self.0
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
     fn exec(&mut self, sql: &str, params: &[Val]) -> Result<usize> {
         let p = pg_params(params);
         let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =

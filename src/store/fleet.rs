@@ -16,6 +16,15 @@ const WINDOW_MS: i64 = 3_600_000;
 
 const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x7d2b_40f1_9c3a_4e58_8b16_5f0e_2a9c_c4d3);
 
+/// The advisory lock of a source address: the same number in every agent.
+fn lock_key(ip: &str) -> i64 {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(format!("pgvigil-fleet|{ip}").as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h[..8]);
+    i64::from_le_bytes(b)
+}
+
 fn ms(t: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(t)
         .map(|d| d.timestamp_millis())
@@ -36,6 +45,9 @@ pub(super) fn correlate(tx: &mut dyn Db, a: &Alert) -> Result<Option<Alert>> {
     let Some(ip) = a.entities.source_ip.as_deref() else {
         return Ok(None);
     };
+    // Two agents storing alerts of one source at the same moment would each miss the other's
+    // (neither committed yet): one at a time per source, each then sees the other's.
+    tx.lock(lock_key(ip))?;
     let since = crate::event::format_time(ms(&a.start_time_utc) - WINDOW_MS);
     let rows = tx.query(
         "SELECT server, id, record FROM alerts WHERE source_ip = $1 AND server <> $2

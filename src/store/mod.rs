@@ -72,6 +72,7 @@ enum Backend {
     },
     Postgres {
         url: String,
+        tls: tokio_postgres_rustls::MakeRustlsConnect,
         writer: Box<Mutex<postgres::Client>>,
         readers: Vec<Mutex<postgres::Client>>,
     },
@@ -112,7 +113,7 @@ impl Store {
     /// The store `store.url` (PostgreSQL) or `store.path` (SQLite) names.
     pub fn from_config(cfg: &crate::config::Config) -> Result<Store> {
         match &cfg.store.url {
-            Some(u) => Store::connect(u.expose()),
+            Some(u) => Store::connect(u.expose(), cfg.store.ca_file.as_deref()),
             None => Store::open(&cfg.store_path()),
         }
     }
@@ -157,10 +158,11 @@ impl Store {
 
     /// Connects to a central PostgreSQL store (fleet mode) and brings its schema up to date;
     /// agents starting together migrate it once, under an advisory lock.
-    pub fn connect(url: &str) -> Result<Store> {
+    pub fn connect(url: &str, ca_file: Option<&Path>) -> Result<Store> {
         let location = redact(url);
+        let tls = tls_connector(ca_file)?;
         let connect = || {
-            postgres::Client::connect(url, postgres::NoTls)
+            postgres::Client::connect(url, tls.clone())
                 .map_err(|e| StoreError::Postgres(format!("{location}: {}", db::pg_message(&e))))
         };
         let mut writer = connect()?;
@@ -173,6 +175,7 @@ impl Store {
             location: location.clone(),
             backend: Backend::Postgres {
                 url: url.to_string(),
+                tls,
                 writer: Box::new(Mutex::new(writer)),
                 readers,
             },
@@ -196,11 +199,13 @@ impl Store {
                     .unwrap_or_else(|p| p.into_inner());
                 f(&mut Sqlite(&c))
             }
-            Backend::Postgres { url, readers, .. } => {
+            Backend::Postgres {
+                url, tls, readers, ..
+            } => {
                 let mut c = readers[i % readers.len()]
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
-                reconnect(&mut c, url, &self.location)?;
+                reconnect(&mut c, url, tls, &self.location)?;
                 f(&mut Pg(&mut *c))
             }
         }
@@ -215,9 +220,11 @@ impl Store {
                 tx.commit()?;
                 Ok(out)
             }
-            Backend::Postgres { url, writer, .. } => {
+            Backend::Postgres {
+                url, tls, writer, ..
+            } => {
                 let mut c = writer.lock().unwrap_or_else(|p| p.into_inner());
-                reconnect(&mut c, url, &self.location)?;
+                reconnect(&mut c, url, tls, &self.location)?;
                 let mut tx = c
                     .transaction()
                     .map_err(|e| StoreError::Postgres(db::pg_message(&e)))?;
@@ -236,12 +243,48 @@ impl Store {
 }
 
 /// A connection lost (the central server restarted) is made again on next use.
-fn reconnect(c: &mut postgres::Client, url: &str, location: &str) -> Result<()> {
+fn reconnect(
+    c: &mut postgres::Client,
+    url: &str,
+    tls: &tokio_postgres_rustls::MakeRustlsConnect,
+    location: &str,
+) -> Result<()> {
     if c.is_closed() {
-        *c = postgres::Client::connect(url, postgres::NoTls)
+        *c = postgres::Client::connect(url, tls.clone())
             .map_err(|e| StoreError::Postgres(format!("{location}: {}", db::pg_message(&e))))?;
     }
     Ok(())
+}
+
+/// TLS for the central store: the system's CAs, plus `ca_file` if given.
+fn tls_connector(ca_file: Option<&Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let extra: Vec<CertificateDer<'static>> = match ca_file {
+        Some(p) => CertificateDer::pem_file_iter(p)
+            .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+            .map_err(|e| StoreError::Invalid(format!("store.ca_file {}: {e}", p.display())))?,
+        None => Vec::new(),
+    };
+    if ca_file.is_some() && extra.is_empty() {
+        return Err(StoreError::Invalid(format!(
+            "store.ca_file {}: no certificate in the file",
+            ca_file.map(|p| p.display().to_string()).unwrap_or_default()
+        )));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+            .map_err(|e| StoreError::Invalid(format!("TLS certificate verifier: {e}")))?;
+    // `dangerous()` is rustls' door to any verifier of one's own; this one is the
+    // platform's, with the extra CA added.
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Invalid(format!("TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 fn configure(c: &Connection) -> rusqlite::Result<()> {

@@ -674,3 +674,15 @@ pub fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     ]);
     (p("ca.pem"), p("server.pem"), p("server-key.pem"))
 }
+
+/// Makes files readable by the test clusters' server: as root, the clusters run as `postgres`.
+pub fn give_to_postgres(path: &Path) {
+    if is_root() {
+        let st = Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
