@@ -117,6 +117,10 @@ pub enum EventKind {
     },
     /// A FATAL or ERROR inside an authorised session.
     Error,
+    /// A statement of interest, from `log_statement`: for now the role changes
+    /// (`CREATE ROLE x`, `ALTER ROLE x … LOGIN/PASSWORD`), reduced to verb and role in
+    /// `message` (the text may hold a password).
+    Statement,
 }
 
 /// The ways a connection can fail before authentication starts.

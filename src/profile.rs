@@ -133,6 +133,10 @@ pub struct Profile {
     pub cloud_regions: Seens<(CompactString, CompactString)>,
     pub applications: Seens<CompactString>,
     pub last_place: FxHashMap<CompactString, LastPlace>,
+    /// Roles a known principal created or enabled for login (`log_statement = 'ddl'`): a
+    /// new role announced this way is a change, not an intrusion.
+    #[serde(default)]
+    pub announced: Seens<CompactString>,
     last_forget: EventTime,
 }
 
@@ -150,8 +154,24 @@ impl Profile {
         self.first_login.map_or(0, |f| now - f)
     }
 
-    /// Learns from a successful login (failures are not normal, whoever sent them).
+    /// Learns from a successful login (failures are not normal, whoever sent them), and
+    /// from role changes made by principals it knows.
     pub fn learn(&mut self, ev: &Event, cfg: &ProfileConfig) {
+        if ev.kind == EventKind::Statement {
+            let by_known = ev
+                .principal
+                .as_ref()
+                .is_some_and(|p| self.principals.get(p).is_some());
+            let role = ev
+                .message
+                .as_deref()
+                .and_then(|m| m.split_once(" ROLE "))
+                .map(|(_, r)| CompactString::new(r));
+            if let (true, Some(r)) = (by_known, role) {
+                self.announced.see(&r, ev.time, cfg.max_entities);
+            }
+            return;
+        }
         if ev.kind != EventKind::LoginSucceeded {
             return;
         }
@@ -168,6 +188,7 @@ impl Profile {
             self.cloud_providers.forget_before(before);
             self.cloud_regions.forget_before(before);
             self.applications.forget_before(before);
+            self.announced.forget_before(before);
             self.last_place.retain(|_, p| p.time >= before);
         }
         let principal = ev.principal.clone().unwrap_or_default();

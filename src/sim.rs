@@ -360,6 +360,38 @@ impl Log {
         self.entry(t + 5000, ip, role, db, app, "LOG", "00000", msg, None)
     }
 
+    /// A session that runs one statement, logged as with `log_statement = 'ddl'`.
+    fn statement(
+        &mut self,
+        t: EventTime,
+        ip: IpAddr,
+        role: &str,
+        db: &str,
+        app: &str,
+        stmt: &str,
+    ) -> std::io::Result<()> {
+        self.received(t, ip)?;
+        let msg =
+            format!("connection authorized: user={role} database={db} application_name={app}");
+        self.entry(t, ip, role, db, "", "LOG", "00000", msg, None)?;
+        self.entry(
+            t + 1000,
+            ip,
+            role,
+            db,
+            app,
+            "LOG",
+            "00000",
+            format!("statement: {stmt}"),
+            None,
+        )?;
+        let msg = format!(
+            "disconnection: session time: 0:00:05.000 user={role} database={db} host={ip} port={}",
+            30000 + self.pid % 30000
+        );
+        self.entry(t + 5000, ip, role, db, app, "LOG", "00000", msg, None)
+    }
+
     fn failure(
         &mut self,
         t: EventTime,
@@ -399,6 +431,8 @@ impl Log {
 /// An entry of the simulated timeline, written in time order at the end.
 enum Act {
     Session(IpAddr, String, &'static str, &'static str),
+    /// A session running one statement: (address, role, statement).
+    Statement(IpAddr, String, String),
     Failure(IpAddr, String, &'static str, bool),
     Probe(IpAddr),
 }
@@ -493,8 +527,26 @@ pub fn simulate(
                 Act::Session(ip, "etl".into(), "appdb", "nightly"),
             ));
         }
-        // Legitimate changes after the learning period: a new admin, a new application.
+        // Legitimate changes after the learning period: a new admin, a new application, each
+        // role created by an admin first (the server logs DDL: log_statement = 'ddl').
         let change = cfg.start + 9 * day + 10 * 3_600_000;
+        let office = *rng.pick(&de);
+        acts.push((
+            change - 1_800_000,
+            Act::Statement(
+                office,
+                "carol".into(),
+                "CREATE ROLE dave_admin LOGIN CREATEROLE PASSWORD 'Welcome-2026!'".into(),
+            ),
+        ));
+        acts.push((
+            change + 1_800_000,
+            Act::Statement(
+                office,
+                "carol".into(),
+                "CREATE USER reports PASSWORD 'rep0rts-Svc'".into(),
+            ),
+        ));
         for k in 0..5 {
             acts.push((
                 change + k * day,
@@ -658,6 +710,9 @@ pub fn simulate(
         for (t, a) in acts {
             match a {
                 Act::Session(ip, role, db, app) => log.session(t, ip, &role, db, app)?,
+                Act::Statement(ip, role, stmt) => {
+                    log.statement(t, ip, &role, "appdb", "DBeaver 24.1", &stmt)?
+                }
                 Act::Failure(ip, role, db, exists) => log.failure(t, ip, &role, db, exists)?,
                 Act::Probe(ip) => log.probe(t, ip)?,
             }

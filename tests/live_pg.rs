@@ -505,3 +505,65 @@ fn patator_live_is_caught() {
     assert!(is_successful_bf(bf[0]), "{:#}", bf[0]);
     assert_eq!(bf[0]["evidence"]["failedLogins"], 12);
 }
+
+/// With `log_statement = 'ddl'`, a role that a known admin creates logs in without a
+/// PrincipalAnomaly (a change someone made); a role created while DDL logging was switched
+/// off is a principal nobody announced, and raises one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_an_admin_created_is_a_change_a_silent_one_is_an_anomaly() {
+    let mut cl = Cluster::start(ClusterOptions {
+        extra: "log_statement = 'ddl'\n",
+        ..Default::default()
+    });
+    let config = cl.dir.path().join("pgvigil.toml");
+    std::fs::write(&config, "[detect.profile]\nlearning_period = \"1s\"\n").unwrap();
+    assert!(login("127.0.1.5", cl.port, "app", APP_PASSWORD, "appdb", None).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cl.psql("CREATE ROLE dave LOGIN PASSWORD 'dave-Pw-1'");
+    cl.psql("SET log_statement = 'none'; CREATE ROLE eve LOGIN PASSWORD 'eve-Pw-1'");
+    assert!(
+        login(
+            "127.0.1.6",
+            cl.port,
+            "dave",
+            "dave-Pw-1",
+            "postgres",
+            Some("psql")
+        )
+        .await
+    );
+    assert!(
+        login(
+            "127.0.1.7",
+            cl.port,
+            "eve",
+            "eve-Pw-1",
+            "postgres",
+            Some("psql")
+        )
+        .await
+    );
+    cl.stop();
+
+    for log in ["postgresql.log", "postgresql.csv", "postgresql.json"] {
+        let path = cl.log_dir.join(log);
+        let (code, alerts, stderr) =
+            analyze_json(&[OsStr::new("-c"), config.as_os_str(), path.as_os_str()]);
+        assert_eq!(code, 1, "{log}: {stderr}");
+        let principals: Vec<&str> = alerts
+            .iter()
+            .filter(|a| a["alertType"] == "PostgreSQL_PrincipalAnomaly")
+            .map(|a| a["entities"]["principal"].as_str().unwrap())
+            .collect();
+        assert_eq!(principals, ["eve"], "{log}: {alerts:#?}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("dave-Pw-1"),
+            "{log}: PostgreSQL logs the DDL as written"
+        );
+        assert!(
+            !serde_json::to_string(&alerts).unwrap().contains("Pw-1"),
+            "{log}: no password in alerts"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! `PostgreSQL_PrincipalAnomaly`: a successful login by a role not seen logging in during the
-//! look-back period, after the learning period.
+//! look-back period, after the learning period, unless a principal the server knows created
+//! the role or enabled it for login in that time (seen with `log_statement = 'ddl'`).
 
 use super::access::{listing, Anomaly};
 use super::Detector;
@@ -56,7 +57,9 @@ impl Detector for PrincipalAnomaly {
             return;
         };
         let p = cx.profile;
-        if p.principals.get(principal).is_some() {
+        // Known, or created / enabled for login by a known principal (a new admin, a new
+        // application's role): a change someone made, not a dormant or unknown role.
+        if p.principals.get(principal).is_some() || p.announced.get(principal).is_some() {
             return;
         }
         let seen = listing(
@@ -87,4 +90,42 @@ impl Detector for PrincipalAnomaly {
     detector_state!();
 
     fn advance(&mut self, _now: EventTime, _out: &mut Vec<Finding>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::testing::{ev, run_with, succeeded};
+
+    const DAY: EventTime = 86_400_000;
+
+    fn ddl(t: EventTime, by: &str, change: &str) -> Event {
+        let mut e = ev(t, EventKind::Statement, "10.0.0.2", Some(by));
+        e.message = Some(change.into());
+        e
+    }
+
+    fn alerts_for(events: Vec<Event>) -> Vec<String> {
+        let cfg = crate::profile::ProfileConfig::default();
+        let mut profile = crate::profile::Profile::default();
+        let mut d = PrincipalAnomaly::new(PrincipalAnomalyConfig::default());
+        run_with(&mut d, events, &mut profile, &cfg)
+            .into_iter()
+            .map(|f| f.entity)
+            .collect()
+    }
+
+    #[test]
+    fn a_role_created_by_a_known_admin_is_a_change_not_an_anomaly() {
+        let mut evs: Vec<Event> = (0..10)
+            .map(|d| succeeded(d * DAY, "10.0.0.2", "carol"))
+            .collect();
+        evs.push(ddl(10 * DAY, "carol", "CREATE ROLE dave"));
+        evs.push(succeeded(10 * DAY + 60_000, "10.0.0.3", "dave"));
+        // A dormant role nobody re-enabled, and one enabled by a role the server does not know.
+        evs.push(succeeded(11 * DAY, "10.0.0.3", "backup_old"));
+        evs.push(ddl(11 * DAY + 1, "intruder", "ALTER ROLE ghost"));
+        evs.push(succeeded(11 * DAY + 60_000, "10.0.0.3", "ghost"));
+        assert_eq!(alerts_for(evs), ["backup_old", "ghost"]);
+    }
 }

@@ -267,10 +267,12 @@ impl SessionJoiner {
         let relevant = matches!(
             msg.as_bytes().first(),
             Some(b'c' | b'd' | b'r' | b'i' | b'u')
-        ) || matches!(
-            rec.severity,
-            Severity::Fatal | Severity::Panic | Severity::Unknown
-        ) || rec.sqlstate.is_some_and(|s| s[0] == b'0' && s[1] == b'8');
+        ) || (msg.starts_with("statement: ") && role_change(&msg[11..]).is_some())
+            || matches!(
+                rec.severity,
+                Severity::Fatal | Severity::Panic | Severity::Unknown
+            )
+            || rec.sqlstate.is_some_and(|s| s[0] == b'0' && s[1] == b'8');
         if !relevant {
             return;
         }
@@ -326,6 +328,15 @@ impl SessionJoiner {
         };
         s.last_seen = time;
         Self::fill_from_record(s, rec);
+
+        if let Some(stmt) = msg.strip_prefix("statement: ") {
+            if let Some(change) = role_change(stmt) {
+                let mut e = Self::event(time, EventKind::Statement, s);
+                e.message = Some(change);
+                out.push(e);
+            }
+            return;
+        }
 
         if let Some(rest) = msg.strip_prefix("connection authenticated: ") {
             s.spoke = true;
@@ -480,9 +491,99 @@ impl SessionJoiner {
     }
 }
 
+/// `CREATE ROLE|USER name …`, or `ALTER ROLE|USER name …` that enables logins (LOGIN,
+/// PASSWORD), as "CREATE ROLE name" / "ALTER ROLE name"; nothing else of the statement is
+/// kept, as it may hold a password.
+pub fn role_change(stmt: &str) -> Option<String> {
+    let mut words = stmt
+        .trim_start()
+        .splitn(4, |c: char| c.is_ascii_whitespace());
+    let verb = words.next()?;
+    let verb = if verb.eq_ignore_ascii_case("create") {
+        "CREATE"
+    } else if verb.eq_ignore_ascii_case("alter") {
+        "ALTER"
+    } else {
+        return None;
+    };
+    let what = words.next()?;
+    if !(what.eq_ignore_ascii_case("role") || what.eq_ignore_ascii_case("user")) {
+        return None;
+    }
+    let name_and_rest = stmt.trim_start()[verb.len()..].trim_start()[what.len()..].trim_start();
+    let (name, rest) = if let Some(q) = name_and_rest.strip_prefix('"') {
+        // A quoted name: "" inside stands for one quote.
+        let mut name = String::new();
+        let mut chars = q.char_indices().peekable();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            if c == '"' {
+                if chars.peek().map(|(_, c)| *c) == Some('"') {
+                    name.push('"');
+                    chars.next();
+                } else {
+                    end = Some(i + 1);
+                    break;
+                }
+            } else {
+                name.push(c);
+            }
+        }
+        (name, &q[end?..])
+    } else {
+        let end = name_and_rest
+            .find(|c: char| c.is_ascii_whitespace() || c == ';')
+            .unwrap_or(name_and_rest.len());
+        (name_and_rest[..end].to_lowercase(), &name_and_rest[end..])
+    };
+    if name.is_empty() || name.len() > 63 {
+        return None;
+    }
+    if verb == "ALTER" {
+        let upper = rest.to_ascii_uppercase();
+        let enables = upper
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|w| w == "LOGIN" || w == "PASSWORD");
+        if !enables || upper.contains("NOLOGIN") && !upper.contains("PASSWORD") {
+            return None;
+        }
+    }
+    Some(format!("{verb} ROLE {name}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn role_changes_keep_verb_and_name_only() {
+        let r = role_change;
+        assert_eq!(
+            r("CREATE ROLE dave LOGIN PASSWORD 'secret'").as_deref(),
+            Some("CREATE ROLE dave")
+        );
+        assert_eq!(
+            r("create user Reports;").as_deref(),
+            Some("CREATE ROLE reports")
+        );
+        assert_eq!(
+            r("CREATE ROLE \"Odd \"\"Name\"\"\" WITH LOGIN").as_deref(),
+            Some("CREATE ROLE Odd \"Name\"")
+        );
+        assert_eq!(
+            r("ALTER ROLE old_backup WITH LOGIN").as_deref(),
+            Some("ALTER ROLE old_backup")
+        );
+        assert_eq!(
+            r("alter user app password 'x'").as_deref(),
+            Some("ALTER ROLE app")
+        );
+        assert_eq!(r("ALTER ROLE app NOLOGIN"), None);
+        assert_eq!(r("ALTER ROLE app SET search_path = x"), None);
+        assert_eq!(r("CREATE TABLE role (x int)"), None);
+        assert_eq!(r("SELECT 1"), None);
+        assert_eq!(r("CREATE ROLE \"unterminated"), None);
+    }
 
     #[test]
     fn classification_by_sqlstate_and_detail() {
