@@ -25,6 +25,8 @@ pub enum AlertType {
     CloudProviderAnomaly,
     #[serde(rename = "PostgreSQL_PrincipalAnomaly")]
     PrincipalAnomaly,
+    #[serde(rename = "PostgreSQL_DomainAnomaly")]
+    DomainAnomaly,
     #[serde(rename = "PostgreSQL_SuspiciousIpAnomaly")]
     SuspiciousIpAnomaly,
     #[serde(rename = "PostgreSQL_ImpossibleTravel")]
@@ -32,7 +34,7 @@ pub enum AlertType {
 }
 
 impl AlertType {
-    pub const ALL: [AlertType; 11] = [
+    pub const ALL: [AlertType; 12] = [
         AlertType::BruteForce,
         AlertType::PasswordSpray,
         AlertType::DistributedBruteForce,
@@ -42,6 +44,7 @@ impl AlertType {
         AlertType::DataCenterAnomaly,
         AlertType::CloudProviderAnomaly,
         AlertType::PrincipalAnomaly,
+        AlertType::DomainAnomaly,
         AlertType::SuspiciousIpAnomaly,
         AlertType::ImpossibleTravel,
     ];
@@ -57,6 +60,7 @@ impl AlertType {
             AlertType::DataCenterAnomaly => "PostgreSQL_DataCenterAnomaly",
             AlertType::CloudProviderAnomaly => "PostgreSQL_CloudProviderAnomaly",
             AlertType::PrincipalAnomaly => "PostgreSQL_PrincipalAnomaly",
+            AlertType::DomainAnomaly => "PostgreSQL_DomainAnomaly",
             AlertType::SuspiciousIpAnomaly => "PostgreSQL_SuspiciousIpAnomaly",
             AlertType::ImpossibleTravel => "PostgreSQL_ImpossibleTravel",
         }
@@ -85,6 +89,7 @@ impl AlertType {
             AlertType::DataCenterAnomaly => "Log on from an unusual cloud data center",
             AlertType::CloudProviderAnomaly => "Logon from an unusual cloud provider",
             AlertType::PrincipalAnomaly => "Login from a principal not seen in 60 days",
+            AlertType::DomainAnomaly => "Login from a domain not seen in 60 days",
             AlertType::SuspiciousIpAnomaly => "Login from a suspicious IP",
             AlertType::ImpossibleTravel => {
                 "Same principal from places too far apart for the time between"
@@ -113,9 +118,10 @@ impl AlertType {
             AlertType::Probe => &["T1046"],
             AlertType::DataCenterAnomaly | AlertType::CloudProviderAnomaly => &["T1078.004"],
             AlertType::SuspiciousIpAnomaly => &["T1090.003"],
-            AlertType::GeoAnomaly | AlertType::PrincipalAnomaly | AlertType::ImpossibleTravel => {
-                &["T1078"]
-            }
+            AlertType::GeoAnomaly
+            | AlertType::PrincipalAnomaly
+            | AlertType::DomainAnomaly
+            | AlertType::ImpossibleTravel => &["T1078"],
         }
     }
 

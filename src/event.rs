@@ -166,6 +166,10 @@ pub struct Event {
     /// What is known about the client address (logins only; set by the pipeline).
     #[serde(skip)]
     pub enrichment: Option<std::sync::Arc<crate::enrich::Enrichment>>,
+    /// Registrable domain of the client's reverse DNS (successful logins, when
+    /// `[enrich.reverse_dns]` is on; set by the pipeline).
+    #[serde(skip)]
+    pub domain: Option<CompactString>,
 }
 
 impl Event {
@@ -187,6 +191,7 @@ impl Event {
             message: None,
             source: CompactString::default(),
             enrichment: None,
+            domain: None,
         }
     }
 

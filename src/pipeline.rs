@@ -127,6 +127,11 @@ impl Pipeline {
         ) {
             ev.enrichment = self.lookup(ip);
         }
+        if ev.kind == crate::event::EventKind::LoginSucceeded {
+            if let Some(r) = self.enricher.as_ref().and_then(|e| e.rdns.as_ref()) {
+                ev.domain = r.domain(ip).map(Into::into);
+            }
+        }
     }
 
     fn dispatch(&mut self) {

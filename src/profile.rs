@@ -137,6 +137,11 @@ pub struct Profile {
     /// new role announced this way is a change, not an intrusion.
     #[serde(default)]
     pub announced: Seens<CompactString>,
+    /// Registrable domains of the clients (reverse DNS), and since when they are learned.
+    #[serde(default)]
+    pub domains: Seens<CompactString>,
+    #[serde(default)]
+    pub domains_since: Option<EventTime>,
     last_forget: EventTime,
 }
 
@@ -189,12 +194,17 @@ impl Profile {
             self.cloud_regions.forget_before(before);
             self.applications.forget_before(before);
             self.announced.forget_before(before);
+            self.domains.forget_before(before);
             self.last_place.retain(|_, p| p.time >= before);
         }
         let principal = ev.principal.clone().unwrap_or_default();
         self.principals.see(&principal, t, cap);
         if let Some(a) = &ev.application {
             self.applications.see(a, t, cap);
+        }
+        if let Some(d) = &ev.domain {
+            self.domains_since.get_or_insert(t);
+            self.domains.see(d, t, cap);
         }
         let Some(en) = &ev.enrichment else { return };
         if let Some(c) = &en.country {

@@ -7,7 +7,7 @@
 //! where the simulation says (an AWS eu-west-1 address, a German one, a Tor exit).
 
 use crate::alert::{Alert, AlertType};
-use crate::enrich::Enricher;
+use crate::enrich::{classify, AddressClass, Enricher};
 use crate::event::{format_time, EventTime};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -469,6 +469,8 @@ pub fn simulate(
     let day = 86_400_000i64;
     let end = cfg.start + cfg.weeks as i64 * 7 * day;
     let mut labels = Vec::new();
+    // Reverse DNS of the simulated clients (`ptr.txt`, read by `eval` as a hosts file).
+    let mut ptr: Vec<(IpAddr, String)> = Vec::new();
     for s in 0..cfg.servers {
         let server = format!("db{}", s + 1);
         let mut acts: Vec<(EventTime, Act)> = Vec::new();
@@ -556,6 +558,26 @@ pub fn simulate(
                 change + 3_600_000 + k * day,
                 Act::Session(*rng.pick(home_cloud), "reports".into(), "appdb", "pgx"),
             ));
+        }
+
+        // The normal clients have names: offices in the company's domain, application
+        // servers in their cloud's.
+        let mut named: std::collections::HashSet<IpAddr> = ptr.iter().map(|(ip, _)| *ip).collect();
+        for (_, a) in &acts {
+            let ip = match a {
+                Act::Session(ip, ..) | Act::Statement(ip, ..) => *ip,
+                _ => continue,
+            };
+            if !named.insert(ip) || classify(ip) != AddressClass::Public {
+                continue;
+            }
+            let host = ip.to_string().replace(['.', ':'], "-");
+            let name = if home_cloud.contains(&ip) {
+                format!("vm-{host}.compute.example-cloud.net")
+            } else {
+                format!("ws-{host}.office.example-corp.com")
+            };
+            ptr.push((ip, name));
         }
 
         // Attacks, each once per server, after the learning period, labelled.
@@ -694,6 +716,36 @@ pub fn simulate(
             t,
         );
 
+        // A known person from a known country, but from a host in a domain the server has
+        // never seen (a home ISP, a rented server).
+        let t = next(&mut rng);
+        // An address of the office country that no normal client uses: a neighbour of one.
+        let src = de
+            .iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            })
+            .flat_map(|v4| {
+                let o = v4.octets();
+                (1..=254u8).map(move |last| IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], last)))
+            })
+            .find(|c| {
+                !named.contains(c)
+                    && !de.contains(c)
+                    && e.lookup(*c).country.as_deref() == Some("DE")
+            })
+            .ok_or_else(|| std::io::Error::other("no spare address in the office country"))?;
+        ptr.push((
+            src,
+            format!(
+                "dyn-{}.pool.isp-example.de",
+                src.to_string().replace('.', "-")
+            ),
+        ));
+        acts.push((t, Act::Session(src, "alice".into(), "appdb", "psql")));
+        label(AlertType::DomainAnomaly, src.to_string(), Some("alice"), t);
+
         acts.sort_by_key(|(t, _)| *t);
         let dir = out.join(&server);
         std::fs::create_dir_all(&dir)?;
@@ -719,6 +771,15 @@ pub fn simulate(
         }
         log.w.flush()?;
     }
+    let mut f = std::io::BufWriter::new(std::fs::File::create(out.join("ptr.txt"))?);
+    writeln!(
+        f,
+        "# reverse DNS of the simulated clients (enrich.reverse_dns.hosts_file)"
+    )?;
+    for (ip, name) in &ptr {
+        writeln!(f, "{ip} {name}")?;
+    }
+    f.flush()?;
     let mut f = std::io::BufWriter::new(std::fs::File::create(out.join("labels.jsonl"))?);
     for l in &labels {
         serde_json::to_writer(&mut f, l)?;

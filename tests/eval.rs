@@ -21,8 +21,8 @@ fn every_injected_attack_is_detected() {
     let labels = std::fs::read_to_string(dir.path().join("labels.jsonl")).unwrap();
     assert_eq!(
         labels.lines().count(),
-        22,
-        "11 attack types on each of 2 servers"
+        24,
+        "12 attack types on each of 2 servers"
     );
 
     let out = pgvigil()
@@ -46,6 +46,7 @@ fn every_injected_attack_is_detected() {
         "DataCenterAnomaly",
         "CloudProviderAnomaly",
         "PrincipalAnomaly",
+        "DomainAnomaly",
         "SuspiciousIpAnomaly",
         "ImpossibleTravel",
     ] {

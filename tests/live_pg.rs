@@ -567,3 +567,50 @@ async fn a_role_an_admin_created_is_a_change_a_silent_one_is_an_anomaly() {
         );
     }
 }
+
+/// Reverse DNS from a real DNS server (dnsmasq): logins from hosts of the server's usual
+/// domain are normal, the first from another domain is a DomainAnomaly naming both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_from_a_new_domain_is_a_domain_anomaly() {
+    let dns = Dnsmasq::start(&[
+        ("127.0.1.5", "app-1.eu.corp.example.co.uk"),
+        ("127.0.1.6", "app-2.us.corp.example.co.uk"),
+        ("127.0.2.7", "vps-9.evil-hosting.net"),
+    ]);
+    let mut cl = Cluster::start(ClusterOptions::default());
+    let config = cl.dir.path().join("pgvigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[enrich.reverse_dns]\nenabled = true\nnameservers = [\"{}\"]\n\
+             [detect.profile]\nlearning_period = \"1s\"\n",
+            dns.addr
+        ),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        assert!(login("127.0.1.5", cl.port, "app", APP_PASSWORD, "appdb", None).await);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(login("127.0.1.6", cl.port, "app", APP_PASSWORD, "appdb", None).await);
+    assert!(login("127.0.2.7", cl.port, "app", APP_PASSWORD, "appdb", None).await);
+    // No PTR record: no domain, nothing to judge.
+    assert!(login("127.0.3.9", cl.port, "app", APP_PASSWORD, "appdb", None).await);
+    cl.stop();
+
+    for log in ["postgresql.log", "postgresql.csv", "postgresql.json"] {
+        let path = cl.log_dir.join(log);
+        let (code, alerts, stderr) =
+            analyze_json(&[OsStr::new("-c"), config.as_os_str(), path.as_os_str()]);
+        assert_eq!(code, 1, "{log}: {stderr}");
+        assert_eq!(alerts.len(), 1, "{log}: {alerts:#?}");
+        let a = &alerts[0];
+        assert_eq!(a["alertType"], "PostgreSQL_DomainAnomaly");
+        assert_eq!(a["entities"]["sourceIp"], "127.0.2.7");
+        let why = a["anomalyContext"].as_str().unwrap();
+        assert!(
+            why.contains("evil-hosting.net") && why.contains("example.co.uk"),
+            "{why}"
+        );
+    }
+}

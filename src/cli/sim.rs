@@ -73,10 +73,17 @@ pub fn simulate(a: SimArgs) -> Result<u8> {
 }
 
 pub fn eval(a: EvalArgs) -> Result<u8> {
-    let cfg = match &a.config {
+    let mut cfg = match &a.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    // The simulation's reverse DNS, instead of asking real name servers about its addresses.
+    let ptr = a.dir.join("ptr.txt");
+    if ptr.is_file() {
+        cfg.enrich.reverse_dns.enabled = true;
+        cfg.enrich.reverse_dns.hosts_file = Some(ptr);
+        cfg.enrich.reverse_dns.dns = false;
+    }
     let e = enricher(&cfg)?;
     let labels: Vec<Label> = std::fs::read_to_string(a.dir.join("labels.jsonl"))
         .with_context(|| a.dir.join("labels.jsonl").display().to_string())?

@@ -5,11 +5,12 @@
 use crate::alert::{AlertType, Finding};
 
 /// Most telling first.
-const PRIORITY: [AlertType; 6] = [
+const PRIORITY: [AlertType; 7] = [
     AlertType::SuspiciousIpAnomaly,
     AlertType::ImpossibleTravel,
     AlertType::CloudProviderAnomaly,
     AlertType::GeoAnomaly,
+    AlertType::DomainAnomaly,
     AlertType::DataCenterAnomaly,
     AlertType::PrincipalAnomaly,
 ];

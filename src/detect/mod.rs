@@ -28,6 +28,7 @@ pub mod brute_force;
 pub mod cloud_anomaly;
 pub mod dedup;
 pub mod distributed_brute_force;
+pub mod domain_anomaly;
 pub mod fold;
 pub mod geo_anomaly;
 pub mod harmful_application;

@@ -3,6 +3,7 @@
 use super::brute_force::{BruteForce, BruteForceConfig};
 use super::cloud_anomaly::{CloudAnomaly, CloudAnomalyConfig};
 use super::distributed_brute_force::{DistributedBruteForce, DistributedBruteForceConfig};
+use super::domain_anomaly::{DomainAnomaly, DomainAnomalyConfig};
 use super::geo_anomaly::{GeoAnomaly, GeoAnomalyConfig};
 use super::harmful_application::{HarmfulApplication, HarmfulApplicationConfig};
 use super::impossible_travel::{ImpossibleTravel, ImpossibleTravelConfig};
@@ -33,6 +34,7 @@ pub struct DetectConfig {
     pub geo_anomaly: GeoAnomalyConfig,
     pub cloud_anomaly: CloudAnomalyConfig,
     pub principal_anomaly: PrincipalAnomalyConfig,
+    pub domain_anomaly: DomainAnomalyConfig,
     pub impossible_travel: ImpossibleTravelConfig,
     /// Learning period, look-back and caps of the per-server profile.
     pub profile: crate::profile::ProfileConfig,
@@ -52,6 +54,7 @@ impl Default for DetectConfig {
             geo_anomaly: GeoAnomalyConfig::default(),
             cloud_anomaly: CloudAnomalyConfig::default(),
             principal_anomaly: PrincipalAnomalyConfig::default(),
+            domain_anomaly: DomainAnomalyConfig::default(),
             impossible_travel: ImpossibleTravelConfig::default(),
             profile: crate::profile::ProfileConfig::default(),
         }
@@ -86,5 +89,6 @@ pub fn build(c: &DetectConfig) -> Vec<Box<dyn Detector>> {
         Box::new(CloudAnomaly::new(c.cloud_anomaly.clone())),
         Box::new(GeoAnomaly::new(c.geo_anomaly.clone())),
         Box::new(PrincipalAnomaly::new(c.principal_anomaly.clone())),
+        Box::new(DomainAnomaly::new(c.domain_anomaly.clone())),
     ]
 }

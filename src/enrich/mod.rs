@@ -10,6 +10,7 @@ pub mod asn;
 pub mod cloud;
 pub mod geoip;
 pub mod prefix_table;
+pub mod rdns;
 pub mod threat;
 pub mod update;
 
@@ -36,6 +37,8 @@ pub enum EnrichError {
     },
     #[error("{path}: {reason}")]
     Format { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Config(String),
 }
 
 impl EnrichError {
@@ -163,6 +166,8 @@ pub struct EnrichConfig {
     pub tor_exits: Option<PathBuf>,
     /// Blocklists, one address or CIDR a line; named after their file.
     pub blocklists: Vec<PathBuf>,
+    /// Reverse DNS of successful logins' addresses (for PostgreSQL_DomainAnomaly).
+    pub reverse_dns: rdns::ReverseDnsConfig,
     /// Where `pgvigil intel update` put fresh copies; preferred to the shipped data.
     /// Default: `<state.dir>/intel` (set by the command line from the state directory).
     pub intel_dir: Option<PathBuf>,
@@ -178,6 +183,7 @@ impl Default for EnrichConfig {
             cloud_ranges: Vec::new(),
             tor_exits: None,
             blocklists: Vec::new(),
+            reverse_dns: rdns::ReverseDnsConfig::default(),
             intel_dir: None,
         }
     }
@@ -210,6 +216,8 @@ pub struct Enricher {
     cloud: Option<cloud::CloudRanges>,
     tor: Option<threat::IpList>,
     blocklists: Vec<threat::IpList>,
+    /// Reverse DNS, when turned on.
+    pub rdns: Option<rdns::ReverseDns>,
     /// Sources that were not found among the shipped data (warnings for the user).
     pub missing: Vec<String>,
 }
@@ -283,6 +291,9 @@ impl Enricher {
         }
         for p in &cfg.blocklists {
             e.blocklists.push(threat::IpList::load(p)?);
+        }
+        if cfg.reverse_dns.enabled {
+            e.rdns = Some(rdns::ReverseDns::new(&cfg.reverse_dns).map_err(EnrichError::Config)?);
         }
         Ok(e)
     }

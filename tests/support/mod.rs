@@ -686,3 +686,72 @@ pub fn give_to_postgres(path: &Path) {
         assert!(st.success());
     }
 }
+
+/// A real DNS server (dnsmasq, Debian `dnsmasq`) on 127.0.0.1 answering reverse lookups for
+/// the given (address, name) pairs, and nothing else.
+pub struct Dnsmasq {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Dnsmasq {
+    pub fn start(names: &[(&str, &str)]) -> Dnsmasq {
+        let bin = ["/usr/sbin/dnsmasq", "dnsmasq"]
+            .into_iter()
+            .find(|b| {
+                Command::new(b)
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
+            .unwrap_or_else(|| panic!("dnsmasq not found: `apt-get install -y dnsmasq`"));
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = dir.path().join("hosts");
+        let text: String = names.iter().map(|(ip, n)| format!("{ip} {n}\n")).collect();
+        std::fs::write(&hosts, text).unwrap();
+        // UDP and TCP on the same free port.
+        let port = loop {
+            let p = free_port();
+            if std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+                break p;
+            }
+        };
+        let child = Command::new(bin)
+            .args([
+                "--conf-file=/dev/null",
+                "--keep-in-foreground",
+                "--bind-interfaces",
+            ])
+            .args([
+                "--listen-address=127.0.0.1",
+                "--no-resolv",
+                "--no-hosts",
+                "--pid-file=",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--addn-hosts={}", hosts.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(std::time::Instant::now() < end, "dnsmasq did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Dnsmasq {
+            addr,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
