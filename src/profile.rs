@@ -103,6 +103,25 @@ impl<K: Eq + Hash + Clone> Seens<K> {
         self.map.is_empty()
     }
 
+    /// `[{"name", "firstSeen", "lastSeen", "count"}]`, most recently seen first, at most
+    /// `max`: what an operator reads to see what "normal" is.
+    pub fn summary(&self, name: impl Fn(&K) -> String, max: usize) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.recent()
+                .into_iter()
+                .take(max)
+                .map(|(k, s)| {
+                    serde_json::json!({
+                        "name": name(k),
+                        "firstSeen": crate::event::format_time(s.first),
+                        "lastSeen": crate::event::format_time(s.last),
+                        "count": s.count,
+                    })
+                })
+                .collect(),
+        )
+    }
+
     /// The keys, most recently seen first.
     pub fn recent(&self) -> Vec<(&K, &Seen)> {
         let mut v: Vec<_> = self.map.iter().collect();
@@ -145,7 +164,30 @@ pub struct Profile {
     last_forget: EventTime,
 }
 
+/// Entities shown per kind in a profile summary.
+const SUMMARY_MAX: usize = 200;
+
 impl Profile {
+    /// The learned normal as JSON, for the store and the API (`GET /servers/{server}/profile`).
+    pub fn summary(&self, cfg: &ProfileConfig) -> serde_json::Value {
+        let s = |c: &CompactString| c.to_string();
+        let pair = |(a, b): &(CompactString, CompactString)| format!("{a}|{b}");
+        serde_json::json!({
+            "firstLogin": self.first_login.map(crate::event::format_time),
+            "learningUntil": self.first_login.map(|f| crate::event::format_time(f + cfg.learning_period.ms())),
+            "lookBackDays": crate::profile::days(cfg.look_back.ms()),
+            "principals": self.principals.summary(s, SUMMARY_MAX),
+            "countries": self.countries.summary(s, SUMMARY_MAX),
+            "principalCountries": self.principal_countries.summary(pair, SUMMARY_MAX),
+            "asns": self.asns.summary(|a| a.to_string(), SUMMARY_MAX),
+            "cloudProviders": self.cloud_providers.summary(s, SUMMARY_MAX),
+            "cloudRegions": self.cloud_regions.summary(pair, SUMMARY_MAX),
+            "applications": self.applications.summary(s, SUMMARY_MAX),
+            "domains": self.domains.summary(s, SUMMARY_MAX),
+            "announcedRoles": self.announced.summary(s, SUMMARY_MAX),
+        })
+    }
+
     /// Still learning at `now`: no anomaly is reported yet.
     pub fn learning(&self, now: EventTime, cfg: &ProfileConfig) -> bool {
         match self.first_login {
@@ -247,6 +289,8 @@ impl Profile {
             + self.cloud_providers.len()
             + self.cloud_regions.len()
             + self.applications.len()
+            + self.domains.len()
+            + self.announced.len()
             + self.last_place.len();
         let evicted = self.principals.evicted
             + self.countries.evicted
@@ -254,7 +298,9 @@ impl Profile {
             + self.asns.evicted
             + self.cloud_providers.evicted
             + self.cloud_regions.evicted
-            + self.applications.evicted;
+            + self.applications.evicted
+            + self.domains.evicted
+            + self.announced.evicted;
         (held, evicted)
     }
 }

@@ -313,6 +313,20 @@ fn tokens_roles_and_the_policy_api() {
         db1["openAlerts"], 1,
         "the other one is dismissed: {servers}"
     );
+    let (st, prof) = api.call("GET", "/servers/db1/profile", Some(&reader), None);
+    assert_eq!(st, 200, "{prof}");
+    let principals = prof["profile"]["principals"].as_array().unwrap();
+    assert!(
+        principals
+            .iter()
+            .any(|p| p["name"] == "app" && p["count"].as_u64() >= Some(1)),
+        "{prof}"
+    );
+    assert_eq!(
+        api.call("GET", "/servers/nosuch/profile", Some(&reader), None)
+            .0,
+        404
+    );
     let (st, m) = api.call("GET", "/metrics", Some(&reader), None);
     assert_eq!(st, 200);
     let m = m.as_str().unwrap().to_string();

@@ -26,3 +26,16 @@ pub(super) async fn get_one(
         .ok_or_else(|| ApiError::not_found("no such server"))?;
     Ok(Json(serde_json::to_value(s).unwrap_or(Value::Null)))
 }
+
+/// `GET /servers/{server}/profile`: what the server's agent has learned is normal.
+pub(super) async fn profile(
+    State(st): State<Arc<ApiState>>,
+    Path(server): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let store = st.store.clone();
+    let s = server.clone();
+    let p = blocking(move || store.server_profile(&s))
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such server"))?;
+    Ok(Json(serde_json::json!({"server": server, "profile": p})))
+}

@@ -197,6 +197,8 @@ pub fn run(args: Args) -> Result<u8> {
     let mut pending: Vec<Alert> = Vec::new();
     let mut to_file: Vec<Alert> = Vec::new();
     let mut store_down = false;
+    // When the profile summary last went to the store, and how many entities it had.
+    let mut profile_sent: Option<(std::time::Instant, usize)> = None;
     loop {
         let consumed = follower.poll(&mut pipeline);
         let alerts = pipeline.take_alerts();
@@ -213,8 +215,13 @@ pub fn run(args: Args) -> Result<u8> {
                 &mut to_file,
                 alerts_file.as_mut(),
                 (reported_events, reported_malformed),
+                profile_due(&profile_sent, &pipeline),
             ) {
                 Ok(accepted) => {
+                    if profile_due(&profile_sent, &pipeline) {
+                        profile_sent =
+                            Some((std::time::Instant::now(), pipeline.engine.profile.size().0));
+                    }
                     if store_down {
                         tracing::info!(store = %store.location(), "store reachable again");
                     }
@@ -252,6 +259,7 @@ fn commit(
     to_file: &mut Vec<Alert>,
     alerts_file: Option<&mut (PathBuf, std::fs::File)>,
     reported: (u64, u64),
+    send_profile: bool,
 ) -> Result<Vec<Alert>> {
     // The alerts file first: if the store's transaction below does not happen, the next
     // start cuts the file back to the length in the previous checkpoint.
@@ -273,6 +281,13 @@ fn commit(
             .first_login
             .map(|f| format_time(f + cfg.detect.profile.learning_period.ms())),
         lag_seconds: now_event.map(|t| (now_ms() - t) as f64 / 1000.0),
+        profile: send_profile.then(|| {
+            pipeline
+                .engine
+                .profile
+                .summary(&cfg.detect.profile)
+                .to_string()
+        }),
     };
     let bytes = ckpt.to_bytes();
     let done = store.ingest(Ingest {
@@ -289,6 +304,14 @@ fn commit(
         .alerts_suppressed
         .fetch_add(done.suppressed as u64, std::sync::atomic::Ordering::Relaxed);
     Ok(done.accepted)
+}
+
+/// How often the profile summary goes to the store when only counts and times changed (it is
+/// read by people, not detectors); a new entity sends it at once.
+const PROFILE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn profile_due(sent: &Option<(std::time::Instant, usize)>, p: &Pipeline) -> bool {
+    sent.is_none_or(|(at, size)| at.elapsed() >= PROFILE_EVERY || p.engine.profile.size().0 != size)
 }
 
 fn print(alerts: &[Alert], json: bool, out: &mut dyn Write) -> Result<()> {

@@ -60,8 +60,14 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Schema migrations, in order; the index + 1 is the version. Never edit a released one:
 /// add the next, for both databases.
-const SQLITE_MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
-const POSTGRES_MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_init.sql")];
+const SQLITE_MIGRATIONS: &[&str] = &[
+    include_str!("migrations/sqlite/0001_init.sql"),
+    include_str!("migrations/sqlite/0002_profile.sql"),
+];
+const POSTGRES_MIGRATIONS: &[&str] = &[
+    include_str!("migrations/postgres/0001_init.sql"),
+    include_str!("migrations/postgres/0002_profile.sql"),
+];
 
 const READERS: usize = 4;
 
@@ -381,6 +387,33 @@ mod tests {
         }
         let s = Store::open(&p).unwrap();
         assert_eq!(s.list_servers().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_and_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pgvigil.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch(SQLITE_MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute("INSERT INTO servers (name, events) VALUES ('old', 7)", [])
+                .unwrap();
+        }
+        let s = Store::open(&p).unwrap();
+        assert_eq!(s.list_servers().unwrap()[0].events, 7);
+        assert_eq!(s.server_profile("old").unwrap(), Some(None));
+        s.report(&ServerReport {
+            server: "old".into(),
+            profile: Some(r#"{"principals": []}"#.into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            s.server_profile("old").unwrap(),
+            Some(Some(serde_json::json!({"principals": []})))
+        );
+        assert_eq!(s.server_profile("nosuch").unwrap(), None);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct ServerReport {
     pub learning_until: Option<String>,
     /// Seconds between the newest event read and the wall clock.
     pub lag_seconds: Option<f64>,
+    /// The learned profile (JSON), when the agent sends it.
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -40,15 +42,16 @@ pub struct ServerStatus {
 pub(super) fn report(tx: &mut dyn Db, r: &ServerReport, now: &str) -> Result<()> {
     tx.exec(
         "INSERT INTO servers (name, events, parse_errors, first_event, last_event,
-           learning_until, reported_at, lag_seconds)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           learning_until, reported_at, lag_seconds, profile)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (name) DO UPDATE SET events = servers.events + excluded.events,
            parse_errors = servers.parse_errors + excluded.parse_errors,
            first_event = coalesce(servers.first_event, excluded.first_event),
            last_event = coalesce(excluded.last_event, servers.last_event),
            learning_until = coalesce(excluded.learning_until, servers.learning_until),
            reported_at = excluded.reported_at,
-           lag_seconds = excluded.lag_seconds",
+           lag_seconds = excluded.lag_seconds,
+           profile = coalesce(excluded.profile, servers.profile)",
         vals![
             r.server.as_str(),
             r.events as i64,
@@ -57,7 +60,8 @@ pub(super) fn report(tx: &mut dyn Db, r: &ServerReport, now: &str) -> Result<()>
             &r.last_event,
             &r.learning_until,
             now,
-            r.lag_seconds
+            r.lag_seconds,
+            &r.profile
         ],
     )?;
     Ok(())
@@ -86,6 +90,29 @@ impl Store {
     pub fn report(&self, r: &ServerReport) -> Result<()> {
         let now = super::now_utc();
         self.write(|tx| report(tx, r, &now))
+    }
+
+    /// A server's profile as its agent last sent it: `Ok(None)` for an unknown server,
+    /// `Some(None)` before the first summary.
+    pub fn server_profile(&self, name: &str) -> Result<Option<Option<serde_json::Value>>> {
+        self.read(|c| {
+            let Some(r) =
+                c.query_opt("SELECT profile FROM servers WHERE name = $1", vals![name])?
+            else {
+                return Ok(None);
+            };
+            Ok(Some(match r.opt_text(0)? {
+                Some(t) => {
+                    Some(
+                        serde_json::from_str(&t).map_err(|e| super::StoreError::Corrupt {
+                            what: format!("profile of {name}"),
+                            reason: e.to_string(),
+                        })?,
+                    )
+                }
+                None => None,
+            }))
+        })
     }
 
     pub fn list_servers(&self) -> Result<Vec<ServerStatus>> {
