@@ -771,3 +771,50 @@ admins = ["dba@example.com"]
         .iter()
         .any(|m| m.contains("Suspected successful brute force attack")));
 }
+
+/// Syslog over TCP (RFC 6587 octet counting), RFC 5424 with structured data and the alert
+/// record as the message, to a real listener.
+#[test]
+fn syslog_over_tcp_carries_rfc_5424_with_the_record() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let s = setup(&format!(
+        "[[notify.syslog]]\nname = \"siem\"\naddress = \"{addr}\"\ntransport = \"tcp\"\nformat = \"rfc5424\"\n"
+    ));
+    let run = start(&s);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let mut data = Vec::new();
+            let _ = conn.unwrap().read_to_end(&mut data);
+            let _ = tx.send(data);
+        }
+    });
+    let mut frames = Vec::new();
+    while frames.len() < 2 {
+        let data = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no syslog message\n{}", run.log()));
+        let text = String::from_utf8(data).unwrap();
+        let (len, msg) = text.split_once(' ').unwrap();
+        assert_eq!(len.parse::<usize>().unwrap(), msg.len(), "octet count");
+        frames.push(msg.to_string());
+    }
+    let bf = frames
+        .iter()
+        .find(|m| m.contains(" PostgreSQL_BruteForce "))
+        .unwrap_or_else(|| panic!("{frames:?}"));
+    // <PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG; authpriv.crit = 10*8+2.
+    assert!(bf.starts_with("<82>1 "), "{bf}");
+    assert!(
+        bf.contains("pgvigil ") && bf.contains("[pgvigil@32473 id=\""),
+        "{bf}"
+    );
+    assert!(bf.contains(" src=\"127.0.0.1\" user=\"app\"]"), "{bf}");
+    let record: Value = serde_json::from_str(&bf[bf.find("] {").unwrap() + 2..]).unwrap();
+    assert_eq!(
+        record["displayName"],
+        "Suspected successful brute force attack"
+    );
+}
