@@ -5,6 +5,7 @@ pub mod api;
 pub mod client;
 pub mod intel;
 pub mod run;
+pub mod scan;
 pub mod services;
 pub mod sim;
 pub mod token;
@@ -36,6 +37,8 @@ pub enum Command {
     Eval(sim::EvalArgs),
     /// Serve the API alone over a store that agents write.
     Api(api::Args),
+    /// Check a live server's posture: logging, pg_hba, passwords, privileges, end of life.
+    Scan(scan::Args),
     /// Make, list and revoke API tokens.
     Token(token::Args),
     /// List alerts and change their status, through the API.

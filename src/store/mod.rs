@@ -8,7 +8,7 @@
 //! reads through a small pool of read connections; WAL lets them run beside the writer.
 
 mod alerts;
-pub(crate) mod db;
+pub mod db;
 pub mod fleet;
 mod outbox;
 mod policies;
@@ -263,7 +263,7 @@ fn reconnect(
 }
 
 /// TLS for the central store: the system's CAs, plus `ca_file` if given.
-fn tls_connector(ca_file: Option<&Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+pub fn tls_connector(ca_file: Option<&Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let extra: Vec<CertificateDer<'static>> = match ca_file {
