@@ -40,4 +40,5 @@ pub mod profile;
 pub mod scan;
 pub mod sim;
 pub mod sources;
+pub mod sql;
 pub mod store;
