@@ -91,16 +91,7 @@ pub fn tokens(sql: &str) -> Vec<Token> {
                 // $tag$ … $tag$
                 let tag: Vec<char> = s[i..end_tag].to_vec();
                 let body_start = end_tag;
-                let mut j = body_start;
-                let mut close = None;
-                while j + tag.len() <= n {
-                    if s[j] == '$' && s[j..j + tag.len()] == tag[..] {
-                        close = Some(j);
-                        break;
-                    }
-                    j += 1;
-                }
-                match close {
+                match find(&s[body_start..], &tag).map(|k| body_start + k) {
                     Some(k) => {
                         out.push(Token::Str(s[body_start..k].iter().collect()));
                         i = k + tag.len();
@@ -159,6 +150,37 @@ pub fn tokens(sql: &str) -> Vec<Token> {
         }
     }
     out
+}
+
+/// Where `needle` first occurs in `hay` (Knuth-Morris-Pratt: linear, however the two look).
+fn find(hay: &[char], needle: &[char]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    let mut fail = vec![0usize; needle.len()];
+    let mut k = 0;
+    for i in 1..needle.len() {
+        while k > 0 && needle[i] != needle[k] {
+            k = fail[k - 1];
+        }
+        if needle[i] == needle[k] {
+            k += 1;
+        }
+        fail[i] = k;
+    }
+    let mut k = 0;
+    for (i, c) in hay.iter().enumerate() {
+        while k > 0 && *c != needle[k] {
+            k = fail[k - 1];
+        }
+        if *c == needle[k] {
+            k += 1;
+        }
+        if k == needle.len() {
+            return Some(i + 1 - k);
+        }
+    }
+    None
 }
 
 /// The end (exclusive) of a dollar-quote opening tag starting at `i` (`$$` or `$tag$`).
@@ -280,6 +302,14 @@ mod tests {
             "ALTER ROLE APP PASSWORD ?"
         );
         assert_eq!(redacted("select pg_sleep(5)"), "SELECT PG_SLEEP(?)");
+    }
+
+    #[test]
+    fn find_is_plain_substring_search() {
+        let c = |s: &str| s.chars().collect::<Vec<_>>();
+        assert_eq!(find(&c("ab$t$x$t$"), &c("$t$")), Some(2));
+        assert_eq!(find(&c("aaaab"), &c("aab")), Some(2));
+        assert_eq!(find(&c("$ta$"), &c("$tag$")), None);
     }
 
     #[test]
