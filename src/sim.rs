@@ -349,18 +349,10 @@ impl Log {
         db: &str,
         app: &str,
     ) -> std::io::Result<()> {
-        self.received(t, ip)?;
-        let msg =
-            format!("connection authorized: user={role} database={db} application_name={app}");
-        self.entry(t, ip, role, db, "", "LOG", "00000", msg, None)?;
-        let msg = format!(
-            "disconnection: session time: 0:00:05.000 user={role} database={db} host={ip} port={}",
-            30000 + self.pid % 30000
-        );
-        self.entry(t + 5000, ip, role, db, app, "LOG", "00000", msg, None)
+        self.statement(t, ip, role, db, app, None)
     }
 
-    /// A session that runs one statement, logged as with `log_statement = 'ddl'`.
+    /// A session, running one statement when given (logged as with `log_statement = 'ddl'`).
     fn statement(
         &mut self,
         t: EventTime,
@@ -368,23 +360,16 @@ impl Log {
         role: &str,
         db: &str,
         app: &str,
-        stmt: &str,
+        stmt: Option<&str>,
     ) -> std::io::Result<()> {
         self.received(t, ip)?;
         let msg =
             format!("connection authorized: user={role} database={db} application_name={app}");
         self.entry(t, ip, role, db, "", "LOG", "00000", msg, None)?;
-        self.entry(
-            t + 1000,
-            ip,
-            role,
-            db,
-            app,
-            "LOG",
-            "00000",
-            format!("statement: {stmt}"),
-            None,
-        )?;
+        if let Some(stmt) = stmt {
+            let msg = format!("statement: {stmt}");
+            self.entry(t + 1000, ip, role, db, app, "LOG", "00000", msg, None)?;
+        }
         let msg = format!(
             "disconnection: session time: 0:00:05.000 user={role} database={db} host={ip} port={}",
             30000 + self.pid % 30000
@@ -763,7 +748,7 @@ pub fn simulate(
             match a {
                 Act::Session(ip, role, db, app) => log.session(t, ip, &role, db, app)?,
                 Act::Statement(ip, role, stmt) => {
-                    log.statement(t, ip, &role, "appdb", "DBeaver 24.1", &stmt)?
+                    log.statement(t, ip, &role, "appdb", "DBeaver 24.1", Some(&stmt))?
                 }
                 Act::Failure(ip, role, db, exists) => log.failure(t, ip, &role, db, exists)?,
                 Act::Probe(ip) => log.probe(t, ip)?,

@@ -78,17 +78,7 @@ impl Api {
 }
 
 fn token(store: &Path, name: &str, role: &str) -> String {
-    let out = pgvigil()
-        .args(["token", "add", name, "--role", role, "--store"])
-        .arg(store)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    make_token(&["--store".as_ref(), store.as_os_str()], name, role)
 }
 
 struct Setup {
@@ -650,31 +640,7 @@ fn generated_requests_from_the_openapi_document_never_get_a_server_error() {
 #[test]
 fn the_api_over_tls() {
     let s = setup("");
-    let cert = s.dir.path().join("cert.pem");
-    let key = s.dir.path().join("key.pem");
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ca, cert, key) = private_ca(s.dir.path());
     let mut text = std::fs::read_to_string(&s.config).unwrap();
     text = text.replace(
         "[api]\n",
@@ -691,7 +657,7 @@ fn the_api_over_tls() {
     let curl = |url: String, extra: &[&str]| {
         std::process::Command::new("curl")
             .args(["-sS", "--max-time", "10", "--cacert"])
-            .arg(&cert)
+            .arg(&ca)
             .args(extra)
             .arg(url)
             .output()
@@ -714,14 +680,8 @@ fn the_api_over_tls() {
     );
     drop(run);
 
-    // A key that is not the certificate's.
-    let other = s.dir.path().join("other.pem");
-    let out = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-out"])
-        .arg(&other)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    // A key that is not the certificate's: the CA's.
+    let other = s.dir.path().join("ca-key.pem");
     std::fs::write(
         &s.config,
         text.replace(&key.display().to_string(), &other.display().to_string()),
@@ -735,7 +695,7 @@ fn the_api_over_tls() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("api.tls_cert") && err.contains("cert.pem"),
+        err.contains("api.tls_cert") && err.contains(&cert.display().to_string()),
         "{err}"
     );
 }

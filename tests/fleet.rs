@@ -89,17 +89,7 @@ fn two_agents_one_central_store_one_fleet_alert() {
     assert!(!a1.log().contains("fleet-pw") && !a2.log().contains("fleet-pw"));
 
     // A stateless API instance over the same database.
-    let out = pgvigil()
-        .args(["token", "add", "ops", "--role", "reader", "-c"])
-        .arg(&c1)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let token = make_token(&["-c".as_ref(), c1.as_os_str()], "ops", "reader");
     let port = free_port();
     let mut api = std::process::Command::new(env!("CARGO_BIN_EXE_pgvigil"))
         .args(["api", "-c"])

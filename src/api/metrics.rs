@@ -15,6 +15,33 @@ fn label(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
+fn family(m: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A metric with one sample per server (servers without a value are left out).
+fn per_server(
+    m: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    servers: &[crate::store::ServerStatus],
+    value: impl Fn(&crate::store::ServerStatus) -> Option<String>,
+) {
+    family(m, name, kind, help);
+    for s in servers {
+        if let Some(v) = value(s) {
+            let _ = writeln!(m, "{name}{{server=\"{}\"}} {v}", label(&s.name));
+        }
+    }
+}
+
+/// A metric with one sample.
+fn single(m: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    family(m, name, kind, help);
+    let _ = writeln!(m, "{name} {value}");
+}
+
 pub(super) async fn metrics(State(st): State<Arc<ApiState>>) -> ApiResult<Response> {
     let store = st.store.clone();
     let (servers, by_type, (backlog, failing)) = blocking(move || {
@@ -26,66 +53,39 @@ pub(super) async fn metrics(State(st): State<Arc<ApiState>>) -> ApiResult<Respon
     })
     .await?;
     let mut m = String::new();
-    let family = |m: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    };
-    family(
+    let c = &st.counters;
+    per_server(
         &mut m,
         "pgvigil_events_total",
         "counter",
         "Events read from the server's logs.",
+        &servers,
+        |s| Some(s.events.to_string()),
     );
-    for s in &servers {
-        let _ = writeln!(
-            m,
-            "pgvigil_events_total{{server=\"{}\"}} {}",
-            label(&s.name),
-            s.events
-        );
-    }
-    family(
+    per_server(
         &mut m,
         "pgvigil_parse_errors_total",
         "counter",
         "Malformed log lines.",
+        &servers,
+        |s| Some(s.parse_errors.to_string()),
     );
-    for s in &servers {
-        let _ = writeln!(
-            m,
-            "pgvigil_parse_errors_total{{server=\"{}\"}} {}",
-            label(&s.name),
-            s.parse_errors
-        );
-    }
-    family(
+    per_server(
         &mut m,
         "pgvigil_log_lag_seconds",
         "gauge",
         "Wall-clock time minus the time of the newest event read.",
+        &servers,
+        |s| s.lag_seconds.map(|l| l.to_string()),
     );
-    for s in &servers {
-        if let Some(l) = s.lag_seconds {
-            let _ = writeln!(
-                m,
-                "pgvigil_log_lag_seconds{{server=\"{}\"}} {l}",
-                label(&s.name)
-            );
-        }
-    }
-    family(
+    per_server(
         &mut m,
         "pgvigil_open_alerts",
         "gauge",
         "Active or in-progress alerts.",
+        &servers,
+        |s| Some(s.open_alerts.to_string()),
     );
-    for s in &servers {
-        let _ = writeln!(
-            m,
-            "pgvigil_open_alerts{{server=\"{}\"}} {}",
-            label(&s.name),
-            s.open_alerts
-        );
-    }
     family(
         &mut m,
         "pgvigil_alerts",
@@ -98,53 +98,40 @@ pub(super) async fn metrics(State(st): State<Arc<ApiState>>) -> ApiResult<Respon
             "pgvigil_alerts{{alert_type=\"{t}\",severity=\"{sev}\"}} {n}"
         );
     }
-    family(
+    single(
         &mut m,
         "pgvigil_notifications_pending",
         "gauge",
         "Notifications not yet delivered.",
+        backlog,
     );
-    let _ = writeln!(m, "pgvigil_notifications_pending {backlog}");
-    family(
+    single(
         &mut m,
         "pgvigil_notifications_failing",
         "gauge",
         "Undelivered notifications whose last attempt failed.",
+        failing,
     );
-    let _ = writeln!(m, "pgvigil_notifications_failing {failing}");
-    let c = &st.counters;
-    family(
+    single(
         &mut m,
         "pgvigil_notifications_sent_total",
         "counter",
         "Notifications delivered by this process.",
+        c.notifications_sent.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
-        m,
-        "pgvigil_notifications_sent_total {}",
-        c.notifications_sent.load(Ordering::Relaxed)
-    );
-    family(
+    single(
         &mut m,
         "pgvigil_notification_failures_total",
         "counter",
         "Failed delivery attempts by this process.",
+        c.notification_failures.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
-        m,
-        "pgvigil_notification_failures_total {}",
-        c.notification_failures.load(Ordering::Relaxed)
-    );
-    family(
+    single(
         &mut m,
         "pgvigil_alerts_suppressed_total",
         "counter",
         "Alerts not raised because the server's policy turns them off.",
-    );
-    let _ = writeln!(
-        m,
-        "pgvigil_alerts_suppressed_total {}",
-        c.alerts_suppressed.load(Ordering::Relaxed)
+        c.alerts_suppressed.load(Ordering::Relaxed),
     );
     Ok((
         [(

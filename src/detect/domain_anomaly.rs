@@ -88,7 +88,7 @@ impl Detector for DomainAnomaly {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::testing::{run_with, succeeded};
+    use crate::detect::testing::{run, succeeded};
 
     const DAY: EventTime = 86_400_000;
 
@@ -99,13 +99,13 @@ mod tests {
     }
 
     fn flagged(events: Vec<Event>) -> Vec<String> {
-        let cfg = crate::profile::ProfileConfig::default();
-        let mut profile = crate::profile::Profile::default();
-        let mut d = DomainAnomaly::new(DomainAnomalyConfig::default());
-        run_with(&mut d, events, &mut profile, &cfg)
-            .into_iter()
-            .map(|f| f.entity)
-            .collect()
+        run(
+            &mut DomainAnomaly::new(DomainAnomalyConfig::default()),
+            events,
+        )
+        .into_iter()
+        .map(|f| f.entity)
+        .collect()
     }
 
     #[test]

@@ -95,7 +95,7 @@ impl Detector for PrincipalAnomaly {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::testing::{ev, run_with, succeeded};
+    use crate::detect::testing::{ev, run, succeeded};
 
     const DAY: EventTime = 86_400_000;
 
@@ -106,13 +106,13 @@ mod tests {
     }
 
     fn alerts_for(events: Vec<Event>) -> Vec<String> {
-        let cfg = crate::profile::ProfileConfig::default();
-        let mut profile = crate::profile::Profile::default();
-        let mut d = PrincipalAnomaly::new(PrincipalAnomalyConfig::default());
-        run_with(&mut d, events, &mut profile, &cfg)
-            .into_iter()
-            .map(|f| f.entity)
-            .collect()
+        run(
+            &mut PrincipalAnomaly::new(PrincipalAnomalyConfig::default()),
+            events,
+        )
+        .into_iter()
+        .map(|f| f.entity)
+        .collect()
     }
 
     #[test]

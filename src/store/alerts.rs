@@ -125,54 +125,18 @@ impl Store {
                 if last[a.id.as_str()] != i {
                     continue;
                 }
-                if !policies.contains_key(&a.server) {
-                    let p = super::policies::load(tx, &a.server)?;
-                    policies.insert(a.server.clone(), p);
-                }
-                let policy = &policies[&a.server];
-                if !policy.allows(a.alert_type) {
-                    out.suppressed += 1;
-                    continue;
-                }
-                let (stored, notify) = upsert(tx, a, batch.simulated, &now)?;
-                if let Some(version) = notify {
-                    out.queued += super::outbox::enqueue(
-                        tx,
-                        &stored,
-                        version,
-                        batch.channels,
-                        policy,
-                        batch.admins,
-                        &now,
-                    )?;
-                }
-                out.accepted.push(stored);
-                if batch.simulated {
+                let policy = cached_policy(tx, &mut policies, &a.server)?;
+                let admitted = admit(tx, a, batch.simulated, policy, &batch, &now, &mut out)?;
+                if batch.simulated || !admitted {
                     continue;
                 }
                 if let Some(fleet) = super::fleet::correlate(tx, a)? {
-                    let fleet_policy = super::policies::load(tx, super::fleet::FLEET)?;
-                    if !fleet_policy.allows(fleet.alert_type) {
-                        out.suppressed += 1;
-                        continue;
-                    }
                     tx.exec(
                         "INSERT INTO servers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
                         vals![super::fleet::FLEET],
                     )?;
-                    let (stored, notify) = upsert(tx, &fleet, false, &now)?;
-                    if let Some(version) = notify {
-                        out.queued += super::outbox::enqueue(
-                            tx,
-                            &stored,
-                            version,
-                            batch.channels,
-                            &fleet_policy,
-                            batch.admins,
-                            &now,
-                        )?;
-                    }
-                    out.accepted.push(stored);
+                    let policy = cached_policy(tx, &mut policies, super::fleet::FLEET)?;
+                    admit(tx, &fleet, false, policy, &batch, &now, &mut out)?;
                 }
             }
             if let Some((server, data)) = batch.checkpoint {
@@ -347,6 +311,50 @@ impl Store {
         })?;
         Ok(deleted)
     }
+}
+
+/// A server's policy, read once per batch.
+fn cached_policy<'p>(
+    tx: &mut dyn Db,
+    cache: &'p mut HashMap<String, Policy>,
+    server: &str,
+) -> Result<&'p Policy> {
+    if !cache.contains_key(server) {
+        let p = super::policies::load(tx, server)?;
+        cache.insert(server.to_string(), p);
+    }
+    Ok(&cache[server])
+}
+
+/// Stores `a` if `policy` lets it through (returns whether it did), queueing its
+/// notifications when it is new or escalated.
+fn admit(
+    tx: &mut dyn Db,
+    a: &Alert,
+    simulated: bool,
+    policy: &Policy,
+    batch: &Ingest<'_>,
+    now: &str,
+    out: &mut Ingested,
+) -> Result<bool> {
+    if !policy.allows(a.alert_type) {
+        out.suppressed += 1;
+        return Ok(false);
+    }
+    let (stored, notify) = upsert(tx, a, simulated, now)?;
+    if let Some(version) = notify {
+        out.queued += super::outbox::enqueue(
+            tx,
+            &stored,
+            version,
+            batch.channels,
+            policy,
+            batch.admins,
+            now,
+        )?;
+    }
+    out.accepted.push(stored);
+    Ok(true)
 }
 
 /// Inserts a new alert or folds an update into the stored one. Returns the alert as stored

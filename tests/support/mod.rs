@@ -755,3 +755,19 @@ impl Drop for Dnsmasq {
         let _ = self.child.wait();
     }
 }
+
+/// `pgvigil token add NAME --role ROLE` with `store_args` (`--store FILE` or `-c CONFIG`):
+/// the token it prints once.
+pub fn make_token(store_args: &[&std::ffi::OsStr], name: &str, role: &str) -> String {
+    let out = pgvigil()
+        .args(["token", "add", name, "--role", role])
+        .args(store_args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
