@@ -218,6 +218,24 @@ async fn auth(State(st): State<Arc<ApiState>>, mut req: Request, next: Next) -> 
     next.run(req).await
 }
 
+/// A request refused before its body was read (no token, a reader's PUT, too large) leaves
+/// that body on the connection, and the server closes it after answering: say so in the
+/// answer, so that a client does not send its next request down a connection about to close.
+async fn close_after_unread_body(req: Request, next: Next) -> Response {
+    let has_body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v != "0")
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut resp = next.run(req).await;
+    if has_body && resp.status().is_client_error() {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
@@ -271,6 +289,7 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(close_after_unread_body))
         .with_state(state)
 }
 
