@@ -31,10 +31,18 @@ pub enum AlertType {
     SuspiciousIpAnomaly,
     #[serde(rename = "PostgreSQL_ImpossibleTravel")]
     ImpossibleTravel,
+    #[serde(rename = "PostgreSQL_SqlInjection")]
+    SqlInjection,
+    #[serde(rename = "PostgreSQL_UnsafeAction")]
+    UnsafeAction,
+    #[serde(rename = "PostgreSQL_PrivilegeEscalation")]
+    PrivilegeEscalation,
+    #[serde(rename = "PostgreSQL_DataExfiltration")]
+    DataExfiltration,
 }
 
 impl AlertType {
-    pub const ALL: [AlertType; 12] = [
+    pub const ALL: [AlertType; 16] = [
         AlertType::BruteForce,
         AlertType::PasswordSpray,
         AlertType::DistributedBruteForce,
@@ -47,6 +55,10 @@ impl AlertType {
         AlertType::DomainAnomaly,
         AlertType::SuspiciousIpAnomaly,
         AlertType::ImpossibleTravel,
+        AlertType::SqlInjection,
+        AlertType::UnsafeAction,
+        AlertType::PrivilegeEscalation,
+        AlertType::DataExfiltration,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +75,10 @@ impl AlertType {
             AlertType::DomainAnomaly => "PostgreSQL_DomainAnomaly",
             AlertType::SuspiciousIpAnomaly => "PostgreSQL_SuspiciousIpAnomaly",
             AlertType::ImpossibleTravel => "PostgreSQL_ImpossibleTravel",
+            AlertType::SqlInjection => "PostgreSQL_SqlInjection",
+            AlertType::UnsafeAction => "PostgreSQL_UnsafeAction",
+            AlertType::PrivilegeEscalation => "PostgreSQL_PrivilegeEscalation",
+            AlertType::DataExfiltration => "PostgreSQL_DataExfiltration",
         }
     }
 
@@ -73,6 +89,10 @@ impl AlertType {
                 "Brute_Force"
             }
             AlertType::HarmfulApplication | AlertType::Probe => "Harmful_Application",
+            AlertType::SqlInjection => "Sql_Injection",
+            AlertType::UnsafeAction => "Unsafe_Action",
+            AlertType::PrivilegeEscalation => "Usage_Anomaly",
+            AlertType::DataExfiltration => "Data_Exfiltration",
             _ => "Access_Anomaly",
         }
     }
@@ -94,13 +114,19 @@ impl AlertType {
             AlertType::ImpossibleTravel => {
                 "Same principal from places too far apart for the time between"
             }
+            AlertType::SqlInjection => "Potential SQL injection",
+            AlertType::UnsafeAction => "Potentially unsafe action",
+            AlertType::PrivilegeEscalation => "Potential privilege escalation",
+            AlertType::DataExfiltration => "Potential data exfiltration",
         }
     }
 
     /// The catalogue's default severity.
     pub fn severity(self) -> Severity {
         match self {
-            AlertType::HarmfulApplication => Severity::High,
+            AlertType::HarmfulApplication | AlertType::SqlInjection | AlertType::UnsafeAction => {
+                Severity::High
+            }
             AlertType::Probe | AlertType::DataCenterAnomaly | AlertType::PrincipalAnomaly => {
                 Severity::Low
             }
@@ -122,6 +148,10 @@ impl AlertType {
             | AlertType::PrincipalAnomaly
             | AlertType::DomainAnomaly
             | AlertType::ImpossibleTravel => &["T1078"],
+            AlertType::SqlInjection => &["T1190"],
+            AlertType::UnsafeAction => &["T1059"],
+            AlertType::PrivilegeEscalation => &["T1098"],
+            AlertType::DataExfiltration => &["T1048"],
         }
     }
 
@@ -133,6 +163,9 @@ impl AlertType {
             }
             AlertType::HarmfulApplication => "PreAttack",
             AlertType::Probe => "Probing",
+            AlertType::UnsafeAction => "Execution",
+            AlertType::PrivilegeEscalation => "PrivilegeEscalation",
+            AlertType::DataExfiltration => "Exfiltration",
             _ => "InitialAccess",
         }
     }

@@ -170,6 +170,53 @@ pub struct Event {
     /// `[enrich.reverse_dns]` is on; set by the pipeline).
     #[serde(skip)]
     pub domain: Option<CompactString>,
+    /// The statement's text (statement logs, pgaudit, an error's STATEMENT). Never
+    /// serialised: it may hold data and passwords; evidence shows it redacted.
+    #[serde(skip)]
+    pub sql: Option<std::sync::Arc<Sql>>,
+    /// Rows the statement read or wrote (pgaudit with `pgaudit.log_rows`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+}
+
+/// Statements longer than this are cut for inspection: the rules look at a statement's shape,
+/// and a client must not make pgvigil hold megabytes per event.
+pub const MAX_SQL_BYTES: usize = 256 * 1024;
+
+/// A statement's text, lexed once on first use (several detectors read its tokens).
+#[derive(Debug)]
+pub struct Sql {
+    pub text: Box<str>,
+    tokens: std::sync::OnceLock<Vec<crate::sql::Token>>,
+}
+
+impl Sql {
+    pub fn new(text: &str) -> std::sync::Arc<Sql> {
+        std::sync::Arc::new(Sql {
+            text: truncate(text.trim(), MAX_SQL_BYTES).into(),
+            tokens: std::sync::OnceLock::new(),
+        })
+    }
+
+    pub fn tokens(&self) -> &[crate::sql::Token] {
+        self.tokens.get_or_init(|| crate::sql::tokens(&self.text))
+    }
+
+    /// The statement with literals replaced by `?`, cut to `max` bytes, for evidence.
+    pub fn redacted(&self, max: usize) -> String {
+        let r = crate::sql::render(self.tokens());
+        if r.len() > max {
+            format!("{}…", truncate(&r, max))
+        } else {
+            r
+        }
+    }
+}
+
+impl PartialEq for Sql {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
 }
 
 impl Event {
@@ -192,6 +239,8 @@ impl Event {
             source: CompactString::default(),
             enrichment: None,
             domain: None,
+            sql: None,
+            rows: None,
         }
     }
 

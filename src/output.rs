@@ -28,7 +28,7 @@ fn clean(s: &str) -> String {
 /// A count worth showing in the table: failures, sources, or probe connections.
 fn headline_count(a: &Alert) -> String {
     let e = &a.evidence.value();
-    for k in ["failedLogins", "events"] {
+    for k in ["failedLogins", "events", "statements"] {
         if let Some(n) = e.get(k).and_then(|v| v.as_u64()) {
             return n.to_string();
         }

@@ -19,15 +19,6 @@ pub const CATEGORIES: [&str; 7] = [
     "Data_Exfiltration",
 ];
 
-/// alertType names of the query-level alerts: accepted in `disabledAlerts` already, so a
-/// policy written today keeps meaning the same when they arrive.
-const QUERY_ALERT_TYPES: [&str; 4] = [
-    "PostgreSQL_SqlInjection",
-    "PostgreSQL_UnsafeAction",
-    "PostgreSQL_PrivilegeEscalation",
-    "PostgreSQL_DataExfiltration",
-];
-
 pub const RESOURCE_TYPE: &str = "Microsoft.DBforPostgreSQL/servers/securityAlertPolicies";
 
 /// Longest retention accepted, in days (100 years: "forever" is 0).
@@ -316,7 +307,6 @@ fn canonical_alert_name(s: &str) -> Option<&'static str> {
         .iter()
         .copied()
         .chain(AlertType::ALL.iter().map(|t| t.as_str()))
-        .chain(QUERY_ALERT_TYPES)
         .find(|c| c.eq_ignore_ascii_case(s))
 }
 

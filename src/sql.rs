@@ -223,16 +223,21 @@ fn quoted(s: &[char], mut i: usize, q: char, backslash: bool) -> (String, usize)
 /// The statement with comments gone, keywords in upper case and every literal replaced by
 /// `?`: evidence that shows the shape of a statement without the data (or passwords) in it.
 pub fn redacted(sql: &str) -> String {
+    render(&tokens(sql))
+}
+
+/// Tokens written back as SQL, literals as `?`.
+pub fn render(tokens: &[Token]) -> String {
     let mut out = String::new();
-    for t in tokens(sql) {
-        let piece = match &t {
+    for t in tokens {
+        let piece = match t {
             Token::Word(w) => w.clone(),
             Token::Ident(i) => format!("\"{}\"", i.replace('"', "\"\"")),
             Token::Str(_) | Token::Num(_) => "?".into(),
             Token::Param(p) => format!("${p}"),
             Token::Op(o) => o.clone(),
         };
-        let glue = matches!(t, Token::Op(ref o) if o == "," || o == "(" || o == ")" || o == ";" || o == "::")
+        let glue = matches!(t, Token::Op(o) if o == "," || o == "(" || o == ")" || o == ";" || o == "::")
             || out.ends_with('(')
             || out.ends_with("::");
         if !out.is_empty() && !glue {

@@ -99,7 +99,19 @@ fn every_fixture_yields_its_golden_events() {
         );
         let text: String = events
             .iter()
-            .map(|e| serde_json::to_string(e).unwrap() + "\n")
+            .map(|e| {
+                let mut line = serde_json::to_string(e).unwrap();
+                // The statement is never serialised with the event (it may hold secrets);
+                // its redacted form shows what the detectors were given.
+                if let Some(sql) = &e.sql {
+                    line.pop();
+                    line.push_str(&format!(
+                        ",\"sql\":{}}}",
+                        serde_json::to_string(&sql.redacted(200)).unwrap()
+                    ));
+                }
+                line + "\n"
+            })
             .collect();
         if let Err(d) = check(&path.with_extension("events.jsonl"), &text) {
             failures.push(d);
@@ -135,7 +147,7 @@ fn alert_lines(path: &Path, format: LogFormat) -> String {
     alerts
         .iter()
         .map(|a| {
-            serde_json::to_string(&serde_json::json!({
+            let mut v = serde_json::json!({
                 "alertType": a.alert_type,
                 "displayName": a.display_name,
                 "severity": a.severity,
@@ -144,9 +156,14 @@ fn alert_lines(path: &Path, format: LogFormat) -> String {
                 "tools": a.evidence.value().get("tools"),
                 "failedLogins": a.evidence.value().get("failedLogins"),
                 "successfulPrincipal": a.evidence.value().get("successfulPrincipal"),
-            }))
-            .unwrap()
-                + "\n"
+            });
+            // Statement alerts: which rules matched, on how many statements.
+            for k in ["rules", "statements"] {
+                if let Some(x) = a.evidence.value().get(k) {
+                    v[k] = x.clone();
+                }
+            }
+            serde_json::to_string(&v).unwrap() + "\n"
         })
         .collect()
 }

@@ -26,6 +26,7 @@ macro_rules! detector_state {
 pub mod access;
 pub mod brute_force;
 pub mod cloud_anomaly;
+pub mod data_exfiltration;
 pub mod dedup;
 pub mod distributed_brute_force;
 pub mod domain_anomaly;
@@ -35,9 +36,13 @@ pub mod harmful_application;
 pub mod impossible_travel;
 pub mod password_spray;
 pub mod principal_anomaly;
+pub mod privilege_escalation;
 pub mod probe;
 pub mod registry;
+pub mod sql_injection;
+pub mod statement;
 pub mod suspicious_ip;
+pub mod unsafe_action;
 pub mod window;
 
 use crate::alert::{Alert, Finding};

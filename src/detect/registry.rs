@@ -2,6 +2,7 @@
 
 use super::brute_force::{BruteForce, BruteForceConfig};
 use super::cloud_anomaly::{CloudAnomaly, CloudAnomalyConfig};
+use super::data_exfiltration::{DataExfiltration, DataExfiltrationConfig};
 use super::distributed_brute_force::{DistributedBruteForce, DistributedBruteForceConfig};
 use super::domain_anomaly::{DomainAnomaly, DomainAnomalyConfig};
 use super::geo_anomaly::{GeoAnomaly, GeoAnomalyConfig};
@@ -9,8 +10,12 @@ use super::harmful_application::{HarmfulApplication, HarmfulApplicationConfig};
 use super::impossible_travel::{ImpossibleTravel, ImpossibleTravelConfig};
 use super::password_spray::{PasswordSpray, PasswordSprayConfig};
 use super::principal_anomaly::{PrincipalAnomaly, PrincipalAnomalyConfig};
+use super::privilege_escalation::{PrivilegeEscalation, PrivilegeEscalationConfig};
 use super::probe::{Probe, ProbeConfig};
+use super::sql_injection::{SqlInjection, SqlInjectionConfig};
+use super::statement::StatementEvidence;
 use super::suspicious_ip::{SuspiciousIp, SuspiciousIpConfig};
+use super::unsafe_action::{UnsafeAction, UnsafeActionConfig};
 use super::Detector;
 use crate::duration::Span;
 use serde::{Deserialize, Serialize};
@@ -36,6 +41,12 @@ pub struct DetectConfig {
     pub principal_anomaly: PrincipalAnomalyConfig,
     pub domain_anomaly: DomainAnomalyConfig,
     pub impossible_travel: ImpossibleTravelConfig,
+    /// How statement-level alerts show statements: `redacted` (literals as `?`) or `full`.
+    pub statement_evidence: StatementEvidence,
+    pub sql_injection: SqlInjectionConfig,
+    pub unsafe_action: UnsafeActionConfig,
+    pub privilege_escalation: PrivilegeEscalationConfig,
+    pub data_exfiltration: DataExfiltrationConfig,
     /// Learning period, look-back and caps of the per-server profile.
     pub profile: crate::profile::ProfileConfig,
 }
@@ -56,6 +67,11 @@ impl Default for DetectConfig {
             principal_anomaly: PrincipalAnomalyConfig::default(),
             domain_anomaly: DomainAnomalyConfig::default(),
             impossible_travel: ImpossibleTravelConfig::default(),
+            statement_evidence: StatementEvidence::Redacted,
+            sql_injection: SqlInjectionConfig::default(),
+            unsafe_action: UnsafeActionConfig::default(),
+            privilege_escalation: PrivilegeEscalationConfig::default(),
+            data_exfiltration: DataExfiltrationConfig::default(),
             profile: crate::profile::ProfileConfig::default(),
         }
     }
@@ -71,6 +87,7 @@ impl DetectConfig {
                 self.quiet_period
             ));
         }
+        self.privilege_escalation.windows()?;
         Ok(())
     }
 }
@@ -90,5 +107,21 @@ pub fn build(c: &DetectConfig) -> Vec<Box<dyn Detector>> {
         Box::new(GeoAnomaly::new(c.geo_anomaly.clone())),
         Box::new(PrincipalAnomaly::new(c.principal_anomaly.clone())),
         Box::new(DomainAnomaly::new(c.domain_anomaly.clone())),
+        Box::new(SqlInjection::new(
+            c.sql_injection.clone(),
+            c.statement_evidence,
+        )),
+        Box::new(UnsafeAction::new(
+            c.unsafe_action.clone(),
+            c.statement_evidence,
+        )),
+        Box::new(PrivilegeEscalation::new(
+            c.privilege_escalation.clone(),
+            c.statement_evidence,
+        )),
+        Box::new(DataExfiltration::new(
+            c.data_exfiltration.clone(),
+            c.statement_evidence,
+        )),
     ]
 }

@@ -17,6 +17,7 @@ const SQLSTATE: usize = 12;
 const MESSAGE: usize = 13;
 const DETAIL: usize = 14;
 const HINT: usize = 15;
+const QUERY: usize = 19;
 const APPLICATION: usize = 22;
 const BACKEND_TYPE: usize = 23;
 
@@ -121,6 +122,7 @@ impl CsvlogParser {
         rec.message.push_str(&text(MESSAGE));
         rec.detail.push_str(&text(DETAIL));
         rec.hint.push_str(&text(HINT));
+        rec.statement.push_str(&text(QUERY));
         rec.application.push_str(&text(APPLICATION));
         if nfields > BACKEND_TYPE {
             rec.backend_type.push_str(&text(BACKEND_TYPE));

@@ -29,6 +29,8 @@ struct Entry<'a> {
     #[serde(borrow)]
     hint: Option<Cow<'a, str>>,
     #[serde(borrow)]
+    statement: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     application_name: Option<Cow<'a, str>>,
     #[serde(borrow)]
     backend_type: Option<Cow<'a, str>>,
@@ -119,6 +121,7 @@ impl JsonlogParser {
         r.message.push_str(msg);
         put(&mut r.detail, e.detail);
         put(&mut r.hint, e.hint);
+        put(&mut r.statement, e.statement);
         put(&mut r.application, e.application_name);
         put(&mut r.backend_type, e.backend_type);
         sink.record(&self.rec);

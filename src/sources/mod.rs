@@ -144,6 +144,9 @@ pub struct Record {
     pub message: String,
     pub detail: String,
     pub hint: String,
+    /// The statement an error belongs to (stderr `STATEMENT:`, csvlog `query`, jsonlog
+    /// `statement`), as the client sent it.
+    pub statement: String,
     /// Where the entry starts, for error messages and sample evidence.
     pub line: u64,
 }
@@ -165,6 +168,7 @@ impl Record {
         self.message.clear();
         self.detail.clear();
         self.hint.clear();
+        self.statement.clear();
         self.line = 0;
     }
 

@@ -8,7 +8,7 @@
 //! the English message text otherwise.
 
 use super::{Record, Severity};
-use crate::event::{Event, EventKind, EventTime, LoginFailure, ProtocolErrorKind};
+use crate::event::{Event, EventKind, EventTime, LoginFailure, ProtocolErrorKind, Sql};
 use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,15 @@ struct Session {
     authorized: bool,
     /// Anything after `connection received`: the connection did speak.
     spoke: bool,
+    /// Hash of the last statement text seen: with `log_statement` and pgaudit both on (or an
+    /// error's STATEMENT after its `statement:` line) one statement is logged twice, and
+    /// detectors must see it once.
+    #[serde(default)]
+    last_sql: u64,
+    /// pgaudit (statement id, substatement id) last seen: `log_relation` repeats an entry per
+    /// table.
+    #[serde(default)]
+    last_audit: (u64, u64),
 }
 
 /// Counters the summary reports.
@@ -267,10 +276,10 @@ impl SessionJoiner {
         let relevant = matches!(
             msg.as_bytes().first(),
             Some(b'c' | b'd' | b'r' | b'i' | b'u')
-        ) || (msg.starts_with("statement: ") && role_change(&msg[11..]).is_some())
+        ) || matches!(msg.as_bytes().first(), Some(b's' | b'e' | b'A'))
             || matches!(
                 rec.severity,
-                Severity::Fatal | Severity::Panic | Severity::Unknown
+                Severity::Fatal | Severity::Panic | Severity::Unknown | Severity::Error
             )
             || rec.sqlstate.is_some_and(|s| s[0] == b'0' && s[1] == b'8');
         if !relevant {
@@ -329,10 +338,33 @@ impl SessionJoiner {
         s.last_seen = time;
         Self::fill_from_record(s, rec);
 
-        if let Some(stmt) = msg.strip_prefix("statement: ") {
-            if let Some(change) = role_change(stmt) {
-                let mut e = Self::event(time, EventKind::Statement, s);
-                e.message = Some(change);
+        if let Some(stmt) = statement_text(msg) {
+            s.last_sql = text_hash(stmt);
+            let mut e = Self::event(time, EventKind::Statement, s);
+            e.message = role_change(stmt);
+            e.sql = Some(Sql::new(stmt));
+            out.push(e);
+            return;
+        }
+        if let Some(entry) = msg.strip_prefix("AUDIT: ") {
+            let Some(a) = AuditEntry::parse(entry) else {
+                return;
+            };
+            if (a.statement_id, a.substatement_id) == s.last_audit {
+                return;
+            }
+            s.last_audit = (a.statement_id, a.substatement_id);
+            let mut e = Self::event(time, EventKind::Statement, s);
+            e.rows = a.rows;
+            let h = a.statement.as_deref().map(text_hash);
+            if let (Some(text), Some(h)) = (a.statement.as_deref(), h) {
+                if h != s.last_sql {
+                    s.last_sql = h;
+                    e.message = role_change(text);
+                    e.sql = Some(Sql::new(text));
+                }
+            }
+            if e.sql.is_some() || e.rows.is_some() {
                 out.push(e);
             }
             return;
@@ -410,6 +442,23 @@ impl SessionJoiner {
             || rec.severity == Severity::Panic
             || (rec.severity == Severity::Unknown && sqlstate.is_some_and(|c| c.starts_with("28")));
         if !fatal {
+            if rec.severity == Severity::Error {
+                // An error inside a session: the statement-level detectors count syntax
+                // errors (SQL injection probing leaves a trail of them).
+                let mut e = Self::event(time, EventKind::Error, s);
+                e.sqlstate = sqlstate
+                    .or_else(|| error_class(msg))
+                    .map(CompactString::new);
+                e.message = Some(crate::event::truncate(msg, 200).to_string());
+                if !rec.statement.is_empty() {
+                    let h = text_hash(&rec.statement);
+                    if h != s.last_sql {
+                        s.last_sql = h;
+                        e.sql = Some(Sql::new(&rec.statement));
+                    }
+                }
+                out.push(e);
+            }
             return;
         }
         s.spoke = true;
@@ -488,6 +537,91 @@ impl SessionJoiner {
     pub fn finish(&mut self, out: &mut Vec<Event>) {
         let now = self.last_time + STARTUP_TIMEOUT_MS + 1;
         self.reap(now, out);
+    }
+}
+
+/// The statement of a `log_statement` entry (`statement: …`, `execute <name>: …`) or of a
+/// `log_min_duration_statement` entry (`duration: 1.2 ms  statement: …`).
+fn statement_text(msg: &str) -> Option<&str> {
+    let msg = match msg.strip_prefix("duration: ") {
+        Some(rest) => rest.split_once(" ms  ")?.1,
+        None => msg,
+    };
+    if let Some(s) = msg.strip_prefix("statement: ") {
+        return Some(s);
+    }
+    let rest = msg.strip_prefix("execute ")?;
+    // `execute <unnamed>: …`, `execute S_1: …`, `execute fetch from …`: the name has no blank.
+    let (name, sql) = rest.split_once(": ")?;
+    (!name.contains(' ')).then_some(sql)
+}
+
+fn text_hash(s: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(s.trim())
+}
+
+/// The SQLSTATE of an error whose log line has none (no `%e` in the prefix), for the errors
+/// the statement detectors count; English message text only.
+fn error_class(msg: &str) -> Option<&'static str> {
+    // `… at character 134`: where in the statement, not part of the message.
+    let msg = match msg.rfind(" at character ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    };
+    if msg.starts_with("ORDER BY position ") {
+        Some("42P10")
+    } else if msg.starts_with("UNION types ") || msg.starts_with("argument of ") {
+        Some("42804")
+    } else if msg.starts_with("operator does not exist") {
+        Some("42883")
+    } else if msg.starts_with("syntax error at") || msg.starts_with("unterminated quoted") {
+        Some("42601")
+    } else if msg.starts_with("invalid input syntax") {
+        Some("22P02")
+    } else if msg.starts_with("column ") && msg.ends_with(" does not exist") {
+        Some("42703")
+    } else if msg.starts_with("relation ") && msg.ends_with(" does not exist") {
+        Some("42P01")
+    } else if msg.starts_with("function ") && msg.ends_with(" does not exist") {
+        Some("42883")
+    } else {
+        None
+    }
+}
+
+/// One pgaudit entry: `AUDIT: SESSION,1,1,READ,SELECT,TABLE,public.t,select …,<not logged>[,rows]`.
+#[derive(Debug, PartialEq)]
+pub struct AuditEntry {
+    pub statement_id: u64,
+    pub substatement_id: u64,
+    pub class: String,
+    pub command: String,
+    /// `None` with `pgaudit.log_statement = off`.
+    pub statement: Option<String>,
+    /// With `pgaudit.log_rows = on`.
+    pub rows: Option<u64>,
+}
+
+impl AuditEntry {
+    pub fn parse(entry: &str) -> Option<AuditEntry> {
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(entry.as_bytes());
+        let rec = rdr.records().next()?.ok()?;
+        if !matches!(rec.get(0)?, "SESSION" | "OBJECT") || rec.len() < 9 {
+            return None;
+        }
+        let statement = rec.get(7)?;
+        Some(AuditEntry {
+            statement_id: rec.get(1)?.parse().ok()?,
+            substatement_id: rec.get(2)?.parse().ok()?,
+            class: rec.get(3)?.to_string(),
+            command: rec.get(4)?.to_string(),
+            statement: (statement != "<not logged>").then(|| statement.to_string()),
+            rows: rec.get(9).and_then(|r| r.parse().ok()),
+        })
     }
 }
 

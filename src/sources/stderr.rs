@@ -11,6 +11,7 @@ enum Field {
     Message,
     Detail,
     Hint,
+    Statement,
     Other,
 }
 
@@ -51,6 +52,7 @@ impl StderrParser {
             Field::Message => &mut self.pending.message,
             Field::Detail => &mut self.pending.detail,
             Field::Hint => &mut self.pending.hint,
+            Field::Statement => &mut self.pending.statement,
             Field::Other => return,
         };
         target.push('\n');
@@ -174,11 +176,13 @@ impl StderrParser {
                 self.field = match kind {
                     Secondary::Detail => Field::Detail,
                     Secondary::Hint => Field::Hint,
+                    Secondary::Statement => Field::Statement,
                     _ => Field::Other,
                 };
                 let target = match self.field {
                     Field::Detail => &mut self.pending.detail,
                     Field::Hint => &mut self.pending.hint,
+                    Field::Statement => &mut self.pending.statement,
                     _ => return,
                 };
                 if !target.is_empty() {

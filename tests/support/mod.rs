@@ -771,3 +771,42 @@ pub fn make_token(store_args: &[&std::ffi::OsStr], name: &str, role: &str) -> St
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+/// Runs statements in one session opened from `source` (any 127.x address), as `user` with
+/// application name `app`; returns each statement's error, if any.
+pub async fn run_sql(
+    source: &str,
+    port: u16,
+    (user, password, db, app): (&str, &str, &str, &str),
+    statements: &[&str],
+) -> Vec<Option<String>> {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(source.parse().unwrap(), 0))
+        .unwrap();
+    let stream = sock
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap();
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.user(user)
+        .password(password)
+        .dbname(db)
+        .application_name(app);
+    let (client, conn) = cfg
+        .connect_raw(stream, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("login as {user}: {e}"));
+    let h = tokio::spawn(conn);
+    let mut out = Vec::new();
+    for s in statements {
+        out.push(client.simple_query(s).await.err().map(|e| e.to_string()));
+    }
+    drop(client);
+    let _ = h.await;
+    out
+}
+
+/// The directory of PostgreSQL's extension libraries (`pgaudit.so` lives there).
+pub fn pg_pkglibdir() -> PathBuf {
+    pg_bin().parent().unwrap().join("lib")
+}

@@ -1,0 +1,402 @@
+//! `PostgreSQL_PrivilegeEscalation`: a role is given more power — `SUPERUSER`, `CREATEROLE`,
+//! `BYPASSRLS` or `REPLICATION` (by `ALTER ROLE` or at `CREATE ROLE`), `GRANT ALL` on a
+//! database, schema or all tables, membership in the roles that reach the operating system
+//! (`pg_execute_server_program`, `pg_read_server_files`, `pg_write_server_files`) or all data
+//! (`pg_read_all_data`, `pg_write_all_data`) — and superusers writing to user tables outside the
+//! configured maintenance windows. One alert per role that gained the power.
+
+use super::statement::{self as st, Explained, Incidents, StatementEvidence};
+use super::Detector;
+use crate::alert::{AlertType, Finding, Severity};
+use crate::event::{Event, EventKind, EventTime};
+use crate::sql::Token;
+use rustc_hash::FxHashSet;
+use serde::{Deserialize, Serialize};
+
+/// `[detect.privilege_escalation]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivilegeEscalationConfig {
+    pub enabled: bool,
+    /// Superuser roles (roles made superuser in the logs are added as they are seen).
+    pub superusers: Vec<String>,
+    /// UTC times of day ("02:00-04:00") when superusers may write to user tables. Empty: the
+    /// rule is off (many servers are run by their superuser all day).
+    pub maintenance_windows: Vec<String>,
+}
+
+impl Default for PrivilegeEscalationConfig {
+    fn default() -> Self {
+        PrivilegeEscalationConfig {
+            enabled: true,
+            superusers: vec!["postgres".into()],
+            maintenance_windows: Vec::new(),
+        }
+    }
+}
+
+impl PrivilegeEscalationConfig {
+    /// The windows as minutes of the day, or the first that is not `HH:MM-HH:MM`.
+    pub fn windows(&self) -> Result<Vec<(u32, u32)>, String> {
+        self.maintenance_windows
+            .iter()
+            .map(|w| {
+                let parse = |s: &str| -> Option<u32> {
+                    let (h, m) = s.trim().split_once(':')?;
+                    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+                    (h < 24 && m < 60).then_some(h * 60 + m)
+                };
+                w.split_once('-')
+                    .and_then(|(a, b)| Some((parse(a)?, parse(b)?)))
+                    .ok_or_else(|| format!("detect.privilege_escalation.maintenance_windows: {w:?} is not HH:MM-HH:MM (UTC)"))
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    incidents: Incidents,
+    /// Roles made superuser in the logs.
+    superusers: FxHashSet<String>,
+}
+
+pub struct PrivilegeEscalation {
+    cfg: PrivilegeEscalationConfig,
+    windows: Vec<(u32, u32)>,
+    shown: StatementEvidence,
+    batch: bool,
+    st: State,
+}
+
+impl PrivilegeEscalation {
+    pub fn new(cfg: PrivilegeEscalationConfig, shown: StatementEvidence) -> Self {
+        // Checked when the configuration is loaded; a bad window here just means none.
+        let windows = cfg.windows().unwrap_or_default();
+        PrivilegeEscalation {
+            cfg,
+            windows,
+            shown,
+            batch: false,
+            st: State::default(),
+        }
+    }
+}
+
+/// A rule that matched: the role that gains, the rule, its severity.
+#[derive(Debug, PartialEq)]
+pub struct Gain {
+    pub role: String,
+    pub rule: &'static str,
+    pub severity: Severity,
+}
+
+const POWERFUL_ATTRIBUTES: [(&str, Severity); 4] = [
+    ("SUPERUSER", Severity::High),
+    ("BYPASSRLS", Severity::High),
+    ("CREATEROLE", Severity::Medium),
+    ("REPLICATION", Severity::Medium),
+];
+
+const POWERFUL_ROLES: [(&str, Severity); 5] = [
+    ("pg_execute_server_program", Severity::High),
+    ("pg_write_server_files", Severity::High),
+    ("pg_read_server_files", Severity::High),
+    ("pg_write_all_data", Severity::Medium),
+    ("pg_read_all_data", Severity::Medium),
+];
+
+/// The grantees after `TO` up to the end or a `WITH`/`GRANTED` clause.
+fn grantees(s: &[Token]) -> Vec<String> {
+    let Some(to) = s.iter().rposition(|t| st::is_word(Some(t), "TO")) else {
+        return vec![];
+    };
+    s[to + 1..]
+        .iter()
+        .take_while(|t| !st::is_word(Some(t), "WITH") && !st::is_word(Some(t), "GRANTED"))
+        .filter_map(|t| st::name_of(Some(t)))
+        .filter(|n| n != "group")
+        .collect()
+}
+
+/// The gains a text grants.
+pub fn gains(toks: &[Token]) -> Vec<Gain> {
+    let mut out = Vec::new();
+    for s in st::statements(toks) {
+        let role_stmt = (st::starts_with(s, &["ALTER"]) || st::starts_with(s, &["CREATE"]))
+            && (st::is_word(s.get(1), "ROLE") || st::is_word(s.get(1), "USER"));
+        if role_stmt {
+            let Some(role) = st::name_of(s.get(2)) else {
+                continue;
+            };
+            for t in &s[3..] {
+                if let Token::Word(w) = t {
+                    if let Some((attr, sev)) = POWERFUL_ATTRIBUTES.iter().find(|(a, _)| a == w) {
+                        out.push(Gain {
+                            role: role.clone(),
+                            rule: match *attr {
+                                "SUPERUSER" => "made superuser",
+                                "BYPASSRLS" => "given BYPASSRLS",
+                                "CREATEROLE" => "given CREATEROLE",
+                                _ => "given REPLICATION",
+                            },
+                            severity: *sev,
+                        });
+                    }
+                }
+            }
+        }
+        if st::starts_with(s, &["GRANT"]) {
+            let on = s.iter().position(|t| st::is_word(Some(t), "ON"));
+            match on {
+                Some(on) => {
+                    let all = st::is_word(s.get(1), "ALL");
+                    let wide = st::is_word(s.get(on + 1), "DATABASE")
+                        || st::is_word(s.get(on + 1), "SCHEMA")
+                        || st::starts_with(&s[on + 1..], &["ALL", "TABLES"]);
+                    if all && wide {
+                        for role in grantees(s) {
+                            out.push(Gain {
+                                role,
+                                rule: "GRANT ALL on a database, schema or all tables",
+                                severity: Severity::Medium,
+                            });
+                        }
+                    }
+                }
+                None => {
+                    // GRANT role, … TO grantee: membership.
+                    let granted: Vec<String> = s[1..]
+                        .iter()
+                        .take_while(|t| !st::is_word(Some(t), "TO"))
+                        .filter_map(|t| st::name_of(Some(t)))
+                        .collect();
+                    for g in granted {
+                        if let Some((_, sev)) = POWERFUL_ROLES.iter().find(|(r, _)| *r == g) {
+                            for role in grantees(s) {
+                                out.push(Gain {
+                                    role,
+                                    rule: "granted a role that reaches the server's files, programs or all data",
+                                    severity: *sev,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The table a superuser writes to, if the statement is a write to a user table.
+fn written_table(toks: &[Token]) -> Option<String> {
+    let s = st::statements(toks).next()?;
+    let at = if st::starts_with(s, &["INSERT", "INTO"]) || st::starts_with(s, &["DELETE", "FROM"]) {
+        2
+    } else if st::starts_with(s, &["UPDATE"]) || st::starts_with(s, &["TRUNCATE"]) {
+        if st::is_word(s.get(1), "ONLY") || st::is_word(s.get(1), "TABLE") {
+            2
+        } else {
+            1
+        }
+    } else {
+        return None;
+    };
+    let first = st::name_of(s.get(at))?;
+    let name = if st::is_op(s.get(at + 1), ".") {
+        format!("{first}.{}", st::name_of(s.get(at + 2))?)
+    } else {
+        first
+    };
+    let system = name.starts_with("pg_") || name.starts_with("information_schema.");
+    (!system).then_some(name)
+}
+
+fn in_windows(windows: &[(u32, u32)], t: EventTime) -> bool {
+    let minute = (t.rem_euclid(86_400_000) / 60_000) as u32;
+    windows.iter().any(|&(a, b)| {
+        if a <= b {
+            (a..b).contains(&minute)
+        } else {
+            minute >= a || minute < b
+        }
+    })
+}
+
+impl Detector for PrivilegeEscalation {
+    fn id(&self) -> &'static str {
+        "privilege_escalation"
+    }
+
+    fn observe(&mut self, ev: &Event, _cx: &super::Context<'_>, out: &mut Vec<Finding>) {
+        if !self.cfg.enabled || ev.kind != EventKind::Statement {
+            return;
+        }
+        let Some(sql) = &ev.sql else { return };
+        let toks = sql.tokens();
+        let by = ev.principal.as_deref().unwrap_or("");
+        let mut found: Vec<(String, &'static str, Severity)> = gains(toks)
+            .into_iter()
+            .map(|g| (g.role, g.rule, g.severity))
+            .collect();
+        for (role, rule, _) in &found {
+            if *rule == "made superuser" {
+                self.st.superusers.insert(role.clone());
+            }
+        }
+        let superuser =
+            self.cfg.superusers.iter().any(|s| s == by) || self.st.superusers.contains(by);
+        if superuser && !self.windows.is_empty() && !in_windows(&self.windows, ev.time) {
+            if written_table(toks).is_some() {
+                found.push((
+                    by.to_string(),
+                    "superuser wrote to a user table outside maintenance",
+                    Severity::Medium,
+                ));
+            }
+        }
+        for (role, rule, severity) in found {
+            let shown = self.shown.show(ev);
+            let inc = self.st.incidents.hit(&role, ev, &[rule], severity, shown);
+            let x = Explained {
+                alert_type: AlertType::PrivilegeEscalation,
+                entity: role.clone(),
+                description: format!(
+                    "Role {role:?} gained privileges ({}), by {by:?} from {}.",
+                    inc.rules.join(", "),
+                    ev.source_key()
+                ),
+                why: if role == by {
+                    "The role's own session used powers that it should use only in planned maintenance.".into()
+                } else {
+                    "Attackers who get a privileged session make themselves a lasting way back in by giving an ordinary role superuser or server-file powers; planned changes of this kind are rare.".into()
+                },
+                remediation: vec![
+                    format!("Confirm with the owner of {by:?} that the change was planned; if not, revoke it (ALTER ROLE {role} NOSUPERUSER NOCREATEROLE NOBYPASSRLS NOREPLICATION; REVOKE … FROM {role}) and change both roles' passwords."),
+                    format!("Review what {role:?} did since (log_statement or pgaudit) and which sessions it has open (pg_stat_activity)."),
+                    "Give roles the least privilege they need: application roles never need superuser or the pg_*_server_* roles.".into(),
+                ],
+                extra: vec![("grantedBy", serde_json::json!(by))],
+            };
+            out.push(st::finding(ev, inc, x));
+        }
+    }
+
+    fn advance(&mut self, now: EventTime, _out: &mut Vec<Finding>) {
+        self.st.incidents.expire(now, st::QUIET_MS);
+    }
+
+    detector_state!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::statement::testing::stmt;
+    use crate::detect::testing::run;
+    use crate::sql::tokens;
+
+    fn g(sql: &str) -> Vec<(String, Severity)> {
+        gains(&tokens(sql))
+            .into_iter()
+            .map(|g| (g.role, g.severity))
+            .collect()
+    }
+
+    #[test]
+    fn each_escalation_names_the_role_that_gains() {
+        assert_eq!(
+            g("alter role eve superuser"),
+            [("eve".into(), Severity::High)]
+        );
+        assert_eq!(
+            g("ALTER USER \"Eve\" WITH CREATEROLE LOGIN"),
+            [("Eve".into(), Severity::Medium)]
+        );
+        assert_eq!(
+            g("CREATE ROLE x LOGIN BYPASSRLS PASSWORD 'p'"),
+            [("x".into(), Severity::High)]
+        );
+        assert_eq!(
+            g("grant pg_execute_server_program to eve"),
+            [("eve".into(), Severity::High)]
+        );
+        assert_eq!(
+            g("GRANT pg_read_all_data, pg_write_server_files TO a, b WITH ADMIN OPTION").len(),
+            4
+        );
+        assert_eq!(
+            g("grant all on all tables in schema public to eve"),
+            [("eve".into(), Severity::Medium)]
+        );
+        assert_eq!(
+            g("GRANT ALL PRIVILEGES ON DATABASE appdb TO app"),
+            [("app".into(), Severity::Medium)]
+        );
+    }
+
+    #[test]
+    fn ordinary_changes_are_not_escalations() {
+        for s in [
+            "ALTER ROLE app NOSUPERUSER",
+            "ALTER ROLE app PASSWORD 'superuser'",
+            "GRANT SELECT ON t TO app",
+            "GRANT ALL ON TABLE t TO app",
+            "GRANT reporting TO app",
+            "CREATE ROLE app LOGIN",
+        ] {
+            assert!(g(s).is_empty(), "{s}: {:?}", g(s));
+        }
+    }
+
+    #[test]
+    fn superuser_writes_only_outside_the_windows() {
+        let cfg = PrivilegeEscalationConfig {
+            maintenance_windows: vec!["02:00-04:00".into()],
+            ..Default::default()
+        };
+        assert!(cfg.windows().is_ok());
+        let at = |h: i64| h * 3_600_000;
+        let f = run(
+            &mut PrivilegeEscalation::new(cfg, StatementEvidence::Redacted),
+            [
+                stmt(at(3), "postgres", "UPDATE accounts SET balance = 0"),
+                stmt(at(5), "postgres", "INSERT INTO pg_temp.x VALUES (1)"),
+                stmt(at(5), "app", "DELETE FROM accounts"),
+                stmt(
+                    at(6),
+                    "postgres",
+                    "DELETE FROM public.accounts WHERE id = 1",
+                ),
+            ],
+        );
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].entity, "postgres");
+        let bad = PrivilegeEscalationConfig {
+            maintenance_windows: vec!["2-4".into()],
+            ..Default::default()
+        };
+        assert!(bad.windows().unwrap_err().contains("maintenance_windows"));
+    }
+
+    #[test]
+    fn a_grant_raises_an_alert_about_the_grantee() {
+        let f = run(
+            &mut PrivilegeEscalation::new(
+                PrivilegeEscalationConfig::default(),
+                StatementEvidence::Redacted,
+            ),
+            [
+                stmt(1000, "postgres", "alter role eve superuser"),
+                stmt(2000, "postgres", "grant pg_execute_server_program to eve"),
+            ],
+        );
+        assert_eq!(f.len(), 2);
+        assert!(f
+            .iter()
+            .all(|f| f.entity == "eve" && f.severity == Severity::High));
+        assert_eq!(f[1].evidence.value()["grantedBy"], "postgres");
+        assert_eq!(f[1].evidence.value()["rules"].as_array().unwrap().len(), 2);
+    }
+}

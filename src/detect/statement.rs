@@ -1,0 +1,248 @@
+//! What the statement-level detectors (SQL injection, unsafe actions, privilege escalation,
+//! data exfiltration) share: patterns over the lexer's tokens, so rules match keywords and
+//! never text hidden in comments or strings, and the incidents they grow into alerts, with the
+//! statements as evidence (literals redacted unless configured otherwise).
+
+use crate::alert::{sample, AlertType, Entities, Finding, SampleEvent, Severity};
+use crate::event::{format_time, Event, EventTime};
+use crate::sql::Token;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+pub fn is_word(t: Option<&Token>, w: &str) -> bool {
+    matches!(t, Some(Token::Word(x)) if x == w)
+}
+
+pub fn is_op(t: Option<&Token>, o: &str) -> bool {
+    matches!(t, Some(Token::Op(x)) if x == o)
+}
+
+/// The statements of a text, split at `;` (the lexer has already put strings, comments and
+/// dollar quotes aside, so every `;` token ends a statement).
+pub fn statements(toks: &[Token]) -> impl Iterator<Item = &[Token]> {
+    toks.split(|t| is_op(Some(t), ";"))
+        .filter(|s| !s.is_empty())
+}
+
+/// Whether `toks[i]` calls one of `names` (`name (`, also schema-qualified).
+pub fn is_call(toks: &[Token], i: usize, names: &[&str]) -> bool {
+    matches!(&toks[i], Token::Word(w) if names.contains(&w.as_str())) && is_op(toks.get(i + 1), "(")
+}
+
+/// The tokens between the parentheses of the call at `i`.
+pub fn call_args(toks: &[Token], i: usize) -> &[Token] {
+    let start = i + 2;
+    let mut depth = 1usize;
+    for (j, t) in toks.iter().enumerate().skip(start) {
+        if is_op(Some(t), "(") {
+            depth += 1;
+        } else if is_op(Some(t), ")") {
+            depth -= 1;
+            if depth == 0 {
+                return &toks[start..j];
+            }
+        }
+    }
+    toks.get(start..).unwrap_or(&[])
+}
+
+/// Whether the statement begins with these words.
+pub fn starts_with(stmt: &[Token], words: &[&str]) -> bool {
+    words.len() <= stmt.len() && words.iter().zip(stmt).all(|(w, t)| is_word(Some(t), w))
+}
+
+/// Where the words occur one after the other.
+pub fn find_words(stmt: &[Token], words: &[&str]) -> Option<usize> {
+    (0..stmt.len()).find(|&i| starts_with(&stmt[i..], words))
+}
+
+/// A role or object name token, as the server would fold it.
+pub fn name_of(t: Option<&Token>) -> Option<String> {
+    match t? {
+        Token::Word(w) => Some(w.to_lowercase()),
+        Token::Ident(i) => Some(i.clone()),
+        _ => None,
+    }
+}
+
+/// How statements are shown in evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementEvidence {
+    /// Literals replaced by `?`: the shape without the data or passwords in it.
+    Redacted,
+    /// As logged (cut to a few hundred characters).
+    Full,
+}
+
+impl StatementEvidence {
+    pub fn show(self, ev: &Event) -> Option<String> {
+        let sql = ev.sql.as_ref()?;
+        Some(match self {
+            StatementEvidence::Redacted => sql.redacted(400),
+            StatementEvidence::Full => crate::event::truncate(&sql.text, 400).to_string(),
+        })
+    }
+}
+
+/// Samples kept per incident.
+const SAMPLES: usize = 5;
+
+/// An ongoing incident of one entity: what grows into one alert.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Incident {
+    pub start: EventTime,
+    pub end: EventTime,
+    /// Statements (or errors) that matched.
+    pub count: u64,
+    /// The rules that matched, in the order first seen.
+    pub rules: Vec<String>,
+    /// Distinct statements, as shown in evidence.
+    pub statements: Vec<String>,
+    pub samples: Vec<SampleEvent>,
+    pub severity: Option<Severity>,
+}
+
+/// Incidents by entity; one goes when it has been quiet for the quiet period.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Incidents {
+    open: FxHashMap<String, Incident>,
+}
+
+impl Incidents {
+    pub fn hit(
+        &mut self,
+        entity: &str,
+        ev: &Event,
+        rules: &[&str],
+        severity: Severity,
+        shown: Option<String>,
+    ) -> &Incident {
+        let inc = self
+            .open
+            .entry(entity.to_string())
+            .or_insert_with(|| Incident {
+                start: ev.time,
+                ..Incident::default()
+            });
+        inc.end = ev.time.max(inc.end);
+        inc.count += 1;
+        for r in rules {
+            if !inc.rules.iter().any(|x| x == r) {
+                inc.rules.push(r.to_string());
+            }
+        }
+        if let Some(s) = shown {
+            if inc.statements.len() < SAMPLES && !inc.statements.contains(&s) {
+                inc.statements.push(s);
+            }
+        }
+        if inc.samples.len() < SAMPLES {
+            inc.samples.push(sample(ev));
+        }
+        inc.severity = Some(inc.severity.map_or(severity, |s| s.max(severity)));
+        inc
+    }
+
+    pub fn is_open(&self, entity: &str) -> bool {
+        self.open.contains_key(entity)
+    }
+
+    /// Forgets incidents quiet since `now - quiet`.
+    pub fn expire(&mut self, now: EventTime, quiet: EventTime) {
+        self.open.retain(|_, i| now - i.end <= quiet);
+    }
+}
+
+/// How long an incident stays open without new matches: the alert book's default quiet period.
+pub const QUIET_MS: EventTime = 60 * 60_000;
+
+/// A statement finding's text.
+pub struct Explained {
+    pub alert_type: AlertType,
+    pub entity: String,
+    pub description: String,
+    pub why: String,
+    pub remediation: Vec<String>,
+    /// More evidence fields: `(key, value)`.
+    pub extra: Vec<(&'static str, serde_json::Value)>,
+}
+
+pub fn entities(ev: &Event) -> Entities {
+    Entities {
+        source_ip: Some(ev.source_key().to_string()),
+        principal: ev.principal.as_ref().map(|p| p.to_string()),
+        database: ev.database.as_ref().map(|p| p.to_string()),
+        application: ev.application.as_ref().map(|p| p.to_string()),
+        location: None,
+        cloud: None,
+    }
+}
+
+/// The finding for an incident as it now stands.
+pub fn finding(ev: &Event, inc: &Incident, x: Explained) -> Finding {
+    let mut w = crate::alert::EvidenceWriter::new();
+    w.field("rules", &inc.rules);
+    w.field("statements", &inc.count);
+    w.field("sampleStatements", &inc.statements);
+    for (k, v) in &x.extra {
+        w.field(k, v);
+    }
+    w.field("firstSeen", &format_time(inc.start));
+    w.field("sampleEvents", &inc.samples);
+    Finding {
+        alert_type: x.alert_type,
+        display_name: x.alert_type.title(),
+        severity: inc.severity.unwrap_or(x.alert_type.severity()),
+        techniques: x.alert_type.techniques(),
+        entity: x.entity,
+        start: inc.start,
+        end: inc.end,
+        entities: entities(ev),
+        evidence: w.finish(),
+        description: x.description,
+        anomaly_context: x.why,
+        remediation: x.remediation,
+    }
+}
+
+#[cfg(test)]
+pub mod testing {
+    use crate::event::{Event, EventKind, EventTime, Sql};
+
+    /// A statement event as the session joiner makes it.
+    pub fn stmt(t: EventTime, role: &str, sql: &str) -> Event {
+        let mut e = crate::detect::testing::ev(t, EventKind::Statement, "10.0.0.9", Some(role));
+        e.database = Some("appdb".into());
+        e.application = Some("web".into());
+        e.session_id = Some("1.a".into());
+        e.sql = Some(Sql::new(sql));
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::tokens;
+
+    #[test]
+    fn calls_and_their_arguments() {
+        let t = tokens("SELECT pg_catalog.pg_read_file('/etc/passwd', 0, (1+2))");
+        let i = t
+            .iter()
+            .position(|x| is_word(Some(x), "PG_READ_FILE"))
+            .unwrap();
+        assert!(is_call(&t, i, &["PG_READ_FILE"]));
+        assert_eq!(call_args(&t, i).len(), 9);
+        assert_eq!(statements(&tokens("select 1; ; select 2;")).count(), 2);
+        assert!(starts_with(
+            &tokens("alter  system set x = 1"),
+            &["ALTER", "SYSTEM"]
+        ));
+        assert_eq!(
+            find_words(&tokens("COPY t TO PROGRAM 'x'"), &["TO", "PROGRAM"]),
+            Some(2)
+        );
+    }
+}
