@@ -34,6 +34,30 @@ pub struct Config {
     pub store: StoreConfig,
     pub api: crate::api::ApiConfig,
     pub notify: crate::notify::NotifyConfig,
+    pub scan: ScanConfig,
+}
+
+/// `[scan]`: the posture scan (`pgvigil scan`), run by `run` every `interval`; its findings go
+/// to the store and `GET /servers/{server}/posture`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanConfig {
+    /// The monitored server, as a monitoring role sees it (`postgres://monitor@host/postgres`;
+    /// grants in the README). Unset: no periodic scan.
+    pub url: Option<crate::notify::Secret>,
+    /// Also trust this CA (PEM) for the server's certificate.
+    pub ca_file: Option<PathBuf>,
+    pub interval: crate::duration::Span,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        ScanConfig {
+            url: None,
+            ca_file: None,
+            interval: crate::duration::Span::mins(24 * 60),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -107,6 +131,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             api: crate::api::ApiConfig::default(),
             notify: crate::notify::NotifyConfig::default(),
+            scan: ScanConfig::default(),
         }
     }
 }

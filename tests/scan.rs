@@ -119,3 +119,105 @@ fn a_hardened_server_has_no_finding() {
     assert_eq!(code, 0, "{findings:#?}\n{stderr}");
     assert!(findings.is_empty());
 }
+
+/// `run` with a `[scan]` section scans the server it watches and serves the findings at
+/// `GET /servers/{server}/posture`; the monitoring password appears in neither the answer
+/// nor the log.
+#[test]
+fn run_scans_periodically_and_serves_the_posture() {
+    let cl = Cluster::start(ClusterOptions {
+        extra: "log_connections = off\n",
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("pgvigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"server = "db1"
+[input]
+paths = ["{}"]
+[state]
+dir = "{}"
+[api]
+listen = "127.0.0.1:0"
+[scan]
+url = "postgres://postgres:{SUPERUSER_PASSWORD}@127.0.0.1:{}/postgres"
+interval = "1s"
+"#,
+            cl.log_dir.display(),
+            state.display(),
+            cl.port
+        ),
+    )
+    .unwrap();
+    let token = make_token(
+        &["--store".as_ref(), state.join("pgvigil.db").as_os_str()],
+        "ops",
+        "reader",
+    );
+    let run = Runner::start(&["-c".as_ref(), config.as_os_str()]);
+    let url = format!("http://{}/servers/db1/posture", run.api_addr());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let get = || -> (u16, Value) {
+        let mut r = agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        let status = r.status().as_u16();
+        (
+            status,
+            serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap(),
+        )
+    };
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let posture = loop {
+        let (status, v) = get();
+        assert_eq!(status, 200, "{v}");
+        if v["findings"].is_array() {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "no scan result: {v}\n{}",
+            run.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        checks(posture["findings"].as_array().unwrap()).contains(&"log-connections".to_string()),
+        "{posture:#}"
+    );
+    assert!(posture["scannedAt"].as_str().unwrap().ends_with('Z'));
+    // The next scan sees the fix.
+    cl.psql("ALTER SYSTEM SET log_connections = on");
+    cl.psql("SELECT pg_reload_conf()");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, v) = get();
+        if !checks(v["findings"].as_array().unwrap()).contains(&"log-connections".to_string()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "the fix was not seen: {v:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(!run.log().contains(SUPERUSER_PASSWORD), "{}", run.log());
+    assert!(run.log().contains("posture: "), "findings are logged");
+    let (status, _) = {
+        let r = agent
+            .get(&url.replace("db1", "nosuch"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        (r.status().as_u16(), ())
+    };
+    assert_eq!(status, 404);
+}

@@ -267,6 +267,7 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .route("/servers", get(servers::list))
         .route("/servers/{server}", get(servers::get_one))
         .route("/servers/{server}/profile", get(servers::profile))
+        .route("/servers/{server}/posture", get(servers::posture))
         .route(
             "/servers/{server}/securityAlertPolicies",
             get(policies::list),

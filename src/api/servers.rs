@@ -39,3 +39,22 @@ pub(super) async fn profile(
         .ok_or_else(|| ApiError::not_found("no such server"))?;
     Ok(Json(serde_json::json!({"server": server, "profile": p})))
 }
+
+/// `GET /servers/{server}/posture`: the server's last posture scan (`[scan]` in `run`).
+pub(super) async fn posture(
+    State(st): State<Arc<ApiState>>,
+    Path(server): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let store = st.store.clone();
+    let s = server.clone();
+    let p = blocking(move || store.server_posture(&s))
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such server"))?;
+    let p = p.unwrap_or(Value::Null);
+    Ok(Json(serde_json::json!({
+        "server": server,
+        "scannedAt": p.get("scannedAt"),
+        "findings": p.get("findings"),
+        "error": p.get("error"),
+    })))
+}

@@ -47,6 +47,11 @@ pub fn start(cfg: &Config, store: Arc<Store>, send: bool) -> Result<Services> {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
             })?;
     }
+    if send {
+        if let Some(url) = cfg.scan.url.clone() {
+            spawn_scan(cfg, url, store.clone())?;
+        }
+    }
     let api = if cfg.api.enabled {
         let state = Arc::new(ApiState {
             store,
@@ -64,4 +69,36 @@ pub fn start(cfg: &Config, store: Arc<Store>, send: bool) -> Result<Services> {
         admins,
         api,
     })
+}
+
+/// The periodic posture scan: each result (or the error that stopped it) replaces the last in
+/// the store; findings are logged as they appear.
+fn spawn_scan(cfg: &Config, url: pgvigil::notify::Secret, store: Arc<Store>) -> Result<()> {
+    let server = cfg.server.clone();
+    let ca = cfg.scan.ca_file.clone();
+    let every = std::time::Duration::from_millis(cfg.scan.interval.ms().max(1000) as u64);
+    std::thread::Builder::new()
+        .name("pgvigil-scan".into())
+        .spawn(move || loop {
+            let now = pgvigil::store::now_ms();
+            let at = pgvigil::event::format_time(now);
+            let posture = match pgvigil::scan::scan(url.expose(), ca.as_deref(), now.div_euclid(86_400_000)) {
+                Ok(findings) => {
+                    for f in &findings {
+                        tracing::warn!(check = f.check, severity = %f.severity, "posture: {}", f.title);
+                    }
+                    tracing::info!(findings = findings.len(), "posture scan done");
+                    serde_json::json!({"scannedAt": at, "findings": findings, "error": null})
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "posture scan failed; next try in one interval");
+                    serde_json::json!({"scannedAt": at, "findings": null, "error": e.to_string()})
+                }
+            };
+            if let Err(e) = store.save_posture(&server, &posture) {
+                tracing::error!(error = %e, "posture scan result not stored");
+            }
+            std::thread::sleep(every);
+        })?;
+    Ok(())
 }

@@ -81,6 +81,9 @@ impl DataExfiltration {
     }
 }
 
+/// More evidence fields of a finding.
+type Extra = Vec<(&'static str, serde_json::Value)>;
+
 /// Sessions idle this long are forgotten.
 const SESSION_IDLE_MS: EventTime = 6 * 3_600_000;
 const MAX_TABLES: usize = 64;
@@ -157,8 +160,7 @@ impl Detector for DataExfiltration {
             .cfg
             .min_rows
             .max(learned.saturating_mul(self.cfg.factor));
-        let mut found: Vec<(&'static str, String, Vec<(&'static str, serde_json::Value)>)> =
-            Vec::new();
+        let mut found: Vec<(&'static str, String, Extra)> = Vec::new();
         // Only what was read while the server was learned is normal: a read that grows
         // slowly past the limit must not teach its own size.
         if learning {

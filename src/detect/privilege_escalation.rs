@@ -247,14 +247,16 @@ impl Detector for PrivilegeEscalation {
         }
         let superuser =
             self.cfg.superusers.iter().any(|s| s == by) || self.st.superusers.contains(by);
-        if superuser && !self.windows.is_empty() && !in_windows(&self.windows, ev.time) {
-            if written_table(toks).is_some() {
-                found.push((
-                    by.to_string(),
-                    "superuser wrote to a user table outside maintenance",
-                    Severity::Medium,
-                ));
-            }
+        if superuser
+            && !self.windows.is_empty()
+            && !in_windows(&self.windows, ev.time)
+            && written_table(toks).is_some()
+        {
+            found.push((
+                by.to_string(),
+                "superuser wrote to a user table outside maintenance",
+                Severity::Medium,
+            ));
         }
         for (role, rule, severity) in found {
             let shown = self.shown.show(ev);

@@ -206,6 +206,9 @@ fn settings(
         if let Some(v) = versions::eol_finding(num, today) {
             out.push(v);
         }
+        if let Some(v) = versions::minor_finding(num) {
+            out.push(v);
+        }
     }
     Ok(())
 }

@@ -63,10 +63,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_init.sql"),
     include_str!("migrations/sqlite/0002_profile.sql"),
+    include_str!("migrations/sqlite/0003_posture.sql"),
 ];
 const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
     include_str!("migrations/postgres/0002_profile.sql"),
+    include_str!("migrations/postgres/0003_posture.sql"),
 ];
 
 const READERS: usize = 4;

@@ -92,12 +92,41 @@ impl Store {
         self.write(|tx| report(tx, r, &now))
     }
 
+    /// Records a server's latest posture scan (JSON), creating the server if it is new.
+    pub fn save_posture(&self, name: &str, posture: &serde_json::Value) -> Result<()> {
+        let text = posture.to_string();
+        self.write(|tx| {
+            tx.exec(
+                "INSERT INTO servers (name, posture) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET posture = excluded.posture",
+                vals![name, &text],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// A server's latest posture scan: `Ok(None)` for an unknown server, `Some(None)` before
+    /// the first scan.
+    pub fn server_posture(&self, name: &str) -> Result<Option<Option<serde_json::Value>>> {
+        self.json_column(name, "posture")
+    }
+
     /// A server's profile as its agent last sent it: `Ok(None)` for an unknown server,
     /// `Some(None)` before the first summary.
     pub fn server_profile(&self, name: &str) -> Result<Option<Option<serde_json::Value>>> {
+        self.json_column(name, "profile")
+    }
+
+    fn json_column(
+        &self,
+        name: &str,
+        column: &'static str,
+    ) -> Result<Option<Option<serde_json::Value>>> {
         self.read(|c| {
-            let Some(r) =
-                c.query_opt("SELECT profile FROM servers WHERE name = $1", vals![name])?
+            let Some(r) = c.query_opt(
+                &format!("SELECT {column} FROM servers WHERE name = $1"),
+                vals![name],
+            )?
             else {
                 return Ok(None);
             };
@@ -105,7 +134,7 @@ impl Store {
                 Some(t) => {
                     Some(
                         serde_json::from_str(&t).map_err(|e| super::StoreError::Corrupt {
-                            what: format!("profile of {name}"),
+                            what: format!("{column} of {name}"),
                             reason: e.to_string(),
                         })?,
                     )
