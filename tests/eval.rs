@@ -21,8 +21,8 @@ fn every_injected_attack_is_detected() {
     let labels = std::fs::read_to_string(dir.path().join("labels.jsonl")).unwrap();
     assert_eq!(
         labels.lines().count(),
-        24,
-        "12 attack types on each of 2 servers"
+        32,
+        "16 attack types on each of 2 servers"
     );
 
     let out = pgvigil()
@@ -49,6 +49,10 @@ fn every_injected_attack_is_detected() {
         "DomainAnomaly",
         "SuspiciousIpAnomaly",
         "ImpossibleTravel",
+        "SqlInjection",
+        "UnsafeAction",
+        "PrivilegeEscalation",
+        "DataExfiltration",
     ] {
         let line = report
             .lines()

@@ -38,6 +38,33 @@ pub struct AlertBook {
 /// `run` over the same log give the same ids.
 const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5c1e_6e2a_8f0b_4c4e_9d57_2f0a_77c1_9e01);
 
+/// `new` with the `alsoUnusual` entries of `old` that it lacks.
+fn keep_also_unusual(old: &crate::alert::Evidence, new: crate::alert::Evidence) -> crate::alert::Evidence {
+    if !old.as_str().contains("\"alsoUnusual\"") {
+        return new;
+    }
+    let old_v = old.value();
+    let Some(before) = old_v.get("alsoUnusual").and_then(|v| v.as_array()) else {
+        return new;
+    };
+    let mut v = new.value();
+    let Some(o) = v.as_object_mut() else { return new };
+    let list = o
+        .entry("alsoUnusual")
+        .or_insert_with(|| serde_json::Value::Array(vec![]));
+    let Some(arr) = list.as_array_mut() else { return new };
+    for x in before {
+        if !arr.iter().any(|y| y["alertType"] == x["alertType"]) {
+            arr.push(x.clone());
+        }
+    }
+    let mut w = crate::alert::EvidenceWriter::new();
+    for (k, val) in o.iter() {
+        w.field(k, val);
+    }
+    w.finish()
+}
+
 impl AlertBook {
     pub fn new(server: &str, quiet: Span) -> Self {
         AlertBook {
@@ -89,6 +116,12 @@ impl AlertBook {
             _ => (f.display_name.to_string(), f.severity),
         };
         let mut techniques: Vec<String> = f.techniques.iter().map(|t| t.to_string()).collect();
+        let mut evidence = f.evidence;
+        // An update does not forget what the alert already said was unusual (a later login
+        // of the same impossible-travel pair has no new country to mention).
+        if let Some((a, _, _)) = &prev {
+            evidence = keep_also_unusual(&a.evidence, evidence);
+        }
         if let Some((a, _, _)) = prev {
             for t in a.techniques {
                 if !techniques.contains(&t) {
@@ -108,7 +141,7 @@ impl AlertBook {
             start_time_utc: format_time(start),
             end_time_utc: format_time(end),
             entities: f.entities,
-            evidence: f.evidence,
+            evidence,
             description: f.description,
             anomaly_context: f.anomaly_context,
             remediation_steps: f.remediation,

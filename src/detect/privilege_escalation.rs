@@ -1,5 +1,5 @@
 //! `PostgreSQL_PrivilegeEscalation`: a role is given more power — `SUPERUSER`, `CREATEROLE`,
-//! `BYPASSRLS` or `REPLICATION` (by `ALTER ROLE` or at `CREATE ROLE`), `GRANT ALL` on a
+//! `BYPASSRLS` or `REPLICATION` by `ALTER ROLE` (at `CREATE ROLE`, the first and third), `GRANT ALL` on a
 //! database, schema or all tables, membership in the roles that reach the operating system
 //! (`pg_execute_server_program`, `pg_read_server_files`, `pg_write_server_files`) or all data
 //! (`pg_read_all_data`, `pg_write_all_data`) — and superusers writing to user tables outside the
@@ -129,9 +129,16 @@ pub fn gains(toks: &[Token]) -> Vec<Gain> {
             let Some(role) = st::name_of(s.get(2)) else {
                 continue;
             };
+            // A new role made with CREATEROLE or REPLICATION is an administrator or a replica
+            // being provisioned; giving either to an existing role, or SUPERUSER/BYPASSRLS
+            // ever, is the escalation.
+            let creating = st::starts_with(s, &["CREATE"]);
             for t in &s[3..] {
                 if let Token::Word(w) = t {
-                    if let Some((attr, sev)) = POWERFUL_ATTRIBUTES.iter().find(|(a, _)| a == w) {
+                    let found = POWERFUL_ATTRIBUTES
+                        .iter()
+                        .find(|(a, sev)| a == w && (!creating || *sev == Severity::High));
+                    if let Some((attr, sev)) = found {
                         out.push(Gain {
                             role: role.clone(),
                             rule: match *attr {
@@ -347,6 +354,7 @@ mod tests {
             "GRANT ALL ON TABLE t TO app",
             "GRANT reporting TO app",
             "CREATE ROLE app LOGIN",
+            "CREATE ROLE dba LOGIN CREATEROLE PASSWORD 'x'",
         ] {
             assert!(g(s).is_empty(), "{s}: {:?}", g(s));
         }
