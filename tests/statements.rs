@@ -71,7 +71,7 @@ async fn scenario(cl: &Cluster) {
         cl.port,
         su,
         &[
-            "COPY (SELECT 1) TO PROGRAM 'true'",
+            "COPY (SELECT 1) TO PROGRAM 'cat > /dev/null'",
             "SELECT pg_read_file('PG_VERSION')",
             "ALTER SYSTEM SET archive_command = 'true'",
             "CREATE ROLE mallory LOGIN PASSWORD 'Mall0ry-pw'",

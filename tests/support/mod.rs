@@ -799,7 +799,16 @@ pub async fn run_sql(
     let h = tokio::spawn(conn);
     let mut out = Vec::new();
     for s in statements {
-        out.push(client.simple_query(s).await.err().map(|e| e.to_string()));
+        out.push(
+            client
+                .simple_query(s)
+                .await
+                .err()
+                .map(|e| match e.as_db_error() {
+                    Some(db) => format!("{}: {}", db.code().code(), db.message()),
+                    None => e.to_string(),
+                }),
+        );
     }
     drop(client);
     let _ = h.await;
