@@ -35,6 +35,7 @@ pub struct Config {
     pub api: crate::api::ApiConfig,
     pub notify: crate::notify::NotifyConfig,
     pub scan: ScanConfig,
+    pub proxy: crate::proxy::ProxyConfig,
 }
 
 /// `[scan]`: the posture scan (`pgvigil scan`), run by `run` every `interval`; its findings go
@@ -132,6 +133,7 @@ impl Default for Config {
             api: crate::api::ApiConfig::default(),
             notify: crate::notify::NotifyConfig::default(),
             scan: ScanConfig::default(),
+            proxy: crate::proxy::ProxyConfig::default(),
         }
     }
 }
@@ -211,10 +213,13 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        c.detect.validate().map_err(|message| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message,
-        })?;
+        c.detect
+            .validate()
+            .and_then(|_| c.proxy.active_response.networks().map(|_| ()))
+            .map_err(|message| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            })?;
         Ok(c)
     }
 

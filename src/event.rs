@@ -174,6 +174,9 @@ pub struct Event {
     /// serialised: it may hold data and passwords; evidence shows it redacted.
     #[serde(skip)]
     pub sql: Option<std::sync::Arc<Sql>>,
+    /// The client family the proxy recognised from its startup packet (`psql`, `ncrack`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<CompactString>,
     /// Rows the statement read or wrote (pgaudit with `pgaudit.log_rows`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
@@ -240,6 +243,7 @@ impl Event {
             enrichment: None,
             domain: None,
             sql: None,
+            fingerprint: None,
             rows: None,
         }
     }

@@ -67,3 +67,23 @@ pub fn prefix_any(data: &[u8]) {
         let _ = p.match_line(line, &mut r);
     }
 }
+
+/// Any bytes as the proxy's first packet and as server messages during authentication: no
+/// panic; a packet that parses as a startup packet encodes back to the same bytes.
+pub fn proxy_packet_any(data: &[u8]) {
+    use crate::proxy::protocol::{first_packet_len, parse_first, parse_server, FirstPacket};
+    if data.len() >= 4 {
+        let _ = first_packet_len([data[0], data[1], data[2], data[3]], 10_000);
+    }
+    if let Ok(FirstPacket::Startup(s)) = parse_first(data) {
+        let declared = data
+            .get(..4)
+            .map(|h| u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize);
+        if declared == Some(data.len()) && std::str::from_utf8(data).is_ok() {
+            assert_eq!(s.encode(), data, "a startup packet re-encodes to itself");
+        }
+    }
+    if let Some((kind, body)) = data.split_first() {
+        let _ = parse_server(*kind, body);
+    }
+}

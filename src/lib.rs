@@ -37,6 +37,7 @@ pub mod output;
 pub mod pipeline;
 pub mod policy;
 pub mod profile;
+pub mod proxy;
 pub mod scan;
 pub mod sim;
 pub mod sources;

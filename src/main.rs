@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         cli::Command::Api(a) => cli::api::run(a),
         cli::Command::Token(a) => cli::token::run(a),
         cli::Command::Scan(a) => cli::scan::run(a),
+        cli::Command::Proxy(a) => cli::proxy::run(a),
         cli::Command::Alerts(a) => cli::client::alerts(a),
         cli::Command::Policy(a) => cli::client::policy(a),
     };

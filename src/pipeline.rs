@@ -150,6 +150,12 @@ impl Pipeline {
         self.pass_closed();
     }
 
+    /// Events from a source that makes them itself (the proxy).
+    pub fn observe(&mut self, ev: Event) {
+        self.events.push(ev);
+        self.dispatch();
+    }
+
     /// Starts counting for another file.
     pub fn begin_file(&mut self, path: &Path) {
         self.current = FileStats {

@@ -82,3 +82,23 @@ fn random_bytes_and_prefixes() {
         parse_any(LogFormat::Jsonlog, &data);
     }
 }
+
+/// The proxy's packet parsers on random packets, and on startup packets with random changes.
+#[test]
+fn proxy_packets() {
+    let mut rng = Rng(7);
+    let base: Vec<u8> = pgvigil::proxy::protocol::Startup {
+        protocol: pgvigil::proxy::protocol::PROTOCOL_3_0,
+        params: vec![
+            ("user".into(), "app".into()),
+            ("database".into(), "appdb".into()),
+        ],
+    }
+    .encode();
+    for _ in 0..5000 {
+        let n = below(&mut rng, 80);
+        let random: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
+        pgvigil::fuzzing::proxy_packet_any(&random);
+        pgvigil::fuzzing::proxy_packet_any(&mutate(&mut rng, &base));
+    }
+}

@@ -4,6 +4,7 @@ pub mod analyze;
 pub mod api;
 pub mod client;
 pub mod intel;
+pub mod proxy;
 pub mod run;
 pub mod scan;
 pub mod services;
@@ -37,6 +38,8 @@ pub enum Command {
     Eval(sim::EvalArgs),
     /// Serve the API alone over a store that agents write.
     Api(api::Args),
+    /// The inline guard: a PostgreSQL proxy that watches every login and can refuse attackers.
+    Proxy(proxy::Args),
     /// Check a live server's posture: logging, pg_hba, passwords, privileges, end of life.
     Scan(scan::Args),
     /// Make, list and revoke API tokens.

@@ -8,7 +8,9 @@
 //!   `connection authorized`.
 //!
 //! A failed login never carries application_name, so the first two are read from failure
-//! bursts, the last from successful logins and disconnections.
+//! bursts, the last from successful logins and disconnections. Behind the proxy, the client's
+//! startup packet is fingerprinted too: failed logins from a tool's fingerprint count, whatever
+//! application_name it claims.
 
 use super::window::{keep_sample, Recent};
 use super::Detector;
@@ -98,6 +100,9 @@ impl super::window::Incident for Incident {
 struct Source {
     template1: Recent,
     db_is_role: Recent,
+    /// Failed logins from a client whose startup packet is an attack tool's (the proxy).
+    #[serde(default)]
+    fingerprinted: Recent,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -270,6 +275,28 @@ impl Detector for HarmfulApplication {
             }
             return;
         };
+        // The proxy saw the startup packet: a tool's fingerprint failing to log in (ncrack
+        // says it is psql, but its packet is not psql's).
+        let fp_tool = ev.fingerprint.as_deref().and_then(|f| {
+            self.tool_in_app_name(f)
+                .map(|t| (t.to_string(), f.to_string()))
+        });
+        if let Some((tool, fp)) = fp_tool {
+            let n = self.cfg.template1_failures as usize;
+            let s = self.st.sources.entry(src.clone()).or_default();
+            s.fingerprinted.push(ev.time, n);
+            if s.fingerprinted.reached(n, window) {
+                let said = match &ev.application {
+                    Some(app) => format!(" (it calls itself {app:?})"),
+                    None => String::new(),
+                };
+                let signal = format!(
+                    "{n}+ failed logins from a client whose startup packet is {fp}'s{said}"
+                );
+                self.signal(ev, &src, &tool, signal, out);
+                return;
+            }
+        }
         let n1 = self.cfg.template1_failures as usize;
         let n2 = self.cfg.database_named_after_role_failures as usize;
         let template1 = ev.database.as_deref() == Some("template1") && ev.application.is_none();
@@ -330,6 +357,7 @@ impl Detector for HarmfulApplication {
                 .last()
                 .into_iter()
                 .chain(s.db_is_role.last())
+                .chain(s.fingerprinted.last())
                 .max();
             last.is_some_and(|l| now - l <= window)
         });

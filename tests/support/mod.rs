@@ -341,12 +341,22 @@ pub struct Runner {
 
 impl Runner {
     pub fn start(args: &[&std::ffi::OsStr]) -> Runner {
+        let mut all: Vec<&std::ffi::OsStr> = vec![
+            "run".as_ref(),
+            "--poll-interval".as_ref(),
+            "100ms".as_ref(),
+            // Tests run side by side: each API on a port of its own.
+            "--api-listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+        ];
+        all.extend_from_slice(args);
+        Runner::spawn(&all)
+    }
+
+    /// Any pgvigil command whose stdout is alerts as JSON lines.
+    pub fn spawn(args: &[&std::ffi::OsStr]) -> Runner {
         let log = tempfile::NamedTempFile::new().unwrap();
         let mut child = pgvigil()
-            .arg("run")
-            .args(["--poll-interval", "100ms"])
-            // Tests run side by side: each API on a port of its own.
-            .args(["--api-listen", "127.0.0.1:0"])
             .args(args)
             .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::piped())
@@ -415,17 +425,26 @@ impl Drop for Runner {
 impl Runner {
     /// The address `pgvigil run` serves its API on (from its log).
     pub fn api_addr(&self) -> SocketAddr {
+        self.listening("API listening")
+    }
+
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.listening("proxy listening")
+    }
+
+    /// The `listen=` address of the log line holding `marker`.
+    fn listening(&self, marker: &str) -> SocketAddr {
         let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::time::Instant::now() < end {
             let log = self.log();
-            if let Some(l) = log.lines().find(|l| l.contains("API listening")) {
+            if let Some(l) = log.lines().find(|l| l.contains(marker)) {
                 if let Some(a) = l.split("listen=").nth(1) {
                     return a.split_whitespace().next().unwrap().parse().unwrap();
                 }
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        panic!("no API address in pgvigil's log:\n{}", self.log());
+        panic!("no {marker:?} in pgvigil's log:\n{}", self.log());
     }
 }
 

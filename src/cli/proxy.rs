@@ -1,0 +1,97 @@
+//! `pgvigil proxy`: the inline guard alone. Logins through it go to the detectors as they
+//! happen; alerts are printed as JSON lines; with `--block` (or `[proxy.active_response]`)
+//! sources of brute force and attack tools are refused while their alert is open.
+
+use anyhow::{Context, Result};
+use pgvigil::config::Config;
+use pgvigil::pipeline::Pipeline;
+use pgvigil::proxy::Proxy;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The configuration file (its [proxy] and [detect] sections).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where clients connect (default 127.0.0.1:6432).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The PostgreSQL server, host:port (default 127.0.0.1:5432).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub upstream: Option<String>,
+    /// Name of the server in alerts.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Active response: refuse new connections from sources in an open brute-force,
+    /// password-spray or attack-tool alert.
+    #[arg(long)]
+    pub block: bool,
+    /// Never block this address or network (repeatable).
+    #[arg(long = "allow", value_name = "NET")]
+    pub allow: Vec<String>,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let mut cfg = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(l) = args.listen {
+        cfg.proxy.listen = l;
+    }
+    if let Some(u) = args.upstream {
+        cfg.proxy.upstream = u;
+    }
+    if let Some(s) = args.server {
+        cfg.server = s;
+    }
+    if args.block {
+        cfg.proxy.active_response.enabled = true;
+    }
+    cfg.proxy.active_response.allowlist.extend(args.allow);
+    cfg.proxy
+        .active_response
+        .networks()
+        .map_err(anyhow::Error::msg)?;
+
+    // Detection is ready before the first client: an attack must not outrun it.
+    let mut pipeline = Pipeline::new(&cfg.server, &cfg.detect);
+    pipeline.enricher = super::load_enricher(&cfg, true, false)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("the proxy's runtime")?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let proxy = Arc::new(Proxy::new(cfg.proxy.clone(), tx)?);
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(cfg.proxy.listen))
+        .with_context(|| format!("proxy.listen {}", cfg.proxy.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(listen = %addr, upstream = %cfg.proxy.upstream, active_response = cfg.proxy.active_response.enabled, "proxy listening");
+    rt.spawn(proxy.clone().serve(listener));
+    let blocks = proxy.blocks.clone();
+    rt.spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            blocks.expire(pgvigil::store::now_ms());
+        }
+    });
+
+    let stdout = std::io::stdout();
+    while let Some(ev) = rx.blocking_recv() {
+        pipeline.observe(ev);
+        let alerts = pipeline.take_alerts();
+        if alerts.is_empty() {
+            continue;
+        }
+        let mut out = stdout.lock();
+        for a in &alerts {
+            proxy.blocks.consider(a, pgvigil::store::now_ms());
+            pgvigil::output::write_json_line(&mut out, a)?;
+        }
+        out.flush()?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,258 @@
+//! Active response: while a source is in an open brute-force, password-spray or attack-tool
+//! alert, the proxy refuses its new connections (a FATAL 28000 with a neutral message) for
+//! `block_for`. Addresses on the allowlist are never blocked. Every block and unblock is
+//! logged, kept for the API, and optionally handed to a command (an nftables set, say).
+
+use crate::alert::{Alert, AlertType};
+use crate::duration::Span;
+use crate::event::format_time;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// `[proxy.active_response]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActiveResponseConfig {
+    pub enabled: bool,
+    pub block_for: Span,
+    /// Addresses or networks (`10.0.0.0/8`) never blocked.
+    pub allowlist: Vec<String>,
+    /// Run on every block and unblock: the program and its arguments; `{action}` becomes
+    /// `block` or `unblock`, `{ip}` the address. E.g.
+    /// `["nft", "{action}", "element", "inet", "filter", "pgvigil", "{ {ip} }"]` via a wrapper.
+    pub hook: Vec<String>,
+}
+
+impl Default for ActiveResponseConfig {
+    fn default() -> Self {
+        ActiveResponseConfig {
+            enabled: false,
+            block_for: Span::mins(15),
+            allowlist: Vec::new(),
+            hook: Vec::new(),
+        }
+    }
+}
+
+impl ActiveResponseConfig {
+    /// The allowlist parsed, or the entry that is not an address or network.
+    pub fn networks(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.allowlist
+            .iter()
+            .map(|s| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!(
+                            "proxy.active_response.allowlist: {s:?} is not an address or network"
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+/// A block, as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Block {
+    pub source_ip: String,
+    pub since: String,
+    pub until: String,
+    pub alert_type: AlertType,
+    pub alert_id: String,
+    #[serde(skip)]
+    until_ms: i64,
+}
+
+pub struct Blocklist {
+    cfg: ActiveResponseConfig,
+    allow: Vec<ipnet::IpNet>,
+    blocks: std::sync::Mutex<rustc_hash::FxHashMap<IpAddr, Block>>,
+}
+
+/// The alerts whose source is blocked.
+fn blocks_source(t: AlertType) -> bool {
+    matches!(
+        t,
+        AlertType::BruteForce | AlertType::PasswordSpray | AlertType::HarmfulApplication
+    )
+}
+
+impl Blocklist {
+    pub fn new(cfg: ActiveResponseConfig) -> Blocklist {
+        // Checked when the configuration is loaded.
+        let allow = cfg.networks().unwrap_or_default();
+        Blocklist {
+            cfg,
+            allow,
+            blocks: Default::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, rustc_hash::FxHashMap<IpAddr, Block>> {
+        self.blocks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_blocked(&self, ip: IpAddr, now: i64) -> bool {
+        if !self.cfg.enabled {
+            return false;
+        }
+        self.expire(now);
+        self.lock().contains_key(&ip)
+    }
+
+    /// Blocks the source of an alert that calls for it (new or updated). Returns whether a
+    /// new block started.
+    pub fn consider(&self, a: &Alert, now: i64) -> bool {
+        if !self.cfg.enabled || !blocks_source(a.alert_type) || a.status != "Active" {
+            return false;
+        }
+        let Some(ip) = a
+            .entities
+            .source_ip
+            .as_deref()
+            .and_then(|s| s.parse::<IpAddr>().ok())
+        else {
+            return false;
+        };
+        if self.allow.iter().any(|n| n.contains(&ip)) {
+            tracing::info!(source = %ip, alert = %a.id, "proxy: not blocking an allowlisted address");
+            return false;
+        }
+        let until = now + self.cfg.block_for.ms();
+        let mut b = self.lock();
+        let new = !b.contains_key(&ip);
+        let since = b
+            .get(&ip)
+            .map(|x| x.since.clone())
+            .unwrap_or_else(|| format_time(now));
+        b.insert(
+            ip,
+            Block {
+                source_ip: ip.to_string(),
+                since,
+                until: format_time(until),
+                alert_type: a.alert_type,
+                alert_id: a.id.clone(),
+                until_ms: until,
+            },
+        );
+        drop(b);
+        if new {
+            tracing::warn!(source = %ip, alert = %a.id, alert_type = a.alert_type.as_str(), until = %format_time(until), "proxy: blocked");
+            self.hook("block", ip);
+        }
+        new
+    }
+
+    /// Ends blocks whose time is up.
+    pub fn expire(&self, now: i64) {
+        let gone: Vec<IpAddr> = {
+            let mut b = self.lock();
+            let gone: Vec<IpAddr> = b
+                .iter()
+                .filter(|(_, x)| x.until_ms <= now)
+                .map(|(ip, _)| *ip)
+                .collect();
+            for ip in &gone {
+                b.remove(ip);
+            }
+            gone
+        };
+        for ip in gone {
+            tracing::warn!(source = %ip, "proxy: unblocked");
+            self.hook("unblock", ip);
+        }
+    }
+
+    pub fn list(&self) -> Vec<Block> {
+        let mut v: Vec<Block> = self.lock().values().cloned().collect();
+        v.sort_by(|a, b| a.source_ip.cmp(&b.source_ip));
+        v
+    }
+
+    fn hook(&self, action: &str, ip: IpAddr) {
+        let Some((prog, args)) = self.cfg.hook.split_first() else {
+            return;
+        };
+        let fill = |s: &String| {
+            s.replace("{action}", action)
+                .replace("{ip}", &ip.to_string())
+        };
+        match std::process::Command::new(fill(prog))
+            .args(args.iter().map(fill))
+            .stdin(std::process::Stdio::null())
+            .status()
+        {
+            Ok(s) if s.success() => {}
+            Ok(s) => {
+                tracing::error!(action, source = %ip, status = %s, "proxy: the active-response hook failed")
+            }
+            Err(e) => {
+                tracing::error!(action, source = %ip, error = %e, "proxy: the active-response hook could not run")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(ty: AlertType, ip: &str) -> Alert {
+        let mut a = crate::api::simulate::samples("db1", 0).remove(0);
+        a.alert_type = ty;
+        a.entities.source_ip = Some(ip.into());
+        a
+    }
+
+    #[test]
+    fn blocks_start_end_and_spare_the_allowlist() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("hook.log");
+        let cfg = ActiveResponseConfig {
+            enabled: true,
+            block_for: Span::secs(60),
+            allowlist: vec!["10.0.0.0/8".into(), "192.0.2.1".into()],
+            hook: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("echo {{action}} {{ip}} >> {}", log.display()),
+            ],
+        };
+        assert!(cfg.networks().is_ok());
+        let b = Blocklist::new(cfg);
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        assert!(b.consider(&alert(AlertType::BruteForce, "203.0.113.9"), 1000));
+        assert!(
+            !b.consider(&alert(AlertType::BruteForce, "203.0.113.9"), 2000),
+            "already blocked"
+        );
+        assert!(!b.consider(&alert(AlertType::GeoAnomaly, "203.0.113.10"), 1000));
+        assert!(!b.consider(&alert(AlertType::BruteForce, "10.1.2.3"), 1000));
+        assert!(!b.consider(&alert(AlertType::BruteForce, "192.0.2.1"), 1000));
+        assert!(b.is_blocked(ip, 30_000));
+        assert_eq!(b.list().len(), 1);
+        assert!(
+            !b.is_blocked(ip, 62_001),
+            "the update at 2 s extended it to 62 s"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "block 203.0.113.9\nunblock 203.0.113.9\n"
+        );
+        let bad = ActiveResponseConfig {
+            allowlist: vec!["10.0.0.0/33".into()],
+            ..Default::default()
+        };
+        assert!(bad.networks().unwrap_err().contains("allowlist"));
+    }
+
+    #[test]
+    fn nothing_is_blocked_when_off() {
+        let b = Blocklist::new(ActiveResponseConfig::default());
+        assert!(!b.consider(&alert(AlertType::BruteForce, "203.0.113.9"), 0));
+        assert!(!b.is_blocked("203.0.113.9".parse().unwrap(), 0));
+    }
+}

@@ -1,0 +1,191 @@
+//! Client fingerprints: which client family sent a startup packet, from the parameter names
+//! and their order, some values, and whether TLS was asked for first. The signatures are data
+//! (`data/fingerprints.toml`, built in; `[proxy] fingerprints` adds a file of one's own, read
+//! first).
+
+use super::protocol::Startup;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const BUILT_IN: &str = include_str!("../../data/fingerprints.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signature {
+    pub name: String,
+    #[serde(default)]
+    pub tool: bool,
+    pub tls_first: Option<bool>,
+    pub params: Option<Vec<String>>,
+    #[serde(default)]
+    pub values: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    client: Vec<Signature>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct FingerprintError {
+    path: String,
+    reason: String,
+}
+
+/// What a startup packet says about its client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identified {
+    pub name: String,
+    pub tool: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Fingerprints {
+    signatures: Vec<Signature>,
+}
+
+impl Fingerprints {
+    pub fn built_in() -> Fingerprints {
+        // The built-in file is tested to parse.
+        Self::parse(BUILT_IN, "built-in fingerprints").unwrap_or(Fingerprints {
+            signatures: Vec::new(),
+        })
+    }
+
+    /// The built-in signatures, after those of `extra` when given.
+    pub fn load(extra: Option<&Path>) -> Result<Fingerprints, FingerprintError> {
+        let mut all = Vec::new();
+        if let Some(p) = extra {
+            let text = std::fs::read_to_string(p).map_err(|e| FingerprintError {
+                path: p.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            all.extend(Self::parse(&text, &p.display().to_string())?.signatures);
+        }
+        all.extend(Self::built_in().signatures);
+        Ok(Fingerprints { signatures: all })
+    }
+
+    fn parse(text: &str, path: &str) -> Result<Fingerprints, FingerprintError> {
+        let f: File = toml::from_str(text).map_err(|e| FingerprintError {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Fingerprints {
+            signatures: f.client,
+        })
+    }
+
+    pub fn identify(&self, s: &Startup, tls_first: bool) -> Option<Identified> {
+        self.signatures
+            .iter()
+            .find(|sig| {
+                sig.tls_first.is_none_or(|t| t == tls_first)
+                    && sig.params.as_ref().is_none_or(|p| {
+                        p.len() == s.params.len()
+                            && p.iter().zip(&s.params).all(|(a, (b, _))| a == b)
+                    })
+                    && sig.values.iter().all(|(k, v)| s.get(k) == Some(v.as_str()))
+            })
+            .map(|sig| Identified {
+                name: sig.name.clone(),
+                tool: sig.tool,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn startup(params: &[(&str, &str)]) -> Startup {
+        Startup {
+            protocol: super::super::protocol::PROTOCOL_3_0,
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn captured_clients_are_told_apart() {
+        let f = Fingerprints::built_in();
+        assert!(f.signatures.len() >= 10);
+        let id = |p: &[(&str, &str)], tls| f.identify(&startup(p), tls).map(|i| (i.name, i.tool));
+        // As captured from each client.
+        assert_eq!(
+            id(
+                &[
+                    ("user", "app"),
+                    ("database", "appdb"),
+                    ("application_name", "psql")
+                ],
+                true
+            ),
+            Some(("psql".into(), false))
+        );
+        assert_eq!(
+            id(
+                &[
+                    ("user", "app"),
+                    ("database", "postgres"),
+                    ("application_name", "psql"),
+                    ("client_encoding", "UTF8")
+                ],
+                false
+            ),
+            Some(("ncrack".into(), true)),
+            "ncrack says it is psql"
+        );
+        assert_eq!(
+            id(&[("user", "app"), ("database", "template1")], true),
+            Some(("hydra/medusa".into(), true))
+        );
+        assert_eq!(
+            id(&[("user", "app"), ("database", "postgres")], false),
+            Some(("patator".into(), true))
+        );
+        assert_eq!(
+            id(
+                &[
+                    ("client_encoding", "UTF8"),
+                    ("user", "app"),
+                    ("database", "appdb")
+                ],
+                false
+            ),
+            Some(("tokio-postgres".into(), false))
+        );
+        assert_eq!(
+            id(&[("user", "app"), ("database", "appdb")], true).map(|x| x.1),
+            Some(false),
+            "psycopg2"
+        );
+        assert_eq!(id(&[("x", "y")], true), None);
+    }
+
+    #[test]
+    fn an_own_file_comes_first_and_bad_ones_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("fp.toml");
+        std::fs::write(
+            &p,
+            "[[client]]\nname = \"our-etl\"\nvalues = { application_name = \"psql\" }\n",
+        )
+        .unwrap();
+        let f = Fingerprints::load(Some(&p)).unwrap();
+        let s = startup(&[
+            ("user", "a"),
+            ("database", "b"),
+            ("application_name", "psql"),
+        ]);
+        assert_eq!(f.identify(&s, true).unwrap().name, "our-etl");
+        std::fs::write(&p, "[[client]]\nnom = 1\n").unwrap();
+        let e = Fingerprints::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("fp.toml"), "{e}");
+    }
+}

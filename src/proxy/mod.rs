@@ -1,0 +1,473 @@
+//! The inline guard: a PostgreSQL proxy that sees every login as it happens. It reads the
+//! client's first packets and the server's answers up to the end of authentication (never a
+//! credential: password messages pass through unread), turns them into the same events the
+//! log parsers make — with the real client address and the client's fingerprint — and then
+//! splices bytes both ways without looking at them. With active response on, it refuses new
+//! connections from sources in an open brute-force or attack-tool alert.
+//!
+//! Every buffer and wait is bounded: the startup packet (`max_startup_bytes`), the whole
+//! login (`auth_timeout`), server messages during authentication (1 MiB), clients at once
+//! (`max_clients`) and per source (`per_source_per_minute`); each refusal is a protocol error.
+
+pub mod block;
+pub mod fingerprint;
+pub mod protocol;
+
+use crate::duration::Span;
+use crate::event::{Event, EventKind, LoginFailure, ProtocolErrorKind};
+use block::Blocklist;
+use compact_str::CompactString;
+use fingerprint::{Fingerprints, Identified};
+use protocol::{FirstPacket, ServerMsg, Startup};
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// `[proxy]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Start the proxy with `run`.
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// The PostgreSQL server (`host:port`).
+    pub upstream: String,
+    /// Largest startup packet accepted (PostgreSQL's own limit is 10,000 bytes).
+    pub max_startup_bytes: usize,
+    /// From connect to the end of authentication, at most this long (slow clients, slow-loris).
+    pub auth_timeout: Span,
+    pub connect_timeout: Span,
+    /// Client connections at once.
+    pub max_clients: usize,
+    /// New connections per source address and minute.
+    pub per_source_per_minute: u32,
+    /// Signatures of one's own, read before the built-in ones.
+    pub fingerprints: Option<PathBuf>,
+    pub active_response: block::ActiveResponseConfig,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 6432)),
+            upstream: "127.0.0.1:5432".into(),
+            max_startup_bytes: 10_000,
+            auth_timeout: Span::secs(10),
+            connect_timeout: Span::secs(5),
+            max_clients: 1000,
+            per_source_per_minute: 600,
+            fingerprints: None,
+            active_response: block::ActiveResponseConfig::default(),
+        }
+    }
+}
+
+/// What the proxy counts (`/metrics`, the log).
+#[derive(Debug, Default)]
+pub struct ProxyCounters {
+    pub accepted: AtomicU64,
+    pub logins: AtomicU64,
+    pub refused_blocked: AtomicU64,
+    pub refused_limit: AtomicU64,
+    pub invalid_startup: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub cancels: AtomicU64,
+}
+
+/// Largest server message read during authentication.
+const MAX_AUTH_MESSAGE: usize = 1 << 20;
+/// Client bytes accepted during authentication (password and SASL messages are small).
+const MAX_CLIENT_AUTH_BYTES: usize = 64 * 1024;
+
+pub struct Proxy {
+    cfg: ProxyConfig,
+    fingerprints: Fingerprints,
+    pub blocks: Arc<Blocklist>,
+    pub counters: Arc<ProxyCounters>,
+    events: tokio::sync::mpsc::UnboundedSender<Event>,
+    clients: Arc<tokio::sync::Semaphore>,
+    rate: std::sync::Mutex<rustc_hash::FxHashMap<IpAddr, (i64, u32)>>,
+    next_id: AtomicU64,
+}
+
+fn now_ms() -> i64 {
+    crate::store::now_ms()
+}
+
+/// What the proxy knows of one connection, for its events.
+#[derive(Default, Clone)]
+struct Conn {
+    id: u64,
+    peer: Option<SocketAddr>,
+    startup: Startup,
+    fingerprint: Option<Identified>,
+    auth_method: Option<&'static str>,
+    backend_pid: Option<u32>,
+}
+
+impl Conn {
+    fn event(&self, kind: EventKind) -> Event {
+        let mut e = Event::new(now_ms(), kind);
+        e.client_ip = self.peer.map(|p| p.ip());
+        e.client_port = self.peer.map(|p| p.port());
+        let get = |k: &str| {
+            self.startup
+                .get(k)
+                .filter(|v| !v.is_empty())
+                .map(CompactString::new)
+        };
+        e.principal = get("user");
+        e.database = get("database").or_else(|| e.principal.clone());
+        e.application = get("application_name");
+        e.auth_method = self.auth_method.map(CompactString::new);
+        e.ssl = Some(false);
+        e.session_id = Some(compact_str::format_compact!("proxy.{:x}", self.id));
+        e.pid = self.backend_pid;
+        e.fingerprint = self
+            .fingerprint
+            .as_ref()
+            .map(|f| CompactString::new(&f.name));
+        e.source = e.compute_source_key();
+        e
+    }
+}
+
+impl Proxy {
+    pub fn new(
+        cfg: ProxyConfig,
+        events: tokio::sync::mpsc::UnboundedSender<Event>,
+    ) -> Result<Proxy, fingerprint::FingerprintError> {
+        let fingerprints = Fingerprints::load(cfg.fingerprints.as_deref())?;
+        let blocks = Arc::new(Blocklist::new(cfg.active_response.clone()));
+        Ok(Proxy {
+            clients: Arc::new(tokio::sync::Semaphore::new(cfg.max_clients)),
+            cfg,
+            fingerprints,
+            blocks,
+            counters: Arc::new(ProxyCounters::default()),
+            events,
+            rate: Default::default(),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    fn emit(&self, e: Event) {
+        // The receiver goes only when the process stops.
+        let _ = self.events.send(e);
+    }
+
+    /// Accepts connections until the listener fails.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        loop {
+            let (sock, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "proxy accept");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = sock.set_nodelay(true);
+            let me = self.clone();
+            tokio::spawn(async move { me.handle(sock, peer).await });
+        }
+    }
+
+    fn rate_ok(&self, ip: IpAddr) -> bool {
+        let minute = now_ms() / 60_000;
+        let mut r = self.rate.lock().unwrap_or_else(|p| p.into_inner());
+        if r.len() > 100_000 {
+            r.retain(|_, (m, _)| *m == minute);
+        }
+        let e = r.entry(ip).or_insert((minute, 0));
+        if e.0 != minute {
+            *e = (minute, 0);
+        }
+        e.1 += 1;
+        e.1 <= self.cfg.per_source_per_minute
+    }
+
+    async fn handle(self: Arc<Self>, mut client: TcpStream, peer: SocketAddr) {
+        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        let mut conn = Conn {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            peer: Some(peer),
+            ..Conn::default()
+        };
+        if self.blocks.is_blocked(peer.ip(), now_ms()) {
+            self.counters
+                .refused_blocked
+                .fetch_add(1, Ordering::Relaxed);
+            self.refuse(&mut client, "28000", "connection refused")
+                .await;
+            return;
+        }
+        if !self.rate_ok(peer.ip()) {
+            self.counters.refused_limit.fetch_add(1, Ordering::Relaxed);
+            self.refuse(
+                &mut client,
+                "53300",
+                "too many connection attempts from this address",
+            )
+            .await;
+            return;
+        }
+        let Ok(_permit) = self.clients.clone().try_acquire_owned() else {
+            self.counters.refused_limit.fetch_add(1, Ordering::Relaxed);
+            self.refuse(&mut client, "53300", "sorry, too many clients already")
+                .await;
+            return;
+        };
+        self.emit(conn.event(EventKind::ConnectionReceived));
+        let limit = std::time::Duration::from_millis(self.cfg.auth_timeout.ms().max(1) as u64);
+        let login = tokio::time::timeout(limit, self.login(&mut client, &mut conn)).await;
+        let upstream = match login {
+            Ok(Some(up)) => up,
+            Ok(None) => return,
+            Err(_) => {
+                self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                let _ = client
+                    .write_all(&protocol::error_response(
+                        "FATAL",
+                        "08006",
+                        "authentication timed out",
+                    ))
+                    .await;
+                let what = if conn.startup.params.is_empty() {
+                    ProtocolErrorKind::NoStartup
+                } else {
+                    ProtocolErrorKind::InvalidStartup
+                };
+                let mut e = conn.event(EventKind::ProtocolError { what });
+                e.message = Some("authentication timed out at the proxy".into());
+                self.emit(e);
+                return;
+            }
+        };
+        let mut upstream = upstream;
+        // Authenticated: bytes both ways, unread.
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        self.emit(conn.event(EventKind::Disconnected));
+    }
+
+    /// Answers a refused client in its protocol: declines TLS if asked, then a FATAL error.
+    async fn refuse(&self, client: &mut TcpStream, code: &str, message: &str) {
+        let quick = std::time::Duration::from_secs(2);
+        let _ = tokio::time::timeout(quick, async {
+            for _ in 0..3 {
+                match self.read_first(client).await {
+                    Ok(Some(FirstPacket::SslRequest | FirstPacket::GssEncRequest)) => {
+                        client.write_all(b"N").await?;
+                    }
+                    _ => break,
+                }
+            }
+            client
+                .write_all(&protocol::error_response("FATAL", code, message))
+                .await
+        })
+        .await;
+    }
+
+    /// Reads one first packet; `Ok(None)` when the client closed before sending any byte.
+    async fn read_first(&self, client: &mut TcpStream) -> std::io::Result<Option<FirstPacket>> {
+        let mut header = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            let n = client.read(&mut header[got..]).await?;
+            if n == 0 {
+                return if got == 0 {
+                    Ok(None)
+                } else {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        protocol::ProtoError::InvalidLength,
+                    ))
+                };
+            }
+            got += n;
+        }
+        let len = protocol::first_packet_len(header, self.cfg.max_startup_bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let mut packet = vec![0u8; len];
+        packet[..4].copy_from_slice(&header);
+        client.read_exact(&mut packet[4..]).await?;
+        protocol::parse_first(&packet)
+            .map(Some)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    /// The login: first packets, then the server's authentication exchange relayed. Returns
+    /// the upstream connection once the session is ready, `None` when the connection ended
+    /// (a failed login, a cancel request, garbage).
+    async fn login(&self, client: &mut TcpStream, conn: &mut Conn) -> Option<TcpStream> {
+        let mut tls_first = false;
+        let startup = loop {
+            match self.read_first(client).await {
+                Ok(None) => {
+                    self.emit(conn.event(EventKind::ProtocolError {
+                        what: ProtocolErrorKind::NoStartup,
+                    }));
+                    return None;
+                }
+                Err(e) => {
+                    self.counters
+                        .invalid_startup
+                        .fetch_add(1, Ordering::Relaxed);
+                    let msg = e.to_string();
+                    let _ = client
+                        .write_all(&protocol::error_response("FATAL", "08P01", &msg))
+                        .await;
+                    let mut ev = conn.event(EventKind::ProtocolError {
+                        what: ProtocolErrorKind::InvalidStartup,
+                    });
+                    ev.sqlstate = Some("08P01".into());
+                    ev.message = Some(msg);
+                    self.emit(ev);
+                    return None;
+                }
+                Ok(Some(FirstPacket::SslRequest)) => {
+                    tls_first = true;
+                    client.write_all(b"N").await.ok()?;
+                }
+                Ok(Some(FirstPacket::GssEncRequest)) => {
+                    client.write_all(b"N").await.ok()?;
+                }
+                Ok(Some(FirstPacket::Cancel { pid, key })) => {
+                    self.counters.cancels.fetch_add(1, Ordering::Relaxed);
+                    self.forward_cancel(pid, key).await;
+                    return None;
+                }
+                Ok(Some(FirstPacket::Startup(s))) => break s,
+            }
+        };
+        conn.fingerprint = self.fingerprints.identify(&startup, tls_first);
+        conn.startup = startup;
+
+        let connect = std::time::Duration::from_millis(self.cfg.connect_timeout.ms().max(1) as u64);
+        let mut up =
+            match tokio::time::timeout(connect, TcpStream::connect(&self.cfg.upstream)).await {
+                Ok(Ok(s)) => s,
+                _ => {
+                    tracing::error!(upstream = %self.cfg.upstream, "proxy: upstream unreachable");
+                    let _ = client
+                        .write_all(&protocol::error_response(
+                            "FATAL",
+                            "08006",
+                            "the database server cannot be reached",
+                        ))
+                        .await;
+                    return None;
+                }
+            };
+        let _ = up.set_nodelay(true);
+        up.write_all(&conn.startup.encode()).await.ok()?;
+
+        let mut ubuf: Vec<u8> = Vec::with_capacity(4096);
+        let mut cbuf = [0u8; 4096];
+        let mut from_client = 0usize;
+        let mut authenticated = false;
+        loop {
+            tokio::select! {
+                r = up.read_buf(&mut ubuf) => {
+                    let n = r.ok()?;
+                    if n == 0 {
+                        return None;
+                    }
+                    client.write_all(&ubuf[ubuf.len() - n..]).await.ok()?;
+                    // Observe complete messages; what is forwarded is forwarded already.
+                    let mut at = 0;
+                    while ubuf.len() - at >= 5 {
+                        let kind = ubuf[at];
+                        let len = u32::from_be_bytes([ubuf[at + 1], ubuf[at + 2], ubuf[at + 3], ubuf[at + 4]]) as usize;
+                        if !(4..=MAX_AUTH_MESSAGE).contains(&len) {
+                            return None;
+                        }
+                        if ubuf.len() - at < 1 + len {
+                            break;
+                        }
+                        let body = &ubuf[at + 5..at + 1 + len];
+                        match protocol::parse_server(kind, body) {
+                            ServerMsg::Auth(0) => authenticated = true,
+                            ServerMsg::Auth(code) => {
+                                conn.auth_method = match code {
+                                    3 => Some("password"),
+                                    5 => Some("md5"),
+                                    10..=12 => Some("scram-sha-256"),
+                                    _ => conn.auth_method,
+                                }
+                            }
+                            ServerMsg::BackendKey { pid, .. } => conn.backend_pid = Some(pid),
+                            ServerMsg::Error { code, message } => {
+                                self.login_error(conn, authenticated, &code, &message);
+                                return None;
+                            }
+                            ServerMsg::Ready => {
+                                self.counters.logins.fetch_add(1, Ordering::Relaxed);
+                                let mut e = conn.event(EventKind::LoginSucceeded);
+                                e.ssl = Some(false);
+                                self.emit(e);
+                                return Some(up);
+                            }
+                            ServerMsg::Other(_) => {}
+                        }
+                        at += 1 + len;
+                    }
+                    ubuf.drain(..at);
+                }
+                r = client.read(&mut cbuf) => {
+                    let n = r.ok()?;
+                    if n == 0 {
+                        // The client gave up during authentication (an attack tool's check,
+                        // a client that has no password to give).
+                        return None;
+                    }
+                    from_client += n;
+                    if from_client > MAX_CLIENT_AUTH_BYTES {
+                        self.counters.invalid_startup.fetch_add(1, Ordering::Relaxed);
+                        let _ = client.write_all(&protocol::error_response("FATAL", "08P01", "too much data during authentication")).await;
+                        return None;
+                    }
+                    up.write_all(&cbuf[..n]).await.ok()?;
+                }
+            }
+        }
+    }
+
+    fn login_error(&self, conn: &Conn, authenticated: bool, code: &str, message: &str) {
+        let kind = if authenticated {
+            EventKind::Error
+        } else {
+            let reason = crate::sources::session::classify_failure(Some(code), message, "")
+                .unwrap_or(LoginFailure::Other);
+            EventKind::LoginFailed { reason }
+        };
+        let mut e = conn.event(kind);
+        e.sqlstate = Some(CompactString::new(code));
+        e.message = Some(crate::event::truncate(message, 200).to_string());
+        self.emit(e);
+    }
+
+    /// A cancel request goes to the server as it came: the key it carries is the server's own
+    /// (BackendKeyData is passed through), so the server finds the right backend.
+    async fn forward_cancel(&self, pid: u32, key: u32) {
+        let connect = std::time::Duration::from_millis(self.cfg.connect_timeout.ms().max(1) as u64);
+        if let Ok(Ok(mut up)) =
+            tokio::time::timeout(connect, TcpStream::connect(&self.cfg.upstream)).await
+        {
+            let mut p = Vec::with_capacity(16);
+            p.extend_from_slice(&16u32.to_be_bytes());
+            p.extend_from_slice(&protocol::CANCEL_REQUEST.to_be_bytes());
+            p.extend_from_slice(&pid.to_be_bytes());
+            p.extend_from_slice(&key.to_be_bytes());
+            let _ = up.write_all(&p).await;
+            let _ = up.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The parts of PostgreSQL's protocol 3.0 the proxy reads: the client's first packet
+//! (SSLRequest, GSSENCRequest, CancelRequest, StartupMessage) and the server's messages up to
+//! the end of authentication (Authentication*, ErrorResponse, BackendKeyData, ReadyForQuery).
+//! Everything is bounded and nothing panics on any input; after authentication the proxy
+//! reads no more messages, it splices bytes.
+
+/// Protocol codes of the first packet.
+pub const SSL_REQUEST: u32 = 80_877_103;
+pub const GSSENC_REQUEST: u32 = 80_877_104;
+pub const CANCEL_REQUEST: u32 = 80_877_102;
+pub const PROTOCOL_3_0: u32 = 196_608;
+
+/// The client's first packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstPacket {
+    SslRequest,
+    GssEncRequest,
+    /// A cancel request: backend pid and secret key, forwarded as they came.
+    Cancel {
+        pid: u32,
+        key: u32,
+    },
+    Startup(Startup),
+}
+
+/// A StartupMessage: protocol version and the parameters in the order sent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Startup {
+    pub protocol: u32,
+    pub params: Vec<(String, String)>,
+}
+
+impl Startup {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The startup packet as bytes, to send upstream.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&self.protocol.to_be_bytes());
+        for (k, v) in &self.params {
+            body.extend_from_slice(k.as_bytes());
+            body.push(0);
+            body.extend_from_slice(v.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut out = Vec::with_capacity(body.len() + 4);
+        out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+}
+
+/// Why a first packet was refused: each is what PostgreSQL itself would log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtoError {
+    #[error("invalid length of startup packet")]
+    InvalidLength,
+    #[error("unsupported frontend protocol {0}.{1}")]
+    UnsupportedProtocol(u16, u16),
+    #[error("invalid startup packet layout: {0}")]
+    Layout(&'static str),
+}
+
+/// The length a first packet announces, once its 4-byte header is in: `Err` if it is not a
+/// length PostgreSQL accepts (8 ..= `max`).
+pub fn first_packet_len(header: [u8; 4], max: usize) -> Result<usize, ProtoError> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len < 8 || len > max {
+        return Err(ProtoError::InvalidLength);
+    }
+    Ok(len)
+}
+
+/// Parses a whole first packet (its length word included).
+pub fn parse_first(packet: &[u8]) -> Result<FirstPacket, ProtoError> {
+    if packet.len() < 8 {
+        return Err(ProtoError::InvalidLength);
+    }
+    let code = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+    let body = &packet[8..];
+    match code {
+        SSL_REQUEST => Ok(FirstPacket::SslRequest),
+        GSSENC_REQUEST => Ok(FirstPacket::GssEncRequest),
+        CANCEL_REQUEST => {
+            if body.len() != 8 {
+                return Err(ProtoError::Layout("cancel request of the wrong length"));
+            }
+            Ok(FirstPacket::Cancel {
+                pid: u32::from_be_bytes([body[0], body[1], body[2], body[3]]),
+                key: u32::from_be_bytes([body[4], body[5], body[6], body[7]]),
+            })
+        }
+        _ if code >> 16 == 3 => {
+            let mut params = Vec::new();
+            let mut rest = body;
+            loop {
+                let Some(end) = rest.iter().position(|b| *b == 0) else {
+                    return Err(ProtoError::Layout("parameter name not terminated"));
+                };
+                if end == 0 {
+                    // The terminating empty name: nothing may follow.
+                    if rest.len() != 1 {
+                        return Err(ProtoError::Layout("data after the parameter list"));
+                    }
+                    break;
+                }
+                let key = String::from_utf8_lossy(&rest[..end]).into_owned();
+                rest = &rest[end + 1..];
+                let Some(vend) = rest.iter().position(|b| *b == 0) else {
+                    return Err(ProtoError::Layout("parameter value not terminated"));
+                };
+                let value = String::from_utf8_lossy(&rest[..vend]).into_owned();
+                rest = &rest[vend + 1..];
+                if params.len() >= 64 {
+                    return Err(ProtoError::Layout("too many parameters"));
+                }
+                params.push((key, value));
+            }
+            Ok(FirstPacket::Startup(Startup {
+                protocol: code,
+                params,
+            }))
+        }
+        _ => Err(ProtoError::UnsupportedProtocol(
+            (code >> 16) as u16,
+            (code & 0xffff) as u16,
+        )),
+    }
+}
+
+/// A server message during authentication, as far as the proxy cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerMsg {
+    /// `R` with its request code: 0 ok, 3 cleartext, 5 MD5, 10 SASL, 11/12 SASL steps.
+    Auth(u32),
+    /// `E`: SQLSTATE and message.
+    Error {
+        code: String,
+        message: String,
+    },
+    /// `K`: the backend's pid and cancel key.
+    BackendKey {
+        pid: u32,
+        key: u32,
+    },
+    /// `Z`: the session is ready: authentication is over.
+    Ready,
+    Other(u8),
+}
+
+/// Parses a server message body by its type byte.
+pub fn parse_server(kind: u8, body: &[u8]) -> ServerMsg {
+    let be = |b: &[u8]| -> Option<u32> { Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?)) };
+    match kind {
+        b'R' => be(body).map_or(ServerMsg::Other(kind), ServerMsg::Auth),
+        b'K' => match (be(body), body.get(4..).and_then(be)) {
+            (Some(pid), Some(key)) => ServerMsg::BackendKey { pid, key },
+            _ => ServerMsg::Other(kind),
+        },
+        b'Z' => ServerMsg::Ready,
+        b'E' => {
+            let (mut code, mut message) = (String::new(), String::new());
+            for field in body.split(|b| *b == 0) {
+                match field.split_first() {
+                    Some((b'C', v)) => code = String::from_utf8_lossy(v).into_owned(),
+                    Some((b'M', v)) => message = String::from_utf8_lossy(v).into_owned(),
+                    _ => {}
+                }
+            }
+            ServerMsg::Error { code, message }
+        }
+        k => ServerMsg::Other(k),
+    }
+}
+
+/// An ErrorResponse, as the proxy sends it to refuse a client.
+pub fn error_response(severity: &str, code: &str, message: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (tag, v) in [
+        (b'S', severity),
+        (b'V', severity),
+        (b'C', code),
+        (b'M', message),
+    ] {
+        body.push(tag);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut out = vec![b'E'];
+    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn startup(params: &[(&str, &str)]) -> Vec<u8> {
+        Startup {
+            protocol: PROTOCOL_3_0,
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+        .encode()
+    }
+
+    #[test]
+    fn first_packets_of_every_kind() {
+        let p = startup(&[("user", "app"), ("database", "appdb")]);
+        match parse_first(&p).unwrap() {
+            FirstPacket::Startup(s) => {
+                assert_eq!(s.get("user"), Some("app"));
+                assert_eq!(s.params.len(), 2);
+                assert_eq!(s.encode(), p);
+            }
+            x => panic!("{x:?}"),
+        }
+        let ssl = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+        assert_eq!(parse_first(&ssl).unwrap(), FirstPacket::SslRequest);
+        let mut cancel = vec![0, 0, 0, 16];
+        cancel.extend_from_slice(&CANCEL_REQUEST.to_be_bytes());
+        cancel.extend_from_slice(&7u32.to_be_bytes());
+        cancel.extend_from_slice(&9u32.to_be_bytes());
+        assert_eq!(
+            parse_first(&cancel).unwrap(),
+            FirstPacket::Cancel { pid: 7, key: 9 }
+        );
+    }
+
+    #[test]
+    fn malformed_first_packets_are_refused_by_name() {
+        assert_eq!(
+            first_packet_len([0, 0, 0, 4], 10_000),
+            Err(ProtoError::InvalidLength)
+        );
+        assert_eq!(
+            first_packet_len([0x47, 0x45, 0x54, 0x20], 10_000),
+            Err(ProtoError::InvalidLength),
+            "an HTTP request"
+        );
+        let mut v2 = vec![0, 0, 0, 8];
+        v2.extend_from_slice(&(2u32 << 16).to_be_bytes());
+        assert_eq!(parse_first(&v2), Err(ProtoError::UnsupportedProtocol(2, 0)));
+        let mut p = startup(&[("user", "app")]);
+        p.pop();
+        assert!(matches!(parse_first(&p), Err(ProtoError::Layout(_))));
+    }
+
+    #[test]
+    fn server_messages_during_authentication() {
+        assert_eq!(
+            parse_server(b'R', &[0, 0, 0, 10, b'S']),
+            ServerMsg::Auth(10)
+        );
+        assert_eq!(parse_server(b'R', &[0]), ServerMsg::Other(b'R'));
+        let e = error_response(
+            "FATAL",
+            "28P01",
+            "password authentication failed for user \"x\"",
+        );
+        assert_eq!(
+            parse_server(e[0], &e[5..]),
+            ServerMsg::Error {
+                code: "28P01".into(),
+                message: "password authentication failed for user \"x\"".into()
+            }
+        );
+    }
+}

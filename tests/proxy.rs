@@ -1,0 +1,308 @@
+//! The proxy in front of a real cluster: real clients work through it and are told apart,
+//! logins are seen with the client's real address (PostgreSQL sees the proxy's), cancel
+//! requests reach the right query, attack tools are recognised (ncrack's spoofed
+//! application_name too), hydra is stopped by active response while others keep working, and
+//! garbage, silence and floods are refused without disturbing anyone.
+
+mod support;
+
+use serde_json::Value;
+use std::ffi::OsStr;
+use std::net::SocketAddr;
+use std::time::Duration;
+use support::*;
+
+fn proxy(cl: &Cluster, extra: &[&str]) -> Runner {
+    let upstream = format!("127.0.0.1:{}", cl.port);
+    let mut args: Vec<&OsStr> = vec![
+        "proxy".as_ref(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--upstream".as_ref(),
+        upstream.as_ref(),
+        "--server".as_ref(),
+        "db1".as_ref(),
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    Runner::spawn(&args)
+}
+
+/// A tokio-postgres client connected through the proxy from `source`.
+async fn connect(
+    source: &str,
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(source.parse().unwrap(), 0))
+        .unwrap();
+    let stream = sock.connect(addr).await.unwrap();
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.user(user)
+        .password(password)
+        .dbname("postgres")
+        .application_name("proxy-test");
+    let (client, conn) = cfg.connect_raw(stream, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+fn server_log(cl: &Cluster) -> String {
+    std::fs::read_to_string(cl.log_dir.join("postgresql.log")).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_work_through_the_proxy_and_failures_carry_the_real_address() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let p = proxy(&cl, &[]);
+    let addr = p.proxy_addr();
+
+    // psql (libpq), through the proxy.
+    let out = std::process::Command::new(pg_bin().join("psql"))
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &addr.port().to_string(),
+        ])
+        .args([
+            "-U",
+            "app",
+            "-d",
+            "appdb",
+            "-c",
+            "SELECT 'psql ok', current_user",
+        ])
+        .env("PGPASSWORD", APP_PASSWORD)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "psql ok|app",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A Rust client from another address, with a real query.
+    let c = connect("127.0.3.1", addr, "app", APP_PASSWORD)
+        .await
+        .unwrap();
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM generate_series(1, 1000)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1000);
+
+    // Cancel: the request goes through the proxy to the backend running the query.
+    let token = c.cancel_token();
+    let started = std::time::Instant::now();
+    let sleeper = tokio::spawn(async move { c.simple_query("SELECT pg_sleep(30)").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    token
+        .cancel_query_raw(sock, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let err = sleeper.await.unwrap().unwrap_err();
+    assert_eq!(
+        err.as_db_error().map(|d| d.code().code()),
+        Some("57014"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // Twelve wrong passwords from 127.0.3.2: PostgreSQL sees the proxy's address, the alert
+    // names the client's.
+    for _ in 0..12 {
+        assert!(connect("127.0.3.2", addr, "app", "wrong").await.is_err());
+    }
+    let (alerts, found) = p.until(Duration::from_secs(20), |a| {
+        a["alertType"] == "PostgreSQL_BruteForce" && a["entities"]["sourceIp"] == "127.0.3.2"
+    });
+    assert!(found, "{alerts:#?}\n{}", p.log());
+    let bf = alerts.last().unwrap();
+    assert!(bf["evidence"]["failedLogins"].as_u64().unwrap() >= 10);
+    assert_eq!(bf["entities"]["principal"], "app");
+    assert_eq!(
+        bf["displayName"],
+        "Suspected brute force attack using a valid user"
+    );
+    let log = server_log(&cl);
+    assert!(log.contains("password authentication failed for user \"app\""));
+    assert!(
+        !log.contains("127.0.3.2"),
+        "the server never sees the client's address"
+    );
+    assert!(
+        alerts
+            .iter()
+            .all(|a| a["alertType"] != "PostgreSQL_HarmfulApplication"),
+        "ordinary clients are not tools: {alerts:#?}"
+    );
+}
+
+#[test]
+fn hydra_is_blocked_by_active_response_and_others_keep_working() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let p = proxy(&cl, &["--block", "--allow", "127.0.3.9/32"]);
+    let addr = p.proxy_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let words = dir.path().join("words.txt");
+    // The right password comes last: hydra must be stopped before it gets there.
+    let mut list: Vec<String> = (0..40).map(|i| format!("guess{i}")).collect();
+    list.push(APP_PASSWORD.into());
+    std::fs::write(&words, list.join("\n") + "\n").unwrap();
+    let out = std::process::Command::new("hydra")
+        .args(["-l", "app", "-P"])
+        .arg(&words)
+        .args([
+            "-t",
+            "1",
+            "-s",
+            &addr.port().to_string(),
+            "127.0.0.1",
+            "postgres",
+        ])
+        .env("PGPORT", addr.port().to_string())
+        .output()
+        .expect("hydra (apt-get install -y hydra)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !report.contains(APP_PASSWORD),
+        "hydra found the password through the proxy: {report}\n{}\n{}",
+        p.log(),
+        server_log(&cl)
+            .lines()
+            .filter(|l| l.contains("authorized") || l.contains("FATAL"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let (alerts, found) = p.until(Duration::from_secs(20), |a| {
+        a["alertType"] == "PostgreSQL_HarmfulApplication"
+    });
+    assert!(found, "{alerts:#?}\n{}", p.log());
+    assert_eq!(alerts.last().unwrap()["evidence"]["tools"][0], "hydra");
+    let log = p.log();
+    assert!(log.contains("proxy: blocked"), "{log}");
+    // PostgreSQL saw only the attempts before the block, not the word list.
+    let failures = server_log(&cl)
+        .matches("password authentication failed")
+        .count();
+    assert!(
+        (1..=10).contains(&failures),
+        "{failures} failed logins reached PostgreSQL"
+    );
+    // A blocked address gets a proper refusal; another address logs in.
+    let refused = std::process::Command::new(pg_bin().join("psql"))
+        .args(["-X", "-h", "127.0.0.1", "-p", &addr.port().to_string()])
+        .args(["-U", "app", "-d", "appdb", "-c", "SELECT 1"])
+        .env("PGPASSWORD", APP_PASSWORD)
+        .output()
+        .unwrap();
+    let msg = String::from_utf8_lossy(&refused.stderr);
+    assert!(msg.contains("connection refused"), "{msg}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = connect("127.0.3.1", addr, "app", APP_PASSWORD)
+            .await
+            .unwrap();
+        c.simple_query("SELECT 1").await.unwrap();
+    });
+}
+
+#[test]
+fn ncrack_claiming_to_be_psql_is_recognised() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let p = proxy(&cl, &[]);
+    let addr = p.proxy_addr();
+    let out = std::process::Command::new("timeout")
+        .args(["60", "ncrack"])
+        .arg(format!("psql://127.0.0.1:{}", addr.port()))
+        .args(["--user", "md5user", "--pass", "a,b,c,d,e"])
+        .output()
+        .expect("ncrack (apt-get install -y ncrack)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (alerts, found) = p.until(Duration::from_secs(20), |a| {
+        a["alertType"] == "PostgreSQL_HarmfulApplication"
+    });
+    assert!(found, "{alerts:#?}\n{}", p.log());
+    let a = alerts.last().unwrap();
+    assert_eq!(a["evidence"]["tools"][0], "ncrack");
+    assert_eq!(a["entities"]["application"], "psql", "what it claimed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_silence_and_floods_are_refused_without_harm() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cl = Cluster::start(ClusterOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pgvigil.toml");
+    std::fs::write(
+        &config,
+        "[proxy]\nauth_timeout = \"1s\"\nper_source_per_minute = 20\n",
+    )
+    .unwrap();
+    let p = proxy(&cl, &["-c", config.to_str().unwrap()]);
+    let addr = p.proxy_addr();
+    let from = |ip: &str| {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::new(ip.parse().unwrap(), 0)).unwrap();
+        s
+    };
+    // An HTTP request, a huge length, a truncated packet: each a protocol error, answered.
+    for junk in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0][..],
+        &[0, 0, 0, 40, 0, 3, 0, 0, b'u'][..],
+    ] {
+        let mut s = from("127.0.3.7").connect(addr).await.unwrap();
+        s.write_all(junk).await.unwrap();
+        let _ = s.shutdown().await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+        assert!(
+            answer.is_empty() || answer[0] == b'E',
+            "a protocol error or nothing, never a hang: {answer:?}"
+        );
+    }
+    // Silence: the proxy gives up after auth_timeout with a FATAL.
+    let mut s = from("127.0.3.8").connect(addr).await.unwrap();
+    let mut answer = Vec::new();
+    let t = std::time::Instant::now();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "closed after the auth timeout"
+    );
+    assert_eq!(answer.first(), Some(&b'E'));
+    assert!(String::from_utf8_lossy(&answer).contains("timed out"));
+    // A flood from one address is cut at 20 a minute; others are not affected.
+    let mut refused = 0;
+    for _ in 0..25 {
+        let mut s = from("127.0.3.6").connect(addr).await.unwrap();
+        let _ = s.shutdown().await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+        if String::from_utf8_lossy(&answer).contains("too many connection attempts") {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 5);
+    let c = connect("127.0.3.1", addr, "app", APP_PASSWORD)
+        .await
+        .unwrap();
+    c.simple_query("SELECT 1").await.unwrap();
+    // The junk is a probe.
+    let (alerts, found) = p.until(Duration::from_secs(10), |a: &Value| {
+        a["alertType"] == "PostgreSQL_Probe" && a["entities"]["sourceIp"] == "127.0.3.7"
+    });
+    assert!(found, "{alerts:#?}\n{}", p.log());
+}
