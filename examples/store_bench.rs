@@ -100,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         counters: Arc::new(Counters::default()),
         channels: vec![],
         admins: vec![],
+        blocks: None,
     });
     let cfg = ApiConfig {
         listen: "127.0.0.1:0".parse()?,

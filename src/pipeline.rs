@@ -45,6 +45,9 @@ pub struct Pipeline {
     enriched: usize,
     enrich_cache:
         rustc_hash::FxHashMap<std::net::IpAddr, std::sync::Arc<crate::enrich::Enrichment>>,
+    /// Log events from these client addresses are left out: they are the proxy's own
+    /// connections, whose logins the proxy reports with the real client address.
+    pub skip_log_sources: Vec<std::net::IpAddr>,
 }
 
 /// Addresses whose enrichment is remembered (then the cache starts over).
@@ -65,6 +68,7 @@ impl Pipeline {
             enricher: None,
             enriched: 0,
             enrich_cache: Default::default(),
+            skip_log_sources: Vec::new(),
         }
     }
 
@@ -254,6 +258,11 @@ impl RecordSink for Pipeline {
     fn record(&mut self, rec: &Record) {
         self.current.records += 1;
         self.joiner.push(rec, &mut self.events);
+        if !self.skip_log_sources.is_empty() {
+            let skip = &self.skip_log_sources;
+            self.events
+                .retain(|e| e.client_ip.is_none_or(|ip| !skip.contains(&ip)));
+        }
         if !self.events.is_empty() {
             self.dispatch();
         }

@@ -156,6 +156,9 @@ pub struct Profile {
     /// new role announced this way is a change, not an intrusion.
     #[serde(default)]
     pub announced: Seens<CompactString>,
+    /// Client fingerprints the proxy recognised (`psql`, `pgjdbc`, …).
+    #[serde(default)]
+    pub fingerprints: Seens<CompactString>,
     /// Registrable domains of the clients (reverse DNS), and since when they are learned.
     #[serde(default)]
     pub domains: Seens<CompactString>,
@@ -185,6 +188,7 @@ impl Profile {
             "applications": self.applications.summary(s, SUMMARY_MAX),
             "domains": self.domains.summary(s, SUMMARY_MAX),
             "announcedRoles": self.announced.summary(s, SUMMARY_MAX),
+            "fingerprints": self.fingerprints.summary(s, SUMMARY_MAX),
         })
     }
 
@@ -237,12 +241,16 @@ impl Profile {
             self.applications.forget_before(before);
             self.announced.forget_before(before);
             self.domains.forget_before(before);
+            self.fingerprints.forget_before(before);
             self.last_place.retain(|_, p| p.time >= before);
         }
         let principal = ev.principal.clone().unwrap_or_default();
         self.principals.see(&principal, t, cap);
         if let Some(a) = &ev.application {
             self.applications.see(a, t, cap);
+        }
+        if let Some(f) = &ev.fingerprint {
+            self.fingerprints.see(f, t, cap);
         }
         if let Some(d) = &ev.domain {
             self.domains_since.get_or_insert(t);
@@ -291,6 +299,7 @@ impl Profile {
             + self.applications.len()
             + self.domains.len()
             + self.announced.len()
+            + self.fingerprints.len()
             + self.last_place.len();
         let evicted = self.principals.evicted
             + self.countries.evicted
@@ -300,7 +309,8 @@ impl Profile {
             + self.cloud_regions.evicted
             + self.applications.evicted
             + self.domains.evicted
-            + self.announced.evicted;
+            + self.announced.evicted
+            + self.fingerprints.evicted;
         (held, evicted)
     }
 }

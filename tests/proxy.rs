@@ -306,3 +306,127 @@ async fn garbage_silence_and_floods_are_refused_without_harm() {
     });
     assert!(found, "{alerts:#?}\n{}", p.log());
 }
+
+/// `run` with a `[proxy]` section: the proxy's logins join the log's in one pipeline (the
+/// log's copies of proxied logins, which carry the proxy's address, are left out), alerts
+/// are stored and served, blocks are listed by the API, and the profile learns fingerprints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_the_proxy_stores_alerts_blocks_and_fingerprints() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("pgvigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"server = "db1"
+[input]
+paths = ["{}"]
+[state]
+dir = "{}"
+[proxy]
+enabled = true
+listen = "127.0.0.1:0"
+upstream = "127.0.0.1:{}"
+[proxy.active_response]
+enabled = true
+"#,
+            cl.log_dir.display(),
+            state.display(),
+            cl.port
+        ),
+    )
+    .unwrap();
+    let token = make_token(
+        &["--store".as_ref(), state.join("pgvigil.db").as_os_str()],
+        "ops",
+        "reader",
+    );
+    let run = Runner::start(&["-c".as_ref(), config.as_os_str()]);
+    let addr = run.proxy_addr();
+    let api = run.api_addr();
+
+    // An ordinary client first: its fingerprint is learned.
+    let c = connect("127.0.3.1", addr, "app", APP_PASSWORD)
+        .await
+        .unwrap();
+    c.simple_query("SELECT 1").await.unwrap();
+    drop(c);
+
+    let words = dir.path().join("words.txt");
+    let mut list: Vec<String> = (0..30).map(|i| format!("guess{i}")).collect();
+    list.push(APP_PASSWORD.into());
+    std::fs::write(&words, list.join("\n") + "\n").unwrap();
+    let out = std::process::Command::new("hydra")
+        .args(["-l", "app", "-P"])
+        .arg(&words)
+        .args([
+            "-t",
+            "1",
+            "-s",
+            &addr.port().to_string(),
+            "127.0.0.1",
+            "postgres",
+        ])
+        .env("PGPORT", addr.port().to_string())
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(APP_PASSWORD),
+        "{}",
+        run.log()
+    );
+
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let get = |path: &str| -> Value {
+        let mut r = agent
+            .get(format!("http://{api}{path}"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    };
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    let alerts = loop {
+        let v = get("/alerts?server=db1");
+        let all = v["value"].as_array().cloned().unwrap_or_default();
+        if all
+            .iter()
+            .any(|a| a["alertType"] == "PostgreSQL_HarmfulApplication")
+        {
+            break all;
+        }
+        assert!(std::time::Instant::now() < end, "{v:#}\n{}", run.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let ha: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["alertType"] == "PostgreSQL_HarmfulApplication")
+        .collect();
+    assert_eq!(
+        ha.len(),
+        1,
+        "one alert, not one from the log and one from the proxy"
+    );
+    assert_eq!(ha[0]["evidence"]["tools"][0], "hydra");
+    let blocks = get("/proxy/blocks");
+    assert_eq!(blocks["value"][0]["sourceIp"], "127.0.0.1", "{blocks:#}");
+    assert_eq!(
+        blocks["value"][0]["alertType"],
+        "PostgreSQL_HarmfulApplication"
+    );
+    let end = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let p = get("/servers/db1/profile");
+        let fps = p["profile"]["fingerprints"].to_string();
+        if fps.contains("tokio-postgres") {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "{p:#}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

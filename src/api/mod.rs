@@ -69,6 +69,8 @@ pub struct ApiState {
     /// Notification channels that simulated alerts are queued on, like real ones.
     pub channels: Vec<String>,
     pub admins: Vec<String>,
+    /// The proxy's active-response blocks, when this process runs the proxy.
+    pub blocks: Option<Arc<crate::proxy::block::Blocklist>>,
 }
 
 /// An API error: HTTP status plus Azure's error code and a message naming what is wrong.
@@ -268,6 +270,7 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .route("/servers/{server}", get(servers::get_one))
         .route("/servers/{server}/profile", get(servers::profile))
         .route("/servers/{server}/posture", get(servers::posture))
+        .route("/proxy/blocks", get(servers::blocks))
         .route(
             "/servers/{server}/securityAlertPolicies",
             get(policies::list),

@@ -63,7 +63,7 @@ pub fn run(args: Args) -> Result<u8> {
         .enable_all()
         .build()
         .context("the proxy's runtime")?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = std::sync::mpsc::channel();
     let proxy = Arc::new(Proxy::new(cfg.proxy.clone(), tx)?);
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(cfg.proxy.listen))
@@ -80,7 +80,7 @@ pub fn run(args: Args) -> Result<u8> {
     });
 
     let stdout = std::io::stdout();
-    while let Some(ev) = rx.blocking_recv() {
+    while let Ok(ev) = rx.recv() {
         pipeline.observe(ev);
         let alerts = pipeline.take_alerts();
         if alerts.is_empty() {

@@ -107,13 +107,17 @@ pub fn run(args: Args) -> Result<u8> {
     let mut roots = Vec::new();
     let paths = if cfg.input.paths.is_empty() {
         let found = default_log_locations();
-        if found.is_empty() {
+        if found.is_empty() && cfg.proxy.enabled {
+            // The proxy alone: its logins are the input.
+            Vec::new()
+        } else if found.is_empty() {
             bail!(
                 "no PostgreSQL logs found in /var/log/postgresql or /var/lib/pgsql/*/data/log; \
                  set input.paths in the config file or pass --follow PATH"
             );
+        } else {
+            found
         }
-        found
     } else {
         cfg.input.paths.clone()
     };
@@ -148,7 +152,17 @@ pub fn run(args: Args) -> Result<u8> {
     let store =
         Arc::new(Store::from_config(&cfg).context("the alert store (store.path / store.url)")?);
     store.register_server(&cfg.server)?;
-    let services = super::services::start(&cfg, store.clone(), true)?;
+    let guard = if cfg.proxy.enabled {
+        Some(start_proxy(&cfg)?)
+    } else {
+        None
+    };
+    let services = super::services::start(
+        &cfg,
+        store.clone(),
+        true,
+        guard.as_ref().map(|g| g.proxy.blocks.clone()),
+    )?;
     let origin = PathBuf::from(format!(
         "{} (checkpoint of {})",
         store.location(),
@@ -199,9 +213,26 @@ pub fn run(args: Args) -> Result<u8> {
     let mut store_down = false;
     // When the profile summary last went to the store, and how many entities it had.
     let mut profile_sent: Option<(std::time::Instant, usize)> = None;
+    if let Some(g) = &guard {
+        g.listen(&cfg)?;
+    }
     loop {
-        let consumed = follower.poll(&mut pipeline);
+        if let Some(g) = &guard {
+            pipeline.skip_log_sources = g.proxy.upstream_locals();
+        }
+        let mut consumed = follower.poll(&mut pipeline);
+        if let Some(g) = &guard {
+            for ev in g.events.try_iter() {
+                pipeline.observe(ev);
+                consumed += 1;
+            }
+        }
         let alerts = pipeline.take_alerts();
+        if let Some(g) = &guard {
+            for a in &alerts {
+                g.proxy.blocks.consider(a, now_ms());
+            }
+        }
         to_file.extend(alerts.iter().cloned());
         pending.extend(alerts);
         if consumed > 0 || !pending.is_empty() || first || store_down {
@@ -242,7 +273,61 @@ pub fn run(args: Args) -> Result<u8> {
                 }
             }
         }
-        std::thread::sleep(interval);
+        match &guard {
+            // A login at the proxy wakes the loop at once: active response must not wait
+            // for the next poll of the log files.
+            Some(g) => {
+                if let Ok(ev) = g.events.recv_timeout(interval) {
+                    pipeline.observe(ev);
+                }
+            }
+            None => std::thread::sleep(interval),
+        }
+    }
+}
+
+/// The proxy of `[proxy]`, running on its own runtime.
+struct Guard {
+    proxy: Arc<pgvigil::proxy::Proxy>,
+    events: std::sync::mpsc::Receiver<pgvigil::event::Event>,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn start_proxy(cfg: &Config) -> Result<Guard> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("pgvigil-proxy")
+        .enable_all()
+        .build()
+        .context("the proxy's runtime")?;
+    let (tx, events) = std::sync::mpsc::channel();
+    let proxy = Arc::new(pgvigil::proxy::Proxy::new(cfg.proxy.clone(), tx)?);
+    Ok(Guard {
+        proxy,
+        events,
+        runtime,
+    })
+}
+
+impl Guard {
+    /// Opens the proxy to clients: once detection is ready, so no attack outruns it.
+    fn listen(&self, cfg: &Config) -> Result<()> {
+        let runtime = &self.runtime;
+        let proxy = &self.proxy;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(cfg.proxy.listen))
+            .with_context(|| format!("proxy.listen {}", cfg.proxy.listen))?;
+        let addr = listener.local_addr()?;
+        runtime.spawn(proxy.clone().serve(listener));
+        let blocks = proxy.blocks.clone();
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                blocks.expire(now_ms());
+            }
+        });
+        tracing::info!(listen = %addr, upstream = %cfg.proxy.upstream, active_response = cfg.proxy.active_response.enabled, "proxy listening");
+        Ok(())
     }
 }
 

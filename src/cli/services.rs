@@ -18,7 +18,12 @@ pub struct Services {
 
 /// Starts the API (if enabled), and with `send` the notification sender and the retention
 /// job.
-pub fn start(cfg: &Config, store: Arc<Store>, send: bool) -> Result<Services> {
+pub fn start(
+    cfg: &Config,
+    store: Arc<Store>,
+    send: bool,
+    blocks: Option<Arc<pgvigil::proxy::block::Blocklist>>,
+) -> Result<Services> {
     let notifier = Arc::new(
         Notifier::new(&cfg.notify, cfg.api.public_url.clone()).map_err(|e| anyhow!("{e}"))?,
     );
@@ -58,6 +63,7 @@ pub fn start(cfg: &Config, store: Arc<Store>, send: bool) -> Result<Services> {
             counters: counters.clone(),
             channels: channels.clone(),
             admins: admins.clone(),
+            blocks,
         });
         Some(pgvigil::api::spawn(&cfg.api, state)?)
     } else {

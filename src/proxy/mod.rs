@@ -89,7 +89,10 @@ pub struct Proxy {
     fingerprints: Fingerprints,
     pub blocks: Arc<Blocklist>,
     pub counters: Arc<ProxyCounters>,
-    events: tokio::sync::mpsc::UnboundedSender<Event>,
+    events: std::sync::Mutex<std::sync::mpsc::Sender<Event>>,
+    /// The local addresses of connections to the server: the server logs proxied logins as
+    /// coming from them.
+    upstream_locals: std::sync::Mutex<Vec<IpAddr>>,
     clients: Arc<tokio::sync::Semaphore>,
     rate: std::sync::Mutex<rustc_hash::FxHashMap<IpAddr, (i64, u32)>>,
     next_id: AtomicU64,
@@ -140,7 +143,7 @@ impl Conn {
 impl Proxy {
     pub fn new(
         cfg: ProxyConfig,
-        events: tokio::sync::mpsc::UnboundedSender<Event>,
+        events: std::sync::mpsc::Sender<Event>,
     ) -> Result<Proxy, fingerprint::FingerprintError> {
         let fingerprints = Fingerprints::load(cfg.fingerprints.as_deref())?;
         let blocks = Arc::new(Blocklist::new(cfg.active_response.clone()));
@@ -150,7 +153,8 @@ impl Proxy {
             fingerprints,
             blocks,
             counters: Arc::new(ProxyCounters::default()),
-            events,
+            events: std::sync::Mutex::new(events),
+            upstream_locals: Default::default(),
             rate: Default::default(),
             next_id: AtomicU64::new(1),
         })
@@ -158,7 +162,19 @@ impl Proxy {
 
     fn emit(&self, e: Event) {
         // The receiver goes only when the process stops.
-        let _ = self.events.send(e);
+        let _ = self
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(e);
+    }
+
+    /// Addresses the server sees proxied connections come from.
+    pub fn upstream_locals(&self) -> Vec<IpAddr> {
+        self.upstream_locals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Accepts connections until the listener fails.
@@ -367,6 +383,15 @@ impl Proxy {
                 }
             };
         let _ = up.set_nodelay(true);
+        if let Ok(local) = up.local_addr() {
+            let mut l = self
+                .upstream_locals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !l.contains(&local.ip()) {
+                l.push(local.ip());
+            }
+        }
         up.write_all(&conn.startup.encode()).await.ok()?;
 
         let mut ubuf: Vec<u8> = Vec::with_capacity(4096);
