@@ -43,3 +43,4 @@ pub mod sim;
 pub mod sources;
 pub mod sql;
 pub mod store;
+pub mod tls;

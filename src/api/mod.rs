@@ -299,37 +299,12 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
 
 /// The TLS settings of `[api]`, loaded now so that a bad file stops pgvigil with its name.
 fn tls_config(cfg: &ApiConfig) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
-    use anyhow::{bail, Context};
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let (cert, key) = match (&cfg.tls_cert, &cfg.tls_key) {
         (None, None) => return Ok(None),
         (Some(c), Some(k)) => (c, k),
-        _ => bail!("api.tls_cert and api.tls_key go together"),
+        _ => anyhow::bail!("api.tls_cert and api.tls_key go together"),
     };
-    let certs = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("api.tls_cert {}", cert.display()))?;
-    if certs.is_empty() {
-        bail!(
-            "api.tls_cert {}: no certificate in the file",
-            cert.display()
-        );
-    }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("api.tls_key {}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut sc = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .with_context(|| {
-            format!(
-                "api.tls_cert {} and api.tls_key: they do not make a usable pair",
-                cert.display()
-            )
-        })?;
+    let mut sc = crate::tls::server_config(cert, key, "api.tls")?;
     sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Some(Arc::new(sc)))
 }

@@ -47,6 +47,15 @@ pub struct ProxyConfig {
     pub per_source_per_minute: u32,
     /// Signatures of one's own, read before the built-in ones.
     pub fingerprints: Option<PathBuf>,
+    /// Certificate chain and key (PEM) to accept TLS from clients; without them a client's
+    /// SSLRequest is declined (sslmode=prefer clients go on in plain text).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Speak TLS to the server (certificate verified against the platform's roots and
+    /// `upstream_ca_file`, for the name `upstream_server_name` or the upstream host).
+    pub upstream_tls: bool,
+    pub upstream_ca_file: Option<PathBuf>,
+    pub upstream_server_name: Option<String>,
     pub active_response: block::ActiveResponseConfig,
 }
 
@@ -62,9 +71,55 @@ impl Default for ProxyConfig {
             max_clients: 1000,
             per_source_per_minute: 600,
             fingerprints: None,
+            tls_cert: None,
+            tls_key: None,
+            upstream_tls: false,
+            upstream_ca_file: None,
+            upstream_server_name: None,
             active_response: block::ActiveResponseConfig::default(),
         }
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error(transparent)]
+    Fingerprints(#[from] fingerprint::FingerprintError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The host of `host:port` (`[v6]:port` too).
+fn upstream_host(upstream: &str) -> &str {
+    if let Some(rest) = upstream.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    upstream.rsplit_once(':').map_or(upstream, |(h, _)| h)
+}
+
+/// A client or server connection, plain or TLS.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+type BoxIo = Box<dyn Io>;
+
+/// The server's list of SASL mechanisms without `SCRAM-SHA-256-PLUS`: channel binding ties
+/// SCRAM to the TLS session it runs in, and the client's session ends at the proxy, so the
+/// client must not pick it (it falls back to plain SCRAM).
+fn without_channel_binding(body: &[u8]) -> Option<Vec<u8>> {
+    let mechs = body.get(4..)?;
+    let kept: Vec<&[u8]> = mechs
+        .split(|b| *b == 0)
+        .filter(|m| !m.is_empty() && *m != b"SCRAM-SHA-256-PLUS")
+        .collect();
+    let mut out = body[..4].to_vec();
+    for m in kept {
+        out.extend_from_slice(m);
+        out.push(0);
+    }
+    out.push(0);
+    Some(out)
 }
 
 /// What the proxy counts (`/metrics`, the log).
@@ -87,6 +142,11 @@ const MAX_CLIENT_AUTH_BYTES: usize = 64 * 1024;
 pub struct Proxy {
     cfg: ProxyConfig,
     fingerprints: Fingerprints,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    connector: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
     pub blocks: Arc<Blocklist>,
     pub counters: Arc<ProxyCounters>,
     events: std::sync::Mutex<std::sync::mpsc::Sender<Event>>,
@@ -111,6 +171,8 @@ struct Conn {
     fingerprint: Option<Identified>,
     auth_method: Option<&'static str>,
     backend_pid: Option<u32>,
+    /// The client's connection is TLS (terminated here).
+    tls: bool,
 }
 
 impl Conn {
@@ -128,7 +190,7 @@ impl Conn {
         e.database = get("database").or_else(|| e.principal.clone());
         e.application = get("application_name");
         e.auth_method = self.auth_method.map(CompactString::new);
-        e.ssl = Some(false);
+        e.ssl = Some(self.tls);
         e.session_id = Some(compact_str::format_compact!("proxy.{:x}", self.id));
         e.pid = self.backend_pid;
         e.fingerprint = self
@@ -144,13 +206,44 @@ impl Proxy {
     pub fn new(
         cfg: ProxyConfig,
         events: std::sync::mpsc::Sender<Event>,
-    ) -> Result<Proxy, fingerprint::FingerprintError> {
+    ) -> Result<Proxy, ProxyError> {
         let fingerprints = Fingerprints::load(cfg.fingerprints.as_deref())?;
+        let acceptor = match (&cfg.tls_cert, &cfg.tls_key) {
+            (None, None) => None,
+            (Some(c), Some(k)) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
+                crate::tls::server_config(c, k, "proxy.tls")?,
+            ))),
+            _ => {
+                return Err(ProxyError::Config(
+                    "proxy.tls_cert and proxy.tls_key go together".into(),
+                ))
+            }
+        };
+        let connector = if cfg.upstream_tls {
+            let tls = crate::tls::client_config(
+                cfg.upstream_ca_file.as_deref(),
+                "proxy.upstream_ca_file",
+            )?;
+            let host = cfg
+                .upstream_server_name
+                .clone()
+                .unwrap_or_else(|| upstream_host(&cfg.upstream).to_string());
+            let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|_| {
+                ProxyError::Config(format!(
+                    "proxy.upstream_server_name: {host:?} is not a host name"
+                ))
+            })?;
+            Some((tokio_rustls::TlsConnector::from(Arc::new(tls)), name))
+        } else {
+            None
+        };
         let blocks = Arc::new(Blocklist::new(cfg.active_response.clone()));
         Ok(Proxy {
             clients: Arc::new(tokio::sync::Semaphore::new(cfg.max_clients)),
             cfg,
             fingerprints,
+            acceptor,
+            connector,
             blocks,
             counters: Arc::new(ProxyCounters::default()),
             events: std::sync::Mutex::new(events),
@@ -209,8 +302,9 @@ impl Proxy {
         e.1 <= self.cfg.per_source_per_minute
     }
 
-    async fn handle(self: Arc<Self>, mut client: TcpStream, peer: SocketAddr) {
+    async fn handle(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        let mut client: BoxIo = Box::new(tcp);
         let mut conn = Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             peer: Some(peer),
@@ -243,7 +337,7 @@ impl Proxy {
         self.emit(conn.event(EventKind::ConnectionReceived));
         let limit = std::time::Duration::from_millis(self.cfg.auth_timeout.ms().max(1) as u64);
         let login = tokio::time::timeout(limit, self.login(&mut client, &mut conn)).await;
-        let upstream = match login {
+        let mut upstream = match login {
             Ok(Some(up)) => up,
             Ok(None) => return,
             Err(_) => {
@@ -266,14 +360,13 @@ impl Proxy {
                 return;
             }
         };
-        let mut upstream = upstream;
         // Authenticated: bytes both ways, unread.
         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
         self.emit(conn.event(EventKind::Disconnected));
     }
 
     /// Answers a refused client in its protocol: declines TLS if asked, then a FATAL error.
-    async fn refuse(&self, client: &mut TcpStream, code: &str, message: &str) {
+    async fn refuse(&self, client: &mut BoxIo, code: &str, message: &str) {
         let quick = std::time::Duration::from_secs(2);
         let _ = tokio::time::timeout(quick, async {
             for _ in 0..3 {
@@ -292,7 +385,10 @@ impl Proxy {
     }
 
     /// Reads one first packet; `Ok(None)` when the client closed before sending any byte.
-    async fn read_first(&self, client: &mut TcpStream) -> std::io::Result<Option<FirstPacket>> {
+    async fn read_first<S: tokio::io::AsyncRead + Unpin + ?Sized>(
+        &self,
+        client: &mut S,
+    ) -> std::io::Result<Option<FirstPacket>> {
         let mut header = [0u8; 4];
         let mut got = 0;
         while got < 4 {
@@ -319,10 +415,22 @@ impl Proxy {
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
 
-    /// The login: first packets, then the server's authentication exchange relayed. Returns
-    /// the upstream connection once the session is ready, `None` when the connection ended
-    /// (a failed login, a cancel request, garbage).
-    async fn login(&self, client: &mut TcpStream, conn: &mut Conn) -> Option<TcpStream> {
+    fn protocol_error(&self, conn: &Conn, message: String) {
+        self.counters
+            .invalid_startup
+            .fetch_add(1, Ordering::Relaxed);
+        let mut ev = conn.event(EventKind::ProtocolError {
+            what: ProtocolErrorKind::InvalidStartup,
+        });
+        ev.sqlstate = Some("08P01".into());
+        ev.message = Some(message);
+        self.emit(ev);
+    }
+
+    /// The login: first packets (TLS accepted or declined), then the server's authentication
+    /// exchange relayed message by message. Returns the upstream connection once the session
+    /// is ready, `None` when the connection ended (a failed login, a cancel request, garbage).
+    async fn login(&self, client: &mut BoxIo, conn: &mut Conn) -> Option<BoxIo> {
         let mut tls_first = false;
         let startup = loop {
             match self.read_first(client).await {
@@ -333,24 +441,32 @@ impl Proxy {
                     return None;
                 }
                 Err(e) => {
-                    self.counters
-                        .invalid_startup
-                        .fetch_add(1, Ordering::Relaxed);
                     let msg = e.to_string();
                     let _ = client
                         .write_all(&protocol::error_response("FATAL", "08P01", &msg))
                         .await;
-                    let mut ev = conn.event(EventKind::ProtocolError {
-                        what: ProtocolErrorKind::InvalidStartup,
-                    });
-                    ev.sqlstate = Some("08P01".into());
-                    ev.message = Some(msg);
-                    self.emit(ev);
+                    self.protocol_error(conn, msg);
                     return None;
                 }
                 Ok(Some(FirstPacket::SslRequest)) => {
                     tls_first = true;
-                    client.write_all(b"N").await.ok()?;
+                    match &self.acceptor {
+                        Some(acceptor) if !conn.tls => {
+                            client.write_all(b"S").await.ok()?;
+                            let plain = std::mem::replace(client, Box::new(tokio::io::duplex(1).0));
+                            match acceptor.accept(plain).await {
+                                Ok(t) => {
+                                    *client = Box::new(t);
+                                    conn.tls = true;
+                                }
+                                Err(e) => {
+                                    self.protocol_error(conn, format!("TLS handshake failed: {e}"));
+                                    return None;
+                                }
+                            }
+                        }
+                        _ => client.write_all(b"N").await.ok()?,
+                    }
                 }
                 Ok(Some(FirstPacket::GssEncRequest)) => {
                     client.write_all(b"N").await.ok()?;
@@ -366,32 +482,20 @@ impl Proxy {
         conn.fingerprint = self.fingerprints.identify(&startup, tls_first);
         conn.startup = startup;
 
-        let connect = std::time::Duration::from_millis(self.cfg.connect_timeout.ms().max(1) as u64);
-        let mut up =
-            match tokio::time::timeout(connect, TcpStream::connect(&self.cfg.upstream)).await {
-                Ok(Ok(s)) => s,
-                _ => {
-                    tracing::error!(upstream = %self.cfg.upstream, "proxy: upstream unreachable");
-                    let _ = client
-                        .write_all(&protocol::error_response(
-                            "FATAL",
-                            "08006",
-                            "the database server cannot be reached",
-                        ))
-                        .await;
-                    return None;
-                }
-            };
-        let _ = up.set_nodelay(true);
-        if let Ok(local) = up.local_addr() {
-            let mut l = self
-                .upstream_locals
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if !l.contains(&local.ip()) {
-                l.push(local.ip());
+        let mut up = match self.connect_upstream().await {
+            Ok(up) => up,
+            Err(why) => {
+                tracing::error!(upstream = %self.cfg.upstream, error = %why, "proxy: upstream unreachable");
+                let _ = client
+                    .write_all(&protocol::error_response(
+                        "FATAL",
+                        "08006",
+                        "the database server cannot be reached",
+                    ))
+                    .await;
+                return None;
             }
-        }
+        };
         up.write_all(&conn.startup.encode()).await.ok()?;
 
         let mut ubuf: Vec<u8> = Vec::with_capacity(4096);
@@ -401,12 +505,10 @@ impl Proxy {
         loop {
             tokio::select! {
                 r = up.read_buf(&mut ubuf) => {
-                    let n = r.ok()?;
-                    if n == 0 {
+                    if r.ok()? == 0 {
                         return None;
                     }
-                    client.write_all(&ubuf[ubuf.len() - n..]).await.ok()?;
-                    // Observe complete messages; what is forwarded is forwarded already.
+                    // Complete messages go on one by one; the rest waits for its bytes.
                     let mut at = 0;
                     while ubuf.len() - at >= 5 {
                         let kind = ubuf[at];
@@ -418,7 +520,19 @@ impl Proxy {
                             break;
                         }
                         let body = &ubuf[at + 5..at + 1 + len];
-                        match protocol::parse_server(kind, body) {
+                        let msg = protocol::parse_server(kind, body);
+                        match &msg {
+                            ServerMsg::Auth(10) => {
+                                let b = without_channel_binding(body)?;
+                                let mut m = vec![b'R'];
+                                m.extend_from_slice(&((b.len() + 4) as u32).to_be_bytes());
+                                m.extend_from_slice(&b);
+                                client.write_all(&m).await.ok()?;
+                            }
+                            _ => client.write_all(&ubuf[at..at + 1 + len]).await.ok()?,
+                        }
+                        at += 1 + len;
+                        match msg {
                             ServerMsg::Auth(0) => authenticated = true,
                             ServerMsg::Auth(code) => {
                                 conn.auth_method = match code {
@@ -434,15 +548,14 @@ impl Proxy {
                                 return None;
                             }
                             ServerMsg::Ready => {
+                                // Whatever came after ReadyForQuery belongs to the session.
+                                client.write_all(&ubuf[at..]).await.ok()?;
                                 self.counters.logins.fetch_add(1, Ordering::Relaxed);
-                                let mut e = conn.event(EventKind::LoginSucceeded);
-                                e.ssl = Some(false);
-                                self.emit(e);
+                                self.emit(conn.event(EventKind::LoginSucceeded));
                                 return Some(up);
                             }
                             ServerMsg::Other(_) => {}
                         }
-                        at += 1 + len;
                     }
                     ubuf.drain(..at);
                 }
@@ -455,14 +568,53 @@ impl Proxy {
                     }
                     from_client += n;
                     if from_client > MAX_CLIENT_AUTH_BYTES {
-                        self.counters.invalid_startup.fetch_add(1, Ordering::Relaxed);
                         let _ = client.write_all(&protocol::error_response("FATAL", "08P01", "too much data during authentication")).await;
+                        self.protocol_error(conn, "too much data during authentication".into());
                         return None;
                     }
                     up.write_all(&cbuf[..n]).await.ok()?;
                 }
             }
         }
+    }
+
+    /// A connection to the server, TLS when configured.
+    async fn connect_upstream(&self) -> Result<BoxIo, String> {
+        let connect = std::time::Duration::from_millis(self.cfg.connect_timeout.ms().max(1) as u64);
+        let mut tcp = tokio::time::timeout(connect, TcpStream::connect(&self.cfg.upstream))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let _ = tcp.set_nodelay(true);
+        if let Ok(local) = tcp.local_addr() {
+            let mut l = self
+                .upstream_locals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !l.contains(&local.ip()) {
+                l.push(local.ip());
+            }
+        }
+        let Some((connector, name)) = &self.connector else {
+            return Ok(Box::new(tcp));
+        };
+        let mut ssl_request = 8u32.to_be_bytes().to_vec();
+        ssl_request.extend_from_slice(&protocol::SSL_REQUEST.to_be_bytes());
+        tcp.write_all(&ssl_request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut answer = [0u8; 1];
+        tcp.read_exact(&mut answer)
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer[0] != b'S' {
+            return Err("the server does not accept TLS (proxy.upstream_tls)".into());
+        }
+        let tls = tokio::time::timeout(connect, connector.connect(name.clone(), tcp))
+            .await
+            .map_err(|_| "TLS handshake timed out".to_string())?
+            .map_err(|e| format!("TLS to the server: {e}"))?;
+        Ok(Box::new(tls))
     }
 
     fn login_error(&self, conn: &Conn, authenticated: bool, code: &str, message: &str) {

@@ -266,32 +266,8 @@ fn reconnect(
 
 /// TLS for the central store: the system's CAs, plus `ca_file` if given.
 pub fn tls_connector(ca_file: Option<&Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let extra: Vec<CertificateDer<'static>> = match ca_file {
-        Some(p) => CertificateDer::pem_file_iter(p)
-            .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
-            .map_err(|e| StoreError::Invalid(format!("store.ca_file {}: {e}", p.display())))?,
-        None => Vec::new(),
-    };
-    if ca_file.is_some() && extra.is_empty() {
-        return Err(StoreError::Invalid(format!(
-            "store.ca_file {}: no certificate in the file",
-            ca_file.map(|p| p.display().to_string()).unwrap_or_default()
-        )));
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let verifier =
-        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
-            .map_err(|e| StoreError::Invalid(format!("TLS certificate verifier: {e}")))?;
-    // `dangerous()` is rustls' door to any verifier of one's own; this one is the
-    // platform's, with the extra CA added.
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| StoreError::Invalid(format!("TLS: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
-        .with_no_client_auth();
+    let config = crate::tls::client_config(ca_file, "store.ca_file")
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
