@@ -215,7 +215,7 @@ impl Config {
         })?;
         c.detect
             .validate()
-            .and_then(|_| c.proxy.active_response.networks().map(|_| ()))
+            .and_then(|_| c.proxy.validate())
             .map_err(|message| ConfigError::Parse {
                 path: path.to_path_buf(),
                 message,

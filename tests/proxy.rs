@@ -526,3 +526,66 @@ fn tls_on_both_sides() {
     let out = psql_tls(p.proxy_addr(), &other_ca, "");
     assert!(!out.status.success());
 }
+
+/// Behind a load balancer: connections from a trusted balancer start with a PROXY protocol
+/// header (v1 or v2) naming the real client, and the alerts name that client; an untrusted
+/// peer cannot claim another address that way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_names_the_real_client_from_trusted_balancers_only() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cl = Cluster::start(ClusterOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pgvigil.toml");
+    std::fs::write(
+        &config,
+        "[proxy]\nproxy_protocol_from = [\"127.0.0.1/32\"]\n",
+    )
+    .unwrap();
+    let p = proxy(&cl, &["-c", config.to_str().unwrap()]);
+    let addr = p.proxy_addr();
+    let v2 = |src: [u8; 4], port: u16| {
+        let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+        h.extend_from_slice(&src);
+        h.extend_from_slice(&[127, 0, 0, 1]);
+        h.extend_from_slice(&port.to_be_bytes());
+        h.extend_from_slice(&6432u16.to_be_bytes());
+        h
+    };
+    let attempt = |header: Vec<u8>, source: &'static str| async move {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(source.parse().unwrap(), 0))
+            .unwrap();
+        let mut stream = sock.connect(addr).await.unwrap();
+        stream.write_all(&header).await.unwrap();
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.user("app").password("wrong").dbname("appdb");
+        cfg.connect_raw(stream, tokio_postgres::NoTls).await.err()
+    };
+    for i in 0..10 {
+        let e = attempt(v2([203, 0, 113, 50], 40_000 + i), "127.0.0.1").await;
+        assert!(e.is_some_and(|e| e.as_db_error().is_some_and(|d| d.code().code() == "28P01")));
+        let line = format!("PROXY TCP4 198.51.100.7 127.0.0.1 {} 6432\r\n", 41_000 + i);
+        let e = attempt(line.into_bytes(), "127.0.0.1").await;
+        assert!(e.is_some_and(|e| e.as_db_error().is_some_and(|d| d.code().code() == "28P01")));
+    }
+    for src in ["203.0.113.50", "198.51.100.7"] {
+        let (alerts, found) = p.until(Duration::from_secs(20), |a| {
+            a["alertType"] == "PostgreSQL_BruteForce" && a["entities"]["sourceIp"] == src
+        });
+        assert!(found, "{src}: {alerts:#?}\n{}", p.log());
+    }
+    // An untrusted peer's PROXY line is not a header but an invalid startup packet.
+    let mut s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(SocketAddr::new("127.0.3.5".parse().unwrap(), 0))
+        .unwrap();
+    let mut stream = s.connect(addr).await.unwrap();
+    stream
+        .write_all(b"PROXY TCP4 192.0.2.1 127.0.0.1 1 6432\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    assert_eq!(answer.first(), Some(&b'E'));
+    assert!(String::from_utf8_lossy(&answer).contains("invalid length of startup packet"));
+}

@@ -56,7 +56,29 @@ pub struct ProxyConfig {
     pub upstream_tls: bool,
     pub upstream_ca_file: Option<PathBuf>,
     pub upstream_server_name: Option<String>,
+    /// Load balancers (addresses or networks) whose connections start with a PROXY protocol
+    /// header (v1 or v2, as HAProxy sends it) naming the real client. Only these are trusted
+    /// to say so; from them the header is required.
+    pub proxy_protocol_from: Vec<String>,
     pub active_response: block::ActiveResponseConfig,
+}
+
+impl ProxyConfig {
+    /// Checks what parses but cannot work, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        self.active_response.networks()?;
+        for s in &self.proxy_protocol_from {
+            if s.parse::<ipnet::IpNet>().is_err() && s.parse::<IpAddr>().is_err() {
+                return Err(format!(
+                    "proxy.proxy_protocol_from: {s:?} is not an address or network"
+                ));
+            }
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("proxy.tls_cert and proxy.tls_key go together".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for ProxyConfig {
@@ -76,6 +98,7 @@ impl Default for ProxyConfig {
             upstream_tls: false,
             upstream_ca_file: None,
             upstream_server_name: None,
+            proxy_protocol_from: Vec::new(),
             active_response: block::ActiveResponseConfig::default(),
         }
     }
@@ -103,6 +126,37 @@ fn upstream_host(upstream: &str) -> &str {
 pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 type BoxIo = Box<dyn Io>;
+
+/// Reads a PROXY protocol header (v1 or v2) and nothing more: the startup packet after it
+/// is the client's. Returns the client address it names.
+async fn read_proxy_header(tcp: &mut TcpStream) -> std::io::Result<Option<SocketAddr>> {
+    let bad = |e: protocol::ProtoError| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let mut head = [0u8; 16];
+    tcp.read_exact(&mut head[..12]).await?;
+    if head[..12] == protocol::PROXY_V2_SIGNATURE {
+        tcp.read_exact(&mut head[12..]).await?;
+        let len = u16::from_be_bytes([head[14], head[15]]) as usize;
+        let mut rest = vec![0u8; len];
+        tcp.read_exact(&mut rest).await?;
+        return protocol::parse_proxy_v2(&head, &rest).map_err(bad);
+    }
+    if &head[..6] != b"PROXY " {
+        return Err(bad(protocol::ProtoError::Layout("no PROXY header")));
+    }
+    // v1: a line of at most 107 bytes ending in CRLF, read a byte at a time so that nothing
+    // of the startup packet after it is taken.
+    let mut line = head[..12].to_vec();
+    while !line.ends_with(b"\r\n") {
+        if line.len() >= 107 {
+            return Err(bad(protocol::ProtoError::Layout("PROXY line too long")));
+        }
+        let mut b = [0u8; 1];
+        tcp.read_exact(&mut b).await?;
+        line.push(b[0]);
+    }
+    line.truncate(line.len() - 2);
+    protocol::parse_proxy_v1(&line).map_err(bad)
+}
 
 /// The server's list of SASL mechanisms without `SCRAM-SHA-256-PLUS`: channel binding ties
 /// SCRAM to the TLS session it runs in, and the client's session ends at the proxy, so the
@@ -143,6 +197,7 @@ pub struct Proxy {
     cfg: ProxyConfig,
     fingerprints: Fingerprints,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
+    trusted_balancers: Vec<ipnet::IpNet>,
     connector: Option<(
         tokio_rustls::TlsConnector,
         rustls::pki_types::ServerName<'static>,
@@ -219,6 +274,19 @@ impl Proxy {
                 ))
             }
         };
+        let trusted_balancers = cfg
+            .proxy_protocol_from
+            .iter()
+            .map(|s| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ProxyError::Config(format!(
+                            "proxy.proxy_protocol_from: {s:?} is not an address or network"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let connector = if cfg.upstream_tls {
             let tls = crate::tls::client_config(
                 cfg.upstream_ca_file.as_deref(),
@@ -243,6 +311,7 @@ impl Proxy {
             cfg,
             fingerprints,
             acceptor,
+            trusted_balancers,
             connector,
             blocks,
             counters: Arc::new(ProxyCounters::default()),
@@ -302,8 +371,37 @@ impl Proxy {
         e.1 <= self.cfg.per_source_per_minute
     }
 
-    async fn handle(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+    async fn handle(self: Arc<Self>, mut tcp: TcpStream, mut peer: SocketAddr) {
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        if self
+            .trusted_balancers
+            .iter()
+            .any(|n| n.contains(&peer.ip()))
+        {
+            let limit = std::time::Duration::from_millis(self.cfg.auth_timeout.ms().max(1) as u64);
+            match tokio::time::timeout(limit, read_proxy_header(&mut tcp)).await {
+                Ok(Ok(Some(real))) => peer = real,
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    self.counters
+                        .invalid_startup
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(balancer = %peer, error = %e, "proxy: no valid PROXY protocol header from a trusted balancer");
+                    let _ = tcp
+                        .write_all(&protocol::error_response(
+                            "FATAL",
+                            "08P01",
+                            "invalid PROXY protocol header",
+                        ))
+                        .await;
+                    return;
+                }
+                Err(_) => {
+                    self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
         let mut client: BoxIo = Box::new(tcp);
         let mut conn = Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),

@@ -199,6 +199,73 @@ pub fn error_response(severity: &str, code: &str, message: &str) -> Vec<u8> {
     out
 }
 
+/// The 12 bytes that open a PROXY protocol v2 header.
+pub const PROXY_V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+
+/// The client address a PROXY protocol v1 line gives (`PROXY TCP4 src dst sport dport`,
+/// without its CRLF); `Ok(None)` for `PROXY UNKNOWN`.
+pub fn parse_proxy_v1(line: &[u8]) -> Result<Option<std::net::SocketAddr>, ProtoError> {
+    let text = std::str::from_utf8(line).map_err(|_| ProtoError::Layout("PROXY line not text"))?;
+    let mut parts = text.split(' ');
+    if parts.next() != Some("PROXY") {
+        return Err(ProtoError::Layout("PROXY line without PROXY"));
+    }
+    match parts.next() {
+        Some("UNKNOWN") => Ok(None),
+        Some("TCP4" | "TCP6") => {
+            let src: std::net::IpAddr = parts
+                .next()
+                .and_then(|a| a.parse().ok())
+                .ok_or(ProtoError::Layout("PROXY line: bad source address"))?;
+            let _dst = parts.next();
+            let port: u16 = parts
+                .next()
+                .and_then(|p| p.parse().ok())
+                .ok_or(ProtoError::Layout("PROXY line: bad source port"))?;
+            Ok(Some(std::net::SocketAddr::new(src, port)))
+        }
+        _ => Err(ProtoError::Layout("PROXY line: unknown protocol")),
+    }
+}
+
+/// The client address of a PROXY protocol v2 header: `head` its 16 fixed bytes, `rest` the
+/// `len` bytes after them. `Ok(None)` for LOCAL (a health check of the balancer itself) or
+/// an address family other than TCP over IPv4/IPv6.
+pub fn parse_proxy_v2(
+    head: &[u8; 16],
+    rest: &[u8],
+) -> Result<Option<std::net::SocketAddr>, ProtoError> {
+    if head[..12] != PROXY_V2_SIGNATURE || head[12] >> 4 != 2 {
+        return Err(ProtoError::Layout("not a PROXY v2 header"));
+    }
+    match head[12] & 0x0f {
+        0 => return Ok(None),
+        1 => {}
+        _ => return Err(ProtoError::Layout("PROXY v2: unknown command")),
+    }
+    let port = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+    match head[13] {
+        0x11 if rest.len() >= 12 => {
+            let ip = std::net::Ipv4Addr::new(rest[0], rest[1], rest[2], rest[3]);
+            Ok(Some(std::net::SocketAddr::new(
+                ip.into(),
+                port(&rest[8..10]),
+            )))
+        }
+        0x21 if rest.len() >= 36 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&rest[..16]);
+            let ip = std::net::Ipv6Addr::from(a);
+            Ok(Some(std::net::SocketAddr::new(
+                ip.into(),
+                port(&rest[32..34]),
+            )))
+        }
+        0x11 | 0x21 => Err(ProtoError::Layout("PROXY v2: address block too short")),
+        _ => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +321,34 @@ mod tests {
         let mut p = startup(&[("user", "app")]);
         p.pop();
         assert!(matches!(parse_first(&p), Err(ProtoError::Layout(_))));
+    }
+
+    #[test]
+    fn proxy_protocol_headers() {
+        assert_eq!(
+            parse_proxy_v1(b"PROXY TCP4 203.0.113.7 10.0.0.1 51000 5432").unwrap(),
+            Some("203.0.113.7:51000".parse().unwrap())
+        );
+        assert_eq!(
+            parse_proxy_v1(b"PROXY TCP6 2001:db8::7 ::1 51000 5432").unwrap(),
+            Some("[2001:db8::7]:51000".parse().unwrap())
+        );
+        assert_eq!(parse_proxy_v1(b"PROXY UNKNOWN").unwrap(), None);
+        assert!(parse_proxy_v1(b"PROXY TCP4 nonsense").is_err());
+        let mut head = [0u8; 16];
+        head[..12].copy_from_slice(&PROXY_V2_SIGNATURE);
+        head[12] = 0x21;
+        head[13] = 0x11;
+        head[15] = 12;
+        let rest = [203, 0, 113, 9, 10, 0, 0, 1, 0xc7, 0x38, 0x15, 0x38];
+        assert_eq!(
+            parse_proxy_v2(&head, &rest).unwrap(),
+            Some("203.0.113.9:51000".parse().unwrap())
+        );
+        head[12] = 0x20;
+        assert_eq!(parse_proxy_v2(&head, &rest).unwrap(), None, "LOCAL");
+        head[12] = 0x21;
+        assert!(parse_proxy_v2(&head, &rest[..5]).is_err());
     }
 
     #[test]
