@@ -576,7 +576,7 @@ async fn proxy_protocol_names_the_real_client_from_trusted_balancers_only() {
         assert!(found, "{src}: {alerts:#?}\n{}", p.log());
     }
     // An untrusted peer's PROXY line is not a header but an invalid startup packet.
-    let mut s = tokio::net::TcpSocket::new_v4().unwrap();
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
     s.bind(SocketAddr::new("127.0.3.5".parse().unwrap(), 0))
         .unwrap();
     let mut stream = s.connect(addr).await.unwrap();
