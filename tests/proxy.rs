@@ -589,3 +589,96 @@ async fn proxy_protocol_names_the_real_client_from_trusted_balancers_only() {
     assert_eq!(answer.first(), Some(&b'E'));
     assert!(String::from_utf8_lossy(&answer).contains("invalid length of startup packet"));
 }
+
+/// Each real client is told apart by its startup packet: psql, psycopg2 (libpq), tokio-postgres
+/// and pgJDBC, each logging in through the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_clients_are_identified() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let p = proxy(&cl, &["--events"]);
+    let addr = p.proxy_addr();
+    let port = addr.port().to_string();
+    let out = std::process::Command::new(pg_bin().join("psql"))
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "app",
+            "-d",
+            "appdb",
+        ])
+        .args(["-c", "SELECT 1"])
+        .env("PGPASSWORD", APP_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(format!(
+            "import psycopg2; psycopg2.connect(host='127.0.0.1', port={port}, user='app', password='{APP_PASSWORD}', dbname='appdb').close()"
+        ))
+        .output()
+        .expect("python3 with psycopg2 (apt-get install -y python3-psycopg2)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    connect("127.0.3.1", addr, "app", APP_PASSWORD)
+        .await
+        .unwrap()
+        .simple_query("SELECT 1")
+        .await
+        .unwrap();
+    let probe =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/JdbcProbe.java");
+    let out = std::process::Command::new("java")
+        .args(["-cp", "/usr/share/java/postgresql.jar"])
+        .arg(&probe)
+        .args([port.as_str(), APP_PASSWORD])
+        .output()
+        .expect(
+            "java and pgJDBC (apt-get install -y default-jdk-headless libpostgresql-jdbc-java)",
+        );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "jdbc ok",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let want = [
+        "psql",
+        "libpq (psycopg2, libpq-based drivers)",
+        "tokio-postgres",
+        "pgjdbc",
+    ];
+    let seen = std::sync::Mutex::new(Vec::<String>::new());
+    let (events, found) = p.until(Duration::from_secs(20), |e| {
+        if e["kind"]["type"] == "LoginSucceeded" {
+            let mut s = seen.lock().unwrap();
+            s.push(e["fingerprint"].as_str().unwrap_or("none").to_string());
+            return want.iter().all(|w| s.iter().any(|x| x == w));
+        }
+        false
+    });
+    assert!(found, "{:?}\n{events:#?}", seen.lock().unwrap());
+    let logins: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"]["type"] == "LoginSucceeded")
+        .collect();
+    assert_eq!(logins.len(), 4, "{logins:#?}");
+    assert!(
+        events.iter().all(|e| e.get("alertType").is_none()),
+        "ordinary clients raise nothing: {events:#?}"
+    );
+}

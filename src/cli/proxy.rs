@@ -31,6 +31,9 @@ pub struct Args {
     /// Never block this address or network (repeatable).
     #[arg(long = "allow", value_name = "NET")]
     pub allow: Vec<String>,
+    /// Also print every event (connection, login, failure, fingerprint) as a JSON line.
+    #[arg(long)]
+    pub events: bool,
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -81,6 +84,12 @@ pub fn run(args: Args) -> Result<u8> {
 
     let stdout = std::io::stdout();
     while let Ok(ev) = rx.recv() {
+        if args.events {
+            let mut out = stdout.lock();
+            serde_json::to_writer(&mut out, &ev)?;
+            out.write_all(b"\n")?;
+            out.flush()?;
+        }
         pipeline.observe(ev);
         let alerts = pipeline.take_alerts();
         if alerts.is_empty() {
