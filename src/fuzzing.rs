@@ -85,5 +85,6 @@ pub fn proxy_packet_any(data: &[u8]) {
     }
     if let Some((kind, body)) = data.split_first() {
         let _ = parse_server(*kind, body);
+        let _ = crate::proxy::protocol::query_text(*kind, body);
     }
 }

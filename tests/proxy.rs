@@ -682,3 +682,45 @@ async fn real_clients_are_identified() {
         "ordinary clients raise nothing: {events:#?}"
     );
 }
+
+/// With statement inspection on, the SQL of simple and prepared queries goes to the
+/// statement detectors, with the client's real address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspected_statements_reach_the_statement_detectors() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pgvigil.toml");
+    std::fs::write(&config, "[proxy]\ninspect_statements = true\n").unwrap();
+    let p = proxy(&cl, &["-c", config.to_str().unwrap()]);
+    let addr = p.proxy_addr();
+    let c = connect("127.0.3.4", addr, "postgres", SUPERUSER_PASSWORD)
+        .await
+        .unwrap();
+    c.simple_query("COPY (SELECT 1) TO PROGRAM 'cat > /dev/null'")
+        .await
+        .unwrap();
+    // Extended protocol: Parse carries the text.
+    let rows = c
+        .query("SELECT 1 AS x WHERE 1 = $1 AND 4521=4521", &[&1i32])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    // A large bulk load streams through uninspected and intact.
+    c.simple_query("CREATE TABLE bulk(v text)").await.unwrap();
+    let big = "x".repeat(3 << 20);
+    c.execute("INSERT INTO bulk VALUES ($1)", &[&big])
+        .await
+        .unwrap();
+    let n: i32 = c
+        .query_one("SELECT length(v) FROM bulk", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n as usize, big.len());
+    for ty in ["PostgreSQL_UnsafeAction", "PostgreSQL_SqlInjection"] {
+        let (alerts, found) = p.until(Duration::from_secs(20), |a| {
+            a["alertType"] == ty && a["entities"]["sourceIp"] == "127.0.3.4"
+        });
+        assert!(found, "{ty}: {alerts:#?}\n{}", p.log());
+    }
+}

@@ -47,6 +47,9 @@ pub struct ProxyConfig {
     pub per_source_per_minute: u32,
     /// Signatures of one's own, read before the built-in ones.
     pub fingerprints: Option<PathBuf>,
+    /// Read the SQL of each query (simple and prepared) for the statement-level detectors.
+    /// Off by default: then nothing after the login is looked at.
+    pub inspect_statements: bool,
     /// Certificate chain and key (PEM) to accept TLS from clients; without them a client's
     /// SSLRequest is declined (sslmode=prefer clients go on in plain text).
     pub tls_cert: Option<PathBuf>,
@@ -93,6 +96,7 @@ impl Default for ProxyConfig {
             max_clients: 1000,
             per_source_per_minute: 600,
             fingerprints: None,
+            inspect_statements: false,
             tls_cert: None,
             tls_key: None,
             upstream_tls: false,
@@ -190,6 +194,9 @@ pub struct ProxyCounters {
 
 /// Largest server message read during authentication.
 const MAX_AUTH_MESSAGE: usize = 1 << 20;
+/// Statements longer than this are forwarded without inspection (and cut to
+/// [`crate::event::MAX_SQL_BYTES`] when inspected).
+const MAX_INSPECTED_MESSAGE: usize = 1 << 20;
 /// Client bytes accepted during authentication (password and SASL messages are small).
 const MAX_CLIENT_AUTH_BYTES: usize = 64 * 1024;
 
@@ -458,9 +465,61 @@ impl Proxy {
                 return;
             }
         };
-        // Authenticated: bytes both ways, unread.
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        if self.cfg.inspect_statements {
+            self.inspect(client, upstream, &conn).await;
+        } else {
+            // Authenticated: bytes both ways, unread.
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        }
         self.emit(conn.event(EventKind::Disconnected));
+    }
+
+    /// Statement inspection: the client's messages are framed, and the SQL of each simple
+    /// query (`Q`) and prepared statement (`P`) becomes a statement event for the statement
+    /// detectors; everything is forwarded as it came. The server's side is copied unread.
+    async fn inspect(&self, client: BoxIo, upstream: BoxIo, conn: &Conn) {
+        let (mut c_read, mut c_write) = tokio::io::split(client);
+        let (mut u_read, mut u_write) = tokio::io::split(upstream);
+        let to_client = async {
+            let _ = tokio::io::copy(&mut u_read, &mut c_write).await;
+            let _ = c_write.shutdown().await;
+        };
+        let to_server = async {
+            let mut header = [0u8; 5];
+            loop {
+                if c_read.read_exact(&mut header).await.is_err() {
+                    break;
+                }
+                let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+                if len < 4 || u_write.write_all(&header).await.is_err() {
+                    break;
+                }
+                let body_len = len - 4;
+                if matches!(header[0], b'Q' | b'P') && body_len <= MAX_INSPECTED_MESSAGE {
+                    let mut body = vec![0u8; body_len];
+                    if c_read.read_exact(&mut body).await.is_err()
+                        || u_write.write_all(&body).await.is_err()
+                    {
+                        break;
+                    }
+                    if let Some(sql) = protocol::query_text(header[0], &body) {
+                        let mut e = conn.event(EventKind::Statement);
+                        e.message = crate::sources::session::role_change(sql);
+                        e.sql = Some(crate::event::Sql::new(sql));
+                        self.emit(e);
+                    }
+                } else {
+                    // Bulk data (COPY, binds) and oversized statements stream through.
+                    let mut part = (&mut c_read).take(body_len as u64);
+                    match tokio::io::copy(&mut part, &mut u_write).await {
+                        Ok(n) if n == body_len as u64 => {}
+                        _ => break,
+                    }
+                }
+            }
+            let _ = u_write.shutdown().await;
+        };
+        tokio::join!(to_client, to_server);
     }
 
     /// Answers a refused client in its protocol: declines TLS if asked, then a FATAL error.

@@ -179,6 +179,21 @@ pub fn parse_server(kind: u8, body: &[u8]) -> ServerMsg {
     }
 }
 
+/// The SQL text of a client's simple query (`Q`: the query) or Parse (`P`: statement name,
+/// then the query); `None` for other messages or a malformed body.
+pub fn query_text(kind: u8, body: &[u8]) -> Option<&str> {
+    let text = match kind {
+        b'Q' => body,
+        b'P' => {
+            let name_end = body.iter().position(|b| *b == 0)?;
+            &body[name_end + 1..]
+        }
+        _ => return None,
+    };
+    let end = text.iter().position(|b| *b == 0)?;
+    std::str::from_utf8(&text[..end]).ok()
+}
+
 /// An ErrorResponse, as the proxy sends it to refuse a client.
 pub fn error_response(severity: &str, code: &str, message: &str) -> Vec<u8> {
     let mut body = Vec::new();
@@ -349,6 +364,15 @@ mod tests {
         assert_eq!(parse_proxy_v2(&head, &rest).unwrap(), None, "LOCAL");
         head[12] = 0x21;
         assert!(parse_proxy_v2(&head, &rest[..5]).is_err());
+    }
+
+    #[test]
+    fn query_texts() {
+        assert_eq!(query_text(b'Q', b"SELECT 1\0"), Some("SELECT 1"));
+        assert_eq!(query_text(b'P', b"s1\0SELECT $1\0\0\0"), Some("SELECT $1"));
+        assert_eq!(query_text(b'P', b"\0SELECT 2\0\0\0"), Some("SELECT 2"));
+        assert_eq!(query_text(b'Q', b"no end"), None);
+        assert_eq!(query_text(b'B', b"x\0"), None);
     }
 
     #[test]
