@@ -658,7 +658,7 @@ async fn real_clients_are_identified() {
 
     let want = [
         "psql",
-        "libpq (psycopg2, libpq-based drivers)",
+        "libpq (psycopg2, psycopg 3, libpq-based drivers)",
         "tokio-postgres",
         "pgjdbc",
     ];

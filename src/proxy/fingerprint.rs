@@ -165,6 +165,28 @@ mod tests {
             Some(false),
             "psycopg2"
         );
+        assert_eq!(
+            id(
+                &[
+                    ("client_encoding", "'utf-8'"),
+                    ("user", "app"),
+                    ("database", "appdb")
+                ],
+                true
+            ),
+            Some(("asyncpg".into(), false))
+        );
+        assert_eq!(
+            id(
+                &[
+                    ("user", "app"),
+                    ("database", "appdb"),
+                    ("client_encoding", "UTF8")
+                ],
+                false
+            ),
+            Some(("node-postgres".into(), false))
+        );
         assert_eq!(id(&[("x", "y")], true), None);
     }
 
