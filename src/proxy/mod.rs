@@ -126,6 +126,19 @@ fn upstream_host(upstream: &str) -> &str {
     upstream.rsplit_once(':').map_or(upstream, |(h, _)| h)
 }
 
+/// A first packet of an unsupported protocol version, kept to relay to the server.
+#[derive(Debug)]
+struct Unsupported(Vec<u8>);
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = |i: usize| u16::from_be_bytes([self.0[i], self.0[i + 1]]);
+        write!(f, "unsupported frontend protocol {}.{}", v(4), v(6))
+    }
+}
+
+impl std::error::Error for Unsupported {}
+
 /// A client or server connection, plain or TLS.
 pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
@@ -567,9 +580,29 @@ impl Proxy {
         let mut packet = vec![0u8; len];
         packet[..4].copy_from_slice(&header);
         client.read_exact(&mut packet[4..]).await?;
-        protocol::parse_first(&packet)
-            .map(Some)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        match protocol::parse_first(&packet) {
+            Ok(p) => Ok(Some(p)),
+            Err(protocol::ProtoError::UnsupportedProtocol(..)) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                Unsupported(packet),
+            )),
+            Err(e) => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        }
+    }
+
+    /// A first packet of a protocol the proxy does not speak goes to the server, and its
+    /// answer back: the client sees what PostgreSQL itself says (scanners compare it).
+    async fn relay_unsupported(&self, client: &mut BoxIo, packet: &[u8]) {
+        let Ok(mut up) = self.connect_upstream().await else {
+            return;
+        };
+        if up.write_all(packet).await.is_err() {
+            return;
+        }
+        let mut answer = Vec::new();
+        let quick = std::time::Duration::from_secs(2);
+        let _ = tokio::time::timeout(quick, (&mut up).take(4096).read_to_end(&mut answer)).await;
+        let _ = client.write_all(&answer).await;
     }
 
     fn protocol_error(&self, conn: &Conn, message: String) {
@@ -599,9 +632,18 @@ impl Proxy {
                 }
                 Err(e) => {
                     let msg = e.to_string();
-                    let _ = client
-                        .write_all(&protocol::error_response("FATAL", "08P01", &msg))
-                        .await;
+                    let inner = e.get_ref();
+                    if let Some(Unsupported(packet)) = inner.and_then(|i| i.downcast_ref()) {
+                        self.relay_unsupported(client, packet).await;
+                    } else if inner
+                        .and_then(|i| i.downcast_ref::<protocol::ProtoError>())
+                        .is_some_and(|p| *p != protocol::ProtoError::InvalidLength)
+                    {
+                        let _ = client
+                            .write_all(&protocol::error_response("FATAL", "08P01", &msg))
+                            .await;
+                    }
+                    // An invalid length, like PostgreSQL: closed without a word.
                     self.protocol_error(conn, msg);
                     return None;
                 }
