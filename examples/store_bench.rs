@@ -101,6 +101,7 @@ fn main() -> anyhow::Result<()> {
         channels: vec![],
         admins: vec![],
         blocks: None,
+        console: Default::default(),
     });
     let cfg = ApiConfig {
         listen: "127.0.0.1:0".parse()?,

@@ -39,7 +39,7 @@ fn decode_token(t: &str) -> ApiResult<(String, String)> {
         .ok_or_else(|| bad("skipToken", "not a token from a nextLink"))
 }
 
-pub(super) fn parse_query(params: &HashMap<String, String>) -> ApiResult<AlertQuery> {
+pub(crate) fn parse_query(params: &HashMap<String, String>) -> ApiResult<AlertQuery> {
     let mut q = AlertQuery {
         top: DEFAULT_TOP,
         ..Default::default()

@@ -4,7 +4,7 @@
 //! Every endpoint but `/healthz` needs `Authorization: Bearer <token>`; reader tokens may only
 //! read. Errors have Azure's shape, `{"error": {"code": "…", "message": "…"}}`.
 
-mod alerts;
+pub(crate) mod alerts;
 mod metrics;
 mod policies;
 mod servers;
@@ -71,6 +71,8 @@ pub struct ApiState {
     pub admins: Vec<String>,
     /// The proxy's active-response blocks, when this process runs the proxy.
     pub blocks: Option<Arc<crate::proxy::block::Blocklist>>,
+    /// Web console sign-ins.
+    pub console: Arc<crate::console::Sessions>,
 }
 
 /// An API error: HTTP status plus Azure's error code and a message naming what is wrong.
@@ -290,6 +292,7 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(protected)
+        .merge(crate::console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -64,6 +64,7 @@ pub fn start(
             channels: channels.clone(),
             admins: admins.clone(),
             blocks,
+            console: Default::default(),
         });
         Some(pgvigil::api::spawn(&cfg.api, state)?)
     } else {

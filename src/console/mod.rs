@@ -1,0 +1,565 @@
+//! The web console, served by the API's process under `/console`: plain server-rendered HTML
+//! (maud escapes every value, and role names, application names and addresses come from
+//! attackers), no script at all (the Content-Security-Policy forbids it), no asset from
+//! elsewhere. Sign-in with an API token; the session is a random id in an HttpOnly,
+//! SameSite=Strict cookie, and every form that changes something carries the session's CSRF
+//! token. A reader sees no action buttons, and the handlers refuse readers anyway.
+
+use crate::api::{ApiState, Caller};
+use crate::store::{AlertQuery, Role, Status};
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::{html, Markup, DOCTYPE};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const COOKIE: &str = "pgvigil_session";
+const SESSION_LIFE: Duration = Duration::from_secs(8 * 3600);
+const CSS: &str = include_str!("style.css");
+
+struct Session {
+    caller: Caller,
+    csrf: String,
+    expires: Instant,
+}
+
+/// Console sessions of this process.
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<String, Session>>,
+}
+
+fn random_hex() -> String {
+    let mut b = [0u8; 32];
+    // Without the OS's randomness there is no safe session: refuse rather than guess.
+    if getrandom::fill(&mut b).is_err() {
+        return String::new();
+    }
+    hex::encode(b)
+}
+
+impl Sessions {
+    fn start(&self, caller: Caller) -> Option<(String, String)> {
+        let (id, csrf) = (random_hex(), random_hex());
+        if id.is_empty() || csrf.is_empty() {
+            return None;
+        }
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        m.retain(|_, s| s.expires > now);
+        m.insert(
+            id.clone(),
+            Session {
+                caller,
+                csrf: csrf.clone(),
+                expires: now + SESSION_LIFE,
+            },
+        );
+        Some((id, csrf))
+    }
+
+    fn get(&self, headers: &HeaderMap) -> Option<(String, Caller, String)> {
+        let id = session_cookie(headers)?;
+        let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let s = m.get(&id).filter(|s| s.expires > Instant::now())?;
+        Some((id, s.caller.clone(), s.csrf.clone()))
+    }
+
+    fn end(&self, id: &str) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Compares in time independent of where the strings differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+pub fn router() -> Router<Arc<ApiState>> {
+    Router::new()
+        .route(
+            "/console",
+            get(|| async { Redirect::to("/console/alerts") }),
+        )
+        .route("/console/style.css", get(style))
+        .route("/console/signin", get(signin_page).post(signin))
+        .route("/console/signout", post(signout))
+        .route("/console/alerts", get(alerts_page))
+        .route("/console/alerts/{id}", get(alert_page))
+        .route("/console/alerts/{id}/{action}", post(act))
+}
+
+/// Headers of every console answer: no script, nothing from elsewhere, not framed, not cached.
+fn page(status: StatusCode, body: Markup) -> Response {
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        CSS,
+    )
+        .into_response()
+}
+
+fn layout(title: &str, who: Option<(&Caller, &str)>, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · pgvigil" }
+                link rel="stylesheet" href="/console/style.css";
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header {
+                    span.brand { "pgvigil" }
+                    @if let Some((caller, csrf)) = who {
+                        nav aria-label="Main" {
+                            a href="/console/alerts" { "Alerts" }
+                        }
+                        form.signout method="post" action="/console/signout" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            span { (caller.name) " (" (role_name(caller.role)) ")" }
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main id="main" { h1 { (title) } (content) }
+            }
+        }
+    }
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Admin => "admin",
+        Role::Reader => "reader",
+    }
+}
+
+fn to_signin() -> Response {
+    Redirect::to("/console/signin").into_response()
+}
+
+#[derive(Deserialize)]
+struct SigninForm {
+    token: String,
+}
+
+async fn signin_page() -> Response {
+    page(StatusCode::OK, signin_markup(None))
+}
+
+fn signin_markup(error: Option<&str>) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        html! {
+            form.signin method="post" action="/console/signin" {
+                label for="token" { "API token" }
+                input id="token" name="token" type="password" autocomplete="off" required
+                    aria-describedby=[error.map(|_| "token-error")];
+                @if let Some(e) = error {
+                    p.error id="token-error" role="alert" { (e) }
+                }
+                p.hint { "A reader or admin token made with " code { "pgvigil token add" } "." }
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+async fn signin(State(st): State<Arc<ApiState>>, Form(f): Form<SigninForm>) -> Response {
+    let store = st.store.clone();
+    let token = f.token.trim().to_string();
+    let who = crate::api::blocking(move || store.verify_token(&token)).await;
+    let Ok(Some((name, role))) = who else {
+        return page(
+            StatusCode::UNAUTHORIZED,
+            signin_markup(Some("That token is not valid.")),
+        );
+    };
+    let Some((id, _)) = st.console.start(Caller { name, role }) else {
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            signin_markup(Some("No session could be started.")),
+        );
+    };
+    let mut r = Redirect::to("/console/alerts").into_response();
+    let cookie = format!(
+        "{COOKIE}={id}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}",
+        SESSION_LIFE.as_secs()
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn signout(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Some((id, _, csrf)) = st.console.get(&headers) {
+        if same(&f.csrf, &csrf) {
+            st.console.end(&id);
+        }
+    }
+    let mut r = to_signin();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "pgvigil_session=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    r
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(|x| x.as_str()).unwrap_or("")
+}
+
+async fn alerts_page(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let Some((_, caller, csrf)) = st.console.get(&headers) else {
+        return to_signin();
+    };
+    let mut filters: HashMap<String, String> = params
+        .iter()
+        .filter(|(k, v)| {
+            !v.is_empty() && ["server", "severity", "status", "alertType"].contains(&k.as_str())
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    filters.insert("$top".into(), "100".into());
+    let query: Result<AlertQuery, _> = crate::api::alerts::parse_query(&filters);
+    let (rows, problem) = match query {
+        Ok(q) => {
+            let store = st.store.clone();
+            match crate::api::blocking(move || store.list_alerts(&q)).await {
+                Ok((rows, _)) => (rows, None),
+                Err(e) => (Vec::new(), Some(e.message.clone())),
+            }
+        }
+        Err(e) => (Vec::new(), Some(e.message.clone())),
+    };
+    let pick = |k: &str| params.get(k).map(String::as_str).unwrap_or("");
+    let body = html! {
+        form.filters method="get" action="/console/alerts" {
+            label { "Server " input name="server" value=(pick("server")); }
+            label { "Severity "
+                select name="severity" {
+                    @for o in ["", "High", "Medium", "Low"] {
+                        option value=(o) selected[pick("severity") == o] { @if o.is_empty() { "any" } @else { (o) } }
+                    }
+                }
+            }
+            label { "Status "
+                select name="status" {
+                    @for o in ["", "Active", "InProgress", "Dismissed", "Resolved"] {
+                        option value=(o) selected[pick("status") == o] { @if o.is_empty() { "any" } @else { (o) } }
+                    }
+                }
+            }
+            button type="submit" { "Filter" }
+        }
+        @if let Some(p) = problem {
+            p.error role="alert" { (p) }
+        }
+        @if rows.is_empty() {
+            p { "No alerts." }
+        } @else {
+            table {
+                caption { (rows.len()) " alerts, newest first" }
+                thead { tr { th scope="col" { "Severity" } th scope="col" { "Alert" } th scope="col" { "Server" } th scope="col" { "Source" } th scope="col" { "Principal" } th scope="col" { "Status" } th scope="col" { "Last seen (UTC)" } } }
+                tbody {
+                    @for a in &rows {
+                        tr {
+                            td { span class={"sev " (s(a, "severity"))} { (s(a, "severity")) } }
+                            td { a href={"/console/alerts/" (s(a, "id"))} { (s(a, "displayName")) } }
+                            td { (s(a, "server")) }
+                            td { (a["entities"]["sourceIp"].as_str().unwrap_or("")) }
+                            td { (a["entities"]["principal"].as_str().unwrap_or("")) }
+                            td { (s(a, "status")) }
+                            td { (s(a, "endTimeUtc")) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(
+        StatusCode::OK,
+        layout("Alerts", Some((&caller, &csrf)), body),
+    )
+}
+
+async fn alert_page(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Some((_, caller, csrf)) = st.console.get(&headers) else {
+        return to_signin();
+    };
+    let store = st.store.clone();
+    let id2 = id.clone();
+    let a = match crate::api::blocking(move || store.get_alert(&id2)).await {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            return page(
+                StatusCode::NOT_FOUND,
+                layout(
+                    "No such alert",
+                    Some((&caller, &csrf)),
+                    html! { p { a href="/console/alerts" { "Back to the alerts" } } },
+                ),
+            )
+        }
+        Err(e) => {
+            return page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                layout(
+                    "Error",
+                    Some((&caller, &csrf)),
+                    html! { p.error { (e.message) } },
+                ),
+            )
+        }
+    };
+    let e = &a["entities"];
+    let loc = &e["location"];
+    let evidence = serde_json::to_string_pretty(&a["evidence"]).unwrap_or_default();
+    let status = s(&a, "status");
+    let actions: [(&str, &str, &str); 4] = [
+        ("dismiss", "Dismiss", "Dismissed"),
+        ("inProgress", "Mark in progress", "InProgress"),
+        ("resolve", "Resolve", "Resolved"),
+        ("activate", "Reactivate", "Active"),
+    ];
+    let body = html! {
+        p.meta {
+            span class={"sev " (s(&a, "severity"))} { (s(&a, "severity")) }
+            " " (s(&a, "alertType")) " · server " (s(&a, "server")) " · " (status)
+            " · " (s(&a, "startTimeUtc")) " – " (s(&a, "endTimeUtc"))
+        }
+        @if caller.role == Role::Admin {
+            div.actions role="group" aria-label="Change the status" {
+                @for (action, label, to) in actions {
+                    @if to != status {
+                        form method="post" action={"/console/alerts/" (id) "/" (action)} {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button type="submit" { (label) }
+                        }
+                    }
+                }
+            }
+        }
+        section { h2 { "What happened" } p { (s(&a, "description")) } }
+        section { h2 { "Why it is unusual" } p { (s(&a, "anomalyContext")) } }
+        section {
+            h2 { "Entities" }
+            dl {
+                dt { "Source" } dd { (e["sourceIp"].as_str().unwrap_or("unknown")) }
+                dt { "Location" } dd {
+                    @match (loc["country"].as_str(), loc["addressClass"].as_str()) {
+                        (Some(c), _) => { (c) }
+                        (None, Some(class)) if class != "public" => { (class) " address" }
+                        _ => { "unknown country" }
+                    }
+                    @if let Some(c) = loc["city"].as_str() { ", " (c) }
+                    @if let Some(n) = loc["asn"].as_u64() { " · AS" (n) }
+                    @if let Some(o) = loc["org"].as_str() { " " (o) }
+                }
+                dt { "Cloud" } dd { (e["cloud"]["provider"].as_str().unwrap_or("none known")) " " (e["cloud"]["region"].as_str().unwrap_or("")) }
+                dt { "Principal" } dd { (e["principal"].as_str().unwrap_or("")) }
+                dt { "Database" } dd { (e["database"].as_str().unwrap_or("")) }
+                dt { "Application" } dd { (e["application"].as_str().unwrap_or("")) }
+            }
+        }
+        section {
+            h2 { "What to do" }
+            ol { @for step in a["remediationSteps"].as_array().into_iter().flatten() { li { (step.as_str().unwrap_or("")) } } }
+        }
+        section {
+            h2 { "MITRE ATT&CK" }
+            ul.techniques { @for t in a["techniques"].as_array().into_iter().flatten() { li { (t.as_str().unwrap_or("")) } } }
+        }
+        section {
+            h2 { "History" }
+            ul { @for h in a["stateHistory"].as_array().into_iter().flatten() {
+                li { (s(h, "time")) ": " (s(h, "action")) " — " (s(h, "fromStatus")) " → " (s(h, "toStatus")) " by " (s(h, "actor")) }
+            } }
+        }
+        section { h2 { "Evidence" } pre { (evidence) } }
+        p { a href="/console/alerts" { "Back to the alerts" } }
+    };
+    page(
+        StatusCode::OK,
+        layout(s(&a, "displayName"), Some((&caller, &csrf)), body),
+    )
+}
+
+async fn act(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let Some((_, caller, csrf)) = st.console.get(&headers) else {
+        return to_signin();
+    };
+    if !same(&f.csrf, &csrf) {
+        return page(
+            StatusCode::FORBIDDEN,
+            layout(
+                "Refused",
+                Some((&caller, &csrf)),
+                html! { p.error role="alert" { "The form was not issued by this session (CSRF token mismatch)." } },
+            ),
+        );
+    }
+    if caller.role != Role::Admin {
+        return page(
+            StatusCode::FORBIDDEN,
+            layout(
+                "Refused",
+                Some((&caller, &csrf)),
+                html! { p.error role="alert" { "Reader tokens cannot change alerts." } },
+            ),
+        );
+    }
+    let Some(to) = Status::of_action(&action) else {
+        return page(
+            StatusCode::NOT_FOUND,
+            layout("No such action", Some((&caller, &csrf)), html! {}),
+        );
+    };
+    let store = st.store.clone();
+    let (id2, who) = (id.clone(), caller.name.clone());
+    match crate::api::blocking(move || store.set_status(&id2, to, &who)).await {
+        Ok(Some(_)) => {
+            tracing::info!(alert = %id, status = to.as_str(), by = %caller.name, "alert status changed in the console");
+            Redirect::to(&format!("/console/alerts/{id}")).into_response()
+        }
+        Ok(None) => page(
+            StatusCode::NOT_FOUND,
+            layout("No such alert", Some((&caller, &csrf)), html! {}),
+        ),
+        Err(e) => page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            layout(
+                "Error",
+                Some((&caller, &csrf)),
+                html! { p.error { (e.message) } },
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markup_from_logs_is_escaped() {
+        let caller = Caller {
+            name: "<b>x</b>".into(),
+            role: Role::Admin,
+        };
+        let m = layout(
+            "<script>alert(1)</script>",
+            Some((&caller, "c\"srf")),
+            html! {},
+        )
+        .into_string();
+        assert!(!m.contains("<script>alert(1)"), "{m}");
+        assert!(m.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(m.contains("&lt;b&gt;x&lt;/b&gt;"));
+        assert!(m.contains("value=\"c&quot;srf\""));
+    }
+
+    #[test]
+    fn cookies_and_csrf() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; pgvigil_session=abc; b=2"),
+        );
+        assert_eq!(session_cookie(&h).as_deref(), Some("abc"));
+        assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
+        let s = Sessions::default();
+        let (id, csrf) = s
+            .start(Caller {
+                name: "ops".into(),
+                role: Role::Reader,
+            })
+            .unwrap();
+        assert_eq!(id.len(), 64);
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("pgvigil_session={id}")).unwrap(),
+        );
+        let (_, c, c2) = s.get(&h).unwrap();
+        assert_eq!((c.name.as_str(), c2), ("ops", csrf));
+        s.end(&id);
+        assert!(s.get(&h).is_none());
+    }
+}

@@ -1,0 +1,299 @@
+//! The web console in a real headless Chromium (Debian `chromium` + `chromium-driver`, driven
+//! with fantoccini) over a pgvigil whose alerts come from real failed logins on a test
+//! cluster — by a role whose name is a script tag: sign in (a bad token refused), see the
+//! alert, open it (the markup shown as text, never run), dismiss it and find the API agree;
+//! a reader sees no buttons; a form without the session's CSRF token is refused. Screenshots of
+//! each page go to `test-artifacts/console/`.
+
+mod support;
+
+use fantoccini::{ClientBuilder, Locator};
+use serde_json::Value;
+use std::time::Duration;
+use support::*;
+
+const EVIL_ROLE: &str = "<script>window.pwned=1</script>";
+
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn chromedriver() -> (Driver, u16) {
+    let port = free_port();
+    let child = std::process::Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromedriver (apt-get install -y chromium chromium-driver)");
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < end,
+            "chromedriver did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (Driver(child), port)
+}
+
+async fn browser(port: u16) -> fantoccini::Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]
+        }),
+    );
+    ClientBuilder::native()
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a headless Chromium session")
+}
+
+async fn shot(c: &fantoccini::Client, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test-artifacts/console");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.png")),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+}
+
+/// Waits for the browser to arrive at a page whose path ends with `suffix`.
+async fn until_path(c: &fantoccini::Client, suffix: &str) {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let path = c.current_url().await.unwrap().path().to_string();
+        if path.ends_with(suffix) {
+            return;
+        }
+        assert!(std::time::Instant::now() < end, "at {path}, not …{suffix}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the element's text contains `what`.
+async fn until_text(c: &fantoccini::Client, css: &str, what: &str) -> String {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            if let Ok(t) = e.text().await {
+                if t.contains(what) {
+                    return t;
+                }
+            }
+        }
+        assert!(std::time::Instant::now() < end, "{css} never said {what:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn sign_in(c: &fantoccini::Client, base: &str, token: &str) {
+    c.goto(&format!("{base}/console")).await.unwrap();
+    until_path(c, "/console/signin").await;
+    c.find(Locator::Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(token)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.signin button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
+    let cl = Cluster::start(ClusterOptions::default());
+    for _ in 0..12 {
+        assert!(
+            !login(
+                "127.0.4.1",
+                cl.port,
+                EVIL_ROLE,
+                "guess",
+                "appdb",
+                Some("<img src=x onerror=alert(1)>")
+            )
+            .await
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("pgvigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "server = \"db1\"\n[input]\npaths = [\"{}\"]\nstart_at = \"beginning\"\n[state]\ndir = \"{}\"\n",
+            cl.log_dir.display(),
+            state.display()
+        ),
+    )
+    .unwrap();
+    let db = state.join("pgvigil.db");
+    let store: [&std::ffi::OsStr; 2] = ["--store".as_ref(), db.as_os_str()];
+    let admin = make_token(&store, "alice", "admin");
+    let reader = make_token(&store, "auditor", "reader");
+    let run = Runner::start(&["-c".as_ref(), config.as_os_str()]);
+    let (alerts, found) = run.until(Duration::from_secs(30), |a| {
+        a["entities"]["principal"] == EVIL_ROLE
+    });
+    assert!(found, "{alerts:#?}\n{}", run.log());
+    let id = alerts.last().unwrap()["id"].as_str().unwrap().to_string();
+    let base = format!("http://{}", run.api_addr());
+
+    let (_driver, port) = chromedriver();
+    let c = browser(port).await;
+
+    // A bad token is refused on the page.
+    sign_in(&c, &base, "not-a-token").await;
+    until_text(&c, "p.error", "not valid").await;
+    shot(&c, "01-signin-refused").await;
+
+    // The admin signs in and sees the alert, its role shown as text.
+    c.find(Locator::Css("#token"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    c.find(Locator::Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(&admin)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.signin button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until_path(&c, "/console/alerts").await;
+    let table = c
+        .find(Locator::Css("table"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        table.contains(EVIL_ROLE),
+        "the role name is shown as text: {table}"
+    );
+    shot(&c, "02-alerts").await;
+
+    // The alert page: markup escaped and not run.
+    c.goto(&format!("{base}/console/alerts/{id}"))
+        .await
+        .unwrap();
+    let body = c
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains(EVIL_ROLE), "{body}");
+    assert!(
+        body.contains("What to do") && body.contains("T1110"),
+        "{body}"
+    );
+    let pwned = c
+        .execute("return window.pwned === undefined", vec![])
+        .await
+        .unwrap();
+    assert_eq!(pwned, Value::Bool(true), "the role name's script never ran");
+    let src = c.source().await.unwrap();
+    assert!(!src.contains(EVIL_ROLE), "only escaped in the HTML");
+    shot(&c, "03-alert").await;
+
+    // Dismiss, and the API agrees, naming who.
+    let buttons = c.find_all(Locator::Css(".actions button")).await.unwrap();
+    let mut dismissed = false;
+    for b in buttons {
+        if b.text().await.unwrap() == "Dismiss" {
+            b.click().await.unwrap();
+            dismissed = true;
+            break;
+        }
+    }
+    assert!(dismissed, "a Dismiss button for the admin");
+    until_text(&c, "p.meta", "Dismissed").await;
+    shot(&c, "04-dismissed").await;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .get(format!("{base}/alerts/{id}"))
+        .header("Authorization", &format!("Bearer {reader}"))
+        .call()
+        .unwrap();
+    let a: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(a["status"], "Dismissed");
+    assert_eq!(
+        a["stateHistory"].as_array().unwrap().last().unwrap()["actor"],
+        "alice"
+    );
+
+    // A reader sees no buttons.
+    c.delete_all_cookies().await.unwrap();
+    sign_in(&c, &base, &reader).await;
+    until_path(&c, "/console/alerts").await;
+    c.goto(&format!("{base}/console/alerts/{id}"))
+        .await
+        .unwrap();
+    assert!(c
+        .find_all(Locator::Css(".actions button"))
+        .await
+        .unwrap()
+        .is_empty());
+    shot(&c, "05-reader").await;
+    c.close().await.unwrap();
+
+    // A form posted without the session's CSRF token is refused, and changes nothing.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let r = agent
+        .post(format!("{base}/console/signin"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(format!("token={admin}"))
+        .unwrap();
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_string();
+    let r = agent
+        .post(format!("{base}/console/alerts/{id}/activate"))
+        .header("Cookie", &cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send("csrf=forged")
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let mut r = agent
+        .get(format!("{base}/alerts/{id}"))
+        .header("Authorization", &format!("Bearer {reader}"))
+        .call()
+        .unwrap();
+    let a: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(a["status"], "Dismissed");
+}
