@@ -249,6 +249,68 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
         "alice"
     );
 
+    // Servers and what is normal for each.
+    c.goto(&format!("{base}/console/servers")).await.unwrap();
+    let servers = until_text(&c, "table", "db1").await;
+    assert!(servers.contains("Alert policy"), "{servers}");
+    shot(&c, "05-servers").await;
+    c.goto(&format!("{base}/console/servers/db1"))
+        .await
+        .unwrap();
+    until_text(&c, "main", "Principals").await;
+    shot(&c, "06-profile").await;
+
+    // The policy: a bad recipient is shown next to its field, nothing saved; then a good one.
+    c.goto(&format!("{base}/console/servers/db1/policy"))
+        .await
+        .unwrap();
+    let emails = c.find(Locator::Css("#email_addresses")).await.unwrap();
+    emails.clear().await.unwrap();
+    emails
+        .send_keys("soc@example.com; not-an-address")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.policy button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let err = until_text(&c, "#email-error", "not-an-address").await;
+    assert!(!err.is_empty());
+    shot(&c, "07-policy-error").await;
+    let emails = c.find(Locator::Css("#email_addresses")).await.unwrap();
+    emails.clear().await.unwrap();
+    emails.send_keys("soc@example.com").await.unwrap();
+    c.find(Locator::Css("input[value=Brute_Force]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.policy button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until_text(&c, "main", "Saved.").await;
+    shot(&c, "08-policy-saved").await;
+    let mut r = agent
+        .get(format!("{base}/servers/db1/securityAlertPolicies/Default"))
+        .header("Authorization", &format!("Bearer {reader}"))
+        .call()
+        .unwrap();
+    let pol: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(
+        pol["properties"]["emailAddresses"][0], "soc@example.com",
+        "{pol:#}"
+    );
+    assert_eq!(
+        pol["properties"]["disabledAlerts"][0], "Brute_Force",
+        "{pol:#}"
+    );
+
     // A reader sees no buttons.
     c.delete_all_cookies().await.unwrap();
     sign_in(&c, &base, &reader).await;
@@ -261,7 +323,16 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
         .await
         .unwrap()
         .is_empty());
-    shot(&c, "05-reader").await;
+    shot(&c, "09-reader").await;
+    c.goto(&format!("{base}/console/servers/db1/policy"))
+        .await
+        .unwrap();
+    until_text(&c, "main", "can look, not change").await;
+    assert!(c
+        .find_all(Locator::Css("form.policy button"))
+        .await
+        .unwrap()
+        .is_empty());
     c.close().await.unwrap();
 
     // A form posted without the session's CSRF token is refused, and changes nothing.

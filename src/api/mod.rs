@@ -6,7 +6,7 @@
 
 pub(crate) mod alerts;
 mod metrics;
-mod policies;
+pub(crate) mod policies;
 mod servers;
 pub mod simulate;
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 /// 404 unless some agent has registered the server.
-pub(super) async fn known_server(st: &ApiState, server: &str) -> ApiResult<()> {
+pub(crate) async fn known_server(st: &ApiState, server: &str) -> ApiResult<()> {
     let store = st.store.clone();
     let name = server.to_string();
     if blocking(move || store.server_exists(&name)).await? {

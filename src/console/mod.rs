@@ -111,6 +111,12 @@ pub fn router() -> Router<Arc<ApiState>> {
         .route("/console/alerts", get(alerts_page))
         .route("/console/alerts/{id}", get(alert_page))
         .route("/console/alerts/{id}/{action}", post(act))
+        .route("/console/servers", get(servers_page))
+        .route("/console/servers/{server}", get(profile_page))
+        .route(
+            "/console/servers/{server}/policy",
+            get(policy_page).post(policy_save),
+        )
 }
 
 /// Headers of every console answer: no script, nothing from elsewhere, not framed, not cached.
@@ -163,6 +169,7 @@ fn layout(title: &str, who: Option<(&Caller, &str)>, content: Markup) -> Markup 
                     @if let Some((caller, csrf)) = who {
                         nav aria-label="Main" {
                             a href="/console/alerts" { "Alerts" }
+                            a href="/console/servers" { "Servers" }
                         }
                         form.signout method="post" action="/console/signout" {
                             input type="hidden" name="csrf" value=(csrf);
@@ -510,6 +517,369 @@ async fn act(
                 html! { p.error { (e.message) } },
             ),
         ),
+    }
+}
+
+fn refused(caller: &Caller, csrf: &str, status: StatusCode, why: &str) -> Response {
+    page(
+        status,
+        layout(
+            "Refused",
+            Some((caller, csrf)),
+            html! { p.error role="alert" { (why) } },
+        ),
+    )
+}
+
+async fn servers_page(State(st): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    let Some((_, caller, csrf)) = st.console.get(&headers) else {
+        return to_signin();
+    };
+    let store = st.store.clone();
+    let servers = match crate::api::blocking(move || store.list_servers()).await {
+        Ok(v) => v,
+        Err(e) => {
+            return refused(
+                &caller,
+                &csrf,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &e.message,
+            )
+        }
+    };
+    let body = html! {
+        @if servers.is_empty() {
+            p { "No server has reported yet." }
+        } @else {
+            table {
+                caption { "Servers, and whether each is still learning what is normal" }
+                thead { tr {
+                    th scope="col" { "Server" } th scope="col" { "Mode" } th scope="col" { "Open alerts" }
+                    th scope="col" { "Events" } th scope="col" { "Last event (UTC)" } th scope="col" { "Learning until" }
+                    th scope="col" { "Policy" }
+                } }
+                tbody { @for sv in &servers { tr {
+                    td { a href={"/console/servers/" (sv.name)} { (sv.name) } }
+                    td { (sv.mode) }
+                    td { a href={"/console/alerts?server=" (sv.name)} { (sv.open_alerts) } }
+                    td { (sv.events) }
+                    td { (sv.last_event.as_deref().unwrap_or("")) }
+                    td { (sv.learning_until.as_deref().unwrap_or("")) }
+                    td { a href={"/console/servers/" (sv.name) "/policy"} { "Alert policy" } }
+                } } }
+            }
+        }
+    };
+    page(
+        StatusCode::OK,
+        layout("Servers", Some((&caller, &csrf)), body),
+    )
+}
+
+/// The profile's kinds of entity, in the order shown, with their headings.
+const PROFILE_PARTS: [(&str, &str); 10] = [
+    ("principals", "Principals (roles that log in)"),
+    ("countries", "Countries"),
+    ("principalCountries", "Countries per principal"),
+    ("asns", "Networks (ASN)"),
+    ("cloudProviders", "Cloud providers"),
+    ("cloudRegions", "Cloud regions"),
+    ("applications", "Applications"),
+    ("fingerprints", "Client fingerprints (proxy)"),
+    ("domains", "Client domains (reverse DNS)"),
+    (
+        "announcedRoles",
+        "Roles created or enabled by known principals",
+    ),
+];
+
+async fn profile_page(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(server): Path<String>,
+) -> Response {
+    let Some((_, caller, csrf)) = st.console.get(&headers) else {
+        return to_signin();
+    };
+    let store = st.store.clone();
+    let name = server.clone();
+    let profile = match crate::api::blocking(move || store.server_profile(&name)).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return refused(&caller, &csrf, StatusCode::NOT_FOUND, "No such server."),
+        Err(e) => {
+            return refused(
+                &caller,
+                &csrf,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &e.message,
+            )
+        }
+    };
+    let title = format!("What is normal for {server}");
+    let body = html! {
+        @match &profile {
+            None => p { "The agent has not sent a profile yet." },
+            Some(p) => {
+                p.meta {
+                    "Learning since " (s(p, "firstLogin")) ", until " (s(p, "learningUntil"))
+                    "; entities unseen for " (p["lookBackDays"]) " days are forgotten. Alerts compare new logins with these."
+                }
+                @for (key, heading) in PROFILE_PARTS {
+                    @let rows = p[key].as_array().cloned().unwrap_or_default();
+                    section {
+                        h2 { (heading) }
+                        @if rows.is_empty() { p.hint { "None seen." } } @else {
+                            table {
+                                thead { tr { th scope="col" { "Seen" } th scope="col" { "First seen" } th scope="col" { "Last seen" } th scope="col" { "Count" } } }
+                                tbody { @for r in &rows { tr {
+                                    td { (s(r, "name")) } td { (s(r, "firstSeen")) } td { (s(r, "lastSeen")) } td { (r["count"]) }
+                                } } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        p { a href={"/console/servers/" (server) "/policy"} { "Alert policy of " (server) } }
+    };
+    page(StatusCode::OK, layout(&title, Some((&caller, &csrf)), body))
+}
+
+#[derive(Deserialize)]
+struct PolicyForm {
+    csrf: String,
+    state: String,
+    #[serde(default)]
+    email_addresses: String,
+    #[serde(default)]
+    email_account_admins: Option<String>,
+    #[serde(default)]
+    retention_days: String,
+    /// Checked categories arrive as `disabled=Brute_Force&disabled=…`.
+    #[serde(default)]
+    disabled: Vec<String>,
+}
+
+/// Field errors by form field, from the policy's JSON-path errors.
+fn field_of(path: &str) -> &'static str {
+    let p = path.strip_prefix("properties.").unwrap_or(path);
+    if p.starts_with("emailAddresses") {
+        "email_addresses"
+    } else if p.starts_with("retentionDays") {
+        "retention_days"
+    } else if p.starts_with("disabledAlerts") {
+        "disabled"
+    } else if p.starts_with("state") {
+        "state"
+    } else {
+        "form"
+    }
+}
+
+fn policy_markup(
+    server: &str,
+    p: &crate::policy::Policy,
+    values: Option<&PolicyForm>,
+    error: Option<&crate::policy::PolicyError>,
+    can_edit: bool,
+    csrf: &str,
+    saved: bool,
+) -> Markup {
+    let err_for = |f: &str| {
+        error
+            .filter(|e| field_of(&e.field) == f)
+            .map(|e| e.message.clone())
+    };
+    let emails = values
+        .map(|v| v.email_addresses.clone())
+        .unwrap_or_else(|| p.email_addresses.join("; "));
+    let retention = values
+        .map(|v| v.retention_days.clone())
+        .unwrap_or_else(|| p.retention_days.to_string());
+    let enabled = values.map_or(p.state == crate::policy::PolicyState::Enabled, |v| {
+        v.state == "Enabled"
+    });
+    let admins = values.map_or(p.email_account_admins, |v| v.email_account_admins.is_some());
+    let disabled: Vec<String> = values.map_or(p.disabled_alerts.clone(), |v| v.disabled.clone());
+    html! {
+        @if saved { p.saved role="status" { "Saved." } }
+        @if let Some(e) = err_for("form") { p.error role="alert" { (e) } }
+        form.policy method="post" action={"/console/servers/" (server) "/policy"} {
+            input type="hidden" name="csrf" value=(csrf);
+            fieldset disabled[!can_edit] {
+                legend { "Security alert policy of " (server) }
+                label for="state" { "State" }
+                select id="state" name="state" {
+                    option value="Enabled" selected[enabled] { "Enabled" }
+                    option value="Disabled" selected[!enabled] { "Disabled" }
+                }
+                fieldset.categories aria-describedby=[err_for("disabled").map(|_| "disabled-error")] {
+                    legend { "Disabled alert categories" }
+                    @for c in crate::policy::CATEGORIES {
+                        label { input type="checkbox" name="disabled" value=(c) checked[disabled.iter().any(|d| d == c)]; " " (c) }
+                    }
+                    @if let Some(e) = err_for("disabled") { p.error id="disabled-error" { (e) } }
+                }
+                label for="email_addresses" { "Email recipients (separated by ;)" }
+                input id="email_addresses" name="email_addresses" value=(emails)
+                    aria-invalid=[err_for("email_addresses").map(|_| "true")]
+                    aria-describedby=[err_for("email_addresses").map(|_| "email-error")];
+                @if let Some(e) = err_for("email_addresses") { p.error id="email-error" role="alert" { (e) } }
+                label.inline { input type="checkbox" name="email_account_admins" value="on" checked[admins]; " Also email the administrators" }
+                label for="retention_days" { "Keep alerts for (days, 0 = forever)" }
+                input id="retention_days" name="retention_days" inputmode="numeric" value=(retention)
+                    aria-invalid=[err_for("retention_days").map(|_| "true")]
+                    aria-describedby=[err_for("retention_days").map(|_| "retention-error")];
+                @if let Some(e) = err_for("retention_days") { p.error id="retention-error" role="alert" { (e) } }
+                @if can_edit { button type="submit" { "Save" } }
+            }
+        }
+        @if !can_edit { p.hint { "A reader token can look, not change." } }
+    }
+}
+
+async fn policy_page(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(server): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some((_, caller, csrf)) = st.console.get(&headers) else {
+        return to_signin();
+    };
+    if crate::api::policies::known_server(&st, &server)
+        .await
+        .is_err()
+    {
+        return refused(&caller, &csrf, StatusCode::NOT_FOUND, "No such server.");
+    }
+    let store = st.store.clone();
+    let name = server.clone();
+    let p = match crate::api::blocking(move || store.get_policy(&name)).await {
+        Ok(p) => p,
+        Err(e) => {
+            return refused(
+                &caller,
+                &csrf,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &e.message,
+            )
+        }
+    };
+    let body = policy_markup(
+        &server,
+        &p,
+        None,
+        None,
+        caller.role == Role::Admin,
+        &csrf,
+        q.contains_key("saved"),
+    );
+    page(
+        StatusCode::OK,
+        layout(
+            &format!("Alert policy · {server}"),
+            Some((&caller, &csrf)),
+            body,
+        ),
+    )
+}
+
+async fn policy_save(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(server): Path<String>,
+    body_bytes: axum::body::Bytes,
+) -> Response {
+    let Some((_, caller, csrf)) = st.console.get(&headers) else {
+        return to_signin();
+    };
+    // Repeated keys (`disabled=…&disabled=…`) need a list: parsed by hand from the body.
+    let mut f = PolicyForm {
+        csrf: String::new(),
+        state: String::new(),
+        email_addresses: String::new(),
+        email_account_admins: None,
+        retention_days: String::new(),
+        disabled: Vec::new(),
+    };
+    for (k, v) in form_urlencoded::parse(&body_bytes) {
+        match k.as_ref() {
+            "csrf" => f.csrf = v.into_owned(),
+            "state" => f.state = v.into_owned(),
+            "email_addresses" => f.email_addresses = v.into_owned(),
+            "email_account_admins" => f.email_account_admins = Some(v.into_owned()),
+            "retention_days" => f.retention_days = v.into_owned(),
+            "disabled" => f.disabled.push(v.into_owned()),
+            _ => {}
+        }
+    }
+    if !same(&f.csrf, &csrf) {
+        return refused(
+            &caller,
+            &csrf,
+            StatusCode::FORBIDDEN,
+            "The form was not issued by this session (CSRF token mismatch).",
+        );
+    }
+    if caller.role != Role::Admin {
+        return refused(
+            &caller,
+            &csrf,
+            StatusCode::FORBIDDEN,
+            "Reader tokens cannot change the policy.",
+        );
+    }
+    if crate::api::policies::known_server(&st, &server)
+        .await
+        .is_err()
+    {
+        return refused(&caller, &csrf, StatusCode::NOT_FOUND, "No such server.");
+    }
+    let retention: Value = match f.retention_days.trim().parse::<i64>() {
+        Ok(n) => n.into(),
+        Err(_) => f.retention_days.clone().into(),
+    };
+    let body = serde_json::json!({"properties": {
+        "state": f.state,
+        "disabledAlerts": f.disabled,
+        "emailAddresses": f.email_addresses,
+        "emailAccountAdmins": f.email_account_admins.is_some(),
+        "retentionDays": retention,
+    }});
+    match crate::policy::Policy::from_put_body(&body, &server) {
+        Ok(u) => {
+            let store = st.store.clone();
+            let name = server.clone();
+            match crate::api::blocking(move || store.put_policy(&name, &u)).await {
+                Ok(_) => {
+                    tracing::info!(server = %server, by = %caller.name, "policy changed in the console");
+                    Redirect::to(&format!("/console/servers/{server}/policy?saved")).into_response()
+                }
+                Err(e) => refused(
+                    &caller,
+                    &csrf,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &e.message,
+                ),
+            }
+        }
+        Err(e) => {
+            let store = st.store.clone();
+            let name = server.clone();
+            let p = crate::api::blocking(move || store.get_policy(&name))
+                .await
+                .unwrap_or_default();
+            let markup = policy_markup(&server, &p, Some(&f), Some(&e), true, &csrf, false);
+            page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                layout(
+                    &format!("Alert policy · {server}"),
+                    Some((&caller, &csrf)),
+                    markup,
+                ),
+            )
+        }
     }
 }
 
