@@ -181,6 +181,15 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
         .click()
         .await
         .unwrap();
+    until_path(&c, "/console").await;
+    let overview = until_text(&c, "main", "Top sources").await;
+    assert!(overview.contains("PostgreSQL_BruteForce"), "{overview}");
+    assert!(
+        overview.contains("127.0.4.1"),
+        "the attacking source: {overview}"
+    );
+    shot(&c, "02-overview").await;
+    c.goto(&format!("{base}/console/alerts")).await.unwrap();
     until_path(&c, "/console/alerts").await;
     let table = c
         .find(Locator::Css("table"))
@@ -193,7 +202,7 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
         table.contains(EVIL_ROLE),
         "the role name is shown as text: {table}"
     );
-    shot(&c, "02-alerts").await;
+    shot(&c, "02-alerts-list").await;
 
     // The alert page: markup escaped and not run.
     c.goto(&format!("{base}/console/alerts/{id}"))
@@ -314,7 +323,7 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
     // A reader sees no buttons.
     c.delete_all_cookies().await.unwrap();
     sign_in(&c, &base, &reader).await;
-    until_path(&c, "/console/alerts").await;
+    until_path(&c, "/console").await;
     c.goto(&format!("{base}/console/alerts/{id}"))
         .await
         .unwrap();

@@ -101,10 +101,7 @@ fn same(a: &str, b: &str) -> bool {
 
 pub fn router() -> Router<Arc<ApiState>> {
     Router::new()
-        .route(
-            "/console",
-            get(|| async { Redirect::to("/console/alerts") }),
-        )
+        .route("/console", get(overview_page))
         .route("/console/style.css", get(style))
         .route("/console/signin", get(signin_page).post(signin))
         .route("/console/signout", post(signout))
@@ -168,6 +165,7 @@ fn layout(title: &str, who: Option<(&Caller, &str)>, content: Markup) -> Markup 
                     span.brand { "pgvigil" }
                     @if let Some((caller, csrf)) = who {
                         nav aria-label="Main" {
+                            a href="/console" { "Overview" }
                             a href="/console/alerts" { "Alerts" }
                             a href="/console/servers" { "Servers" }
                         }
@@ -239,7 +237,7 @@ async fn signin(State(st): State<Arc<ApiState>>, Form(f): Form<SigninForm>) -> R
             signin_markup(Some("No session could be started.")),
         );
     };
-    let mut r = Redirect::to("/console/alerts").into_response();
+    let mut r = Redirect::to("/console").into_response();
     let cookie = format!(
         "{COOKIE}={id}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}",
         SESSION_LIFE.as_secs()
@@ -518,6 +516,140 @@ async fn act(
             ),
         ),
     }
+}
+
+/// A bar chart as SVG, drawn on the server: no script, and a table of the same numbers for
+/// screen readers and for reading exact values.
+fn bar_chart(title: &str, bars: &[(String, i64)]) -> Markup {
+    let max = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1);
+    let (w, h, gap) = (760.0_f64, 160.0_f64, 2.0_f64);
+    let bw = if bars.is_empty() {
+        w
+    } else {
+        w / bars.len() as f64
+    };
+    html! {
+        figure.chart {
+            svg width="100%" viewBox={"0 0 " (w) " " (h + 20.0)} role="img" aria-label=(title) {
+                @for (i, (label, n)) in bars.iter().enumerate() {
+                    @let bh = (*n as f64 / max as f64) * h;
+                    rect x=(i as f64 * bw + gap / 2.0) y=(h - bh) width=((bw - gap).max(1.0)) height=(bh) {
+                        title { (label) ": " (n) }
+                    }
+                }
+                line x1="0" y1=(h) x2=(w) y2=(h) stroke="#4a5360" {}
+                @if let (Some(first), Some(last)) = (bars.first(), bars.last()) {
+                    text x="0" y=(h + 16.0) font-size="12" { (first.0) }
+                    text x=(w) y=(h + 16.0) font-size="12" text-anchor="end" { (last.0) }
+                }
+                text x="4" y="12" font-size="12" { "max " (max) " per bucket" }
+            }
+            figcaption { (title) }
+            details {
+                summary { "The numbers" }
+                table { thead { tr { th scope="col" { "When (UTC)" } th scope="col" { "Alerts" } } }
+                    tbody { @for (label, n) in bars { tr { td { (label) } td { (n) } } } } }
+            }
+        }
+    }
+}
+
+async fn overview_page(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let Some((_, caller, csrf)) = st.console.get(&headers) else {
+        return to_signin();
+    };
+    let range = params.get("range").map(String::as_str).unwrap_or("24h");
+    let (span_ms, hourly, range) = match range {
+        "7d" => (7 * 86_400_000, false, "7d"),
+        "30d" => (30 * 86_400_000, false, "30d"),
+        _ => (86_400_000, true, "24h"),
+    };
+    let since = crate::event::format_time(crate::store::now_ms() - span_ms);
+    let store = st.store.clone();
+    let since2 = since.clone();
+    let data = crate::api::blocking(move || {
+        Ok::<_, crate::store::StoreError>((store.overview(&since2, hourly)?, store.list_servers()?))
+    })
+    .await;
+    let (ov, servers) = match data {
+        Ok(x) => x,
+        Err(e) => {
+            return refused(
+                &caller,
+                &csrf,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &e.message,
+            )
+        }
+    };
+    // Every bucket of the range, empty ones too, so the chart's time axis is even.
+    let width = if hourly { 13 } else { 10 };
+    let step = if hourly { 3_600_000 } else { 86_400_000 };
+    let start = crate::store::now_ms() - span_ms;
+    let counts: HashMap<&str, i64> = ov.timeline.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    let bars: Vec<(String, i64)> = (0..=(span_ms / step))
+        .map(|i| {
+            let label = crate::event::format_time(start + i * step)[..width].to_string();
+            let n = counts.get(label.as_str()).copied().unwrap_or(0);
+            (label, n)
+        })
+        .collect();
+    let body = html! {
+        nav.ranges aria-label="Time range" {
+            @for r in ["24h", "7d", "30d"] {
+                @if r == range { strong aria-current="page" { (r) } } @else { a href={"/console?range=" (r)} { (r) } }
+            }
+        }
+        section.cards {
+            h2 { "Open alerts by severity" }
+            ul.counts {
+                @for sev in ["High", "Medium", "Low"] {
+                    @let n = ov.open_by_severity.iter().find(|(s, _)| s == sev).map_or(0, |x| x.1);
+                    li { a href={"/console/alerts?status=Active&severity=" (sev)} { span class={"sev " (sev)} { (sev) } " " strong { (n) } } }
+                }
+            }
+        }
+        section {
+            h2 { "Open alerts by type" }
+            @if ov.open_by_type.is_empty() { p.hint { "None open." } } @else {
+                table { tbody { @for (t, n) in &ov.open_by_type { tr {
+                    td { a href={"/console/alerts?status=Active&alertType=" (t)} { (t) } } td { (n) }
+                } } } }
+            }
+        }
+        section {
+            h2 { "Alerts started, last " (range) }
+            (bar_chart(&format!("Alerts started per {} since {since}", if hourly { "hour" } else { "day" }), &bars))
+        }
+        section {
+            h2 { "Top sources, last " (range) }
+            @if ov.top_sources.is_empty() { p.hint { "None." } } @else {
+                table {
+                    thead { tr { th scope="col" { "Source" } th scope="col" { "Alerts" } th scope="col" { "Country" } th scope="col" { "Cloud" } } }
+                    tbody { @for (ip, n, country, cloud) in &ov.top_sources { tr {
+                        td { (ip) } td { (n) } td { (country.as_deref().unwrap_or("")) } td { (cloud.as_deref().unwrap_or("")) }
+                    } } }
+                }
+            }
+        }
+        section {
+            h2 { "Servers" }
+            table {
+                thead { tr { th scope="col" { "Server" } th scope="col" { "Mode" } th scope="col" { "Open alerts" } th scope="col" { "Last event (UTC)" } } }
+                tbody { @for sv in &servers { tr {
+                    td { a href={"/console/servers/" (sv.name)} { (sv.name) } } td { (sv.mode) } td { (sv.open_alerts) } td { (sv.last_event.as_deref().unwrap_or("")) }
+                } } }
+            }
+        }
+    };
+    page(
+        StatusCode::OK,
+        layout("Overview", Some((&caller, &csrf)), body),
+    )
 }
 
 fn refused(caller: &Caller, csrf: &str, status: StatusCode, why: &str) -> Response {

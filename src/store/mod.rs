@@ -15,7 +15,7 @@ mod policies;
 mod servers;
 mod tokens;
 
-pub use alerts::{AlertQuery, Ingest, Ingested, Status};
+pub use alerts::{AlertQuery, Ingest, Ingested, Overview, Status};
 pub use outbox::OutboxItem;
 pub use servers::{ServerReport, ServerStatus};
 pub use tokens::{Role, TokenInfo};
