@@ -130,6 +130,10 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
             .await
         );
     }
+    // A second attack, from another address, for paging.
+    for _ in 0..10 {
+        assert!(!login("127.0.4.2", cl.port, "app", "guess", "appdb", None).await);
+    }
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let config = dir.path().join("pgvigil.toml");
@@ -147,9 +151,19 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
     let admin = make_token(&store, "alice", "admin");
     let reader = make_token(&store, "auditor", "reader");
     let run = Runner::start(&["-c".as_ref(), config.as_os_str()]);
-    let (alerts, found) = run.until(Duration::from_secs(30), |a| {
-        a["entities"]["principal"] == EVIL_ROLE
+    let seen = std::sync::Mutex::new(Vec::<Value>::new());
+    let (_, found) = run.until(Duration::from_secs(30), |a| {
+        let mut v = seen.lock().unwrap();
+        v.push(a.clone());
+        v.iter().any(|a| a["entities"]["principal"] == EVIL_ROLE)
+            && v.iter().any(|a| a["entities"]["sourceIp"] == "127.0.4.2")
     });
+    let alerts: Vec<Value> = seen
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .filter(|a| a["entities"]["principal"] == EVIL_ROLE)
+        .collect();
     assert!(found, "{alerts:#?}\n{}", run.log());
     let id = alerts.last().unwrap()["id"].as_str().unwrap().to_string();
     let base = format!("http://{}", run.api_addr());
@@ -257,6 +271,36 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
         a["stateHistory"].as_array().unwrap().last().unwrap()["actor"],
         "alice"
     );
+
+    // Filters and paging: one alert a page, then the older one; filters that match nothing.
+    c.goto(&format!("{base}/console/alerts?top=1"))
+        .await
+        .unwrap();
+    let first = until_text(&c, "table", "127.0.4").await;
+    c.find(Locator::Css("a.older"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let second = until_text(&c, "table", "127.0.4").await;
+    assert_ne!(first, second, "the next page holds the other alert");
+    assert!(
+        c.find_all(Locator::Css("a.older"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "two alerts, two pages"
+    );
+    c.goto(&format!("{base}/console/alerts?alertType=PostgreSQL_Probe"))
+        .await
+        .unwrap();
+    until_text(&c, "main", "No alerts.").await;
+    c.goto(&format!("{base}/console/alerts?from=2099-01-01"))
+        .await
+        .unwrap();
+    until_text(&c, "main", "No alerts.").await;
+    shot(&c, "05-filtered").await;
 
     // Servers and what is normal for each.
     c.goto(&format!("{base}/console/servers")).await.unwrap();

@@ -98,7 +98,7 @@ pub(crate) fn parse_query(params: &HashMap<String, String>) -> ApiResult<AlertQu
     Ok(q)
 }
 
-fn next_link(params: &HashMap<String, String>, key: &(String, String)) -> String {
+pub(crate) fn next_link(params: &HashMap<String, String>, key: &(String, String)) -> String {
     let mut pairs: Vec<(&str, String)> = params
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "skipToken" | "$skipToken"))

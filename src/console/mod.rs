@@ -285,29 +285,70 @@ async fn alerts_page(
     let Some((_, caller, csrf)) = st.console.get(&headers) else {
         return to_signin();
     };
-    let mut filters: HashMap<String, String> = params
-        .iter()
-        .filter(|(k, v)| {
-            !v.is_empty() && ["server", "severity", "status", "alertType"].contains(&k.as_str())
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    filters.insert("$top".into(), "100".into());
+    // The form's values, as the API's filters: dates become the day's first and last instant.
+    let mut filters: HashMap<String, String> = HashMap::new();
+    for (k, v) in &params {
+        if v.is_empty() {
+            continue;
+        }
+        match k.as_str() {
+            "server" | "severity" | "status" | "alertType" | "skipToken" => {
+                filters.insert(k.clone(), v.clone());
+            }
+            "from" => {
+                filters.insert(k.clone(), format!("{v}T00:00:00Z"));
+            }
+            "to" => {
+                filters.insert(k.clone(), format!("{v}T23:59:59.999Z"));
+            }
+            "top" => {
+                filters.insert("$top".into(), v.clone());
+            }
+            _ => {}
+        }
+    }
+    filters.entry("$top".into()).or_insert_with(|| "50".into());
     let query: Result<AlertQuery, _> = crate::api::alerts::parse_query(&filters);
-    let (rows, problem) = match query {
+    let (mut rows, next, problem) = match query {
         Ok(q) => {
             let store = st.store.clone();
             match crate::api::blocking(move || store.list_alerts(&q)).await {
-                Ok((rows, _)) => (rows, None),
-                Err(e) => (Vec::new(), Some(e.message.clone())),
+                Ok((rows, next)) => (rows, next, None),
+                Err(e) => (Vec::new(), None, Some(e.message.clone())),
             }
         }
-        Err(e) => (Vec::new(), Some(e.message.clone())),
+        Err(e) => (Vec::new(), None, Some(e.message.clone())),
     };
+    let by_severity = params.get("sort").map(String::as_str) == Some("severity");
+    if by_severity {
+        let rank = |a: &Value| match s(a, "severity") {
+            "High" => 0,
+            "Medium" => 1,
+            _ => 2,
+        };
+        rows.sort_by_key(|a| rank(a));
+    }
+    // The next page keeps the form's own parameters (dates as typed, the order).
+    let older = next.map(|key| {
+        let keep: HashMap<String, String> = params
+            .iter()
+            .filter(|(k, v)| !v.is_empty() && k.as_str() != "skipToken")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        crate::api::alerts::next_link(&keep, &key).replacen("/alerts?", "/console/alerts?", 1)
+    });
     let pick = |k: &str| params.get(k).map(String::as_str).unwrap_or("");
     let body = html! {
         form.filters method="get" action="/console/alerts" {
             label { "Server " input name="server" value=(pick("server")); }
+            label { "Type "
+                select name="alertType" {
+                    option value="" selected[pick("alertType").is_empty()] { "any" }
+                    @for t in crate::alert::AlertType::ALL {
+                        option value=(t.as_str()) selected[pick("alertType") == t.as_str()] { (t.as_str()) }
+                    }
+                }
+            }
             label { "Severity "
                 select name="severity" {
                     @for o in ["", "High", "Medium", "Low"] {
@@ -322,6 +363,14 @@ async fn alerts_page(
                     }
                 }
             }
+            label { "From " input type="date" name="from" value=(pick("from")); }
+            label { "To " input type="date" name="to" value=(pick("to")); }
+            label { "Order "
+                select name="sort" {
+                    option value="" selected[!by_severity] { "newest first" }
+                    option value="severity" selected[by_severity] { "severity (this page)" }
+                }
+            }
             button type="submit" { "Filter" }
         }
         @if let Some(p) = problem {
@@ -331,7 +380,7 @@ async fn alerts_page(
             p { "No alerts." }
         } @else {
             table {
-                caption { (rows.len()) " alerts, newest first" }
+                caption { (rows.len()) " alerts" @if by_severity { ", by severity" } @else { ", newest first" } }
                 thead { tr { th scope="col" { "Severity" } th scope="col" { "Alert" } th scope="col" { "Server" } th scope="col" { "Source" } th scope="col" { "Principal" } th scope="col" { "Status" } th scope="col" { "Last seen (UTC)" } } }
                 tbody {
                     @for a in &rows {
@@ -347,6 +396,9 @@ async fn alerts_page(
                     }
                 }
             }
+        }
+        @if let Some(link) = older {
+            p { a.older href=(link) rel="next" { "Older alerts →" } }
         }
     };
     page(
