@@ -17,6 +17,12 @@ impl Span {
     pub fn ms(self) -> i64 {
         self.0
     }
+
+    /// As a `std::time::Duration`, at least a millisecond (a zero timeout would fail every
+    /// wait at once).
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.ms().max(1) as u64)
+    }
 }
 
 impl std::str::FromStr for Span {

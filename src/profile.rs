@@ -144,6 +144,10 @@ pub struct LastPlace {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Profile {
     pub first_login: Option<EventTime>,
+    /// The first statement or in-session error: the statement detectors learn what is normal
+    /// for a learning period from here (a server may log statements long after logins).
+    #[serde(default)]
+    pub first_statement: Option<EventTime>,
     pub principals: Seens<CompactString>,
     pub countries: Seens<CompactString>,
     pub principal_countries: Seens<(CompactString, CompactString)>,
@@ -200,6 +204,12 @@ impl Profile {
         }
     }
 
+    /// Still learning statements at `now` (see `first_statement`).
+    pub fn learning_statements(&self, now: EventTime, cfg: &ProfileConfig) -> bool {
+        self.first_statement
+            .is_none_or(|f| now - f < cfg.learning_period.ms())
+    }
+
     /// How long the profile has been learning, for explanations.
     pub fn age(&self, now: EventTime) -> i64 {
         self.first_login.map_or(0, |f| now - f)
@@ -208,6 +218,9 @@ impl Profile {
     /// Learns from a successful login (failures are not normal, whoever sent them), and
     /// from role changes made by principals it knows.
     pub fn learn(&mut self, ev: &Event, cfg: &ProfileConfig) {
+        if matches!(ev.kind, EventKind::Statement | EventKind::Error) {
+            self.first_statement.get_or_insert(ev.time);
+        }
         if ev.kind == EventKind::Statement {
             let by_known = ev
                 .principal

@@ -54,10 +54,6 @@ pub fn run(args: Args) -> Result<u8> {
         cfg.proxy.active_response.enabled = true;
     }
     cfg.proxy.active_response.allowlist.extend(args.allow);
-    cfg.proxy
-        .active_response
-        .networks()
-        .map_err(anyhow::Error::msg)?;
 
     // Detection is ready before the first client: an attack must not outrun it.
     let mut pipeline = Pipeline::new(&cfg.server, &cfg.detect);
@@ -68,19 +64,9 @@ pub fn run(args: Args) -> Result<u8> {
         .context("the proxy's runtime")?;
     let (tx, rx) = std::sync::mpsc::channel();
     let proxy = Arc::new(Proxy::new(cfg.proxy.clone(), tx)?);
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(cfg.proxy.listen))
+    proxy
+        .open(&rt)
         .with_context(|| format!("proxy.listen {}", cfg.proxy.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(listen = %addr, upstream = %cfg.proxy.upstream, active_response = cfg.proxy.active_response.enabled, "proxy listening");
-    rt.spawn(proxy.clone().serve(listener));
-    let blocks = proxy.blocks.clone();
-    rt.spawn(async move {
-        loop {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            blocks.expire(pgvigil::store::now_ms());
-        }
-    });
 
     let stdout = std::io::stdout();
     while let Ok(ev) = rx.recv() {

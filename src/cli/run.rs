@@ -312,21 +312,9 @@ fn start_proxy(cfg: &Config) -> Result<Guard> {
 impl Guard {
     /// Opens the proxy to clients: once detection is ready, so no attack outruns it.
     fn listen(&self, cfg: &Config) -> Result<()> {
-        let runtime = &self.runtime;
-        let proxy = &self.proxy;
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(cfg.proxy.listen))
+        self.proxy
+            .open(&self.runtime)
             .with_context(|| format!("proxy.listen {}", cfg.proxy.listen))?;
-        let addr = listener.local_addr()?;
-        runtime.spawn(proxy.clone().serve(listener));
-        let blocks = proxy.blocks.clone();
-        runtime.spawn(async move {
-            loop {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                blocks.expire(now_ms());
-            }
-        });
-        tracing::info!(listen = %addr, upstream = %cfg.proxy.upstream, active_response = cfg.proxy.active_response.enabled, "proxy listening");
         Ok(())
     }
 }

@@ -420,23 +420,21 @@ async fn alert_page(
     let a = match crate::api::blocking(move || store.get_alert(&id2)).await {
         Ok(Some(a)) => a,
         Ok(None) => {
-            return page(
+            return notice(
+                &caller,
+                &csrf,
                 StatusCode::NOT_FOUND,
-                layout(
-                    "No such alert",
-                    Some((&caller, &csrf)),
-                    html! { p { a href="/console/alerts" { "Back to the alerts" } } },
-                ),
+                "No such alert",
+                "There is no alert with this id.",
             )
         }
         Err(e) => {
-            return page(
+            return notice(
+                &caller,
+                &csrf,
                 StatusCode::INTERNAL_SERVER_ERROR,
-                layout(
-                    "Error",
-                    Some((&caller, &csrf)),
-                    html! { p.error { (e.message) } },
-                ),
+                "Error",
+                &e.message,
             )
         }
     };
@@ -522,30 +520,16 @@ async fn act(
     let Some((_, caller, csrf)) = st.console.get(&headers) else {
         return to_signin();
     };
-    if !same(&f.csrf, &csrf) {
-        return page(
-            StatusCode::FORBIDDEN,
-            layout(
-                "Refused",
-                Some((&caller, &csrf)),
-                html! { p.error role="alert" { "The form was not issued by this session (CSRF token mismatch)." } },
-            ),
-        );
-    }
-    if caller.role != Role::Admin {
-        return page(
-            StatusCode::FORBIDDEN,
-            layout(
-                "Refused",
-                Some((&caller, &csrf)),
-                html! { p.error role="alert" { "Reader tokens cannot change alerts." } },
-            ),
-        );
+    if let Some(no) = may_change(&caller, &csrf, &f.csrf, "alerts") {
+        return no;
     }
     let Some(to) = Status::of_action(&action) else {
-        return page(
+        return notice(
+            &caller,
+            &csrf,
             StatusCode::NOT_FOUND,
-            layout("No such action", Some((&caller, &csrf)), html! {}),
+            "No such action",
+            "Alert actions are dismiss, activate, inProgress and resolve.",
         );
     };
     let store = st.store.clone();
@@ -555,17 +539,19 @@ async fn act(
             tracing::info!(alert = %id, status = to.as_str(), by = %caller.name, "alert status changed in the console");
             Redirect::to(&format!("/console/alerts/{id}")).into_response()
         }
-        Ok(None) => page(
+        Ok(None) => notice(
+            &caller,
+            &csrf,
             StatusCode::NOT_FOUND,
-            layout("No such alert", Some((&caller, &csrf)), html! {}),
+            "No such alert",
+            "There is no alert with this id.",
         ),
-        Err(e) => page(
+        Err(e) => notice(
+            &caller,
+            &csrf,
             StatusCode::INTERNAL_SERVER_ERROR,
-            layout(
-                "Error",
-                Some((&caller, &csrf)),
-                html! { p.error { (e.message) } },
-            ),
+            "Error",
+            &e.message,
         ),
     }
 }
@@ -704,15 +690,41 @@ async fn overview_page(
     )
 }
 
-fn refused(caller: &Caller, csrf: &str, status: StatusCode, why: &str) -> Response {
+/// A page that only says something: an error, a refusal, a missing alert.
+fn notice(caller: &Caller, csrf: &str, status: StatusCode, title: &str, text: &str) -> Response {
     page(
         status,
         layout(
-            "Refused",
+            title,
             Some((caller, csrf)),
-            html! { p.error role="alert" { (why) } },
+            html! { p.error role="alert" { (text) } },
         ),
     )
+}
+
+fn refused(caller: &Caller, csrf: &str, status: StatusCode, why: &str) -> Response {
+    notice(caller, csrf, status, "Refused", why)
+}
+
+/// The refusal of a state-changing form that this session did not issue, or that a reader
+/// sent; `None` when the change may go ahead.
+fn may_change(caller: &Caller, csrf: &str, form_csrf: &str, what: &str) -> Option<Response> {
+    if !same(form_csrf, csrf) {
+        return Some(refused(
+            caller,
+            csrf,
+            StatusCode::FORBIDDEN,
+            "The form was not issued by this session (CSRF token mismatch).",
+        ));
+    }
+    (caller.role != Role::Admin).then(|| {
+        refused(
+            caller,
+            csrf,
+            StatusCode::FORBIDDEN,
+            &format!("Reader tokens cannot change {what}."),
+        )
+    })
 }
 
 async fn servers_page(State(st): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
@@ -829,19 +841,36 @@ async fn profile_page(
     page(StatusCode::OK, layout(&title, Some((&caller, &csrf)), body))
 }
 
-#[derive(Deserialize)]
+/// The policy form as posted.
+#[derive(Default)]
 struct PolicyForm {
     csrf: String,
     state: String,
-    #[serde(default)]
     email_addresses: String,
-    #[serde(default)]
     email_account_admins: Option<String>,
-    #[serde(default)]
     retention_days: String,
     /// Checked categories arrive as `disabled=Brute_Force&disabled=…`.
-    #[serde(default)]
     disabled: Vec<String>,
+}
+
+impl PolicyForm {
+    /// Parsed by hand: repeated keys (`disabled`) make a list, which serde's form decoding
+    /// does not.
+    fn parse(body: &[u8]) -> PolicyForm {
+        let mut f = PolicyForm::default();
+        for (k, v) in form_urlencoded::parse(body) {
+            match k.as_ref() {
+                "csrf" => f.csrf = v.into_owned(),
+                "state" => f.state = v.into_owned(),
+                "email_addresses" => f.email_addresses = v.into_owned(),
+                "email_account_admins" => f.email_account_admins = Some(v.into_owned()),
+                "retention_days" => f.retention_days = v.into_owned(),
+                "disabled" => f.disabled.push(v.into_owned()),
+                _ => {}
+            }
+        }
+        f
+    }
 }
 
 /// Field errors by form field, from the policy's JSON-path errors.
@@ -978,41 +1007,9 @@ async fn policy_save(
     let Some((_, caller, csrf)) = st.console.get(&headers) else {
         return to_signin();
     };
-    // Repeated keys (`disabled=…&disabled=…`) need a list: parsed by hand from the body.
-    let mut f = PolicyForm {
-        csrf: String::new(),
-        state: String::new(),
-        email_addresses: String::new(),
-        email_account_admins: None,
-        retention_days: String::new(),
-        disabled: Vec::new(),
-    };
-    for (k, v) in form_urlencoded::parse(&body_bytes) {
-        match k.as_ref() {
-            "csrf" => f.csrf = v.into_owned(),
-            "state" => f.state = v.into_owned(),
-            "email_addresses" => f.email_addresses = v.into_owned(),
-            "email_account_admins" => f.email_account_admins = Some(v.into_owned()),
-            "retention_days" => f.retention_days = v.into_owned(),
-            "disabled" => f.disabled.push(v.into_owned()),
-            _ => {}
-        }
-    }
-    if !same(&f.csrf, &csrf) {
-        return refused(
-            &caller,
-            &csrf,
-            StatusCode::FORBIDDEN,
-            "The form was not issued by this session (CSRF token mismatch).",
-        );
-    }
-    if caller.role != Role::Admin {
-        return refused(
-            &caller,
-            &csrf,
-            StatusCode::FORBIDDEN,
-            "Reader tokens cannot change the policy.",
-        );
+    let f = PolicyForm::parse(&body_bytes);
+    if let Some(no) = may_change(&caller, &csrf, &f.csrf, "the policy") {
+        return no;
     }
     if crate::api::policies::known_server(&st, &server)
         .await

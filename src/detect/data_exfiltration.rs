@@ -60,7 +60,6 @@ struct State {
     baseline: FxHashMap<String, u64>,
     /// `principal|source` that took dumps while the server was learned.
     dump_sources: FxHashSet<String>,
-    first_seen: Option<EventTime>,
 }
 
 pub struct DataExfiltration {
@@ -129,8 +128,7 @@ impl Detector for DataExfiltration {
         if !self.cfg.enabled || ev.kind != EventKind::Statement {
             return;
         }
-        let first = *self.st.first_seen.get_or_insert(ev.time);
-        let learning = ev.time - first < cx.profile_cfg.learning_period.ms();
+        let learning = cx.profile.learning_statements(ev.time, cx.profile_cfg);
         let principal = ev.principal.as_deref().unwrap_or("").to_string();
         let source = ev.source_key();
         let key = match (&ev.session_id, ev.pid) {

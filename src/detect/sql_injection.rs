@@ -49,7 +49,6 @@ struct State {
     /// Applications whose error bursts were seen while the server was being learned: for
     /// them a burst alone is normal.
     noisy: FxHashSet<String>,
-    first_seen: Option<EventTime>,
 }
 
 pub struct SqlInjection {
@@ -209,25 +208,28 @@ impl Detector for SqlInjection {
         if !self.cfg.enabled || !matches!(ev.kind, EventKind::Statement | EventKind::Error) {
             return;
         }
-        let first = *self.st.first_seen.get_or_insert(ev.time);
-        let learning = ev.time - first < cx.profile_cfg.learning_period.ms();
+        let mut rules = ev
+            .sql
+            .as_ref()
+            .map(|s| payload_rules(s.tokens(), self.cfg.heavy_series))
+            .unwrap_or_default();
+        let syntax = ev.kind == EventKind::Error
+            && ev
+                .sqlstate
+                .as_deref()
+                .is_some_and(|c| SYNTAX_CLASS.contains(&c));
+        // Most statements match nothing: nothing more to do for them.
+        if rules.is_empty() && !syntax {
+            return;
+        }
+        let learning = cx.profile.learning_statements(ev.time, cx.profile_cfg);
         let app = ev.application.as_deref().unwrap_or("");
         let entity = format!(
             "{}|{}|{app}",
             ev.principal.as_deref().unwrap_or(""),
             ev.database.as_deref().unwrap_or("")
         );
-        let mut rules = ev
-            .sql
-            .as_ref()
-            .map(|s| payload_rules(s.tokens(), self.cfg.heavy_series))
-            .unwrap_or_default();
         let mut burst = None;
-        let syntax = ev.kind == EventKind::Error
-            && ev
-                .sqlstate
-                .as_deref()
-                .is_some_and(|c| SYNTAX_CLASS.contains(&c));
         if syntax {
             let window = self.cfg.error_window.ms();
             let q = self.st.errors.entry(entity.clone()).or_default();

@@ -3,7 +3,7 @@
 //! never text hidden in comments or strings, and the incidents they grow into alerts, with the
 //! statements as evidence (literals redacted unless configured otherwise).
 
-use crate::alert::{sample, AlertType, Entities, Finding, SampleEvent, Severity};
+use crate::alert::{sample, AlertType, Finding, SampleEvent, Severity};
 use crate::event::{format_time, Event, EventTime};
 use crate::sql::Token;
 use rustc_hash::FxHashMap;
@@ -168,17 +168,6 @@ pub struct Explained {
     pub extra: Vec<(&'static str, serde_json::Value)>,
 }
 
-pub fn entities(ev: &Event) -> Entities {
-    Entities {
-        source_ip: Some(ev.source_key().to_string()),
-        principal: ev.principal.as_ref().map(|p| p.to_string()),
-        database: ev.database.as_ref().map(|p| p.to_string()),
-        application: ev.application.as_ref().map(|p| p.to_string()),
-        location: None,
-        cloud: None,
-    }
-}
-
 /// The finding for an incident as it now stands.
 pub fn finding(ev: &Event, inc: &Incident, x: Explained) -> Finding {
     let mut w = crate::alert::EvidenceWriter::new();
@@ -198,7 +187,8 @@ pub fn finding(ev: &Event, inc: &Incident, x: Explained) -> Finding {
         entity: x.entity,
         start: inc.start,
         end: inc.end,
-        entities: entities(ev),
+        // Statement events carry no enrichment: the source as logged.
+        entities: super::access::entities(ev, None),
         evidence: w.finish(),
         description: x.description,
         anomaly_context: x.why,

@@ -115,7 +115,7 @@ impl ReverseDns {
         Ok(ReverseDns {
             hosts,
             nameservers,
-            timeout: std::time::Duration::from_millis(cfg.timeout.ms().max(1) as u64),
+            timeout: cfg.timeout.duration(),
             cache: Mutex::new(Default::default()),
             cache_size: cfg.cache_size.max(1),
         })

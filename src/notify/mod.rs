@@ -114,7 +114,7 @@ impl Notifier {
             }
         }
         let mailer = cfg.email.as_ref().map(email::Mailer::new).transpose()?;
-        let timeout = std::time::Duration::from_millis(cfg.timeout.ms().max(1) as u64);
+        let timeout = cfg.timeout.duration();
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             // Webhook receivers answer 2xx or fail; a redirect is a misconfiguration.
@@ -159,7 +159,7 @@ impl Notifier {
         let a: Alert = serde_json::from_str(&item.payload)
             .map_err(|e| format!("queued alert is not readable: {e}"))?;
         let url = self.public_url.as_deref();
-        let timeout = std::time::Duration::from_millis(self.cfg.timeout.ms().max(1) as u64);
+        let timeout = self.cfg.timeout.duration();
         if item.channel == "email" {
             let m = self
                 .mailer

@@ -37,19 +37,20 @@ impl Default for ActiveResponseConfig {
 impl ActiveResponseConfig {
     /// The allowlist parsed, or the entry that is not an address or network.
     pub fn networks(&self) -> Result<Vec<ipnet::IpNet>, String> {
-        self.allowlist
-            .iter()
-            .map(|s| {
-                s.parse::<ipnet::IpNet>()
-                    .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| {
-                        format!(
-                            "proxy.active_response.allowlist: {s:?} is not an address or network"
-                        )
-                    })
-            })
-            .collect()
+        parse_networks(&self.allowlist, "proxy.active_response.allowlist")
     }
+}
+
+/// Addresses and networks (`10.0.0.0/8`, `192.0.2.1`) of a setting, or the entry that is
+/// neither, named with the setting.
+pub fn parse_networks(list: &[String], setting: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    list.iter()
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{setting}: {s:?} is not an address or network"))
+        })
+        .collect()
 }
 
 /// A block, as the API shows it.

@@ -70,13 +70,7 @@ impl ProxyConfig {
     /// Checks what parses but cannot work, naming the setting.
     pub fn validate(&self) -> Result<(), String> {
         self.active_response.networks()?;
-        for s in &self.proxy_protocol_from {
-            if s.parse::<ipnet::IpNet>().is_err() && s.parse::<IpAddr>().is_err() {
-                return Err(format!(
-                    "proxy.proxy_protocol_from: {s:?} is not an address or network"
-                ));
-            }
-        }
+        block::parse_networks(&self.proxy_protocol_from, "proxy.proxy_protocol_from")?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("proxy.tls_cert and proxy.tls_key go together".into());
         }
@@ -282,31 +276,17 @@ impl Proxy {
         cfg: ProxyConfig,
         events: std::sync::mpsc::Sender<Event>,
     ) -> Result<Proxy, ProxyError> {
+        cfg.validate().map_err(ProxyError::Config)?;
         let fingerprints = Fingerprints::load(cfg.fingerprints.as_deref())?;
         let acceptor = match (&cfg.tls_cert, &cfg.tls_key) {
-            (None, None) => None,
             (Some(c), Some(k)) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
                 crate::tls::server_config(c, k, "proxy.tls")?,
             ))),
-            _ => {
-                return Err(ProxyError::Config(
-                    "proxy.tls_cert and proxy.tls_key go together".into(),
-                ))
-            }
+            _ => None,
         };
-        let trusted_balancers = cfg
-            .proxy_protocol_from
-            .iter()
-            .map(|s| {
-                s.parse::<ipnet::IpNet>()
-                    .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| {
-                        ProxyError::Config(format!(
-                            "proxy.proxy_protocol_from: {s:?} is not an address or network"
-                        ))
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let trusted_balancers =
+            block::parse_networks(&cfg.proxy_protocol_from, "proxy.proxy_protocol_from")
+                .map_err(ProxyError::Config)?;
         let connector = if cfg.upstream_tls {
             let tls = crate::tls::client_config(
                 cfg.upstream_ca_file.as_deref(),
@@ -359,6 +339,26 @@ impl Proxy {
             .clone()
     }
 
+    /// Binds `listen` and serves it on `runtime`, with the sweep that ends blocks on time.
+    /// Returns the bound address.
+    pub fn open(
+        self: &Arc<Self>,
+        runtime: &tokio::runtime::Runtime,
+    ) -> std::io::Result<SocketAddr> {
+        let listener = runtime.block_on(TcpListener::bind(self.cfg.listen))?;
+        let addr = listener.local_addr()?;
+        runtime.spawn(self.clone().serve(listener));
+        let blocks = self.blocks.clone();
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                blocks.expire(now_ms());
+            }
+        });
+        tracing::info!(listen = %addr, upstream = %self.cfg.upstream, active_response = self.cfg.active_response.enabled, "proxy listening");
+        Ok(addr)
+    }
+
     /// Accepts connections until the listener fails.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         loop {
@@ -398,7 +398,7 @@ impl Proxy {
             .iter()
             .any(|n| n.contains(&peer.ip()))
         {
-            let limit = std::time::Duration::from_millis(self.cfg.auth_timeout.ms().max(1) as u64);
+            let limit = self.cfg.auth_timeout.duration();
             match tokio::time::timeout(limit, read_proxy_header(&mut tcp)).await {
                 Ok(Ok(Some(real))) => peer = real,
                 Ok(Ok(None)) => {}
@@ -453,7 +453,7 @@ impl Proxy {
             return;
         };
         self.emit(conn.event(EventKind::ConnectionReceived));
-        let limit = std::time::Duration::from_millis(self.cfg.auth_timeout.ms().max(1) as u64);
+        let limit = self.cfg.auth_timeout.duration();
         let login = tokio::time::timeout(limit, self.login(&mut client, &mut conn)).await;
         let mut upstream = match login {
             Ok(Some(up)) => up,
@@ -779,7 +779,7 @@ impl Proxy {
 
     /// A connection to the server, TLS when configured.
     async fn connect_upstream(&self) -> Result<BoxIo, String> {
-        let connect = std::time::Duration::from_millis(self.cfg.connect_timeout.ms().max(1) as u64);
+        let connect = self.cfg.connect_timeout.duration();
         let mut tcp = tokio::time::timeout(connect, TcpStream::connect(&self.cfg.upstream))
             .await
             .map_err(|_| "connect timed out".to_string())?
@@ -833,7 +833,7 @@ impl Proxy {
     /// A cancel request goes to the server as it came: the key it carries is the server's own
     /// (BackendKeyData is passed through), so the server finds the right backend.
     async fn forward_cancel(&self, pid: u32, key: u32) {
-        let connect = std::time::Duration::from_millis(self.cfg.connect_timeout.ms().max(1) as u64);
+        let connect = self.cfg.connect_timeout.duration();
         if let Ok(Ok(mut up)) =
             tokio::time::timeout(connect, TcpStream::connect(&self.cfg.upstream)).await
         {
