@@ -97,21 +97,29 @@ async fn until_text(c: &fantoccini::Client, css: &str, what: &str) -> String {
     }
 }
 
-async fn sign_in(c: &fantoccini::Client, base: &str, token: &str) {
-    c.goto(&format!("{base}/console")).await.unwrap();
-    until_path(c, "/console/signin").await;
-    c.find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(token)
-        .await
-        .unwrap();
-    c.find(Locator::Css("form.signin button"))
+async fn click(c: &fantoccini::Client, css: &str) {
+    c.find(Locator::Css(css))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
+}
+
+async fn type_into(c: &fantoccini::Client, css: &str, text: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+async fn sign_in(c: &fantoccini::Client, base: &str, token: &str) {
+    c.goto(&format!("{base}/console")).await.unwrap();
+    until_path(c, "/console/signin").await;
+    type_into(c, "#token", token).await;
+    click(c, "form.signin button").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,23 +142,10 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
     for _ in 0..10 {
         assert!(!login("127.0.4.2", cl.port, "app", "guess", "appdb", None).await);
     }
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let config = dir.path().join("pgvigil.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "server = \"db1\"\n[input]\npaths = [\"{}\"]\nstart_at = \"beginning\"\n[state]\ndir = \"{}\"\n",
-            cl.log_dir.display(),
-            state.display()
-        ),
-    )
-    .unwrap();
-    let db = state.join("pgvigil.db");
-    let store: [&std::ffi::OsStr; 2] = ["--store".as_ref(), db.as_os_str()];
-    let admin = make_token(&store, "alice", "admin");
-    let reader = make_token(&store, "auditor", "reader");
-    let run = Runner::start(&["-c".as_ref(), config.as_os_str()]);
+    let setup = RunSetup::new(&cl.log_dir, "");
+    let admin = setup.token("alice", "admin");
+    let reader = setup.token("auditor", "reader");
+    let run = setup.start();
     let seen = std::sync::Mutex::new(Vec::<Value>::new());
     let (_, found) = run.until(Duration::from_secs(30), |a| {
         let mut v = seen.lock().unwrap();
@@ -183,18 +178,8 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
         .clear()
         .await
         .unwrap();
-    c.find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(&admin)
-        .await
-        .unwrap();
-    c.find(Locator::Css("form.signin button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&c, "#token", &admin).await;
+    click(&c, "form.signin button").await;
     until_path(&c, "/console").await;
     let overview = until_text(&c, "main", "Top sources").await;
     assert!(overview.contains("PostgreSQL_BruteForce"), "{overview}");
@@ -256,16 +241,7 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
     assert!(dismissed, "a Dismiss button for the admin");
     until_text(&c, "p.meta", "Dismissed").await;
     shot(&c, "04-dismissed").await;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut r = agent
-        .get(format!("{base}/alerts/{id}"))
-        .header("Authorization", &format!("Bearer {reader}"))
-        .call()
-        .unwrap();
-    let a: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    let (_, a) = api_get(&base, &format!("/alerts/{id}"), &reader);
     assert_eq!(a["status"], "Dismissed");
     assert_eq!(
         a["stateHistory"].as_array().unwrap().last().unwrap()["actor"],
@@ -277,12 +253,7 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
         .await
         .unwrap();
     let first = until_text(&c, "table", "127.0.4").await;
-    c.find(Locator::Css("a.older"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "a.older").await;
     let second = until_text(&c, "table", "127.0.4").await;
     assert_ne!(first, second, "the next page holds the other alert");
     assert!(
@@ -323,38 +294,18 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
         .send_keys("soc@example.com; not-an-address")
         .await
         .unwrap();
-    c.find(Locator::Css("form.policy button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "form.policy button").await;
     let err = until_text(&c, "#email-error", "not-an-address").await;
     assert!(!err.is_empty());
     shot(&c, "07-policy-error").await;
     let emails = c.find(Locator::Css("#email_addresses")).await.unwrap();
     emails.clear().await.unwrap();
     emails.send_keys("soc@example.com").await.unwrap();
-    c.find(Locator::Css("input[value=Brute_Force]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("form.policy button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "input[value=Brute_Force]").await;
+    click(&c, "form.policy button").await;
     until_text(&c, "main", "Saved.").await;
     shot(&c, "08-policy-saved").await;
-    let mut r = agent
-        .get(format!("{base}/servers/db1/securityAlertPolicies/Default"))
-        .header("Authorization", &format!("Bearer {reader}"))
-        .call()
-        .unwrap();
-    let pol: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    let (_, pol) = api_get(&base, "/servers/db1/securityAlertPolicies/Default", &reader);
     assert_eq!(
         pol["properties"]["emailAddresses"][0], "soc@example.com",
         "{pol:#}"
@@ -413,11 +364,6 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
         .send("csrf=forged")
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
-    let mut r = agent
-        .get(format!("{base}/alerts/{id}"))
-        .header("Authorization", &format!("Bearer {reader}"))
-        .call()
-        .unwrap();
-    let a: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    let (_, a) = api_get(&base, &format!("/alerts/{id}"), &reader);
     assert_eq!(a["status"], "Dismissed");
 }

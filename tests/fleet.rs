@@ -44,18 +44,7 @@ fn agent_config(
 #[test]
 fn two_agents_one_central_store_one_fleet_alert() {
     let certs = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = private_ca(certs.path());
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    give_to_postgres(certs.path());
-    let ssl = format!(
-        "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
-        cert.display(),
-        key.display()
-    );
-    let central = Cluster::start(ClusterOptions {
-        extra: &ssl,
-        ..Default::default()
-    });
+    let (central, ca, _, _) = tls_cluster(certs.path());
     central.psql("CREATE ROLE pgvigil LOGIN PASSWORD 'fleet-pw'");
     central.psql("CREATE DATABASE pgvigil OWNER pgvigil");
     let url = format!(

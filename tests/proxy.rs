@@ -27,6 +27,25 @@ fn proxy(cl: &Cluster, extra: &[&str]) -> Runner {
     Runner::spawn(&args)
 }
 
+/// hydra against the proxy as role `app`, with `wrong` wrong passwords and then the right
+/// one; hydra's report.
+fn hydra_through(addr: SocketAddr, wrong: usize) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let words = dir.path().join("words.txt");
+    let mut list: Vec<String> = (0..wrong).map(|i| format!("guess{i}")).collect();
+    list.push(APP_PASSWORD.into());
+    std::fs::write(&words, list.join("\n") + "\n").unwrap();
+    let port = addr.port().to_string();
+    let out = std::process::Command::new("hydra")
+        .args(["-l", "app", "-P"])
+        .arg(&words)
+        .args(["-t", "1", "-s", &port, "127.0.0.1", "postgres"])
+        .env("PGPORT", &port)
+        .output()
+        .expect("hydra (apt-get install -y hydra)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A tokio-postgres client connected through the proxy from `source`.
 async fn connect(
     source: &str,
@@ -34,10 +53,7 @@ async fn connect(
     user: &str,
     password: &str,
 ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.bind(SocketAddr::new(source.parse().unwrap(), 0))
-        .unwrap();
-    let stream = sock.connect(addr).await.unwrap();
+    let stream = connect_from(source, addr).await;
     let mut cfg = tokio_postgres::Config::new();
     cfg.user(user)
         .password(password)
@@ -150,27 +166,8 @@ fn hydra_is_blocked_by_active_response_and_others_keep_working() {
     let cl = Cluster::start(ClusterOptions::default());
     let p = proxy(&cl, &["--block", "--allow", "127.0.3.9/32"]);
     let addr = p.proxy_addr();
-    let dir = tempfile::tempdir().unwrap();
-    let words = dir.path().join("words.txt");
     // The right password comes last: hydra must be stopped before it gets there.
-    let mut list: Vec<String> = (0..40).map(|i| format!("guess{i}")).collect();
-    list.push(APP_PASSWORD.into());
-    std::fs::write(&words, list.join("\n") + "\n").unwrap();
-    let out = std::process::Command::new("hydra")
-        .args(["-l", "app", "-P"])
-        .arg(&words)
-        .args([
-            "-t",
-            "1",
-            "-s",
-            &addr.port().to_string(),
-            "127.0.0.1",
-            "postgres",
-        ])
-        .env("PGPORT", addr.port().to_string())
-        .output()
-        .expect("hydra (apt-get install -y hydra)");
-    let report = String::from_utf8_lossy(&out.stdout);
+    let report = hydra_through(addr, 40);
     assert!(
         !report.contains(APP_PASSWORD),
         "hydra found the password through the proxy: {report}\n{}\n{}",
@@ -252,18 +249,13 @@ async fn garbage_silence_and_floods_are_refused_without_harm() {
     .unwrap();
     let p = proxy(&cl, &["-c", config.to_str().unwrap()]);
     let addr = p.proxy_addr();
-    let from = |ip: &str| {
-        let s = tokio::net::TcpSocket::new_v4().unwrap();
-        s.bind(SocketAddr::new(ip.parse().unwrap(), 0)).unwrap();
-        s
-    };
     // An HTTP request, a huge length, a truncated packet: each a protocol error, answered.
     for junk in [
         &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
         &[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0][..],
         &[0, 0, 0, 40, 0, 3, 0, 0, b'u'][..],
     ] {
-        let mut s = from("127.0.3.7").connect(addr).await.unwrap();
+        let mut s = connect_from("127.0.3.7", addr).await;
         s.write_all(junk).await.unwrap();
         let _ = s.shutdown().await;
         let mut answer = Vec::new();
@@ -274,7 +266,7 @@ async fn garbage_silence_and_floods_are_refused_without_harm() {
         );
     }
     // Silence: the proxy gives up after auth_timeout with a FATAL.
-    let mut s = from("127.0.3.8").connect(addr).await.unwrap();
+    let mut s = connect_from("127.0.3.8", addr).await;
     let mut answer = Vec::new();
     let t = std::time::Instant::now();
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
@@ -287,7 +279,7 @@ async fn garbage_silence_and_floods_are_refused_without_harm() {
     // A flood from one address is cut at 20 a minute; others are not affected.
     let mut refused = 0;
     for _ in 0..25 {
-        let mut s = from("127.0.3.6").connect(addr).await.unwrap();
+        let mut s = connect_from("127.0.3.6", addr).await;
         let _ = s.shutdown().await;
         let mut answer = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
@@ -313,36 +305,15 @@ async fn garbage_silence_and_floods_are_refused_without_harm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_with_the_proxy_stores_alerts_blocks_and_fingerprints() {
     let cl = Cluster::start(ClusterOptions::default());
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let config = dir.path().join("pgvigil.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"server = "db1"
-[input]
-paths = ["{}"]
-[state]
-dir = "{}"
-[proxy]
-enabled = true
-listen = "127.0.0.1:0"
-upstream = "127.0.0.1:{}"
-[proxy.active_response]
-enabled = true
-"#,
-            cl.log_dir.display(),
-            state.display(),
+    let setup = RunSetup::new(
+        &cl.log_dir,
+        &format!(
+            "[proxy]\nenabled = true\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{}\"\n[proxy.active_response]\nenabled = true\n",
             cl.port
         ),
-    )
-    .unwrap();
-    let token = make_token(
-        &["--store".as_ref(), state.join("pgvigil.db").as_os_str()],
-        "ops",
-        "reader",
     );
-    let run = Runner::start(&["-c".as_ref(), config.as_os_str()]);
+    let token = setup.token("ops", "reader");
+    let run = setup.start();
     let addr = run.proxy_addr();
     let api = run.api_addr();
 
@@ -353,42 +324,17 @@ enabled = true
     c.simple_query("SELECT 1").await.unwrap();
     drop(c);
 
-    let words = dir.path().join("words.txt");
-    let mut list: Vec<String> = (0..30).map(|i| format!("guess{i}")).collect();
-    list.push(APP_PASSWORD.into());
-    std::fs::write(&words, list.join("\n") + "\n").unwrap();
-    let out = std::process::Command::new("hydra")
-        .args(["-l", "app", "-P"])
-        .arg(&words)
-        .args([
-            "-t",
-            "1",
-            "-s",
-            &addr.port().to_string(),
-            "127.0.0.1",
-            "postgres",
-        ])
-        .env("PGPORT", addr.port().to_string())
-        .output()
-        .unwrap();
     assert!(
-        !String::from_utf8_lossy(&out.stdout).contains(APP_PASSWORD),
+        !hydra_through(addr, 30).contains(APP_PASSWORD),
         "{}",
         run.log()
     );
 
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let base = format!("http://{api}");
     let get = |path: &str| -> Value {
-        let mut r = agent
-            .get(format!("http://{api}{path}"))
-            .header("Authorization", &format!("Bearer {token}"))
-            .call()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200, "{path}");
-        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+        let (status, v) = api_get(&base, path, &token);
+        assert_eq!(status, 200, "{path}");
+        v
     };
     let end = std::time::Instant::now() + Duration::from_secs(30);
     let alerts = loop {
@@ -454,18 +400,7 @@ fn psql_tls(addr: SocketAddr, ca: &std::path::Path, extra: &str) -> std::process
 #[test]
 fn tls_on_both_sides() {
     let certs = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = private_ca(certs.path());
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    give_to_postgres(certs.path());
-    let ssl = format!(
-        "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
-        cert.display(),
-        key.display()
-    );
-    let cl = Cluster::start(ClusterOptions {
-        extra: &ssl,
-        ..Default::default()
-    });
+    let (cl, ca, cert, key) = tls_cluster(certs.path());
     let config = |upstream_tls: bool| {
         let path = certs.path().join(format!("proxy-{upstream_tls}.toml"));
         std::fs::write(
@@ -553,10 +488,7 @@ async fn proxy_protocol_names_the_real_client_from_trusted_balancers_only() {
         h
     };
     let attempt = |header: Vec<u8>, source: &'static str| async move {
-        let sock = tokio::net::TcpSocket::new_v4().unwrap();
-        sock.bind(SocketAddr::new(source.parse().unwrap(), 0))
-            .unwrap();
-        let mut stream = sock.connect(addr).await.unwrap();
+        let mut stream = connect_from(source, addr).await;
         stream.write_all(&header).await.unwrap();
         let mut cfg = tokio_postgres::Config::new();
         cfg.user("app").password("wrong").dbname("appdb");
@@ -576,10 +508,7 @@ async fn proxy_protocol_names_the_real_client_from_trusted_balancers_only() {
         assert!(found, "{src}: {alerts:#?}\n{}", p.log());
     }
     // An untrusted peer's PROXY line is not a header but a startup packet of invalid length.
-    let s = tokio::net::TcpSocket::new_v4().unwrap();
-    s.bind(SocketAddr::new("127.0.3.5".parse().unwrap(), 0))
-        .unwrap();
-    let mut stream = s.connect(addr).await.unwrap();
+    let mut stream = connect_from("127.0.3.5", addr).await;
     stream
         .write_all(b"PROXY TCP4 192.0.2.1 127.0.0.1 1 6432\r\n")
         .await

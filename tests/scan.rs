@@ -129,52 +129,17 @@ fn run_scans_periodically_and_serves_the_posture() {
         extra: "log_connections = off\n",
         ..Default::default()
     });
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let config = dir.path().join("pgvigil.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"server = "db1"
-[input]
-paths = ["{}"]
-[state]
-dir = "{}"
-[api]
-listen = "127.0.0.1:0"
-[scan]
-url = "postgres://postgres:{SUPERUSER_PASSWORD}@127.0.0.1:{}/postgres"
-interval = "1s"
-"#,
-            cl.log_dir.display(),
-            state.display(),
+    let setup = RunSetup::new(
+        &cl.log_dir,
+        &format!(
+            "[scan]\nurl = \"postgres://postgres:{SUPERUSER_PASSWORD}@127.0.0.1:{}/postgres\"\ninterval = \"1s\"\n",
             cl.port
         ),
-    )
-    .unwrap();
-    let token = make_token(
-        &["--store".as_ref(), state.join("pgvigil.db").as_os_str()],
-        "ops",
-        "reader",
     );
-    let run = Runner::start(&["-c".as_ref(), config.as_os_str()]);
-    let url = format!("http://{}/servers/db1/posture", run.api_addr());
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let get = || -> (u16, Value) {
-        let mut r = agent
-            .get(&url)
-            .header("Authorization", &format!("Bearer {token}"))
-            .call()
-            .unwrap();
-        let status = r.status().as_u16();
-        (
-            status,
-            serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap(),
-        )
-    };
+    let token = setup.token("ops", "reader");
+    let run = setup.start();
+    let base = format!("http://{}", run.api_addr());
+    let get = || api_get(&base, "/servers/db1/posture", &token);
     let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let posture = loop {
         let (status, v) = get();
@@ -211,13 +176,6 @@ interval = "1s"
     }
     assert!(!run.log().contains(SUPERUSER_PASSWORD), "{}", run.log());
     assert!(run.log().contains("posture: "), "findings are logged");
-    let (status, _) = {
-        let r = agent
-            .get(&url.replace("db1", "nosuch"))
-            .header("Authorization", &format!("Bearer {token}"))
-            .call()
-            .unwrap();
-        (r.status().as_u16(), ())
-    };
+    let (status, _) = api_get(&base, "/servers/nosuch/posture", &token);
     assert_eq!(status, 404);
 }

@@ -235,6 +235,15 @@ impl Drop for Cluster {
     }
 }
 
+/// A TCP connection to `to` from a socket bound to `source` (any 127.x address), so the
+/// other side sees that address.
+pub async fn connect_from(source: &str, to: SocketAddr) -> tokio::net::TcpStream {
+    let src: IpAddr = source.parse().unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(src, 0)).unwrap();
+    sock.connect(to).await.unwrap()
+}
+
 /// Logs in with tokio-postgres over a socket bound to `source` (any 127.x address), so the
 /// server logs that address. Returns whether the login succeeded.
 pub async fn login(
@@ -245,13 +254,7 @@ pub async fn login(
     db: &str,
     app: Option<&str>,
 ) -> bool {
-    let src: IpAddr = source.parse().unwrap();
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.bind(SocketAddr::new(src, 0)).unwrap();
-    let stream = sock
-        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
-        .await
-        .unwrap();
+    let stream = connect_from(source, SocketAddr::from(([127, 0, 0, 1], port))).await;
     let mut cfg = tokio_postgres::Config::new();
     cfg.user(user).password(password).dbname(db);
     if let Some(a) = app {
@@ -799,13 +802,7 @@ pub async fn run_sql(
     (user, password, db, app): (&str, &str, &str, &str),
     statements: &[&str],
 ) -> Vec<Option<String>> {
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.bind(SocketAddr::new(source.parse().unwrap(), 0))
-        .unwrap();
-    let stream = sock
-        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
-        .await
-        .unwrap();
+    let stream = connect_from(source, SocketAddr::from(([127, 0, 0, 1], port))).await;
     let mut cfg = tokio_postgres::Config::new();
     cfg.user(user)
         .password(password)
@@ -837,4 +834,77 @@ pub async fn run_sql(
 /// The directory of PostgreSQL's extension libraries (`pgaudit.so` lives there).
 pub fn pg_pkglibdir() -> PathBuf {
     pg_bin().parent().unwrap().join("lib")
+}
+
+/// `GET base+path` with a bearer token: the status and the JSON body (`Null` if not JSON).
+pub fn api_get(base: &str, path: &str, token: &str) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .get(format!("{base}{path}"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// A `pgvigil run` set-up for server `db1`: following `logs` from their beginning, a state
+/// directory, and more TOML sections in `extra`.
+pub struct RunSetup {
+    pub dir: tempfile::TempDir,
+    pub state: PathBuf,
+    pub config: PathBuf,
+}
+
+impl RunSetup {
+    pub fn new(logs: &Path, extra: &str) -> RunSetup {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let config = dir.path().join("pgvigil.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "server = \"db1\"\n[input]\npaths = [\"{}\"]\nstart_at = \"beginning\"\n[state]\ndir = \"{}\"\n{extra}",
+                logs.display(),
+                state.display()
+            ),
+        )
+        .unwrap();
+        RunSetup { dir, state, config }
+    }
+
+    /// An API token in the set-up's store.
+    pub fn token(&self, name: &str, role: &str) -> String {
+        let db = self.state.join("pgvigil.db");
+        make_token(&["--store".as_ref(), db.as_os_str()], name, role)
+    }
+
+    pub fn start(&self) -> Runner {
+        Runner::start(&["-c".as_ref(), self.config.as_os_str()])
+    }
+}
+
+/// A cluster serving TLS with a certificate of a private CA made in `certs`: the cluster,
+/// and the CA, certificate and key files.
+pub fn tls_cluster(certs: &Path) -> (Cluster, PathBuf, PathBuf, PathBuf) {
+    let (ca, cert, key) = private_ca(certs);
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    give_to_postgres(certs);
+    let ssl = format!(
+        "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+        cert.display(),
+        key.display()
+    );
+    let cl = Cluster::start(ClusterOptions {
+        extra: &ssl,
+        ..Default::default()
+    });
+    (cl, ca, cert, key)
 }
