@@ -216,6 +216,8 @@ pub struct Entities {
     pub application: Option<String>,
     pub location: Option<Location>,
     pub cloud: Option<Cloud>,
+    /// The client family the proxy recognised (`hydra`, `pgjdbc`, …); from logs alone, null.
+    pub fingerprint: Option<String>,
 }
 
 /// The alert record, as printed by `--json` and served by the API.
@@ -279,6 +281,18 @@ impl Evidence {
 
     pub fn as_str(&self) -> &str {
         self.0.get()
+    }
+
+    /// The evidence with one more field (or that field replaced). Only for additions made
+    /// after a detector wrote the evidence, which are rare: it re-serialises the whole.
+    pub fn with(&self, key: &str, value: serde_json::Value) -> Evidence {
+        let mut v = self.value();
+        if let Some(o) = v.as_object_mut() {
+            o.insert(key.to_string(), value);
+        }
+        serde_json::value::to_raw_value(&v)
+            .map(Evidence)
+            .unwrap_or_else(|_| self.clone())
     }
 }
 
@@ -370,4 +384,11 @@ pub fn sample(ev: &crate::event::Event) -> SampleEvent {
 /// Sample events as evidence.
 pub fn samples(evs: &[crate::event::Event]) -> Vec<SampleEvent> {
     evs.iter().map(sample).collect()
+}
+
+/// The client fingerprint of an incident's sample events, the latest known.
+pub fn fingerprint_of(evs: &[crate::event::Event]) -> Option<String> {
+    evs.iter()
+        .rev()
+        .find_map(|e| e.fingerprint.as_ref().map(|f| f.to_string()))
 }

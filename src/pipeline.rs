@@ -35,6 +35,8 @@ pub struct Pipeline {
     pub keep_events: bool,
     pub kept: Vec<Event>,
     pub events_total: u64,
+    /// Logins per hour not yet reported to the store (`run` takes them with each commit).
+    pub logins: Vec<crate::store::LoginHour>,
     current: FileStats,
     /// Where final alert states go as alerts close (`analyze` streams them); without it they
     /// collect in `engine.closed`.
@@ -63,6 +65,7 @@ impl Pipeline {
             keep_events: false,
             kept: Vec::new(),
             events_total: 0,
+            logins: Vec::new(),
             current: FileStats::default(),
             on_final: None,
             enricher: None,
@@ -144,6 +147,7 @@ impl Pipeline {
             self.enrich_event(ev);
         }
         for ev in events.drain(..) {
+            self.count_login(&ev);
             self.engine.observe(&ev, &mut self.alerts);
             if self.keep_events {
                 self.kept.push(ev);
@@ -152,6 +156,34 @@ impl Pipeline {
         }
         self.events = events;
         self.pass_closed();
+    }
+
+    /// Adds a login to its hour. Logs arrive in time order, so the hour is nearly always the
+    /// last one; a few hours at most go unreported between two commits.
+    fn count_login(&mut self, ev: &Event) {
+        use crate::event::EventKind;
+        let failed = match ev.kind {
+            EventKind::LoginFailed { .. } => true,
+            EventKind::LoginSucceeded => false,
+            _ => return,
+        };
+        let hour = ev.time - ev.time.rem_euclid(3_600_000);
+        let at = match self.logins.iter().rposition(|l| l.hour == hour) {
+            Some(i) => i,
+            None => {
+                self.logins.push(crate::store::LoginHour {
+                    hour,
+                    ..Default::default()
+                });
+                self.logins.len() - 1
+            }
+        };
+        let l = &mut self.logins[at];
+        if failed {
+            l.failed += 1;
+        } else {
+            l.succeeded += 1;
+        }
     }
 
     /// Events from a source that makes them itself (the proxy).

@@ -187,7 +187,50 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
         overview.contains("127.0.4.1"),
         "the attacking source: {overview}"
     );
+    // Failed logins on the timeline: the 22 above, at least (the log may hold others).
+    let count = |text: &str| -> u64 {
+        text.split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let logins = until_text(&c, "p.logins", "failed").await;
+        if count(&logins) >= 22 {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "{logins}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.refresh().await.unwrap();
+    }
+    let numbers = c
+        .find_all(Locator::Css("figure.chart table"))
+        .await
+        .unwrap();
+    assert_eq!(numbers.len(), 2, "alerts and failed logins");
     shot(&c, "02-overview").await;
+    // One server's overview, chosen in the form; a server with nothing shows nothing.
+    c.find(Locator::Css("#server option[value=db1]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    click(&c, "form.filters button").await;
+    until_text(&c, "main", "Failed logins, last 24h, db1").await;
+    let url = c.current_url().await.unwrap();
+    assert!(url.query().unwrap_or("").contains("server=db1"), "{url}");
+    let one = until_text(&c, "p.logins", "failed").await;
+    assert!(count(&one) >= 22, "db1 is the server attacked: {one}");
+    click(&c, "nav.ranges a").await;
+    let week = until_text(&c, "main", "last 7d, db1").await;
+    assert!(week.contains("127.0.4.1"), "{week}");
+    c.goto(&format!("{base}/console?server=elsewhere"))
+        .await
+        .unwrap();
+    let none = until_text(&c, "p.logins", "failed").await;
+    assert!(none.starts_with("0 failed and 0 successful"), "{none}");
     c.goto(&format!("{base}/console/alerts")).await.unwrap();
     until_path(&c, "/console/alerts").await;
     let table = c
@@ -226,6 +269,15 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
     assert_eq!(pwned, Value::Bool(true), "the role name's script never ran");
     let src = c.source().await.unwrap();
     assert!(!src.contains(EVIL_ROLE), "only escaped in the HTML");
+    let timeline = until_text(&c, "table.samples", "LoginFailed").await;
+    assert!(
+        timeline.contains(EVIL_ROLE) && timeline.contains("127.0.4.1"),
+        "{timeline}"
+    );
+    assert!(
+        body.contains("Client fingerprint") && body.contains("not seen (logs only)"),
+        "{body}"
+    );
     shot(&c, "03-alert").await;
 
     // Dismiss, and the API agrees, naming who.
@@ -263,6 +315,40 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
             .is_empty(),
         "two alerts, two pages"
     );
+    // Highest severity first over the whole list, across pages.
+    let rank = |row: &str| {
+        ["High", "Medium", "Low"]
+            .iter()
+            .position(|s| row.contains(s))
+            .unwrap_or(3)
+    };
+    let mut rows = Vec::new();
+    c.goto(&format!("{base}/console/alerts?sort=severity&top=1"))
+        .await
+        .unwrap();
+    loop {
+        rows.push(until_text(&c, "table tbody", "127.0.4").await);
+        if c.find_all(Locator::Css("a.older"))
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            break;
+        }
+        click(&c, "a.older").await;
+        assert!(rows.len() < 5, "{rows:?}");
+    }
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_ne!(rows[0], rows[1]);
+    assert!(rank(&rows[0]) <= rank(&rows[1]), "{rows:?}");
+    let (_, api_order) = api_get(&base, "/alerts?orderBy=severity", &reader);
+    let api_sev: Vec<&str> = api_order["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["severity"].as_str().unwrap())
+        .collect();
+    assert!(rows[0].contains(api_sev[0]), "{rows:?} {api_sev:?}");
     c.goto(&format!("{base}/console/alerts?alertType=PostgreSQL_Probe"))
         .await
         .unwrap();

@@ -182,7 +182,12 @@ fn hydra_is_blocked_by_active_response_and_others_keep_working() {
         a["alertType"] == "PostgreSQL_HarmfulApplication"
     });
     assert!(found, "{alerts:#?}\n{}", p.log());
-    assert_eq!(alerts.last().unwrap()["evidence"]["tools"][0], "hydra");
+    let ha = alerts.last().unwrap();
+    assert_eq!(ha["evidence"]["tools"][0], "hydra");
+    assert_eq!(ha["entities"]["fingerprint"], "hydra/medusa");
+    let said = &ha["evidence"]["activeResponse"];
+    assert_eq!(said["action"], "blocked", "{ha:#}");
+    assert!(said["until"].as_str().unwrap() > said["since"].as_str().unwrap());
     let log = p.log();
     assert!(log.contains("proxy: blocked"), "{log}");
     // PostgreSQL saw only the attempts before the block, not the word list.
@@ -234,6 +239,7 @@ fn ncrack_claiming_to_be_psql_is_recognised() {
     let a = alerts.last().unwrap();
     assert_eq!(a["evidence"]["tools"][0], "ncrack");
     assert_eq!(a["entities"]["application"], "psql", "what it claimed");
+    assert_eq!(a["entities"]["fingerprint"], "ncrack", "what it is");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,6 +365,11 @@ async fn run_with_the_proxy_stores_alerts_blocks_and_fingerprints() {
         "one alert, not one from the log and one from the proxy"
     );
     assert_eq!(ha[0]["evidence"]["tools"][0], "hydra");
+    assert_eq!(
+        ha[0]["evidence"]["activeResponse"]["action"], "blocked",
+        "the stored alert says the proxy blocked its source: {:#}",
+        ha[0]
+    );
     let blocks = get("/proxy/blocks");
     assert_eq!(blocks["value"][0]["sourceIp"], "127.0.0.1", "{blocks:#}");
     assert_eq!(

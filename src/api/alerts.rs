@@ -3,7 +3,7 @@
 
 use super::{blocking, ApiError, ApiResult, ApiState, Caller};
 use crate::alert::{AlertType, Severity};
-use crate::store::{AlertQuery, Status};
+use crate::store::{AlertQuery, PageKey, Status};
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use serde_json::Value;
@@ -24,19 +24,35 @@ fn time_param(name: &str, v: &str) -> ApiResult<String> {
         .map_err(|_| bad(name, "not an RFC 3339 time (e.g. 2026-11-28T12:00:00Z)"))
 }
 
-fn encode_token(end: &str, id: &str) -> String {
-    hex::encode(format!("{end}|{id}"))
+fn encode_token(k: &PageKey) -> String {
+    match k.rank {
+        Some(r) => hex::encode(format!("{r}|{}|{}", k.end, k.id)),
+        None => hex::encode(format!("{}|{}", k.end, k.id)),
+    }
 }
 
-fn decode_token(t: &str) -> ApiResult<(String, String)> {
-    hex::decode(t)
+fn decode_token(t: &str) -> ApiResult<PageKey> {
+    let text = hex::decode(t)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| {
-            s.split_once('|')
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-        })
-        .ok_or_else(|| bad("skipToken", "not a token from a nextLink"))
+        .ok_or_else(|| bad("skipToken", "not a token from a nextLink"))?;
+    let parts: Vec<&str> = text.split('|').collect();
+    match parts[..] {
+        [end, id] => Ok(PageKey {
+            rank: None,
+            end: end.into(),
+            id: id.into(),
+        }),
+        [rank, end, id] => Ok(PageKey {
+            rank: Some(
+                rank.parse()
+                    .map_err(|_| bad("skipToken", "not a token from a nextLink"))?,
+            ),
+            end: end.into(),
+            id: id.into(),
+        }),
+        _ => Err(bad("skipToken", "not a token from a nextLink")),
+    }
 }
 
 pub(crate) fn parse_query(params: &HashMap<String, String>) -> ApiResult<AlertQuery> {
@@ -83,6 +99,18 @@ pub(crate) fn parse_query(params: &HashMap<String, String>) -> ApiResult<AlertQu
                     .ok_or_else(|| bad(k, format!("must be a number from 1 to {MAX_TOP}")))?
             }
             "skipToken" | "$skipToken" => q.after = Some(decode_token(v)?),
+            "orderBy" | "$orderBy" => {
+                q.by_severity = match v.as_str() {
+                    "severity" => true,
+                    "endTime" => false,
+                    _ => {
+                        return Err(bad(
+                            k,
+                            "must be endTime (newest first) or severity (High first)",
+                        ))
+                    }
+                }
+            }
             "api-version" => {}
             other => {
                 return Err(ApiError::bad_request(
@@ -98,14 +126,14 @@ pub(crate) fn parse_query(params: &HashMap<String, String>) -> ApiResult<AlertQu
     Ok(q)
 }
 
-pub(crate) fn next_link(params: &HashMap<String, String>, key: &(String, String)) -> String {
+pub(crate) fn next_link(params: &HashMap<String, String>, key: &PageKey) -> String {
     let mut pairs: Vec<(&str, String)> = params
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "skipToken" | "$skipToken"))
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
     pairs.sort();
-    pairs.push(("skipToken", encode_token(&key.0, &key.1)));
+    pairs.push(("skipToken", encode_token(key)));
     let qs: Vec<String> = pairs
         .iter()
         .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
@@ -200,6 +228,7 @@ mod tests {
             ("from", "yesterday"),
             ("sourceIp", "1.2.3"),
             ("skipToken", "zz"),
+            ("orderBy", "colour"),
             ("colour", "red"),
         ] {
             let e = q(&[bad]).unwrap_err();
@@ -213,15 +242,25 @@ mod tests {
         let params: HashMap<String, String> = [("server".to_string(), "db 1".to_string())]
             .into_iter()
             .collect();
-        let link = next_link(&params, &("2026-11-28T12:00:00.000Z".into(), "abc".into()));
+        let key = PageKey {
+            rank: None,
+            end: "2026-11-28T12:00:00.000Z".into(),
+            id: "abc".into(),
+        };
+        let link = next_link(&params, &key);
         assert!(
             link.starts_with("/alerts?server=db%201&skipToken="),
             "{link}"
         );
         let tok = link.rsplit('=').next().unwrap();
+        assert_eq!(decode_token(tok).unwrap(), key);
+        let by_severity = PageKey {
+            rank: Some(1),
+            ..key
+        };
         assert_eq!(
-            decode_token(tok).unwrap(),
-            ("2026-11-28T12:00:00.000Z".to_string(), "abc".to_string())
+            decode_token(&encode_token(&by_severity)).unwrap(),
+            by_severity
         );
     }
 }

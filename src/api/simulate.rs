@@ -86,6 +86,7 @@ pub fn samples(server: &str, now_ms: i64) -> Vec<Alert> {
                             .then(|| "AWS".to_string()),
                         region: matches!(t, AlertType::DataCenterAnomaly).then(|| "eu-west-1".to_string()),
                     }),
+                    fingerprint: (t == AlertType::HarmfulApplication).then(|| "hydra".into()),
                 },
                 evidence,
                 description: format!(

@@ -77,12 +77,12 @@ pub fn run(args: Args) -> Result<u8> {
             out.flush()?;
         }
         pipeline.observe(ev);
-        let alerts = pipeline.take_alerts();
+        let mut alerts = pipeline.take_alerts();
         if alerts.is_empty() {
             continue;
         }
         let mut out = stdout.lock();
-        for a in &alerts {
+        for a in &mut alerts {
             proxy.blocks.consider(a, pgvigil::store::now_ms());
             pgvigil::output::write_json_line(&mut out, a)?;
         }

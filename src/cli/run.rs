@@ -227,9 +227,9 @@ pub fn run(args: Args) -> Result<u8> {
                 consumed += 1;
             }
         }
-        let alerts = pipeline.take_alerts();
+        let mut alerts = pipeline.take_alerts();
         if let Some(g) = &guard {
-            for a in &alerts {
+            for a in &mut alerts {
                 g.proxy.blocks.consider(a, now_ms());
             }
         }
@@ -258,6 +258,7 @@ pub fn run(args: Args) -> Result<u8> {
                     }
                     store_down = false;
                     reported_events = pipeline.events_total;
+                    pipeline.logins.clear();
                     reported_malformed = follower.malformed;
                     print(&accepted, cfg.output.json, &mut stdout.lock())?;
                     first = false;
@@ -361,6 +362,7 @@ fn commit(
                 .summary(&cfg.detect.profile)
                 .to_string()
         }),
+        logins: pipeline.logins.clone(),
     };
     let bytes = ckpt.to_bytes();
     let done = store.ingest(Ingest {

@@ -304,12 +304,16 @@ async fn alerts_page(
             "top" => {
                 filters.insert("$top".into(), v.clone());
             }
+            // Severity order is the store's, over the whole list, not each page's.
+            "sort" if v == "severity" => {
+                filters.insert("orderBy".into(), "severity".into());
+            }
             _ => {}
         }
     }
     filters.entry("$top".into()).or_insert_with(|| "50".into());
     let query: Result<AlertQuery, _> = crate::api::alerts::parse_query(&filters);
-    let (mut rows, next, problem) = match query {
+    let (rows, next, problem) = match query {
         Ok(q) => {
             let store = st.store.clone();
             match crate::api::blocking(move || store.list_alerts(&q)).await {
@@ -320,14 +324,6 @@ async fn alerts_page(
         Err(e) => (Vec::new(), None, Some(e.message.clone())),
     };
     let by_severity = params.get("sort").map(String::as_str) == Some("severity");
-    if by_severity {
-        let rank = |a: &Value| match s(a, "severity") {
-            "High" => 0,
-            "Medium" => 1,
-            _ => 2,
-        };
-        rows.sort_by_key(|a| rank(a));
-    }
     // The next page keeps the form's own parameters (dates as typed, the order).
     let older = next.map(|key| {
         let keep: HashMap<String, String> = params
@@ -368,7 +364,7 @@ async fn alerts_page(
             label { "Order "
                 select name="sort" {
                     option value="" selected[!by_severity] { "newest first" }
-                    option value="severity" selected[by_severity] { "severity (this page)" }
+                    option value="severity" selected[by_severity] { "highest severity first" }
                 }
             }
             button type="submit" { "Filter" }
@@ -380,8 +376,8 @@ async fn alerts_page(
             p { "No alerts." }
         } @else {
             table {
-                caption { (rows.len()) " alerts" @if by_severity { ", by severity" } @else { ", newest first" } }
-                thead { tr { th scope="col" { "Severity" } th scope="col" { "Alert" } th scope="col" { "Server" } th scope="col" { "Source" } th scope="col" { "Principal" } th scope="col" { "Status" } th scope="col" { "Last seen (UTC)" } } }
+                caption { (rows.len()) " alerts" @if by_severity { ", highest severity first" } @else { ", newest first" } }
+                thead { (head(&["Severity", "Alert", "Server", "Source", "Principal", "Status", "Last seen (UTC)"])) }
                 tbody {
                     @for a in &rows {
                         tr {
@@ -440,7 +436,17 @@ async fn alert_page(
     };
     let e = &a["entities"];
     let loc = &e["location"];
-    let evidence = serde_json::to_string_pretty(&a["evidence"]).unwrap_or_default();
+    // Sample events and the proxy's response get their own sections; the rest as it is.
+    let mut rest = a["evidence"].clone();
+    let samples = rest
+        .as_object_mut()
+        .and_then(|o| o.remove("sampleEvents"))
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default();
+    let response = rest
+        .as_object_mut()
+        .and_then(|o| o.remove("activeResponse"));
+    let evidence = serde_json::to_string_pretty(&rest).unwrap_or_default();
     let status = s(&a, "status");
     let actions: [(&str, &str, &str); 4] = [
         ("dismiss", "Dismiss", "Dismissed"),
@@ -486,6 +492,7 @@ async fn alert_page(
                 dt { "Principal" } dd { (e["principal"].as_str().unwrap_or("")) }
                 dt { "Database" } dd { (e["database"].as_str().unwrap_or("")) }
                 dt { "Application" } dd { (e["application"].as_str().unwrap_or("")) }
+                dt { "Client fingerprint" } dd { (e["fingerprint"].as_str().unwrap_or("not seen (logs only)")) }
             }
         }
         section {
@@ -501,6 +508,32 @@ async fn alert_page(
             ul { @for h in a["stateHistory"].as_array().into_iter().flatten() {
                 li { (s(h, "time")) ": " (s(h, "action")) " — " (s(h, "fromStatus")) " → " (s(h, "toStatus")) " by " (s(h, "actor")) }
             } }
+        }
+        @if let Some(r) = &response {
+            section.response {
+                h2 { "Active response" }
+                @if s(r, "action") == "blocked" {
+                    p { "The proxy refuses new connections from " (e["sourceIp"].as_str().unwrap_or("this source"))
+                        " from " (s(r, "since")) " until " (s(r, "until")) " (UTC)." }
+                } @else {
+                    p { "Not blocked: " (s(r, "reason")) "." }
+                }
+            }
+        }
+        section {
+            h2 { "Evidence timeline" }
+            @if samples.is_empty() { p.hint { "No sample events." } } @else {
+                table.samples {
+                    caption { "Sample events, in order" }
+                    thead { (head(&["Time (UTC)", "Event", "Source", "Principal", "Database", "Application", "Message"])) }
+                    tbody { @for ev in &samples { tr {
+                        td { (s(ev, "time")) } td { (s(ev, "kind")) }
+                        td { (s(ev, "sourceIp")) @if let Some(p) = ev["sourcePort"].as_u64() { ":" (p) } }
+                        td { (s(ev, "principal")) } td { (s(ev, "database")) } td { (s(ev, "application")) }
+                        td { @if let Some(c) = ev["sqlstate"].as_str() { code { (c) } " " } (s(ev, "message")) }
+                    } } }
+                }
+            }
         }
         section { h2 { "Evidence" } pre { (evidence) } }
         p { a href="/console/alerts" { "Back to the alerts" } }
@@ -558,7 +591,7 @@ async fn act(
 
 /// A bar chart as SVG, drawn on the server: no script, and a table of the same numbers for
 /// screen readers and for reading exact values.
-fn bar_chart(title: &str, bars: &[(String, i64)]) -> Markup {
+fn bar_chart(title: &str, what: &str, bars: &[(String, i64)]) -> Markup {
     let max = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1);
     let (w, h, gap) = (760.0_f64, 160.0_f64, 2.0_f64);
     let bw = if bars.is_empty() {
@@ -585,11 +618,20 @@ fn bar_chart(title: &str, bars: &[(String, i64)]) -> Markup {
             figcaption { (title) }
             details {
                 summary { "The numbers" }
-                table { thead { tr { th scope="col" { "When (UTC)" } th scope="col" { "Alerts" } } }
+                table { thead { (head(&["When (UTC)", what])) }
                     tbody { @for (label, n) in bars { tr { td { (label) } td { (n) } } } } }
             }
         }
     }
+}
+
+/// A table's header row.
+fn head(cols: &[&str]) -> Markup {
+    html! { tr { @for c in cols { th scope="col" { (c) } } } }
+}
+
+fn url_encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 async fn overview_page(
@@ -606,11 +648,15 @@ async fn overview_page(
         "30d" => (30 * 86_400_000, false, "30d"),
         _ => (86_400_000, true, "24h"),
     };
+    let server = params.get("server").cloned().unwrap_or_default();
     let since = crate::event::format_time(crate::store::now_ms() - span_ms);
     let store = st.store.clone();
-    let since2 = since.clone();
+    let (since2, server2) = (since.clone(), server.clone());
     let data = crate::api::blocking(move || {
-        Ok::<_, crate::store::StoreError>((store.overview(&since2, hourly)?, store.list_servers()?))
+        Ok::<_, crate::store::StoreError>((
+            store.overview(&since2, hourly, &server2)?,
+            store.list_servers()?,
+        ))
     })
     .await;
     let (ov, servers) = match data {
@@ -628,18 +674,46 @@ async fn overview_page(
     let width = if hourly { 13 } else { 10 };
     let step = if hourly { 3_600_000 } else { 86_400_000 };
     let start = crate::store::now_ms() - span_ms;
-    let counts: HashMap<&str, i64> = ov.timeline.iter().map(|(k, n)| (k.as_str(), *n)).collect();
-    let bars: Vec<(String, i64)> = (0..=(span_ms / step))
-        .map(|i| {
-            let label = crate::event::format_time(start + i * step)[..width].to_string();
-            let n = counts.get(label.as_str()).copied().unwrap_or(0);
-            (label, n)
-        })
+    let labels: Vec<String> = (0..=(span_ms / step))
+        .map(|i| crate::event::format_time(start + i * step)[..width].to_string())
         .collect();
+    let alerts: HashMap<&str, i64> = ov.timeline.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    let failed: HashMap<&str, i64> = ov.logins.iter().map(|(k, n, _)| (k.as_str(), *n)).collect();
+    let series = |counts: &HashMap<&str, i64>| -> Vec<(String, i64)> {
+        labels
+            .iter()
+            .map(|l| (l.clone(), counts.get(l.as_str()).copied().unwrap_or(0)))
+            .collect()
+    };
+    let (alert_bars, failed_bars) = (series(&alerts), series(&failed));
+    let succeeded: i64 = ov.logins.iter().map(|l| l.2).sum();
+    let failed_total: i64 = ov.logins.iter().map(|l| l.1).sum();
+    let per = if hourly { "hour" } else { "day" };
+    let of = if server.is_empty() {
+        "all servers".to_string()
+    } else {
+        server.clone()
+    };
+    let link = |r: &str| {
+        if server.is_empty() {
+            format!("/console?range={r}")
+        } else {
+            format!("/console?range={r}&server={}", url_encode(&server))
+        }
+    };
     let body = html! {
+        form.filters method="get" action="/console" {
+            label for="server" { "Server" }
+            select #server name="server" {
+                option value="" selected[server.is_empty()] { "All servers" }
+                @for sv in &servers { option value=(sv.name) selected[sv.name == server] { (sv.name) } }
+            }
+            input type="hidden" name="range" value=(range);
+            button type="submit" { "Show" }
+        }
         nav.ranges aria-label="Time range" {
             @for r in ["24h", "7d", "30d"] {
-                @if r == range { strong aria-current="page" { (r) } } @else { a href={"/console?range=" (r)} { (r) } }
+                @if r == range { strong aria-current="page" { (r) } } @else { a href=(link(r)) { (r) } }
             }
         }
         section.cards {
@@ -660,14 +734,19 @@ async fn overview_page(
             }
         }
         section {
-            h2 { "Alerts started, last " (range) }
-            (bar_chart(&format!("Alerts started per {} since {since}", if hourly { "hour" } else { "day" }), &bars))
+            h2 { "Alerts started, last " (range) ", " (of) }
+            (bar_chart(&format!("Alerts started per {per} since {since}"), "Alerts", &alert_bars))
+        }
+        section {
+            h2 { "Failed logins, last " (range) ", " (of) }
+            p.meta.logins { (failed_total) " failed and " (succeeded) " successful logins." }
+            (bar_chart(&format!("Failed logins per {per} since {since}"), "Failed logins", &failed_bars))
         }
         section {
             h2 { "Top sources, last " (range) }
             @if ov.top_sources.is_empty() { p.hint { "None." } } @else {
                 table {
-                    thead { tr { th scope="col" { "Source" } th scope="col" { "Alerts" } th scope="col" { "Country" } th scope="col" { "Cloud" } } }
+                    thead { (head(&["Source", "Alerts", "Country", "Cloud"])) }
                     tbody { @for (ip, n, country, cloud) in &ov.top_sources { tr {
                         td { (ip) } td { (n) } td { (country.as_deref().unwrap_or("")) } td { (cloud.as_deref().unwrap_or("")) }
                     } } }
@@ -677,7 +756,7 @@ async fn overview_page(
         section {
             h2 { "Servers" }
             table {
-                thead { tr { th scope="col" { "Server" } th scope="col" { "Mode" } th scope="col" { "Open alerts" } th scope="col" { "Last event (UTC)" } } }
+                thead { (head(&["Server", "Mode", "Open alerts", "Last event (UTC)"])) }
                 tbody { @for sv in &servers { tr {
                     td { a href={"/console/servers/" (sv.name)} { (sv.name) } } td { (sv.mode) } td { (sv.open_alerts) } td { (sv.last_event.as_deref().unwrap_or("")) }
                 } } }
@@ -749,11 +828,7 @@ async fn servers_page(State(st): State<Arc<ApiState>>, headers: HeaderMap) -> Re
         } @else {
             table {
                 caption { "Servers, and whether each is still learning what is normal" }
-                thead { tr {
-                    th scope="col" { "Server" } th scope="col" { "Mode" } th scope="col" { "Open alerts" }
-                    th scope="col" { "Events" } th scope="col" { "Last event (UTC)" } th scope="col" { "Learning until" }
-                    th scope="col" { "Policy" }
-                } }
+                thead { (head(&["Server", "Mode", "Open alerts", "Events", "Last event (UTC)", "Learning until", "Policy"])) }
                 tbody { @for sv in &servers { tr {
                     td { a href={"/console/servers/" (sv.name)} { (sv.name) } }
                     td { (sv.mode) }
@@ -826,7 +901,7 @@ async fn profile_page(
                         h2 { (heading) }
                         @if rows.is_empty() { p.hint { "None seen." } } @else {
                             table {
-                                thead { tr { th scope="col" { "Seen" } th scope="col" { "First seen" } th scope="col" { "Last seen" } th scope="col" { "Count" } } }
+                                thead { (head(&["Seen", "First seen", "Last seen", "Count"])) }
                                 tbody { @for r in &rows { tr {
                                     td { (s(r, "name")) } td { (s(r, "firstSeen")) } td { (s(r, "lastSeen")) } td { (r["count"]) }
                                 } } }

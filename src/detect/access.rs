@@ -37,6 +37,7 @@ pub fn entities(ev: &Event, en: Option<&Enrichment>) -> Entities {
         application: ev.application.as_ref().map(|p| p.to_string()),
         location: en.map(Enrichment::location),
         cloud: en.and_then(Enrichment::cloud),
+        fingerprint: ev.fingerprint.as_ref().map(|f| f.to_string()),
     }
 }
 

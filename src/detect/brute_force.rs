@@ -214,6 +214,7 @@ impl BruteForce {
                 application: success.and_then(|s| s.application.clone()),
                 location: None,
                 cloud: None,
+                fingerprint: crate::alert::fingerprint_of(&inc.samples),
             },
             evidence: crate::evidence!({
                 "failedLogins": inc.failures,

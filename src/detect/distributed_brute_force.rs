@@ -126,6 +126,7 @@ impl DistributedBruteForce {
             entities: Entities {
                 source_ip: inc.success.as_ref().map(|(_, s)| s.clone()),
                 principal: Some(role.to_string()),
+                fingerprint: crate::alert::fingerprint_of(&inc.samples),
                 ..Entities::default()
             },
             evidence: crate::evidence!({

@@ -157,6 +157,7 @@ impl HarmfulApplication {
                 principal: inc.principal.clone(),
                 database: inc.database.clone(),
                 application: inc.application.clone(),
+                fingerprint: crate::alert::fingerprint_of(&inc.samples),
                 ..Entities::default()
             },
             evidence: crate::evidence!({

@@ -128,6 +128,7 @@ impl PasswordSpray {
             entities: Entities {
                 source_ip: Some(src.to_string()),
                 principal,
+                fingerprint: crate::alert::fingerprint_of(&inc.samples),
                 ..Entities::default()
             },
             evidence: crate::evidence!({

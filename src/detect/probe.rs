@@ -116,6 +116,7 @@ impl Probe {
             end: inc.last,
             entities: Entities {
                 source_ip: Some(src.to_string()),
+                fingerprint: crate::alert::fingerprint_of(&inc.samples),
                 ..Entities::default()
             },
             evidence: crate::evidence!({

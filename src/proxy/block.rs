@@ -103,9 +103,10 @@ impl Blocklist {
         self.lock().contains_key(&ip)
     }
 
-    /// Blocks the source of an alert that calls for it (new or updated). Returns whether a
-    /// new block started.
-    pub fn consider(&self, a: &Alert, now: i64) -> bool {
+    /// Blocks the source of an alert that calls for it (new or updated), and says so in the
+    /// alert's evidence (`activeResponse`), as it does when the allowlist spares the source.
+    /// Returns whether a new block started.
+    pub fn consider(&self, a: &mut Alert, now: i64) -> bool {
         if !self.cfg.enabled || !blocks_source(a.alert_type) || a.status != "Active" {
             return false;
         }
@@ -119,12 +120,16 @@ impl Blocklist {
         };
         if self.allow.iter().any(|n| n.contains(&ip)) {
             tracing::info!(source = %ip, alert = %a.id, "proxy: not blocking an allowlisted address");
+            a.evidence = a.evidence.with(
+                "activeResponse",
+                serde_json::json!({"action": "notBlocked", "reason": "the source is on the proxy's allowlist"}),
+            );
             return false;
         }
         let until = now + self.cfg.block_for.ms();
         let mut b = self.lock();
         let new = !b.contains_key(&ip);
-        let since = b
+        let since: String = b
             .get(&ip)
             .map(|x| x.since.clone())
             .unwrap_or_else(|| format_time(now));
@@ -132,7 +137,7 @@ impl Blocklist {
             ip,
             Block {
                 source_ip: ip.to_string(),
-                since,
+                since: since.clone(),
                 until: format_time(until),
                 alert_type: a.alert_type,
                 alert_id: a.id.clone(),
@@ -140,6 +145,10 @@ impl Blocklist {
             },
         );
         drop(b);
+        a.evidence = a.evidence.with(
+            "activeResponse",
+            serde_json::json!({"action": "blocked", "by": "proxy", "since": since, "until": format_time(until)}),
+        );
         if new {
             tracing::warn!(source = %ip, alert = %a.id, alert_type = a.alert_type.as_str(), until = %format_time(until), "proxy: blocked");
             self.hook("block", ip);
@@ -225,14 +234,29 @@ mod tests {
         assert!(cfg.networks().is_ok());
         let b = Blocklist::new(cfg);
         let ip: IpAddr = "203.0.113.9".parse().unwrap();
-        assert!(b.consider(&alert(AlertType::BruteForce, "203.0.113.9"), 1000));
-        assert!(
-            !b.consider(&alert(AlertType::BruteForce, "203.0.113.9"), 2000),
-            "already blocked"
+        let mut first = alert(AlertType::BruteForce, "203.0.113.9");
+        assert!(b.consider(&mut first, 1000));
+        let said = &first.evidence.value()["activeResponse"];
+        assert_eq!(said["action"], "blocked");
+        assert_eq!(said["until"], "1970-01-01T00:01:01.000Z");
+        let mut update = alert(AlertType::BruteForce, "203.0.113.9");
+        assert!(!b.consider(&mut update, 2000), "already blocked");
+        let said = &update.evidence.value()["activeResponse"];
+        assert_eq!(
+            said["since"], "1970-01-01T00:00:01.000Z",
+            "the block's start"
         );
-        assert!(!b.consider(&alert(AlertType::GeoAnomaly, "203.0.113.10"), 1000));
-        assert!(!b.consider(&alert(AlertType::BruteForce, "10.1.2.3"), 1000));
-        assert!(!b.consider(&alert(AlertType::BruteForce, "192.0.2.1"), 1000));
+        assert_eq!(said["until"], "1970-01-01T00:01:02.000Z", "extended");
+        let mut geo = alert(AlertType::GeoAnomaly, "203.0.113.10");
+        assert!(!b.consider(&mut geo, 1000));
+        assert!(geo.evidence.value().get("activeResponse").is_none());
+        let mut spared = alert(AlertType::BruteForce, "10.1.2.3");
+        assert!(!b.consider(&mut spared, 1000));
+        assert_eq!(
+            spared.evidence.value()["activeResponse"]["action"],
+            "notBlocked"
+        );
+        assert!(!b.consider(&mut alert(AlertType::BruteForce, "192.0.2.1"), 1000));
         assert!(b.is_blocked(ip, 30_000));
         assert_eq!(b.list().len(), 1);
         assert!(
@@ -253,7 +277,7 @@ mod tests {
     #[test]
     fn nothing_is_blocked_when_off() {
         let b = Blocklist::new(ActiveResponseConfig::default());
-        assert!(!b.consider(&alert(AlertType::BruteForce, "203.0.113.9"), 0));
+        assert!(!b.consider(&mut alert(AlertType::BruteForce, "203.0.113.9"), 0));
         assert!(!b.is_blocked("203.0.113.9".parse().unwrap(), 0));
     }
 }

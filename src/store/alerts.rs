@@ -78,7 +78,17 @@ pub struct Ingested {
 }
 
 /// Where a page ends: the last alert's (end time, id).
-pub type PageKey = (String, String);
+/// Where the next page starts: after this alert, in the query's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageKey {
+    /// The alert's severity rank (High 0, Medium 1, Low 2) when the order is by severity.
+    pub rank: Option<i64>,
+    pub end: String,
+    pub id: String,
+}
+
+/// The severity's rank in SQL, for ordering by severity (High first).
+const SEVERITY_RANK: &str = "(CASE severity WHEN 'High' THEN 0 WHEN 'Medium' THEN 1 ELSE 2 END)";
 
 /// Filters and paging of `GET /alerts`.
 #[derive(Debug, Clone, Default)]
@@ -95,8 +105,10 @@ pub struct AlertQuery {
     pub simulated: Option<bool>,
     /// Page size.
     pub top: usize,
-    /// Continue after this (end time, id), from the previous page's last alert.
-    pub after: Option<(String, String)>,
+    /// Highest severity first (then newest first) instead of newest first.
+    pub by_severity: bool,
+    /// Continue after this alert, the previous page's last.
+    pub after: Option<PageKey>,
 }
 
 fn severity_of(s: &str) -> Severity {
@@ -167,7 +179,7 @@ impl Store {
     /// Alerts matching `q`, newest first, with the key of the next page if there is one.
     pub fn list_alerts(&self, q: &AlertQuery) -> Result<(Vec<Value>, Option<PageKey>)> {
         let mut sql = String::from(
-            "SELECT record, status, is_simulated, end_time, id FROM alerts WHERE 1 = 1",
+            "SELECT record, status, is_simulated, end_time, id, severity FROM alerts WHERE 1 = 1",
         );
         let mut args: Vec<Val> = Vec::new();
         let mut cond = |sql: &mut String, clause: &str, v: &Option<String>| {
@@ -190,38 +202,50 @@ impl Store {
                 " AND is_simulated = 0"
             });
         }
-        if let Some((t, id)) = &q.after {
-            args.push(Val::from(t));
+        if let Some(k) = &q.after {
+            args.push(Val::from(&k.end));
             let a = args.len();
-            args.push(Val::from(id));
+            args.push(Val::from(&k.id));
             let b = args.len();
-            sql.push_str(&format!(
-                " AND (end_time < ${a} OR (end_time = ${a} AND id < ${b}))"
-            ));
+            let after_time = format!("(end_time < ${a} OR (end_time = ${a} AND id < ${b}))");
+            match (q.by_severity, k.rank) {
+                (true, Some(r)) => sql.push_str(&format!(
+                    " AND ({SEVERITY_RANK} > {r} OR ({SEVERITY_RANK} = {r} AND {after_time}))"
+                )),
+                _ => sql.push_str(&format!(" AND {after_time}")),
+            }
         }
         let top = q.top.clamp(1, 1000);
-        sql.push_str(&format!(
-            " ORDER BY end_time DESC, id DESC LIMIT {}",
-            top + 1
-        ));
+        let order = if q.by_severity {
+            format!("{SEVERITY_RANK}, end_time DESC, id DESC")
+        } else {
+            "end_time DESC, id DESC".to_string()
+        };
+        sql.push_str(&format!(" ORDER BY {order} LIMIT {}", top + 1));
         self.read(|c| {
             let rows = c.query(&sql, &args)?;
             let mut out = Vec::new();
             let mut next = None;
             for r in rows {
                 if out.len() == top {
-                    next = out
-                        .last()
-                        .map(|(_, e, i): &(Value, String, String)| (e.clone(), i.clone()));
+                    next = out.last().map(|(_, k): &(Value, PageKey)| k.clone());
                     break;
                 }
+                let rank = match r.text(5)?.as_str() {
+                    "High" => 0,
+                    "Medium" => 1,
+                    _ => 2,
+                };
                 out.push((
                     served(&r.text(0)?, &r.text(1)?, r.int(2)? != 0)?,
-                    r.text(3)?,
-                    r.text(4)?,
+                    PageKey {
+                        rank: q.by_severity.then_some(rank),
+                        end: r.text(3)?,
+                        id: r.text(4)?,
+                    },
                 ));
             }
-            Ok((out.into_iter().map(|(v, _, _)| v).collect(), next))
+            Ok((out.into_iter().map(|(v, _)| v).collect(), next))
         })
     }
 
@@ -302,6 +326,14 @@ impl Store {
                 )
             })?;
         }
+        // The console shows logins over 30 days at most.
+        let month_ago = crate::event::format_time(now_ms - 31 * 86_400_000);
+        self.write(|tx| {
+            tx.exec(
+                "DELETE FROM login_hours WHERE hour < $1",
+                vals![&month_ago[..13]],
+            )
+        })?;
         let week_ago = crate::event::format_time(now_ms - 7 * 86_400_000);
         self.write(|tx| {
             tx.exec(
@@ -632,6 +664,65 @@ mod tests {
     }
 
     #[test]
+    fn by_severity_the_pages_hold_every_high_before_any_medium_or_low() {
+        let (_d, s) = temp_store();
+        let sev = [Severity::Low, Severity::High, Severity::Medium];
+        let alerts: Vec<Alert> = (0..30)
+            .map(|i| {
+                alert(
+                    &format!("id{i:02}"),
+                    "db1",
+                    AlertType::Probe,
+                    sev[i % 3],
+                    &format!("2026-11-01T00:{:02}:00.000Z", i / 2),
+                )
+            })
+            .collect();
+        ingest(&s, &alerts);
+        let mut q = AlertQuery {
+            top: 7,
+            by_severity: true,
+            ..Default::default()
+        };
+        let mut seen: Vec<(String, String, String)> = Vec::new();
+        loop {
+            let (page, next) = s.list_alerts(&q).unwrap();
+            seen.extend(page.iter().map(|a| {
+                (
+                    a["severity"].as_str().unwrap().to_string(),
+                    a["endTimeUtc"].as_str().unwrap().to_string(),
+                    a["id"].as_str().unwrap().to_string(),
+                )
+            }));
+            match next {
+                Some(k) => q.after = Some(k),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 30, "{seen:?}");
+        let ranks: Vec<u8> = seen
+            .iter()
+            .map(|(s, _, _)| match s.as_str() {
+                "High" => 0,
+                "Medium" => 1,
+                _ => 2,
+            })
+            .collect();
+        assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        assert_eq!(ranks.iter().filter(|r| **r == 0).count(), 10);
+        // Within a severity, newest first.
+        for w in seen.windows(2) {
+            if w[0].0 == w[1].0 {
+                assert!(w[0].1 >= w[1].1, "{seen:?}");
+            }
+        }
+        let mut ids: Vec<&String> = seen.iter().map(|x| &x.2).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 30);
+    }
+
+    #[test]
     fn a_disabled_category_is_neither_stored_nor_queued() {
         let (_d, s) = temp_store();
         s.register_server("db1").unwrap();
@@ -775,14 +866,16 @@ pub struct Overview {
     pub open_by_type: Vec<(String, i64)>,
     /// (bucket start as a prefix of RFC 3339, e.g. `2026-11-28T13` or `2026-11-28`, count).
     pub timeline: Vec<(String, i64)>,
+    /// (bucket as in `timeline`, failed logins, successful logins).
+    pub logins: Vec<(String, i64, i64)>,
     /// (address, alerts, country, cloud provider).
     pub top_sources: Vec<(String, i64, Option<String>, Option<String>)>,
 }
 
 impl Store {
-    /// The overview of real (not simulated) alerts since `since` (RFC 3339), bucketed by hour
-    /// or by day.
-    pub fn overview(&self, since: &str, hourly: bool) -> Result<Overview> {
+    /// The overview of real (not simulated) alerts and of logins since `since` (RFC 3339),
+    /// bucketed by hour or by day; of one server, or of all when `server` is empty.
+    pub fn overview(&self, since: &str, hourly: bool, server: &str) -> Result<Overview> {
         let width: i64 = if hourly { 13 } else { 10 };
         self.read(|c| {
             let pairs = |rows: Vec<crate::store::db::Row>| -> Result<Vec<(String, i64)>> {
@@ -790,30 +883,47 @@ impl Store {
             };
             let open_by_severity = pairs(c.query(
                 "SELECT severity, count(*) FROM alerts WHERE status IN ('Active', 'InProgress')
-                   AND is_simulated = 0 GROUP BY severity ORDER BY severity",
-                &[],
+                   AND is_simulated = 0 AND ($1 = '' OR server = $1)
+                   GROUP BY severity ORDER BY severity",
+                vals![server],
             )?)?;
             let open_by_type = pairs(c.query(
                 "SELECT alert_type, count(*) FROM alerts WHERE status IN ('Active', 'InProgress')
-                   AND is_simulated = 0 GROUP BY alert_type ORDER BY count(*) DESC, alert_type",
-                &[],
+                   AND is_simulated = 0 AND ($1 = '' OR server = $1)
+                   GROUP BY alert_type ORDER BY count(*) DESC, alert_type",
+                vals![server],
             )?)?;
             // The width is one of two constants: part of the SQL, not a parameter (PostgreSQL
             // would want an int4 where the driver sends int8).
             let timeline = pairs(c.query(
                 &format!(
                     "SELECT substr(start_time, 1, {width}), count(*) FROM alerts
-                     WHERE start_time >= $1 AND is_simulated = 0
+                     WHERE start_time >= $1 AND is_simulated = 0 AND ($2 = '' OR server = $2)
                      GROUP BY substr(start_time, 1, {width}) ORDER BY 1"
                 ),
-                vals![since],
+                vals![since, server],
             )?)?;
+            // Sums cast back: PostgreSQL sums BIGINT into NUMERIC.
+            let logins = c
+                .query(
+                    &format!(
+                        "SELECT substr(hour, 1, {width}), CAST(sum(failed) AS BIGINT),
+                           CAST(sum(succeeded) AS BIGINT) FROM login_hours
+                         WHERE hour >= $1 AND ($2 = '' OR server = $2)
+                         GROUP BY substr(hour, 1, {width}) ORDER BY 1"
+                    ),
+                    vals![&since[..since.len().min(13)], server],
+                )?
+                .iter()
+                .map(|r| Ok((r.text(0)?, r.int(1)?, r.int(2)?)))
+                .collect::<Result<Vec<_>>>()?;
             let mut top_sources = Vec::new();
             for r in c.query(
                 "SELECT source_ip, count(*), max(record) FROM alerts
                  WHERE start_time >= $1 AND is_simulated = 0 AND source_ip IS NOT NULL
+                   AND ($2 = '' OR server = $2)
                  GROUP BY source_ip ORDER BY count(*) DESC, source_ip LIMIT 10",
-                vals![since],
+                vals![since, server],
             )? {
                 let rec: Value = serde_json::from_str(&r.text(2)?).unwrap_or(Value::Null);
                 let e = &rec["entities"];
@@ -828,6 +938,7 @@ impl Store {
                 open_by_severity,
                 open_by_type,
                 timeline,
+                logins,
                 top_sources,
             })
         })

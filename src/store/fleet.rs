@@ -161,6 +161,7 @@ pub(super) fn correlate(tx: &mut dyn Db, a: &Alert) -> Result<Option<Alert>> {
             application: None,
             location: located.and_then(|m| m.entities.location.clone()),
             cloud: located.and_then(|m| m.entities.cloud.clone()),
+            fingerprint: members.iter().find_map(|m| m.entities.fingerprint.clone()),
         },
         evidence: crate::evidence!({
             "servers": servers,

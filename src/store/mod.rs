@@ -15,9 +15,9 @@ mod policies;
 mod servers;
 mod tokens;
 
-pub use alerts::{AlertQuery, Ingest, Ingested, Overview, Status};
+pub use alerts::{AlertQuery, Ingest, Ingested, Overview, PageKey, Status};
 pub use outbox::OutboxItem;
-pub use servers::{ServerReport, ServerStatus};
+pub use servers::{LoginHour, ServerReport, ServerStatus};
 pub use tokens::{Role, TokenInfo};
 
 use db::{Db, Pg, Sqlite};
@@ -64,11 +64,13 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_init.sql"),
     include_str!("migrations/sqlite/0002_profile.sql"),
     include_str!("migrations/sqlite/0003_posture.sql"),
+    include_str!("migrations/sqlite/0004_logins.sql"),
 ];
 const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
     include_str!("migrations/postgres/0002_profile.sql"),
     include_str!("migrations/postgres/0003_posture.sql"),
+    include_str!("migrations/postgres/0004_logins.sql"),
 ];
 
 const READERS: usize = 4;

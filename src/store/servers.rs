@@ -20,6 +20,17 @@ pub struct ServerReport {
     pub lag_seconds: Option<f64>,
     /// The learned profile (JSON), when the agent sends it.
     pub profile: Option<String>,
+    /// Logins since the previous report, per hour of event time.
+    pub logins: Vec<LoginHour>,
+}
+
+/// Logins in one hour (event time) of one server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoginHour {
+    /// The hour's start, in milliseconds since the epoch.
+    pub hour: crate::event::EventTime,
+    pub failed: u64,
+    pub succeeded: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +75,19 @@ pub(super) fn report(tx: &mut dyn Db, r: &ServerReport, now: &str) -> Result<()>
             &r.profile
         ],
     )?;
+    for l in &r.logins {
+        tx.exec(
+            "INSERT INTO login_hours (server, hour, failed, succeeded) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (server, hour) DO UPDATE SET failed = login_hours.failed + excluded.failed,
+               succeeded = login_hours.succeeded + excluded.succeeded",
+            vals![
+                r.server.as_str(),
+                &crate::event::format_time(l.hour)[..13],
+                l.failed as i64,
+                l.succeeded as i64
+            ],
+        )?;
+    }
     Ok(())
 }
 
