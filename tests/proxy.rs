@@ -533,7 +533,8 @@ async fn proxy_protocol_names_the_real_client_from_trusted_balancers_only() {
 }
 
 /// Each real client is told apart by its startup packet: psql, psycopg2 (libpq), tokio-postgres
-/// and pgJDBC, each logging in through the proxy.
+/// and pgJDBC, each logging in through the proxy; and the applications that name themselves
+/// on top of those drivers (pgAdmin on psycopg).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_clients_are_identified() {
     let cl = Cluster::start(ClusterOptions::default());
@@ -597,12 +598,26 @@ async fn real_clients_are_identified() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // psycopg2 as pgAdmin 4 uses it (psycopg over libpq, naming the connection).
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(format!(
+            "import psycopg2; psycopg2.connect(host='127.0.0.1', port={port}, user='app', password='{APP_PASSWORD}', dbname='appdb', application_name='pgAdmin 4 - DB:appdb').close()"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let want = [
         "psql",
         "libpq (psycopg2, psycopg 3, libpq-based drivers)",
         "tokio-postgres",
         "pgjdbc",
+        "pgAdmin",
     ];
     let seen = std::sync::Mutex::new(Vec::<String>::new());
     let (events, found) = p.until(Duration::from_secs(20), |e| {
@@ -618,7 +633,7 @@ async fn real_clients_are_identified() {
         .iter()
         .filter(|e| e["kind"]["type"] == "LoginSucceeded")
         .collect();
-    assert_eq!(logins.len(), 4, "{logins:#?}");
+    assert_eq!(logins.len(), want.len(), "{logins:#?}");
     assert!(
         events.iter().all(|e| e.get("alertType").is_none()),
         "ordinary clients raise nothing: {events:#?}"

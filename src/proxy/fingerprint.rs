@@ -18,8 +18,14 @@ pub struct Signature {
     pub tool: bool,
     pub tls_first: Option<bool>,
     pub params: Option<Vec<String>>,
+    /// The first parameter names, in order; any may follow (drivers that add optional ones).
+    pub params_start: Option<Vec<String>>,
     #[serde(default)]
     pub values: BTreeMap<String, String>,
+    /// Parameters whose values must start with these (applications that put their version
+    /// or a connection label after their name).
+    #[serde(default)]
+    pub prefixes: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,7 +94,15 @@ impl Fingerprints {
                         p.len() == s.params.len()
                             && p.iter().zip(&s.params).all(|(a, (b, _))| a == b)
                     })
+                    && sig.params_start.as_ref().is_none_or(|p| {
+                        p.len() <= s.params.len()
+                            && p.iter().zip(&s.params).all(|(a, (b, _))| a == b)
+                    })
                     && sig.values.iter().all(|(k, v)| s.get(k) == Some(v.as_str()))
+                    && sig
+                        .prefixes
+                        .iter()
+                        .all(|(k, v)| s.get(k).is_some_and(|x| x.starts_with(v.as_str())))
             })
             .map(|sig| Identified {
                 name: sig.name.clone(),
@@ -188,6 +202,80 @@ mod tests {
             Some(("node-postgres".into(), false))
         );
         assert_eq!(id(&[("x", "y")], true), None);
+    }
+
+    /// Families whose packets were not captured here (no Debian package of the client):
+    /// each as its driver's source writes the startup packet, checked against its neighbours.
+    #[test]
+    fn families_known_from_their_drivers_are_told_apart() {
+        let f = Fingerprints::built_in();
+        let id = |p: &[(&str, &str)], tls| f.identify(&startup(p), tls).map(|i| (i.name, i.tool));
+        // Npgsql: user, client_encoding, database, then the optional ones.
+        for extra in [
+            &[][..],
+            &[("application_name", "api"), ("TimeZone", "UTC")][..],
+        ] {
+            let mut p = vec![
+                ("user", "app"),
+                ("client_encoding", "UTF8"),
+                ("database", "appdb"),
+            ];
+            p.extend_from_slice(extra);
+            assert_eq!(id(&p, true), Some(("npgsql".into(), false)), "{p:?}");
+        }
+        // pgx writes a Go map: the order varies; database before user is its alone.
+        assert_eq!(
+            id(&[("database", "appdb"), ("user", "app")], true),
+            Some(("pgx".into(), false))
+        );
+        assert_eq!(
+            id(
+                &[
+                    ("application_name", "svc"),
+                    ("user", "app"),
+                    ("database", "appdb")
+                ],
+                false
+            ),
+            Some(("pgx".into(), false))
+        );
+        // pgAdmin (psycopg over libpq) and DBeaver (pgJDBC) name themselves.
+        assert_eq!(
+            id(
+                &[
+                    ("user", "app"),
+                    ("database", "appdb"),
+                    ("application_name", "pgAdmin 4 - DB:appdb")
+                ],
+                true
+            ),
+            Some(("pgAdmin".into(), false))
+        );
+        assert_eq!(
+            id(
+                &[
+                    ("user", "app"),
+                    ("database", "appdb"),
+                    ("client_encoding", "UTF8"),
+                    ("DateStyle", "ISO"),
+                    ("TimeZone", "UTC"),
+                    ("extra_float_digits", "2"),
+                    ("application_name", "DBeaver 24.1.0 - Main <appdb>")
+                ],
+                false
+            ),
+            Some(("DBeaver".into(), false))
+        );
+        // Metasploit's postgres_login: user and template1, and no TLS asked for; libpq-based
+        // hydra asks first.
+        assert_eq!(
+            id(&[("user", "postgres"), ("database", "template1")], false),
+            Some(("metasploit".into(), true))
+        );
+        assert_eq!(
+            id(&[("user", "postgres"), ("database", "template1")], true),
+            Some(("hydra/medusa".into(), true))
+        );
     }
 
     #[test]
