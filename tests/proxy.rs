@@ -31,10 +31,7 @@ fn proxy(cl: &Cluster, extra: &[&str]) -> Runner {
 /// one; hydra's report.
 fn hydra_through(addr: SocketAddr, wrong: usize) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let words = dir.path().join("words.txt");
-    let mut list: Vec<String> = (0..wrong).map(|i| format!("guess{i}")).collect();
-    list.push(APP_PASSWORD.into());
-    std::fs::write(&words, list.join("\n") + "\n").unwrap();
+    let words = words(dir.path(), wrong);
     let port = addr.port().to_string();
     let out = std::process::Command::new("hydra")
         .args(["-l", "app", "-P"])
@@ -44,6 +41,15 @@ fn hydra_through(addr: SocketAddr, wrong: usize) -> String {
         .output()
         .expect("hydra (apt-get install -y hydra)");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A word list of `wrong` wrong passwords and then the right one.
+fn words(dir: &std::path::Path, wrong: usize) -> std::path::PathBuf {
+    let p = dir.join("words.txt");
+    let mut list: Vec<String> = (0..wrong).map(|i| format!("guess{i}")).collect();
+    list.push(APP_PASSWORD.into());
+    std::fs::write(&p, list.join("\n") + "\n").unwrap();
+    p
 }
 
 /// A tokio-postgres client connected through the proxy from `source`.
@@ -183,7 +189,7 @@ fn hydra_is_blocked_by_active_response_and_others_keep_working() {
     });
     assert!(found, "{alerts:#?}\n{}", p.log());
     let ha = alerts.last().unwrap();
-    assert_eq!(ha["evidence"]["tools"][0], "hydra");
+    assert_eq!(ha["evidence"]["tools"][0], "hydra/medusa");
     assert_eq!(ha["entities"]["fingerprint"], "hydra/medusa");
     let said = &ha["evidence"]["activeResponse"];
     assert_eq!(said["action"], "blocked", "{ha:#}");
@@ -240,6 +246,90 @@ fn ncrack_claiming_to_be_psql_is_recognised() {
     assert_eq!(a["evidence"]["tools"][0], "ncrack");
     assert_eq!(a["entities"]["application"], "psql", "what it claimed");
     assert_eq!(a["entities"]["fingerprint"], "ncrack", "what it is");
+}
+
+/// medusa and patator through the proxy: each found the password, and each is named by its
+/// fingerprint in the harmful-application alert and among the brute-force alert's entities.
+#[test]
+fn medusa_and_patator_through_the_proxy_are_recognised() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let words = words(dir.path(), 12);
+
+    let p = proxy(&cl, &[]);
+    let port = p.proxy_addr().port().to_string();
+    let out = std::process::Command::new("medusa")
+        .env("PGPORT", &port)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-n",
+            &port,
+            "-u",
+            "app",
+            "-M",
+            "postgres",
+        ])
+        .args(["-t", "2", "-P"])
+        .arg(&words)
+        .output()
+        .expect("medusa (apt-get install -y medusa)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("ACCOUNT FOUND"), "{report}");
+    let seen = std::sync::Mutex::new(Vec::<Value>::new());
+    let (_, found) = p.until(Duration::from_secs(20), |a| {
+        let mut v = seen.lock().unwrap();
+        v.push(a.clone());
+        v.iter()
+            .any(|a| a["alertType"] == "PostgreSQL_HarmfulApplication")
+            && v.iter()
+                .any(|a| a["displayName"] == "Suspected successful brute force attack")
+    });
+    let alerts = seen.into_inner().unwrap();
+    assert!(found, "{alerts:#?}\n{}", p.log());
+    let last = |t: &str| {
+        alerts
+            .iter()
+            .rev()
+            .find(|a| a["alertType"] == t)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        last("PostgreSQL_HarmfulApplication")["evidence"]["tools"][0],
+        "hydra/medusa"
+    );
+    assert_eq!(
+        last("PostgreSQL_BruteForce")["entities"]["fingerprint"],
+        "hydra/medusa"
+    );
+    drop(p);
+
+    let p = proxy(&cl, &[]);
+    let port = p.proxy_addr().port().to_string();
+    let out = std::process::Command::new("patator")
+        .args([
+            "pgsql_login",
+            "host=127.0.0.1",
+            &format!("port={port}"),
+            "user=app",
+            "password=FILE0",
+        ])
+        .arg(format!("0={}", words.display()))
+        .output()
+        .expect("patator (apt-get install -y patator)");
+    assert!(
+        out.status.success(),
+        "patator: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (alerts, found) = p.until(Duration::from_secs(20), |a| {
+        a["alertType"] == "PostgreSQL_HarmfulApplication"
+    });
+    assert!(found, "{alerts:#?}\n{}", p.log());
+    let ha = alerts.last().unwrap();
+    assert_eq!(ha["evidence"]["tools"][0], "patator", "{ha:#}");
+    assert_eq!(ha["entities"]["fingerprint"], "patator");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,7 +454,7 @@ async fn run_with_the_proxy_stores_alerts_blocks_and_fingerprints() {
         1,
         "one alert, not one from the log and one from the proxy"
     );
-    assert_eq!(ha[0]["evidence"]["tools"][0], "hydra");
+    assert_eq!(ha[0]["evidence"]["tools"][0], "hydra/medusa");
     assert_eq!(
         ha[0]["evidence"]["activeResponse"]["action"], "blocked",
         "the stored alert says the proxy blocked its source: {:#}",

@@ -278,9 +278,10 @@ impl Detector for HarmfulApplication {
         };
         // The proxy saw the startup packet: a tool's fingerprint failing to log in (ncrack
         // says it is psql, but its packet is not psql's).
+        // Named as the fingerprint names it: hydra and medusa send the same packet.
         let fp_tool = ev.fingerprint.as_deref().and_then(|f| {
             self.tool_in_app_name(f)
-                .map(|t| (t.to_string(), f.to_string()))
+                .map(|_| (f.to_string(), f.to_string()))
         });
         if let Some((tool, fp)) = fp_tool {
             let n = self.cfg.template1_failures as usize;
