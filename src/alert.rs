@@ -358,6 +358,11 @@ pub struct SampleEvent {
     pub application: Option<String>,
     pub sqlstate: Option<String>,
     pub message: Option<String>,
+    /// The client family and its authentication timing, when the proxy saw the login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth_us: Option<u32>,
 }
 
 pub fn sample(ev: &crate::event::Event) -> SampleEvent {
@@ -378,6 +383,8 @@ pub fn sample(ev: &crate::event::Event) -> SampleEvent {
         application: s(&ev.application),
         sqlstate: s(&ev.sqlstate),
         message: ev.message.clone(),
+        fingerprint: s(&ev.fingerprint),
+        client_auth_us: ev.client_auth_us,
     }
 }
 

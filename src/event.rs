@@ -180,6 +180,10 @@ pub struct Event {
     /// Rows the statement read or wrote (pgaudit with `pgaudit.log_rows`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
+    /// How long the client took, in all, to answer the server's authentication requests, in
+    /// microseconds (the proxy's measure; part of the fingerprint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth_us: Option<u32>,
 }
 
 /// Statements longer than this are cut for inspection: the rules look at a statement's shape,
@@ -245,6 +249,7 @@ impl Event {
             sql: None,
             fingerprint: None,
             rows: None,
+            client_auth_us: None,
         }
     }
 

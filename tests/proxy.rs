@@ -27,6 +27,15 @@ fn proxy(cl: &Cluster, extra: &[&str]) -> Runner {
     Runner::spawn(&args)
 }
 
+/// `pgvigil proxy` with a configuration file of `toml`, kept in `dir`.
+fn proxy_configured(cl: &Cluster, dir: &std::path::Path, toml: &str, extra: &[&str]) -> Runner {
+    let config = dir.join("pgvigil.toml");
+    std::fs::write(&config, toml).unwrap();
+    let mut args = extra.to_vec();
+    args.extend(["-c", config.to_str().unwrap()]);
+    proxy(cl, &args)
+}
+
 /// hydra against the proxy as role `app`, with `wrong` wrong passwords and then the right
 /// one; hydra's report.
 fn hydra_through(addr: SocketAddr, wrong: usize) -> String {
@@ -337,13 +346,12 @@ async fn garbage_silence_and_floods_are_refused_without_harm() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let cl = Cluster::start(ClusterOptions::default());
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pgvigil.toml");
-    std::fs::write(
-        &config,
+    let p = proxy_configured(
+        &cl,
+        dir.path(),
         "[proxy]\nauth_timeout = \"1s\"\nper_source_per_minute = 20\n",
-    )
-    .unwrap();
-    let p = proxy(&cl, &["-c", config.to_str().unwrap()]);
+        &[],
+    );
     let addr = p.proxy_addr();
     // An HTTP request, a huge length, a truncated packet: each a protocol error, answered.
     for junk in [
@@ -571,13 +579,12 @@ async fn proxy_protocol_names_the_real_client_from_trusted_balancers_only() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let cl = Cluster::start(ClusterOptions::default());
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pgvigil.toml");
-    std::fs::write(
-        &config,
+    let p = proxy_configured(
+        &cl,
+        dir.path(),
         "[proxy]\nproxy_protocol_from = [\"127.0.0.1/32\"]\n",
-    )
-    .unwrap();
-    let p = proxy(&cl, &["-c", config.to_str().unwrap()]);
+        &[],
+    );
     let addr = p.proxy_addr();
     let v2 = |src: [u8; 4], port: u16| {
         let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
@@ -730,15 +737,114 @@ async fn real_clients_are_identified() {
     );
 }
 
+/// An MD5 login that takes `delay` to answer the password request, spoken by hand; whether
+/// the server let it in.
+fn slow_md5_login(addr: SocketAddr, delay: Duration) -> bool {
+    use md5::Digest;
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    for (k, v) in [("user", "md5user"), ("database", "postgres")] {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&body);
+    s.write_all(&packet).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut read_msg = || -> (u8, Vec<u8>) {
+        let mut head = [0u8; 5];
+        s.read_exact(&mut head).unwrap();
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut b = vec![0u8; len - 4];
+        s.read_exact(&mut b).unwrap();
+        (head[0], b)
+    };
+    let (kind, b) = read_msg();
+    assert_eq!(
+        (kind, &b[..4]),
+        (b'R', &5u32.to_be_bytes()[..]),
+        "MD5 asked"
+    );
+    let salt = &b[4..8];
+    std::thread::sleep(delay);
+    let inner = hex::encode(md5::Md5::digest(b"md5passmd5user"));
+    let mut outer = md5::Md5::new();
+    outer.update(inner.as_bytes());
+    outer.update(salt);
+    let answer = format!("md5{}", hex::encode(outer.finalize()));
+    let mut msg = vec![b'p'];
+    msg.extend_from_slice(&((answer.len() + 5) as u32).to_be_bytes());
+    msg.extend_from_slice(answer.as_bytes());
+    msg.push(0);
+    w.write_all(&msg).unwrap();
+    loop {
+        match read_msg() {
+            (b'Z', _) => return true,
+            (b'E', _) => return false,
+            _ => {}
+        }
+    }
+}
+
+/// The time a client takes to answer the server's authentication requests is measured, shown
+/// in the events, and usable in signatures: a login answered after 1.5 s is someone typing,
+/// however its packet looks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authentication_timing_is_part_of_the_fingerprint() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let sigs = dir.path().join("fingerprints.toml");
+    std::fs::write(
+        &sigs,
+        "[[client]]\nname = \"answered by hand\"\nmin_auth_ms = 1500\n",
+    )
+    .unwrap();
+    let p = proxy_configured(
+        &cl,
+        dir.path(),
+        &format!("[proxy]\nfingerprints = \"{}\"\n", sigs.display()),
+        &["--events"],
+    );
+    let addr = p.proxy_addr();
+    let slow =
+        tokio::task::spawn_blocking(move || slow_md5_login(addr, Duration::from_millis(1800)));
+    assert!(slow.await.unwrap(), "the slow login succeeds");
+    connect("127.0.3.1", addr, "app", APP_PASSWORD)
+        .await
+        .unwrap()
+        .simple_query("SELECT 1")
+        .await
+        .unwrap();
+    let (events, found) = p.until(Duration::from_secs(20), |e| {
+        e["kind"]["type"] == "LoginSucceeded" && e["principal"] == "app"
+    });
+    assert!(found, "{events:#?}");
+    let logins: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"]["type"] == "LoginSucceeded")
+        .collect();
+    assert_eq!(logins.len(), 2, "{logins:#?}");
+    let (by_hand, driver) = (logins[0], logins[1]);
+    assert_eq!(by_hand["fingerprint"], "answered by hand", "{by_hand:#}");
+    let us = by_hand["client_auth_us"].as_u64().unwrap();
+    assert!((1_800_000..10_000_000).contains(&us), "{us} µs");
+    assert_eq!(driver["fingerprint"], "tokio-postgres", "{driver:#}");
+    let us = driver["client_auth_us"].as_u64().unwrap();
+    assert!(us < 1_500_000, "SCRAM answered by a driver in {us} µs");
+}
+
 /// With statement inspection on, the SQL of simple and prepared queries goes to the
 /// statement detectors, with the client's real address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspected_statements_reach_the_statement_detectors() {
     let cl = Cluster::start(ClusterOptions::default());
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pgvigil.toml");
-    std::fs::write(&config, "[proxy]\ninspect_statements = true\n").unwrap();
-    let p = proxy(&cl, &["-c", config.to_str().unwrap()]);
+    let p = proxy_configured(&cl, dir.path(), "[proxy]\ninspect_statements = true\n", &[]);
     let addr = p.proxy_addr();
     let c = connect("127.0.3.4", addr, "postgres", SUPERUSER_PASSWORD)
         .await

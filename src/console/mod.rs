@@ -525,11 +525,17 @@ async fn alert_page(
             @if samples.is_empty() { p.hint { "No sample events." } } @else {
                 table.samples {
                     caption { "Sample events, in order" }
-                    thead { (head(&["Time (UTC)", "Event", "Source", "Principal", "Database", "Application", "Message"])) }
+                    thead { (head(&["Time (UTC)", "Event", "Source", "Principal", "Database", "Application", "Client", "Message"])) }
                     tbody { @for ev in &samples { tr {
                         td { (s(ev, "time")) } td { (s(ev, "kind")) }
                         td { (s(ev, "sourceIp")) @if let Some(p) = ev["sourcePort"].as_u64() { ":" (p) } }
                         td { (s(ev, "principal")) } td { (s(ev, "database")) } td { (s(ev, "application")) }
+                        td {
+                            (s(ev, "fingerprint"))
+                            @if let Some(us) = ev["clientAuthUs"].as_u64() {
+                                " (answered the login in " (format!("{:.1}", us as f64 / 1000.0)) " ms)"
+                            }
+                        }
                         td { @if let Some(c) = ev["sqlstate"].as_str() { code { (c) } " " } (s(ev, "message")) }
                     } } }
                 }

@@ -26,6 +26,11 @@ pub struct Signature {
     /// or a connection label after their name).
     #[serde(default)]
     pub prefixes: BTreeMap<String, String>,
+    /// Bounds on how long the client took, in all, to answer the server's authentication
+    /// requests (milliseconds). A signature with either matches only logins where the proxy
+    /// measured it.
+    pub min_auth_ms: Option<f64>,
+    pub max_auth_ms: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,11 +90,25 @@ impl Fingerprints {
         })
     }
 
-    pub fn identify(&self, s: &Startup, tls_first: bool) -> Option<Identified> {
+    /// The first signature that fits the startup packet, whether TLS was asked for first, and
+    /// the client's authentication time in microseconds when known.
+    pub fn identify(
+        &self,
+        s: &Startup,
+        tls_first: bool,
+        auth_us: Option<u32>,
+    ) -> Option<Identified> {
+        let auth_ms = auth_us.map(|us| f64::from(us) / 1000.0);
         self.signatures
             .iter()
             .find(|sig| {
                 sig.tls_first.is_none_or(|t| t == tls_first)
+                    && sig
+                        .min_auth_ms
+                        .is_none_or(|m| auth_ms.is_some_and(|a| a >= m))
+                    && sig
+                        .max_auth_ms
+                        .is_none_or(|m| auth_ms.is_some_and(|a| a <= m))
                     && sig.params.as_ref().is_none_or(|p| {
                         p.len() == s.params.len()
                             && p.iter().zip(&s.params).all(|(a, (b, _))| a == b)
@@ -129,7 +148,8 @@ mod tests {
     fn captured_clients_are_told_apart() {
         let f = Fingerprints::built_in();
         assert!(f.signatures.len() >= 10);
-        let id = |p: &[(&str, &str)], tls| f.identify(&startup(p), tls).map(|i| (i.name, i.tool));
+        let id =
+            |p: &[(&str, &str)], tls| f.identify(&startup(p), tls, None).map(|i| (i.name, i.tool));
         // As captured from each client.
         assert_eq!(
             id(
@@ -209,7 +229,8 @@ mod tests {
     #[test]
     fn families_known_from_their_drivers_are_told_apart() {
         let f = Fingerprints::built_in();
-        let id = |p: &[(&str, &str)], tls| f.identify(&startup(p), tls).map(|i| (i.name, i.tool));
+        let id =
+            |p: &[(&str, &str)], tls| f.identify(&startup(p), tls, None).map(|i| (i.name, i.tool));
         // Npgsql: user, client_encoding, database, then the optional ones.
         for extra in [
             &[][..],
@@ -293,7 +314,20 @@ mod tests {
             ("database", "b"),
             ("application_name", "psql"),
         ]);
-        assert_eq!(f.identify(&s, true).unwrap().name, "our-etl");
+        assert_eq!(f.identify(&s, true, None).unwrap().name, "our-etl");
+        // Timing bounds: a login answered after 2 s is someone typing, not a script.
+        std::fs::write(&p, "[[client]]\nname = \"by hand\"\nmin_auth_ms = 1500\n").unwrap();
+        let f = Fingerprints::load(Some(&p)).unwrap();
+        assert_eq!(
+            f.identify(&s, true, Some(2_000_000)).unwrap().name,
+            "by hand"
+        );
+        assert_eq!(f.identify(&s, true, Some(900)).unwrap().name, "psql");
+        assert_eq!(
+            f.identify(&s, true, None).unwrap().name,
+            "psql",
+            "unmeasured: timing signatures do not apply"
+        );
         std::fs::write(&p, "[[client]]\nnom = 1\n").unwrap();
         let e = Fingerprints::load(Some(&p)).unwrap_err().to_string();
         assert!(e.contains("fp.toml"), "{e}");

@@ -242,6 +242,13 @@ struct Conn {
     backend_pid: Option<u32>,
     /// The client's connection is TLS (terminated here).
     tls: bool,
+    /// The client asked for TLS before its startup packet.
+    tls_first: bool,
+    /// When the server's last authentication request went to the client, not yet answered.
+    asked: Option<std::time::Instant>,
+    /// How long the client took, in all, to answer authentication requests; `None` when
+    /// it was never asked.
+    client_auth: Option<std::time::Duration>,
 }
 
 impl Conn {
@@ -266,8 +273,14 @@ impl Conn {
             .fingerprint
             .as_ref()
             .map(|f| CompactString::new(&f.name));
+        e.client_auth_us = self.auth_us();
         e.source = e.compute_source_key();
         e
+    }
+
+    fn auth_us(&self) -> Option<u32> {
+        self.client_auth
+            .map(|d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX))
     }
 }
 
@@ -678,8 +691,9 @@ impl Proxy {
                 Ok(Some(FirstPacket::Startup(s))) => break s,
             }
         };
-        conn.fingerprint = self.fingerprints.identify(&startup, tls_first);
+        conn.fingerprint = self.fingerprints.identify(&startup, tls_first, None);
         conn.startup = startup;
+        conn.tls_first = tls_first;
 
         let mut up = match self.connect_upstream().await {
             Ok(up) => up,
@@ -734,6 +748,11 @@ impl Proxy {
                         match msg {
                             ServerMsg::Auth(0) => authenticated = true,
                             ServerMsg::Auth(code) => {
+                                // Requests the client must answer: cleartext, MD5, SASL
+                                // start and continue. The answer's delay is timed.
+                                if matches!(code, 3 | 5 | 10 | 11) {
+                                    conn.asked = Some(std::time::Instant::now());
+                                }
                                 conn.auth_method = match code {
                                     3 => Some("password"),
                                     5 => Some("md5"),
@@ -743,10 +762,12 @@ impl Proxy {
                             }
                             ServerMsg::BackendKey { pid, .. } => conn.backend_pid = Some(pid),
                             ServerMsg::Error { code, message } => {
+                                self.identify_timed(conn);
                                 self.login_error(conn, authenticated, &code, &message);
                                 return None;
                             }
                             ServerMsg::Ready => {
+                                self.identify_timed(conn);
                                 // Whatever came after ReadyForQuery belongs to the session.
                                 client.write_all(&ubuf[at..]).await.ok()?;
                                 self.counters.logins.fetch_add(1, Ordering::Relaxed);
@@ -765,6 +786,9 @@ impl Proxy {
                         // a client that has no password to give).
                         return None;
                     }
+                    if let Some(t) = conn.asked.take() {
+                        *conn.client_auth.get_or_insert_default() += t.elapsed();
+                    }
                     from_client += n;
                     if from_client > MAX_CLIENT_AUTH_BYTES {
                         let _ = client.write_all(&protocol::error_response("FATAL", "08P01", "too much data during authentication")).await;
@@ -774,6 +798,15 @@ impl Proxy {
                     up.write_all(&cbuf[..n]).await.ok()?;
                 }
             }
+        }
+    }
+
+    /// The fingerprint again once the authentication timing is known (signatures may bound it).
+    fn identify_timed(&self, conn: &mut Conn) {
+        if conn.client_auth.is_some() {
+            conn.fingerprint =
+                self.fingerprints
+                    .identify(&conn.startup, conn.tls_first, conn.auth_us());
         }
     }
 
