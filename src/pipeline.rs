@@ -4,7 +4,7 @@
 use crate::alert::Alert;
 use crate::detect::registry::DetectConfig;
 use crate::detect::Engine;
-use crate::event::Event;
+use crate::event::{Event, EventTime};
 use crate::sources::file::{self, LogFile, CHUNK};
 use crate::sources::session::SessionJoiner;
 use crate::sources::{LogParser, Malformed, Record, RecordSink, SourceError};
@@ -232,42 +232,13 @@ impl Pipeline {
         lf: &LogFile,
         progress: &mut dyn FnMut(u64),
     ) -> Result<FileStats, SourceError> {
-        let mut parser = file::make_parser(lf.format, lf.prefix.as_ref(), lf.year);
-        let mut input = file::open(&lf.path)?;
         self.begin_file(&lf.path);
-        // Read straight into the parse buffer; only an unfinished last line is moved back.
-        let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
-        let mut total = 0u64;
-        loop {
-            let filled = buf.len();
-            buf.resize(filled + CHUNK, 0);
-            let n = match input.read(&mut buf[filled..]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
-                    buf.truncate(filled);
-                    continue;
-                }
-                Err(e) => {
-                    // Report what was read before the error (a truncated .gz) and the error.
-                    buf.truncate(filled);
-                    parser.finish(&buf, self);
-                    let lines = parser.line().saturating_sub(1);
-                    self.end_file(lines, total);
-                    return Err(SourceError::io(&lf.path, e));
-                }
-            };
-            buf.truncate(filled + n);
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-            progress(n as u64);
-            let used = parser.feed(&buf, self);
-            buf.drain(..used);
+        let (lines, total, err) = read_log(lf, self, progress);
+        let stats = self.end_file(lines, total);
+        match err {
+            Some(e) => Err(e),
+            None => Ok(stats),
         }
-        parser.finish(&buf, self);
-        let lines = parser.line().saturating_sub(1);
-        Ok(self.end_file(lines, total))
     }
 
     /// Feeds bytes from a live source; returns bytes consumed (complete entries).
@@ -301,11 +272,53 @@ impl RecordSink for Pipeline {
     }
 
     fn malformed(&mut self, m: Malformed) {
-        self.current.malformed += 1;
-        if self.current.first_malformed.len() < MALFORMED_SHOWN {
-            self.current.first_malformed.push(m);
-        }
+        note_malformed(&mut self.current, m);
     }
+}
+
+/// Reads one whole file (plain or gzip) into `sink`: the lines and bytes read, and the error
+/// that stopped it early (what came before it is read).
+fn read_log(
+    lf: &LogFile,
+    sink: &mut dyn RecordSink,
+    progress: &mut dyn FnMut(u64),
+) -> (u64, u64, Option<SourceError>) {
+    let mut parser = file::make_parser(lf.format, lf.prefix.as_ref(), lf.year);
+    let mut input = match file::open(&lf.path) {
+        Ok(i) => i,
+        Err(e) => return (0, 0, Some(e)),
+    };
+    // Read straight into the parse buffer; only an unfinished last line is moved back.
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
+    let mut total = 0u64;
+    loop {
+        let filled = buf.len();
+        buf.resize(filled + CHUNK, 0);
+        let n = match input.read(&mut buf[filled..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                buf.truncate(filled);
+                continue;
+            }
+            Err(e) => {
+                // Report what was read before the error (a truncated .gz) and the error.
+                buf.truncate(filled);
+                parser.finish(&buf, sink);
+                let lines = parser.line().saturating_sub(1);
+                return (lines, total, Some(SourceError::io(&lf.path, e)));
+            }
+        };
+        buf.truncate(filled + n);
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        progress(n as u64);
+        let used = parser.feed(&buf, sink);
+        buf.drain(..used);
+    }
+    parser.finish(&buf, sink);
+    (parser.line().saturating_sub(1), total, None)
 }
 
 /// Every event a file yields (golden tests, and `analyze --events`).
@@ -433,7 +446,9 @@ pub struct Analysis {
 /// Reads the files in order through one pipeline (`analyze`). Each alert goes to `on_alert`
 /// once, in its final state, as soon as it is closed (quiet for the quiet period, or at the
 /// end of the input): memory stays bounded however long the logs. `progress` is told which
-/// file and how many bytes were read.
+/// file and how many bytes were read. With `threads` ≥ 2, reading (parsing, joining sessions)
+/// and detection (enrichment, detectors, profile) run on two threads, the events passing
+/// between them in order: the same alerts, sooner.
 #[allow(clippy::too_many_arguments)]
 pub fn analyze(
     files: &[LogFile],
@@ -443,6 +458,7 @@ pub fn analyze(
     keep_events: bool,
     on_alert: Box<dyn FnMut(Alert) + Send>,
     progress: &mut dyn FnMut(&Path, u64),
+    threads: usize,
 ) -> Analysis {
     let mut p = Pipeline::new(server, detect);
     p.enricher = enricher;
@@ -464,15 +480,17 @@ pub fn analyze(
         profile_size: (0, 0),
         anomalies_suppressed: 0,
     };
-    for f in files {
-        progress(&f.path, 0);
-        let mut tick = |n: u64| progress(&f.path, n);
-        match p.read_file(f, &mut tick) {
-            Ok(s) => out.files.push((f.clone(), s)),
-            Err(e) => out.errors.push(e),
+    if threads < 2 || !read_beside(&mut p, files, progress, &mut out) {
+        for f in files {
+            progress(&f.path, 0);
+            let mut tick = |n: u64| progress(&f.path, n);
+            match p.read_file(f, &mut tick) {
+                Ok(s) => out.files.push((f.clone(), s)),
+                Err(e) => out.errors.push(e),
+            }
         }
+        p.finish();
     }
-    p.finish();
     out.events = std::mem::take(&mut p.kept);
     out.events_total = p.events_total;
     out.alerts_total = count.load(std::sync::atomic::Ordering::Relaxed);
@@ -481,11 +499,127 @@ pub fn analyze(
     out
 }
 
+/// Events per hand-over between the reading and the detecting thread, and hand-overs in
+/// flight: enough to keep both busy, little enough to keep memory flat.
+const BATCH: usize = 4096;
+const BATCHES_IN_FLIGHT: usize = 16;
+
+enum Handover {
+    Events(Vec<Event>),
+    /// End of input, with the newest event time read.
+    End(EventTime),
+}
+
+/// The reading half of a two-thread `analyze`: parses, joins sessions, hands events over.
+struct Front {
+    joiner: SessionJoiner,
+    batch: Vec<Event>,
+    tx: std::sync::mpsc::SyncSender<Handover>,
+    current: FileStats,
+}
+
+impl Front {
+    fn hand_over(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let b = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        // A send fails only when the detecting thread is gone, which `read_beside` reports.
+        let _ = self.tx.send(Handover::Events(b));
+    }
+}
+
+impl RecordSink for Front {
+    fn record(&mut self, rec: &Record) {
+        self.current.records += 1;
+        self.joiner.push(rec, &mut self.batch);
+        if self.batch.len() >= BATCH {
+            self.hand_over();
+        }
+    }
+
+    fn malformed(&mut self, m: Malformed) {
+        note_malformed(&mut self.current, m);
+    }
+}
+
+fn note_malformed(stats: &mut FileStats, m: Malformed) {
+    stats.malformed += 1;
+    if stats.first_malformed.len() < MALFORMED_SHOWN {
+        stats.first_malformed.push(m);
+    }
+}
+
+/// Runs `p` on a thread of its own, fed by this one reading `files`, to the end of the
+/// input. False, with nothing read, when no thread could be started.
+fn read_beside(
+    p: &mut Pipeline,
+    files: &[LogFile],
+    progress: &mut dyn FnMut(&Path, u64),
+    out: &mut Analysis,
+) -> bool {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Handover>(BATCHES_IN_FLIGHT);
+        let detector = std::thread::Builder::new()
+            .name("pgvigil-detect".into())
+            .spawn_scoped(scope, move || {
+                for h in rx {
+                    match h {
+                        Handover::Events(mut evs) => {
+                            p.events.append(&mut evs);
+                            p.dispatch();
+                        }
+                        Handover::End(last) => {
+                            p.dispatch();
+                            p.engine.finish(last, &mut p.alerts);
+                            p.pass_closed();
+                        }
+                    }
+                }
+            });
+        let Ok(detector) = detector else {
+            return false;
+        };
+        let mut front = Front {
+            joiner: SessionJoiner::new(),
+            batch: Vec::with_capacity(BATCH),
+            tx,
+            current: FileStats::default(),
+        };
+        for f in files {
+            progress(&f.path, 0);
+            let mut tick = |n: u64| progress(&f.path, n);
+            front.current = FileStats {
+                path: f.path.clone(),
+                ..FileStats::default()
+            };
+            let (lines, bytes, err) = read_log(f, &mut front, &mut tick);
+            let mut stats = std::mem::take(&mut front.current);
+            stats.lines = lines;
+            stats.bytes = bytes;
+            match err {
+                None => out.files.push((f.clone(), stats)),
+                Some(e) => out.errors.push(e),
+            }
+        }
+        front.joiner.finish(&mut front.batch);
+        front.hand_over();
+        let _ = front.tx.send(Handover::End(front.joiner.now()));
+        drop(front);
+        if let Err(panic) = detector.join() {
+            // A detector's panic is a bug: let it surface as one.
+            std::panic::resume_unwind(panic);
+        }
+        true
+    })
+}
+
 /// [`analyze`], collecting the alerts (for tests and small inputs).
 pub fn analyze_collect(
     files: &[LogFile],
     server: &str,
     detect: &DetectConfig,
+    threads: usize,
 ) -> (Vec<Alert>, Analysis) {
     let alerts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let a2 = alerts.clone();
@@ -501,6 +635,7 @@ pub fn analyze_collect(
             }
         }),
         &mut |_, _| {},
+        threads,
     );
     let mut v = alerts
         .lock()

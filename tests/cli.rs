@@ -344,3 +344,37 @@ fn run_follows_rename_and_truncate_rotation() {
     let b = wait_for("192.0.2.2");
     assert_eq!(b["evidence"]["failedLogins"], 10, "{b:#}");
 }
+
+/// Reading and detecting on two threads (the default on two cores) raises exactly what one
+/// thread does, on weeks of simulated traffic: many hand-overs between the threads, attacks
+/// of every kind.
+#[test]
+fn two_threads_raise_exactly_what_one_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = pgvigil()
+        .args(["simulate", "--servers", "2", "--weeks", "3", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let logs = dir.path().to_str().unwrap().to_string();
+    let run = |threads: &str| {
+        let (code, out, err) = analyze(&["--json", "--threads", threads, &logs]);
+        assert_eq!(code, 1, "{err}");
+        (out, err)
+    };
+    let (one, err) = run("1");
+    let (two, _) = run("2");
+    let events: u64 = err
+        .split(" events,")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(events > 10 * 4096, "several hand-overs: {err}");
+    assert!(one.lines().count() > 20, "{one}");
+    assert_eq!(one, two);
+    let (code, _, err) = analyze(&["--threads", "3", &logs]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--threads"), "{err}");
+}

@@ -143,7 +143,19 @@ fn formats_and_prefixes_are_detected() {
 /// start time, which stderr logs with %t give only to the second).
 fn alert_lines(path: &Path, format: LogFormat) -> String {
     let lf = inspect(path, &hints_for(path, format)).unwrap();
-    let (alerts, _) = pipeline::analyze_collect(&[lf], "db1", &DetectConfig::default());
+    let (alerts, _) = pipeline::analyze_collect(
+        std::slice::from_ref(&lf),
+        "db1",
+        &DetectConfig::default(),
+        1,
+    );
+    let (beside, _) = pipeline::analyze_collect(&[lf], "db1", &DetectConfig::default(), 2);
+    assert_eq!(
+        alerts,
+        beside,
+        "{}: reading and detecting on two threads changes nothing",
+        path.display()
+    );
     alerts
         .iter()
         .map(|a| {

@@ -47,6 +47,18 @@ pub struct Args {
     /// Only alerts on stdout; no summary on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// 1: read and detect on one thread; 2 (the default where there are two cores or more):
+    /// reading and parsing on one, detection on another. The alerts are the same.
+    #[arg(long, value_name = "N", default_value_t = default_threads(),
+          value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub threads: u8,
+}
+
+fn default_threads() -> u8 {
+    match std::thread::available_parallelism() {
+        Ok(n) if n.get() >= 2 => 2,
+        _ => 1,
+    }
 }
 
 /// Inputs bigger than this get a progress bar on a terminal.
@@ -155,6 +167,7 @@ pub fn run(args: Args) -> Result<u8> {
         args.events,
         on_alert,
         &mut progress,
+        usize::from(args.threads),
     );
     if let Some(b) = bar {
         b.finish_and_clear();
