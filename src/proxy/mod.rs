@@ -721,8 +721,11 @@ impl Proxy {
                     if r.ok()? == 0 {
                         return None;
                     }
-                    // Complete messages go on one by one; the rest waits for its bytes.
+                    // Complete messages are looked at one by one and go on together, in one
+                    // write (the server's greeting is a dozen small messages); the rest waits
+                    // for its bytes.
                     let mut at = 0;
+                    let mut to_client: Vec<u8> = Vec::with_capacity(ubuf.len());
                     while ubuf.len() - at >= 5 {
                         let kind = ubuf[at];
                         let len = u32::from_be_bytes([ubuf[at + 1], ubuf[at + 2], ubuf[at + 3], ubuf[at + 4]]) as usize;
@@ -737,12 +740,11 @@ impl Proxy {
                         match &msg {
                             ServerMsg::Auth(10) => {
                                 let b = without_channel_binding(body)?;
-                                let mut m = vec![b'R'];
-                                m.extend_from_slice(&((b.len() + 4) as u32).to_be_bytes());
-                                m.extend_from_slice(&b);
-                                client.write_all(&m).await.ok()?;
+                                to_client.push(b'R');
+                                to_client.extend_from_slice(&((b.len() + 4) as u32).to_be_bytes());
+                                to_client.extend_from_slice(&b);
                             }
-                            _ => client.write_all(&ubuf[at..at + 1 + len]).await.ok()?,
+                            _ => to_client.extend_from_slice(&ubuf[at..at + 1 + len]),
                         }
                         at += 1 + len;
                         match msg {
@@ -762,6 +764,7 @@ impl Proxy {
                             }
                             ServerMsg::BackendKey { pid, .. } => conn.backend_pid = Some(pid),
                             ServerMsg::Error { code, message } => {
+                                let _ = client.write_all(&to_client).await;
                                 self.identify_timed(conn);
                                 self.login_error(conn, authenticated, &code, &message);
                                 return None;
@@ -769,13 +772,17 @@ impl Proxy {
                             ServerMsg::Ready => {
                                 self.identify_timed(conn);
                                 // Whatever came after ReadyForQuery belongs to the session.
-                                client.write_all(&ubuf[at..]).await.ok()?;
+                                to_client.extend_from_slice(&ubuf[at..]);
+                                client.write_all(&to_client).await.ok()?;
                                 self.counters.logins.fetch_add(1, Ordering::Relaxed);
                                 self.emit(conn.event(EventKind::LoginSucceeded));
                                 return Some(up);
                             }
                             ServerMsg::Other(_) => {}
                         }
+                    }
+                    if !to_client.is_empty() {
+                        client.write_all(&to_client).await.ok()?;
                     }
                     ubuf.drain(..at);
                 }

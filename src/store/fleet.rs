@@ -48,12 +48,15 @@ pub(super) fn correlate(tx: &mut dyn Db, a: &Alert) -> Result<Option<Alert>> {
     // Two agents storing alerts of one source at the same moment would each miss the other's
     // (neither committed yet): one at a time per source, each then sees the other's.
     tx.lock(lock_key(ip))?;
+    // The campaign around this alert, an hour either side (re-reading old alerts, whose later
+    // ones are stored too, must not gather weeks of them).
     let since = crate::event::format_time(ms(&a.start_time_utc) - WINDOW_MS);
+    let until = crate::event::format_time(ms(&a.end_time_utc) + WINDOW_MS);
     let rows = tx.query(
         "SELECT server, id, record FROM alerts WHERE source_ip = $1 AND server <> $2
          AND alert_type IN ('PostgreSQL_BruteForce', 'PostgreSQL_PasswordSpray')
-         AND is_simulated = 0 AND end_time >= $3 ORDER BY start_time, id",
-        vals![ip, FLEET, since.as_str()],
+         AND is_simulated = 0 AND end_time >= $3 AND start_time <= $4 ORDER BY start_time, id",
+        vals![ip, FLEET, since.as_str(), until.as_str()],
     )?;
     let mut members: Vec<Alert> = Vec::new();
     for r in rows {

@@ -65,12 +65,14 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0002_profile.sql"),
     include_str!("migrations/sqlite/0003_posture.sql"),
     include_str!("migrations/sqlite/0004_logins.sql"),
+    include_str!("migrations/sqlite/0005_source_time.sql"),
 ];
 const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
     include_str!("migrations/postgres/0002_profile.sql"),
     include_str!("migrations/postgres/0003_posture.sql"),
     include_str!("migrations/postgres/0004_logins.sql"),
+    include_str!("migrations/postgres/0005_source_time.sql"),
 ];
 
 const READERS: usize = 4;
