@@ -3,6 +3,11 @@ use std::process::ExitCode;
 
 mod cli;
 
+// Events are made on the reading thread and freed on the detecting one; mimalloc handles that
+// (and pgvigil's many small allocations) with less contention than the system allocator.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = match cli::Cli::try_parse() {
         Ok(a) => a,
