@@ -219,8 +219,14 @@ impl Pipeline {
     /// End of all input: decide pending connections, close every incident.
     pub fn finish(&mut self) {
         self.joiner.finish(&mut self.events);
-        self.dispatch();
         let last = self.joiner.now();
+        self.finish_at(last);
+    }
+
+    /// End of all input once the sessions are decided (here, or on the reading thread of
+    /// `analyze`); `last` is the newest event time read.
+    fn finish_at(&mut self, last: EventTime) {
+        self.dispatch();
         self.engine.finish(last, &mut self.alerts);
         self.pass_closed();
     }
@@ -232,13 +238,7 @@ impl Pipeline {
         lf: &LogFile,
         progress: &mut dyn FnMut(u64),
     ) -> Result<FileStats, SourceError> {
-        self.begin_file(&lf.path);
-        let (lines, total, err) = read_log(lf, self, progress);
-        let stats = self.end_file(lines, total);
-        match err {
-            Some(e) => Err(e),
-            None => Ok(stats),
-        }
+        read_counted(lf, self, |p| &mut p.current, progress)
     }
 
     /// Feeds bytes from a live source; returns bytes consumed (complete entries).
@@ -273,6 +273,45 @@ impl RecordSink for Pipeline {
 
     fn malformed(&mut self, m: Malformed) {
         note_malformed(&mut self.current, m);
+    }
+}
+
+/// Reads one whole file into `sink`, counting into the statistics `stats` finds in it: the
+/// file's statistics, or the error that stopped it early (what came before it is read).
+fn read_counted<S: RecordSink>(
+    lf: &LogFile,
+    sink: &mut S,
+    stats: fn(&mut S) -> &mut FileStats,
+    progress: &mut dyn FnMut(u64),
+) -> Result<FileStats, SourceError> {
+    *stats(sink) = FileStats {
+        path: lf.path.clone(),
+        ..FileStats::default()
+    };
+    let (lines, bytes, err) = read_log(lf, sink, progress);
+    let mut s = std::mem::take(stats(sink));
+    s.lines = lines;
+    s.bytes = bytes;
+    match err {
+        Some(e) => Err(e),
+        None => Ok(s),
+    }
+}
+
+/// Reads each file with `read`, telling `progress`, into `out`'s files and errors.
+fn read_files(
+    files: &[LogFile],
+    progress: &mut dyn FnMut(&Path, u64),
+    out: &mut Analysis,
+    mut read: impl FnMut(&LogFile, &mut dyn FnMut(u64)) -> Result<FileStats, SourceError>,
+) {
+    for f in files {
+        progress(&f.path, 0);
+        let mut tick = |n: u64| progress(&f.path, n);
+        match read(f, &mut tick) {
+            Ok(s) => out.files.push((f.clone(), s)),
+            Err(e) => out.errors.push(e),
+        }
     }
 }
 
@@ -481,14 +520,7 @@ pub fn analyze(
         anomalies_suppressed: 0,
     };
     if threads < 2 || !read_beside(&mut p, files, progress, &mut out) {
-        for f in files {
-            progress(&f.path, 0);
-            let mut tick = |n: u64| progress(&f.path, n);
-            match p.read_file(f, &mut tick) {
-                Ok(s) => out.files.push((f.clone(), s)),
-                Err(e) => out.errors.push(e),
-            }
-        }
+        read_files(files, progress, &mut out, |f, tick| p.read_file(f, tick));
         p.finish();
     }
     out.events = std::mem::take(&mut p.kept);
@@ -569,11 +601,7 @@ fn read_beside(
                             p.events.append(&mut evs);
                             p.dispatch();
                         }
-                        Handover::End(last) => {
-                            p.dispatch();
-                            p.engine.finish(last, &mut p.alerts);
-                            p.pass_closed();
-                        }
+                        Handover::End(last) => p.finish_at(last),
                     }
                 }
             });
@@ -586,22 +614,9 @@ fn read_beside(
             tx,
             current: FileStats::default(),
         };
-        for f in files {
-            progress(&f.path, 0);
-            let mut tick = |n: u64| progress(&f.path, n);
-            front.current = FileStats {
-                path: f.path.clone(),
-                ..FileStats::default()
-            };
-            let (lines, bytes, err) = read_log(f, &mut front, &mut tick);
-            let mut stats = std::mem::take(&mut front.current);
-            stats.lines = lines;
-            stats.bytes = bytes;
-            match err {
-                None => out.files.push((f.clone(), stats)),
-                Some(e) => out.errors.push(e),
-            }
-        }
+        read_files(files, progress, out, |f, tick| {
+            read_counted(f, &mut front, |fr| &mut fr.current, tick)
+        });
         front.joiner.finish(&mut front.batch);
         front.hand_over();
         let _ = front.tx.send(Handover::End(front.joiner.now()));

@@ -351,12 +351,7 @@ fn run_follows_rename_and_truncate_rotation() {
 #[test]
 fn two_threads_raise_exactly_what_one_does() {
     let dir = tempfile::tempdir().unwrap();
-    let out = pgvigil()
-        .args(["simulate", "--servers", "2", "--weeks", "3", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    simulate(dir.path(), 2, 3);
     let logs = dir.path().to_str().unwrap().to_string();
     let run = |threads: &str| {
         let (code, out, err) = analyze(&["--json", "--threads", threads, &logs]);

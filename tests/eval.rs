@@ -3,21 +3,12 @@
 
 mod support;
 
-use support::pgvigil;
+use support::{pgvigil, simulate};
 
 #[test]
 fn every_injected_attack_is_detected() {
     let dir = tempfile::tempdir().unwrap();
-    let out = pgvigil()
-        .args(["simulate", "--servers", "2", "--weeks", "3", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    simulate(dir.path(), 2, 3);
     let labels = std::fs::read_to_string(dir.path().join("labels.jsonl")).unwrap();
     assert_eq!(
         labels.lines().count(),

@@ -52,6 +52,15 @@ fn hydra_through(addr: SocketAddr, wrong: usize) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The proxy's last `PostgreSQL_HarmfulApplication` alert, waited for.
+fn harmful_alert(p: &Runner) -> Value {
+    let (alerts, found) = p.until(Duration::from_secs(20), |a| {
+        a["alertType"] == "PostgreSQL_HarmfulApplication"
+    });
+    assert!(found, "{alerts:#?}\n{}", p.log());
+    alerts.last().unwrap().clone()
+}
+
 /// A word list of `wrong` wrong passwords and then the right one.
 fn words(dir: &std::path::Path, wrong: usize) -> std::path::PathBuf {
     let p = dir.join("words.txt");
@@ -193,11 +202,7 @@ fn hydra_is_blocked_by_active_response_and_others_keep_working() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let (alerts, found) = p.until(Duration::from_secs(20), |a| {
-        a["alertType"] == "PostgreSQL_HarmfulApplication"
-    });
-    assert!(found, "{alerts:#?}\n{}", p.log());
-    let ha = alerts.last().unwrap();
+    let ha = harmful_alert(&p);
     assert_eq!(ha["evidence"]["tools"][0], "hydra/medusa");
     assert_eq!(ha["entities"]["fingerprint"], "hydra/medusa");
     let said = &ha["evidence"]["activeResponse"];
@@ -236,22 +241,14 @@ fn ncrack_claiming_to_be_psql_is_recognised() {
     let cl = Cluster::start(ClusterOptions::default());
     let p = proxy(&cl, &[]);
     let addr = p.proxy_addr();
-    let out = std::process::Command::new("timeout")
-        .args(["60", "ncrack"])
-        .arg(format!("psql://127.0.0.1:{}", addr.port()))
-        .args(["--user", "md5user", "--pass", "a,b,c,d,e"])
-        .output()
-        .expect("ncrack (apt-get install -y ncrack)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    ran(
+        std::process::Command::new("timeout")
+            .args(["60", "ncrack"])
+            .arg(format!("psql://127.0.0.1:{}", addr.port()))
+            .args(["--user", "md5user", "--pass", "a,b,c,d,e"]),
+        "ncrack (apt-get install -y ncrack)",
     );
-    let (alerts, found) = p.until(Duration::from_secs(20), |a| {
-        a["alertType"] == "PostgreSQL_HarmfulApplication"
-    });
-    assert!(found, "{alerts:#?}\n{}", p.log());
-    let a = alerts.last().unwrap();
+    let a = harmful_alert(&p);
     assert_eq!(a["evidence"]["tools"][0], "ncrack");
     assert_eq!(a["entities"]["application"], "psql", "what it claimed");
     assert_eq!(a["entities"]["fingerprint"], "ncrack", "what it is");
@@ -316,27 +313,19 @@ fn medusa_and_patator_through_the_proxy_are_recognised() {
 
     let p = proxy(&cl, &[]);
     let port = p.proxy_addr().port().to_string();
-    let out = std::process::Command::new("patator")
-        .args([
-            "pgsql_login",
-            "host=127.0.0.1",
-            &format!("port={port}"),
-            "user=app",
-            "password=FILE0",
-        ])
-        .arg(format!("0={}", words.display()))
-        .output()
-        .expect("patator (apt-get install -y patator)");
-    assert!(
-        out.status.success(),
-        "patator: {}",
-        String::from_utf8_lossy(&out.stderr)
+    ran(
+        std::process::Command::new("patator")
+            .args([
+                "pgsql_login",
+                "host=127.0.0.1",
+                &format!("port={port}"),
+                "user=app",
+                "password=FILE0",
+            ])
+            .arg(format!("0={}", words.display())),
+        "patator (apt-get install -y patator)",
     );
-    let (alerts, found) = p.until(Duration::from_secs(20), |a| {
-        a["alertType"] == "PostgreSQL_HarmfulApplication"
-    });
-    assert!(found, "{alerts:#?}\n{}", p.log());
-    let ha = alerts.last().unwrap();
+    let ha = harmful_alert(&p);
     assert_eq!(ha["evidence"]["tools"][0], "patator", "{ha:#}");
     assert_eq!(ha["entities"]["fingerprint"], "patator");
 }
@@ -661,18 +650,16 @@ async fn real_clients_are_identified() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = std::process::Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(format!(
-            "import psycopg2; psycopg2.connect(host='127.0.0.1', port={port}, user='app', password='{APP_PASSWORD}', dbname='appdb').close()"
-        ))
-        .output()
-        .expect("python3 with psycopg2 (apt-get install -y python3-psycopg2)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // psycopg2 (libpq), as is and as pgAdmin 4 uses it (naming the connection).
+    let psycopg2 = |extra: &str| {
+        ran(
+            std::process::Command::new("/usr/bin/python3").arg("-c").arg(format!(
+                "import psycopg2; psycopg2.connect(host='127.0.0.1', port={port}, user='app', password='{APP_PASSWORD}', dbname='appdb'{extra}).close()"
+            )),
+            "python3 with psycopg2 (apt-get install -y python3-psycopg2)",
+        );
+    };
+    psycopg2("");
     connect("127.0.3.1", addr, "app", APP_PASSWORD)
         .await
         .unwrap()
@@ -695,19 +682,7 @@ async fn real_clients_are_identified() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // psycopg2 as pgAdmin 4 uses it (psycopg over libpq, naming the connection).
-    let out = std::process::Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(format!(
-            "import psycopg2; psycopg2.connect(host='127.0.0.1', port={port}, user='app', password='{APP_PASSWORD}', dbname='appdb', application_name='pgAdmin 4 - DB:appdb').close()"
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    psycopg2(", application_name='pgAdmin 4 - DB:appdb'");
 
     let want = [
         "psql",

@@ -109,14 +109,11 @@ impl Fingerprints {
                     && sig
                         .max_auth_ms
                         .is_none_or(|m| auth_ms.is_some_and(|a| a <= m))
-                    && sig.params.as_ref().is_none_or(|p| {
-                        p.len() == s.params.len()
-                            && p.iter().zip(&s.params).all(|(a, (b, _))| a == b)
-                    })
-                    && sig.params_start.as_ref().is_none_or(|p| {
-                        p.len() <= s.params.len()
-                            && p.iter().zip(&s.params).all(|(a, (b, _))| a == b)
-                    })
+                    && sig
+                        .params
+                        .as_ref()
+                        .is_none_or(|p| p.len() == s.params.len() && starts_with(s, p))
+                    && sig.params_start.as_ref().is_none_or(|p| starts_with(s, p))
                     && sig.values.iter().all(|(k, v)| s.get(k) == Some(v.as_str()))
                     && sig
                         .prefixes
@@ -128,6 +125,11 @@ impl Fingerprints {
                 tool: sig.tool,
             })
     }
+}
+
+/// Whether the packet's parameter names begin with `names`, in order.
+fn starts_with(s: &Startup, names: &[String]) -> bool {
+    names.len() <= s.params.len() && names.iter().zip(&s.params).all(|(a, (b, _))| a == b)
 }
 
 #[cfg(test)]

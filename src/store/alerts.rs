@@ -178,8 +178,8 @@ impl Store {
 
     /// Alerts matching `q`, newest first, with the key of the next page if there is one.
     pub fn list_alerts(&self, q: &AlertQuery) -> Result<(Vec<Value>, Option<PageKey>)> {
-        let mut sql = String::from(
-            "SELECT record, status, is_simulated, end_time, id, severity FROM alerts WHERE 1 = 1",
+        let mut sql = format!(
+            "SELECT record, status, is_simulated, end_time, id, {SEVERITY_RANK} FROM alerts WHERE 1 = 1"
         );
         let mut args: Vec<Val> = Vec::new();
         let mut cond = |sql: &mut String, clause: &str, v: &Option<String>| {
@@ -231,15 +231,10 @@ impl Store {
                     next = out.last().map(|(_, k): &(Value, PageKey)| k.clone());
                     break;
                 }
-                let rank = match r.text(5)?.as_str() {
-                    "High" => 0,
-                    "Medium" => 1,
-                    _ => 2,
-                };
                 out.push((
                     served(&r.text(0)?, &r.text(1)?, r.int(2)? != 0)?,
                     PageKey {
-                        rank: q.by_severity.then_some(rank),
+                        rank: if q.by_severity { Some(r.int(5)?) } else { None },
                         end: r.text(3)?,
                         id: r.text(4)?,
                     },

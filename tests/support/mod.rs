@@ -276,6 +276,29 @@ pub fn pgvigil() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pgvigil"))
 }
 
+/// Runs `cmd` to a successful end (`install` says how to get it when it is missing); its
+/// output.
+pub fn ran(cmd: &mut Command, install: &str) -> std::process::Output {
+    let out = cmd.output().expect(install);
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `pgvigil simulate` of `servers` servers over `weeks` weeks into `dir`.
+pub fn simulate(dir: &Path, servers: u32, weeks: u32) {
+    ran(
+        pgvigil()
+            .args(["simulate", "--servers", &servers.to_string()])
+            .args(["--weeks", &weeks.to_string(), "--out"])
+            .arg(dir),
+        "the pgvigil binary",
+    );
+}
+
 /// Runs `pgvigil analyze --json` and returns (exit code, alerts, stderr).
 pub fn analyze_json(args: &[&std::ffi::OsStr]) -> (i32, Vec<serde_json::Value>, String) {
     let out = pgvigil()
