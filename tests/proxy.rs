@@ -895,3 +895,111 @@ fn nmap_sees_postgresql_and_is_recognised() {
         "{alerts:#?}"
     );
 }
+
+/// When the server's log says the backend of `pid` was started (its `connection
+/// received`), in ms since the epoch.
+fn backend_started_ms(cl: &Cluster, pid: i32) -> i64 {
+    let log = server_log(cl);
+    let tag = format!("[{pid}] ");
+    let line = log
+        .lines()
+        .find(|l| l.contains(&tag) && l.contains("connection received"))
+        .unwrap_or_else(|| panic!("no connection received for {pid}:\n{log}"));
+    let stamp = line.get(..23).unwrap();
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%.3f")
+        .unwrap()
+        .and_utc()
+        .timestamp_millis()
+}
+
+fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    d.as_millis() as i64
+}
+
+/// A login through `addr` and the pid of its backend, with when it began (ms since epoch).
+async fn login_pid(source: &str, addr: SocketAddr) -> (i64, i32) {
+    let began = now_ms();
+    let client = connect(source, addr, "app", APP_PASSWORD)
+        .await
+        .expect("login through the proxy");
+    let row = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap();
+    (began, row.get(0))
+}
+
+/// Spare connections: a login gets a backend the server started before the client came,
+/// and with `spare_connections = 0` one started for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_take_a_backend_started_ahead_of_them() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ahead = proxy_configured(&cl, d1.path(), "[proxy]\nspare_connections = 2\n", &[]);
+    let on_demand = proxy_configured(&cl, d2.path(), "[proxy]\nspare_connections = 0\n", &[]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for _ in 0..3 {
+        let (began, pid) = login_pid("127.0.4.1", ahead.proxy_addr()).await;
+        let started = backend_started_ms(&cl, pid);
+        assert!(
+            started < began,
+            "spare backend started {} ms after the client came",
+            started - began
+        );
+        // The next spare is opened when a login ends, not while it runs.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (began, pid) = login_pid("127.0.4.2", on_demand.proxy_addr()).await;
+    let started = backend_started_ms(&cl, pid);
+    // The log's clock has milliseconds: started may print 1 ms before began.
+    assert!(
+        started >= began - 1,
+        "without spares the backend started {} ms before the client came",
+        began - started
+    );
+}
+
+/// Spares the server closed (its authentication_timeout is shorter than spare_max_age) are
+/// never handed to a client, and spares are replaced once spare_max_age old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spares_the_server_gave_up_on_are_not_used() {
+    let cl = Cluster::start(ClusterOptions {
+        extra: "authentication_timeout = '1s'\n",
+        ..ClusterOptions::default()
+    });
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let stale = proxy_configured(
+        &cl,
+        d1.path(),
+        "[proxy]\nspare_connections = 3\nspare_max_age = \"30s\"\n",
+        &["--events"],
+    );
+    let young = proxy_configured(
+        &cl,
+        d2.path(),
+        "[proxy]\nspare_connections = 1\nspare_max_age = \"400ms\"\n",
+        &[],
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for i in 0..5 {
+        login_pid(&format!("127.0.4.{}", 10 + i), stale.proxy_addr()).await;
+    }
+    let (events, _) = stale.until(Duration::from_secs(10), |e| {
+        e["kind"]["type"] == "LoginSucceeded" && e["client_ip"] == "127.0.4.14"
+    });
+    let ok = events
+        .iter()
+        .filter(|e| e["kind"]["type"] == "LoginSucceeded")
+        .count();
+    assert_eq!(ok, 5, "{events:#?}");
+    let (began, pid) = login_pid("127.0.4.20", young.proxy_addr()).await;
+    let started = backend_started_ms(&cl, pid);
+    assert!(
+        started < began && began - started < 1000,
+        "the spare's backend started {} ms before the login; it should be younger than 1 s",
+        began - started
+    );
+}

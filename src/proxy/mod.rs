@@ -12,6 +12,7 @@
 pub mod block;
 pub mod fingerprint;
 pub mod protocol;
+pub mod spares;
 
 use crate::duration::Span;
 use crate::event::{Event, EventKind, LoginFailure, ProtocolErrorKind};
@@ -63,6 +64,13 @@ pub struct ProxyConfig {
     /// header (v1 or v2, as HAProxy sends it) naming the real client. Only these are trusted
     /// to say so; from them the header is required.
     pub proxy_protocol_from: Vec<String>,
+    /// Connections to the server kept open ahead of the logins that will use them, so that
+    /// a client does not wait for PostgreSQL to start its backend (0: open each on demand).
+    /// Plain TCP to the server only: with `upstream_tls` each is opened on demand.
+    pub spare_connections: usize,
+    /// A spare unused this long is replaced. Keep it below the server's
+    /// `authentication_timeout` (60 s by default), after which the server closes it.
+    pub spare_max_age: Span,
     pub active_response: block::ActiveResponseConfig,
 }
 
@@ -71,6 +79,9 @@ impl ProxyConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.active_response.networks()?;
         block::parse_networks(&self.proxy_protocol_from, "proxy.proxy_protocol_from")?;
+        if self.spare_connections > 0 && self.spare_max_age.ms() < 100 {
+            return Err("proxy.spare_max_age: at least 100ms".into());
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("proxy.tls_cert and proxy.tls_key go together".into());
         }
@@ -97,6 +108,8 @@ impl Default for ProxyConfig {
             upstream_ca_file: None,
             upstream_server_name: None,
             proxy_protocol_from: Vec::new(),
+            spare_connections: 2,
+            spare_max_age: Span::secs(30),
             active_response: block::ActiveResponseConfig::default(),
         }
     }
@@ -225,6 +238,7 @@ pub struct Proxy {
     clients: Arc<tokio::sync::Semaphore>,
     rate: std::sync::Mutex<rustc_hash::FxHashMap<IpAddr, (i64, u32)>>,
     next_id: AtomicU64,
+    spares: spares::Spares,
 }
 
 fn now_ms() -> i64 {
@@ -319,7 +333,12 @@ impl Proxy {
             None
         };
         let blocks = Arc::new(Blocklist::new(cfg.active_response.clone()));
+        let spares = spares::Spares::new(
+            if cfg.upstream_tls { 0 } else { cfg.spare_connections },
+            cfg.spare_max_age.duration(),
+        );
         Ok(Proxy {
+            spares,
             clients: Arc::new(tokio::sync::Semaphore::new(cfg.max_clients)),
             cfg,
             fingerprints,
@@ -368,8 +387,30 @@ impl Proxy {
                 blocks.expire(now_ms());
             }
         });
+        if self.spares.wanted() > 0 {
+            runtime.spawn(self.clone().keep_spares());
+        }
         tracing::info!(listen = %addr, upstream = %self.cfg.upstream, active_response = self.cfg.active_response.enabled, "proxy listening");
         Ok(addr)
+    }
+
+    /// Keeps the wanted number of spare connections to the server open and young. When the
+    /// server cannot be reached this retries each second; logins meanwhile connect on their
+    /// own and report the error.
+    async fn keep_spares(self: Arc<Self>) {
+        loop {
+            if self.spares.missing() > 0 {
+                match self.connect_tcp().await {
+                    Ok(tcp) => self.spares.put(tcp),
+                    Err(e) => {
+                        tracing::debug!(upstream = %self.cfg.upstream, error = %e, "proxy: no spare connection");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+                continue;
+            }
+            self.spares.wait().await;
+        }
     }
 
     /// Accepts connections until the listener fails.
@@ -468,6 +509,7 @@ impl Proxy {
         self.emit(conn.event(EventKind::ConnectionReceived));
         let limit = self.cfg.auth_timeout.duration();
         let login = tokio::time::timeout(limit, self.login(&mut client, &mut conn)).await;
+        self.spares.refill();
         let mut upstream = match login {
             Ok(Some(up)) => up,
             Ok(None) => return,
@@ -695,21 +737,8 @@ impl Proxy {
         conn.startup = startup;
         conn.tls_first = tls_first;
 
-        let mut up = match self.connect_upstream().await {
-            Ok(up) => up,
-            Err(why) => {
-                tracing::error!(upstream = %self.cfg.upstream, error = %why, "proxy: upstream unreachable");
-                let _ = client
-                    .write_all(&protocol::error_response(
-                        "FATAL",
-                        "08006",
-                        "the database server cannot be reached",
-                    ))
-                    .await;
-                return None;
-            }
-        };
-        up.write_all(&conn.startup.encode()).await.ok()?;
+        let startup = conn.startup.encode();
+        let (mut up, mut spare) = self.send_startup(client, &startup, true).await?;
 
         let mut ubuf: Vec<u8> = Vec::with_capacity(4096);
         let mut cbuf = [0u8; 4096];
@@ -718,9 +747,17 @@ impl Proxy {
         loop {
             tokio::select! {
                 r = up.read_buf(&mut ubuf) => {
-                    if r.ok()? == 0 {
+                    if !matches!(r, Ok(n) if n > 0) {
+                        if spare && ubuf.is_empty() {
+                            // A spare the server closed as it was taken (its
+                            // authentication_timeout is shorter than spare_max_age): once
+                            // more, on a new connection.
+                            (up, spare) = self.send_startup(client, &startup, false).await?;
+                            continue;
+                        }
                         return None;
                     }
+                    spare = false;
                     // Complete messages are looked at one by one and go on together, in one
                     // write (the server's greeting is a dozen small messages); the rest waits
                     // for its bytes.
@@ -817,26 +854,48 @@ impl Proxy {
         }
     }
 
-    /// A connection to the server, TLS when configured.
-    async fn connect_upstream(&self) -> Result<BoxIo, String> {
-        let connect = self.cfg.connect_timeout.duration();
-        let mut tcp = tokio::time::timeout(connect, TcpStream::connect(&self.cfg.upstream))
-            .await
-            .map_err(|_| "connect timed out".to_string())?
-            .map_err(|e| e.to_string())?;
-        let _ = tcp.set_nodelay(true);
-        if let Ok(local) = tcp.local_addr() {
-            let mut l = self
-                .upstream_locals
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if !l.contains(&local.ip()) {
-                l.push(local.ip());
+    /// A server connection with the client's startup packet sent: a spare one when there is
+    /// one and `spare_ok`, a new one otherwise or when the spare turns out closed. Says
+    /// whether it is a spare; `None` when the server cannot be reached (the client is told).
+    async fn send_startup(
+        &self,
+        client: &mut BoxIo,
+        startup: &[u8],
+        spare_ok: bool,
+    ) -> Option<(BoxIo, bool)> {
+        if spare_ok {
+            if let Some(mut tcp) = self.spares.take() {
+                if tcp.write_all(startup).await.is_ok() {
+                    return Some((Box::new(tcp), true));
+                }
             }
         }
+        match self.connect_upstream().await {
+            Ok(mut up) => {
+                up.write_all(startup).await.ok()?;
+                Some((up, false))
+            }
+            Err(why) => {
+                tracing::error!(upstream = %self.cfg.upstream, error = %why, "proxy: upstream unreachable");
+                let _ = client
+                    .write_all(&protocol::error_response(
+                        "FATAL",
+                        "08006",
+                        "the database server cannot be reached",
+                    ))
+                    .await;
+                None
+            }
+        }
+    }
+
+    /// A new connection to the server, TLS when configured.
+    async fn connect_upstream(&self) -> Result<BoxIo, String> {
+        let mut tcp = self.connect_tcp().await?;
         let Some((connector, name)) = &self.connector else {
             return Ok(Box::new(tcp));
         };
+        let connect = self.cfg.connect_timeout.duration();
         let mut ssl_request = 8u32.to_be_bytes().to_vec();
         ssl_request.extend_from_slice(&protocol::SSL_REQUEST.to_be_bytes());
         tcp.write_all(&ssl_request)
@@ -854,6 +913,27 @@ impl Proxy {
             .map_err(|_| "TLS handshake timed out".to_string())?
             .map_err(|e| format!("TLS to the server: {e}"))?;
         Ok(Box::new(tls))
+    }
+
+    /// A TCP connection to the server; its local address is remembered (the server logs
+    /// proxied logins as coming from it).
+    async fn connect_tcp(&self) -> Result<TcpStream, String> {
+        let connect = self.cfg.connect_timeout.duration();
+        let tcp = tokio::time::timeout(connect, TcpStream::connect(&self.cfg.upstream))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let _ = tcp.set_nodelay(true);
+        if let Ok(local) = tcp.local_addr() {
+            let mut l = self
+                .upstream_locals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !l.contains(&local.ip()) {
+                l.push(local.ip());
+            }
+        }
+        Ok(tcp)
     }
 
     fn login_error(&self, conn: &Conn, authenticated: bool, code: &str, message: &str) {

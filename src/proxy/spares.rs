@@ -1,0 +1,100 @@
+//! Connections to the server opened ahead of the logins that will use them.
+//!
+//! PostgreSQL starts a backend process for each connection as it accepts it, before the
+//! startup packet; that takes about half a millisecond, during which the client waits. A
+//! transparent proxy cannot reuse a logged-in backend (the client authenticates end to end,
+//! and the proxy holds no credentials), but it can have the next few backends started before
+//! the clients arrive: a login takes a spare connection, and a spare is opened to replace it.
+//!
+//! A spare is a TCP connection on which nothing was said. The server gives such a
+//! connection `authentication_timeout` (60 s by default) to send its startup packet, so
+//! spares are replaced once they are `max_age` old, and any the server closed meanwhile (a
+//! restart, a shorter timeout) are dropped unused. The server's log sees them from the
+//! proxy's own address, which `run` leaves out of log-based detection.
+
+use std::mem::MaybeUninit;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+pub struct Spares {
+    wanted: usize,
+    max_age: Duration,
+    /// Oldest first.
+    pool: Mutex<Vec<(Instant, TcpStream)>>,
+    /// Signalled when a spare was taken, to open the next one at once.
+    taken: tokio::sync::Notify,
+}
+
+impl Spares {
+    pub fn new(wanted: usize, max_age: Duration) -> Spares {
+        Spares {
+            wanted,
+            max_age,
+            pool: Mutex::new(Vec::with_capacity(wanted)),
+            taken: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub fn wanted(&self) -> usize {
+        self.wanted
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, Vec<(Instant, TcpStream)>> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The youngest usable spare (it has the most time left), if any.
+    pub fn take(&self) -> Option<TcpStream> {
+        let mut pool = self.pool();
+        while let Some((since, tcp)) = pool.pop() {
+            if since.elapsed() < self.max_age && still_open(&tcp) {
+                return Some(tcp);
+            }
+        }
+        None
+    }
+
+    /// How many more spares are wanted, after dropping those too old or closed.
+    pub fn missing(&self) -> usize {
+        let mut pool = self.pool();
+        pool.retain(|(since, tcp)| since.elapsed() < self.max_age && still_open(tcp));
+        self.wanted.saturating_sub(pool.len())
+    }
+
+    /// A login ended: time to replace the spare it may have taken. Not sooner: the server
+    /// starting a backend while the login's own one starts up slows that login down.
+    pub fn refill(&self) {
+        if self.wanted > 0 {
+            self.taken.notify_one();
+        }
+    }
+
+    pub fn put(&self, tcp: TcpStream) {
+        self.pool().push((Instant::now(), tcp));
+    }
+
+    /// Until a spare is taken, or the next look at their age is due.
+    pub async fn wait(&self) {
+        let look = (self.max_age / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let _ = tokio::time::timeout(look, self.taken.notified()).await;
+    }
+
+    pub fn len(&self) -> usize {
+        self.pool().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Nothing to read and not closed: the server is still waiting for a startup packet. (The
+/// server says nothing first; bytes or an end here mean it gave up on the connection.)
+fn still_open(tcp: &TcpStream) -> bool {
+    let mut byte = [MaybeUninit::<u8>::uninit(); 1];
+    matches!(
+        socket2::SockRef::from(tcp).peek(&mut byte),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+    )
+}
