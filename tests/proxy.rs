@@ -618,9 +618,10 @@ async fn proxy_protocol_names_the_real_client_from_trusted_balancers_only() {
     );
 }
 
-/// Each real client is told apart by its startup packet: psql, psycopg2 (libpq), tokio-postgres
-/// and pgJDBC, each logging in through the proxy; and the applications that name themselves
-/// on top of those drivers (pgAdmin on psycopg).
+/// Each real client is told apart by its startup packet: psql, psycopg2 (libpq), tokio-postgres,
+/// pgJDBC and pgx, each logging in through the proxy; and the applications that name themselves
+/// on top of those drivers (pgAdmin on psycopg). pgx is known by its way of falling back from
+/// TLS, and psycopg2 logging in right after it from the same address stays libpq.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_clients_are_identified() {
     let cl = Cluster::start(ClusterOptions::default());
@@ -659,6 +660,23 @@ async fn real_clients_are_identified() {
             "python3 with psycopg2 (apt-get install -y python3-psycopg2)",
         );
     };
+    let go = tempfile::tempdir().unwrap();
+    let source =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/pgx_client.go");
+    let pgx = go.path().join("pgx_client");
+    let install = "go and pgx v4 (apt-get install -y golang-go golang-github-jackc-pgx-v4-dev)";
+    ran(
+        std::process::Command::new("go")
+            .args(["build", "-o"])
+            .arg(&pgx)
+            .arg(&source)
+            .env("GO111MODULE", "off")
+            .env("GOPATH", "/usr/share/gocode")
+            .env("GOCACHE", go.path().join("cache")),
+        install,
+    );
+    let url = format!("postgres://app:{APP_PASSWORD}@127.0.0.1:{port}/appdb");
+    ran(std::process::Command::new(&pgx).arg(&url), install);
     psycopg2("");
     connect("127.0.3.1", addr, "app", APP_PASSWORD)
         .await
@@ -690,6 +708,7 @@ async fn real_clients_are_identified() {
         "tokio-postgres",
         "pgjdbc",
         "pgAdmin",
+        "pgx",
     ];
     let seen = std::sync::Mutex::new(Vec::<String>::new());
     let (events, found) = p.until(Duration::from_secs(20), |e| {

@@ -31,6 +31,21 @@ pub struct Signature {
     /// measured it.
     pub min_auth_ms: Option<f64>,
     pub max_auth_ms: Option<f64>,
+    /// true: the client came back without asking for TLS right after closing a connection
+    /// on which the proxy declined its SSLRequest (a driver whose `sslmode=prefer` retries
+    /// on a new connection, as pgx does); false: it did not.
+    pub after_tls_refused: Option<bool>,
+}
+
+/// What the proxy saw of a connection besides its startup packet.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seen {
+    /// The client asked for TLS before its startup packet.
+    pub tls_first: bool,
+    /// How long the client took, in all, to answer authentication requests (µs).
+    pub auth_us: Option<u32>,
+    /// See [`Signature::after_tls_refused`].
+    pub after_tls_refused: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,11 +113,26 @@ impl Fingerprints {
         tls_first: bool,
         auth_us: Option<u32>,
     ) -> Option<Identified> {
-        let auth_ms = auth_us.map(|us| f64::from(us) / 1000.0);
+        self.identify_seen(
+            s,
+            Seen {
+                tls_first,
+                auth_us,
+                after_tls_refused: false,
+            },
+        )
+    }
+
+    /// The first signature that fits the startup packet and what else the proxy saw.
+    pub fn identify_seen(&self, s: &Startup, seen: Seen) -> Option<Identified> {
+        let auth_ms = seen.auth_us.map(|us| f64::from(us) / 1000.0);
         self.signatures
             .iter()
             .find(|sig| {
-                sig.tls_first.is_none_or(|t| t == tls_first)
+                sig.tls_first.is_none_or(|t| t == seen.tls_first)
+                    && sig
+                        .after_tls_refused
+                        .is_none_or(|t| t == seen.after_tls_refused)
                     && sig
                         .min_auth_ms
                         .is_none_or(|m| auth_ms.is_some_and(|a| a >= m))
@@ -298,6 +328,28 @@ mod tests {
         assert_eq!(
             id(&[("user", "postgres"), ("database", "template1")], true),
             Some(("hydra/medusa".into(), true))
+        );
+    }
+
+    #[test]
+    fn a_retry_without_tls_after_a_refusal_is_pgx() {
+        let f = Fingerprints::built_in();
+        let s = startup(&[("user", "app"), ("database", "appdb")]);
+        let seen = |tls_first, after_tls_refused| Seen {
+            tls_first,
+            auth_us: Some(3_000),
+            after_tls_refused,
+        };
+        let name = |seen| f.identify_seen(&s, seen).map(|i| i.name);
+        assert_eq!(name(seen(false, true)).as_deref(), Some("pgx"));
+        // The same packet on the first connection is libpq's.
+        assert_eq!(
+            name(seen(false, false)).as_deref(),
+            Some("libpq (psycopg2, psycopg 3, libpq-based drivers)")
+        );
+        assert_eq!(
+            name(seen(true, false)).as_deref(),
+            Some("libpq (psycopg2, psycopg 3, libpq-based drivers)")
         );
     }
 

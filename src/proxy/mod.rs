@@ -239,6 +239,52 @@ pub struct Proxy {
     rate: std::sync::Mutex<rustc_hash::FxHashMap<IpAddr, (i64, u32)>>,
     next_id: AtomicU64,
     spares: spares::Spares,
+    tls_fallbacks: TlsFallbacks,
+}
+
+/// Sources that just closed a connection after the proxy declined their SSLRequest, without
+/// sending a startup packet: the next plain connection from one of them within
+/// [`TlsFallbacks::WITHIN`] is its retry (each such close pairs with one retry).
+#[derive(Default)]
+struct TlsFallbacks(std::sync::Mutex<rustc_hash::FxHashMap<IpAddr, Vec<std::time::Instant>>>);
+
+impl TlsFallbacks {
+    const WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+    /// Bounds: sources remembered, and closes remembered per source.
+    const SOURCES: usize = 10_000;
+    const PER_SOURCE: usize = 64;
+
+    fn note(&self, ip: IpAddr) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= Self::SOURCES {
+            m.retain(|_, v| v.last().is_some_and(|t| t.elapsed() < Self::WITHIN));
+            if m.len() >= Self::SOURCES {
+                return;
+            }
+        }
+        let v = m.entry(ip).or_default();
+        v.retain(|t| t.elapsed() < Self::WITHIN);
+        if v.len() < Self::PER_SOURCE {
+            v.push(std::time::Instant::now());
+        }
+    }
+
+    /// Whether a connection from `ip` is a retry, pairing it with the close it follows.
+    fn take(&self, ip: IpAddr) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(v) = m.get_mut(&ip) else {
+            return false;
+        };
+        v.retain(|t| t.elapsed() < Self::WITHIN);
+        let hit = !v.is_empty();
+        if hit {
+            v.remove(0);
+        }
+        if v.is_empty() {
+            m.remove(&ip);
+        }
+        hit
+    }
 }
 
 fn now_ms() -> i64 {
@@ -263,6 +309,8 @@ struct Conn {
     /// How long the client took, in all, to answer authentication requests; `None` when
     /// it was never asked.
     client_auth: Option<std::time::Duration>,
+    /// This connection is the client's retry without TLS after the proxy declined it.
+    after_tls_refused: bool,
 }
 
 impl Conn {
@@ -290,6 +338,14 @@ impl Conn {
         e.client_auth_us = self.auth_us();
         e.source = e.compute_source_key();
         e
+    }
+
+    fn seen(&self) -> fingerprint::Seen {
+        fingerprint::Seen {
+            tls_first: self.tls_first,
+            auth_us: self.auth_us(),
+            after_tls_refused: self.after_tls_refused,
+        }
     }
 
     fn auth_us(&self) -> Option<u32> {
@@ -334,11 +390,16 @@ impl Proxy {
         };
         let blocks = Arc::new(Blocklist::new(cfg.active_response.clone()));
         let spares = spares::Spares::new(
-            if cfg.upstream_tls { 0 } else { cfg.spare_connections },
+            if cfg.upstream_tls {
+                0
+            } else {
+                cfg.spare_connections
+            },
             cfg.spare_max_age.duration(),
         );
         Ok(Proxy {
             spares,
+            tls_fallbacks: TlsFallbacks::default(),
             clients: Arc::new(tokio::sync::Semaphore::new(cfg.max_clients)),
             cfg,
             fingerprints,
@@ -677,9 +738,13 @@ impl Proxy {
     /// is ready, `None` when the connection ended (a failed login, a cancel request, garbage).
     async fn login(&self, client: &mut BoxIo, conn: &mut Conn) -> Option<BoxIo> {
         let mut tls_first = false;
+        let mut tls_refused = false;
         let startup = loop {
             match self.read_first(client).await {
                 Ok(None) => {
+                    if let (true, Some(peer)) = (tls_refused, conn.peer) {
+                        self.tls_fallbacks.note(peer.ip());
+                    }
                     self.emit(conn.event(EventKind::ProtocolError {
                         what: ProtocolErrorKind::NoStartup,
                     }));
@@ -719,7 +784,10 @@ impl Proxy {
                                 }
                             }
                         }
-                        _ => client.write_all(b"N").await.ok()?,
+                        _ => {
+                            client.write_all(b"N").await.ok()?;
+                            tls_refused = true;
+                        }
                     }
                 }
                 Ok(Some(FirstPacket::GssEncRequest)) => {
@@ -733,9 +801,12 @@ impl Proxy {
                 Ok(Some(FirstPacket::Startup(s))) => break s,
             }
         };
-        conn.fingerprint = self.fingerprints.identify(&startup, tls_first, None);
         conn.startup = startup;
         conn.tls_first = tls_first;
+        if let (false, Some(peer)) = (tls_first, conn.peer) {
+            conn.after_tls_refused = self.tls_fallbacks.take(peer.ip());
+        }
+        conn.fingerprint = self.fingerprints.identify_seen(&conn.startup, conn.seen());
 
         let startup = conn.startup.encode();
         let (mut up, mut spare) = self.send_startup(client, &startup, true).await?;
@@ -848,9 +919,7 @@ impl Proxy {
     /// The fingerprint again once the authentication timing is known (signatures may bound it).
     fn identify_timed(&self, conn: &mut Conn) {
         if conn.client_auth.is_some() {
-            conn.fingerprint =
-                self.fingerprints
-                    .identify(&conn.startup, conn.tls_first, conn.auth_us());
+            conn.fingerprint = self.fingerprints.identify_seen(&conn.startup, conn.seen());
         }
     }
 
@@ -965,5 +1034,24 @@ impl Proxy {
             let _ = up.write_all(&p).await;
             let _ = up.shutdown().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_refused_close_pairs_with_one_retry_from_its_address() {
+        let f = TlsFallbacks::default();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(!f.take(a));
+        f.note(a);
+        f.note(a);
+        assert!(!f.take(b), "another address is not a retry");
+        assert!(f.take(a));
+        assert!(f.take(a));
+        assert!(!f.take(a), "two closes, two retries");
     }
 }
