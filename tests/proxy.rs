@@ -678,6 +678,17 @@ async fn real_clients_are_identified() {
     let url = format!("postgres://app:{APP_PASSWORD}@127.0.0.1:{port}/appdb");
     ran(std::process::Command::new(&pgx).arg(&url), install);
     psycopg2("");
+    // Asking for TLS and leaving when declined, with no retry: a bare connect after all.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = connect_from("127.0.3.9", addr).await;
+        s.write_all(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f])
+            .await
+            .unwrap();
+        let mut answer = [0u8; 1];
+        s.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"N");
+    }
     connect("127.0.3.1", addr, "app", APP_PASSWORD)
         .await
         .unwrap()
@@ -725,6 +736,20 @@ async fn real_clients_are_identified() {
         .filter(|e| e["kind"]["type"] == "LoginSucceeded")
         .collect();
     assert_eq!(logins.len(), want.len(), "{logins:#?}");
+    let (more, found) = p.until(Duration::from_secs(10), |e| {
+        e["kind"]["type"] == "ProtocolError" && e["client_ip"] == "127.0.3.9"
+    });
+    assert!(found, "{more:#?}");
+    let events: Vec<Value> = events.into_iter().chain(more).collect();
+    let bare: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"]["type"] == "ProtocolError")
+        .collect();
+    assert_eq!(
+        bare.len(),
+        1,
+        "pgx falling back from TLS is no bare connect: {bare:#?}"
+    );
     assert!(
         events.iter().all(|e| e.get("alertType").is_none()),
         "ordinary clients raise nothing: {events:#?}"

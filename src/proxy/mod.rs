@@ -244,9 +244,13 @@ pub struct Proxy {
 
 /// Sources that just closed a connection after the proxy declined their SSLRequest, without
 /// sending a startup packet: the next plain connection from one of them within
-/// [`TlsFallbacks::WITHIN`] is its retry (each such close pairs with one retry).
+/// [`TlsFallbacks::WITHIN`] is its retry (each such close pairs with one retry). Each close
+/// keeps its `NoStartup` event: a retry drops it (a driver falling back is no probe), and
+/// one never followed up is emitted after all.
 #[derive(Default)]
-struct TlsFallbacks(std::sync::Mutex<rustc_hash::FxHashMap<IpAddr, Vec<std::time::Instant>>>);
+struct TlsFallbacks(
+    std::sync::Mutex<rustc_hash::FxHashMap<IpAddr, Vec<(std::time::Instant, Event)>>>,
+);
 
 impl TlsFallbacks {
     const WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
@@ -254,19 +258,19 @@ impl TlsFallbacks {
     const SOURCES: usize = 10_000;
     const PER_SOURCE: usize = 64;
 
-    fn note(&self, ip: IpAddr) {
+    /// Remembers a close; its event comes back from [`Self::overdue`] when no retry
+    /// follows, or at once when the bounds are reached.
+    fn note(&self, ip: IpAddr, bare: Event) -> Option<Event> {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() >= Self::SOURCES {
-            m.retain(|_, v| v.last().is_some_and(|t| t.elapsed() < Self::WITHIN));
-            if m.len() >= Self::SOURCES {
-                return;
-            }
+        if m.len() >= Self::SOURCES && !m.contains_key(&ip) {
+            return Some(bare);
         }
         let v = m.entry(ip).or_default();
-        v.retain(|t| t.elapsed() < Self::WITHIN);
-        if v.len() < Self::PER_SOURCE {
-            v.push(std::time::Instant::now());
+        if v.len() >= Self::PER_SOURCE {
+            return Some(bare);
         }
+        v.push((std::time::Instant::now(), bare));
+        None
     }
 
     /// Whether a connection from `ip` is a retry, pairing it with the close it follows.
@@ -275,15 +279,29 @@ impl TlsFallbacks {
         let Some(v) = m.get_mut(&ip) else {
             return false;
         };
-        v.retain(|t| t.elapsed() < Self::WITHIN);
-        let hit = !v.is_empty();
-        if hit {
-            v.remove(0);
-        }
+        let hit = v
+            .iter()
+            .position(|(t, _)| t.elapsed() < Self::WITHIN)
+            .map(|i| v.remove(i))
+            .is_some();
         if v.is_empty() {
             m.remove(&ip);
         }
         hit
+    }
+
+    /// The events of closes no retry followed in time.
+    fn overdue(&self) -> Vec<Event> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        m.retain(|_, v| {
+            let (old, young): (Vec<_>, Vec<_>) =
+                v.drain(..).partition(|(t, _)| t.elapsed() >= Self::WITHIN);
+            out.extend(old.into_iter().map(|(_, e)| e));
+            *v = young;
+            !v.is_empty()
+        });
+        out
     }
 }
 
@@ -441,11 +459,14 @@ impl Proxy {
         let listener = runtime.block_on(TcpListener::bind(self.cfg.listen))?;
         let addr = listener.local_addr()?;
         runtime.spawn(self.clone().serve(listener));
-        let blocks = self.blocks.clone();
+        let me = self.clone();
         runtime.spawn(async move {
             loop {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                blocks.expire(now_ms());
+                me.blocks.expire(now_ms());
+                for e in me.tls_fallbacks.overdue() {
+                    me.emit(e);
+                }
             }
         });
         if self.spares.wanted() > 0 {
@@ -742,12 +763,19 @@ impl Proxy {
         let startup = loop {
             match self.read_first(client).await {
                 Ok(None) => {
-                    if let (true, Some(peer)) = (tls_refused, conn.peer) {
-                        self.tls_fallbacks.note(peer.ip());
-                    }
-                    self.emit(conn.event(EventKind::ProtocolError {
+                    let bare = conn.event(EventKind::ProtocolError {
                         what: ProtocolErrorKind::NoStartup,
-                    }));
+                    });
+                    // After a declined SSLRequest this may be a driver about to retry
+                    // without TLS: the event waits to see (and is dropped if it does).
+                    match (tls_refused, conn.peer) {
+                        (true, Some(peer)) => {
+                            if let Some(bare) = self.tls_fallbacks.note(peer.ip(), bare) {
+                                self.emit(bare);
+                            }
+                        }
+                        _ => self.emit(bare),
+                    }
                     return None;
                 }
                 Err(e) => {
@@ -1046,12 +1074,21 @@ mod tests {
         let f = TlsFallbacks::default();
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let bare = || Event::new(0, EventKind::Disconnected);
         assert!(!f.take(a));
-        f.note(a);
-        f.note(a);
+        assert!(f.note(a, bare()).is_none());
+        assert!(f.note(a, bare()).is_none());
         assert!(!f.take(b), "another address is not a retry");
         assert!(f.take(a));
         assert!(f.take(a));
         assert!(!f.take(a), "two closes, two retries");
+        assert!(f.overdue().is_empty(), "retried closes leave no event");
+        for _ in 0..TlsFallbacks::PER_SOURCE {
+            assert!(f.note(b, bare()).is_none());
+        }
+        assert!(
+            f.note(b, bare()).is_some(),
+            "past the bound, emitted at once"
+        );
     }
 }

@@ -55,11 +55,23 @@ impl Spares {
         None
     }
 
-    /// How many more spares are wanted, after dropping those too old or closed.
+    /// How many more spares are wanted, after dropping those too old or closed. Those near
+    /// their end stay usable but are replaced already, so that there is never a moment
+    /// without one.
     pub fn missing(&self) -> usize {
         let mut pool = self.pool();
         pool.retain(|(since, tcp)| since.elapsed() < self.max_age && still_open(tcp));
-        self.wanted.saturating_sub(pool.len())
+        let renew = self.max_age.saturating_sub(self.look());
+        let fresh = pool
+            .iter()
+            .filter(|(since, _)| since.elapsed() < renew)
+            .count();
+        self.wanted.saturating_sub(fresh)
+    }
+
+    /// How often the spares' age is looked at.
+    fn look(&self) -> Duration {
+        (self.max_age / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
     }
 
     /// A login ended: time to replace the spare it may have taken. Not sooner: the server
@@ -76,16 +88,7 @@ impl Spares {
 
     /// Until a spare is taken, or the next look at their age is due.
     pub async fn wait(&self) {
-        let look = (self.max_age / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
-        let _ = tokio::time::timeout(look, self.taken.notified()).await;
-    }
-
-    pub fn len(&self) -> usize {
-        self.pool().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        let _ = tokio::time::timeout(self.look(), self.taken.notified()).await;
     }
 }
 
@@ -97,4 +100,42 @@ fn still_open(tcp: &TcpStream) -> bool {
         socket2::SockRef::from(tcp).peek(&mut byte),
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection to `listener` and the listener's end of it.
+    async fn pair(listener: &tokio::net::TcpListener) -> (TcpStream, TcpStream) {
+        let addr = listener.local_addr().unwrap();
+        let (ours, theirs) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (ours.unwrap(), theirs.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn spares_are_renewed_before_their_end_and_never_handed_out_dead() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let spares = Spares::new(1, Duration::from_millis(400));
+        assert_eq!(spares.missing(), 1);
+        let (a, _server_a) = pair(&listener).await;
+        spares.put(a);
+        assert_eq!(spares.missing(), 0);
+        // Near its end: replaced already, still usable.
+        tokio::time::sleep(Duration::from_millis(320)).await;
+        assert_eq!(spares.missing(), 1);
+        assert!(spares.take().is_some());
+        // Past its end: dropped.
+        let (b, _server_b) = pair(&listener).await;
+        spares.put(b);
+        tokio::time::sleep(Duration::from_millis(420)).await;
+        assert!(spares.take().is_none());
+        // Closed by the server: dropped.
+        let (c, server_c) = pair(&listener).await;
+        spares.put(c);
+        drop(server_c);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(spares.missing(), 1);
+        assert!(spares.take().is_none());
+    }
 }
