@@ -976,15 +976,22 @@ async fn login_pid(source: &str, addr: SocketAddr) -> (i64, i32) {
     (began, row.get(0))
 }
 
-/// Spare connections: a login gets a backend the server started before the client came,
-/// and with `spare_connections = 0` one started for it.
+/// Spare connections: after a first login, a login gets a backend the server started before
+/// the client came, and with `spare_connections = 0` one started for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_take_a_backend_started_ahead_of_them() {
     let cl = Cluster::start(ClusterOptions::default());
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let ahead = proxy_configured(&cl, d1.path(), "[proxy]\nspare_connections = 2\n", &[]);
     let on_demand = proxy_configured(&cl, d2.path(), "[proxy]\nspare_connections = 0\n", &[]);
+    // An idle proxy keeps no spares: the first login's backend is started for it.
     tokio::time::sleep(Duration::from_millis(600)).await;
+    let (began, pid) = login_pid("127.0.4.1", ahead.proxy_addr()).await;
+    assert!(
+        backend_started_ms(&cl, pid) >= began - 1,
+        "no spare before a first login"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
     for _ in 0..3 {
         let (began, pid) = login_pid("127.0.4.1", ahead.proxy_addr()).await;
         let started = backend_started_ms(&cl, pid);
@@ -1027,6 +1034,9 @@ async fn spares_the_server_gave_up_on_are_not_used() {
         "[proxy]\nspare_connections = 1\nspare_max_age = \"400ms\"\n",
         &[],
     );
+    // Spares are kept from a first login on.
+    login_pid("127.0.4.9", stale.proxy_addr()).await;
+    login_pid("127.0.4.19", young.proxy_addr()).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     for i in 0..5 {
         login_pid(&format!("127.0.4.{}", 10 + i), stale.proxy_addr()).await;
@@ -1038,7 +1048,7 @@ async fn spares_the_server_gave_up_on_are_not_used() {
         .iter()
         .filter(|e| e["kind"]["type"] == "LoginSucceeded")
         .count();
-    assert_eq!(ok, 5, "{events:#?}");
+    assert_eq!(ok, 6, "{events:#?}");
     let (began, pid) = login_pid("127.0.4.20", young.proxy_addr()).await;
     let started = backend_started_ms(&cl, pid);
     assert!(

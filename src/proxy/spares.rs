@@ -10,15 +10,23 @@
 //! connection `authentication_timeout` (60 s by default) to send its startup packet, so
 //! spares are replaced once they are `max_age` old, and any the server closed meanwhile (a
 //! restart, a shorter timeout) are dropped unused. The server's log sees them from the
-//! proxy's own address, which `run` leaves out of log-based detection.
+//! proxy's own address, which `run` leaves out of log-based detection. Spares are kept only
+//! from a first login on and while logins keep coming ([`IDLE`]): an idle proxy leaves the
+//! server alone, and the connections that log detection sees from the proxy's address
+//! without a login never outnumber those with one for long.
 
 use std::mem::MaybeUninit;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
+/// Without a login for this long, spares lapse until the next one.
+pub const IDLE: Duration = Duration::from_secs(600);
+
 pub struct Spares {
     wanted: usize,
+    /// When the last login ended; none yet: no spares.
+    last_login: Mutex<Option<Instant>>,
     max_age: Duration,
     /// Oldest first.
     pool: Mutex<Vec<(Instant, TcpStream)>>,
@@ -30,6 +38,7 @@ impl Spares {
     pub fn new(wanted: usize, max_age: Duration) -> Spares {
         Spares {
             wanted,
+            last_login: Mutex::new(None),
             max_age,
             pool: Mutex::new(Vec::with_capacity(wanted)),
             taken: tokio::sync::Notify::new(),
@@ -59,6 +68,11 @@ impl Spares {
     /// their end stay usable but are replaced already, so that there is never a moment
     /// without one.
     pub fn missing(&self) -> usize {
+        let busy = self
+            .last_login
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < IDLE);
         let mut pool = self.pool();
         pool.retain(|(since, tcp)| since.elapsed() < self.max_age && still_open(tcp));
         let renew = self.max_age.saturating_sub(self.look());
@@ -66,7 +80,11 @@ impl Spares {
             .iter()
             .filter(|(since, _)| since.elapsed() < renew)
             .count();
-        self.wanted.saturating_sub(fresh)
+        if busy {
+            self.wanted.saturating_sub(fresh)
+        } else {
+            0
+        }
     }
 
     /// How often the spares' age is looked at.
@@ -78,6 +96,7 @@ impl Spares {
     /// starting a backend while the login's own one starts up slows that login down.
     pub fn refill(&self) {
         if self.wanted > 0 {
+            *self.last_login.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
             self.taken.notify_one();
         }
     }
@@ -117,6 +136,8 @@ mod tests {
     async fn spares_are_renewed_before_their_end_and_never_handed_out_dead() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let spares = Spares::new(1, Duration::from_millis(400));
+        assert_eq!(spares.missing(), 0, "none before the first login");
+        spares.refill();
         assert_eq!(spares.missing(), 1);
         let (a, _server_a) = pair(&listener).await;
         spares.put(a);
