@@ -618,8 +618,8 @@ async fn proxy_protocol_names_the_real_client_from_trusted_balancers_only() {
     );
 }
 
-/// Each real client is told apart by its startup packet: psql, psycopg2 (libpq), tokio-postgres,
-/// pgJDBC and pgx, each logging in through the proxy; and the applications that name themselves
+/// Each real client is told apart by its startup packet: psql, psycopg2 and psycopg 3 (libpq),
+/// tokio-postgres, pgJDBC, pgx and asyncpg, each logging in through the proxy; and the applications that name themselves
 /// on top of those drivers (pgAdmin on psycopg). pgx is known by its way of falling back from
 /// TLS, and psycopg2 logging in right after it from the same address stays libpq.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -713,29 +713,43 @@ async fn real_clients_are_identified() {
     );
     psycopg2(", application_name='pgAdmin 4 - DB:appdb'");
 
+    // asyncpg, and psycopg 3 (libpq again).
+    ran(
+        std::process::Command::new("/usr/bin/python3").arg("-c").arg(format!(
+            "import asyncio, asyncpg, psycopg\n\
+             async def main():\n\
+             \x20   c = await asyncpg.connect(host='127.0.0.1', port={port}, user='app', password='{APP_PASSWORD}', database='appdb')\n\
+             \x20   await c.fetchval('SELECT 1')\n\
+             \x20   await c.close()\n\
+             asyncio.run(main())\n\
+             psycopg.connect(host='127.0.0.1', port={port}, user='app', password='{APP_PASSWORD}', dbname='appdb').close()\n"
+        )),
+        "asyncpg and psycopg 3 (apt-get install -y python3-asyncpg python3-psycopg)",
+    );
+
+    // In the order the clients logged in, one after the other.
+    let libpq = "libpq (psycopg2, psycopg 3, libpq-based drivers)";
     let want = [
         "psql",
-        "libpq (psycopg2, psycopg 3, libpq-based drivers)",
+        "pgx",
+        libpq,
         "tokio-postgres",
         "pgjdbc",
         "pgAdmin",
-        "pgx",
+        "asyncpg",
+        libpq,
     ];
     let seen = std::sync::Mutex::new(Vec::<String>::new());
     let (events, found) = p.until(Duration::from_secs(20), |e| {
         if e["kind"]["type"] == "LoginSucceeded" {
             let mut s = seen.lock().unwrap();
             s.push(e["fingerprint"].as_str().unwrap_or("none").to_string());
-            return want.iter().all(|w| s.iter().any(|x| x == w));
+            return s.len() == want.len();
         }
         false
     });
     assert!(found, "{:?}\n{events:#?}", seen.lock().unwrap());
-    let logins: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["kind"]["type"] == "LoginSucceeded")
-        .collect();
-    assert_eq!(logins.len(), want.len(), "{logins:#?}");
+    assert_eq!(*seen.lock().unwrap(), want);
     let (more, found) = p.until(Duration::from_secs(10), |e| {
         e["kind"]["type"] == "ProtocolError" && e["client_ip"] == "127.0.3.9"
     });
