@@ -82,6 +82,10 @@ impl ProxyConfig {
         if self.spare_connections > 0 && self.spare_max_age.ms() < 100 {
             return Err("proxy.spare_max_age: at least 100ms".into());
         }
+        // Each spare is a backend process on the server: a handful is what a login needs.
+        if self.spare_connections > 100 {
+            return Err("proxy.spare_connections: at most 100".into());
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("proxy.tls_cert and proxy.tls_key go together".into());
         }
@@ -1068,6 +1072,19 @@ impl Proxy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spare_settings_are_bounded() {
+        let cfg = |toml: &str| -> ProxyConfig { toml::from_str(toml).unwrap() };
+        assert!(cfg("spare_connections = 4").validate().is_ok());
+        let e = cfg("spare_connections = 500").validate().unwrap_err();
+        assert!(e.contains("proxy.spare_connections"), "{e}");
+        let e = cfg("spare_max_age = \"10ms\"").validate().unwrap_err();
+        assert!(e.contains("proxy.spare_max_age"), "{e}");
+        assert!(cfg("spare_connections = 0\nspare_max_age = \"10ms\"")
+            .validate()
+            .is_ok());
+    }
 
     #[test]
     fn each_refused_close_pairs_with_one_retry_from_its_address() {
