@@ -486,6 +486,17 @@ impl Proxy {
     async fn keep_spares(self: Arc<Self>) {
         loop {
             if self.spares.missing() > 0 {
+                match self.spares.quiet_in() {
+                    None => {
+                        self.spares.wait().await;
+                        continue;
+                    }
+                    Some(d) if !d.is_zero() => {
+                        tokio::time::sleep(d).await;
+                        continue;
+                    }
+                    Some(_) => {}
+                }
                 match self.connect_tcp().await {
                     Ok(tcp) => self.spares.put(tcp),
                     Err(e) => {
@@ -594,8 +605,10 @@ impl Proxy {
         };
         self.emit(conn.event(EventKind::ConnectionReceived));
         let limit = self.cfg.auth_timeout.duration();
-        let login = tokio::time::timeout(limit, self.login(&mut client, &mut conn)).await;
-        self.spares.refill();
+        let login = {
+            let _login = self.spares.login();
+            tokio::time::timeout(limit, self.login(&mut client, &mut conn)).await
+        };
         let mut upstream = match login {
             Ok(Some(up)) => up,
             Ok(None) => return,

@@ -6,6 +6,11 @@
 //! and the proxy holds no credentials), but it can have the next few backends started before
 //! the clients arrive: a login takes a spare connection, and a spare is opened to replace it.
 //!
+//! A spare is opened only once logins have paused ([`QUIET`], none in progress): starting a
+//! backend while another login's backend starts up slows that login down more than the
+//! spare saves, on a machine without cores to spare. Clients that connect back to back, or
+//! many at once, so get their connections on demand, and spares serve the pauses between.
+//!
 //! A spare is a TCP connection on which nothing was said. The server gives such a
 //! connection `authentication_timeout` (60 s by default) to send its startup packet, so
 //! spares are replaced once they are `max_age` old, and any the server closed meanwhile (a
@@ -23,14 +28,17 @@ use tokio::net::TcpStream;
 /// Without a login for this long, spares lapse until the next one.
 pub const IDLE: Duration = Duration::from_secs(600);
 
+/// How long logins must have paused before a spare is opened.
+pub const QUIET: Duration = Duration::from_millis(2);
+
 pub struct Spares {
     wanted: usize,
-    /// When the last login ended; none yet: no spares.
-    last_login: Mutex<Option<Instant>>,
+    /// Logins in progress, and when one last began or ended (none yet: no spares).
+    logins: Mutex<(usize, Option<Instant>)>,
     max_age: Duration,
     /// Oldest first.
     pool: Mutex<Vec<(Instant, TcpStream)>>,
-    /// Signalled when a spare was taken, to open the next one at once.
+    /// Signalled when a login ends.
     taken: tokio::sync::Notify,
 }
 
@@ -38,7 +46,7 @@ impl Spares {
     pub fn new(wanted: usize, max_age: Duration) -> Spares {
         Spares {
             wanted,
-            last_login: Mutex::new(None),
+            logins: Mutex::new((0, None)),
             max_age,
             pool: Mutex::new(Vec::with_capacity(wanted)),
             taken: tokio::sync::Notify::new(),
@@ -68,11 +76,7 @@ impl Spares {
     /// their end stay usable but are replaced already, so that there is never a moment
     /// without one.
     pub fn missing(&self) -> usize {
-        let busy = self
-            .last_login
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|t| t.elapsed() < IDLE);
+        let busy = self.logins().1.is_some_and(|t| t.elapsed() < IDLE);
         let mut pool = self.pool();
         pool.retain(|(since, tcp)| since.elapsed() < self.max_age && still_open(tcp));
         let renew = self.max_age.saturating_sub(self.look());
@@ -92,22 +96,48 @@ impl Spares {
         (self.max_age / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
     }
 
-    /// A login ended: time to replace the spare it may have taken. Not sooner: the server
-    /// starting a backend while the login's own one starts up slows that login down.
-    pub fn refill(&self) {
-        if self.wanted > 0 {
-            *self.last_login.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-            self.taken.notify_one();
+    fn logins(&self) -> std::sync::MutexGuard<'_, (usize, Option<Instant>)> {
+        self.logins.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A login begins; it ends when the guard goes.
+    pub fn login(&self) -> Login<'_> {
+        let mut l = self.logins();
+        l.0 += 1;
+        l.1 = Some(Instant::now());
+        Login(self)
+    }
+
+    /// How much longer to wait before opening a spare: zero once logins have paused for
+    /// [`QUIET`]; `None` while one is in progress (its end signals).
+    pub fn quiet_in(&self) -> Option<Duration> {
+        let l = self.logins();
+        if l.0 > 0 {
+            return None;
         }
+        Some(l.1.map_or(Duration::ZERO, |t| QUIET.saturating_sub(t.elapsed())))
     }
 
     pub fn put(&self, tcp: TcpStream) {
         self.pool().push((Instant::now(), tcp));
     }
 
-    /// Until a spare is taken, or the next look at their age is due.
+    /// Until a login ends, or the next look at the spares' age is due.
     pub async fn wait(&self) {
         let _ = tokio::time::timeout(self.look(), self.taken.notified()).await;
+    }
+}
+
+/// A login in progress.
+pub struct Login<'a>(&'a Spares);
+
+impl Drop for Login<'_> {
+    fn drop(&mut self) {
+        let mut l = self.0.logins();
+        l.0 = l.0.saturating_sub(1);
+        l.1 = Some(Instant::now());
+        drop(l);
+        self.0.taken.notify_one();
     }
 }
 
@@ -137,8 +167,13 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let spares = Spares::new(1, Duration::from_millis(400));
         assert_eq!(spares.missing(), 0, "none before the first login");
-        spares.refill();
+        let login = spares.login();
+        assert_eq!(spares.quiet_in(), None, "not during a login");
+        drop(login);
+        assert!(spares.quiet_in().is_some_and(|d| d > Duration::ZERO));
         assert_eq!(spares.missing(), 1);
+        tokio::time::sleep(QUIET).await;
+        assert_eq!(spares.quiet_in(), Some(Duration::ZERO));
         let (a, _server_a) = pair(&listener).await;
         spares.put(a);
         assert_eq!(spares.missing(), 0);
