@@ -459,6 +459,25 @@ async fn run_with_the_proxy_stores_alerts_blocks_and_fingerprints() {
     );
     let blocks = get("/proxy/blocks");
     assert_eq!(blocks["value"][0]["sourceIp"], "127.0.0.1", "{blocks:#}");
+    // The proxy's figures in /metrics.
+    let (status, metrics) = api_text(&base, "/metrics", &token);
+    assert_eq!(status, 200);
+    let figure = |line: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in\n{metrics}"))
+    };
+    assert!(figure("pgvigil_proxy_logins_total ") >= 1.0, "{metrics}");
+    assert!(
+        figure("pgvigil_proxy_connections_total ") >= 5.0,
+        "{metrics}"
+    );
+    assert!(
+        figure("pgvigil_proxy_refused_total{reason=\"blocked\"} ") >= 1.0,
+        "hydra's attempts after the block: {metrics}"
+    );
+    assert_eq!(figure("pgvigil_proxy_blocked_sources "), 1.0, "{metrics}");
     assert_eq!(
         blocks["value"][0]["alertType"],
         "PostgreSQL_HarmfulApplication"

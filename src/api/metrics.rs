@@ -42,6 +42,74 @@ fn single(m: &mut String, name: &str, kind: &str, help: &str, value: impl std::f
     let _ = writeln!(m, "{name} {value}");
 }
 
+/// The proxy's figures, when this process runs it.
+fn proxy(m: &mut String, p: &crate::proxy::ProxyStats) {
+    let counters = [
+        (
+            "pgvigil_proxy_connections_total",
+            "Client connections accepted.",
+            p.accepted,
+        ),
+        (
+            "pgvigil_proxy_logins_total",
+            "Logins through the proxy that succeeded.",
+            p.logins,
+        ),
+        (
+            "pgvigil_proxy_invalid_startups_total",
+            "Connections that sent what is not PostgreSQL's protocol.",
+            p.invalid_startup,
+        ),
+        (
+            "pgvigil_proxy_timeouts_total",
+            "Connections cut for not finishing their login in time.",
+            p.timeouts,
+        ),
+        (
+            "pgvigil_proxy_cancels_total",
+            "Cancel requests forwarded.",
+            p.cancels,
+        ),
+        (
+            "pgvigil_proxy_spares_used_total",
+            "Logins that went over a spare connection to the server.",
+            p.spares_used,
+        ),
+        (
+            "pgvigil_proxy_tls_retries_total",
+            "Connections that were a client's retry without TLS after the proxy declined it.",
+            p.tls_retries,
+        ),
+    ];
+    for (name, help, v) in counters {
+        single(m, name, "counter", help, v);
+    }
+    let name = "pgvigil_proxy_refused_total";
+    family(m, name, "counter", "Connections refused, by reason.");
+    let _ = writeln!(m, "{name}{{reason=\"blocked\"}} {}", p.refused_blocked);
+    let _ = writeln!(m, "{name}{{reason=\"limit\"}} {}", p.refused_limit);
+    let gauges = [
+        (
+            "pgvigil_proxy_clients",
+            "Client connections open.",
+            p.clients,
+        ),
+        (
+            "pgvigil_proxy_spare_connections",
+            "Spare connections to the server ready.",
+            p.spares_ready,
+        ),
+        (
+            "pgvigil_proxy_blocked_sources",
+            "Sources the proxy refuses now.",
+            p.blocked,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        single(m, name, "gauge", help, v);
+    }
+}
+
 pub(super) async fn metrics(State(st): State<Arc<ApiState>>) -> ApiResult<Response> {
     let store = st.store.clone();
     let (servers, by_type, (backlog, failing)) = blocking(move || {
@@ -133,6 +201,9 @@ pub(super) async fn metrics(State(st): State<Arc<ApiState>>) -> ApiResult<Respon
         "Alerts not raised because the server's policy turns them off.",
         c.alerts_suppressed.load(Ordering::Relaxed),
     );
+    if let Some(p) = &st.proxy {
+        proxy(&mut m, &p.stats());
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

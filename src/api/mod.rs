@@ -69,8 +69,8 @@ pub struct ApiState {
     /// Notification channels that simulated alerts are queued on, like real ones.
     pub channels: Vec<String>,
     pub admins: Vec<String>,
-    /// The proxy's active-response blocks, when this process runs the proxy.
-    pub blocks: Option<Arc<crate::proxy::block::Blocklist>>,
+    /// The proxy, when this process runs it: its active-response blocks and its figures.
+    pub proxy: Option<Arc<crate::proxy::Proxy>>,
     /// Web console sign-ins.
     pub console: Arc<crate::console::Sessions>,
 }

@@ -62,10 +62,11 @@ pub(super) async fn posture(
 /// `GET /proxy/blocks`: the sources the proxy refuses now (active response), with the alert
 /// that caused each and until when.
 pub(super) async fn blocks(State(st): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
-    let b = st
-        .blocks
+    let b = &st
+        .proxy
         .as_ref()
-        .ok_or_else(|| ApiError::not_found("no proxy runs in this process"))?;
+        .ok_or_else(|| ApiError::not_found("no proxy runs in this process"))?
+        .blocks;
     b.expire(crate::store::now_ms());
     Ok(Json(
         serde_json::json!({"value": b.list(), "nextLink": null}),

@@ -161,7 +161,7 @@ pub fn run(args: Args) -> Result<u8> {
         &cfg,
         store.clone(),
         true,
-        guard.as_ref().map(|g| g.proxy.blocks.clone()),
+        guard.as_ref().map(|g| g.proxy.clone()),
     )?;
     let origin = PathBuf::from(format!(
         "{} (checkpoint of {})",

@@ -22,7 +22,7 @@ pub fn start(
     cfg: &Config,
     store: Arc<Store>,
     send: bool,
-    blocks: Option<Arc<pgvigil::proxy::block::Blocklist>>,
+    proxy: Option<Arc<pgvigil::proxy::Proxy>>,
 ) -> Result<Services> {
     let notifier = Arc::new(
         Notifier::new(&cfg.notify, cfg.api.public_url.clone()).map_err(|e| anyhow!("{e}"))?,
@@ -63,7 +63,7 @@ pub fn start(
             counters: counters.clone(),
             channels: channels.clone(),
             admins: admins.clone(),
-            blocks,
+            proxy,
             console: Default::default(),
         });
         Some(pgvigil::api::spawn(&cfg.api, state)?)

@@ -214,6 +214,30 @@ pub struct ProxyCounters {
     pub invalid_startup: AtomicU64,
     pub timeouts: AtomicU64,
     pub cancels: AtomicU64,
+    /// Logins that went over a spare connection.
+    pub spares_used: AtomicU64,
+    /// Connections recognised as a client's retry without TLS after the proxy declined it.
+    pub tls_retries: AtomicU64,
+}
+
+/// The proxy's figures at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProxyStats {
+    pub accepted: u64,
+    pub logins: u64,
+    pub refused_blocked: u64,
+    pub refused_limit: u64,
+    pub invalid_startup: u64,
+    pub timeouts: u64,
+    pub cancels: u64,
+    pub spares_used: u64,
+    pub tls_retries: u64,
+    /// Client connections open now.
+    pub clients: usize,
+    /// Spare server connections ready now.
+    pub spares_ready: usize,
+    /// Sources blocked now.
+    pub blocked: usize,
 }
 
 /// Largest server message read during authentication.
@@ -446,6 +470,29 @@ impl Proxy {
             .send(e);
     }
 
+    /// The counters, and the connections open and spares ready now.
+    pub fn stats(&self) -> ProxyStats {
+        let c = &self.counters;
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ProxyStats {
+            accepted: n(&c.accepted),
+            logins: n(&c.logins),
+            refused_blocked: n(&c.refused_blocked),
+            refused_limit: n(&c.refused_limit),
+            invalid_startup: n(&c.invalid_startup),
+            timeouts: n(&c.timeouts),
+            cancels: n(&c.cancels),
+            spares_used: n(&c.spares_used),
+            tls_retries: n(&c.tls_retries),
+            clients: self
+                .cfg
+                .max_clients
+                .saturating_sub(self.clients.available_permits()),
+            spares_ready: self.spares.ready(),
+            blocked: self.blocks.list().len(),
+        }
+    }
+
     /// Addresses the server sees proxied connections come from.
     pub fn upstream_locals(&self) -> Vec<IpAddr> {
         self.upstream_locals
@@ -476,6 +523,32 @@ impl Proxy {
         if self.spares.wanted() > 0 {
             runtime.spawn(self.clone().keep_spares());
         }
+        // The figures in the log too (`pgvigil proxy` has no /metrics), when they changed.
+        let me = self.clone();
+        runtime.spawn(async move {
+            let mut last = ProxyStats::default();
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                let s = me.stats();
+                if s != last {
+                    tracing::info!(
+                        connections = s.accepted,
+                        logins = s.logins,
+                        refused_blocked = s.refused_blocked,
+                        refused_limit = s.refused_limit,
+                        invalid_startups = s.invalid_startup,
+                        timeouts = s.timeouts,
+                        cancels = s.cancels,
+                        spares_used = s.spares_used,
+                        tls_retries = s.tls_retries,
+                        clients = s.clients,
+                        blocked = s.blocked,
+                        "proxy figures"
+                    );
+                    last = s;
+                }
+            }
+        });
         tracing::info!(listen = %addr, upstream = %self.cfg.upstream, active_response = self.cfg.active_response.enabled, "proxy listening");
         Ok(addr)
     }
@@ -850,6 +923,9 @@ impl Proxy {
         conn.tls_first = tls_first;
         if let (false, Some(peer)) = (tls_first, conn.peer) {
             conn.after_tls_refused = self.tls_fallbacks.take(peer.ip());
+            if conn.after_tls_refused {
+                self.counters.tls_retries.fetch_add(1, Ordering::Relaxed);
+            }
         }
         conn.fingerprint = self.fingerprints.identify_seen(&conn.startup, conn.seen());
 
@@ -980,6 +1056,7 @@ impl Proxy {
         if spare_ok {
             if let Some(mut tcp) = self.spares.take() {
                 if tcp.write_all(startup).await.is_ok() {
+                    self.counters.spares_used.fetch_add(1, Ordering::Relaxed);
                     return Some((Box::new(tcp), true));
                 }
             }

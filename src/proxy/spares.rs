@@ -118,6 +118,11 @@ impl Spares {
         Some(l.1.map_or(Duration::ZERO, |t| QUIET.saturating_sub(t.elapsed())))
     }
 
+    /// Spares ready now (some may be found closed when taken).
+    pub fn ready(&self) -> usize {
+        self.pool().len()
+    }
+
     pub fn put(&self, tcp: TcpStream) {
         self.pool().push((Instant::now(), tcp));
     }

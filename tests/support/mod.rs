@@ -861,6 +861,15 @@ pub fn pg_pkglibdir() -> PathBuf {
 
 /// `GET base+path` with a bearer token: the status and the JSON body (`Null` if not JSON).
 pub fn api_get(base: &str, path: &str, token: &str) -> (u16, serde_json::Value) {
+    let (status, body) = api_text(base, path, token);
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// `GET path` with a bearer token: the status and the body as text.
+pub fn api_text(base: &str, path: &str, token: &str) -> (u16, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -871,11 +880,7 @@ pub fn api_get(base: &str, path: &str, token: &str) -> (u16, serde_json::Value) 
         .call()
         .unwrap();
     let status = r.status().as_u16();
-    let body = r.body_mut().read_to_string().unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
-    )
+    (status, r.body_mut().read_to_string().unwrap_or_default())
 }
 
 /// A `pgvigil run` set-up for server `db1`: following `logs` from their beginning, a state
