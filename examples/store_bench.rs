@@ -100,7 +100,7 @@ fn main() -> anyhow::Result<()> {
         counters: Arc::new(Counters::default()),
         channels: vec![],
         admins: vec![],
-        blocks: None,
+        proxy: None,
         console: Default::default(),
     });
     let cfg = ApiConfig {
