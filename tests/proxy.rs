@@ -1090,3 +1090,36 @@ async fn spares_the_server_gave_up_on_are_not_used() {
         began - started
     );
 }
+
+/// Without a spare, the server connection is opened as the client arrives, not once its
+/// startup packet is in: the backend starts while the client is still saying what it wants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_connection_opens_as_the_client_arrives() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let p = proxy_configured(&cl, dir.path(), "[proxy]\nspare_connections = 0\n", &[]);
+    let addr = p.proxy_addr();
+    let arrived = now_ms();
+    let stream = connect_from("127.0.4.30", addr).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let spoke = now_ms();
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.user("app").password(APP_PASSWORD).dbname("postgres");
+    let (client, conn) = cfg
+        .connect_raw(stream, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let started = backend_started_ms(&cl, pid);
+    assert!(
+        started >= arrived - 1 && started < spoke - 200,
+        "backend started {} ms after the client arrived, {} ms before it spoke",
+        started - arrived,
+        spoke - started
+    );
+}

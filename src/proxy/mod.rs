@@ -188,6 +188,34 @@ async fn read_proxy_header(tcp: &mut TcpStream) -> std::io::Result<Option<Socket
     protocol::parse_proxy_v1(&line).map_err(bad)
 }
 
+/// A connection to the server opened as a client arrived. One its login did not use (a
+/// spare came first; a cancel request; no startup at all) joins the spares when they are
+/// short of one, and is closed otherwise.
+struct Early {
+    task: Option<tokio::task::JoinHandle<Result<TcpStream, String>>>,
+    proxy: Arc<Proxy>,
+}
+
+impl Early {
+    async fn take(&mut self) -> Option<TcpStream> {
+        self.task.take()?.await.ok()?.ok()
+    }
+}
+
+impl Drop for Early {
+    fn drop(&mut self) {
+        // Dropped outside the runtime (it shutting down), the task goes with it.
+        if let (Some(task), Ok(rt)) = (self.task.take(), tokio::runtime::Handle::try_current()) {
+            let proxy = self.proxy.clone();
+            rt.spawn(async move {
+                if let Ok(Ok(tcp)) = task.await {
+                    proxy.spares.offer(tcp);
+                }
+            });
+        }
+    }
+}
+
 /// The server's list of SASL mechanisms without `SCRAM-SHA-256-PLUS`: channel binding ties
 /// SCRAM to the TLS session it runs in, and the client's session ends at the proxy, so the
 /// client must not pick it (it falls back to plain SCRAM).
@@ -786,7 +814,16 @@ impl Proxy {
     /// The login: first packets (TLS accepted or declined), then the server's authentication
     /// exchange relayed message by message. Returns the upstream connection once the session
     /// is ready, `None` when the connection ended (a failed login, a cancel request, garbage).
-    async fn login(&self, client: &mut BoxIo, conn: &mut Conn) -> Option<BoxIo> {
+    async fn login(self: &Arc<Self>, client: &mut BoxIo, conn: &mut Conn) -> Option<BoxIo> {
+        // PostgreSQL starts the backend as it accepts the connection: when no spare is
+        // ready, that starts now, while the client says what it wants.
+        let mut early = Early {
+            task: (self.connector.is_none() && self.spares.ready() == 0).then(|| {
+                let me = self.clone();
+                tokio::spawn(async move { me.connect_tcp().await })
+            }),
+            proxy: self.clone(),
+        };
         let mut tls_first = false;
         let mut tls_refused = false;
         let startup = loop {
@@ -869,7 +906,9 @@ impl Proxy {
         conn.fingerprint = self.fingerprints.identify_seen(&conn.startup, conn.seen());
 
         let startup = conn.startup.encode();
-        let (mut up, mut spare) = self.send_startup(client, &startup, true).await?;
+        let (mut up, mut spare) = self
+            .send_startup(client, &startup, Some(&mut early))
+            .await?;
 
         let mut ubuf: Vec<u8> = Vec::with_capacity(4096);
         let mut cbuf = [0u8; 4096];
@@ -883,7 +922,7 @@ impl Proxy {
                             // A spare the server closed as it was taken (its
                             // authentication_timeout is shorter than spare_max_age): once
                             // more, on a new connection.
-                            (up, spare) = self.send_startup(client, &startup, false).await?;
+                            (up, spare) = self.send_startup(client, &startup, None).await?;
                             continue;
                         }
                         return None;
@@ -984,19 +1023,25 @@ impl Proxy {
     }
 
     /// A server connection with the client's startup packet sent: a spare one when there is
-    /// one and `spare_ok`, a new one otherwise or when the spare turns out closed. Says
-    /// whether it is a spare; `None` when the server cannot be reached (the client is told).
+    /// one, else the one opened as the client arrived (`early`), else a new one; without
+    /// `early`, a new one (a retry). Says whether it is a spare; `None` when the server
+    /// cannot be reached (the client is told).
     async fn send_startup(
         &self,
         client: &mut BoxIo,
         startup: &[u8],
-        spare_ok: bool,
+        early: Option<&mut Early>,
     ) -> Option<(BoxIo, bool)> {
-        if spare_ok {
+        if let Some(early) = early {
             if let Some(mut tcp) = self.spares.take() {
                 if tcp.write_all(startup).await.is_ok() {
                     self.counters.spares_used.fetch_add(1, Ordering::Relaxed);
                     return Some((Box::new(tcp), true));
+                }
+            }
+            if let Some(mut tcp) = early.take().await {
+                if tcp.write_all(startup).await.is_ok() {
+                    return Some((Box::new(tcp), false));
                 }
             }
         }

@@ -123,6 +123,13 @@ impl Spares {
         self.pool().len()
     }
 
+    /// Keeps `tcp` as a spare if one is missing; closes it otherwise.
+    pub fn offer(&self, tcp: TcpStream) {
+        if self.missing() > 0 {
+            self.put(tcp);
+        }
+    }
+
     pub fn put(&self, tcp: TcpStream) {
         self.pool().push((Instant::now(), tcp));
     }
