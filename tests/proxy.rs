@@ -1123,3 +1123,28 @@ async fn the_server_connection_opens_as_the_client_arrives() {
         spoke - started
     );
 }
+
+/// Clients that connect and say nothing do not each hold a backend on the server: beyond a
+/// few logins under way, the server connection waits for the startup packet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_clients_do_not_reach_the_server() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let p = proxy_configured(&cl, dir.path(), "[proxy]\nspare_connections = 0\n", &[]);
+    let addr = p.proxy_addr();
+    let received = || server_log(&cl).matches("connection received").count();
+    let before = received();
+    let mut silent = Vec::new();
+    for _ in 0..30 {
+        silent.push(connect_from("127.0.4.40", addr).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reached = received() - before;
+    assert!(
+        (1..=8).contains(&reached),
+        "{reached} of 30 silent clients reached the server"
+    );
+    // A real client still gets in meanwhile.
+    login_pid("127.0.4.41", addr).await;
+    drop(silent);
+}

@@ -188,6 +188,9 @@ async fn read_proxy_header(tcp: &mut TcpStream) -> std::io::Result<Option<Socket
     protocol::parse_proxy_v1(&line).map_err(bad)
 }
 
+/// Logins under way beyond which a server connection waits for the client's startup packet.
+const EARLY_LIMIT: usize = 8;
+
 /// A connection to the server opened as a client arrived. One its login did not use (a
 /// spare came first; a cancel request; no startup at all) joins the spares when they are
 /// short of one, and is closed otherwise.
@@ -816,9 +819,14 @@ impl Proxy {
     /// is ready, `None` when the connection ended (a failed login, a cancel request, garbage).
     async fn login(self: &Arc<Self>, client: &mut BoxIo, conn: &mut Conn) -> Option<BoxIo> {
         // PostgreSQL starts the backend as it accepts the connection: when no spare is
-        // ready, that starts now, while the client says what it wants.
+        // ready, that starts now, while the client says what it wants. Not when many logins
+        // are under way: clients that connect and say nothing (slow-loris) would each hold a
+        // backend on the server, which the proxy otherwise spares it.
+        let early_ok = self.connector.is_none()
+            && self.spares.ready() == 0
+            && self.spares.logins_in_progress() <= EARLY_LIMIT;
         let mut early = Early {
-            task: (self.connector.is_none() && self.spares.ready() == 0).then(|| {
+            task: early_ok.then(|| {
                 let me = self.clone();
                 tokio::spawn(async move { me.connect_tcp().await })
             }),

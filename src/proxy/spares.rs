@@ -108,6 +108,11 @@ impl Spares {
         Login(self)
     }
 
+    /// Logins under way now.
+    pub fn logins_in_progress(&self) -> usize {
+        self.logins().0
+    }
+
     /// How much longer to wait before opening a spare: zero once logins have paused for
     /// [`QUIET`]; `None` while one is in progress (its end signals).
     pub fn quiet_in(&self) -> Option<Duration> {
