@@ -77,7 +77,15 @@ async fn connect(
     user: &str,
     password: &str,
 ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let stream = connect_from(source, addr).await;
+    login_over(connect_from(source, addr).await, user, password).await
+}
+
+/// A tokio-postgres login over a connection already open.
+async fn login_over(
+    stream: tokio::net::TcpStream,
+    user: &str,
+    password: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let mut cfg = tokio_postgres::Config::new();
     cfg.user(user)
         .password(password)
@@ -1002,11 +1010,15 @@ async fn login_pid(source: &str, addr: SocketAddr) -> (i64, i32) {
     let client = connect(source, addr, "app", APP_PASSWORD)
         .await
         .expect("login through the proxy");
-    let row = client
+    (began, backend_pid(&client).await)
+}
+
+async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
+    client
         .query_one("SELECT pg_backend_pid()", &[])
         .await
-        .unwrap();
-    (began, row.get(0))
+        .unwrap()
+        .get(0)
 }
 
 /// Spare connections: after a first login, a login gets a backend the server started before
@@ -1103,19 +1115,8 @@ async fn the_server_connection_opens_as_the_client_arrives() {
     let stream = connect_from("127.0.4.30", addr).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let spoke = now_ms();
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.user("app").password(APP_PASSWORD).dbname("postgres");
-    let (client, conn) = cfg
-        .connect_raw(stream, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let pid: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let started = backend_started_ms(&cl, pid);
+    let client = login_over(stream, "app", APP_PASSWORD).await.unwrap();
+    let started = backend_started_ms(&cl, backend_pid(&client).await);
     assert!(
         started >= arrived - 1 && started < spoke - 200,
         "backend started {} ms after the client arrived, {} ms before it spoke",

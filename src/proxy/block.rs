@@ -176,6 +176,15 @@ impl Blocklist {
         }
     }
 
+    /// Sources blocked now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn list(&self) -> Vec<Block> {
         let mut v: Vec<Block> = self.lock().values().cloned().collect();
         v.sort_by(|a, b| a.source_ip.cmp(&b.source_ip));

@@ -105,26 +105,8 @@ impl Fingerprints {
         })
     }
 
-    /// The first signature that fits the startup packet, whether TLS was asked for first, and
-    /// the client's authentication time in microseconds when known.
-    pub fn identify(
-        &self,
-        s: &Startup,
-        tls_first: bool,
-        auth_us: Option<u32>,
-    ) -> Option<Identified> {
-        self.identify_seen(
-            s,
-            Seen {
-                tls_first,
-                auth_us,
-                after_tls_refused: false,
-            },
-        )
-    }
-
     /// The first signature that fits the startup packet and what else the proxy saw.
-    pub fn identify_seen(&self, s: &Startup, seen: Seen) -> Option<Identified> {
+    pub fn identify(&self, s: &Startup, seen: Seen) -> Option<Identified> {
         let auth_ms = seen.auth_us.map(|us| f64::from(us) / 1000.0);
         self.signatures
             .iter()
@@ -166,6 +148,15 @@ fn starts_with(s: &Startup, names: &[String]) -> bool {
 mod tests {
     use super::*;
 
+    /// What the proxy saw besides the packet: TLS asked for first, the authentication time.
+    fn seen(tls_first: bool, auth_us: Option<u32>) -> Seen {
+        Seen {
+            tls_first,
+            auth_us,
+            after_tls_refused: false,
+        }
+    }
+
     fn startup(params: &[(&str, &str)]) -> Startup {
         Startup {
             protocol: super::super::protocol::PROTOCOL_3_0,
@@ -180,8 +171,10 @@ mod tests {
     fn captured_clients_are_told_apart() {
         let f = Fingerprints::built_in();
         assert!(f.signatures.len() >= 10);
-        let id =
-            |p: &[(&str, &str)], tls| f.identify(&startup(p), tls, None).map(|i| (i.name, i.tool));
+        let id = |p: &[(&str, &str)], tls| {
+            f.identify(&startup(p), seen(tls, None))
+                .map(|i| (i.name, i.tool))
+        };
         // As captured from each client.
         assert_eq!(
             id(
@@ -261,8 +254,10 @@ mod tests {
     #[test]
     fn families_known_from_their_drivers_are_told_apart() {
         let f = Fingerprints::built_in();
-        let id =
-            |p: &[(&str, &str)], tls| f.identify(&startup(p), tls, None).map(|i| (i.name, i.tool));
+        let id = |p: &[(&str, &str)], tls| {
+            f.identify(&startup(p), seen(tls, None))
+                .map(|i| (i.name, i.tool))
+        };
         // Npgsql: user, client_encoding, database, then the optional ones.
         for extra in [
             &[][..],
@@ -335,20 +330,21 @@ mod tests {
     fn a_retry_without_tls_after_a_refusal_is_pgx() {
         let f = Fingerprints::built_in();
         let s = startup(&[("user", "app"), ("database", "appdb")]);
-        let seen = |tls_first, after_tls_refused| Seen {
-            tls_first,
-            auth_us: Some(3_000),
-            after_tls_refused,
+        let name = |tls_first, after_tls_refused| {
+            let saw = Seen {
+                after_tls_refused,
+                ..seen(tls_first, Some(3_000))
+            };
+            f.identify(&s, saw).map(|i| i.name)
         };
-        let name = |seen| f.identify_seen(&s, seen).map(|i| i.name);
-        assert_eq!(name(seen(false, true)).as_deref(), Some("pgx"));
+        assert_eq!(name(false, true).as_deref(), Some("pgx"));
         // The same packet on the first connection is libpq's.
         assert_eq!(
-            name(seen(false, false)).as_deref(),
+            name(false, false).as_deref(),
             Some("libpq (psycopg2, psycopg 3, libpq-based drivers)")
         );
         assert_eq!(
-            name(seen(true, false)).as_deref(),
+            name(true, false).as_deref(),
             Some("libpq (psycopg2, psycopg 3, libpq-based drivers)")
         );
     }
@@ -368,17 +364,17 @@ mod tests {
             ("database", "b"),
             ("application_name", "psql"),
         ]);
-        assert_eq!(f.identify(&s, true, None).unwrap().name, "our-etl");
+        assert_eq!(f.identify(&s, seen(true, None)).unwrap().name, "our-etl");
         // Timing bounds: a login answered after 2 s is someone typing, not a script.
         std::fs::write(&p, "[[client]]\nname = \"by hand\"\nmin_auth_ms = 1500\n").unwrap();
         let f = Fingerprints::load(Some(&p)).unwrap();
         assert_eq!(
-            f.identify(&s, true, Some(2_000_000)).unwrap().name,
+            f.identify(&s, seen(true, Some(2_000_000))).unwrap().name,
             "by hand"
         );
-        assert_eq!(f.identify(&s, true, Some(900)).unwrap().name, "psql");
+        assert_eq!(f.identify(&s, seen(true, Some(900))).unwrap().name, "psql");
         assert_eq!(
-            f.identify(&s, true, None).unwrap().name,
+            f.identify(&s, seen(true, None)).unwrap().name,
             "psql",
             "unmeasured: timing signatures do not apply"
         );

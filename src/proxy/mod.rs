@@ -459,7 +459,7 @@ impl Proxy {
                 .max_clients
                 .saturating_sub(self.clients.available_permits()),
             spares_ready: self.spares.ready(),
-            blocked: self.blocks.list().len(),
+            blocked: self.blocks.len(),
         }
     }
 
@@ -911,7 +911,7 @@ impl Proxy {
                 self.counters.tls_retries.fetch_add(1, Ordering::Relaxed);
             }
         }
-        conn.fingerprint = self.fingerprints.identify_seen(&conn.startup, conn.seen());
+        conn.fingerprint = self.fingerprints.identify(&conn.startup, conn.seen());
 
         let startup = conn.startup.encode();
         let (mut up, mut spare) = self
@@ -1026,7 +1026,7 @@ impl Proxy {
     /// The fingerprint again once the authentication timing is known (signatures may bound it).
     fn identify_timed(&self, conn: &mut Conn) {
         if conn.client_auth.is_some() {
-            conn.fingerprint = self.fingerprints.identify_seen(&conn.startup, conn.seen());
+            conn.fingerprint = self.fingerprints.identify(&conn.startup, conn.seen());
         }
     }
 
