@@ -833,7 +833,7 @@ impl Proxy {
             proxy: self.clone(),
         };
         let mut tls_first = false;
-        let mut tls_refused = false;
+        let mut declined: Option<tls_retry::Declined<'_>> = None;
         let startup = loop {
             match self.read_first(client).await {
                 Ok(None) => {
@@ -842,13 +842,12 @@ impl Proxy {
                     });
                     // After a declined SSLRequest this may be a driver about to retry
                     // without TLS: the event waits to see (and is dropped if it does).
-                    match (tls_refused, conn.peer) {
-                        (true, Some(peer)) => {
-                            if let Some(bare) = self.tls_fallbacks.note(peer.ip(), bare) {
-                                self.emit(bare);
-                            }
-                        }
-                        _ => self.emit(bare),
+                    let bare = match declined.take() {
+                        Some(d) => d.closed(bare),
+                        None => Some(bare),
+                    };
+                    if let Some(bare) = bare {
+                        self.emit(bare);
                     }
                     return None;
                 }
@@ -888,7 +887,7 @@ impl Proxy {
                         }
                         _ => {
                             client.write_all(b"N").await.ok()?;
-                            tls_refused = true;
+                            declined = conn.peer.and_then(|p| self.tls_fallbacks.declined(p.ip()));
                         }
                     }
                 }
@@ -903,10 +902,12 @@ impl Proxy {
                 Ok(Some(FirstPacket::Startup(s))) => break s,
             }
         };
+        // The client went on after a decline: no close of its to pair with.
+        drop(declined);
         conn.startup = startup;
         conn.tls_first = tls_first;
         if let (false, Some(peer)) = (tls_first, conn.peer) {
-            conn.after_tls_refused = self.tls_fallbacks.take(peer.ip());
+            conn.after_tls_refused = self.tls_fallbacks.take(peer.ip()).await;
             if conn.after_tls_refused {
                 self.counters.tls_retries.fetch_add(1, Ordering::Relaxed);
             }
