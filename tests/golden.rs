@@ -219,3 +219,50 @@ fn every_format_of_a_log_raises_the_same_alerts() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Real installations' prefixes (`tests/fixtures/prefixes/`, recorded by
+/// `bench/corpus/record.py --prefixes`), read without being told the prefix: the guess reads
+/// every line, and yields exactly the events the server's own prefix gives.
+#[test]
+fn every_real_prefix_is_read_without_being_told() {
+    let mut failures = Vec::new();
+    for path in cases("prefixes", "log") {
+        let truth = std::fs::read_to_string(path.with_extension("log-line-prefix")).unwrap();
+        let told = inspect(
+            &path,
+            &Hints {
+                format: Some(LogFormat::Stderr),
+                prefix: Some(Prefix::compile(&truth).unwrap()),
+            },
+        )
+        .unwrap();
+        let guessed = inspect(&path, &Hints::default()).unwrap();
+        assert_eq!(guessed.format, LogFormat::Stderr, "{}", path.display());
+        let (want, _) = pipeline::events_of(&told).unwrap();
+        let (got, stats) = pipeline::events_of(&guessed).unwrap();
+        let guess = guessed.prefix.as_ref().map(|p| p.as_str().to_string());
+        if stats.malformed > 0 {
+            failures.push(format!(
+                "{}: guessed {guess:?} for {truth:?}: {:?}",
+                path.display(),
+                stats.first_malformed
+            ));
+            continue;
+        }
+        if got != want {
+            failures.push(format!(
+                "{}: guessed {guess:?} for {truth:?}: other events:\n{got:#?}\nvs\n{want:#?}",
+                path.display()
+            ));
+            continue;
+        }
+        let text: String = got
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap() + "\n")
+            .collect();
+        if let Err(d) = check(&path.with_extension("events.jsonl"), &text) {
+            failures.push(d);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

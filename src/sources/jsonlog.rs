@@ -63,7 +63,18 @@ impl JsonlogParser {
         if raw.iter().all(|c| c.is_ascii_whitespace()) {
             return;
         }
-        let e: Entry<'_> = match serde_json::from_slice(raw) {
+        // PostgreSQL writes names as the client sent them: a role or database name that is
+        // not UTF-8 is not JSON either. Read such a line with the bytes replaced.
+        let lossy;
+        let first = serde_json::from_slice::<Entry<'_>>(raw);
+        let parsed = match first {
+            Err(_) if std::str::from_utf8(raw).is_err() => {
+                lossy = String::from_utf8_lossy(raw).into_owned();
+                serde_json::from_str::<Entry<'_>>(&lossy)
+            }
+            other => other,
+        };
+        let e: Entry<'_> = match parsed {
             Ok(e) => e,
             Err(err) => {
                 sink.malformed(Malformed {

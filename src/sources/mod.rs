@@ -11,6 +11,7 @@ pub mod file;
 pub mod jsonlog;
 pub mod pgconf;
 pub mod prefix;
+pub mod prefix_infer;
 pub mod session;
 pub mod sniff;
 pub mod stderr;

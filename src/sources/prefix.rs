@@ -43,20 +43,32 @@ impl Prefix {
         Prefix::compile("%m [%p] ").expect("the built-in default prefix compiles")
     }
 
-    /// Prefixes worth trying when none is given: PostgreSQL's, Debian's, RedHat's, and the
-    /// ones pgBadger's documentation recommends.
+    /// Prefixes worth trying when none is given: PostgreSQL's default (RHEL and PGDG
+    /// packages), Debian's, those of the managed services (Amazon RDS and Aurora, Azure,
+    /// Google Cloud SQL, Heroku), of operators and HA tools (Crunchy, Spilo/Patroni), and the
+    /// ones pgBadger's documentation recommends. Others are inferred from the lines.
     pub fn well_known() -> Vec<Prefix> {
         [
             "%m [%p] %q%u@%d ",
             "%m [%p] ",
+            "%t:%r:%u@%d:[%p]:",
+            "%t-%c-",
+            "%m [%p]: [%l-1] db=%d,user=%u ",
+            "%t [%p]: [%l-1] db=%d,user=%u ",
+            " sql_error_code = %e ",
             "< %m > ",
             "%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
             "%t [%p]: user=%u,db=%d,app=%a,client=%h ",
             "%t [%p]: [%l-1] ",
+            "%t [%p]: ",
             "%m [%p] %u@%d ",
+            "%m [%p] %q%u@%d %h ",
+            "%m [%p] %q%u@%d/%a ",
             "%m [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
             "%t [%p-%l] %q%u@%d ",
             "%m %r %u %d [%p] ",
+            "%t [%p]: [%l-1] %c %q%u@%d ",
+            "%m [%p] %q[user=%u,db=%d,app=%a] ",
             "%t ",
             "%m ",
         ]
@@ -133,57 +145,253 @@ impl Prefix {
     }
 
     /// Matches `line`, filling `rec`; the remainder must start with `SEVERITY:  `.
+    ///
+    /// The prefix must end exactly where a severity word does. Role, database and application
+    /// names are chosen by whoever connects and may hold spaces, `@`, brackets or even
+    /// `FATAL:  `, so free-text fields are not simply cut at the next separator: each place
+    /// where the rest of the prefix can still fit is tried, preferring the value the message
+    /// itself names (`for user "…"`, `user=… database=…`), and the first candidate severity
+    /// word whose left side fits the whole prefix wins.
     pub fn match_line(&self, line: &str, rec: &mut Record) -> Option<PrefixMatch> {
-        // A session line with every field, else (with %q) a non-session line cut at %q.
-        if let Some(m) = self.match_tokens(line, &self.tokens, rec) {
-            if severity_len(&line[m.rest..]).is_some() {
-                return Some(m);
-            }
+        // A session line (every field) at any candidate severity word comes before a
+        // non-session line (cut at %q): a role named `FATAL:  x` must not turn its own
+        // session's line into a postmaster's.
+        if let Some(m) = self.match_with(&self.tokens, line, rec) {
+            return Some(m);
         }
-        if let Some(q) = self.tokens.iter().position(|t| *t == Token::QStop) {
+        let q = self.tokens.iter().position(|t| *t == Token::QStop)?;
+        clear_prefix_fields(rec);
+        let m = self.match_with(&self.tokens[..q], line, rec);
+        if m.is_none() {
             clear_prefix_fields(rec);
-            if let Some(m) = self.match_tokens(line, &self.tokens[..q], rec) {
-                if severity_len(&line[m.rest..]).is_some() {
-                    return Some(m);
-                }
+        }
+        m
+    }
+
+    fn match_with(&self, tokens: &[Token], line: &str, rec: &mut Record) -> Option<PrefixMatch> {
+        let mut hints: Option<Hints<'_>> = None;
+        let b = line.as_bytes();
+        let mut from = 0;
+        for _ in 0..MAX_SEVERITY_CANDIDATES {
+            let colon = from + find_colon_two_spaces(&b[from..])?;
+            from = colon + 1;
+            // The severity word: the letters (and DEBUG's digit) right before the colon.
+            let word_start = line[..colon]
+                .char_indices()
+                .rev()
+                .take_while(|(_, c)| c.is_alphanumeric())
+                .last()
+                .map_or(colon, |(i, _)| i);
+            let word = &line[word_start..colon];
+            if word.is_empty() || word.len() > 40 || !is_severity_word(word) {
+                continue;
+            }
+            let hints = hints.get_or_insert_with(|| Hints::of(&line[colon + 3..]));
+            let goal = Goal {
+                tokens,
+                line,
+                end: word_start,
+                hints,
+            };
+            let mut st = MatchState {
+                unknown_zone: false,
+                budget: MATCH_BUDGET,
+            };
+            if self.match_at(&goal, 0, 0, rec, &mut st) {
+                return Some(PrefixMatch {
+                    rest: word_start,
+                    unknown_zone: st.unknown_zone,
+                });
             }
         }
         None
     }
 
-    fn match_tokens(&self, line: &str, tokens: &[Token], rec: &mut Record) -> Option<PrefixMatch> {
-        let b = line.as_bytes();
-        let mut i = 0usize;
-        let mut unknown_zone = false;
-        let mut k = 0;
-        while k < tokens.len() {
-            match &tokens[k] {
-                Token::QStop => {}
-                Token::Lit(l) => {
-                    if !b[i..].starts_with(l.as_bytes()) {
-                        return None;
-                    }
-                    i += l.len();
-                }
-                Token::Field(esc, padded) => {
-                    let next_lit = tokens[k + 1..].iter().find_map(|t| match t {
-                        Token::Lit(l) => Some(l.as_str()),
-                        Token::Field(..) => Some(""),
-                        Token::QStop => None,
-                    });
-                    let s = &line[i..];
-                    let n = scan_field(*esc, *padded, s, next_lit)?;
-                    let v = if *padded { s[..n].trim() } else { &s[..n] };
-                    assign(*esc, v, rec, &mut unknown_zone, &self.times)?;
-                    i += n;
-                }
-            }
-            k += 1;
+    /// Matches `goal.tokens[k..]` against exactly `goal.line[i..goal.end]`, backtracking over
+    /// where each free-text field ends. `st.budget` bounds the attempts whatever a hostile
+    /// line holds.
+    fn match_at(
+        &self,
+        goal: &Goal<'_>,
+        k: usize,
+        i: usize,
+        rec: &mut Record,
+        st: &mut MatchState,
+    ) -> bool {
+        if st.budget == 0 {
+            return false;
         }
-        Some(PrefixMatch {
-            rest: i,
-            unknown_zone,
-        })
+        st.budget -= 1;
+        let Some(tok) = goal.tokens.get(k) else {
+            return i == goal.end;
+        };
+        let (esc, padded) = match tok {
+            Token::QStop => return self.match_at(goal, k + 1, i, rec, st),
+            Token::Lit(l) => {
+                return goal.line[i..goal.end].starts_with(l.as_str())
+                    && self.match_at(goal, k + 1, i + l.len(), rec, st)
+            }
+            Token::Field(esc, padded) => (*esc, *padded),
+        };
+        let next_lit = goal.tokens[k + 1..].iter().find_map(|t| match t {
+            Token::Lit(l) => Some(l.as_str()),
+            Token::Field(..) => Some(""),
+            Token::QStop => None,
+        });
+        let s = &goal.line[i..goal.end];
+        // One way for the field to end: its value is `s[..n]`.
+        let take = |n: usize, rec: &mut Record, st: &mut MatchState| -> bool {
+            let v = if padded { s[..n].trim() } else { &s[..n] };
+            if !free_value_ok(esc, v)
+                || assign(esc, v, rec, &mut st.unknown_zone, &self.times).is_none()
+            {
+                return false;
+            }
+            self.match_at(goal, k + 1, i + n, rec, st)
+        };
+        if !FREE.contains(esc) {
+            return match scan_field(esc, padded, s, next_lit) {
+                Some(n) => take(n, rec, st),
+                None => false,
+            };
+        }
+        // Free text: the value the message names first, then every place the next literal
+        // occurs, shortest first.
+        let hinted = goal
+            .hints
+            .get(esc)
+            .filter(|h| s.starts_with(*h) && next_lit.is_none_or(|l| s[h.len()..].starts_with(l)));
+        if let Some(h) = hinted {
+            if take(h.len(), rec, st) {
+                return true;
+            }
+        }
+        match next_lit {
+            Some("") => false,
+            None => take(s.len(), rec, st),
+            Some(l) => {
+                let mut at = 0;
+                while let Some(p) = find_lit(&s.as_bytes()[at..], l.as_bytes()) {
+                    let n = at + p;
+                    if hinted.is_none_or(|h| h.len() != n) && take(n, rec, st) {
+                        return true;
+                    }
+                    if st.budget == 0 {
+                        return false;
+                    }
+                    at = n + 1;
+                    while at < s.len() && !s.is_char_boundary(at) {
+                        at += 1;
+                    }
+                    if at > s.len() {
+                        break;
+                    }
+                }
+                false
+            }
+        }
+    }
+}
+
+/// What one match attempt must cover: `line[..end]` with `tokens`, and what the line's
+/// message says of its names.
+struct Goal<'a> {
+    tokens: &'a [Token],
+    line: &'a str,
+    end: usize,
+    hints: &'a Hints<'a>,
+}
+
+/// What a match attempt carries along.
+struct MatchState {
+    unknown_zone: bool,
+    budget: u32,
+}
+
+/// Severity words tried per line before giving up on it.
+const MAX_SEVERITY_CANDIDATES: usize = 8;
+/// Steps of the backtracking match per candidate: far more than any real line needs (one
+/// per token), few enough that a line built to be ambiguous costs microseconds.
+const MATCH_BUDGET: u32 = 2_000;
+
+/// A word that can stand before `:  ` as PostgreSQL's severity (in any `lc_messages`).
+fn is_severity_word(w: &str) -> bool {
+    super::Severity::parse(w) != super::Severity::Unknown
+        || super::Secondary::parse(w).is_some()
+        || (w.chars().all(char::is_uppercase) && w.chars().count() >= 3)
+}
+
+/// Whether `v` can be the value of free-text field `esc`: host names and addresses have no
+/// spaces; names may hold anything but a line break on its own is still allowed (a role name
+/// may contain one).
+fn free_value_ok(esc: char, v: &str) -> bool {
+    match esc {
+        'h' | 'r' => !v.contains(' ') && !v.contains('\n'),
+        _ => true,
+    }
+}
+
+/// Names the message of a line states itself, to settle where a name in the prefix ends.
+#[derive(Debug, Default)]
+struct Hints<'a> {
+    user: Option<&'a str>,
+    database: Option<&'a str>,
+    application: Option<&'a str>,
+    host: Option<&'a str>,
+}
+
+impl<'a> Hints<'a> {
+    fn of(msg: &'a str) -> Hints<'a> {
+        let mut h = Hints::default();
+        let quoted_after = |key: &str| -> Option<&'a str> {
+            let at = msg.find(key)? + key.len();
+            let rest = &msg[at..];
+            // The name runs to the quote that closes it: the last one before `", ` or the end.
+            let end = rest.find("\", ").or_else(|| rest.rfind('"'))?;
+            Some(&rest[..end])
+        };
+        if let Some(rest) = msg
+            .strip_prefix("connection authorized: ")
+            .or_else(|| msg.strip_prefix("disconnection: "))
+        {
+            let after = |key: &str, ends: &[&str]| -> Option<&'a str> {
+                let at = rest.find(key)? + key.len();
+                let r = &rest[at..];
+                let end = ends
+                    .iter()
+                    .filter_map(|e| r.find(e))
+                    .min()
+                    .unwrap_or(r.len());
+                Some(&r[..end])
+            };
+            h.user = after("user=", &[" database="]);
+            h.database = after(
+                " database=",
+                &[" application_name=", " host=", " SSL ", " GSS "],
+            );
+            h.application = after(" application_name=", &[" SSL enabled (", " GSS ("]);
+            h.host = after(" host=", &[" "]);
+        } else if let Some(r) = msg.strip_prefix("password authentication failed for user \"") {
+            h.user = r.rfind('"').map(|e| &r[..e]);
+        } else if msg.contains("user \"") {
+            h.user = quoted_after("user \"");
+            h.database = quoted_after("database \"");
+            h.host = quoted_after("host \"");
+        } else if let Some(r) = msg.strip_prefix("role \"") {
+            h.user = r.rfind("\" does not exist").map(|e| &r[..e]);
+        }
+        h
+    }
+
+    fn get(&self, esc: char) -> Option<&'a str> {
+        match esc {
+            'u' => self.user,
+            'd' => self.database,
+            'a' => self.application,
+            'h' => self.host,
+            _ => None,
+        }
+        .filter(|v| !v.is_empty())
     }
 }
 

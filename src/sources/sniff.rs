@@ -36,34 +36,88 @@ fn is_csv_line(l: &[u8]) -> bool {
     }
 }
 
-/// How well a prefix fits sample lines: (lines it parses, its number of fields).
-fn score(prefix: &Prefix, lines: &[&str]) -> (usize, usize) {
+/// How well a prefix fits sample lines: (lines it parses, the fields that matter that it
+/// read a value into on some line, fewer escapes). A prefix with `%q%u@%d` reads a plain
+/// `%m [%p] ` log too (every line looks like a postmaster's), but it found no role or
+/// database there, and must not win: it would claim failures carry their database.
+///
+/// Between prefixes that read the same lines, the one whose role, database and application
+/// fields hold the names the messages themselves give (`connection authorized: user=…`)
+/// is the server's: `%q%a` and `%q%u` read the same text, but only one puts `orders-api`
+/// where an application name goes.
+fn score(
+    prefix: &Prefix,
+    lines: &[&str],
+    names: &super::prefix_infer::Names,
+) -> (usize, usize, usize, std::cmp::Reverse<usize>) {
     let mut rec = Record::default();
-    let hits = lines
-        .iter()
-        .filter(|l| {
-            rec.clear();
-            prefix.match_line(l, &mut rec).is_some()
-        })
-        .count();
-    (hits, prefix.as_str().matches('%').count())
+    let mut hits = 0;
+    let mut consistent = 0;
+    let mut read = [false; 9];
+    for l in lines {
+        rec.clear();
+        if prefix.match_line(l, &mut rec).is_none() {
+            continue;
+        }
+        hits += 1;
+        let has = |v: &[String], x: &str| !x.is_empty() && v.iter().any(|y| y == x);
+        let host_ok = rec.host == "[local]" || rec.host.parse::<std::net::IpAddr>().is_ok();
+        consistent += usize::from(has(&names.users, &rec.user))
+            + usize::from(has(&names.databases, &rec.database))
+            + usize::from(has(&names.applications, &rec.application))
+            + usize::from(!rec.host.is_empty() && host_ok);
+        for (k, got) in [
+            rec.time.is_some(),
+            rec.pid.is_some(),
+            !rec.session_id.is_empty(),
+            !rec.user.is_empty(),
+            !rec.database.is_empty(),
+            !rec.application.is_empty(),
+            !rec.host.is_empty(),
+            rec.port.is_some(),
+            rec.sqlstate.is_some(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            read[k] |= got;
+        }
+    }
+    let escapes = prefix.as_str().matches('%').count();
+    (
+        hits,
+        consistent,
+        read.iter().filter(|x| **x).count(),
+        std::cmp::Reverse(escapes),
+    )
 }
 
-/// Picks the best-fitting well-known prefix for the first lines of a stderr log. Lines that
-/// continue an entry (tab-indented) are not counted. `None` if no candidate parses any line.
+/// Picks the best-fitting prefix for the first lines of a stderr log: the well-known ones
+/// (PostgreSQL's default, Debian's, the managed services', pgBadger's) and the ones inferred
+/// from the lines themselves ([`super::prefix_infer`]), scored by how many lines each reads.
+/// Lines that continue an entry (tab-indented) are not counted. `None` if none reads a line.
 pub fn guess_prefix(head: &[u8]) -> Option<Prefix> {
     let text = String::from_utf8_lossy(head);
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| !l.is_empty() && !l.starts_with('\t'))
-        .take(200)
+        .take(500)
         .collect();
+    let names = super::prefix_infer::Names::of(&lines);
+    let mut candidates = Prefix::well_known();
+    for p in super::prefix_infer::infer(&lines) {
+        if !candidates.iter().any(|c| c.as_str() == p) {
+            if let Ok(c) = Prefix::compile(&p) {
+                candidates.push(c);
+            }
+        }
+    }
     // Among equals the first listed wins (max_by_key keeps the last, hence rev).
-    Prefix::well_known()
+    candidates
         .into_iter()
         .rev()
-        .map(|p| (score(&p, &lines), p))
-        .filter(|((hits, _), _)| *hits > 0)
+        .map(|p| (score(&p, &lines, &names), p))
+        .filter(|((hits, _, _, _), _)| *hits > 0)
         .max_by_key(|(s, _)| *s)
         .map(|(_, p)| p)
 }

@@ -25,7 +25,14 @@ pub struct StderrParser {
     /// Year for BSD syslog timestamps, which have none.
     year: i32,
     unknown_zone_reported: bool,
+    /// No more input will come: a line is judged without waiting for the one after it.
+    at_end: bool,
 }
+
+/// Lines after an entry's first one that a line break in a name can add to it (a role and a
+/// database name, each of at most 63 bytes, can hold several).
+const MAX_JOINED_LINES: usize = 6;
+const MAX_JOINED_BYTES: usize = 8 * 1024;
 
 impl StderrParser {
     pub fn new(prefix: Prefix) -> Self {
@@ -38,6 +45,7 @@ impl StderrParser {
             line: 1,
             year: 1970,
             unknown_zone_reported: false,
+            at_end: false,
         }
     }
 
@@ -76,39 +84,64 @@ impl StderrParser {
         }
     }
 
-    fn process(&mut self, raw: &[u8], sink: &mut dyn RecordSink) {
+    /// Reports a line no entry could be read from.
+    fn malformed_line(&mut self, raw: &[u8], sink: &mut dyn RecordSink) {
+        let line_no = self.line;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        // PostgreSQL never writes NUL: name binary data as such.
+        let reason = if raw.contains(&0) {
+            "binary data (NUL byte) in a text log line".to_string()
+        } else if raw.first() == Some(&b'\t') {
+            "continuation line with no log entry before it".to_string()
+        } else {
+            let mut lossy = String::new();
+            let s = Self::line_str(raw, &mut lossy);
+            format!(
+                "does not match log_line_prefix '{}': {}",
+                self.prefix.as_str(),
+                excerpt(s)
+            )
+        };
+        sink.malformed(Malformed {
+            line: line_no,
+            reason,
+        });
+    }
+
+    /// Whether `raw` is an entry's first line on its own (no side effects).
+    fn starts_entry(&self, raw: &[u8]) -> bool {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let mut lossy = String::new();
+        let mut s = Self::line_str(raw, &mut lossy);
+        if let Some(h) = syslog_header(s, self.year) {
+            if h.part > 1 {
+                return true;
+            }
+            s = h.rest;
+        }
+        let mut rec = Record::default();
+        self.prefix.match_line(s, &mut rec).is_some()
+    }
+
+    /// Takes one line (or, for an entry whose role or database name holds a line break,
+    /// several joined by `\n`). False, with nothing done, when it is no entry's line.
+    fn process(&mut self, raw: &[u8], sink: &mut dyn RecordSink) -> bool {
         let line_no = self.line;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.is_empty() {
-            return;
+            return true;
         }
-        // PostgreSQL never writes NUL; checked where a line is not plainly an entry (the
-        // prefix would reject binary data anyway, this only names it).
-        let binary = |raw: &[u8], sink: &mut dyn RecordSink| {
-            let nul = raw.contains(&0);
-            if nul {
-                sink.malformed(Malformed {
-                    line: line_no,
-                    reason: "binary data (NUL byte) in a text log line".into(),
-                });
-            }
-            nul
-        };
-        if raw[0] == b'\t' && binary(raw, sink) {
-            return;
+        if raw[0] == b'\t' && raw.contains(&0) {
+            return false;
         }
         let mut lossy = String::new();
         let mut s = Self::line_str(raw, &mut lossy);
         if let Some(cont) = s.strip_prefix('\t') {
-            if self.has_pending {
-                self.append(cont);
-            } else {
-                sink.malformed(Malformed {
-                    line: line_no,
-                    reason: "continuation line with no log entry before it".into(),
-                });
+            if !self.has_pending {
+                return false;
             }
-            return;
+            self.append(cont);
+            return true;
         }
 
         let mut syslog_pid = None;
@@ -121,7 +154,7 @@ impl StderrParser {
                 if self.has_pending {
                     self.append(&body);
                 }
-                return;
+                return true;
             }
             syslog_pid = Some(h.pid);
             syslog_time = h.time;
@@ -131,18 +164,7 @@ impl StderrParser {
         self.scratch.clear();
         self.scratch.line = line_no;
         let Some(pm) = self.prefix.match_line(s, &mut self.scratch) else {
-            if binary(raw, sink) {
-                return;
-            }
-            sink.malformed(Malformed {
-                line: line_no,
-                reason: format!(
-                    "does not match log_line_prefix '{}': {}",
-                    self.prefix.as_str(),
-                    excerpt(s)
-                ),
-            });
-            return;
+            return false;
         };
         if pm.unknown_zone && !self.unknown_zone_reported {
             self.unknown_zone_reported = true;
@@ -160,7 +182,7 @@ impl StderrParser {
         }
         let rest = &s[pm.rest..];
         let Some(sl) = severity_len(rest) else {
-            return;
+            return true;
         };
         let word = &rest[..sl - 3];
         let msg = &rest[sl..];
@@ -183,7 +205,7 @@ impl StderrParser {
                     Field::Detail => &mut self.pending.detail,
                     Field::Hint => &mut self.pending.hint,
                     Field::Statement => &mut self.pending.statement,
-                    _ => return,
+                    _ => return true,
                 };
                 if !target.is_empty() {
                     target.push('\n');
@@ -192,7 +214,7 @@ impl StderrParser {
             }
             // A DETAIL without its entry (the file starts in the middle of one): nothing
             // to attach it to, and nothing lost that the entry itself would have said.
-            return;
+            return true;
         }
 
         self.emit(sink);
@@ -202,6 +224,7 @@ impl StderrParser {
         self.pending.message.push_str(msg);
         self.has_pending = true;
         self.field = Field::Message;
+        true
     }
 }
 
@@ -279,12 +302,71 @@ fn syslog_header(s: &str, year: i32) -> Option<SyslogHeader<'_>> {
 impl LogParser for StderrParser {
     fn feed(&mut self, data: &[u8], sink: &mut dyn RecordSink) -> usize {
         let mut start = 0;
-        for nl in memchr::memchr_iter(b'\n', data) {
-            self.process(&data[start..nl], sink);
-            self.line += 1;
-            start = nl + 1;
+        while let Some(nl) = memchr::memchr(b'\n', &data[start..]) {
+            let end = start + nl;
+            if self.process(&data[start..end], sink) {
+                self.line += 1;
+                start = end + 1;
+                continue;
+            }
+            let raw = &data[start..end];
+            if raw.first() == Some(&b'\t') || raw.contains(&0) {
+                self.malformed_line(raw, sink);
+                self.line += 1;
+                start = end + 1;
+                continue;
+            }
+            // Not an entry's line. PostgreSQL writes role and database names into the prefix
+            // as they are, so a name with a line break splits its entry's first line: try it
+            // joined with the lines after it that are no entry's lines either.
+            let mut joined = None;
+            let mut to = end;
+            for extra in 1..=MAX_JOINED_LINES {
+                let next_start = to + 1;
+                let Some(nl2) = memchr::memchr(b'\n', &data[next_start..]) else {
+                    if !self.at_end {
+                        // The next line is not here yet: decide when it is.
+                        return start;
+                    }
+                    break;
+                };
+                let next = &data[next_start..next_start + nl2];
+                if next.first() == Some(&b'\t') || self.starts_entry(next) {
+                    break;
+                }
+                to = next_start + nl2;
+                if to - start > MAX_JOINED_BYTES {
+                    break;
+                }
+                if self.process(&data[start..to], sink) {
+                    joined = Some(extra as u64);
+                    break;
+                }
+            }
+            match joined {
+                Some(extra) => {
+                    self.line += 1 + extra;
+                    start = to + 1;
+                }
+                None => {
+                    self.malformed_line(&data[start..end], sink);
+                    self.line += 1;
+                    start = end + 1;
+                }
+            }
         }
         start
+    }
+
+    fn finish(&mut self, rest: &[u8], sink: &mut dyn RecordSink) {
+        self.at_end = true;
+        if !rest.is_empty() {
+            // A last line without its newline is still a line.
+            let mut owned = rest.to_vec();
+            owned.push(b'\n');
+            self.feed(&owned, sink);
+        }
+        self.flush(sink);
     }
 
     fn flush(&mut self, sink: &mut dyn RecordSink) {
