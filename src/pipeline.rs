@@ -50,6 +50,8 @@ pub struct Pipeline {
     /// Log events from these client addresses are left out: they are the proxy's own
     /// connections, whose logins the proxy reports with the real client address.
     pub skip_log_sources: Vec<std::net::IpAddr>,
+    /// The log's newest time when it last changed, and the wall clock then (heartbeat).
+    heartbeat_from: Option<(EventTime, EventTime)>,
 }
 
 /// Addresses whose enrichment is remembered (then the cache starts over).
@@ -72,6 +74,7 @@ impl Pipeline {
             enriched: 0,
             enrich_cache: Default::default(),
             skip_log_sources: Vec::new(),
+            heartbeat_from: None,
         }
     }
 
@@ -107,6 +110,10 @@ impl Pipeline {
     }
 
     fn pass_closed(&mut self) {
+        if self.on_final.is_none() && self.engine.updates {
+            // `run`: every update went out as it happened, the final one included.
+            self.engine.closed.clear();
+        }
         let from = self.enriched.min(self.alerts.len());
         let mut fresh = self.alerts.split_off(from);
         for a in &mut fresh {
@@ -210,10 +217,31 @@ impl Pipeline {
     /// Event time moved on without new lines (`run`, idle): let windows expire.
     pub fn tick(&mut self) {
         let now = self.joiner.now();
+        self.advance_to(now);
+    }
+
+    fn advance_to(&mut self, now: EventTime) {
         self.joiner.reap(now, &mut self.events);
         self.dispatch();
         self.engine.advance(now, &mut self.alerts);
         self.pass_closed();
+    }
+
+    /// `run`, between polls: while the log is quiet, event time follows the wall clock
+    /// (`wall_ms`) from where the log left it, so that open incidents close with their final
+    /// counts when their windows pass, as `analyze` closes them at the end of its input. As
+    /// soon as lines come again, their own times rule.
+    pub fn heartbeat(&mut self, wall_ms: EventTime) {
+        let log_now = self.joiner.now();
+        match self.heartbeat_from {
+            Some((log, wall)) if log == log_now => {
+                let now = log_now.saturating_add((wall_ms - wall).max(0));
+                if now > log_now {
+                    self.advance_to(now);
+                }
+            }
+            _ => self.heartbeat_from = Some((log_now, wall_ms)),
+        }
     }
 
     /// End of all input: decide pending connections, close every incident.
@@ -527,7 +555,7 @@ pub fn analyze(
     out.events_total = p.events_total;
     out.alerts_total = count.load(std::sync::atomic::Ordering::Relaxed);
     out.profile_size = p.engine.profile.size();
-    out.anomalies_suppressed = p.engine.rate.suppressed;
+    out.anomalies_suppressed = p.engine.rate.rolled_up;
     out
 }
 

@@ -138,6 +138,9 @@ pub struct LastPlace {
     pub country: Option<CompactString>,
     pub latitude: Option<f64>,
     pub longitude: Option<f64>,
+    /// From a cloud provider's address: a service's login, which does not travel.
+    #[serde(default)]
+    pub cloud: bool,
 }
 
 /// One server's normal.
@@ -296,6 +299,7 @@ impl Profile {
                     country: en.country.as_deref().map(CompactString::new),
                     latitude: en.latitude,
                     longitude: en.longitude,
+                    cloud: en.cloud_provider.is_some(),
                 },
             );
         }

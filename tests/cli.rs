@@ -257,8 +257,20 @@ fn run_and_analyze_raise_the_same_alerts() {
         OsStr::new("--state-dir"),
         state.as_os_str(),
     ]);
-    // Everything is printed within a few polls; then nothing more comes.
-    let (seen, _) = run.until(std::time::Duration::from_secs(3), |_| false);
+    // Everything is printed within a few polls (under load, a few more); then nothing more
+    // comes.
+    let want: std::collections::BTreeSet<String> = batch
+        .iter()
+        .map(|a| a["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let got = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let (mut seen, _) = run.until(std::time::Duration::from_secs(30), |v| {
+        let mut g = got.lock().unwrap();
+        g.insert(v["id"].as_str().unwrap_or_default().to_string());
+        *g == want
+    });
+    let (more, _) = run.until(std::time::Duration::from_secs(2), |_| false);
+    seen.extend(more);
     let mut last: std::collections::BTreeMap<String, serde_json::Value> = Default::default();
     for v in seen {
         last.insert(v["id"].as_str().unwrap_or_default().to_string(), v);
@@ -285,13 +297,15 @@ fn run_follows_rename_and_truncate_rotation() {
     std::fs::create_dir(&logs).unwrap();
     let log = logs.join("postgresql-15-main.log");
     std::fs::write(&log, "").unwrap();
+    // Failures at a person's pace (3 s apart): only their number makes the attack.
     let failures = |from: usize, n: usize, ip: &str| -> String {
         (from..from + n)
             .map(|i| {
+                let (m, s) = (i * 3 / 60, i * 3 % 60);
                 format!(
-                    "2026-11-28 10:00:{i:02}.000 UTC [{pid}] [unknown]@[unknown] LOG:  connection received: host={ip} port={port}\n\
-                     2026-11-28 10:00:{i:02}.001 UTC [{pid}] app@appdb FATAL:  password authentication failed for user \"app\"\n\
-                     2026-11-28 10:00:{i:02}.001 UTC [{pid}] app@appdb DETAIL:  Connection matched pg_hba.conf line 3: \"host all all 0.0.0.0/0 scram-sha-256\"\n",
+                    "2026-11-28 10:{m:02}:{s:02}.000 UTC [{pid}] [unknown]@[unknown] LOG:  connection received: host={ip} port={port}\n\
+                     2026-11-28 10:{m:02}:{s:02}.001 UTC [{pid}] app@appdb FATAL:  password authentication failed for user \"app\"\n\
+                     2026-11-28 10:{m:02}:{s:02}.001 UTC [{pid}] app@appdb DETAIL:  Connection matched pg_hba.conf line 3: \"host all all 0.0.0.0/0 scram-sha-256\"\n",
                     pid = 1000 + i,
                     port = 40000 + i
                 )

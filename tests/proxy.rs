@@ -173,7 +173,8 @@ async fn clients_work_through_the_proxy_and_failures_carry_the_real_address() {
     });
     assert!(found, "{alerts:#?}\n{}", p.log());
     let bf = alerts.last().unwrap();
-    assert!(bf["evidence"]["failedLogins"].as_u64().unwrap() >= 10);
+    // Failures in a row at a client's pace: an attack from the fourth.
+    assert!(bf["evidence"]["failedLogins"].as_u64().unwrap() >= 4);
     assert_eq!(bf["entities"]["principal"], "app");
     assert_eq!(
         bf["displayName"],

@@ -245,7 +245,7 @@ pub fn run(args: Args) -> Result<u8> {
             },
             if result.anomalies_suppressed > 0 {
                 format!(
-                    "; {} anomaly alerts held back by the rate limit",
+                    "; {} anomaly findings on login attempts rolled up into one alert a type and hour",
                     result.anomalies_suppressed
                 )
             } else {

@@ -6,6 +6,7 @@
 //!   exist`, or the role has logged in before);
 //! - *Suspected successful brute force attack* (High): that source then logs in as that role.
 
+use super::rate::FailureRate;
 use super::window::{keep_sample, NameCounts, Recent, Reported};
 use super::Detector;
 use crate::alert::{AlertType, Entities, Finding, Severity};
@@ -19,8 +20,17 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BruteForceConfig {
-    /// Failed logins from one source on one role, within `window`, that make an attack.
+    /// Failed login attempts from one source on one role, within `window`, that make an
+    /// attack at any pace (libpq's immediate retry of a failure without TLS is part of the
+    /// same attempt).
     pub failures: u32,
+    /// Failed logins in a row from one source on one role, each within a second of the one
+    /// before, that make an attack: no one types passwords that fast, a tool does.
+    pub burst_failures: u32,
+    /// A source that logs in as the role routinely (a known client) is a client with an old
+    /// password more likely than a guesser: it needs this many times `failures`, and its
+    /// login afterwards is not taken for the attack succeeding.
+    pub known_client_factor: u32,
     /// The window for `failures`; also how long after the last failure a login from the same
     /// source counts as the attack succeeding, and how long the attack may pause.
     pub window: Span,
@@ -30,6 +40,8 @@ impl Default for BruteForceConfig {
     fn default() -> Self {
         BruteForceConfig {
             failures: 10,
+            burst_failures: 4,
+            known_client_factor: 3,
             window: Span::mins(10),
         }
     }
@@ -41,7 +53,11 @@ const SUCCESS: &str = "Suspected successful brute force attack";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Pair {
+    /// Attempts (a failure and its immediate retry are one).
     fails: Recent,
+    /// Every failure, for the evidence.
+    #[serde(default)]
+    raw: Recent,
     /// For the same failures, newest in bit 0: whether the role was missing. With `db` and
     /// `db_run` (the last database and how many failures in a row named it), seeds a new
     /// incident's evidence with the failures before the threshold.
@@ -79,6 +95,15 @@ struct Incident {
     success: Option<Success>,
     variant: u8,
     samples: Vec<Event>,
+    /// Opened by a run of failures at a tool's pace (not by their number).
+    #[serde(default)]
+    burst: bool,
+    /// The longest run of failures each within a second of the one before.
+    #[serde(default)]
+    longest_run: u32,
+    /// Opened on a known client's failures: its login afterwards is not the attack succeeding.
+    #[serde(default)]
+    known_client: bool,
 }
 
 impl super::window::Incident for Incident {
@@ -107,6 +132,8 @@ pub struct BruteForce {
 }
 
 const MAX_KNOWN_ROLES: usize = 100_000;
+/// Failure times kept per source and role, for the evidence of an attack's start.
+const MAX_RAW: usize = 1_000;
 
 impl BruteForce {
     pub fn new(cfg: BruteForceConfig) -> Self {
@@ -190,12 +217,27 @@ impl BruteForce {
         remediation.push(
             "Use long, unique passwords stored as scram-sha-256 (password_encryption = scram-sha-256); consider certificate authentication for service roles.".into(),
         );
-        let anomaly_context = format!(
-            "{src} failed to log in {} times{}; someone mistyping a password fails a few times, not {} times within {window}.",
-            inc.failures,
-            if inc.success.is_some() { " and then succeeded" } else { "" },
-            self.cfg.failures
-        );
+        let then = if inc.success.is_some() {
+            " and then succeeded"
+        } else {
+            ""
+        };
+        let anomaly_context = if inc.longest_run >= self.cfg.burst_failures {
+            format!(
+                "{src} failed to log in {} times{then}, {} of them in a row each within a second of the one before: a tool's pace; a person retyping a password takes seconds per try.",
+                inc.failures, inc.longest_run
+            )
+        } else if inc.known_client {
+            format!(
+                "{src} logs in as this role routinely, yet failed {} times within {window}: a client with an old password, or someone at that address guessing.",
+                inc.failures
+            )
+        } else {
+            format!(
+                "{src} failed to log in {} times{then}; someone mistyping a password fails a few times, not {} times within {window}.",
+                inc.failures, self.cfg.failures
+            )
+        };
         let success = inc.success.as_ref();
         Finding {
             alert_type: AlertType::BruteForce,
@@ -225,7 +267,9 @@ impl BruteForce {
                 "databases": inc.databases.json(),
                 "firstSuccessAfterFailures": success.map(|s| format_time(s.time)),
                 "successfulPrincipal": success.map(|s| s.principal.clone()),
-                "threshold": serde_json::json!({"failures": self.cfg.failures, "window": window.to_string()}),
+                "longestMachineRun": inc.longest_run,
+                "knownClient": inc.known_client,
+                "threshold": serde_json::json!({"failures": self.cfg.failures, "burstFailures": self.cfg.burst_failures, "window": window.to_string()}),
                 "sampleEvents": crate::alert::samples(&inc.samples),
             }),
             description,
@@ -240,11 +284,21 @@ impl BruteForce {
         }
     }
 
-    fn on_failure(&mut self, ev: &Event, reason: LoginFailure, out: &mut Vec<Finding>) {
+    fn on_failure(
+        &mut self,
+        ev: &Event,
+        reason: LoginFailure,
+        rate: FailureRate,
+        out: &mut Vec<Finding>,
+    ) {
         let src = ev.source_key();
         let principal = ev.principal.clone().unwrap_or_default();
         let window = self.cfg.window.ms();
-        let n = self.cfg.failures.max(1) as usize;
+        let n = if rate.known_client {
+            self.cfg.failures.max(1) * self.cfg.known_client_factor.max(1)
+        } else {
+            self.cfg.failures.max(1)
+        } as usize;
         let exists =
             reason == LoginFailure::BadPassword || self.st.known_roles.contains(&principal);
         let pair = self
@@ -252,9 +306,13 @@ impl BruteForce {
             .pairs
             .entry((src.clone(), principal.clone()))
             .or_default();
-        pair.fails.push(ev.time, n);
+        for _ in 0..rate.attempts {
+            pair.fails.push(ev.time, n);
+        }
+        pair.raw.push(ev.time, MAX_RAW);
         // Evidence of the failures so far, before this one is added.
-        let earlier = n.saturating_sub(1).min(63) as u32;
+        let so_far = pair.raw.count_within(ev.time, window) as u64;
+        let earlier = (so_far.saturating_sub(1)).min(63) as u32;
         let earlier_missing = (pair.missing & ((1u64 << earlier) - 1)).count_ones() as u64;
         let earlier_db = pair.db.clone().map(|d| (d, pair.db_run.min(earlier)));
         pair.missing = (pair.missing << 1) | u64::from(reason == LoginFailure::NoSuchRole);
@@ -264,8 +322,10 @@ impl BruteForce {
             pair.db = ev.database.clone();
             pair.db_run = 1;
         }
-        let reached = pair.fails.reached(n, window);
-        let first = pair.fails.first().unwrap_or(ev.time);
+        let counted = pair.fails.reached(n, window);
+        let burst = !rate.known_client && rate.pair_run >= self.cfg.burst_failures.max(2);
+        let reached = counted || burst;
+        let first = pair.raw.first_within(ev.time, window).unwrap_or(ev.time);
         // A login amid the failures that make the attack (parallel tools: the right password
         // can come back before the 10th wrong one). A later success during the attack
         // replaces it (see `on_success`): a user's own login just before an attack began
@@ -280,7 +340,7 @@ impl BruteForce {
         let early_success = pair
             .success
             .clone()
-            .filter(|s| s.time >= first && pair.success_amid);
+            .filter(|s| s.time >= first && pair.success_amid && !rate.known_client);
 
         let active = self
             .st
@@ -305,10 +365,12 @@ impl BruteForce {
             let mut inc = Incident {
                 start: first,
                 start_reported_at: ev.time,
-                failures: n as u64,
+                failures: so_far,
+                burst: burst && !counted,
+                known_client: rate.known_client,
                 ..Incident::default()
             };
-            for _ in 0..n {
+            for _ in 0..so_far {
                 inc.principals.add(&principal, 50);
             }
             inc.no_such_role = earlier_missing;
@@ -324,6 +386,7 @@ impl BruteForce {
             return;
         };
         inc.last = inc.last.max(ev.time);
+        inc.longest_run = inc.longest_run.max(rate.pair_run);
         if let Some(db) = &ev.database {
             inc.databases.add(db, 10);
         }
@@ -383,7 +446,7 @@ impl BruteForce {
             .success
             .as_ref()
             .is_some_and(|s| s.time >= inc.start_reported_at);
-        if settled || !attacked || ev.time - inc.last > window {
+        if settled || !attacked || inc.known_client || ev.time - inc.last > window {
             return;
         }
         inc.success = Some(success());
@@ -417,9 +480,11 @@ impl Detector for BruteForce {
         "brute_force"
     }
 
-    fn observe(&mut self, ev: &Event, _cx: &super::Context<'_>, out: &mut Vec<Finding>) {
+    fn observe(&mut self, ev: &Event, cx: &super::Context<'_>, out: &mut Vec<Finding>) {
         match ev.kind {
-            EventKind::LoginFailed { reason } => self.on_failure(ev, reason, out),
+            EventKind::LoginFailed { reason } => {
+                self.on_failure(ev, reason, cx.failure.unwrap_or_default(), out)
+            }
             EventKind::LoginSucceeded => self.on_success(ev, out),
             _ => {}
         }
@@ -451,14 +516,87 @@ mod tests {
         BruteForce::new(BruteForceConfig::default())
     }
 
+    /// Failures at a person's pace: seconds apart.
+    const HUMAN: i64 = 3_000;
+
     #[test]
-    fn nine_failures_are_not_an_attack() {
+    fn nine_failures_at_a_persons_pace_are_not_an_attack() {
         let mut d = det();
         let f = run(
             &mut d,
-            (0..9).map(|i| failed(i * 1000, "203.0.113.7", "app", LoginFailure::BadPassword)),
+            (0..9).map(|i| failed(i * HUMAN, "203.0.113.7", "app", LoginFailure::BadPassword)),
         );
         assert!(f.is_empty());
+    }
+
+    #[test]
+    fn typos_retried_without_tls_count_once() {
+        // Nine typos, each failing twice a few milliseconds apart (libpq's sslmode=prefer).
+        let mut d = det();
+        let f = run(
+            &mut d,
+            (0..9).flat_map(|i| {
+                [
+                    failed(i * HUMAN, "203.0.113.7", "alice", LoginFailure::BadPassword),
+                    failed(
+                        i * HUMAN + 6,
+                        "203.0.113.7",
+                        "alice",
+                        LoginFailure::BadPassword,
+                    ),
+                ]
+            }),
+        );
+        assert!(f.is_empty(), "{f:#?}");
+    }
+
+    #[test]
+    fn four_failures_at_a_tools_pace_are_an_attack_three_are_not() {
+        let mut d = det();
+        let f = run(
+            &mut d,
+            (0..3).map(|i| failed(i * 5, "203.0.113.7", "app", LoginFailure::BadPassword)),
+        );
+        assert!(f.is_empty());
+        let mut d = det();
+        let mut evs: Vec<Event> = (0..8)
+            .map(|i| failed(i * 2, "203.0.113.7", "app", LoginFailure::BadPassword))
+            .collect();
+        evs.push(succeeded(17, "203.0.113.7", "app"));
+        let f = run(&mut d, evs);
+        assert_eq!(f[0].display_name, VALID_USER);
+        let last = f.last().unwrap();
+        assert_eq!(
+            last.display_name, SUCCESS,
+            "ncrack: 8 failures in 17 ms, then the password"
+        );
+        assert_eq!(last.severity, Severity::High);
+        assert_eq!(last.evidence.value()["failedLogins"], 8);
+        assert_eq!(last.evidence.value()["longestMachineRun"], 8);
+    }
+
+    #[test]
+    fn a_known_clients_burst_is_an_old_password_not_a_guess() {
+        // The application has logged in from its address for days; a deploy with the old
+        // password fails four connections at once, three times, then the fix logs in.
+        let day = 86_400_000;
+        let mut evs: Vec<Event> = (0..5)
+            .map(|d| succeeded(d * day, "10.0.0.5", "app"))
+            .collect();
+        let t = 5 * day;
+        for (k, back) in [0, 1_000, 3_000].iter().enumerate() {
+            for c in 0..4 {
+                evs.push(failed(
+                    t + k as i64 * 5_000 + back + c,
+                    "10.0.0.5",
+                    "app",
+                    LoginFailure::BadPassword,
+                ));
+            }
+        }
+        evs.push(succeeded(t + 20_000, "10.0.0.5", "app"));
+        let mut d = det();
+        assert!(run(&mut d, evs).is_empty());
     }
 
     #[test]
@@ -466,7 +604,7 @@ mod tests {
         let mut d = det();
         let f = run(
             &mut d,
-            (0..10).map(|i| failed(i * 1000, "203.0.113.7", "app", LoginFailure::BadPassword)),
+            (0..10).map(|i| failed(i * HUMAN, "203.0.113.7", "app", LoginFailure::BadPassword)),
         );
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].display_name, VALID_USER);
@@ -495,7 +633,7 @@ mod tests {
         let mut d = det();
         let f = run(
             &mut d,
-            (0..10).map(|i| failed(i * 1000, "203.0.113.7", "nosuch", LoginFailure::NoSuchRole)),
+            (0..10).map(|i| failed(i * HUMAN, "203.0.113.7", "nosuch", LoginFailure::NoSuchRole)),
         );
         assert_eq!(f[0].display_name, PLAIN);
         assert_eq!(f[0].severity, Severity::Medium);
@@ -647,13 +785,14 @@ mod tests {
         let f = run(&mut e, [succeeded(2000, "203.0.113.7", "app")]);
         assert_eq!(f.last().unwrap().display_name, SUCCESS);
         assert_eq!(f.last().unwrap().evidence.value()["failedLogins"], 12);
-        // The failures from the one that crossed the threshold on, and the login.
+        // The first five failures from the one that made it an attack (the fourth, at a
+        // tool's pace), and the login.
         assert_eq!(
             f.last().unwrap().evidence.value()["sampleEvents"]
                 .as_array()
                 .unwrap()
                 .len(),
-            4
+            6
         );
     }
 
@@ -662,14 +801,14 @@ mod tests {
         let mut d = det();
         run(
             &mut d,
-            (0..9).map(|i| failed(i * 100, "203.0.113.7", "app", LoginFailure::BadPassword)),
+            (0..9).map(|i| failed(i * HUMAN, "203.0.113.7", "app", LoginFailure::BadPassword)),
         );
         let mut e = det();
         e.restore(&d.save()).unwrap();
         let f = run(
             &mut e,
             [failed(
-                1000,
+                9 * HUMAN,
                 "203.0.113.7",
                 "app",
                 LoginFailure::BadPassword,

@@ -19,17 +19,51 @@ fn rank(t: AlertType) -> Option<usize> {
     PRIORITY.iter().position(|p| *p == t)
 }
 
-/// At most `per_hour` access-anomaly findings per server per hour of event time: a burst of
-/// legitimate change (a new office going live) must not bury the operator. What is held back
-/// is counted.
+/// At most `per_hour` access-anomaly alerts a server and hour of event time are raised for
+/// login *attempts* (a failed login from a Tor exit is one): a burst from hundreds of
+/// addresses must not bury the operator. Past that, nothing is dropped: further attempts are
+/// rolled up into one alert of their type that counts them and lists their sources. An
+/// anomaly on a successful login is never held back or rolled up: it is an alert of its own.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct RateLimit {
-    recent: std::collections::VecDeque<crate::event::EventTime>,
-    pub suppressed: u64,
+    /// Alerts raised for attempts this hour: when, and their type and entity.
+    recent: std::collections::VecDeque<(crate::event::EventTime, AlertType, String)>,
+    /// Findings rolled up so far.
+    #[serde(alias = "suppressed")]
+    pub rolled_up: u64,
+    #[serde(default)]
+    rollups: Vec<Rollup>,
 }
 
+/// Attempts of one type rolled into one alert.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Rollup {
+    alert_type: AlertType,
+    start: crate::event::EventTime,
+    last: crate::event::EventTime,
+    attempts: u64,
+    sources: super::window::NameCounts,
+    principals: super::window::NameCounts,
+    reported: super::window::Reported,
+    /// The first finding rolled up: what the rolled-up alert says of each attempt.
+    first_context: String,
+}
+
+/// The entity of a rolled-up alert (no source address is one: they are listed).
+pub const ROLLED_UP: &str = "rolled-up";
+
 impl RateLimit {
-    pub fn apply(&mut self, findings: &mut Vec<Finding>, from: usize, per_hour: u32) {
+    /// Applies the limit to `findings[from..]`, all made by `ev`.
+    pub fn apply(
+        &mut self,
+        findings: &mut Vec<Finding>,
+        from: usize,
+        per_hour: u32,
+        ev: &crate::event::Event,
+    ) {
+        if ev.kind == crate::event::EventKind::LoginSucceeded {
+            return;
+        }
         let mut i = from;
         while i < findings.len() {
             if rank(findings[i].alert_type).is_none() {
@@ -37,17 +71,96 @@ impl RateLimit {
                 continue;
             }
             let t = findings[i].end;
-            while self.recent.front().is_some_and(|x| t - *x >= 3_600_000) {
+            while self
+                .recent
+                .front()
+                .is_some_and(|(x, _, _)| t - *x >= 3_600_000)
+            {
                 self.recent.pop_front();
             }
-            if self.recent.len() >= per_hour as usize {
-                findings.remove(i);
-                self.suppressed += 1;
-            } else {
-                self.recent.push_back(t);
+            let (ty, entity) = (findings[i].alert_type, findings[i].entity.clone());
+            let admitted = self.recent.iter().any(|(_, a, e)| *a == ty && *e == entity);
+            if admitted {
                 i += 1;
+            } else if self.recent.len() < per_hour as usize {
+                self.recent.push_back((t, ty, entity));
+                i += 1;
+            } else {
+                let f = findings.remove(i);
+                self.rolled_up += 1;
+                if let Some(r) = self.roll_up(f, ev) {
+                    findings.insert(i, r);
+                    i += 1;
+                }
             }
         }
+    }
+
+    /// Adds a finding to its type's rolled-up alert; that alert's finding when it is due.
+    fn roll_up(&mut self, f: Finding, ev: &crate::event::Event) -> Option<Finding> {
+        let t = f.end;
+        let open = self
+            .rollups
+            .iter()
+            .position(|r| r.alert_type == f.alert_type && t - r.last < 3_600_000);
+        let k = match open {
+            Some(k) => k,
+            None => {
+                self.rollups.retain(|r| r.alert_type != f.alert_type);
+                self.rollups.push(Rollup {
+                    alert_type: f.alert_type,
+                    start: f.start,
+                    last: t,
+                    attempts: 0,
+                    sources: Default::default(),
+                    principals: Default::default(),
+                    reported: Default::default(),
+                    first_context: f.anomaly_context.clone(),
+                });
+                self.rollups.len() - 1
+            }
+        };
+        let r = &mut self.rollups[k];
+        r.attempts += 1;
+        r.last = r.last.max(t);
+        r.sources
+            .add(f.entities.source_ip.as_deref().unwrap_or("-"), 200);
+        if let Some(p) = &ev.principal {
+            r.principals.add(p, 50);
+        }
+        if !r.reported.due(r.attempts, t) {
+            return None;
+        }
+        r.reported.mark(r.attempts, t);
+        let sources = r.sources.distinct();
+        Some(Finding {
+            entity: ROLLED_UP.to_string(),
+            start: r.start,
+            end: r.last,
+            entities: crate::alert::Entities {
+                principal: r.principals.top().map(str::to_string),
+                ..Default::default()
+            },
+            evidence: crate::evidence!({
+                "rolledUp": true,
+                "attempts": r.attempts,
+                "distinctSources": sources,
+                "sources": r.sources.json(),
+                "principals": r.principals.json(),
+                "login": crate::alert::sample(ev),
+            }),
+            description: format!(
+                "{} more login attempts from {sources} addresses between {} and {}, each of which would have been an alert of its own: rolled up into this one after the first alerts of the hour.",
+                r.attempts,
+                crate::event::format_time(r.start),
+                crate::event::format_time(r.last),
+            ),
+            anomaly_context: format!(
+                "A burst of attempts from many suspicious addresses; the first of them: {}",
+                r.first_context
+            ),
+            ..f
+        })
     }
 }
 
@@ -232,19 +345,58 @@ mod tests {
 #[cfg(test)]
 mod rate_tests {
     use super::*;
+    use crate::detect::testing::{failed, succeeded};
+    use crate::event::LoginFailure;
 
-    fn f(t: i64) -> Finding {
-        crate::detect::testing::finding(AlertType::PrincipalAnomaly, &format!("r{t}"), t, t)
+    fn f(t: i64, src: &str) -> Finding {
+        let mut f = crate::detect::testing::finding(AlertType::SuspiciousIpAnomaly, src, t, t);
+        f.entities.source_ip = Some(src.to_string());
+        f
     }
 
     #[test]
-    fn at_most_n_per_hour() {
+    fn attempts_past_the_limit_are_rolled_up_not_dropped() {
         let mut r = RateLimit::default();
-        let mut v: Vec<Finding> = (0..30).map(|i| f(i * 1000)).collect();
-        r.apply(&mut v, 0, 20);
-        assert_eq!((v.len(), r.suppressed), (20, 10));
-        let mut later = vec![f(3_700_000)];
-        r.apply(&mut later, 0, 20);
-        assert_eq!(later.len(), 1, "a new hour");
+        let mut raised = Vec::new();
+        for i in 0..30 {
+            let src = format!("198.51.100.{i}");
+            let mut v = vec![f(i * 1000, &src)];
+            r.apply(
+                &mut v,
+                0,
+                20,
+                &failed(i * 1000, &src, "app", LoginFailure::BadPassword),
+            );
+            raised.extend(v);
+        }
+        let own = raised.iter().filter(|x| x.entity != ROLLED_UP).count();
+        assert_eq!(own, 20);
+        let last = raised.iter().rfind(|x| x.entity == ROLLED_UP).unwrap();
+        let ev = last.evidence.value();
+        assert!(ev["attempts"].as_u64().unwrap() >= 8, "{ev}");
+        assert_eq!(r.rolled_up, 10);
+        // A successful login is never held back, however many attempts came before.
+        let mut v = vec![f(31_000, "203.0.113.9")];
+        r.apply(&mut v, 0, 20, &succeeded(31_000, "203.0.113.9", "app"));
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].entity, "203.0.113.9");
+        // An admitted source's later attempts update its own alert.
+        let mut v = vec![f(32_000, "198.51.100.3")];
+        r.apply(
+            &mut v,
+            0,
+            20,
+            &failed(32_000, "198.51.100.3", "app", LoginFailure::BadPassword),
+        );
+        assert_eq!(v[0].entity, "198.51.100.3");
+        // A new hour: alerts of their own again.
+        let mut v = vec![f(3_700_000, "198.51.100.99")];
+        r.apply(
+            &mut v,
+            0,
+            20,
+            &failed(3_700_000, "198.51.100.99", "app", LoginFailure::BadPassword),
+        );
+        assert_eq!(v[0].entity, "198.51.100.99");
     }
 }

@@ -192,6 +192,17 @@ impl HarmfulApplication {
         signal: String,
         out: &mut Vec<Finding>,
     ) {
+        // An incident from this source that went quiet is over: its final state first.
+        let window = self.cfg.window.ms();
+        if let Some(old) = self.st.incidents.get(src) {
+            if ev.time - old.last > window {
+                if let Some(old) = self.st.incidents.remove(src) {
+                    if old.events != old.reported.count {
+                        out.push(self.finding(src, &old));
+                    }
+                }
+            }
+        }
         let inc = self
             .st
             .incidents
@@ -227,6 +238,50 @@ impl HarmfulApplication {
     }
 }
 
+/// Which DBMS fork it reached is what a fingerprinting tool asks first and an application
+/// never does: sqlmap asks `VERSION() LIKE '%CockroachDB%'` (Redshift, Greenplum,
+/// Yellowbrick, EnterpriseDB…) and `AURORA_VERSION() LIKE '%'`, a function plain PostgreSQL
+/// lacks, so that probe fails and is logged even with statement logging off. (A monitoring
+/// agent on Aurora calls `aurora_version()` plainly, not in a LIKE.)
+fn tool_probe(toks: &[crate::sql::Token]) -> Option<(&'static str, String)> {
+    use super::statement::{is_call, is_op, is_word};
+    use crate::sql::Token;
+    const FORKS: [&str; 6] = [
+        "%cockroachdb%",
+        "%redshift%",
+        "%greenplum%",
+        "%yellowbrick%",
+        "%enterprisedb%",
+        "%opengauss%",
+    ];
+    for i in 0..toks.len() {
+        if is_call(toks, i, &["AURORA_VERSION"])
+            && is_op(toks.get(i + 2), ")")
+            && is_word(toks.get(i + 3), "LIKE")
+        {
+            return Some((
+                "sqlmap",
+                "AURORA_VERSION() LIKE …: sqlmap's test for Amazon Aurora, a function PostgreSQL does not have".into(),
+            ));
+        }
+        if is_call(toks, i, &["VERSION"])
+            && is_op(toks.get(i + 2), ")")
+            && is_word(toks.get(i + 3), "LIKE")
+        {
+            if let Some(Token::Str(p)) = toks.get(i + 4) {
+                let p = p.to_lowercase();
+                if FORKS.contains(&p.as_str()) {
+                    return Some((
+                        "sqlmap",
+                        format!("VERSION() LIKE {p:?}: sqlmap's test for which PostgreSQL fork it reached"),
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
 impl Detector for HarmfulApplication {
     fn id(&self) -> &'static str {
         "harmful_application"
@@ -238,6 +293,19 @@ impl Detector for HarmfulApplication {
         }
         let window = self.cfg.window.ms();
         let src = ev.source_key();
+        // A tool's own queries: even with statement logging off, the ones that fail are
+        // logged (log_min_error_statement), and fingerprinting queries fail in telling ways.
+        if matches!(ev.kind, EventKind::Statement | EventKind::Error) {
+            if let Some((tool, what)) = ev.sql.as_ref().and_then(|s| tool_probe(s.tokens())) {
+                let failed = if ev.kind == EventKind::Error {
+                    " (it failed, and was logged as the error's statement)"
+                } else {
+                    ""
+                };
+                self.signal(ev, &src, tool, format!("{what}{failed}"), out);
+                return;
+            }
+        }
         if let Some(app) = &ev.application {
             let tool = match self.app_cache.get(app) {
                 Some(t) => t.clone(),
@@ -268,8 +336,15 @@ impl Detector for HarmfulApplication {
             return;
         }
         let EventKind::LoginFailed { .. } = ev.kind else {
+            // What the tool did besides (its logins, statements, errors) counts towards its
+            // incident; disconnections and connections decided silent later are bookkeeping
+            // of the same connections.
+            let counted = matches!(
+                ev.kind,
+                EventKind::LoginSucceeded | EventKind::Statement | EventKind::Error
+            );
             if let Some(inc) = self.st.incidents.get_mut(&src) {
-                if ev.time - inc.last <= window {
+                if counted && ev.time - inc.last <= window {
                     inc.last = inc.last.max(ev.time);
                     inc.events += 1;
                 }
@@ -447,6 +522,22 @@ mod tests {
         let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
         let mut e = succeeded(0, "203.0.113.7", "app");
         e.application = Some("msformsapp".into());
+        assert!(run(&mut d, [e]).is_empty());
+    }
+
+    #[test]
+    fn sqlmaps_fork_probes_even_as_failed_statements() {
+        let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
+        let mut e = ev(0, EventKind::Error, "203.0.113.7", Some("app"));
+        e.sql = Some(crate::event::Sql::new(
+            "SELECT (CASE WHEN (AURORA_VERSION() LIKE '%') THEN '1' ELSE '0' END)",
+        ));
+        let f = run(&mut d, [e]);
+        assert_eq!(f[0].evidence.value()["tools"][0], "sqlmap");
+        // Aurora's own monitoring asks plainly.
+        let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
+        let mut e = ev(0, EventKind::Statement, "203.0.113.7", Some("monitor"));
+        e.sql = Some(crate::event::Sql::new("SELECT aurora_version()"));
         assert!(run(&mut d, [e]).is_empty());
     }
 

@@ -1,5 +1,11 @@
 //! `PostgreSQL_ImpossibleTravel`: the same role logs in from two places too far apart for the
 //! time between the logins (faster than an airliner), after the learning period.
+//!
+//! People travel; services do not. A role whose last login came from a cloud provider's
+//! address is a service's, and a login elsewhere is a location or provider anomaly, not a
+//! journey. And a role used from two places every day (an office and a VPN, an application in
+//! two regions) is not travelling between them: only a login from a country the role has not
+//! used in the look-back is the unusual one, and the alert names that login, never the other.
 
 use super::access::{judged, Anomaly};
 use super::Detector;
@@ -76,6 +82,18 @@ impl Detector for ImpossibleTravel {
         let Some(prev) = cx.profile.last_place.get(principal) else {
             return;
         };
+        if prev.cloud {
+            return;
+        }
+        let role_knows = |c: &str| {
+            cx.profile
+                .principal_countries
+                .get(&(principal.clone(), compact_str::CompactString::new(c)))
+                .is_some()
+        };
+        if en.country.as_deref().is_none_or(role_knows) {
+            return;
+        }
         let from = prev.country.as_deref().unwrap_or("?");
         let to = en.country.as_deref().unwrap_or("?");
         let hours = ((ev.time - prev.time) as f64 / 3_600_000.0).max(1.0 / 3600.0);
@@ -111,7 +129,8 @@ impl Detector for ImpossibleTravel {
             display_name: AlertType::ImpossibleTravel.title(),
             severity: Severity::Medium,
             techniques: AlertType::ImpossibleTravel.techniques(),
-            entity: principal.to_string(),
+            // The unusual login's: a later login of the role from its usual place is not it.
+            entity: format!("{principal}|{}", ev.source_key()),
             what: format!(
                 "{principal:?} had logged in from {} ({from}) at {}",
                 prev.source,

@@ -38,6 +38,7 @@ pub mod password_spray;
 pub mod principal_anomaly;
 pub mod privilege_escalation;
 pub mod probe;
+pub mod rate;
 pub mod registry;
 pub mod sql_injection;
 pub mod statement;
@@ -60,6 +61,9 @@ pub enum DetectError {
 pub struct Context<'a> {
     pub profile: &'a crate::profile::Profile,
     pub profile_cfg: &'a crate::profile::ProfileConfig,
+    /// For a failed login: its pace, whether it retries another, whether its source is a
+    /// known client of the role ([`rate`]).
+    pub failure: Option<rate::FailureRate>,
 }
 
 /// One alert family.
@@ -96,6 +100,7 @@ pub struct Engine {
     detectors: Vec<Box<dyn Detector>>,
     pub profile: crate::profile::Profile,
     profile_cfg: crate::profile::ProfileConfig,
+    rates: rate::LoginRates,
     /// Access anomalies held back by the per-server rate limit.
     pub rate: fold::RateLimit,
     max_anomalies_per_hour: u32,
@@ -117,6 +122,7 @@ impl Engine {
             detectors: registry::build(config),
             profile: crate::profile::Profile::default(),
             profile_cfg: config.profile.clone(),
+            rates: rate::LoginRates::default(),
             rate: fold::RateLimit::default(),
             max_anomalies_per_hour: config.max_anomalies_per_hour,
             book: dedup::AlertBook::new(server, config.quiet_period),
@@ -140,9 +146,11 @@ impl Engine {
         if ev.time.saturating_sub(self.last_advance) >= ADVANCE_EVERY_MS {
             self.advance(ev.time, out);
         }
+        let failure = self.rates.observe(ev, self.profile_cfg.look_back.ms());
         let cx = Context {
             profile: &self.profile,
             profile_cfg: &self.profile_cfg,
+            failure,
         };
         let before = self.findings.len();
         for d in &mut self.detectors {
@@ -150,7 +158,7 @@ impl Engine {
         }
         fold::access_anomalies(&mut self.findings, before);
         self.rate
-            .apply(&mut self.findings, before, self.max_anomalies_per_hour);
+            .apply(&mut self.findings, before, self.max_anomalies_per_hour, ev);
         self.profile.learn(ev, &self.profile_cfg);
         self.drain(out);
     }
@@ -162,6 +170,7 @@ impl Engine {
 
     pub fn advance(&mut self, now: EventTime, out: &mut Vec<Alert>) {
         self.last_advance = now;
+        self.rates.advance(now, self.profile_cfg.look_back.ms());
         for d in &mut self.detectors {
             d.advance(now, &mut self.findings);
         }
@@ -192,6 +201,7 @@ impl Engine {
         v.push(("alert_book".into(), save_state(&self.book.state())));
         v.push(("profile".into(), save_state(&self.profile)));
         v.push(("rate".into(), save_state(&self.rate)));
+        v.push(("login_rates".into(), save_state(&self.rates)));
         v.push(("engine".into(), save_state(&self.last_advance)));
         v
     }
@@ -209,6 +219,8 @@ impl Engine {
                 self.profile = load_state("profile", bytes)?;
             } else if id == "rate" {
                 self.rate = load_state("rate", bytes)?;
+            } else if id == "login_rates" {
+                self.rates = load_state("login_rates", bytes)?;
             } else if id == "engine" {
                 self.last_advance = load_state("engine", bytes)?;
             } else if let Some(d) = self.detectors.iter_mut().find(|d| d.id() == id) {
@@ -285,11 +297,14 @@ pub mod testing {
         cfg: &crate::profile::ProfileConfig,
     ) -> Vec<Finding> {
         let mut out = Vec::new();
+        let mut rates = super::rate::LoginRates::default();
         for e in events {
             d.advance(e.time, &mut out);
+            let failure = rates.observe(&e, cfg.look_back.ms());
             let cx = super::Context {
                 profile,
                 profile_cfg: cfg,
+                failure,
             };
             d.observe(&e, &cx, &mut out);
             profile.learn(&e, cfg);

@@ -17,8 +17,12 @@ use serde::{Deserialize, Serialize};
 pub struct PasswordSprayConfig {
     /// Distinct roles one source must fail on within `window`.
     pub principals: u32,
-    /// At most this many failures per role on average: more is a brute force, not a spray.
+    /// At most this many attempts per role on average: more is a brute force, not a spray
+    /// (libpq's immediate retry of a failure without TLS is part of the same attempt).
     pub max_attempts_per_principal: u32,
+    /// Distinct roles that make a spray when the source fails at a tool's pace (failures in
+    /// a row, each within a second of the one before).
+    pub principals_at_machine_pace: u32,
     /// The window.
     pub window: Span,
 }
@@ -28,10 +32,14 @@ impl Default for PasswordSprayConfig {
         PasswordSprayConfig {
             principals: 5,
             max_attempts_per_principal: 3,
+            principals_at_machine_pace: 3,
             window: Span::mins(30),
         }
     }
 }
+
+/// Failures in a row at a tool's pace that lower the roles a spray needs.
+const MACHINE_RUN: u32 = 4;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Incident {
@@ -59,6 +67,9 @@ impl super::window::Incident for Incident {
 struct State {
     /// Per source: (role, role does not exist) of recent failures.
     recent: FxHashMap<CompactString, Tally<(CompactString, bool)>>,
+    /// Per source: attempts (a failure and its immediate retry are one).
+    #[serde(default)]
+    attempts: FxHashMap<CompactString, Tally<()>>,
     incidents: FxHashMap<CompactString, Incident>,
     last_sweep: EventTime,
 }
@@ -160,20 +171,32 @@ impl Detector for PasswordSpray {
         "password_spray"
     }
 
-    fn observe(&mut self, ev: &Event, _cx: &super::Context<'_>, out: &mut Vec<Finding>) {
+    fn observe(&mut self, ev: &Event, cx: &super::Context<'_>, out: &mut Vec<Finding>) {
         let window = self.cfg.window.ms();
         match ev.kind {
             EventKind::LoginFailed { reason } => {
                 let src = ev.source_key();
                 let role = ev.principal.clone().unwrap_or_default();
+                let rate = cx.failure.unwrap_or_default();
+                let attempts = self.st.attempts.entry(src.clone()).or_default();
+                for _ in 0..rate.attempts {
+                    attempts.push(ev.time, (), window, 10_000);
+                }
+                attempts.expire(ev.time - window);
+                let attempts = attempts.total();
                 let tally = self.st.recent.entry(src.clone()).or_default();
                 let missing = reason == LoginFailure::NoSuchRole;
                 tally.push(ev.time, (role.clone(), missing), window, 10_000);
                 let distinct = tally.distinct();
                 let total = tally.total();
                 let first = tally.first().unwrap_or(ev.time);
-                let spray = distinct >= self.cfg.principals as usize
-                    && total <= distinct * self.cfg.max_attempts_per_principal as usize;
+                let needed = if rate.source_run >= MACHINE_RUN {
+                    self.cfg.principals_at_machine_pace.min(self.cfg.principals)
+                } else {
+                    self.cfg.principals
+                };
+                let spray = distinct >= needed.max(2) as usize
+                    && attempts <= distinct * self.cfg.max_attempts_per_principal as usize;
                 let active = self
                     .st
                     .incidents
@@ -246,6 +269,10 @@ impl Detector for PasswordSpray {
             t.expire(now - window);
             !t.is_empty()
         });
+        self.st.attempts.retain(|_, t| {
+            t.expire(now - window);
+            !t.is_empty()
+        });
         for (key, inc) in super::window::close_quiet(&mut self.st.incidents, now, window) {
             out.push(self.finding(&key, &inc));
         }
@@ -258,11 +285,15 @@ mod tests {
     use crate::detect::testing::*;
 
     fn spray(roles: &[&str], tries: usize) -> Vec<Event> {
+        spray_every(roles, tries, 3_000)
+    }
+
+    fn spray_every(roles: &[&str], tries: usize, gap: i64) -> Vec<Event> {
         let mut v = Vec::new();
         let mut t = 0;
         for _ in 0..tries {
             for r in roles {
-                t += 500;
+                t += gap;
                 v.push(failed(t, "198.51.100.9", r, LoginFailure::NoSuchRole));
             }
         }
@@ -310,6 +341,15 @@ mod tests {
             })
             .collect();
         assert!(run(&mut d, evs).is_empty());
+    }
+
+    #[test]
+    fn three_roles_at_a_tools_pace_are_a_spray_at_a_persons_pace_not() {
+        let mut d = PasswordSpray::new(PasswordSprayConfig::default());
+        assert!(run(&mut d, spray(&["a", "b", "c"], 2)).is_empty());
+        let mut d = PasswordSpray::new(PasswordSprayConfig::default());
+        let f = run(&mut d, spray_every(&["a", "b", "c"], 2, 20));
+        assert_eq!(f[0].alert_type, AlertType::PasswordSpray);
     }
 
     #[test]

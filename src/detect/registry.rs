@@ -27,8 +27,10 @@ pub struct DetectConfig {
     /// An alert stays open (and is updated rather than raised again) while its findings keep
     /// coming within this period.
     pub quiet_period: Span,
-    /// Access-anomaly alerts (location, cloud, principal, suspicious IP, travel) per server
-    /// and hour at most; more are counted, not raised.
+    /// Access-anomaly alerts on login attempts (a failed login from a Tor exit or a
+    /// blocklisted address) per server and hour at most; more are rolled up into one alert
+    /// per type that counts them and lists their sources. Anomalies on successful logins are
+    /// never held back.
     pub max_anomalies_per_hour: u32,
     pub brute_force: BruteForceConfig,
     pub password_spray: PasswordSprayConfig,

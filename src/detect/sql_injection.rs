@@ -103,7 +103,7 @@ pub fn payload_rules(toks: &[Token], heavy_series: u64) -> Vec<&'static str> {
                 push(&mut rules, "CHR() chain");
             }
             if (st::is_word(s.get(i), "AND") || st::is_word(s.get(i), "OR"))
-                && constant_comparison(&s[i + 1..])
+                && constant_comparison(&s[i + 1..], st::is_word(s.get(i), "OR"))
             {
                 push(&mut rules, "constant comparison (boolean oracle)");
             }
@@ -148,8 +148,10 @@ fn chr_chain(s: &[Token]) -> usize {
 }
 
 /// `[NOT] 4521=4521`, `'a'='a'`, `(5678=5678)`: a comparison of two constants right after
-/// AND/OR. `WHERE 1=1`, as query builders write it, does not follow AND/OR.
-fn constant_comparison(s: &[Token]) -> bool {
+/// AND/OR. Query builders write `WHERE 1=1 AND …` and `… AND 1 = 1` (an empty condition
+/// list): after AND, a one- or two-digit tautology is theirs; sqlmap's numbers are random
+/// and longer. After OR, `1=1` matches every row: that is an injection's.
+fn constant_comparison(s: &[Token], after_or: bool) -> bool {
     let mut i = 0;
     while st::is_word(s.get(i), "NOT") || st::is_op(s.get(i), "(") {
         i += 1;
@@ -165,8 +167,9 @@ fn constant_comparison(s: &[Token]) -> bool {
     let cmp = ["=", "<>", "!=", ">", "<"]
         .iter()
         .any(|o| st::is_op(s.get(i + 1), o));
+    let builder = !after_or && a == b && !a.starts_with('\'') && a.len() <= 2;
     // Numbers: sqlmap's are random, several digits; equal or not, both are oracles.
-    cmp && (a == b || (a.len() >= 3 && b.len() >= 3 && !a.starts_with('\'')))
+    cmp && !builder && (a == b || (a.len() >= 3 && b.len() >= 3 && !a.starts_with('\'')))
 }
 
 /// `[ALL] SELECT NULL, NULL …`: a select list of at least two items, all NULL or constants,
@@ -361,6 +364,8 @@ mod tests {
             "UPDATE t SET a = 1 WHERE id = 2; INSERT INTO log VALUES (1)",
             "SELECT chr(65)",
             "SELECT * FROM t WHERE id = 1 AND created > '2026-01-01'",
+            // An ORM's empty condition list (SQLAlchemy, query builders).
+            "SELECT count(*) FROM (SELECT id FROM orders WHERE status = 'open' AND 1 = 1) AS anon_1",
         ] {
             assert!(rules(s).is_empty(), "{s}: {:?}", rules(s));
         }

@@ -67,6 +67,25 @@ impl Recent {
         self.times.back().copied()
     }
 
+    /// How many of the kept times are within `window` before `now`.
+    pub fn count_within(&self, now: EventTime, window: i64) -> usize {
+        self.times
+            .iter()
+            .rev()
+            .take_while(|t| now - **t <= window)
+            .count()
+    }
+
+    /// The oldest kept time within `window` before `now`.
+    pub fn first_within(&self, now: EventTime, window: i64) -> Option<EventTime> {
+        self.times
+            .iter()
+            .rev()
+            .take_while(|t| now - **t <= window)
+            .last()
+            .copied()
+    }
+
     pub fn len(&self) -> usize {
         self.times.len()
     }
