@@ -26,6 +26,7 @@ pub mod alert;
 pub mod api;
 pub mod config;
 pub mod console;
+pub mod corpus;
 pub mod detect;
 pub mod duration;
 pub mod enrich;

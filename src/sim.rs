@@ -237,14 +237,18 @@ impl<W: Write> LogWriter<W> {
                 }
             }
             LogFormat::Csvlog => {
+                // A unix-socket client (`[local]`, port 0) has no port.
+                let from = if e.port == 0 {
+                    e.host.to_string()
+                } else {
+                    format!("{}:{}", e.host, e.port)
+                };
                 let _ = writeln!(
                     self.buf,
-                    "{t},{},{},{},\"{}:{}\",6b0a0000.{:x},1,,{t},3/1,0,{},{},{},{},,,,,,,,{},\"client backend\",,0",
+                    "{t},{},{},{},\"{from}\",6b0a0000.{:x},1,,{t},3/1,0,{},{},{},{},,,,,,,,{},\"client backend\",,0",
                     csv_field(e.user),
                     csv_field(e.db),
                     e.pid,
-                    e.host,
-                    e.port,
                     e.pid,
                     e.severity,
                     e.sqlstate,
@@ -267,7 +271,9 @@ impl<W: Write> LogWriter<W> {
                 }
                 o.insert("pid".into(), e.pid.into());
                 o.insert("remote_host".into(), e.host.into());
-                o.insert("remote_port".into(), e.port.into());
+                if e.port != 0 {
+                    o.insert("remote_port".into(), e.port.into());
+                }
                 o.insert("session_id".into(), format!("6b0a0000.{:x}", e.pid).into());
                 o.insert("line_num".into(), 1.into());
                 o.insert("session_start".into(), t.into());
@@ -295,13 +301,14 @@ impl<W: Write> LogWriter<W> {
     }
 }
 
-/// One server's log, written through a [`LogWriter`].
-struct Log {
-    w: LogWriter<std::io::BufWriter<std::fs::File>>,
-    pid: u32,
+/// One server's log, written through a [`LogWriter`]: whole sessions, failures and probes as
+/// PostgreSQL 15 logs them with `log_connections` and `log_disconnections`.
+pub struct Log<W: Write> {
+    pub w: LogWriter<W>,
+    pub pid: u32,
 }
 
-impl Log {
+impl<W: Write> Log<W> {
     // Every field of an entry, positionally: this is the one place that builds them.
     #[allow(clippy::too_many_arguments)]
     fn entry(
@@ -332,7 +339,7 @@ impl Log {
         })
     }
 
-    fn received(&mut self, t: EventTime, ip: IpAddr) -> std::io::Result<()> {
+    pub fn received(&mut self, t: EventTime, ip: IpAddr) -> std::io::Result<()> {
         self.pid += 1;
         let msg = format!(
             "connection received: host={ip} port={}",
@@ -341,7 +348,7 @@ impl Log {
         self.entry(t, ip, "", "", "", "LOG", "00000", msg, None)
     }
 
-    fn session(
+    pub fn session(
         &mut self,
         t: EventTime,
         ip: IpAddr,
@@ -353,7 +360,7 @@ impl Log {
     }
 
     /// A session running statements (logged as with `log_statement = 'all'`).
-    fn statements(
+    pub fn statements(
         &mut self,
         t: EventTime,
         ip: IpAddr,
@@ -378,7 +385,7 @@ impl Log {
         self.entry(t + 5000, ip, role, db, app, "LOG", "00000", msg, None)
     }
 
-    fn failure(
+    pub fn failure(
         &mut self,
         t: EventTime,
         ip: IpAddr,
@@ -398,7 +405,7 @@ impl Log {
         self.entry(t, ip, role, db, "", "FATAL", "28P01", msg, Some(detail))
     }
 
-    fn probe(&mut self, t: EventTime, ip: IpAddr) -> std::io::Result<()> {
+    pub fn probe(&mut self, t: EventTime, ip: IpAddr) -> std::io::Result<()> {
         self.received(t, ip)?;
         self.entry(
             t,
@@ -466,7 +473,8 @@ enum Act {
     /// A session running statements: (address, role, database, application, statements).
     Work(IpAddr, String, &'static str, &'static str, Vec<String>),
     Failure(IpAddr, String, &'static str, bool),
-    Probe(IpAddr),
+    /// A connection that never logs in: garbage (`true`: a scanner) or nothing at all.
+    Probe(IpAddr, bool),
 }
 
 /// Writes `<out>/<server>/postgresql.log` for each server and `<out>/labels.jsonl`.
@@ -543,8 +551,18 @@ pub fn simulate(
                 for _ in 0..3 {
                     let t = cfg.start + d * day + 8 * 3_600_000 + rng.below(10 * 3_600_000) as i64;
                     let ip = *rng.pick(office);
-                    if rng.below(20) == 0 {
-                        acts.push((t - 20_000, Act::Failure(ip, who.to_string(), "appdb", true)));
+                    // Typos: one to five, each a few seconds apart, each one failure twice
+                    // over (libpq retries without TLS at once) after a bare connection (psql
+                    // asks for the password on a first connection it then drops).
+                    if rng.below(12) == 0 {
+                        let typos = 1 + rng.below(5) as i64;
+                        let mut at = t;
+                        for _ in 0..typos {
+                            at -= 3_000 + rng.below(4_000) as i64;
+                            acts.push((at - 2_500, Act::Probe(ip, false)));
+                            acts.push((at, Act::Failure(ip, who.to_string(), "appdb", true)));
+                            acts.push((at + 6, Act::Failure(ip, who.to_string(), "appdb", true)));
+                        }
                     }
                     acts.push((t, Act::Session(ip, who.to_string(), "appdb", app)));
                 }
@@ -642,48 +660,59 @@ pub fn simulate(
             at += 2 * day + rng.below(day as u64) as i64 / 2;
             at.min(end - day)
         };
-        // Brute force on a real role, then success.
+        // Brute force on a real role, then success, at intensities around the thresholds: a
+        // tool stopping at the password after 5 tries (ncrack: milliseconds apart), 11 tries
+        // at a person's pace (one every 20 s), or a long run.
         let t = next(&mut rng);
         let src = *rng.pick(&us);
-        for k in 0..25 {
+        let (tries, gap) = match s % 3 {
+            0 => (5, 3),
+            1 => (11, 20_000),
+            _ => (25, 2_000),
+        };
+        for k in 0..tries {
             acts.push((
-                t + k * 2000,
+                t + k * gap,
                 Act::Failure(src, "orders".into(), "appdb", true),
             ));
         }
-        acts.push((t + 60_000, Act::Session(src, "orders".into(), "appdb", "")));
+        acts.push((
+            t + tries * gap + 40,
+            Act::Session(src, "orders".into(), "appdb", ""),
+        ));
         label(AlertType::BruteForce, src.to_string(), Some("orders"), t);
-        // Spray: many roles, two tries each.
+        // Spray: many roles, a few tries each; slowly over five roles, or at a tool's pace
+        // over three.
         let t = next(&mut rng);
         let src = *rng.pick(&jp);
-        for (k, role) in [
-            "admin", "root", "test", "oracle", "report", "postgres", "sa",
-        ]
-        .iter()
-        .enumerate()
-        {
+        let (roles, gap): (&[&str], i64) = if s % 2 == 0 {
+            (&["admin", "root", "test", "oracle", "postgres"], 3_000)
+        } else {
+            (&["admin", "root", "postgres"], 40)
+        };
+        for (k, role) in roles.iter().enumerate() {
             for j in 0..2 {
                 acts.push((
-                    t + (k * 2 + j) as i64 * 3000,
+                    t + (k * 2 + j) as i64 * gap,
                     Act::Failure(src, role.to_string(), "postgres", *role == "postgres"),
                 ));
             }
         }
         label(AlertType::PasswordSpray, src.to_string(), None, t);
-        // Distributed: eight addresses, three tries each, on postgres.
+        // Distributed: five addresses, four tries each, on postgres (just at the threshold).
         let t = next(&mut rng);
-        for k in 0..24 {
-            let src = br[k % br.len().max(1)];
+        for k in 0..20 {
+            let src = br[k % br.len().clamp(1, 5)];
             acts.push((
                 t + k as i64 * 5000,
                 Act::Failure(src, "postgres".into(), "postgres", true),
             ));
         }
         label(AlertType::DistributedBruteForce, "postgres".into(), None, t);
-        // hydra: template1, no application_name.
+        // hydra: template1, no application_name; three tries.
         let t = next(&mut rng);
         let src = *rng.pick(&us);
-        for k in 0..12 {
+        for k in 0..3 {
             acts.push((
                 t + k * 500,
                 Act::Failure(src, "postgres".into(), "template1", true),
@@ -694,7 +723,7 @@ pub fn simulate(
         let t = next(&mut rng);
         let src = *rng.pick(&jp);
         for k in 0..6 {
-            acts.push((t + k * 100, Act::Probe(src)));
+            acts.push((t + k * 100, Act::Probe(src, true)));
         }
         label(AlertType::Probe, src.to_string(), None, t);
         // Tor exit logs in as alice.
@@ -876,7 +905,8 @@ pub fn simulate(
                     log.statements(t, ip, &role, db, app, &stmts)?
                 }
                 Act::Failure(ip, role, db, exists) => log.failure(t, ip, &role, db, exists)?,
-                Act::Probe(ip) => log.probe(t, ip)?,
+                Act::Probe(ip, true) => log.probe(t, ip)?,
+                Act::Probe(ip, false) => log.received(t, ip)?,
             }
         }
         log.w.flush()?;

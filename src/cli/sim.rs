@@ -27,7 +27,8 @@ pub struct SimArgs {
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
-    /// A directory written by `pgvigil simulate`.
+    /// A directory written by `pgvigil simulate`, or a corpus of recorded scenarios (folders
+    /// with `labels.json`, as `bench/corpus/record.py` writes them; `tests/corpus/`).
     pub dir: PathBuf,
     /// Detector settings (pgvigil.toml).
     #[arg(long, short = 'c')]
@@ -45,14 +46,7 @@ fn enricher(cfg: &Config) -> Result<std::sync::Arc<pgvigil::enrich::Enricher>> {
 pub fn simulate(a: SimArgs) -> Result<u8> {
     let cfg = Config::default();
     let e = enricher(&cfg)?;
-    let tor: Vec<std::net::IpAddr> = pgvigil::enrich::default_data_dir()
-        .map(|d| d.join("tor-exits-2026-10-05.txt"))
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().trim_end_matches("/32").parse().ok())
-        .take(50)
-        .collect();
+    let tor: Vec<std::net::IpAddr> = tor_exits().into_iter().take(50).collect();
     let sc = SimConfig {
         format: a.format.parse().map_err(anyhow::Error::msg)?,
         servers: a.servers,
@@ -77,6 +71,9 @@ pub fn eval(a: EvalArgs) -> Result<u8> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    if pgvigil::corpus::is_corpus(&a.dir) {
+        return eval_corpus(&a, &cfg);
+    }
     // The simulation's reverse DNS, instead of asking real name servers about its addresses.
     let ptr = a.dir.join("ptr.txt");
     if ptr.is_file() {
@@ -188,4 +185,166 @@ pub fn eval(a: EvalArgs) -> Result<u8> {
         fps as f64 * 10.0 / server_weeks
     );
     Ok(if fns > 0 { 1 } else { 0 })
+}
+
+/// Tor exits of the shipped list, for the simulation and the corpus's `tor:` places.
+fn tor_exits() -> Vec<std::net::IpAddr> {
+    pgvigil::enrich::default_data_dir()
+        .map(|d| d.join("tor-exits-2026-10-05.txt"))
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches("/32").parse().ok())
+        .take(200)
+        .collect()
+}
+
+/// `pgvigil eval CORPUS`: every recorded scenario in every format, through `analyze` and
+/// through `run`'s streaming path, against its labels.
+fn eval_corpus(a: &EvalArgs, cfg: &Config) -> Result<u8> {
+    use pgvigil::corpus;
+    use pgvigil::sources::LogFormat;
+    let e = enricher(cfg)?;
+    let scenarios = corpus::scenarios(&a.dir)?;
+    let mut places = corpus::Places::new(&e, tor_exits());
+    let work = tempfile_dir()?;
+    let formats = [LogFormat::Stderr, LogFormat::Csvlog, LogFormat::Jsonlog];
+    println!(
+        "{:<36} {:<8} {:<7} {:<24} {:<24} {:<24}",
+        "scenario", "kind", "expects", "stderr", "csvlog", "jsonlog"
+    );
+    let (mut passed, mut total, mut fps, mut found, mut expected, mut disagree) =
+        (0, 0, 0, 0, 0, 0);
+    let mut notes: Vec<String> = Vec::new();
+    for s in &scenarios {
+        let mut cells = Vec::new();
+        for f in formats {
+            let dir = work.join(&s.labels.scenario);
+            let Some(p) = corpus::prepare(s, f, &mut places, &dir)? else {
+                cells.push("-".to_string());
+                continue;
+            };
+            let files: Vec<pgvigil::sources::file::LogFile> = p
+                .files
+                .iter()
+                .map(|path| {
+                    pgvigil::sources::file::inspect(
+                        path,
+                        &Hints {
+                            format: Some(f),
+                            prefix: None,
+                        },
+                    )
+                })
+                .collect::<Result<_, _>>()?;
+            // analyze
+            let batch = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let b2 = batch.clone();
+            pipeline::analyze(
+                &files,
+                "db1",
+                &cfg.detect,
+                Some(e.clone()),
+                false,
+                Box::new(move |al| {
+                    if let Ok(mut v) = b2.lock() {
+                        v.push(al);
+                    }
+                }),
+                &mut |_, _| {},
+                2,
+            );
+            let batch: Vec<Alert> = batch.lock().map(|v| v.clone()).unwrap_or_default();
+            // run's streaming path
+            let mut sp = pipeline::Pipeline::new("db1", &cfg.detect);
+            sp.enricher = Some(e.clone());
+            for lf in &files {
+                sp.read_file(lf, &mut |_| {})?;
+            }
+            sp.finish();
+            let live = corpus::final_states(sp.take_alerts());
+            let ob = corpus::score(&s.labels, &p, &batch);
+            let ol = corpus::score(&s.labels, &p, &live);
+            let same = corpus::signature(&batch) == corpus::signature(&live);
+            total += 1;
+            expected += ob.expected;
+            found += ob.found;
+            fps += ob.false_positives.len();
+            if !same {
+                disagree += 1;
+            }
+            let ok = ob.ok() && ol.ok() && same;
+            if ok {
+                passed += 1;
+            }
+            let mut cell = if ok {
+                "ok".to_string()
+            } else {
+                let mut bits = Vec::new();
+                if !ob.missing.is_empty() {
+                    bits.push(format!("{} missed", ob.missing.len()));
+                }
+                if !ob.false_positives.is_empty() {
+                    bits.push(format!("{} FP", ob.false_positives.len()));
+                }
+                if !same {
+                    bits.push("run≠analyze".into());
+                }
+                bits.join(", ")
+            };
+            cell.truncate(24);
+            cells.push(cell);
+            if a.verbose || !ok {
+                let tag = format!("{} [{f}]", s.labels.scenario);
+                for m in &ob.missing {
+                    notes.push(format!("{tag}: missed {m}"));
+                }
+                for x in &ob.false_positives {
+                    notes.push(format!("{tag}: false positive: {x}"));
+                }
+                if !same {
+                    for (l, r) in [("analyze", &batch), ("run", &live)] {
+                        for sig in corpus::signature(r) {
+                            notes.push(format!("{tag}: {l}: {sig}"));
+                        }
+                    }
+                }
+                if a.verbose {
+                    for al in &batch {
+                        notes.push(format!(
+                            "{tag}: alert: {} {} from {} as {}: {}",
+                            al.severity,
+                            al.display_name,
+                            al.entities.source_ip.as_deref().unwrap_or("-"),
+                            al.entities.principal.as_deref().unwrap_or("-"),
+                            al.anomaly_context
+                        ));
+                    }
+                }
+            }
+        }
+        println!(
+            "{:<36} {:<8} {:<7} {:<24} {:<24} {:<24}",
+            s.labels.scenario,
+            s.labels.kind,
+            s.labels.expect.len(),
+            cells.first().map(String::as_str).unwrap_or("-"),
+            cells.get(1).map(String::as_str).unwrap_or("-"),
+            cells.get(2).map(String::as_str).unwrap_or("-"),
+        );
+    }
+    for n in &notes {
+        println!("  {n}");
+    }
+    println!(
+        "{passed} of {total} scenario runs right (every expected alert, from the attacker's address, nothing on a benign one, analyze = run); {found} of {expected} expected alerts found; {fps} false positives; {disagree} where analyze and run differ"
+    );
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(if passed == total { 0 } else { 1 })
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let base = std::env::temp_dir().join(format!("pgvigil-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&base).with_context(|| base.display().to_string())?;
+    Ok(base)
 }
