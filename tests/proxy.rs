@@ -778,10 +778,16 @@ async fn real_clients_are_identified() {
     });
     assert!(found, "{:?}\n{events:#?}", seen.lock().unwrap());
     assert_eq!(*seen.lock().unwrap(), want);
-    let (more, found) = p.until(Duration::from_secs(10), |e| {
-        e["kind"]["type"] == "ProtocolError" && e["client_ip"] == "127.0.3.9"
-    });
-    assert!(found, "{more:#?}");
+    // The bare connect is told about 2 s after it closed (a driver might have retried
+    // without TLS): before the last login when that one is slow to start (Java), else after.
+    let bare_at = |e: &Value| e["kind"]["type"] == "ProtocolError" && e["client_ip"] == "127.0.3.9";
+    let more = if events.iter().any(bare_at) {
+        Vec::new()
+    } else {
+        let (more, found) = p.until(Duration::from_secs(10), bare_at);
+        assert!(found, "{more:#?}");
+        more
+    };
     let events: Vec<Value> = events.into_iter().chain(more).collect();
     let bare: Vec<&Value> = events
         .iter()

@@ -55,7 +55,7 @@ fn evaluate(cl: &mut Cluster, name: &str, labels: Value) -> (bool, String) {
 }
 
 fn app_routine(actor: &str) -> Value {
-    json!({"actor": actor, "role": "app", "database": "appdb", "application": "orders-api", "every": "10m"})
+    json!({"actor": actor, "role": "app", "database": "appdb", "application": "orders-api", "every": "1h"})
 }
 
 fn actor(place: &str, benign: bool) -> Value {

@@ -380,9 +380,9 @@ ORM = [
 ]
 
 HOME_APP = {"actor": "127.0.0.10", "role": "app", "database": "appdb", "application": "orders-api",
-            "every": "10m"}
+            "every": "1h"}
 SECOND_APP = {"actor": "127.0.0.11", "role": "app", "database": "appdb", "application": "orders-api",
-              "every": "10m"}
+              "every": "1h"}
 OFFICE = {"actor": "127.0.0.20", "role": "alice", "database": "appdb", "application": "psql",
           "every": "workday"}
 BASE_ACTORS = {
@@ -721,7 +721,7 @@ def main():
                       {"127.0.0.31": {"place": "private", "benign": True, "what": "monitoring"}},
                       baseline=[HOME_APP, SECOND_APP, OFFICE,
                                 {"actor": "127.0.0.31", "role": "monitor", "database": "postgres",
-                                 "application": "postgres_exporter", "every": "1m", "bare_connects": True}]))
+                                 "application": "postgres_exporter", "every": "1h", "bare_connects": True}]))
 
     def pooler():
         pb = os.path.join(r.work, "pgbouncer")
@@ -755,7 +755,7 @@ def main():
                labels("benign", "pgbouncer in front: 60 client connections through 4 server connections", [],
                       {"127.0.0.40": {"place": "private", "benign": True, "what": "the pooler"}},
                       baseline=[{"actor": "127.0.0.40", "role": "app", "database": "appdb", "application": "",
-                                 "every": "10m"}, OFFICE]))
+                                 "every": "1h"}, OFFICE]))
 
     def failover_storm():
         # After a failover the application's pools reconnect all at once: 16 logins in a
