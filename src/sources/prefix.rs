@@ -169,7 +169,6 @@ impl Prefix {
     }
 
     fn match_with(&self, tokens: &[Token], line: &str, rec: &mut Record) -> Option<PrefixMatch> {
-        let mut hints: Option<Hints<'_>> = None;
         let b = line.as_bytes();
         let mut from = 0;
         for _ in 0..MAX_SEVERITY_CANDIDATES {
@@ -186,18 +185,21 @@ impl Prefix {
             if word.is_empty() || word.len() > 40 || !is_severity_word(word) {
                 continue;
             }
-            let hints = hints.get_or_insert_with(|| Hints::of(&line[colon + 3..]));
             let goal = Goal {
                 tokens,
                 line,
                 end: word_start,
-                hints,
+                msg: &line[colon + 3..],
+                hints: std::cell::OnceCell::new(),
             };
             let mut st = MatchState {
                 unknown_zone: false,
                 budget: MATCH_BUDGET,
             };
-            if self.match_at(&goal, 0, 0, rec, &mut st) {
+            // Most lines need no choice: each free-text field ends at the first place the next
+            // literal occurs. A failed login's names are read with the care of `match_at`.
+            let simple = !Hints::named_in(goal.msg) && self.match_first(&goal, rec, &mut st);
+            if simple || self.match_at(&goal, 0, 0, rec, &mut st) {
                 return Some(PrefixMatch {
                     rest: word_start,
                     unknown_zone: st.unknown_zone,
@@ -205,6 +207,54 @@ impl Prefix {
             }
         }
         None
+    }
+
+    /// `match_at` without going back: every free-text field ends at the first occurrence of
+    /// the literal after it.
+    fn match_first(&self, goal: &Goal<'_>, rec: &mut Record, st: &mut MatchState) -> bool {
+        let mut i = 0;
+        for (k, tok) in goal.tokens.iter().enumerate() {
+            match tok {
+                Token::QStop => {}
+                Token::Lit(l) => {
+                    if !goal.line[i..goal.end].starts_with(l.as_str()) {
+                        return false;
+                    }
+                    i += l.len();
+                }
+                Token::Field(esc, padded) => {
+                    let next_lit = goal.tokens[k + 1..].iter().find_map(|t| match t {
+                        Token::Lit(l) => Some(l.as_str()),
+                        Token::Field(..) => Some(""),
+                        Token::QStop => None,
+                    });
+                    let s = &goal.line[i..goal.end];
+                    let n = if FREE.contains(*esc) {
+                        match next_lit {
+                            Some("") => return false,
+                            None => s.len(),
+                            Some(l) => match find_lit(s.as_bytes(), l.as_bytes()) {
+                                Some(n) => n,
+                                None => return false,
+                            },
+                        }
+                    } else {
+                        match scan_field(*esc, *padded, s, next_lit) {
+                            Some(n) => n,
+                            None => return false,
+                        }
+                    };
+                    let v = if *padded { s[..n].trim() } else { &s[..n] };
+                    if !free_value_ok(*esc, v)
+                        || assign(*esc, v, rec, &mut st.unknown_zone, &self.times).is_none()
+                    {
+                        return false;
+                    }
+                    i += n;
+                }
+            }
+        }
+        i == goal.end
     }
 
     /// Matches `goal.tokens[k..]` against exactly `goal.line[i..goal.end]`, backtracking over
@@ -256,11 +306,21 @@ impl Prefix {
             };
         }
         // Free text: the value the message names first, then every place the next literal
-        // occurs, shortest first.
-        let hinted = goal
-            .hints
-            .get(esc)
-            .filter(|h| s.starts_with(*h) && next_lit.is_none_or(|l| s[h.len()..].starts_with(l)));
+        // occurs, shortest first. Where the next literal occurs once only, there is no choice
+        // to make and no need to read the message.
+        let ambiguous = Hints::named_in(goal.msg)
+            && match next_lit {
+                Some(l) if !l.is_empty() => find_lit(s.as_bytes(), l.as_bytes())
+                    .is_some_and(|p| find_lit(&s.as_bytes()[p + 1..], l.as_bytes()).is_some()),
+                _ => true,
+            };
+        let hinted = if ambiguous {
+            goal.hints().get(esc).filter(|h| {
+                s.starts_with(*h) && next_lit.is_none_or(|l| s[h.len()..].starts_with(l))
+            })
+        } else {
+            None
+        };
         if let Some(h) = hinted {
             if take(h.len(), rec, st) {
                 return true;
@@ -294,12 +354,19 @@ impl Prefix {
 }
 
 /// What one match attempt must cover: `line[..end]` with `tokens`, and what the line's
-/// message says of its names.
+/// message says of its names (worked out only when a name is ambiguous).
 struct Goal<'a> {
     tokens: &'a [Token],
     line: &'a str,
     end: usize,
-    hints: &'a Hints<'a>,
+    msg: &'a str,
+    hints: std::cell::OnceCell<Hints<'a>>,
+}
+
+impl<'a> Goal<'a> {
+    fn hints(&self) -> &Hints<'a> {
+        self.hints.get_or_init(|| Hints::of(self.msg))
+    }
 }
 
 /// What a match attempt carries along.
@@ -336,44 +403,37 @@ fn free_value_ok(esc: char, v: &str) -> bool {
 struct Hints<'a> {
     user: Option<&'a str>,
     database: Option<&'a str>,
-    application: Option<&'a str>,
     host: Option<&'a str>,
 }
 
 impl<'a> Hints<'a> {
+    /// Whether the message is a failed login's, which names its role (and the rejection, its
+    /// database and client). A successful login's names come from its own message anyway
+    /// (the session takes them from `connection authorized`), so only these need the prefix
+    /// read right.
+    fn named_in(msg: &str) -> bool {
+        matches!(msg.as_bytes().first(), Some(b'p' | b'n' | b'r'))
+            && (msg.starts_with("password authentication failed for user \"")
+                || msg.starts_with("no pg_hba.conf entry")
+                || msg.starts_with("pg_hba.conf rejects")
+                || msg.starts_with("role \""))
+    }
+
     fn of(msg: &'a str) -> Hints<'a> {
         let mut h = Hints::default();
+        let find =
+            |hay: &str, needle: &str| memchr::memmem::find(hay.as_bytes(), needle.as_bytes());
         let quoted_after = |key: &str| -> Option<&'a str> {
-            let at = msg.find(key)? + key.len();
+            let at = find(msg, key)? + key.len();
             let rest = &msg[at..];
             // The name runs to the quote that closes it: the last one before `", ` or the end.
-            let end = rest.find("\", ").or_else(|| rest.rfind('"'))?;
+            let end = find(rest, "\", ").or_else(|| rest.rfind('"'))?;
             Some(&rest[..end])
         };
-        if let Some(rest) = msg
-            .strip_prefix("connection authorized: ")
-            .or_else(|| msg.strip_prefix("disconnection: "))
-        {
-            let after = |key: &str, ends: &[&str]| -> Option<&'a str> {
-                let at = rest.find(key)? + key.len();
-                let r = &rest[at..];
-                let end = ends
-                    .iter()
-                    .filter_map(|e| r.find(e))
-                    .min()
-                    .unwrap_or(r.len());
-                Some(&r[..end])
-            };
-            h.user = after("user=", &[" database="]);
-            h.database = after(
-                " database=",
-                &[" application_name=", " host=", " SSL ", " GSS "],
-            );
-            h.application = after(" application_name=", &[" SSL enabled (", " GSS ("]);
-            h.host = after(" host=", &[" "]);
-        } else if let Some(r) = msg.strip_prefix("password authentication failed for user \"") {
+        if let Some(r) = msg.strip_prefix("password authentication failed for user \"") {
             h.user = r.rfind('"').map(|e| &r[..e]);
-        } else if msg.contains("user \"") {
+        } else if msg.starts_with("no pg_hba.conf entry") || msg.starts_with("pg_hba.conf rejects")
+        {
             h.user = quoted_after("user \"");
             h.database = quoted_after("database \"");
             h.host = quoted_after("host \"");
@@ -387,7 +447,6 @@ impl<'a> Hints<'a> {
         match esc {
             'u' => self.user,
             'd' => self.database,
-            'a' => self.application,
             'h' => self.host,
             _ => None,
         }

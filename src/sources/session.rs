@@ -238,8 +238,12 @@ impl SessionJoiner {
                 }
             }
         };
-        set(&mut s.user, &rec.user);
-        set(&mut s.database, &rec.database);
+        // A logged-in session's role and database are what `connection authorized` said;
+        // a prefix can split an odd name (`a@b`) otherwise. Its application can change.
+        if !s.authorized {
+            set(&mut s.user, &rec.user);
+            set(&mut s.database, &rec.database);
+        }
         set(&mut s.application, &rec.application);
         if s.pid.is_none() {
             s.pid = rec.pid;
