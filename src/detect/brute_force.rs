@@ -132,8 +132,9 @@ pub struct BruteForce {
 }
 
 const MAX_KNOWN_ROLES: usize = 100_000;
-/// Failure times kept per source and role, for the evidence of an attack's start.
-const MAX_RAW: usize = 1_000;
+/// Failure times kept per source and role, for the evidence of an attack's start: more than
+/// any threshold needs (a known client's 30 attempts, each with its retry).
+const MAX_RAW: usize = 64;
 
 impl BruteForce {
     pub fn new(cfg: BruteForceConfig) -> Self {

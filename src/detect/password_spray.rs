@@ -2,7 +2,7 @@
 //! the enumeration of roles that do not exist. Below the brute-force threshold per role, so
 //! only the breadth gives it away.
 
-use super::window::{keep_sample, NameCounts, Reported, Tally};
+use super::window::{keep_sample, NameCounts, Reported, Tally, Window};
 use super::Detector;
 use crate::alert::{AlertType, Entities, Finding, Severity};
 use crate::duration::Span;
@@ -69,7 +69,7 @@ struct State {
     recent: FxHashMap<CompactString, Tally<(CompactString, bool)>>,
     /// Per source: attempts (a failure and its immediate retry are one).
     #[serde(default)]
-    attempts: FxHashMap<CompactString, Tally<()>>,
+    attempts: FxHashMap<CompactString, Window>,
     incidents: FxHashMap<CompactString, Incident>,
     last_sweep: EventTime,
 }
@@ -179,10 +179,7 @@ impl Detector for PasswordSpray {
                 let role = ev.principal.clone().unwrap_or_default();
                 let rate = cx.failure.unwrap_or_default();
                 let attempts = self.st.attempts.entry(src.clone()).or_default();
-                for _ in 0..rate.attempts {
-                    attempts.push(ev.time, (), window, 10_000);
-                }
-                attempts.expire(ev.time - window);
+                attempts.push(ev.time, rate.attempts, window, 10_000);
                 let attempts = attempts.total();
                 let tally = self.st.recent.entry(src.clone()).or_default();
                 let missing = reason == LoginFailure::NoSuchRole;

@@ -95,6 +95,39 @@ impl Recent {
     }
 }
 
+/// Times within a sliding window, counted: `Tally` without keys.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Window {
+    times: VecDeque<EventTime>,
+}
+
+impl Window {
+    /// Adds `n` events at `t`, forgetting those more than `window` before it; at most `cap`.
+    pub fn push(&mut self, t: EventTime, n: u32, window: i64, cap: usize) {
+        self.expire(t - window);
+        for _ in 0..n {
+            if self.times.len() >= cap.max(1) {
+                self.times.pop_front();
+            }
+            self.times.push_back(t);
+        }
+    }
+
+    pub fn expire(&mut self, before: EventTime) {
+        while self.times.front().is_some_and(|x| *x < before) {
+            self.times.pop_front();
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.times.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+}
+
 /// Keyed counts of the events within a sliding window, bounded to `cap` events.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tally<K: Eq + Hash> {

@@ -198,7 +198,8 @@ impl Prefix {
             };
             // Most lines need no choice: each free-text field ends at the first place the next
             // literal occurs. A failed login's names are read with the care of `match_at`.
-            let simple = !Hints::named_in(goal.msg) && self.match_first(&goal, rec, &mut st);
+            let simple = self.match_first(&goal, rec, &mut st)
+                && (!Hints::named_in(goal.msg) || goal.hints().agree_with(rec));
             if simple || self.match_at(&goal, 0, 0, rec, &mut st) {
                 return Some(PrefixMatch {
                     rest: word_start,
@@ -441,6 +442,17 @@ impl<'a> Hints<'a> {
             h.user = r.rfind("\" does not exist").map(|e| &r[..e]);
         }
         h
+    }
+
+    /// The names a quick read of the prefix found are the ones the message states (or it
+    /// states none of them).
+    fn agree_with(&self, rec: &Record) -> bool {
+        let same = |hint: Option<&str>, got: &str| {
+            hint.is_none_or(|h| got.is_empty() || got == h || (h.is_empty() && got.is_empty()))
+        };
+        same(self.user, &rec.user)
+            && same(self.database, &rec.database)
+            && same(self.host, &rec.host)
     }
 
     fn get(&self, esc: char) -> Option<&'a str> {
