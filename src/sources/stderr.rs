@@ -448,6 +448,42 @@ mod tests {
     }
 
     #[test]
+    fn a_role_name_with_a_line_break_is_joined_even_across_reads() {
+        // PostgreSQL writes the name into the prefix as it is; the message's copy is indented.
+        let log = "2026-11-30 19:38:11.966 UTC [23908] [unknown]@[unknown] 127.0.0.66 LOG:  connection received: host=127.0.0.66 port=52765\n\
+2026-11-30 19:38:11.976 UTC [23908] new\n\
+line@appdb 127.0.0.66 FATAL:  password authentication failed for user \"new\n\
+\tline\"\n\
+2026-11-30 19:38:11.976 UTC [23908] new\n\
+line@appdb 127.0.0.66 DETAIL:  Role \"new\n\
+\tline\" does not exist.\n";
+        let prefix = Prefix::compile("%m [%p] %q%u@%d %h ").unwrap();
+        // Cut right after the name's first half: the parser must wait for the rest.
+        let cut = log.find("new\n").unwrap() + 4;
+        let mut p = StderrParser::new(prefix);
+        let mut c = Collect::default();
+        let used = p.feed(log[..cut].as_bytes(), &mut c);
+        let mut rest = log.as_bytes()[used..].to_vec();
+        let used2 = p.feed(&rest, &mut c);
+        rest.drain(..used2);
+        p.finish(&rest, &mut c);
+        assert!(c.bad.is_empty(), "{:?}", c.bad);
+        assert_eq!(c.recs.len(), 2, "{:?}", c.recs);
+        let fatal = &c.recs[1];
+        assert_eq!(
+            (fatal.user.as_str(), fatal.database.as_str()),
+            ("new\nline", "appdb")
+        );
+        assert_eq!(
+            fatal.message,
+            "password authentication failed for user \"new\nline\""
+        );
+        assert!(fatal
+            .detail
+            .starts_with("Role \"new\nline\" does not exist."));
+    }
+
+    #[test]
     fn syslog_lines() {
         let log = "Nov 28 10:23:41 db1 postgres[4884]: [7-1] 2026-11-28 10:23:41.084 UTC [4884] FATAL:  password authentication failed for user \"nosuch\"\n\
 Nov 28 10:23:41 db1 postgres[4884]: [8-1] 2026-11-28 10:23:41.084 UTC [4884] DETAIL:  Role \"nosuch\" does not exist.\n\
