@@ -462,7 +462,7 @@ line@appdb 127.0.0.66 DETAIL:  Role \"new\n\
         let cut = log.find("new\n").unwrap() + 4;
         let mut p = StderrParser::new(prefix);
         let mut c = Collect::default();
-        let used = p.feed(log[..cut].as_bytes(), &mut c);
+        let used = p.feed(&log.as_bytes()[..cut], &mut c);
         let mut rest = log.as_bytes()[used..].to_vec();
         let used2 = p.feed(&rest, &mut c);
         rest.drain(..used2);
