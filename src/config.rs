@@ -100,6 +100,13 @@ pub struct InputConfig {
     pub start_at: StartAt,
     /// How often to look for new lines and new files.
     pub poll_interval: Span,
+    /// A file renamed or deleted away (logrotate) is read until it has been quiet this long:
+    /// the server may write to it until it is told to reopen its log. A file of the followed
+    /// names quiet this long is closed, and opened again when it grows.
+    pub rotated_grace: Span,
+    /// A log entry (a line, a csv record) longer than this is skipped and counted, with its
+    /// file and line: one runaway line must not take the memory.
+    pub max_entry_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,6 +124,12 @@ pub struct OutputConfig {
 pub struct StateConfig {
     /// Where checkpoints (file positions and detector state) are kept.
     pub dir: PathBuf,
+    /// The whole detector state is saved at most this often (and whenever `checkpoint_bytes`
+    /// of log were read since): alerts are stored as they come, and after a crash the log
+    /// since the last checkpoint is read again, its alerts folding into the stored ones.
+    pub checkpoint_interval: Span,
+    /// …and at least every this many bytes of log read, which bounds what is read again.
+    pub checkpoint_bytes: u64,
 }
 
 impl Default for Config {
@@ -146,6 +159,8 @@ impl Default for InputConfig {
             log_line_prefix: None,
             start_at: StartAt::End,
             poll_interval: Span(200),
+            rotated_grace: Span(30_000),
+            max_entry_bytes: 8 << 20,
         }
     }
 }
@@ -170,7 +185,11 @@ impl Default for StateConfig {
                 .unwrap_or_else(|| PathBuf::from("."))
                 .join("pgvigil")
         };
-        StateConfig { dir }
+        StateConfig {
+            dir,
+            checkpoint_interval: Span(10_000),
+            checkpoint_bytes: 64 << 20,
+        }
     }
 }
 

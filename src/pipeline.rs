@@ -214,6 +214,12 @@ impl Pipeline {
         s
     }
 
+    /// The newest log time read, if any line was.
+    pub fn joiner_now(&self) -> Option<EventTime> {
+        let t = self.joiner.now();
+        (t > 0).then_some(t)
+    }
+
     /// Event time moved on without new lines (`run`, idle): let windows expire.
     pub fn tick(&mut self) {
         let now = self.joiner.now();
@@ -358,6 +364,7 @@ fn read_log(
     // Read straight into the parse buffer; only an unfinished last line is moved back.
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
     let mut total = 0u64;
+    let mut cap = crate::sources::EntryCap::new(crate::sources::DEFAULT_MAX_ENTRY);
     loop {
         let filled = buf.len();
         buf.resize(filled + CHUNK, 0);
@@ -381,11 +388,30 @@ fn read_log(
         }
         total += n as u64;
         progress(n as u64);
+        if cap.skipping() {
+            if !cap.check(&mut buf, parser.as_mut(), sink) {
+                continue;
+            }
+            parser = fresh_parser(lf, parser.line());
+        }
         let used = parser.feed(&buf, sink);
         buf.drain(..used);
+        if cap.check(&mut buf, parser.as_mut(), sink) {
+            parser = fresh_parser(lf, parser.line());
+            let used = parser.feed(&buf, sink);
+            buf.drain(..used);
+        }
     }
     parser.finish(&buf, sink);
     (parser.line().saturating_sub(1), total, None)
+}
+
+/// A new parser for `lf` from line `line` on: after a runaway entry, its buffers go with the
+/// old one.
+fn fresh_parser(lf: &LogFile, line: u64) -> Box<dyn LogParser> {
+    let mut p = file::make_parser(lf.format, lf.prefix.as_ref(), lf.year);
+    p.set_line(line);
+    p
 }
 
 /// Every event a file yields (golden tests, and `analyze --events`).

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Label values are log-derived (server names): quote them as the format requires.
@@ -201,6 +201,79 @@ pub(super) async fn metrics(State(st): State<Arc<ApiState>>) -> ApiResult<Respon
         "Alerts not raised because the server's policy turns them off.",
         c.alerts_suppressed.load(Ordering::Relaxed),
     );
+    let f = &c.follower;
+    if f.active.load(Ordering::Relaxed) {
+        let g = |x: &AtomicU64| x.load(Ordering::Relaxed);
+        for (name, kind, help, v) in [
+            (
+                "pgvigil_follower_files",
+                "gauge",
+                "Log files followed (open, and closed until they grow).",
+                g(&f.files),
+            ),
+            (
+                "pgvigil_follower_open_files",
+                "gauge",
+                "Followed log files open now.",
+                g(&f.open),
+            ),
+            (
+                "pgvigil_follower_bytes_behind",
+                "gauge",
+                "Bytes written to the followed logs and not read yet.",
+                g(&f.bytes_behind),
+            ),
+            (
+                "pgvigil_follower_read_errors_total",
+                "counter",
+                "Reads of followed logs that failed.",
+                g(&f.read_errors),
+            ),
+            (
+                "pgvigil_follower_oversize_entries_total",
+                "counter",
+                "Log entries skipped for their length (input.max_entry_bytes).",
+                g(&f.oversize),
+            ),
+            (
+                "pgvigil_follower_recovered_bytes_total",
+                "counter",
+                "Bytes read from rotated copies after a copytruncate.",
+                g(&f.recovered_bytes),
+            ),
+        ] {
+            single(&mut m, name, kind, help, v);
+        }
+        let now = crate::store::now_ms();
+        let last = f.last_poll_ms.load(Ordering::Relaxed);
+        if last > 0 {
+            family(
+                &mut m,
+                "pgvigil_follower_last_poll_seconds",
+                "gauge",
+                "Seconds since the logs were last polled.",
+            );
+            let _ = writeln!(
+                m,
+                "pgvigil_follower_last_poll_seconds {}",
+                (now - last) as f64 / 1000.0
+            );
+        }
+        let newest = f.newest_event_ms.load(Ordering::Relaxed);
+        if newest > 0 {
+            family(
+                &mut m,
+                "pgvigil_follower_lag_seconds",
+                "gauge",
+                "Wall-clock time minus the time of the newest event read, now.",
+            );
+            let _ = writeln!(
+                m,
+                "pgvigil_follower_lag_seconds {}",
+                (now - newest) as f64 / 1000.0
+            );
+        }
+    }
     if let Some(p) = &st.proxy {
         proxy(&mut m, &p.stats());
     }

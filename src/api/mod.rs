@@ -61,6 +61,58 @@ pub struct Counters {
     pub notifications_sent: AtomicU64,
     pub notification_failures: AtomicU64,
     pub alerts_suppressed: AtomicU64,
+    /// What `run`'s log follower last saw (unset in a process that follows no logs).
+    pub follower: FollowerHealth,
+}
+
+/// The log follower's figures, for `/metrics` and `/healthz`.
+#[derive(Debug, Default)]
+pub struct FollowerHealth {
+    /// This process follows logs.
+    pub active: std::sync::atomic::AtomicBool,
+    /// When the last poll of the logs ended (ms since the epoch).
+    pub last_poll_ms: std::sync::atomic::AtomicI64,
+    /// Log files followed (open, and closed until they grow).
+    pub files: AtomicU64,
+    /// Of those, open now.
+    pub open: AtomicU64,
+    /// Bytes written to the followed files and not read yet.
+    pub bytes_behind: AtomicU64,
+    /// Reads that failed, in all, and in the last poll.
+    pub read_errors: AtomicU64,
+    pub read_errors_last_poll: AtomicU64,
+    /// Entries skipped for their length, and bytes recovered from rotated copies.
+    pub oversize: AtomicU64,
+    pub recovered_bytes: AtomicU64,
+    /// The time of the newest event read (ms since the epoch), for a lag that stays live.
+    pub newest_event_ms: std::sync::atomic::AtomicI64,
+    /// The store could not be written at the last try.
+    pub store_unreachable: std::sync::atomic::AtomicBool,
+}
+
+impl FollowerHealth {
+    /// Why this process is unhealthy, if it is.
+    pub fn problem(&self, now_ms: i64) -> Option<String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.store_unreachable.load(Relaxed) {
+            return Some("the alert store cannot be written".into());
+        }
+        if !self.active.load(Relaxed) {
+            return None;
+        }
+        let errors = self.read_errors_last_poll.load(Relaxed);
+        if errors > 0 {
+            return Some(format!("{errors} followed log file(s) could not be read"));
+        }
+        let last = self.last_poll_ms.load(Relaxed);
+        if last > 0 && now_ms - last > 60_000 {
+            return Some(format!(
+                "the logs were last polled {} s ago",
+                (now_ms - last) / 1000
+            ));
+        }
+        None
+    }
 }
 
 pub struct ApiState {
@@ -240,8 +292,17 @@ async fn close_after_unread_body(req: Request, next: Next) -> Response {
     resp
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+/// `ok`, or 503 saying what is wrong: the store cannot be written, a followed log cannot be
+/// read, the logs are not being polled.
+async fn healthz(State(st): State<Arc<ApiState>>) -> Response {
+    match st.counters.follower.problem(crate::store::now_ms()) {
+        None => Json(serde_json::json!({"status": "ok"})).into_response(),
+        Some(p) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "unhealthy", "problem": p})),
+        )
+            .into_response(),
+    }
 }
 
 async fn openapi() -> Response {

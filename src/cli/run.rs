@@ -23,6 +23,7 @@ use pgvigil::store::{now_ms, Ingest, ServerReport, Store};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 #[derive(clap::Args)]
@@ -174,53 +175,81 @@ pub fn run(args: Args) -> Result<u8> {
         .transpose()?;
     let mut pipeline = Pipeline::new(&cfg.server, &cfg.detect);
     pipeline.enricher = super::load_enricher(&cfg, true, false)?;
-    let mut alerts_file = match &cfg.output.file {
-        Some(f) => {
-            if let Some(dir) = f.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
-            }
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(f)
-                .with_context(|| f.display().to_string())?;
-            Some((f.clone(), file))
-        }
-        None => None,
-    };
+    let mut alerts_file = open_alerts_file(cfg.output.file.as_deref())?;
     let mut positions = Vec::new();
     if let Some(c) = &saved {
         c.restore_into(&mut pipeline, &origin)?;
         positions = c.files.clone();
         if let (Some(len), Some((path, file))) = (c.alerts_file_len, &alerts_file) {
-            // Alerts written after the checkpoint will be raised again from the re-read lines.
-            file.set_len(len)
+            // Alerts written after the checkpoint will be raised again from the re-read lines:
+            // cut them, in the file the checkpoint knew. A file rotated away since (a new,
+            // shorter one) is left as it is: never extended, never padded.
+            let meta = file
+                .metadata()
                 .with_context(|| path.display().to_string())?;
+            let same = c
+                .alerts_file_ino
+                .is_none_or(|ino| ino == std::os::unix::fs::MetadataExt::ino(&meta));
+            if same && meta.len() > len {
+                file.set_len(len)
+                    .with_context(|| path.display().to_string())?;
+            }
         }
         tracing::info!(store = %store.location(), files = positions.len(), "resuming from the checkpoint");
     }
-    let mut follower = Follower::new(roots.clone(), hints, cfg.input.start_at, positions);
+    let mut follower = Follower::new(roots.clone(), hints, cfg.input.start_at, positions)
+        .with_limits(
+            std::time::Duration::from_millis(cfg.input.rotated_grace.ms().max(0) as u64),
+            cfg.input.max_entry_bytes,
+        );
     tracing::info!(server = %cfg.server, paths = ?roots, "pgvigil run started");
 
     let stdout = std::io::stdout();
-    let interval = std::time::Duration::from_millis(cfg.input.poll_interval.ms().max(10) as u64);
     let mut first = true;
     let (mut reported_events, mut reported_malformed) = (0u64, 0u64);
     // Alerts not yet in the store (a central store can be away for a while): they go with
-    // the next checkpoint, which includes everything that produced them.
+    // the next commit.
     let mut pending: Vec<Alert> = Vec::new();
     let mut to_file: Vec<Alert> = Vec::new();
     let mut store_down = false;
     // When the profile summary last went to the store, and how many entities it had.
     let mut profile_sent: Option<(std::time::Instant, usize)> = None;
+    // The last checkpoint, and the log read since.
+    let mut checkpointed = std::time::Instant::now();
+    let mut read_since = 0u64;
+    let term = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hup = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, term.clone()).context("SIGTERM handler")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .context("SIGHUP handler")?;
+    let health = &services.counters.follower;
+    health.active.store(true, Relaxed);
     if let Some(g) = &guard {
         g.listen(&cfg)?;
     }
     loop {
+        let stopping = term.load(Relaxed);
+        if hup.swap(false, Relaxed) {
+            // logrotate's postrotate: the alerts file is opened again by name, and the
+            // configuration read again.
+            alerts_file = open_alerts_file(cfg.output.file.as_deref())?;
+            if let Some(path) = &args.config {
+                match reload(path, &cfg, &mut follower) {
+                    Ok(c) => cfg = c,
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "configuration not reloaded")
+                    }
+                }
+            }
+            tracing::info!("SIGHUP: alerts file reopened, configuration reloaded");
+        }
         if let Some(g) = &guard {
             pipeline.skip_log_sources = g.proxy.upstream_locals();
         }
         let mut consumed = follower.poll(&mut pipeline);
+        read_since += consumed;
         // A quiet log: event time follows the wall clock, so incidents close on time.
         pipeline.heartbeat(now_ms());
         if let Some(g) = &guard {
@@ -237,7 +266,15 @@ pub fn run(args: Args) -> Result<u8> {
         }
         to_file.extend(alerts.iter().cloned());
         pending.extend(alerts);
-        if consumed > 0 || !pending.is_empty() || first || store_down {
+        // The whole state is saved at most every checkpoint_interval (or checkpoint_bytes
+        // of log): writing it every poll would write far more than the log itself.
+        let checkpoint_due = first
+            || stopping
+            || (read_since > 0
+                && (checkpointed.elapsed().as_millis() as i64
+                    >= cfg.state.checkpoint_interval.ms()
+                    || read_since >= cfg.state.checkpoint_bytes));
+        if consumed > 0 || !pending.is_empty() || checkpoint_due || store_down {
             match commit(
                 &cfg,
                 &store,
@@ -248,20 +285,24 @@ pub fn run(args: Args) -> Result<u8> {
                 &mut to_file,
                 alerts_file.as_mut(),
                 (reported_events, reported_malformed),
-                profile_due(&profile_sent, &pipeline),
+                checkpoint_due.then(|| profile_due(&profile_sent, &pipeline)),
             ) {
                 Ok(accepted) => {
-                    if profile_due(&profile_sent, &pipeline) {
-                        profile_sent =
-                            Some((std::time::Instant::now(), pipeline.engine.profile.size().0));
+                    if checkpoint_due {
+                        if profile_due(&profile_sent, &pipeline) {
+                            profile_sent =
+                                Some((std::time::Instant::now(), pipeline.engine.profile.size().0));
+                        }
+                        reported_events = pipeline.events_total;
+                        pipeline.logins.clear();
+                        reported_malformed = follower.malformed;
+                        checkpointed = std::time::Instant::now();
+                        read_since = 0;
                     }
                     if store_down {
                         tracing::info!(store = %store.location(), "store reachable again");
                     }
                     store_down = false;
-                    reported_events = pipeline.events_total;
-                    pipeline.logins.clear();
-                    reported_malformed = follower.malformed;
                     print(&accepted, cfg.output.json, &mut stdout.lock())?;
                     first = false;
                 }
@@ -276,6 +317,27 @@ pub fn run(args: Args) -> Result<u8> {
                 }
             }
         }
+        health.store_unreachable.store(store_down, Relaxed);
+        health.last_poll_ms.store(now_ms(), Relaxed);
+        health.files.store(follower.files() as u64, Relaxed);
+        health.open.store(follower.open_files() as u64, Relaxed);
+        health.bytes_behind.store(follower.bytes_behind(), Relaxed);
+        health.read_errors.store(follower.read_errors, Relaxed);
+        health
+            .read_errors_last_poll
+            .store(follower.read_errors_last_poll, Relaxed);
+        health.oversize.store(follower.oversize, Relaxed);
+        health
+            .recovered_bytes
+            .store(follower.recovered_bytes, Relaxed);
+        if let Some(t) = pipeline.joiner_now() {
+            health.newest_event_ms.store(t, Relaxed);
+        }
+        if stopping && !store_down {
+            return stop(&store, &services);
+        }
+        let interval =
+            std::time::Duration::from_millis(cfg.input.poll_interval.ms().max(10) as u64);
         match &guard {
             // A login at the proxy wakes the loop at once: active response must not wait
             // for the next poll of the log files.
@@ -287,6 +349,22 @@ pub fn run(args: Args) -> Result<u8> {
             None => std::thread::sleep(interval),
         }
     }
+}
+
+/// SIGTERM: the current batch is in the store with a checkpoint; notifications due are given
+/// a few seconds to go out (the rest go at the next start), then exit 0.
+fn stop(store: &Store, services: &super::services::Services) -> Result<u8> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut queued = store.outbox_backlog().map(|b| b.0).unwrap_or(0);
+    while queued > 0 && !services.channels.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        queued = store.outbox_backlog().map(|b| b.0).unwrap_or(0);
+    }
+    tracing::info!(
+        notifications_queued = queued,
+        "stopped: everything read is checkpointed"
+    );
+    Ok(0)
 }
 
 /// The proxy of `[proxy]`, running on its own runtime.
@@ -335,15 +413,33 @@ fn commit(
     to_file: &mut Vec<Alert>,
     alerts_file: Option<&mut (PathBuf, std::fs::File)>,
     reported: (u64, u64),
-    send_profile: bool,
+    checkpoint: Option<bool>,
 ) -> Result<Vec<Alert>> {
     // The alerts file first: if the store's transaction below does not happen, the next
     // start cuts the file back to the length in the previous checkpoint.
     let policy = store.get_policy(&cfg.server)?;
     to_file.retain(|a| policy.allows(a.alert_type));
-    let len = write_file(to_file, alerts_file)?;
+    let file = write_file(to_file, alerts_file)?;
     to_file.clear();
-    let ckpt = Checkpoint::capture(&cfg.server, follower.positions(), pipeline, len);
+    // Counts go with the checkpoint that covers them: read again after a crash, they must
+    // not count twice.
+    let Some(send_profile) = checkpoint else {
+        let done = store.ingest(Ingest {
+            alerts: pending,
+            simulated: false,
+            channels: &services.channels,
+            admins: &services.admins,
+            checkpoint: None,
+            report: None,
+        })?;
+        pending.clear();
+        services
+            .counters
+            .alerts_suppressed
+            .fetch_add(done.suppressed as u64, Relaxed);
+        return Ok(done.accepted);
+    };
+    let ckpt = Checkpoint::capture(&cfg.server, follower.positions(), pipeline, file);
     let now_event = pipeline.engine.now();
     let report = ServerReport {
         server: cfg.server.clone(),
@@ -379,7 +475,7 @@ fn commit(
     services
         .counters
         .alerts_suppressed
-        .fetch_add(done.suppressed as u64, std::sync::atomic::Ordering::Relaxed);
+        .fetch_add(done.suppressed as u64, Relaxed);
     Ok(done.accepted)
 }
 
@@ -415,11 +511,11 @@ fn print(alerts: &[Alert], json: bool, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-/// Appends alerts to the alerts file (synced); returns the file's length.
+/// Appends alerts to the alerts file (synced); returns the file's length and inode.
 fn write_file(
     alerts: &[Alert],
     file: Option<&mut (PathBuf, std::fs::File)>,
-) -> Result<Option<u64>> {
+) -> Result<Option<(u64, u64)>> {
     let Some((path, f)) = file else {
         return Ok(None);
     };
@@ -432,9 +528,60 @@ fn write_file(
             .with_context(|| path.display().to_string())?;
         f.sync_data().with_context(|| path.display().to_string())?;
     }
-    Ok(Some(
-        f.metadata()
-            .with_context(|| path.display().to_string())?
-            .len(),
-    ))
+    let meta = f.metadata().with_context(|| path.display().to_string())?;
+    Ok(Some((
+        meta.len(),
+        std::os::unix::fs::MetadataExt::ino(&meta),
+    )))
+}
+
+/// The alerts file (`output.file`), opened for appending.
+fn open_alerts_file(f: Option<&std::path::Path>) -> Result<Option<(PathBuf, std::fs::File)>> {
+    let Some(f) = f else { return Ok(None) };
+    if let Some(dir) = f.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(f)
+        .with_context(|| f.display().to_string())?;
+    Ok(Some((f.to_path_buf(), file)))
+}
+
+/// SIGHUP: settings that can change while running are applied; for the others, what needs a
+/// restart is said.
+fn reload(path: &std::path::Path, running: &Config, follower: &mut Follower) -> Result<Config> {
+    let new = Config::load(path)?;
+    let section = |c: &Config, name: &str| -> String {
+        let v = serde_json::to_value(c).unwrap_or_default();
+        v.get(name).map(|x| x.to_string()).unwrap_or_default()
+    };
+    let mut input_rest = new.input.clone();
+    input_rest.poll_interval = running.input.poll_interval;
+    input_rest.rotated_grace = running.input.rotated_grace;
+    input_rest.max_entry_bytes = running.input.max_entry_bytes;
+    if serde_json::to_value(&input_rest).ok() != serde_json::to_value(&running.input).ok() {
+        tracing::warn!("input: paths, format, prefix and start_at change at the next restart");
+    }
+    for name in [
+        "server", "state", "detect", "enrich", "intel", "store", "api", "notify", "scan", "proxy",
+    ] {
+        if section(&new, name) != section(running, name) {
+            tracing::warn!(
+                section = name,
+                "changed in the configuration file: applied at the next restart"
+            );
+        }
+    }
+    follower.set_limits(
+        std::time::Duration::from_millis(new.input.rotated_grace.ms().max(0) as u64),
+        new.input.max_entry_bytes,
+    );
+    let mut applied = running.clone();
+    applied.input.poll_interval = new.input.poll_interval;
+    applied.input.rotated_grace = new.input.rotated_grace;
+    applied.input.max_entry_bytes = new.input.max_entry_bytes;
+    applied.output.json = new.output.json;
+    Ok(applied)
 }

@@ -36,6 +36,9 @@ pub struct Checkpoint {
     /// cut on restart and raised again from the re-read lines, so the file has each update
     /// once.
     pub alerts_file_len: Option<u64>,
+    /// The alerts file's inode then: a file rotated away since is not the one to cut.
+    #[serde(default)]
+    pub alerts_file_ino: Option<u64>,
 }
 
 const VERSION: u32 = 1;
@@ -45,7 +48,7 @@ impl Checkpoint {
         server: &str,
         files: Vec<FilePos>,
         p: &Pipeline,
-        alerts_file_len: Option<u64>,
+        alerts_file: Option<(u64, u64)>,
     ) -> Self {
         Checkpoint {
             version: VERSION,
@@ -53,7 +56,8 @@ impl Checkpoint {
             files,
             joiner: crate::detect::save_state(&p.joiner),
             engine: p.engine.save(),
-            alerts_file_len,
+            alerts_file_len: alerts_file.map(|f| f.0),
+            alerts_file_ino: alerts_file.map(|f| f.1),
         }
     }
 

@@ -4,10 +4,17 @@
 //! - `logging_collector` starting a new file (`postgresql-2026-11-28_103000.log`): a new name
 //!   appears and is read from its start;
 //! - logrotate renaming `postgresql-15-main.log` to `.log.1`: the open handle keeps the renamed
-//!   file, which is read to its end before being let go;
-//! - `copytruncate`, or `log_truncate_on_rotation`: the file shrinks and is read again from 0.
+//!   file, which the server may write to until it is told to reopen its log, so it is read
+//!   until it has been quiet for `rotated_grace` (and to its end);
+//! - `copytruncate`, or `log_truncate_on_rotation`: the file is emptied in place. The lines
+//!   written between the last read and the truncation are read from the rotated copy when one
+//!   has the same first bytes, then the file is read again from 0. A file is known to be
+//!   another one by its first bytes, not its size: emptied and grown past the old offset
+//!   between two polls is still a new file.
 //!
-//! Partial last lines wait for the rest.
+//! Files of the followed names quiet for `rotated_grace` are closed, and opened again at their
+//! position when they grow, so a directory of a thousand old logs costs no descriptors. Partial
+//! last lines wait for the rest; an entry longer than `max_entry_bytes` is skipped and counted.
 
 use super::checkpoint::FilePos;
 use crate::config::StartAt;
@@ -36,6 +43,13 @@ struct Tracked {
     buf: Vec<u8>,
     /// Still reachable under a followed name.
     seen: bool,
+    /// When it last grew (or was opened).
+    grew_at: std::time::Instant,
+    /// Its size at the last look.
+    last_len: u64,
+    /// Bounds the unfinished entry.
+    cap: crate::sources::EntryCap,
+    year: i32,
 }
 
 /// Follows the logs under some paths.
@@ -43,6 +57,10 @@ pub struct Follower {
     roots: Vec<PathBuf>,
     hints: Hints,
     start_at: StartAt,
+    /// How long a file may be quiet before it is let go (rotated away) or closed (parked).
+    grace: std::time::Duration,
+    /// The longest entry read; longer ones are skipped.
+    max_entry: usize,
     tracked: Vec<Tracked>,
     /// Positions from the checkpoint for files not open yet, by (dev, ino).
     saved: HashMap<(u64, u64), FilePos>,
@@ -53,6 +71,36 @@ pub struct Follower {
     reported: std::collections::HashSet<String>,
     /// Malformed lines met since this follower started.
     pub malformed: u64,
+    /// Entries skipped for their length since this follower started.
+    pub oversize: u64,
+    /// Bytes read from rotated copies after a copytruncate.
+    pub recovered_bytes: u64,
+    /// Reads of followed files that failed: in all, and in the last poll.
+    pub read_errors: u64,
+    pub read_errors_last_poll: u64,
+    /// When the directories were last listed: open files are read every poll, the listing
+    /// (new files, parked files that grew) is done at most every `SCAN_EVERY`.
+    scanned_at: Option<std::time::Instant>,
+}
+
+/// How often the followed directories are listed again.
+const SCAN_EVERY: std::time::Duration = std::time::Duration::from_millis(1000);
+/// Files open at once at most (the newest log is opened whatever the count).
+const MAX_OPEN: usize = 256;
+/// `EMFILE`: too many open files.
+const EMFILE: i32 = 24;
+
+/// A position at the end of `path` (its last byte), as if it had been read.
+fn position_at_end(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<FilePos> {
+    let mut f = File::open(path)?;
+    Ok(FilePos {
+        path: path.to_path_buf(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+        offset: meta.len(),
+        line: 1,
+        head: head_of(&mut f)?,
+    })
 }
 
 fn head_of(f: &mut File) -> std::io::Result<Vec<u8>> {
@@ -88,13 +136,52 @@ impl Follower {
             roots,
             hints,
             start_at,
+            grace: std::time::Duration::from_secs(30),
+            max_entry: 8 << 20,
             tracked: Vec::new(),
             saved: saved.into_iter().map(|p| ((p.dev, p.ino), p)).collect(),
             first_scan: first_scan_without_state,
             ignored: Default::default(),
             reported: Default::default(),
             malformed: 0,
+            oversize: 0,
+            recovered_bytes: 0,
+            read_errors: 0,
+            read_errors_last_poll: 0,
+            scanned_at: None,
         }
+    }
+
+    /// How long a quiet file is kept (`input.rotated_grace`) and the longest entry read
+    /// (`input.max_entry_bytes`).
+    pub fn with_limits(mut self, grace: std::time::Duration, max_entry: u64) -> Self {
+        self.grace = grace;
+        self.max_entry = usize::try_from(max_entry).unwrap_or(usize::MAX).max(1024);
+        self
+    }
+
+    /// New limits (`SIGHUP`).
+    pub fn set_limits(&mut self, grace: std::time::Duration, max_entry: u64) {
+        self.grace = grace;
+        self.max_entry = usize::try_from(max_entry).unwrap_or(usize::MAX).max(1024);
+    }
+
+    /// Files open now (for the health figures).
+    pub fn open_files(&self) -> usize {
+        self.tracked.len()
+    }
+
+    /// Files followed: open, and closed until they grow.
+    pub fn files(&self) -> usize {
+        self.tracked.len() + self.saved.len()
+    }
+
+    /// Bytes written to the open files and not read yet (as of the last poll).
+    pub fn bytes_behind(&self) -> u64 {
+        self.tracked
+            .iter()
+            .map(|t| t.last_len.saturating_sub(t.pos.offset + t.buf.len() as u64))
+            .sum()
     }
 
     /// Positions of all files, for a checkpoint.
@@ -114,7 +201,10 @@ impl Follower {
         }
     }
 
-    fn candidates(&mut self) -> Vec<PathBuf> {
+    /// The files under the roots worth a look: followable names, and the rotated copies of
+    /// logs (`.1`, `-20261130`) for the files read before that were renamed since (whatever
+    /// renamed them: their inode says it is them), with the rotated flag.
+    fn candidates(&mut self) -> Vec<(PathBuf, bool)> {
         let mut out = Vec::new();
         for root in self.roots.clone() {
             if root.is_dir() {
@@ -122,36 +212,42 @@ impl Follower {
                     Ok(rd) => {
                         for e in rd.flatten() {
                             let p = e.path();
-                            let ok = p.is_file()
-                                && p.file_name()
-                                    .and_then(|n| n.to_str())
-                                    .is_some_and(followable);
-                            if ok {
-                                out.push(p);
+                            let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+                                continue;
+                            };
+                            if !p.is_file() {
+                                continue;
+                            }
+                            if followable(name) {
+                                out.push((p, false));
+                            } else if !name.ends_with(".gz") && file::looks_like_log(name) {
+                                out.push((p, true));
                             }
                         }
                     }
                     Err(e) => self.warn_once(format!("{}: {e}", root.display())),
                 }
             } else if root.is_file() {
-                out.push(root);
+                out.push((root, false));
             }
         }
         out.sort();
         out
     }
 
-    /// Finds new, renamed, vanished files.
+    /// Finds new, renamed, vanished files, and parked files that grew.
     fn scan(&mut self) {
         for t in &mut self.tracked {
             t.seen = false;
         }
-        let mut new_files: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
-        for path in self.candidates() {
+        let mut new_files: Vec<(PathBuf, std::fs::Metadata, bool)> = Vec::new();
+        let mut present: std::collections::HashSet<(u64, u64)> = Default::default();
+        for (path, rotated) in self.candidates() {
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
             };
             let id = (meta.dev(), meta.ino());
+            present.insert(id);
             if self.ignored.contains(&id) {
                 continue;
             }
@@ -160,11 +256,27 @@ impl Follower {
                 .iter_mut()
                 .find(|t| (t.pos.dev, t.pos.ino) == id)
             {
-                t.seen = true;
-                t.pos.path = path;
+                // Under a followed name it may grow for ever; under a rotated one, only until
+                // the server reopens its log.
+                t.seen |= !rotated;
+                if !rotated {
+                    t.pos.path = path;
+                }
                 continue;
             }
-            new_files.push((path, meta));
+            match self.saved.get(&id) {
+                // Parked, and nothing new: leave it closed.
+                Some(p) if p.offset == meta.len() => continue,
+                // A rotated copy is opened only to finish a file read before.
+                None if rotated => continue,
+                _ => {}
+            }
+            new_files.push((path, meta, rotated));
+        }
+        // Positions of files gone from the directories are let go (not on the first look: a
+        // checkpoint's files may not all be there yet).
+        if !self.first_scan {
+            self.saved.retain(|id, _| present.contains(id));
         }
         // The same log in several formats: follow only the richest one.
         let rank = |f: LogFormat| match f {
@@ -172,10 +284,41 @@ impl Follower {
             LogFormat::Jsonlog => 1,
             LogFormat::Stderr => 2,
         };
+        // Oldest first (lines in time order), a log's formats together; the newest log is
+        // always opened, the others as descriptors allow.
+        let mtime = |m: &std::fs::Metadata| m.modified().ok();
+        new_files.sort_by(|a, b| {
+            mtime(&a.1)
+                .cmp(&mtime(&b.1))
+                .then(file::stem(&a.0).cmp(&file::stem(&b.0)))
+        });
+        let newest = new_files.last().map(|(p, _, _)| file::stem(p));
         let mut opened: Vec<Tracked> = Vec::new();
-        for (path, meta) in new_files {
-            match self.open(&path, &meta) {
-                Ok(t) => opened.push(t),
+        let mut deferred: std::collections::HashSet<PathBuf> = Default::default();
+        let mut started: std::collections::HashSet<PathBuf> = Default::default();
+        for (path, meta, rotated) in new_files {
+            let stem = file::stem(&path);
+            let room = self.tracked.len() + opened.len() < MAX_OPEN;
+            // A log's formats go together, so that only the richest is followed.
+            let later = deferred.contains(&stem)
+                || (!room && Some(&stem) != newest.as_ref() && !started.contains(&stem));
+            if later {
+                // Later. Files there at the very first look with start_at = "end" are taken
+                // as read to their end, as if opened now.
+                deferred.insert(stem);
+                if self.first_scan && self.start_at == StartAt::End {
+                    if let Ok(pos) = position_at_end(&path, &meta) {
+                        self.saved.insert((meta.dev(), meta.ino()), pos);
+                    }
+                }
+                continue;
+            }
+            started.insert(stem);
+            match self.open_or_make_room(&path, &meta) {
+                Ok(mut t) => {
+                    t.seen = !rotated;
+                    opened.push(t);
+                }
                 Err(e) => self.warn_once(e.to_string()),
             }
         }
@@ -203,6 +346,51 @@ impl Follower {
         }
         self.tracked = kept;
         self.first_scan = false;
+    }
+
+    /// `open`, and when the process is out of descriptors, closes the quiet files first and
+    /// tries again: the newest log must never be the one left unread.
+    fn open_or_make_room(
+        &mut self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+    ) -> Result<Tracked, SourceError> {
+        match self.open(path, meta) {
+            Err(SourceError::Io { source, .. }) if source.raw_os_error() == Some(EMFILE) => {
+                let before = self.tracked.len();
+                self.park_quiet(std::time::Duration::ZERO);
+                tracing::warn!(path = %path.display(), closed = before - self.tracked.len(), "out of file descriptors: closed the files read to their end");
+                self.open(path, meta)
+            }
+            other => other,
+        }
+    }
+
+    /// Closes the followed files read to their end and unchanged for `quiet`, keeping their
+    /// positions: they are opened again when they grow. Rotated-away files read to their end
+    /// and quiet that long are let go.
+    fn park_quiet(&mut self, quiet: std::time::Duration) {
+        let now = std::time::SystemTime::now();
+        let mut kept = Vec::new();
+        for t in std::mem::take(&mut self.tracked) {
+            let len = t.file.metadata().map(|m| m.len()).unwrap_or(0);
+            let at_end = t.pos.offset + t.buf.len() as u64 >= len && t.buf.is_empty();
+            let modified = t.file.metadata().and_then(|m| m.modified()).ok();
+            let quiet_enough = modified
+                .is_some_and(|m| now.duration_since(m).unwrap_or_default() >= quiet)
+                && t.grew_at.elapsed() >= quiet;
+            if !(at_end && quiet_enough) {
+                kept.push(t);
+                continue;
+            }
+            if t.seen {
+                tracing::debug!(path = %t.pos.path.display(), "closed until it grows");
+                self.saved.insert((t.pos.dev, t.pos.ino), t.pos);
+            } else {
+                tracing::info!(path = %t.pos.path.display(), "file rotated away, read to its end and quiet: let go");
+            }
+        }
+        self.tracked = kept;
     }
 
     fn open(&mut self, path: &Path, meta: &std::fs::Metadata) -> Result<Tracked, SourceError> {
@@ -250,36 +438,55 @@ impl Follower {
             parser,
             buf: Vec::new(),
             seen: true,
+            grew_at: std::time::Instant::now(),
+            last_len: meta.len(),
+            cap: crate::sources::EntryCap::new(self.max_entry),
+            year: lf.year,
         })
     }
 
     /// One round: look for files, read what was appended, feed the pipeline. Returns the
     /// number of bytes consumed.
     pub fn poll(&mut self, p: &mut Pipeline) -> u64 {
-        self.scan();
+        if self.scanned_at.is_none_or(|t| t.elapsed() >= SCAN_EVERY) {
+            self.scan();
+            self.scanned_at = Some(std::time::Instant::now());
+        }
         let mut total = 0u64;
         let mut chunk = vec![0u8; 1 << 20];
-        let mut gone = Vec::new();
-        for (i, t) in self.tracked.iter_mut().enumerate() {
-            // Truncated in place: start again from the top.
-            if let Ok(meta) = t.file.metadata() {
+        let mut errors = 0u64;
+        for t in self.tracked.iter_mut() {
+            p.begin_file(&t.pos.path);
+            let meta = t.file.metadata();
+            if let Err(e) = &meta {
+                errors += 1;
+                tracing::warn!(path = %t.pos.path.display(), error = %e, "cannot look at the file");
+            }
+            if let Ok(meta) = meta {
                 let read_to = t.pos.offset + t.buf.len() as u64;
-                if meta.len() < read_to {
+                // Another file now: shorter than what was read, or other first bytes
+                // (emptied and written past the old offset between two looks).
+                let replaced = meta.len() < read_to
+                    || (meta.len() != t.last_len && !same_head(&t.file, &t.pos.head));
+                if replaced {
+                    self.recovered_bytes += recover_from_copy(t, p);
                     tracing::warn!(path = %t.pos.path.display(), "file was truncated; reading it again from the start");
                     t.buf.clear();
                     t.pos.offset = 0;
                     t.pos.line = 1;
-                    t.parser.set_line(1);
-                    if t.file.seek(SeekFrom::Start(0)).is_err() {
-                        continue;
-                    }
+                    t.parser = fresh_parser(t, 1);
                     if let Ok(h) = head_of(&mut t.file) {
                         t.pos.head = h;
                     }
                     let _ = t.file.seek(SeekFrom::Start(0));
+                } else if t.pos.head.len() < HEAD && meta.len() > t.pos.head.len() as u64 {
+                    // Written to since it was opened short: its first bytes, in full.
+                    if let Ok(h) = head_at(&t.file) {
+                        t.pos.head = h;
+                    }
                 }
+                t.last_len = meta.len();
             }
-            p.begin_file(&t.pos.path);
             let mut read = 0usize;
             loop {
                 let n = match t.file.read(&mut chunk) {
@@ -287,19 +494,41 @@ impl Follower {
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => {
+                        errors += 1;
                         tracing::warn!(path = %t.pos.path.display(), error = %e, "read failed");
                         break;
                     }
                 };
+                read += n;
                 t.buf.extend_from_slice(&chunk[..n]);
+                // Inside a runaway entry: dropped up to its end (and counted as consumed).
+                if t.cap.skipping() {
+                    let before = t.buf.len();
+                    let ended = t.cap.check(&mut t.buf, t.parser.as_mut(), p);
+                    t.pos.offset += (before - t.buf.len()) as u64;
+                    if !ended {
+                        continue;
+                    }
+                    t.parser = fresh_parser(t, t.parser.line());
+                }
                 let used = p.feed(t.parser.as_mut(), &t.buf);
                 t.buf.drain(..used);
                 t.pos.offset += used as u64;
                 total += used as u64;
-                read += n;
+                let before = t.buf.len();
+                if t.cap.check(&mut t.buf, t.parser.as_mut(), p) {
+                    t.parser = fresh_parser(t, t.parser.line());
+                    let used = p.feed(t.parser.as_mut(), &t.buf);
+                    t.buf.drain(..used);
+                    total += used as u64;
+                }
+                t.pos.offset += (before - t.buf.len()) as u64;
                 if read >= READ_PER_POLL {
                     break;
                 }
+            }
+            if read > 0 {
+                t.grew_at = std::time::Instant::now();
             }
             // Nothing more for now: an entry waiting for DETAIL lines is complete (PostgreSQL
             // writes an entry with all its lines at once).
@@ -308,20 +537,93 @@ impl Follower {
             let stats = p.end_file(0, 0);
             self.malformed += stats.malformed;
             for m in stats.first_malformed {
+                if m.reason.starts_with("entry longer than") {
+                    self.oversize += 1;
+                }
                 tracing::warn!(path = %t.pos.path.display(), line = m.line, "{}", m.reason);
             }
-            if !t.seen && read == 0 {
-                gone.push(i);
-            }
         }
-        // Files renamed away (logrotate) or deleted, and read to their end: let them go.
-        for i in gone.into_iter().rev() {
-            let t = self.tracked.remove(i);
-            tracing::info!(path = %t.pos.path.display(), "file rotated away and read to its end");
-        }
+        self.read_errors += errors;
+        self.read_errors_last_poll = errors;
+        // Files read to their end and quiet for the grace period: closed (followed names) or
+        // let go (rotated away).
+        self.park_quiet(self.grace);
         p.tick();
         total
     }
+}
+
+/// The parser for `t` again, from line `line`: after a truncation, or a runaway entry whose
+/// buffers go with the old one.
+fn fresh_parser(t: &Tracked, line: u64) -> Box<dyn LogParser> {
+    let mut parser = file::make_parser(t.format, t.prefix.as_ref(), t.year);
+    parser.set_line(line);
+    parser
+}
+
+/// The first bytes of `f`, without moving its position.
+fn head_at(f: &File) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut h = vec![0u8; HEAD];
+    let mut n = 0;
+    while n < HEAD {
+        match f.read_at(&mut h[n..], n as u64)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    h.truncate(n);
+    Ok(h)
+}
+
+/// Whether `f` still starts with `head`.
+fn same_head(f: &File, head: &[u8]) -> bool {
+    head_at(f).is_ok_and(|now| now.starts_with(head) || head.starts_with(&now))
+}
+
+/// After `copytruncate`: the lines written between the last read and the truncation are in
+/// the rotated copy (`name.1`, `name-20261130`), the one that starts with the same bytes.
+/// Reads them from there; the bytes read.
+fn recover_from_copy(t: &mut Tracked, p: &mut Pipeline) -> u64 {
+    let (Some(dir), Some(name)) = (
+        t.pos.path.parent(),
+        t.pos.path.file_name().and_then(|n| n.to_str()),
+    ) else {
+        return 0;
+    };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let copy = rd.flatten().map(|e| e.path()).find(|c| {
+        let Some(n) = c.file_name().and_then(|n| n.to_str()) else {
+            return false;
+        };
+        let rotated = n
+            .strip_prefix(name)
+            .is_some_and(|r| (r.starts_with('.') || r.starts_with('-')) && !r.ends_with(".gz"));
+        rotated
+            && std::fs::metadata(c).is_ok_and(|m| m.len() > t.pos.offset)
+            && File::open(c).is_ok_and(|f| same_head(&f, &t.pos.head))
+    });
+    let Some(copy) = copy else {
+        return 0;
+    };
+    let Ok(mut f) = File::open(&copy) else {
+        return 0;
+    };
+    if f.seek(SeekFrom::Start(t.pos.offset)).is_err() {
+        return 0;
+    }
+    let mut rest = Vec::new();
+    if f.read_to_end(&mut rest).is_err() {
+        return 0;
+    }
+    // What was read but not consumed (a partial line) is in the copy too, whole.
+    t.buf.clear();
+    let used = p.feed(t.parser.as_mut(), &rest);
+    p.flush(t.parser.as_mut());
+    tracing::warn!(path = %t.pos.path.display(), copy = %copy.display(), bytes = rest.len(), "file was truncated in place (copytruncate): the lines after the last read were read from its rotated copy");
+    used as u64
 }
 
 #[cfg(test)]

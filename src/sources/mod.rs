@@ -223,6 +223,75 @@ pub trait LogParser: Send {
     fn set_line(&mut self, line: u64);
 }
 
+/// The longest entry read by default (`input.max_entry_bytes`).
+pub const DEFAULT_MAX_ENTRY: usize = 8 << 20;
+
+/// Bounds the unfinished entry a reader holds: past `max` bytes without an end, the entry is
+/// counted as malformed (with its line) and its bytes are dropped up to the next line break,
+/// so one runaway line (a 300 MB statement, a file that is not a log) cannot take the memory.
+#[derive(Debug, Clone)]
+pub struct EntryCap {
+    pub max: usize,
+    skipping: bool,
+    /// Line breaks dropped while skipping, to keep line numbers right.
+    dropped_lines: u64,
+}
+
+impl EntryCap {
+    pub fn new(max: usize) -> Self {
+        EntryCap {
+            max,
+            skipping: false,
+            dropped_lines: 0,
+        }
+    }
+
+    /// After a feed: `buf` holds what the parser did not consume. Returns true when an
+    /// oversize entry has just ended (the caller may then give the parser fresh buffers).
+    pub fn check(
+        &mut self,
+        buf: &mut Vec<u8>,
+        parser: &mut dyn LogParser,
+        sink: &mut dyn RecordSink,
+    ) -> bool {
+        if !self.skipping {
+            if buf.len() <= self.max {
+                return false;
+            }
+            self.skipping = true;
+            self.dropped_lines = 0;
+            sink.malformed(Malformed {
+                line: parser.line(),
+                reason: format!(
+                    "entry longer than {} bytes (input.max_entry_bytes): skipped",
+                    self.max
+                ),
+            });
+        }
+        match memchr::memchr(b'\n', buf) {
+            Some(i) => {
+                self.dropped_lines += 1 + memchr::memchr_iter(b'\n', &buf[..i]).count() as u64;
+                buf.drain(..=i);
+                parser.set_line(parser.line() + self.dropped_lines);
+                self.skipping = false;
+                if buf.capacity() > 4 * self.max.min(8 << 20) {
+                    buf.shrink_to(self.max.min(8 << 20));
+                }
+                true
+            }
+            None => {
+                buf.clear();
+                false
+            }
+        }
+    }
+
+    /// Inside an oversize entry: what comes is dropped until its end.
+    pub fn skipping(&self) -> bool {
+        self.skipping
+    }
+}
+
 /// Errors that stop a whole source (a file), as opposed to [`Malformed`] lines.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

@@ -422,7 +422,7 @@ fn upsert(tx: &mut dyn Db, a: &Alert, simulated: bool, now: &str) -> Result<(Ale
     }
     let prev = tx
         .query_opt(
-            "SELECT status, severity, display_name, version FROM alerts WHERE id = $1",
+            "SELECT status, severity, display_name, version, end_time, record FROM alerts WHERE id = $1",
             vals![a.id.as_str()],
         )?
         .ok_or_else(|| StoreError::Corrupt {
@@ -431,7 +431,22 @@ fn upsert(tx: &mut dyn Db, a: &Alert, simulated: bool, now: &str) -> Result<(Ale
         })?;
     let (status, severity, display_name, version) =
         (prev.text(0)?, prev.text(1)?, prev.text(2)?, prev.int(3)?);
-    let escalated = a.severity > severity_of(&severity) || a.display_name != display_name;
+    let prev_end = prev.text(4)?;
+    // An update older than what is stored (the log read again after a crash, from the last
+    // checkpoint) changes nothing and notifies no one: the stored alert is further along.
+    if a.end_time_utc.as_str() < prev_end.as_str()
+        || (a.end_time_utc == prev_end && a.severity < severity_of(&severity))
+    {
+        let mut was: Alert =
+            serde_json::from_str(&prev.text(5)?).map_err(|e| StoreError::Corrupt {
+                what: format!("alert {}", a.id),
+                reason: e.to_string(),
+            })?;
+        was.status = status;
+        return Ok((was, None));
+    }
+    let escalated = a.severity > severity_of(&severity)
+        || (a.display_name != display_name && a.end_time_utc.as_str() > prev_end.as_str());
     let version = version + i64::from(escalated);
     // New evidence does not undo a person's decision, but an escalation (a brute force that
     // now succeeded) is news even on a dismissed alert.
