@@ -392,11 +392,13 @@ fn read_log(
             if !cap.check(&mut buf, parser.as_mut(), sink) {
                 continue;
             }
+            parser.flush(sink);
             parser = fresh_parser(lf, parser.line());
         }
         let used = parser.feed(&buf, sink);
         buf.drain(..used);
         if cap.check(&mut buf, parser.as_mut(), sink) {
+            parser.flush(sink);
             parser = fresh_parser(lf, parser.line());
             let used = parser.feed(&buf, sink);
             buf.drain(..used);

@@ -61,6 +61,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    // Signals first: a SIGTERM while starting still ends with a checkpoint, not a kill.
+    let term = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hup = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, term.clone()).context("SIGTERM handler")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .context("SIGHUP handler")?;
     let mut cfg = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
@@ -217,13 +225,6 @@ pub fn run(args: Args) -> Result<u8> {
     // The last checkpoint, and the log read since.
     let mut checkpointed = std::time::Instant::now();
     let mut read_since = 0u64;
-    let term = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let hup = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, term.clone()).context("SIGTERM handler")?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
-        .context("SIGHUP handler")?;
     let health = &services.counters.follower;
     health.active.store(true, Relaxed);
     if let Some(g) = &guard {

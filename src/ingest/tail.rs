@@ -471,6 +471,7 @@ impl Follower {
                 if replaced {
                     self.recovered_bytes += recover_from_copy(t, p);
                     tracing::warn!(path = %t.pos.path.display(), "file was truncated; reading it again from the start");
+                    p.flush(t.parser.as_mut());
                     t.buf.clear();
                     t.pos.offset = 0;
                     t.pos.line = 1;
@@ -509,6 +510,7 @@ impl Follower {
                     if !ended {
                         continue;
                     }
+                    p.flush(t.parser.as_mut());
                     t.parser = fresh_parser(t, t.parser.line());
                 }
                 let used = p.feed(t.parser.as_mut(), &t.buf);
@@ -517,6 +519,7 @@ impl Follower {
                 total += used as u64;
                 let before = t.buf.len();
                 if t.cap.check(&mut t.buf, t.parser.as_mut(), p) {
+                    p.flush(t.parser.as_mut());
                     t.parser = fresh_parser(t, t.parser.line());
                     let used = p.feed(t.parser.as_mut(), &t.buf);
                     t.buf.drain(..used);
@@ -554,7 +557,7 @@ impl Follower {
 }
 
 /// The parser for `t` again, from line `line`: after a truncation, or a runaway entry whose
-/// buffers go with the old one.
+/// buffers go with the old one. The old one's waiting entry must have been flushed.
 fn fresh_parser(t: &Tracked, line: u64) -> Box<dyn LogParser> {
     let mut parser = file::make_parser(t.format, t.prefix.as_ref(), t.year);
     parser.set_line(line);
