@@ -124,10 +124,14 @@ pub struct OutputConfig {
 pub struct StateConfig {
     /// Where checkpoints (file positions and detector state) are kept.
     pub dir: PathBuf,
-    /// The whole detector state is saved at most this often (and whenever `checkpoint_bytes`
-    /// of log were read since): alerts are stored as they come, and after a crash the log
-    /// since the last checkpoint is read again, its alerts folding into the stored ones.
+    /// The whole detector state is saved at most this often, and only once at least as much
+    /// log was read since as the last checkpoint weighed (so that checkpoints never write more
+    /// than the log itself): alerts are stored as they come, and after a crash the log since
+    /// the last checkpoint is read again, its alerts folding into the stored ones.
     pub checkpoint_interval: Span,
+    /// …but at least this often when anything was read, which bounds how old the positions
+    /// to resume from can be (the files they name may be rotated away and deleted)…
+    pub checkpoint_max_interval: Span,
     /// …and at least every this many bytes of log read, which bounds what is read again.
     pub checkpoint_bytes: u64,
 }
@@ -176,7 +180,13 @@ impl Default for OutputConfig {
 
 impl Default for StateConfig {
     fn default() -> Self {
-        let dir = if nix_is_root() {
+        // Under systemd, the unit's StateDirectory= (the first one) is where state goes.
+        let systemd = std::env::var_os("STATE_DIRECTORY")
+            .and_then(|v| v.to_str()?.split(':').next().map(PathBuf::from))
+            .filter(|p| p.is_absolute());
+        let dir = if let Some(d) = systemd {
+            d
+        } else if nix_is_root() {
             PathBuf::from("/var/lib/pgvigil")
         } else {
             std::env::var_os("XDG_STATE_HOME")
@@ -188,6 +198,7 @@ impl Default for StateConfig {
         StateConfig {
             dir,
             checkpoint_interval: Span(10_000),
+            checkpoint_max_interval: Span(15 * 60_000),
             checkpoint_bytes: 64 << 20,
         }
     }
@@ -200,12 +211,13 @@ fn nix_is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// This machine's host name, or `localhost`.
+/// This machine's host name, or `localhost`. From the kernel (uname), which a sandbox
+/// without /proc/sys still answers.
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
+    hostname::get()
         .ok()
+        .and_then(|h| h.into_string().ok())
+        .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into())
 }

@@ -44,7 +44,7 @@ fn agent_config(
 #[test]
 fn two_agents_one_central_store_one_fleet_alert() {
     let certs = tempfile::tempdir().unwrap();
-    let (central, ca, _, _) = tls_cluster(certs.path());
+    let (mut central, ca, _, _) = tls_cluster(certs.path());
     central.psql("CREATE ROLE pgvigil LOGIN PASSWORD 'fleet-pw'");
     central.psql("CREATE DATABASE pgvigil OWNER pgvigil");
     let url = format!(
@@ -84,6 +84,7 @@ fn two_agents_one_central_store_one_fleet_alert() {
         .args(["api", "-c"])
         .arg(&c1)
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -129,8 +130,6 @@ fn two_agents_one_central_store_one_fleet_alert() {
         f["displayName"],
         "Suspected successful brute force attack on several servers"
     );
-    let _ = api.kill();
-    let _ = api.wait();
     // The agents' sessions are encrypted.
     let ssl_sessions = central.psql(
         "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE usename = 'pgvigil' AND ssl",
@@ -140,6 +139,21 @@ fn two_agents_one_central_store_one_fleet_alert() {
         "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE usename = 'pgvigil' AND NOT ssl",
     );
     assert_eq!(plain, "0");
+    // The central server restarts: the API's connections are gone, and the very next
+    // requests are answered, not failed with 500.
+    central.restart();
+    for path in ["/servers", "/alerts?server=fleet", "/healthz"] {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let r = agent
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path} after the central server restarted");
+    }
 
     // Without the CA, the central store's certificate is not trusted: a clear error.
     let no_ca = dir.path().join("no-ca.toml");
@@ -159,4 +173,17 @@ fn two_agents_one_central_store_one_fleet_alert() {
         err.contains("certificate") && !err.contains("fleet-pw"),
         "{err}"
     );
+    // With the central server down, /healthz says so.
+    central.stop();
+    let r = ureq::Agent::from(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    )
+    .get(format!("http://127.0.0.1:{port}/healthz"))
+    .call()
+    .unwrap();
+    assert_eq!(r.status(), 503);
+    let _ = api.kill();
+    let _ = api.wait();
 }

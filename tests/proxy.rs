@@ -415,7 +415,7 @@ async fn run_with_the_proxy_stores_alerts_blocks_and_fingerprints() {
         ),
     );
     let token = setup.token("ops", "reader");
-    let run = setup.start();
+    let mut run = setup.start();
     let addr = run.proxy_addr();
     let api = run.api_addr();
 
@@ -501,6 +501,24 @@ async fn run_with_the_proxy_stores_alerts_blocks_and_fingerprints() {
         assert!(std::time::Instant::now() < end, "{p:#}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+
+    // SIGTERM drains the proxy before run checkpoints and exits.
+    let open = connect("127.0.3.2", addr, "app", APP_PASSWORD)
+        .await
+        .unwrap();
+    run.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    open.simple_query("SELECT 1")
+        .await
+        .unwrap_or_else(|e| panic!("the open session broke while draining: {e}\n{}", run.log()));
+    drop(open);
+    let st = run.wait_exit(Duration::from_secs(15));
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "exit {st:?}:\n{}",
+        run.log()
+    );
+    assert!(run.log().contains("checkpointed"), "{}", run.log());
 }
 
 /// psql through the proxy with `sslmode=verify-full`, against the proxy's certificate.
@@ -1157,4 +1175,71 @@ async fn silent_clients_do_not_reach_the_server() {
     // A real client still gets in meanwhile.
     login_pid("127.0.4.41", addr).await;
     drop(silent);
+}
+
+/// SIGTERM drains the proxy: the port closes at once (a pool or balancer goes elsewhere), a
+/// session open through it keeps working until its client ends it, then the proxy exits 0.
+/// A session that outlasts `drain_timeout` is closed and the proxy still exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_open_sessions_and_refuses_new_ones() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = proxy_configured(&cl, dir.path(), "[proxy]\ndrain_timeout = \"30s\"\n", &[]);
+    let addr = p.proxy_addr();
+    let session = connect("127.0.5.1", addr, "app", APP_PASSWORD)
+        .await
+        .unwrap();
+    session.simple_query("SELECT 1").await.unwrap();
+
+    p.signal("TERM");
+    let refused = async {
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(addr).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    };
+    assert!(refused.await, "the port still accepts after SIGTERM");
+    // The open session is served to its end.
+    for i in 0..5 {
+        let rows = session
+            .simple_query(&format!("SELECT {i} + 1, pg_sleep(0.1)"))
+            .await
+            .unwrap_or_else(|e| panic!("the open session broke while draining: {e}\n{}", p.log()));
+        assert!(!rows.is_empty());
+    }
+    assert!(
+        p.wait_exit(Duration::from_millis(300)).is_none(),
+        "the proxy left before its open session ended:\n{}",
+        p.log()
+    );
+    drop(session);
+    let st = p.wait_exit(Duration::from_secs(10));
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "exit {st:?} after the last session ended:\n{}",
+        p.log()
+    );
+    assert!(p.log().contains("proxy drained"), "{}", p.log());
+
+    // A session that stays past drain_timeout does not keep the proxy alive.
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = proxy_configured(&cl, dir.path(), "[proxy]\ndrain_timeout = \"1s\"\n", &[]);
+    let stay = connect("127.0.5.2", p.proxy_addr(), "app", APP_PASSWORD)
+        .await
+        .unwrap();
+    p.signal("TERM");
+    let st = p.wait_exit(Duration::from_secs(10));
+    assert!(st.is_some_and(|s| s.success()), "exit {st:?}:\n{}", p.log());
+    assert!(
+        p.log().contains("still open after drain_timeout"),
+        "{}",
+        p.log()
+    );
+    assert!(
+        stay.simple_query("SELECT 1").await.is_err(),
+        "the session outlived the proxy"
+    );
 }

@@ -292,10 +292,22 @@ async fn close_after_unread_body(req: Request, next: Next) -> Response {
     resp
 }
 
-/// `ok`, or 503 saying what is wrong: the store cannot be written, a followed log cannot be
-/// read, the logs are not being polled.
+/// `ok`, or 503 saying what is wrong: the store cannot be read or written, a followed log
+/// cannot be read, the logs are not being polled.
 async fn healthz(State(st): State<Arc<ApiState>>) -> Response {
-    match st.counters.follower.problem(crate::store::now_ms()) {
+    let store = st.store.clone();
+    let reachable = tokio::task::spawn_blocking(move || store.ping())
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let problem = match reachable {
+        Err(e) => {
+            tracing::warn!(error = %e, "healthz: the store does not answer");
+            Some("the alert store cannot be read".to_string())
+        }
+        Ok(()) => st.counters.follower.problem(crate::store::now_ms()),
+    };
+    match problem {
         None => Json(serde_json::json!({"status": "ok"})).into_response(),
         Some(p) => (
             StatusCode::SERVICE_UNAVAILABLE,

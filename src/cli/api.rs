@@ -4,6 +4,7 @@
 use anyhow::{bail, Result};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 #[derive(clap::Args)]
@@ -20,6 +21,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    // SIGTERM ends the process with a log line and status 0; SIGHUP must not end it (the
+    // default), and says what it cannot do.
+    let super::Signals { term, hup } = super::signals()?;
     let (mut cfg, store) = super::token::open_store(&args.config, &args.store)?;
     if let Some(l) = args.listen {
         cfg.api.listen = l;
@@ -36,7 +40,13 @@ pub fn run(args: Args) -> Result<u8> {
         };
         eprintln!("pgvigil API on {scheme}://{addr}");
     }
-    loop {
-        std::thread::park();
+    // Every request is its own transaction in the store: nothing to save before leaving.
+    while !term.load(Relaxed) {
+        if hup.swap(false, Relaxed) {
+            tracing::info!("SIGHUP: the API's settings change only with a restart");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    tracing::info!("stopped");
+    Ok(0)
 }

@@ -73,3 +73,24 @@ pub fn load_enricher(
     }
     Ok(Some(std::sync::Arc::new(e)))
 }
+
+/// The flags SIGTERM (or SIGINT) and SIGHUP raise. Registered before anything else in a
+/// long-running command: a signal while starting is then handled, not fatal.
+pub(crate) struct Signals {
+    pub term: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub hup: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+pub(crate) fn signals() -> anyhow::Result<Signals> {
+    use anyhow::Context;
+    let s = Signals {
+        term: Default::default(),
+        hup: Default::default(),
+    };
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, s.term.clone()).context("SIGTERM handler")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, s.hup.clone())
+        .context("SIGHUP handler")?;
+    Ok(s)
+}

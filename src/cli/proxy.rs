@@ -8,6 +8,7 @@ use pgvigil::pipeline::Pipeline;
 use pgvigil::proxy::Proxy;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 #[derive(clap::Args)]
@@ -37,6 +38,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    // Signals first: a SIGTERM while starting still drains, not kills.
+    let super::Signals { term, hup } = super::signals()?;
     let mut cfg = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
@@ -68,8 +71,8 @@ pub fn run(args: Args) -> Result<u8> {
         .open(&rt)
         .with_context(|| format!("proxy.listen {}", cfg.proxy.listen))?;
 
-    let stdout = std::io::stdout();
-    while let Ok(ev) = rx.recv() {
+    let observe = |pipeline: &mut Pipeline, ev| -> Result<()> {
+        let stdout = std::io::stdout();
         if args.events {
             let mut out = stdout.lock();
             serde_json::to_writer(&mut out, &ev)?;
@@ -79,7 +82,7 @@ pub fn run(args: Args) -> Result<u8> {
         pipeline.observe(ev);
         let mut alerts = pipeline.take_alerts();
         if alerts.is_empty() {
-            continue;
+            return Ok(());
         }
         let mut out = stdout.lock();
         for a in &mut alerts {
@@ -87,6 +90,30 @@ pub fn run(args: Args) -> Result<u8> {
             pgvigil::output::write_json_line(&mut out, a)?;
         }
         out.flush()?;
+        Ok(())
+    };
+    let mut draining = None;
+    loop {
+        if term.load(Relaxed) && draining.is_none() {
+            // Open sessions keep their detection while they drain.
+            let p = proxy.clone();
+            draining = Some(rt.spawn(async move { p.drain().await }));
+        }
+        if let Some(d) = draining.as_mut().filter(|d| d.is_finished()) {
+            let cut = rt.block_on(d).unwrap_or(0);
+            for ev in rx.try_iter() {
+                observe(&mut pipeline, ev)?;
+            }
+            tracing::info!(sessions_closed = cut, "stopped");
+            return Ok(0);
+        }
+        if hup.swap(false, Relaxed) {
+            tracing::info!("SIGHUP: the proxy's settings change only with a restart");
+        }
+        match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(ev) => observe(&mut pipeline, ev)?,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(0),
+        }
     }
-    Ok(0)
 }

@@ -8,7 +8,7 @@
 //! `kill -9`. The API and the notification sender run beside it on threads of their own.
 
 use anyhow::{bail, Context, Result};
-use pgvigil::alert::Alert;
+use pgvigil::alert::{Alert, Severity};
 use pgvigil::config::{default_log_locations, Config, StartAt};
 use pgvigil::duration::Span;
 use pgvigil::event::format_time;
@@ -62,13 +62,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<u8> {
     // Signals first: a SIGTERM while starting still ends with a checkpoint, not a kill.
-    let term = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let hup = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, term.clone()).context("SIGTERM handler")?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
-        .context("SIGHUP handler")?;
+    let super::Signals { term, hup } = super::signals()?;
     let mut cfg = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
@@ -225,14 +219,33 @@ pub fn run(args: Args) -> Result<u8> {
     // The last checkpoint, and the log read since.
     let mut checkpointed = std::time::Instant::now();
     let mut read_since = 0u64;
+    let mut checkpoint_size = 0u64;
+    let mut reported_at = std::time::Instant::now();
+    // The alerts stored, as last stored (what makes an update urgent), and when updates last
+    // went out.
+    let mut shown: std::collections::HashMap<String, (Severity, String)> = Default::default();
+    let mut updates_sent: Option<std::time::Instant> = None;
+    // Commits that new alerts may have at once, refilled one a second.
+    let (mut burst, mut burst_at) = (NEW_ALERTS_BURST, std::time::Instant::now());
     let health = &services.counters.follower;
     health.active.store(true, Relaxed);
     if let Some(g) = &guard {
         g.listen(&cfg)?;
     }
+    let mut draining = None;
     loop {
-        let stopping = term.load(Relaxed);
-        if hup.swap(false, Relaxed) {
+        // With the proxy, SIGTERM first drains it: its open sessions keep their detection
+        // (and the log keeps being read) until they end or drain_timeout passes.
+        let mut stopping = term.load(Relaxed);
+        if let (true, Some(g)) = (stopping, &guard) {
+            let d = draining.get_or_insert_with(|| {
+                let p = g.proxy.clone();
+                g.runtime.spawn(async move { p.drain().await })
+            });
+            stopping = d.is_finished();
+        }
+        let reopened = hup.swap(false, Relaxed);
+        if reopened {
             // logrotate's postrotate: the alerts file is opened again by name, and the
             // configuration read again.
             alerts_file = open_alerts_file(cfg.output.file.as_deref())?;
@@ -267,15 +280,48 @@ pub fn run(args: Args) -> Result<u8> {
         }
         to_file.extend(alerts.iter().cloned());
         pending.extend(alerts);
-        // The whole state is saved at most every checkpoint_interval (or checkpoint_bytes
-        // of log): writing it every poll would write far more than the log itself.
+        // The whole state is saved at most every checkpoint_interval, and then only when
+        // the log read since outweighs the last checkpoint CHECKPOINT_WEIGHT times: saving it
+        // every poll wrote a hundred times the log's own volume. The positions saved are never older than
+        // checkpoint_max_interval nor checkpoint_bytes of log behind.
+        let since = checkpointed.elapsed().as_millis() as i64;
+        // After the alerts file is reopened, the checkpoint must name the new file, or a
+        // restart would not know to cut what was written there since.
         let checkpoint_due = first
             || stopping
+            || reopened
             || (read_since > 0
-                && (checkpointed.elapsed().as_millis() as i64
-                    >= cfg.state.checkpoint_interval.ms()
+                && ((since >= cfg.state.checkpoint_interval.ms()
+                    && read_since >= CHECKPOINT_WEIGHT * checkpoint_size)
+                    || since >= cfg.state.checkpoint_max_interval.ms()
                     || read_since >= cfg.state.checkpoint_bytes));
-        if consumed > 0 || !pending.is_empty() || checkpoint_due || store_down {
+        // New alerts and escalations go out at once; an alert that only counts on goes out
+        // every ALERT_UPDATES_EVERY, its updates meanwhile folded into one (a crash before
+        // then loses nothing: the log since the checkpoint is read again). Writing each
+        // poll's update rewrote the same rows five times a second.
+        let urgent = pending
+            .iter()
+            .any(|a| shown.get(&a.id) != Some(&(a.severity, a.display_name.clone())));
+        let sent_ago = updates_sent.map_or(std::time::Duration::MAX, |t| t.elapsed());
+        let updates_due = !pending.is_empty() && sent_ago >= ALERT_UPDATES_EVERY;
+        // In a storm of new alerts (thousands of attacking addresses), one transaction a
+        // second rather than one a poll; the first alerts of a quiet spell go at once.
+        let now = std::time::Instant::now();
+        burst = (burst + now.duration_since(burst_at).as_secs_f64()).min(NEW_ALERTS_BURST);
+        burst_at = now;
+        let urgent = urgent && (burst >= 1.0 || sent_ago >= NEW_ALERTS_EVERY);
+        if urgent {
+            burst = (burst - 1.0).max(0.0);
+        }
+        // Between checkpoints, the server's lag, last event and profile summary still go
+        // out every checkpoint_interval (one row; the counts wait for the checkpoint).
+        let report_due = (read_since > 0 || profile_due(&profile_sent, &pipeline))
+            && reported_at.elapsed().as_millis() as i64 >= cfg.state.checkpoint_interval.ms();
+        if urgent || updates_due || checkpoint_due || report_due || store_down {
+            let sending: Vec<(String, (Severity, String))> = pending
+                .iter()
+                .map(|a| (a.id.clone(), (a.severity, a.display_name.clone())))
+                .collect();
             match commit(
                 &cfg,
                 &store,
@@ -286,14 +332,31 @@ pub fn run(args: Args) -> Result<u8> {
                 &mut to_file,
                 alerts_file.as_mut(),
                 (reported_events, reported_malformed),
-                checkpoint_due.then(|| profile_due(&profile_sent, &pipeline)),
+                if checkpoint_due {
+                    Report::Checkpoint
+                } else if report_due {
+                    Report::Light
+                } else {
+                    Report::None
+                },
+                profile_due(&profile_sent, &pipeline),
             ) {
-                Ok(accepted) => {
-                    if checkpoint_due {
+                Ok((accepted, size)) => {
+                    // Bounded: forgetting costs one early write of an update.
+                    if shown.len() > 100_000 {
+                        shown.clear();
+                    }
+                    shown.extend(sending);
+                    updates_sent = Some(std::time::Instant::now());
+                    if checkpoint_due || report_due {
+                        reported_at = std::time::Instant::now();
                         if profile_due(&profile_sent, &pipeline) {
                             profile_sent =
                                 Some((std::time::Instant::now(), pipeline.engine.profile.size().0));
                         }
+                    }
+                    if let Some(size) = size {
+                        checkpoint_size = size as u64;
                         reported_events = pipeline.events_total;
                         pipeline.logins.clear();
                         reported_malformed = follower.malformed;
@@ -402,7 +465,8 @@ impl Guard {
 }
 
 /// Writes the alerts file, then stores the pending alerts with the checkpoint and the
-/// server's report in one transaction. Returns the alerts the policy let through.
+/// server's report in one transaction. Returns the alerts the policy let through, and the
+/// checkpoint's size when one was saved.
 #[allow(clippy::too_many_arguments)]
 fn commit(
     cfg: &Config,
@@ -414,38 +478,32 @@ fn commit(
     to_file: &mut Vec<Alert>,
     alerts_file: Option<&mut (PathBuf, std::fs::File)>,
     reported: (u64, u64),
-    checkpoint: Option<bool>,
-) -> Result<Vec<Alert>> {
+    report: Report,
+    send_profile: bool,
+) -> Result<(Vec<Alert>, Option<usize>)> {
     // The alerts file first: if the store's transaction below does not happen, the next
     // start cuts the file back to the length in the previous checkpoint.
     let policy = store.get_policy(&cfg.server)?;
     to_file.retain(|a| policy.allows(a.alert_type));
+    latest_per_id(to_file);
     let file = write_file(to_file, alerts_file)?;
     to_file.clear();
     // Counts go with the checkpoint that covers them: read again after a crash, they must
     // not count twice.
-    let Some(send_profile) = checkpoint else {
-        let done = store.ingest(Ingest {
-            alerts: pending,
-            simulated: false,
-            channels: &services.channels,
-            admins: &services.admins,
-            checkpoint: None,
-            report: None,
-        })?;
-        pending.clear();
-        services
-            .counters
-            .alerts_suppressed
-            .fetch_add(done.suppressed as u64, Relaxed);
-        return Ok(done.accepted);
-    };
-    let ckpt = Checkpoint::capture(&cfg.server, follower.positions(), pipeline, file);
+    let checkpoint = matches!(report, Report::Checkpoint);
     let now_event = pipeline.engine.now();
-    let report = ServerReport {
+    let report = (!matches!(report, Report::None)).then(|| ServerReport {
         server: cfg.server.clone(),
-        events: pipeline.events_total - reported.0,
-        parse_errors: follower.malformed - reported.1,
+        events: if checkpoint {
+            pipeline.events_total - reported.0
+        } else {
+            0
+        },
+        parse_errors: if checkpoint {
+            follower.malformed - reported.1
+        } else {
+            0
+        },
         first_event: now_event.map(format_time),
         last_event: now_event.map(format_time),
         learning_until: pipeline
@@ -461,24 +519,50 @@ fn commit(
                 .summary(&cfg.detect.profile)
                 .to_string()
         }),
-        logins: pipeline.logins.clone(),
-    };
-    let bytes = ckpt.to_bytes();
+        logins: if checkpoint {
+            pipeline.logins.clone()
+        } else {
+            Vec::new()
+        },
+    });
+    let bytes = checkpoint
+        .then(|| Checkpoint::capture(&cfg.server, follower.positions(), pipeline, file).to_bytes());
     let done = store.ingest(Ingest {
         alerts: pending,
         simulated: false,
         channels: &services.channels,
         admins: &services.admins,
-        checkpoint: Some((&cfg.server, &bytes)),
-        report: Some(&report),
+        checkpoint: bytes.as_deref().map(|b| (cfg.server.as_str(), b)),
+        report: report.as_ref(),
     })?;
     pending.clear();
     services
         .counters
         .alerts_suppressed
         .fetch_add(done.suppressed as u64, Relaxed);
-    Ok(done.accepted)
+    Ok((done.accepted, bytes.map(|b| b.len())))
 }
+
+/// What goes to the store with the alerts of a commit.
+enum Report {
+    None,
+    /// The server's lag, last event and profile summary.
+    Light,
+    /// The whole state, with the counts it covers.
+    Checkpoint,
+}
+
+/// A checkpoint waits for this many times its own size of new log: with the store's
+/// write-ahead log writing each page twice, checkpoints then write at most half a byte per
+/// byte of log, and a crash reads again at most four checkpoints' worth of log.
+const CHECKPOINT_WEIGHT: u64 = 4;
+
+/// How often updates of known alerts (counts, end time, evidence) are stored and printed.
+const ALERT_UPDATES_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// New alerts (and escalations) are stored and printed at the poll that raised them, up to
+/// NEW_ALERTS_BURST times in a row; beyond, once every NEW_ALERTS_EVERY.
+const NEW_ALERTS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const NEW_ALERTS_BURST: f64 = 5.0;
 
 /// How often the profile summary goes to the store when only counts and times changed (it is
 /// read by people, not detectors); a new entity sends it at once.
@@ -513,6 +597,19 @@ fn print(alerts: &[Alert], json: bool, out: &mut dyn Write) -> Result<()> {
 }
 
 /// Appends alerts to the alerts file (synced); returns the file's length and inode.
+/// Keeps the last of several updates of one alert, in the order of those last updates.
+fn latest_per_id(alerts: &mut Vec<Alert>) {
+    let mut last: std::collections::HashMap<String, usize> = Default::default();
+    for (i, a) in alerts.iter().enumerate() {
+        last.insert(a.id.clone(), i);
+    }
+    let mut i = 0;
+    alerts.retain(|a| {
+        i += 1;
+        last[&a.id] == i - 1
+    });
+}
+
 fn write_file(
     alerts: &[Alert],
     file: Option<&mut (PathBuf, std::fs::File)>,

@@ -42,6 +42,8 @@ pub struct Checkpoint {
 }
 
 const VERSION: u32 = 1;
+/// Starts a compressed checkpoint (MessagePack never starts so: 0xFF is not a map).
+const MAGIC: &[u8] = b"\xffpgvigil-z1\n";
 
 impl Checkpoint {
     pub fn capture(
@@ -74,18 +76,42 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Compressed: detector state is repetitive (addresses, role names, field names) and
+    /// shrinks about six times, which is that much less written at every checkpoint.
     pub fn to_bytes(&self) -> Vec<u8> {
+        use std::io::Write;
         // Plain data: serialising it cannot fail.
-        rmp_serde::to_vec_named(self).unwrap_or_default()
+        let plain = rmp_serde::to_vec_named(self).unwrap_or_default();
+        let mut out = Vec::with_capacity(plain.len() / 4);
+        out.extend_from_slice(MAGIC);
+        let mut z = flate2::write::ZlibEncoder::new(out, flate2::Compression::fast());
+        // Into memory: cannot fail either.
+        let _ = z.write_all(&plain);
+        z.finish().unwrap_or_default()
     }
 
     /// Reads a checkpoint saved by [`Checkpoint::to_bytes`]; `origin` names where it came
     /// from, for the error.
     pub fn from_bytes(bytes: &[u8], origin: &Path) -> Result<Checkpoint, CheckpointError> {
-        let c: Checkpoint = rmp_serde::from_slice(bytes).map_err(|e| CheckpointError::Corrupt {
+        use std::io::Read;
+        let corrupt = |reason: String| CheckpointError::Corrupt {
             path: origin.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        // Checkpoints written before compression are plain MessagePack.
+        let plain;
+        let bytes = match bytes.strip_prefix(MAGIC) {
+            Some(z) => {
+                let mut out = Vec::new();
+                flate2::read::ZlibDecoder::new(z)
+                    .read_to_end(&mut out)
+                    .map_err(|e| corrupt(e.to_string()))?;
+                plain = out;
+                &plain[..]
+            }
+            None => bytes,
+        };
+        let c: Checkpoint = rmp_serde::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
         if c.version != VERSION {
             return Err(CheckpointError::Corrupt {
                 path: origin.to_path_buf(),
@@ -93,5 +119,67 @@ impl Checkpoint {
             });
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        Checkpoint {
+            version: VERSION,
+            server: "db1".into(),
+            files: vec![FilePos {
+                path: "/var/log/postgresql/postgresql.log".into(),
+                dev: 2049,
+                ino: 131_077,
+                offset: 4096,
+                line: 57,
+                head: b"2026-11-30 10:00:00.000 UTC [4242] LOG:  ".to_vec(),
+            }],
+            joiner: b"joiner state ".repeat(500),
+            engine: vec![("brute_force".into(), b"203.0.113.7 app ".repeat(2000))],
+            alerts_file_len: Some(1234),
+            alerts_file_ino: Some(99),
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_is_stored_compressed_and_read_back_whole() {
+        let c = sample();
+        let bytes = c.to_bytes();
+        let plain = rmp_serde::to_vec_named(&c).unwrap();
+        assert!(
+            bytes.len() * 4 < plain.len(),
+            "{} of {}",
+            bytes.len(),
+            plain.len()
+        );
+        let back = Checkpoint::from_bytes(&bytes, Path::new("store")).unwrap();
+        assert_eq!(back.files, c.files);
+        assert_eq!(back.joiner, c.joiner);
+        assert_eq!(back.engine, c.engine);
+        assert_eq!(back.alerts_file_len, Some(1234));
+    }
+
+    #[test]
+    fn a_checkpoint_from_before_compression_still_reads() {
+        let c = sample();
+        let plain = rmp_serde::to_vec_named(&c).unwrap();
+        let back = Checkpoint::from_bytes(&plain, Path::new("store")).unwrap();
+        assert_eq!(back.files, c.files);
+        assert_eq!(back.engine, c.engine);
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_is_named_not_misread() {
+        let mut bytes = sample().to_bytes();
+        let n = bytes.len();
+        bytes.truncate(n / 2);
+        let e = Checkpoint::from_bytes(&bytes, Path::new("/var/lib/pgvigil/pgvigil.db"))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("/var/lib/pgvigil/pgvigil.db"), "{e}");
     }
 }

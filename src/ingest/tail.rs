@@ -43,8 +43,9 @@ struct Tracked {
     buf: Vec<u8>,
     /// Still reachable under a followed name.
     seen: bool,
-    /// When it last grew (or was opened).
-    grew_at: std::time::Instant,
+    /// When it was last seen to grow, if it has grown since it was opened: a backlog read
+    /// now from a file untouched for a month is quiet by its mtime alone.
+    grew_at: Option<std::time::Instant>,
     /// Its size at the last look.
     last_len: u64,
     /// Bounds the unfinished entry.
@@ -378,7 +379,7 @@ impl Follower {
             let modified = t.file.metadata().and_then(|m| m.modified()).ok();
             let quiet_enough = modified
                 .is_some_and(|m| now.duration_since(m).unwrap_or_default() >= quiet)
-                && t.grew_at.elapsed() >= quiet;
+                && t.grew_at.is_none_or(|g| g.elapsed() >= quiet);
             if !(at_end && quiet_enough) {
                 kept.push(t);
                 continue;
@@ -413,8 +414,10 @@ impl Follower {
                 (p.offset, p.line)
             }
             _ if self.first_scan && self.start_at == StartAt::End => {
-                // Only lines written from now on; skip to the last line boundary.
-                (meta.len(), 1)
+                // Only lines written from now on; the lines skipped are counted so that a
+                // malformed line is reported with its number in the file.
+                let skipped = count_lines(&f, meta.len()).map_err(|e| SourceError::io(path, e))?;
+                (meta.len(), skipped + 1)
             }
             _ => (0, 1),
         };
@@ -438,7 +441,7 @@ impl Follower {
             parser,
             buf: Vec::new(),
             seen: true,
-            grew_at: std::time::Instant::now(),
+            grew_at: None,
             last_len: meta.len(),
             cap: crate::sources::EntryCap::new(self.max_entry),
             year: lf.year,
@@ -486,6 +489,9 @@ impl Follower {
                         t.pos.head = h;
                     }
                 }
+                if meta.len() != t.last_len {
+                    t.grew_at = Some(std::time::Instant::now());
+                }
                 t.last_len = meta.len();
             }
             let mut read = 0usize;
@@ -530,9 +536,6 @@ impl Follower {
                     break;
                 }
             }
-            if read > 0 {
-                t.grew_at = std::time::Instant::now();
-            }
             // Nothing more for now: an entry waiting for DETAIL lines is complete (PostgreSQL
             // writes an entry with all its lines at once).
             p.flush(t.parser.as_mut());
@@ -562,6 +565,24 @@ fn fresh_parser(t: &Tracked, line: u64) -> Box<dyn LogParser> {
     let mut parser = file::make_parser(t.format, t.prefix.as_ref(), t.year);
     parser.set_line(line);
     parser
+}
+
+/// Line breaks in the first `upto` bytes of `f`, without moving its position.
+fn count_lines(f: &File, upto: u64) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut at, mut lines) = (0u64, 0u64);
+    while at < upto {
+        let want = buf.len().min((upto - at) as usize);
+        match f.read_at(&mut buf[..want], at)? {
+            0 => break,
+            n => {
+                lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+                at += n as u64;
+            }
+        }
+    }
+    Ok(lines)
 }
 
 /// The first bytes of `f`, without moving its position.

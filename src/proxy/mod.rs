@@ -24,7 +24,7 @@ use protocol::{FirstPacket, ServerMsg, Startup};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tls_retry::TlsFallbacks;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -73,6 +73,9 @@ pub struct ProxyConfig {
     /// A spare unused this long is replaced. Keep it below the server's
     /// `authentication_timeout` (60 s by default), after which the server closes it.
     pub spare_max_age: Span,
+    /// On SIGTERM the proxy stops accepting and waits this long for open sessions to end
+    /// before it exits (their connections are then closed).
+    pub drain_timeout: Span,
     pub active_response: block::ActiveResponseConfig,
 }
 
@@ -116,6 +119,7 @@ impl Default for ProxyConfig {
             proxy_protocol_from: Vec::new(),
             spare_connections: 2,
             spare_max_age: Span::secs(30),
+            drain_timeout: Span::secs(30),
             active_response: block::ActiveResponseConfig::default(),
         }
     }
@@ -301,6 +305,26 @@ pub struct Proxy {
     next_id: AtomicU64,
     spares: spares::Spares,
     tls_fallbacks: TlsFallbacks,
+    /// Set when the proxy drains: the listener closes.
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Connections being handled, from accept to close.
+    live: Arc<AtomicUsize>,
+}
+
+/// Counts one connection as live while it is handled.
+struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn new(n: &Arc<AtomicUsize>) -> Live {
+        n.fetch_add(1, Ordering::Relaxed);
+        Live(n.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn now_ms() -> i64 {
@@ -428,6 +452,8 @@ impl Proxy {
             upstream_locals: Default::default(),
             rate: Default::default(),
             next_id: AtomicU64::new(1),
+            stop: tokio::sync::watch::channel(false).0,
+            live: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -553,10 +579,47 @@ impl Proxy {
         }
     }
 
-    /// Accepts connections until the listener fails.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+    /// Stops accepting (new clients are refused by the system, so a pool or load balancer
+    /// goes elsewhere) and waits up to `drain_timeout` for the open sessions to end.
+    /// Returns how many were still open.
+    pub async fn drain(&self) -> usize {
+        let open = self.live.load(Ordering::Relaxed);
+        tracing::info!(
+            sessions = open,
+            limit = %self.cfg.drain_timeout,
+            "proxy draining: no new connections, waiting for open sessions to end"
+        );
+        self.stop.send_replace(true);
+        let deadline = tokio::time::Instant::now() + self.cfg.drain_timeout.duration();
         loop {
-            let (sock, peer) = match listener.accept().await {
+            let open = self.live.load(Ordering::Relaxed);
+            if open == 0 {
+                tracing::info!("proxy drained: every session ended");
+                return 0;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    sessions = open,
+                    "proxy: sessions still open after drain_timeout are closed"
+                );
+                return open;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Accepts connections until the listener fails or the proxy drains.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        let mut stop = self.stop.subscribe();
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.wait_for(|s| *s) => {
+                    // Dropping the listener closes the port.
+                    return Ok(());
+                }
+            };
+            let (sock, peer) = match accepted {
                 Ok(x) => x,
                 Err(e) => {
                     // Out of file descriptors and the like: wait, do not spin.
@@ -567,7 +630,11 @@ impl Proxy {
             };
             let _ = sock.set_nodelay(true);
             let me = self.clone();
-            tokio::spawn(async move { me.handle(sock, peer).await });
+            let live = Live::new(&self.live);
+            tokio::spawn(async move {
+                me.handle(sock, peer).await;
+                drop(live);
+            });
         }
     }
 

@@ -200,7 +200,7 @@ impl Store {
         &self.location
     }
 
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&mut dyn Db) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, mut f: impl FnMut(&mut dyn Db) -> Result<T>) -> Result<T> {
         let i = self.next_reader.fetch_add(1, Ordering::Relaxed);
         match &self.backend {
             Backend::Sqlite { readers, .. } => {
@@ -218,7 +218,16 @@ impl Store {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
                 reconnect(&mut c, url, tls, &self.location)?;
-                f(&mut Pg(&mut *c))
+                match f(&mut Pg(&mut *c)) {
+                    // The server restarted since this connection's last use: its first
+                    // query finds out. A read is asked again on a new connection rather
+                    // than answered with an error.
+                    Err(_) if !alive(&mut c) => {
+                        *c = connect(url, tls, &self.location)?;
+                        f(&mut Pg(&mut *c))
+                    }
+                    out => out,
+                }
             }
         }
     }
@@ -236,22 +245,52 @@ impl Store {
                 url, tls, writer, ..
             } => {
                 let mut c = writer.lock().unwrap_or_else(|p| p.into_inner());
+                // BEGIN is where a connection the server closed (a restart) shows it:
+                // nothing has been written yet, so it is begun again on a new connection.
                 reconnect(&mut c, url, tls, &self.location)?;
-                let mut tx = c
-                    .transaction()
-                    .map_err(|e| StoreError::Postgres(db::pg_message(&e)))?;
-                let out = f(&mut Pg(&mut tx))?;
-                tx.commit()
-                    .map_err(|e| StoreError::Postgres(db::pg_message(&e)))?;
-                Ok(out)
+                match in_transaction(&mut c, f) {
+                    Ok(out) => out,
+                    Err((e, f)) => {
+                        if alive(&mut c) {
+                            return Err(StoreError::Postgres(db::pg_message(&e)));
+                        }
+                        *c = connect(url, tls, &self.location)?;
+                        in_transaction(&mut c, f)
+                            .unwrap_or_else(|(e, _)| Err(StoreError::Postgres(db::pg_message(&e))))
+                    }
+                }
             }
         }
+    }
+
+    /// Whether the store answers a query now (`/healthz`).
+    pub fn ping(&self) -> Result<()> {
+        self.read(|db| db.query("SELECT 1", &[]).map(drop))
     }
 
     /// Whether this is a central PostgreSQL store.
     pub fn is_central(&self) -> bool {
         matches!(self.backend, Backend::Postgres { .. })
     }
+}
+
+/// `f` in a transaction of `c`; when the transaction cannot even begin, that error and `f`
+/// back, untouched.
+#[allow(clippy::type_complexity)]
+fn in_transaction<T, F: FnOnce(&mut dyn Db) -> Result<T>>(
+    c: &mut postgres::Client,
+    f: F,
+) -> std::result::Result<Result<T>, (postgres::Error, F)> {
+    let mut tx = match c.transaction() {
+        Ok(tx) => tx,
+        Err(e) => return Err((e, f)),
+    };
+    Ok((|| {
+        let out = f(&mut Pg(&mut tx))?;
+        tx.commit()
+            .map_err(|e| StoreError::Postgres(db::pg_message(&e)))?;
+        Ok(out)
+    })())
 }
 
 /// A connection lost (the central server restarted) is made again on next use.
@@ -262,10 +301,24 @@ fn reconnect(
     location: &str,
 ) -> Result<()> {
     if c.is_closed() {
-        *c = postgres::Client::connect(url, tls.clone())
-            .map_err(|e| StoreError::Postgres(format!("{location}: {}", db::pg_message(&e))))?;
+        *c = connect(url, tls, location)?;
     }
     Ok(())
+}
+
+fn connect(
+    url: &str,
+    tls: &tokio_postgres_rustls::MakeRustlsConnect,
+    location: &str,
+) -> Result<postgres::Client> {
+    postgres::Client::connect(url, tls.clone())
+        .map_err(|e| StoreError::Postgres(format!("{location}: {}", db::pg_message(&e))))
+}
+
+/// After an error: whether the connection still answers (a query's own error) or is gone
+/// (the server restarted or the network dropped it).
+fn alive(c: &mut postgres::Client) -> bool {
+    !c.is_closed() && c.is_valid(std::time::Duration::from_secs(2)).is_ok()
 }
 
 /// TLS for the central store: the system's CAs, plus `ca_file` if given.
@@ -280,6 +333,9 @@ fn configure(c: &Connection) -> rusqlite::Result<()> {
     // WAL + NORMAL is durable across process crashes, which is what checkpoints promise.
     c.pragma_update(None, "synchronous", "NORMAL")?;
     c.pragma_update(None, "foreign_keys", "ON")?;
+    // Copied into the database every 16 MiB of write-ahead log rather than 4: a page written
+    // again and again (an index's last page, the checkpoint's) is copied once per round.
+    c.pragma_update(None, "wal_autocheckpoint", 4000)?;
     c.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(())
 }

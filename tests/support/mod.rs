@@ -32,7 +32,7 @@ pub fn pg_bin() -> PathBuf {
     );
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)
@@ -210,6 +210,15 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Restarts the server (a fast shutdown: sessions are ended), as an upgrade or a
+    /// failover would.
+    pub fn restart(&mut self) {
+        self.pg_ctl(
+            &["-w", "-t", "60", "-m", "fast", "restart", "-l"],
+            Some(&self.dir.path().join("startup.log")),
+        );
     }
 
     /// Stops the server, so every log line is on disk.
@@ -437,6 +446,28 @@ impl Runner {
 
     pub fn kill(self) {
         drop(self);
+    }
+
+    /// Sends `sig` (`TERM`, `HUP`…) as `kill` would.
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill -{sig}");
+    }
+
+    /// The exit status, if the process ends within `timeout`.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let end = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < end {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return Some(st);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
     }
 }
 
