@@ -263,26 +263,6 @@ impl Config {
     }
 }
 
-/// Where PostgreSQL keeps its logs on the usual distributions, for `run` without paths.
-pub fn default_log_locations() -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    let debian = Path::new("/var/log/postgresql");
-    if debian.is_dir() {
-        v.push(debian.to_path_buf());
-    }
-    // RedHat: /var/lib/pgsql/data/log, /var/lib/pgsql/<version>/data/log
-    if let Ok(rd) = std::fs::read_dir("/var/lib/pgsql") {
-        for e in rd.flatten() {
-            for cand in [e.path().join("log"), e.path().join("data/log")] {
-                if cand.is_dir() {
-                    v.push(cand);
-                }
-            }
-        }
-    }
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

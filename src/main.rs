@@ -45,6 +45,8 @@ fn main() -> ExitCode {
         cli::Command::Proxy(a) => cli::proxy::run(a),
         cli::Command::Alerts(a) => cli::client::alerts(a),
         cli::Command::Policy(a) => cli::client::policy(a),
+        cli::Command::Completions(a) => cli::docs::completions(a),
+        cli::Command::Man(a) => cli::docs::man(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

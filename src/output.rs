@@ -89,3 +89,37 @@ pub fn sort_alerts(alerts: &mut [Alert]) {
             .then(a.id.cmp(&b.id))
     });
 }
+
+/// An event as `analyze --events` prints it: the vocabulary of the alert record (camelCase
+/// fields, RFC 3339 UTC times, the same names as an alert's `sampleEvents`), plus what only
+/// the full event holds. Described by `schema/event.schema.json`.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRecord {
+    #[serde(flatten)]
+    pub sample: crate::alert::SampleEvent,
+    /// The client's host name, when the log has it (`log_hostname`) or for `[local]`.
+    pub source_host: Option<String>,
+    pub pid: Option<u32>,
+    pub session_id: Option<String>,
+    pub auth_method: Option<String>,
+    pub ssl: Option<bool>,
+    /// Rows a statement returned or changed, from pgaudit or the proxy.
+    pub rows: Option<u64>,
+    /// The statement, with literals replaced (it may hold secrets), cut to 200 characters.
+    pub sql: Option<String>,
+}
+
+pub fn event_record(ev: &crate::event::Event) -> EventRecord {
+    let s = |v: &Option<compact_str::CompactString>| v.as_ref().map(|x| x.to_string());
+    EventRecord {
+        sample: crate::alert::sample(ev),
+        source_host: s(&ev.client_host),
+        pid: ev.pid,
+        session_id: s(&ev.session_id),
+        auth_method: s(&ev.auth_method),
+        ssl: ev.ssl,
+        rows: ev.rows,
+        sql: ev.sql.as_ref().map(|q| q.redacted(200)),
+    }
+}

@@ -272,7 +272,10 @@ impl Pipeline {
         lf: &LogFile,
         progress: &mut dyn FnMut(u64),
     ) -> Result<FileStats, SourceError> {
-        read_counted(lf, self, |p| &mut p.current, progress)
+        match read_counted(lf, self, |p| &mut p.current, progress) {
+            (_, Some(e)) => Err(e),
+            (s, None) => Ok(s),
+        }
     }
 
     /// Feeds bytes from a live source; returns bytes consumed (complete entries).
@@ -311,13 +314,13 @@ impl RecordSink for Pipeline {
 }
 
 /// Reads one whole file into `sink`, counting into the statistics `stats` finds in it: the
-/// file's statistics, or the error that stopped it early (what came before it is read).
+/// file's statistics (of what was read), and the error that stopped it early.
 fn read_counted<S: RecordSink>(
     lf: &LogFile,
     sink: &mut S,
     stats: fn(&mut S) -> &mut FileStats,
     progress: &mut dyn FnMut(u64),
-) -> Result<FileStats, SourceError> {
+) -> (FileStats, Option<SourceError>) {
     *stats(sink) = FileStats {
         path: lf.path.clone(),
         ..FileStats::default()
@@ -326,10 +329,7 @@ fn read_counted<S: RecordSink>(
     let mut s = std::mem::take(stats(sink));
     s.lines = lines;
     s.bytes = bytes;
-    match err {
-        Some(e) => Err(e),
-        None => Ok(s),
-    }
+    (s, err)
 }
 
 /// Reads each file with `read`, telling `progress`, into `out`'s files and errors.
@@ -337,15 +337,17 @@ fn read_files(
     files: &[LogFile],
     progress: &mut dyn FnMut(&Path, u64),
     out: &mut Analysis,
-    mut read: impl FnMut(&LogFile, &mut dyn FnMut(u64)) -> Result<FileStats, SourceError>,
+    mut read: impl FnMut(&LogFile, &mut dyn FnMut(u64)) -> (FileStats, Option<SourceError>),
 ) {
     for f in files {
         progress(&f.path, 0);
         let mut tick = |n: u64| progress(&f.path, n);
-        match read(f, &mut tick) {
-            Ok(s) => out.files.push((f.clone(), s)),
-            Err(e) => out.errors.push(e),
+        let (stats, err) = read(f, &mut tick);
+        // A file cut short still counts what was read of it.
+        if err.is_none() || stats.lines > 0 {
+            out.files.push((f.clone(), stats));
         }
+        out.errors.extend(err);
     }
 }
 
@@ -379,7 +381,16 @@ fn read_log(
                 buf.truncate(filled);
                 parser.finish(&buf, sink);
                 let lines = parser.line().saturating_sub(1);
-                return (lines, total, Some(SourceError::io(&lf.path, e)));
+                let err = if total > 0 {
+                    SourceError::Truncated {
+                        path: lf.path.clone(),
+                        lines,
+                        source: e,
+                    }
+                } else {
+                    SourceError::io(&lf.path, e)
+                };
+                return (lines, total, Some(err));
             }
         };
         buf.truncate(filled + n);
@@ -576,7 +587,9 @@ pub fn analyze(
         anomalies_suppressed: 0,
     };
     if threads < 2 || !read_beside(&mut p, files, progress, &mut out) {
-        read_files(files, progress, &mut out, |f, tick| p.read_file(f, tick));
+        read_files(files, progress, &mut out, |f, tick| {
+            read_counted(f, &mut p, |p| &mut p.current, tick)
+        });
         p.finish();
     }
     out.events = std::mem::take(&mut p.kept);

@@ -99,19 +99,21 @@ fn update_swaps_good_files_and_keeps_the_old_copy_of_bad_ones() {
         "{stdout}"
     );
     assert!(stdout.contains("asn-ipv4.csv: updated ("), "{stdout}");
-    for (file, why) in [
-        ("iptoasn-country.mmdb", "not a MaxMind DB"),
-        ("blocklist.txt", "no addresses"),
-        ("aws-ip-ranges.json", "404"),
+    // What happens next is said as it is: the previous copy kept, or none to keep.
+    for (file, why, then) in [
+        (
+            "iptoasn-country.mmdb",
+            "not a MaxMind DB",
+            "the previous copy is kept",
+        ),
+        ("blocklist.txt", "no addresses", "the previous copy is kept"),
+        ("aws-ip-ranges.json", "404", "there is no previous copy"),
     ] {
         let line = stderr
             .lines()
             .find(|l| l.contains(file))
             .unwrap_or_else(|| panic!("{file}: {stderr}"));
-        assert!(
-            line.contains(why) && line.contains("previous copy is kept"),
-            "{line}"
-        );
+        assert!(line.contains(why) && line.contains(then), "{line}");
     }
     // The bad download did not replace the good copy; nothing half-written is left.
     assert_eq!(

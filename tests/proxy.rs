@@ -787,7 +787,7 @@ async fn real_clients_are_identified() {
     ];
     let seen = std::sync::Mutex::new(Vec::<String>::new());
     let (events, found) = p.until(Duration::from_secs(20), |e| {
-        if e["kind"]["type"] == "LoginSucceeded" {
+        if e["kind"] == "LoginSucceeded" {
             let mut s = seen.lock().unwrap();
             s.push(e["fingerprint"].as_str().unwrap_or("none").to_string());
             return s.len() == want.len();
@@ -798,7 +798,12 @@ async fn real_clients_are_identified() {
     assert_eq!(*seen.lock().unwrap(), want);
     // The bare connect is told about 2 s after it closed (a driver might have retried
     // without TLS): before the last login when that one is slow to start (Java), else after.
-    let bare_at = |e: &Value| e["kind"]["type"] == "ProtocolError" && e["client_ip"] == "127.0.3.9";
+    let bare_at = |e: &Value| {
+        e["kind"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("ProtocolError"))
+            && e["sourceIp"] == "127.0.3.9"
+    };
     let more = if events.iter().any(bare_at) {
         Vec::new()
     } else {
@@ -809,7 +814,11 @@ async fn real_clients_are_identified() {
     let events: Vec<Value> = events.into_iter().chain(more).collect();
     let bare: Vec<&Value> = events
         .iter()
-        .filter(|e| e["kind"]["type"] == "ProtocolError")
+        .filter(|e| {
+            e["kind"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("ProtocolError"))
+        })
         .collect();
     assert_eq!(
         bare.len(),
@@ -906,20 +915,20 @@ async fn the_authentication_timing_is_part_of_the_fingerprint() {
         .await
         .unwrap();
     let (events, found) = p.until(Duration::from_secs(20), |e| {
-        e["kind"]["type"] == "LoginSucceeded" && e["principal"] == "app"
+        e["kind"] == "LoginSucceeded" && e["principal"] == "app"
     });
     assert!(found, "{events:#?}");
     let logins: Vec<&Value> = events
         .iter()
-        .filter(|e| e["kind"]["type"] == "LoginSucceeded")
+        .filter(|e| e["kind"] == "LoginSucceeded")
         .collect();
     assert_eq!(logins.len(), 2, "{logins:#?}");
     let (by_hand, driver) = (logins[0], logins[1]);
     assert_eq!(by_hand["fingerprint"], "answered by hand", "{by_hand:#}");
-    let us = by_hand["client_auth_us"].as_u64().unwrap();
+    let us = by_hand["clientAuthUs"].as_u64().unwrap();
     assert!((1_800_000..10_000_000).contains(&us), "{us} µs");
     assert_eq!(driver["fingerprint"], "tokio-postgres", "{driver:#}");
-    let us = driver["client_auth_us"].as_u64().unwrap();
+    let us = driver["clientAuthUs"].as_u64().unwrap();
     assert!(us < 1_500_000, "SCRAM answered by a driver in {us} µs");
 }
 
@@ -1114,11 +1123,11 @@ async fn spares_the_server_gave_up_on_are_not_used() {
         login_pid(&format!("127.0.4.{}", 10 + i), stale.proxy_addr()).await;
     }
     let (events, _) = stale.until(Duration::from_secs(10), |e| {
-        e["kind"]["type"] == "LoginSucceeded" && e["client_ip"] == "127.0.4.14"
+        e["kind"] == "LoginSucceeded" && e["sourceIp"] == "127.0.4.14"
     });
     let ok = events
         .iter()
-        .filter(|e| e["kind"]["type"] == "LoginSucceeded")
+        .filter(|e| e["kind"] == "LoginSucceeded")
         .count();
     assert_eq!(ok, 6, "{events:#?}");
     let (began, pid) = login_pid("127.0.4.20", young.proxy_addr()).await;

@@ -66,7 +66,13 @@ pub(crate) fn parse_query(params: &HashMap<String, String>) -> ApiResult<AlertQu
             "alertType" | "type" => {
                 let t = AlertType::ALL
                     .iter()
-                    .find(|t| t.as_str().eq_ignore_ascii_case(v))
+                    .find(|t| {
+                        // The catalogue's name, or its short form as `analyze` prints it.
+                        t.as_str().eq_ignore_ascii_case(v)
+                            || t.as_str()
+                                .trim_start_matches("PostgreSQL_")
+                                .eq_ignore_ascii_case(v)
+                    })
                     .ok_or_else(|| bad(k, "not an alertType of the catalogue"))?;
                 q.alert_type = Some(t.as_str().to_string());
             }

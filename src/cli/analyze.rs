@@ -86,7 +86,7 @@ pub fn run(args: Args) -> Result<u8> {
         prefix: args
             .log_line_prefix
             .as_deref()
-            .map(Prefix::compile)
+            .map(Prefix::compile_given)
             .transpose()
             .context("--log-line-prefix")?,
     };
@@ -155,8 +155,11 @@ pub fn run(args: Args) -> Result<u8> {
             header = true;
             h.and_then(|_| output::write_table_row(&mut out, &a))
         };
-        if let Err(e) = r.and_then(|_| out.flush()) {
-            eprintln!("pgvigil: writing alerts: {e}");
+        match r.and_then(|_| out.flush()) {
+            // The reader went away (`| head`): nothing more to say, and alerts were found.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(1),
+            Err(e) => eprintln!("pgvigil: writing alerts: {e}"),
+            Ok(()) => {}
         }
     });
     let result = pipeline::analyze(
@@ -179,19 +182,14 @@ pub fn run(args: Args) -> Result<u8> {
     }
     let stats: Vec<(&pgvigil::sources::file::LogFile, &FileStats)> =
         result.files.iter().map(|(f, s)| (f, s)).collect();
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    if args.events {
-        for e in &result.events {
-            serde_json::to_writer(&mut out, e)?;
-            out.write_all(b"\n")?;
-        }
-    } else if !args.json && result.alerts_total == 0 {
-        writeln!(out, "No alerts.")?;
-    }
-    out.flush()?;
 
     for (f, s) in &stats {
+        if s.bytes == 0 && !args.quiet {
+            eprintln!(
+                "pgvigil: warning: {}: empty, nothing in it to analyse",
+                f.path.display()
+            );
+        }
         if s.malformed == 0 {
             continue;
         }
@@ -220,6 +218,32 @@ pub fn run(args: Args) -> Result<u8> {
         eprintln!("pgvigil: no log files found");
         bad_input = true;
     }
+
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if args.events {
+        for e in &result.events {
+            serde_json::to_writer(&mut out, &output::event_record(e))?;
+            out.write_all(b"\n")?;
+        }
+    } else if !args.json && result.alerts_total == 0 {
+        // "No alerts." only when there was something to look at: an unreadable input is not
+        // a clean bill of health.
+        let read: u64 = stats.iter().map(|(_, s)| s.records).sum();
+        if read == 0 && bad_input {
+            writeln!(out, "Nothing could be analysed (see the errors above).")?;
+        } else if read == 0 {
+            writeln!(out, "Nothing to analyse: no log entries in the input.")?;
+        } else if bad_input {
+            writeln!(
+                out,
+                "No alerts in what could be read (see the errors above)."
+            )?;
+        } else {
+            writeln!(out, "No alerts.")?;
+        }
+    }
+    out.flush()?;
 
     if !args.quiet {
         let lines: u64 = stats.iter().map(|(_, s)| s.lines).sum();

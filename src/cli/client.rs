@@ -32,17 +32,22 @@ pub struct AlertsArgs {
 pub enum AlertsCommand {
     /// List alerts, newest first.
     List {
+        /// Only this server's alerts (its name, as in the alerts' `server` field).
         #[arg(long)]
         server: Option<String>,
+        /// Only this alert type: `PostgreSQL_BruteForce` or, as the table prints it, `BruteForce`.
         #[arg(long = "type")]
         alert_type: Option<String>,
+        /// Only this severity: High, Medium or Low.
         #[arg(long)]
         severity: Option<String>,
+        /// Only this status: Active, InProgress, Dismissed or Resolved.
         #[arg(long)]
         status: Option<String>,
         /// Alerts active at or after this RFC 3339 time.
         #[arg(long)]
         from: Option<String>,
+        /// Alerts that started at or before this RFC 3339 time.
         #[arg(long)]
         to: Option<String>,
         /// At most this many.
@@ -53,17 +58,35 @@ pub enum AlertsCommand {
         json: bool,
     },
     /// One alert, with its state history, as JSON.
-    Show { id: String },
+    Show {
+        /// The alert's id (the `id` field, or the last part of its `alertId`).
+        id: String,
+    },
     /// Mark an alert dismissed (a false positive or accepted).
-    Dismiss { id: String },
+    Dismiss {
+        /// The alert's id (the `id` field, or the last part of its `alertId`).
+        id: String,
+    },
     /// Mark an alert active again.
-    Activate { id: String },
+    Activate {
+        /// The alert's id (the `id` field, or the last part of its `alertId`).
+        id: String,
+    },
     /// Mark an alert as being worked on.
-    InProgress { id: String },
+    InProgress {
+        /// The alert's id (the `id` field, or the last part of its `alertId`).
+        id: String,
+    },
     /// Mark an alert resolved.
-    Resolve { id: String },
+    Resolve {
+        /// The alert's id (the `id` field, or the last part of its `alertId`).
+        id: String,
+    },
     /// Raise one sample alert of every type on a server, to test notifications.
-    Simulate { server: String },
+    Simulate {
+        /// The server's name.
+        server: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -77,9 +100,13 @@ pub struct PolicyArgs {
 #[derive(clap::Subcommand)]
 pub enum PolicyCommand {
     /// Print a server's security alert policy.
-    Show { server: String },
+    Show {
+        /// The server's name.
+        server: String,
+    },
     /// Change parts of a server's policy (the rest is kept).
     Set {
+        /// The server's name.
         server: String,
         /// Enabled or Disabled.
         #[arg(long)]
@@ -98,7 +125,12 @@ pub enum PolicyCommand {
         retention_days: Option<u32>,
     },
     /// Replace a server's policy with a JSON body from a file (`-` reads stdin).
-    Put { server: String, file: String },
+    Put {
+        /// The server's name.
+        server: String,
+        /// The policy as JSON (Azure's securityAlertPolicies body); `-` reads stdin.
+        file: String,
+    },
 }
 
 struct Client {

@@ -3,6 +3,7 @@
 pub mod analyze;
 pub mod api;
 pub mod client;
+pub mod docs;
 pub mod intel;
 pub mod proxy;
 pub mod run;
@@ -34,7 +35,12 @@ pub enum Command {
     Intel(intel::Args),
     /// Write realistic logs of several servers with labelled attacks, to measure detection.
     Simulate(sim::SimArgs),
-    /// Run detection over `simulate` output and score it against the labels.
+    /// Run detection over `simulate` output or a corpus of recorded scenarios and score it
+    /// against the labels.
+    ///
+    /// Exit status: 0 when every labelled attack was found (a corpus: every scenario right in
+    /// every format, through analyze and run alike); 1 when one was missed or wrong; 2 when
+    /// the input cannot be read.
     Eval(sim::EvalArgs),
     /// Serve the API alone over a store that agents write.
     Api(api::Args),
@@ -48,6 +54,10 @@ pub enum Command {
     Alerts(client::AlertsArgs),
     /// Show and change servers' security alert policies, through the API.
     Policy(client::PolicyArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(docs::CompletionsArgs),
+    /// Write the man pages, one per subcommand, into a directory.
+    Man(docs::ManArgs),
 }
 
 /// Loads the enrichment data; a configured file that cannot be read is an error, shipped data

@@ -32,7 +32,8 @@ pub struct Args {
     /// Never block this address or network (repeatable).
     #[arg(long = "allow", value_name = "NET")]
     pub allow: Vec<String>,
-    /// Also print every event (connection, login, failure, fingerprint) as a JSON line.
+    /// Also print every event (connection, login, failure, fingerprint) as a JSON line, in
+    /// the form `analyze --events` prints (schema/event.schema.json).
     #[arg(long)]
     pub events: bool,
 }
@@ -75,7 +76,7 @@ pub fn run(args: Args) -> Result<u8> {
         let stdout = std::io::stdout();
         if args.events {
             let mut out = stdout.lock();
-            serde_json::to_writer(&mut out, &ev)?;
+            serde_json::to_writer(&mut out, &pgvigil::output::event_record(&ev))?;
             out.write_all(b"\n")?;
             out.flush()?;
         }

@@ -9,7 +9,7 @@
 
 use anyhow::{bail, Context, Result};
 use pgvigil::alert::{Alert, Severity};
-use pgvigil::config::{default_log_locations, Config, StartAt};
+use pgvigil::config::{Config, StartAt};
 use pgvigil::duration::Span;
 use pgvigil::event::format_time;
 use pgvigil::ingest::checkpoint::Checkpoint;
@@ -103,20 +103,23 @@ pub fn run(args: Args) -> Result<u8> {
         .input
         .log_line_prefix
         .as_deref()
-        .map(Prefix::compile)
+        .map(Prefix::compile_given)
         .transpose()
         .context("input.log_line_prefix")?;
     // Directories holding postgresql.conf stand for their log directory.
     let mut roots = Vec::new();
     let paths = if cfg.input.paths.is_empty() {
-        let found = default_log_locations();
+        // No paths given: the clusters on this host, as pg_lsclusters lists them (Debian),
+        // and RHEL's and PGDG's data directories.
+        let found = pgvigil::sources::pgconf::clusters();
         if found.is_empty() && cfg.proxy.enabled {
             // The proxy alone: its logins are the input.
             Vec::new()
         } else if found.is_empty() {
             bail!(
-                "no PostgreSQL logs found in /var/log/postgresql or /var/lib/pgsql/*/data/log; \
-                 set input.paths in the config file or pass --follow PATH"
+                "no PostgreSQL cluster found (/etc/postgresql/*/*, /var/lib/pgsql/*/data under {}); \
+                 set input.paths in the config file or pass --follow PATH",
+                pgvigil::sources::pgconf::host_root().display()
             );
         } else {
             found
@@ -124,12 +127,10 @@ pub fn run(args: Args) -> Result<u8> {
     } else {
         cfg.input.paths.clone()
     };
+    let mut prefixes = Vec::new();
     for p in paths {
         match PgConf::read_dir(&p)? {
             Some(conf) => {
-                if prefix.is_none() {
-                    prefix = Some(conf.prefix()?);
-                }
                 let locs = conf.log_locations();
                 if locs.is_empty() {
                     bail!(
@@ -137,6 +138,14 @@ pub fn run(args: Args) -> Result<u8> {
                         p.display()
                     );
                 }
+                let conf_prefix = conf.prefix()?;
+                tracing::info!(
+                    cluster = %conf.dir.display(),
+                    logs = %locs.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(", "),
+                    log_line_prefix = %prefix.as_ref().unwrap_or(&conf_prefix).as_str(),
+                    "following the cluster's logs"
+                );
+                prefixes.push(conf_prefix);
                 roots.extend(locs);
             }
             None => {
@@ -145,6 +154,15 @@ pub fn run(args: Args) -> Result<u8> {
                 }
                 roots.push(p);
             }
+        }
+    }
+    // The clusters' own prefix, unless given; clusters that disagree: each file's guessed.
+    if prefix.is_none() {
+        let agree = prefixes.windows(2).all(|w| w[0].as_str() == w[1].as_str());
+        if agree {
+            prefix = prefixes.pop();
+        } else {
+            tracing::warn!("the clusters have different log_line_prefix settings: each file's is worked out from its lines");
         }
     }
     let hints = Hints {

@@ -14,10 +14,13 @@ pub struct SimArgs {
     /// Directory to write the logs (one folder per server) and labels.jsonl into.
     #[arg(long)]
     pub out: PathBuf,
+    /// How many servers to simulate, each with its own users, applications and attacks.
     #[arg(long, default_value_t = 5)]
     pub servers: usize,
+    /// Weeks of traffic per server (the first two are the baseline the profile learns).
     #[arg(long, default_value_t = 4)]
     pub weeks: u32,
+    /// Random seed: the same seed writes the same logs and labels.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Log format to write.

@@ -31,7 +31,10 @@ pub enum TokenCommand {
     /// List tokens (names, roles, last use; never the tokens).
     List,
     /// Revoke a token by name.
-    Revoke { name: String },
+    Revoke {
+        /// The token's name, as given to `token add`.
+        name: String,
+    },
 }
 
 pub fn open_store(config: &Option<PathBuf>, store: &Option<PathBuf>) -> Result<(Config, Store)> {

@@ -153,9 +153,14 @@ pub fn update(cfg: &IntelConfig, dir: &Path) -> Vec<Outcome> {
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
+        let kept = if target.is_file() {
+            "the previous copy is kept"
+        } else {
+            "there is no previous copy: these lookups stay off until an update succeeds"
+        };
         out.push(Outcome {
             file: src.file.clone(),
-            result: result.map_err(|e| format!("{} ({}); the previous copy is kept", e, src.url)),
+            result: result.map_err(|e| format!("{} ({}); {kept}", e, src.url)),
         });
     }
     if let Ok(d) = std::fs::File::open(dir) {

@@ -32,6 +32,8 @@ const HEAD: usize = 64;
 /// At most this much is read from one file per poll, so that one huge backlog does not
 /// starve the others (or the alert output) for long.
 const READ_PER_POLL: usize = 8 << 20;
+/// How long an entry is held back at the end of a file whose last line is unfinished.
+const HELD_WHILE_WRITING: std::time::Duration = std::time::Duration::from_secs(1);
 
 struct Tracked {
     pos: FilePos,
@@ -187,7 +189,19 @@ impl Follower {
 
     /// Positions of all files, for a checkpoint.
     pub fn positions(&self) -> Vec<FilePos> {
-        let mut v: Vec<FilePos> = self.tracked.iter().map(|t| t.pos.clone()).collect();
+        // An entry held back for its continuation lines has not reached the pipeline: the
+        // position saved is before it, so that a restart reads it whole.
+        let mut v: Vec<FilePos> = self
+            .tracked
+            .iter()
+            .map(|t| {
+                let mut pos = t.pos.clone();
+                let (bytes, lines) = t.parser.held();
+                pos.offset = pos.offset.saturating_sub(bytes);
+                pos.line = pos.line.saturating_sub(lines).max(1);
+                pos
+            })
+            .collect();
         v.extend(self.saved.values().cloned());
         v
     }
@@ -228,8 +242,32 @@ impl Follower {
                     }
                     Err(e) => self.warn_once(format!("{}: {e}", root.display())),
                 }
-            } else if root.is_file() {
-                out.push((root, false));
+            } else {
+                // One log named (Debian's /var/log/postgresql/postgresql-15-main.log): it,
+                // and its rotated copies beside it (`.1`, `-20261130`) to read to their end.
+                if root.is_file() {
+                    out.push((root.clone(), false));
+                }
+                let (Some(dir), Some(stem)) =
+                    (root.parent(), root.file_name().and_then(|n| n.to_str()))
+                else {
+                    continue;
+                };
+                if let Ok(rd) = std::fs::read_dir(dir) {
+                    for e in rd.flatten() {
+                        let p = e.path();
+                        let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+                            continue;
+                        };
+                        if name.len() > stem.len()
+                            && name.starts_with(stem)
+                            && !name.ends_with(".gz")
+                            && p.is_file()
+                        {
+                            out.push((p, true));
+                        }
+                    }
+                }
             }
         }
         out.sort();
@@ -495,9 +533,13 @@ impl Follower {
                 t.last_len = meta.len();
             }
             let mut read = 0usize;
+            let mut at_end = false;
             loop {
                 let n = match t.file.read(&mut chunk) {
-                    Ok(0) => break,
+                    Ok(0) => {
+                        at_end = true;
+                        break;
+                    }
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => {
@@ -537,8 +579,14 @@ impl Follower {
                 }
             }
             // Nothing more for now: an entry waiting for DETAIL lines is complete (PostgreSQL
-            // writes an entry with all its lines at once).
-            p.flush(t.parser.as_mut());
+            // writes an entry with all its lines at once). Not so when the read stopped at
+            // READ_PER_POLL in a backlog, or inside a line still being written: its next
+            // lines may be the entry's own.
+            let writing =
+                !t.buf.is_empty() && t.grew_at.is_some_and(|g| g.elapsed() < HELD_WHILE_WRITING);
+            if at_end && !writing {
+                p.flush(t.parser.as_mut());
+            }
             t.pos.line = t.parser.line();
             let stats = p.end_file(0, 0);
             self.malformed += stats.malformed;
@@ -660,5 +708,67 @@ mod tests {
         assert!(followable("postgresql-2026-11-28_103000.csv"));
         assert!(!followable("postgresql-15-main.log.1"));
         assert!(!followable("postgresql-15-main.log.2.gz"));
+    }
+
+    /// A backlog is read in slices of READ_PER_POLL; an entry whose continuation line lies
+    /// across a slice's end is read whole, and the position a checkpoint saves meanwhile is
+    /// before the entry.
+    #[test]
+    fn an_entry_across_a_slice_of_backlog_is_read_whole() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("postgresql.log");
+        let (fatal, detail, tab) = (
+            "2026-11-30 10:00:00.000 UTC [4242] admin@postgres 10.0.0.9 FATAL:  password authentication failed for user \"admin\"\n",
+            "2026-11-30 10:00:00.000 UTC [4242] admin@postgres 10.0.0.9 DETAIL:  Role \"admin\" does not exist.\n",
+            "\tConnection matched pg_hba.conf line 98: \"host all all 0.0.0.0/0 scram-sha-256\"\n",
+        );
+        let entry = format!("{fatal}{detail}{tab}");
+        let mut text = String::new();
+        let mut entries = 0;
+        while text.len() + 4096 < READ_PER_POLL {
+            text.push_str(&entry);
+            entries += 1;
+        }
+        // A filler line puts the next entry's continuation line across the slice's end.
+        let fill = READ_PER_POLL - text.len() - fatal.len() - detail.len() - tab.len() / 2;
+        let head =
+            "2026-11-30 10:00:00.000 UTC [4243] app@appdb 10.0.0.8 LOG:  statement: SELECT '";
+        text.push_str(head);
+        text.push_str(&"x".repeat(fill - head.len() - 2));
+        text.push_str("'\n");
+        let straddling = text.len() as u64;
+        for _ in 0..100 {
+            text.push_str(&entry);
+            entries += 1;
+        }
+        std::fs::File::create(&log)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+
+        let hints = Hints {
+            format: Some(crate::sources::LogFormat::Stderr),
+            prefix: Some(crate::sources::prefix::Prefix::compile("%m [%p] %q%u@%d %h ").unwrap()),
+        };
+        let mut f = Follower::new(
+            vec![dir.path().to_path_buf()],
+            hints,
+            StartAt::Beginning,
+            Vec::new(),
+        );
+        let mut p = Pipeline::new("t", &crate::detect::registry::DetectConfig::default());
+        f.poll(&mut p);
+        let pos = f.positions();
+        assert_eq!(
+            pos[0].offset, straddling,
+            "the checkpoint position is the held entry's start"
+        );
+        for _ in 0..3 {
+            f.poll(&mut p);
+        }
+        assert_eq!(f.malformed, 0, "no continuation line was orphaned");
+        assert_eq!(f.positions()[0].offset, text.len() as u64);
+        assert_eq!(p.events_total, entries as u64 + 1);
     }
 }

@@ -27,12 +27,17 @@ pub fn open(path: &Path) -> Result<Box<dyn Read + Send>, SourceError> {
     }
 }
 
+/// Fills `buf` as far as the input goes. An error after some bytes (a truncated .gz) gives
+/// those bytes: the whole read will report the error with its place.
 fn read_fully(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) if n > 0 => break,
+            Err(e) => return Err(e),
         }
     }
     Ok(n)

@@ -217,6 +217,12 @@ pub trait LogParser: Send {
         }
         self.flush(sink);
     }
+    /// The bytes and lines consumed since the entry held back for continuation lines began
+    /// (none held: zero). A follower that stops reading between an entry and its continuation
+    /// saves its position before them, so that a restart reads the entry whole.
+    fn held(&self) -> (u64, u64) {
+        (0, 0)
+    }
     /// Line number (1-based) of the next line to be read.
     fn line(&self) -> u64;
     /// Continue numbering lines from here (after a restart from a checkpoint).
@@ -303,6 +309,14 @@ pub enum SourceError {
     },
     #[error("invalid log_line_prefix {prefix:?}: {reason}")]
     BadPrefix { prefix: String, reason: String },
+    /// A compressed file that ends early or is corrupt: what came before is read.
+    #[error("{path}: the compressed data stops after line {lines} ({source}); the {lines} lines before it were read, the rest of the file is lost")]
+    Truncated {
+        path: PathBuf,
+        lines: u64,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl SourceError {

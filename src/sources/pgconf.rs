@@ -59,25 +59,129 @@ pub fn parse(text: &str) -> HashMap<String, String> {
     out
 }
 
-impl PgConf {
-    /// Reads a directory holding `postgresql.conf` (a data directory, or Debian's
-    /// `/etc/postgresql/<version>/<cluster>`). `None` if there is none.
-    pub fn read_dir(dir: &Path) -> Result<Option<PgConf>, SourceError> {
-        let main = dir.join("postgresql.conf");
-        if !main.is_file() {
-            return Ok(None);
-        }
-        let mut settings = HashMap::new();
-        for f in [main, dir.join("postgresql.auto.conf")] {
-            if f.is_file() {
-                let text = std::fs::read_to_string(&f).map_err(|e| SourceError::io(&f, e))?;
-                settings.extend(parse(&text));
+/// Where the host's filesystem is: `/`, or `$PGVIGIL_HOST_ROOT` when pgvigil runs in a
+/// container that mounts it elsewhere (`/host`). Cluster discovery looks under it.
+pub fn host_root() -> PathBuf {
+    std::env::var_os("PGVIGIL_HOST_ROOT")
+        .filter(|r| !r.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// `include` files nest at most this deep (PostgreSQL's own limit is 10).
+const MAX_INCLUDE_DEPTH: usize = 10;
+
+/// The `name = value` entries of a configuration file, in order.
+fn entries(text: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        let one = parse(line);
+        v.extend(one);
+    }
+    v
+}
+
+/// Reads `path` and the files it includes into `settings`, later values winning as in the
+/// server. `include_if_exists` of a missing file is skipped; a missing `include` is an error.
+fn read_into(
+    path: &Path,
+    settings: &mut HashMap<String, String>,
+    depth: usize,
+) -> Result<(), SourceError> {
+    if depth > MAX_INCLUDE_DEPTH {
+        return Err(SourceError::io(
+            path,
+            std::io::Error::other("configuration files nested too deeply (an include loop?)"),
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| SourceError::io(path, e))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    for (name, value) in entries(&text) {
+        match name.as_str() {
+            "include" | "include_if_exists" => {
+                let f = base.join(&value);
+                if name == "include_if_exists" && !f.is_file() {
+                    continue;
+                }
+                read_into(&f, settings, depth + 1)?;
             }
+            "include_dir" => {
+                let d = base.join(&value);
+                let mut files: Vec<PathBuf> = std::fs::read_dir(&d)
+                    .map_err(|e| SourceError::io(&d, e))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|f| {
+                        let n = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                        // As the server: only *.conf, no hidden files, in name order.
+                        n.ends_with(".conf") && !n.starts_with('.') && f.is_file()
+                    })
+                    .collect();
+                files.sort();
+                for f in files {
+                    read_into(&f, settings, depth + 1)?;
+                }
+            }
+            _ => {
+                settings.insert(name, value);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl PgConf {
+    /// Reads the configuration of the server whose data or configuration directory `dir` is:
+    /// `dir/postgresql.conf` (a data directory as initdb makes it, RHEL's
+    /// `/var/lib/pgsql/<v>/data`, or Debian's `/etc/postgresql/<v>/<cluster>`), or, for a
+    /// data directory without one (Debian's `/var/lib/postgresql/<v>/<cluster>`), the
+    /// `/etc/postgresql/*/*/postgresql.conf` whose `data_directory` it is. Included files are
+    /// read, and `postgresql.auto.conf` in the data directory wins. `None` if `dir` is neither.
+    pub fn read_dir(dir: &Path) -> Result<Option<PgConf>, SourceError> {
+        Self::read_dir_under(dir, &host_root())
+    }
+
+    pub fn read_dir_under(dir: &Path, root: &Path) -> Result<Option<PgConf>, SourceError> {
+        let main = dir.join("postgresql.conf");
+        let conf_dir = if main.is_file() {
+            dir.to_path_buf()
+        } else if dir.join("PG_VERSION").is_file() {
+            match Self::debian_conf_for(dir, root) {
+                Some(d) => d,
+                None => return Ok(None),
+            }
+        } else {
+            return Ok(None);
+        };
+        let mut settings = HashMap::new();
+        read_into(&conf_dir.join("postgresql.conf"), &mut settings, 0)?;
+        let data_dir = settings
+            .get("data_directory")
+            .map(|d| conf_dir.join(d))
+            .unwrap_or_else(|| conf_dir.clone());
+        let auto = data_dir.join("postgresql.auto.conf");
+        if auto.is_file() {
+            read_into(&auto, &mut settings, 0)?;
         }
         Ok(Some(PgConf {
             settings,
-            dir: dir.to_path_buf(),
+            dir: conf_dir,
         }))
+    }
+
+    /// Debian's configuration directory for the data directory `data`: the cluster whose
+    /// `data_directory` is it, as `pg_lsclusters` finds it.
+    fn debian_conf_for(data: &Path, root: &Path) -> Option<PathBuf> {
+        let want = std::fs::canonicalize(data).ok()?;
+        clusters_under(root).into_iter().find(|conf_dir| {
+            let mut settings = HashMap::new();
+            if read_into(&conf_dir.join("postgresql.conf"), &mut settings, 0).is_err() {
+                return false;
+            }
+            settings
+                .get("data_directory")
+                .and_then(|d| std::fs::canonicalize(conf_dir.join(d)).ok())
+                .is_some_and(|d| d == want)
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -99,29 +203,80 @@ impl PgConf {
         )
     }
 
-    /// Where this server's logs are: `log_directory` under the data directory when the logging
-    /// collector is on; Debian's `/var/log/postgresql/postgresql-<version>-<cluster>.log*`
-    /// otherwise.
+    /// The data directory: `data_directory` (relative to the configuration directory, as the
+    /// server reads it), else the directory the configuration is in.
+    pub fn data_dir(&self) -> PathBuf {
+        self.get("data_directory")
+            .map(|d| self.dir.join(d))
+            .unwrap_or_else(|| self.dir.clone())
+    }
+
+    /// Debian's `<version>/<cluster>` when the configuration is in `/etc/postgresql`.
+    pub fn debian_cluster(&self) -> Option<(String, String)> {
+        let parts: Vec<&str> = self.dir.iter().filter_map(|c| c.to_str()).collect();
+        let n = parts.len();
+        (n >= 4 && parts[n - 3] == "postgresql" && parts[n - 4] == "etc")
+            .then(|| (parts[n - 2].to_string(), parts[n - 1].to_string()))
+    }
+
+    /// Where this server's logs are: `log_directory` (relative to the data directory) when the
+    /// logging collector is on; Debian's `/var/log/postgresql/postgresql-<version>-<cluster>.log*`
+    /// (where `pg_ctlcluster` sends the server's stderr) otherwise.
     pub fn log_locations(&self) -> Vec<PathBuf> {
-        let data_dir = self
-            .get("data_directory")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| self.dir.clone());
         if self.on("logging_collector") {
             let d = PathBuf::from(self.get("log_directory").unwrap_or("log"));
-            return vec![if d.is_absolute() { d } else { data_dir.join(d) }];
+            return vec![self.data_dir().join(d)];
         }
-        // Debian: /etc/postgresql/15/main → /var/log/postgresql/postgresql-15-main.log
-        let parts: Vec<&str> = self.dir.iter().filter_map(|c| c.to_str()).collect();
-        if parts.len() >= 4 && parts[parts.len() - 3] == "postgresql" && parts[1] == "etc" {
-            let ver = parts[parts.len() - 2];
-            let cluster = parts[parts.len() - 1];
-            return vec![PathBuf::from(format!(
-                "/var/log/postgresql/postgresql-{ver}-{cluster}.log"
-            ))];
+        if let Some((ver, cluster)) = self.debian_cluster() {
+            // The configuration is in <root>/etc/postgresql/<v>/<c>: the log is in
+            // <root>/var/log/postgresql.
+            let root = self.dir.ancestors().nth(4).unwrap_or(Path::new("/"));
+            return vec![root
+                .join("var/log/postgresql")
+                .join(format!("postgresql-{ver}-{cluster}.log"))];
         }
         Vec::new()
     }
+}
+
+/// The clusters on this host, as `pg_lsclusters` lists Debian's, plus RHEL's and PGDG's
+/// data directories: their configuration directories, in name order.
+pub fn clusters() -> Vec<PathBuf> {
+    clusters_under(&host_root())
+}
+
+pub fn clusters_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let subdirs = |d: PathBuf| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    // Debian and Ubuntu: /etc/postgresql/<version>/<cluster>/postgresql.conf
+    for ver in subdirs(root.join("etc/postgresql")) {
+        for cluster in subdirs(ver) {
+            if cluster.join("postgresql.conf").is_file() {
+                out.push(cluster);
+            }
+        }
+    }
+    // RHEL, Fedora and PGDG: /var/lib/pgsql/data, /var/lib/pgsql/<version>/data
+    let pgsql = root.join("var/lib/pgsql");
+    let mut rhel = vec![pgsql.join("data")];
+    rhel.extend(subdirs(pgsql).into_iter().map(|v| v.join("data")));
+    for d in rhel {
+        if d.join("postgresql.conf").is_file() && !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

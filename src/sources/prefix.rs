@@ -77,6 +77,43 @@ impl Prefix {
         .collect()
     }
 
+    /// Compiles a prefix a person typed (`--log-line-prefix`, `input.log_line_prefix`): as
+    /// [`Prefix::compile`], but an escape PostgreSQL does not know is an error naming it
+    /// rather than nothing (as the server prints it), since it is most likely a typo.
+    pub fn compile_given(src: &str) -> Result<Prefix, SourceError> {
+        let mut chars = src.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                continue;
+            }
+            if chars.peek() == Some(&'-') {
+                chars.next();
+            }
+            while chars.peek().is_some_and(|c| c.is_ascii_digit()) {
+                chars.next();
+            }
+            match chars.next() {
+                Some(e) if e == '%' || e == 'q' || FIXED.contains(e) || FREE.contains(e) => {}
+                Some(e) => {
+                    let known: String = FREE
+                        .chars()
+                        .chain(FIXED.chars())
+                        .chain(['q'])
+                        .map(|k| format!(" %{k}"))
+                        .collect();
+                    return Err(SourceError::BadPrefix {
+                        prefix: src.to_string(),
+                        reason: format!(
+                            "unknown escape %{e} (PostgreSQL's are{known} and %% for a percent sign)"
+                        ),
+                    });
+                }
+                None => {}
+            }
+        }
+        Prefix::compile(src)
+    }
+
     /// Compiles a prefix as written in `postgresql.conf` (without the quotes).
     pub fn compile(src: &str) -> Result<Prefix, SourceError> {
         let bad = |reason: String| SourceError::BadPrefix {

@@ -19,6 +19,11 @@ pub struct StderrParser {
     prefix: Prefix,
     pending: Record,
     has_pending: bool,
+    /// Entries started so far: tells `account` whether a line began a new entry.
+    started: u64,
+    /// Bytes and lines consumed since the held entry began (see `LogParser::held`).
+    held_bytes: u64,
+    held_lines: u64,
     field: Field,
     scratch: Record,
     line: u64,
@@ -40,6 +45,9 @@ impl StderrParser {
             prefix,
             pending: Record::default(),
             has_pending: false,
+            started: 0,
+            held_bytes: 0,
+            held_lines: 0,
             field: Field::Message,
             scratch: Record::default(),
             line: 1,
@@ -223,8 +231,21 @@ impl StderrParser {
         self.pending.severity_word.push_str(word);
         self.pending.message.push_str(msg);
         self.has_pending = true;
+        self.started += 1;
         self.field = Field::Message;
         true
+    }
+
+    /// Keeps count of what was consumed since the held entry began.
+    fn account(&mut self, started_before: u64, bytes: usize, lines: u64) {
+        if self.started != started_before {
+            (self.held_bytes, self.held_lines) = (bytes as u64, lines);
+        } else if self.has_pending {
+            self.held_bytes += bytes as u64;
+            self.held_lines += lines;
+        } else {
+            (self.held_bytes, self.held_lines) = (0, 0);
+        }
     }
 }
 
@@ -304,8 +325,10 @@ impl LogParser for StderrParser {
         let mut start = 0;
         while let Some(nl) = memchr::memchr(b'\n', &data[start..]) {
             let end = start + nl;
+            let started = self.started;
             if self.process(&data[start..end], sink) {
                 self.line += 1;
+                self.account(started, end + 1 - start, 1);
                 start = end + 1;
                 continue;
             }
@@ -313,6 +336,7 @@ impl LogParser for StderrParser {
             if raw.first() == Some(&b'\t') || raw.contains(&0) {
                 self.malformed_line(raw, sink);
                 self.line += 1;
+                self.account(started, end + 1 - start, 1);
                 start = end + 1;
                 continue;
             }
@@ -346,11 +370,13 @@ impl LogParser for StderrParser {
             match joined {
                 Some(extra) => {
                     self.line += 1 + extra;
+                    self.account(started, to + 1 - start, 1 + extra);
                     start = to + 1;
                 }
                 None => {
                     self.malformed_line(&data[start..end], sink);
                     self.line += 1;
+                    self.account(started, end + 1 - start, 1);
                     start = end + 1;
                 }
             }
@@ -371,6 +397,11 @@ impl LogParser for StderrParser {
 
     fn flush(&mut self, sink: &mut dyn RecordSink) {
         self.emit(sink);
+        (self.held_bytes, self.held_lines) = (0, 0);
+    }
+
+    fn held(&self) -> (u64, u64) {
+        (self.held_bytes, self.held_lines)
     }
 
     fn line(&self) -> u64 {

@@ -390,9 +390,15 @@ impl Runner {
 
     /// Any pgvigil command whose stdout is alerts as JSON lines.
     pub fn spawn(args: &[&std::ffi::OsStr]) -> Runner {
+        Runner::spawn_env(args, &[])
+    }
+
+    /// As `spawn`, with these environment variables set.
+    pub fn spawn_env(args: &[&std::ffi::OsStr], env: &[(&str, &std::ffi::OsStr)]) -> Runner {
         let log = tempfile::NamedTempFile::new().unwrap();
         let mut child = pgvigil()
             .args(args)
+            .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::piped())
             .stderr(log.reopen().unwrap())
