@@ -36,16 +36,48 @@ fn proxy_configured(cl: &Cluster, dir: &std::path::Path, toml: &str, extra: &[&s
     proxy(cl, &args)
 }
 
+/// psql in a terminal (under a pty, so it sends the terminal's client_encoding), as a
+/// person types it: `SELECT 42` with `password`, over `conninfo`.
+fn psql_in_a_terminal(conninfo: &str, password: &str) -> std::process::Output {
+    std::process::Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{} -X -A -t -P pager=off -c 'SELECT 42' '{conninfo}'",
+            pg_bin().join("psql").display()
+        ))
+        .arg("/dev/null")
+        .env("PGPASSWORD", password)
+        .output()
+        .expect("script (util-linux) and psql")
+}
+
+/// The failed logins among what `proxy --events` printed.
+fn failed_logins(seen: &[Value]) -> Vec<&Value> {
+    seen.iter()
+        .filter(|e| {
+            e["kind"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("LoginFailed"))
+        })
+        .collect()
+}
+
 /// hydra against the proxy as role `app`, with `wrong` wrong passwords and then the right
 /// one; hydra's report.
 fn hydra_through(addr: SocketAddr, wrong: usize) -> String {
+    hydra_tasks(addr, wrong, 1)
+}
+
+/// hydra with `tasks` parallel tasks.
+fn hydra_tasks(addr: SocketAddr, wrong: usize, tasks: usize) -> String {
     let dir = tempfile::tempdir().unwrap();
     let words = words(dir.path(), wrong);
     let port = addr.port().to_string();
+    let tasks = tasks.to_string();
     let out = std::process::Command::new("hydra")
         .args(["-l", "app", "-P"])
         .arg(&words)
-        .args(["-t", "1", "-s", &port, "127.0.0.1", "postgres"])
+        .args(["-t", &tasks, "-s", &port, "127.0.0.1", "postgres"])
         .env("PGPORT", &port)
         .output()
         .expect("hydra (apt-get install -y hydra)");
@@ -213,7 +245,8 @@ fn hydra_is_blocked_by_active_response_and_others_keep_working() {
     );
     let ha = harmful_alert(&p);
     assert_eq!(ha["evidence"]["tools"][0], "hydra/medusa");
-    assert_eq!(ha["entities"]["fingerprint"], "hydra/medusa");
+    // Its packet is any libpq program's on template1: its pace and its database named it.
+    assert_eq!(ha["entities"]["fingerprint"], "libpq or hydra/medusa");
     let said = &ha["evidence"]["activeResponse"];
     assert_eq!(said["action"], "blocked", "{ha:#}");
     assert!(said["until"].as_str().unwrap() > said["since"].as_str().unwrap());
@@ -245,6 +278,105 @@ fn hydra_is_blocked_by_active_response_and_others_keep_working() {
     });
 }
 
+/// hydra with 64 parallel tasks, the password 50th: most of its attempts are in flight
+/// when the block comes. Each is refused before its password is tried or its success told.
+#[test]
+fn a_parallel_attack_in_flight_is_stopped_by_the_block() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let p = proxy(&cl, &["--block"]);
+    let report = hydra_tasks(p.proxy_addr(), 49, 64);
+    assert!(
+        !report.contains(APP_PASSWORD),
+        "hydra -t 64 found the password at position 50: {report}\n{}",
+        p.log()
+    );
+    let tried = server_log(&cl)
+        .matches("password authentication failed")
+        .count();
+    assert!(
+        tried < 49,
+        "{tried} of hydra's 49 wrong passwords reached PostgreSQL"
+    );
+}
+
+/// Slow clients (slow-loris) from a few addresses hold at most `per_source_in_auth` slots
+/// each: ordinary logins from elsewhere still get in. The allowlist is exempt from the
+/// per-source limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_from_a_few_addresses_do_not_starve_the_others() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let p = proxy_configured(
+        &cl,
+        dir.path(),
+        "[proxy]\nmax_clients = 200\nper_source_per_minute = 60\nauth_timeout = \"20s\"\n\
+         [proxy.active_response]\nallowlist = [\"127.0.5.9\"]\n",
+        &[],
+    );
+    let addr = p.proxy_addr();
+    // 4 addresses, 50 silent connections each: 200, the proxy's whole capacity.
+    let mut held = Vec::new();
+    for a in 1..=4 {
+        for _ in 0..50 {
+            held.push(connect_from(&format!("127.0.5.{a}"), addr).await);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..5 {
+        let c = connect(&format!("127.0.6.{}", i + 1), addr, "app", APP_PASSWORD).await;
+        assert!(c.is_ok(), "login {i} during the slow-loris: {:?}", c.err());
+    }
+    drop(held);
+    // The allowlisted address: past the per-minute rate, still let in.
+    for i in 0..70 {
+        let c = connect("127.0.5.9", addr, "app", APP_PASSWORD).await;
+        assert!(c.is_ok(), "allowlisted login {i}: {:?}", c.err());
+    }
+}
+
+/// psql (a terminal, sslmode=prefer) against a proxy that accepts TLS: each typo fails over
+/// TLS and libpq retries at once without TLS. The retry is the same psql, not a second
+/// client with ncrack's packet.
+#[test]
+fn libpqs_retry_without_tls_is_the_same_client() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cl, _ca, cert, key) = tls_cluster(certs.path());
+    let dir = tempfile::tempdir().unwrap();
+    let p = proxy_configured(
+        &cl,
+        dir.path(),
+        &format!(
+            "[proxy]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+        &["--block", "--events"],
+    );
+    let port = p.proxy_addr().port();
+    for typo in ["apppas", "appass"] {
+        let out = psql_in_a_terminal(
+            &format!("host=127.0.0.1 port={port} user=app dbname=appdb"),
+            typo,
+        );
+        assert!(!out.status.success());
+        std::thread::sleep(Duration::from_millis(1200));
+    }
+    let (seen, _) = p.until(Duration::from_secs(3), |_| false);
+    let failed = failed_logins(&seen);
+    assert_eq!(
+        failed.len(),
+        4,
+        "two typos, each retried without TLS: {seen:#?}"
+    );
+    for e in &failed {
+        assert_eq!(e["fingerprint"], "psql", "{e:#}");
+    }
+    assert!(
+        !seen.iter().any(|a| a["alertType"].is_string()),
+        "{seen:#?}"
+    );
+}
+
 #[test]
 fn ncrack_claiming_to_be_psql_is_recognised() {
     let cl = Cluster::start(ClusterOptions::default());
@@ -260,7 +392,48 @@ fn ncrack_claiming_to_be_psql_is_recognised() {
     let a = harmful_alert(&p);
     assert_eq!(a["evidence"]["tools"][0], "ncrack");
     assert_eq!(a["entities"]["application"], "psql", "what it claimed");
-    assert_eq!(a["entities"]["fingerprint"], "ncrack", "what it is");
+    assert_eq!(
+        a["entities"]["fingerprint"], "psql or ncrack",
+        "its packet is psql's at a terminal: the pace named it"
+    );
+}
+
+/// psql at a terminal (under a pty, so it sends the terminal's client_encoding) without TLS
+/// sends ncrack's packet byte for byte. Three typos at a person's pace and then the right
+/// password, through a blocking proxy: never called a tool, never blocked.
+#[test]
+fn psql_at_a_terminal_with_typos_is_not_ncrack() {
+    let cl = Cluster::start(ClusterOptions::default());
+    // psql's default database is the role's: pgsql-brute's trace too.
+    cl.psql("CREATE DATABASE app OWNER app");
+    let p = proxy(&cl, &["--block", "--events"]);
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user=app sslmode=disable",
+        p.proxy_addr().port()
+    );
+    let psql = |password: &str| psql_in_a_terminal(&conninfo, password);
+    for typo in ["apppas", "appass", "Apppass"] {
+        let out = psql(typo);
+        assert!(!out.status.success());
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let out = psql(APP_PASSWORD);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("42"),
+        "the right password after three typos logs in: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        p.log()
+    );
+    let (seen, _) = p.until(Duration::from_secs(3), |_| false);
+    let failed = failed_logins(&seen);
+    assert_eq!(failed.len(), 3, "{seen:#?}");
+    for e in &failed {
+        assert_eq!(e["fingerprint"], "psql or ncrack", "ncrack's packet: {e:#}");
+    }
+    assert!(
+        !seen.iter().any(|a| a["alertType"].is_string()),
+        "no alert for a person's typos: {seen:#?}"
+    );
 }
 
 /// medusa and patator through the proxy: each found the password, and each is named by its
@@ -316,7 +489,7 @@ fn medusa_and_patator_through_the_proxy_are_recognised() {
     );
     assert_eq!(
         last("PostgreSQL_BruteForce")["entities"]["fingerprint"],
-        "hydra/medusa"
+        "libpq or hydra/medusa"
     );
     drop(p);
 
@@ -336,7 +509,8 @@ fn medusa_and_patator_through_the_proxy_are_recognised() {
     );
     let ha = harmful_alert(&p);
     assert_eq!(ha["evidence"]["tools"][0], "patator", "{ha:#}");
-    assert_eq!(ha["entities"]["fingerprint"], "patator");
+    // psycopg2's packet: named by its pace.
+    assert_eq!(ha["entities"]["fingerprint"], "libpq or patator");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,6 +589,7 @@ async fn run_with_the_proxy_stores_alerts_blocks_and_fingerprints() {
         ),
     );
     let token = setup.token("ops", "reader");
+    let admin = setup.token("boss", "admin");
     let mut run = setup.start();
     let addr = run.proxy_addr();
     let api = run.api_addr();
@@ -490,6 +665,32 @@ async fn run_with_the_proxy_stores_alerts_blocks_and_fingerprints() {
     assert_eq!(
         blocks["value"][0]["alertType"],
         "PostgreSQL_HarmfulApplication"
+    );
+    // A reader cannot lift a block.
+    let (status, _) = api_send(&base, "DELETE", "/proxy/blocks/127.0.0.1", &token);
+    assert_eq!(status, 403);
+    // Dismissing the alert (an authorised test, say) lets the source in within 2 s, and
+    // the source's other alerts, still counting, do not shut it out again.
+    let cause = blocks["value"][0]["alertId"].as_str().unwrap().to_string();
+    let (status, _) = api_send(&base, "POST", &format!("/alerts/{cause}/dismiss"), &admin);
+    assert_eq!(status, 200);
+    let dismissed = std::time::Instant::now();
+    let back = connect("127.0.0.1", addr, "app", APP_PASSWORD).await;
+    assert!(
+        back.is_ok() && dismissed.elapsed() < Duration::from_secs(2),
+        "let in after the dismissal: {:?}\n{}",
+        back.err(),
+        run.log()
+    );
+    drop(back);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(get("/proxy/blocks")["value"], serde_json::json!([]));
+    let (status, _) = api_send(&base, "DELETE", "/proxy/blocks/127.0.0.1", &admin);
+    assert_eq!(status, 404, "nothing left to lift");
+    assert!(
+        run.log().contains("block lifted with its alert") && run.log().contains("boss"),
+        "who lifted it is logged: {}",
+        run.log()
     );
     let end = std::time::Instant::now() + Duration::from_secs(40);
     loop {
@@ -604,6 +805,69 @@ fn tls_on_both_sides() {
     let (other_ca, _, _) = private_ca(other.path());
     let out = psql_tls(p.proxy_addr(), &other_ca, "");
     assert!(!out.status.success());
+}
+
+/// With TLS on both sides, libpq's defaults (sslmode=prefer, channel_binding=prefer) over
+/// TLS are refused by the server once (the binding cannot cross the proxy) and get in at
+/// once without TLS. 25 default psycopg2 connects through a blocking proxy: all in, no alert.
+#[test]
+fn default_psycopg2_behind_tls_on_both_sides_is_never_blocked() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cl, ca, cert, key) = tls_cluster(certs.path());
+    let config = certs.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[proxy]\ntls_cert = \"{}\"\ntls_key = \"{}\"\nupstream_tls = true\nupstream_ca_file = \"{}\"\n",
+            cert.display(),
+            key.display(),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let p = proxy(
+        &cl,
+        &["-c", config.to_str().unwrap(), "--block", "--events"],
+    );
+    let addr = p.proxy_addr();
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(format!(
+            "import psycopg2\n\
+             for i in range(25):\n    \
+                 c = psycopg2.connect(host='127.0.0.1', port={}, user='app', password='{APP_PASSWORD}', dbname='appdb')\n    \
+                 c.cursor().execute('SELECT 1')\n    \
+                 c.close()\n\
+             print('ok')",
+            addr.port()
+        ))
+        .output()
+        .expect("python3 with psycopg2");
+    let (seen, _) = p.until(Duration::from_secs(3), |_| false);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok",
+        "{}\n{seen:#?}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        p.log()
+    );
+    let logins = seen
+        .iter()
+        .filter(|e| e["kind"] == "LoginSucceeded")
+        .count();
+    assert_eq!(logins, 25, "{seen:#?}");
+    assert!(
+        !seen.iter().any(|e| e["alertType"].is_string()
+            || e["kind"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("LoginFailed"))),
+        "no failed login, no alert: {seen:#?}"
+    );
+    assert!(
+        p.log().contains("channel_binding=disable"),
+        "the refusal is explained: {}",
+        p.log()
+    );
 }
 
 /// Behind a load balancer: connections from a trusted balancer start with a PROXY protocol

@@ -294,6 +294,14 @@ impl Traced {
     fn start(dir: &Path, label: &str, args: &[&std::ffi::OsStr], env: &[(&str, &Path)]) -> Traced {
         let trace = dir.join(format!("{label}.strace"));
         let log = dir.join(format!("{label}.log"));
+        // Installed, as a unit runs it: the build's directory may not be readable by the
+        // unit's user (a checkout in root's 0700 home).
+        let bin = dir.join("pgvigil");
+        if !bin.exists() {
+            std::fs::copy(env!("CARGO_BIN_EXE_pgvigil"), &bin).unwrap();
+            std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
         // Not as root, as under the unit's User=: the test clusters' user stands in.
         let mut cmd = if is_root() {
             let mut c = Command::new("setpriv");
@@ -310,7 +318,7 @@ impl Traced {
         };
         cmd.args(["-f", "-qq", "-s", "256", "-o"])
             .arg(&trace)
-            .arg(env!("CARGO_BIN_EXE_pgvigil"))
+            .arg(&bin)
             .args(args)
             // What a unit's environment would be: cargo's library path is not.
             .env_remove("LD_LIBRARY_PATH")
@@ -406,16 +414,26 @@ async fn run_api_and_proxy_work_inside_their_sandbox() {
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::create_dir_all(&logs).unwrap();
+    // The shipped data where an install puts it (/usr/share/pgvigil in the units' steps): a
+    // checkout's data/ may be in a home directory the unit cannot see.
+    let share = dir.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("data")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), share.join(e.file_name())).unwrap();
+    }
     let config = dir.path().join("pgvigil.toml");
     std::fs::write(
         &config,
         format!(
             "server = \"db1\"\n[input]\npaths = [\"{}\"]\nstart_at = \"beginning\"\npoll_interval = \"100ms\"\n\
              [output]\nfile = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
-             [proxy]\nenabled = true\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{}\"\n",
+             [proxy]\nenabled = true\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{}\"\n\
+             [enrich]\ndata_dir = \"{}\"\n",
             cl.log_dir.display(),
             logs.join("alerts.jsonl").display(),
-            cl.port
+            cl.port,
+            share.display()
         ),
     )
     .unwrap();

@@ -200,6 +200,12 @@ pub(super) async fn transition(
         .await?
         .ok_or_else(|| ApiError::not_found("no such alert"))?;
     tracing::info!(alert = %id, status = to.as_str(), by = %caller.name, "alert status changed");
+    // A false positive or a finished matter: its source is let in again.
+    if matches!(to, Status::Dismissed | Status::Resolved) {
+        if let Some(p) = &st.proxy {
+            p.blocks.lift_alert(&id, &caller.name);
+        }
+    }
     Ok(Json(out))
 }
 

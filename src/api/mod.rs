@@ -17,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -346,6 +346,7 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .route("/servers/{server}/profile", get(servers::profile))
         .route("/servers/{server}/posture", get(servers::posture))
         .route("/proxy/blocks", get(servers::blocks))
+        .route("/proxy/blocks/{ip}", delete(servers::lift_block))
         .route(
             "/servers/{server}/securityAlertPolicies",
             get(policies::list),

@@ -2,6 +2,7 @@
 
 use super::{blocking, ApiError, ApiResult, ApiState};
 use axum::extract::{Path, State};
+use axum::Extension;
 use axum::Json;
 use serde_json::Value;
 use std::sync::Arc;
@@ -57,6 +58,27 @@ pub(super) async fn posture(
         "findings": p.get("findings"),
         "error": p.get("error"),
     })))
+}
+
+/// `DELETE /proxy/blocks/{ip}`: an operator lets a blocked source in again (its alert
+/// blocks no more); the block lifted, or 404.
+pub(super) async fn lift_block(
+    State(st): State<Arc<ApiState>>,
+    Extension(caller): Extension<super::Caller>,
+    Path(ip): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let ip: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| ApiError::bad_request("ip", "not an IP address"))?;
+    let b = &st
+        .proxy
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("no proxy runs in this process"))?
+        .blocks;
+    let lifted = b
+        .lift(ip, &caller.name)
+        .ok_or_else(|| ApiError::not_found("this source is not blocked"))?;
+    Ok(Json(serde_json::to_value(lifted).unwrap_or(Value::Null)))
 }
 
 /// `GET /proxy/blocks`: the sources the proxy refuses now (active response), with the alert

@@ -287,7 +287,7 @@ impl Detector for HarmfulApplication {
         "harmful_application"
     }
 
-    fn observe(&mut self, ev: &Event, _cx: &super::Context<'_>, out: &mut Vec<Finding>) {
+    fn observe(&mut self, ev: &Event, cx: &super::Context<'_>, out: &mut Vec<Finding>) {
         if ev.kind == EventKind::ConnectionReceived {
             return;
         }
@@ -351,24 +351,55 @@ impl Detector for HarmfulApplication {
             }
             return;
         };
-        // The proxy saw the startup packet: a tool's fingerprint failing to log in (ncrack
-        // says it is psql, but its packet is not psql's).
-        // Named as the fingerprint names it: hydra and medusa send the same packet.
-        let fp_tool = ev.fingerprint.as_deref().and_then(|f| {
-            self.tool_in_app_name(f)
-                .map(|_| (f.to_string(), f.to_string()))
-        });
+        // How this failure stands among its source's: at a tool's pace (three or more in a
+        // row, each within a second: nobody types that fast), and how many attempts it adds
+        // (libpq's immediate retry without TLS repeats the attempt before it: none).
+        let rate = cx.failure.unwrap_or_default();
+        let machine = rate.source_run >= 3;
+        // Failures this one shows were a tool's: none before the third of a run, then the
+        // whole run at once, then each.
+        let tool_made = match rate.source_run {
+            0..=2 => 0,
+            3 => 3,
+            _ => 1,
+        };
+        // The proxy saw the startup packet: a tool's fingerprint failing to log in. Named as
+        // the fingerprint names it (hydra and medusa send the same packet). A packet a real
+        // client sends too ("psql or ncrack": ncrack's is psql's at a terminal) names the
+        // tool only when the failures come at a tool's pace: a person retyping a password
+        // is not ncrack.
+        let fp_tool = ev
+            .fingerprint
+            .as_deref()
+            .and_then(|f| match f.split_once(" or ") {
+                Some((real, tool)) => (machine && self.tool_in_app_name(tool).is_some())
+                    .then(|| (tool.to_string(), format!("{tool}'s (and {real}'s)"))),
+                None => self
+                    .tool_in_app_name(f)
+                    .map(|_| (f.to_string(), format!("{f}'s"))),
+            });
         if let Some((tool, fp)) = fp_tool {
             let n = self.cfg.template1_failures as usize;
             let s = self.st.sources.entry(src.clone()).or_default();
-            s.fingerprinted.push(ev.time, n);
+            let ambiguous = ev
+                .fingerprint
+                .as_deref()
+                .is_some_and(|f| f.contains(" or "));
+            for _ in 0..if ambiguous { tool_made } else { 1 } {
+                s.fingerprinted.push(ev.time, n);
+            }
             if s.fingerprinted.reached(n, window) {
                 let said = match &ev.application {
                     Some(app) => format!(" (it calls itself {app:?})"),
                     None => String::new(),
                 };
+                let pace = if fp.contains(" (and ") {
+                    " at a tool's pace"
+                } else {
+                    ""
+                };
                 let signal = format!(
-                    "{n}+ failed logins from a client whose startup packet is {fp}'s{said}"
+                    "{n}+ failed logins{pace} from a client whose startup packet is {fp}{said}"
                 );
                 self.signal(ev, &src, &tool, signal, out);
                 return;
@@ -392,15 +423,21 @@ impl Detector for HarmfulApplication {
         }
         let s = self.st.sources.entry(src.clone()).or_default();
         if template1 {
-            s.template1.push(ev.time, n1);
+            for _ in 0..rate.attempts {
+                s.template1.push(ev.time, n1);
+            }
             if s.template1.reached(n1, window) {
                 hit = Some(("hydra/medusa", format!(
                     "{n1}+ failed logins to database template1 with no application_name (hydra's and medusa's postgres modules)"
                 )));
             }
         }
-        if db_is_role {
-            s.db_is_role.push(ev.time, n2);
+        // psql's default database is the role's name: a person mistyping a password fails
+        // just like pgsql-brute, only slower. Only failures at a tool's pace count.
+        if db_is_role && machine {
+            for _ in 0..tool_made {
+                s.db_is_role.push(ev.time, n2);
+            }
             if s.db_is_role.reached(n2, window) {
                 hit = Some(("nmap pgsql-brute", format!(
                     "{n2}+ failed logins whose database is named after the role (nmap's pgsql-brute)"
@@ -565,5 +602,33 @@ mod tests {
             }),
         );
         assert_eq!(f[0].evidence.value()["tools"][0], "nmap pgsql-brute");
+    }
+    /// psql at a terminal sends ncrack's packet. A person retyping a password (each typo two
+    /// failures: libpq's retry without TLS) is never ncrack; ncrack's pace is.
+    #[test]
+    fn a_packet_shared_with_a_real_client_names_the_tool_only_at_a_tools_pace() {
+        let typed = |t: EventTime, src: &str| {
+            let mut e = with_db(failed(t, src, "alice", LoginFailure::BadPassword), "alice");
+            e.application = Some("psql".into());
+            e.fingerprint = Some("psql or ncrack".into());
+            e
+        };
+        let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
+        // Six typos, 3 s apart, each retried 4 ms later: twelve failures, at a person's pace.
+        let f = run(
+            &mut d,
+            (0..6).flat_map(|i| {
+                [
+                    typed(i * 3_000, "203.0.113.20"),
+                    typed(i * 3_000 + 4, "203.0.113.20"),
+                ]
+            }),
+        );
+        assert!(f.is_empty(), "{f:?}");
+        // The same packet, 5 failures 3 ms apart: ncrack.
+        let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
+        let f = run(&mut d, (0..5).map(|i| typed(i * 3, "203.0.113.21")));
+        assert!(!f.is_empty());
+        assert_eq!(f[0].evidence.value()["tools"][0], "ncrack");
     }
 }

@@ -64,13 +64,26 @@ pub struct Block {
     pub alert_id: String,
     #[serde(skip)]
     until_ms: i64,
+    /// Every alert that asked for this block (the last is `alert_id`): lifting the block
+    /// lifts them all, so that a sibling alert's next update does not put it back.
+    #[serde(skip)]
+    causes: Vec<String>,
 }
+
+/// Alerts remembered per block, at most.
+const CAUSES_MAX: usize = 16;
 
 pub struct Blocklist {
     cfg: ActiveResponseConfig,
     allow: Vec<ipnet::IpNet>,
     blocks: std::sync::Mutex<rustc_hash::FxHashMap<IpAddr, Block>>,
+    /// Alerts an operator dismissed, resolved or unblocked: as they go on counting, they
+    /// block no more (a new alert of the source does).
+    lifted: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// Alerts remembered as lifted, at most (the oldest are forgotten past it).
+const LIFTED_MAX: usize = 10_000;
 
 /// The alerts whose source is blocked.
 fn blocks_source(t: AlertType) -> bool {
@@ -88,11 +101,17 @@ impl Blocklist {
             cfg,
             allow,
             blocks: Default::default(),
+            lifted: Default::default(),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, rustc_hash::FxHashMap<IpAddr, Block>> {
         self.blocks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The address is on the allowlist: never blocked, and exempt from the per-source limits.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.allow.iter().any(|n| n.contains(&ip))
     }
 
     pub fn is_blocked(&self, ip: IpAddr, now: i64) -> bool {
@@ -108,6 +127,14 @@ impl Blocklist {
     /// Returns whether a new block started.
     pub fn consider(&self, a: &mut Alert, now: i64) -> bool {
         if !self.cfg.enabled || !blocks_source(a.alert_type) || a.status != "Active" {
+            return false;
+        }
+        if self
+            .lifted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&a.id)
+        {
             return false;
         }
         let Some(ip) = a
@@ -133,6 +160,10 @@ impl Blocklist {
             .get(&ip)
             .map(|x| x.since.clone())
             .unwrap_or_else(|| format_time(now));
+        let mut causes = b.get(&ip).map(|x| x.causes.clone()).unwrap_or_default();
+        if !causes.contains(&a.id) && causes.len() < CAUSES_MAX {
+            causes.push(a.id.clone());
+        }
         b.insert(
             ip,
             Block {
@@ -142,6 +173,7 @@ impl Blocklist {
                 alert_type: a.alert_type,
                 alert_id: a.id.clone(),
                 until_ms: until,
+                causes,
             },
         );
         drop(b);
@@ -154,6 +186,50 @@ impl Blocklist {
             self.hook("block", ip);
         }
         new
+    }
+
+    /// An operator lifts the block of `ip`: the alert that caused it blocks no more.
+    pub fn lift(&self, ip: IpAddr, who: &str) -> Option<Block> {
+        let b = self.lock().remove(&ip)?;
+        for id in &b.causes {
+            self.forget_alert(id);
+        }
+        tracing::warn!(source = %ip, alert = %b.alert_id, by = %who, "proxy: block lifted");
+        self.hook("unblock", ip);
+        Some(b)
+    }
+
+    /// The alert was dismissed or resolved: the blocks it caused are lifted, and neither it
+    /// nor the alerts that blocked the source with it cause one again.
+    pub fn lift_alert(&self, alert_id: &str, who: &str) -> Vec<Block> {
+        self.forget_alert(alert_id);
+        let gone: Vec<Block> = {
+            let mut b = self.lock();
+            let ips: Vec<IpAddr> = b
+                .iter()
+                .filter(|(_, x)| x.causes.iter().any(|c| c == alert_id))
+                .map(|(ip, _)| *ip)
+                .collect();
+            ips.iter().filter_map(|ip| b.remove(ip)).collect()
+        };
+        for b in &gone {
+            for id in &b.causes {
+                self.forget_alert(id);
+            }
+            tracing::warn!(source = %b.source_ip, alert = %alert_id, by = %who, "proxy: block lifted with its alert");
+            if let Ok(ip) = b.source_ip.parse() {
+                self.hook("unblock", ip);
+            }
+        }
+        gone
+    }
+
+    fn forget_alert(&self, alert_id: &str) {
+        let mut l = self.lifted.lock().unwrap_or_else(|p| p.into_inner());
+        if l.len() >= LIFTED_MAX {
+            l.clear();
+        }
+        l.insert(alert_id.to_string());
     }
 
     /// Ends blocks whose time is up.
@@ -288,5 +364,32 @@ mod tests {
         let b = Blocklist::new(ActiveResponseConfig::default());
         assert!(!b.consider(&mut alert(AlertType::BruteForce, "203.0.113.9"), 0));
         assert!(!b.is_blocked("203.0.113.9".parse().unwrap(), 0));
+    }
+    /// Dismissing one of the alerts that blocked a source lets it in, and the source's other
+    /// alerts, going on counting, do not block it again; a new alert does.
+    #[test]
+    fn a_lifted_block_stays_lifted_until_a_new_alert() {
+        let b = Blocklist::new(ActiveResponseConfig {
+            enabled: true,
+            block_for: Span::secs(600),
+            ..Default::default()
+        });
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        let mut bf = alert(AlertType::BruteForce, "203.0.113.9");
+        bf.id = "bf".into();
+        let mut ha = alert(AlertType::HarmfulApplication, "203.0.113.9");
+        ha.id = "ha".into();
+        assert!(b.consider(&mut bf, 1000));
+        b.consider(&mut ha, 1100);
+        assert_eq!(b.lift_alert("bf", "ops").len(), 1);
+        assert!(!b.is_blocked(ip, 1200));
+        assert!(!b.consider(&mut ha.clone(), 1300), "its sibling's update");
+        assert!(!b.consider(&mut bf.clone(), 1300), "its own update");
+        assert!(!b.is_blocked(ip, 1400));
+        let mut new = alert(AlertType::PasswordSpray, "203.0.113.9");
+        new.id = "spray".into();
+        assert!(b.consider(&mut new, 1500), "a new attack blocks again");
+        assert_eq!(b.lift(ip, "ops").map(|x| x.alert_id), Some("spray".into()));
+        assert!(b.lift(ip, "ops").is_none());
     }
 }

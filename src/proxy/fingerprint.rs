@@ -35,6 +35,11 @@ pub struct Signature {
     /// on which the proxy declined its SSLRequest (a driver whose `sslmode=prefer` retries
     /// on a new connection, as pgx does); false: it did not.
     pub after_tls_refused: Option<bool>,
+    /// A real client that sends this very packet (ncrack's is byte for byte psql's at a
+    /// terminal). The packet then cannot say which of the two it is: the connection is
+    /// named `"<client> or <name>"` and not called a tool; only how it behaves can tell
+    /// (failures at a tool's pace).
+    pub same_packet_as: Option<String>,
 }
 
 /// What the proxy saw of a connection besides its startup packet.
@@ -132,9 +137,15 @@ impl Fingerprints {
                         .iter()
                         .all(|(k, v)| s.get(k).is_some_and(|x| x.starts_with(v.as_str())))
             })
-            .map(|sig| Identified {
-                name: sig.name.clone(),
-                tool: sig.tool,
+            .map(|sig| match &sig.same_packet_as {
+                Some(real) => Identified {
+                    name: format!("{real} or {}", sig.name),
+                    tool: false,
+                },
+                None => Identified {
+                    name: sig.name.clone(),
+                    tool: sig.tool,
+                },
             })
     }
 }
@@ -197,16 +208,16 @@ mod tests {
                 ],
                 false
             ),
-            Some(("ncrack".into(), true)),
-            "ncrack says it is psql"
+            Some(("psql or ncrack".into(), false)),
+            "ncrack's packet is psql's at a terminal: the packet alone calls nobody a tool"
         );
         assert_eq!(
             id(&[("user", "app"), ("database", "template1")], true),
-            Some(("hydra/medusa".into(), true))
+            Some(("libpq or hydra/medusa".into(), false))
         );
         assert_eq!(
             id(&[("user", "app"), ("database", "postgres")], false),
-            Some(("patator".into(), true))
+            Some(("libpq or patator".into(), false))
         );
         assert_eq!(
             id(
@@ -318,11 +329,11 @@ mod tests {
         // hydra asks first.
         assert_eq!(
             id(&[("user", "postgres"), ("database", "template1")], false),
-            Some(("metasploit".into(), true))
+            Some(("libpq or metasploit".into(), false))
         );
         assert_eq!(
             id(&[("user", "postgres"), ("database", "template1")], true),
-            Some(("hydra/medusa".into(), true))
+            Some(("libpq or hydra/medusa".into(), false))
         );
     }
 

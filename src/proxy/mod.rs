@@ -48,6 +48,10 @@ pub struct ProxyConfig {
     pub max_clients: usize,
     /// New connections per source address and minute.
     pub per_source_per_minute: u32,
+    /// Connections from one source address in authentication at once: slow clients from a
+    /// few addresses (slow-loris) cannot take every slot from the others. The allowlist of
+    /// `[proxy.active_response]` is exempt from this and the rate above.
+    pub per_source_in_auth: usize,
     /// Signatures of one's own, read before the built-in ones.
     pub fingerprints: Option<PathBuf>,
     /// Read the SQL of each query (simple and prepared) for the statement-level detectors.
@@ -109,6 +113,7 @@ impl Default for ProxyConfig {
             connect_timeout: Span::secs(5),
             max_clients: 1000,
             per_source_per_minute: 600,
+            per_source_in_auth: 32,
             fingerprints: None,
             inspect_statements: false,
             tls_cert: None,
@@ -223,6 +228,27 @@ impl Drop for Early {
     }
 }
 
+/// libpq retries a failed TLS login without TLS at once; later is another connection.
+const LIBPQ_RETRY_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A connection counted among its source's in authentication, until dropped.
+struct InAuth<'a> {
+    proxy: &'a Proxy,
+    ip: IpAddr,
+}
+
+impl Drop for InAuth<'_> {
+    fn drop(&mut self) {
+        let mut m = self.proxy.in_auth.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// The server's list of SASL mechanisms without `SCRAM-SHA-256-PLUS`: channel binding ties
 /// SCRAM to the TLS session it runs in, and the client's session ends at the proxy, so the
 /// client must not pick it (it falls back to plain SCRAM).
@@ -288,6 +314,15 @@ const MAX_CLIENT_AUTH_BYTES: usize = 64 * 1024;
 pub struct Proxy {
     cfg: ProxyConfig,
     fingerprints: Fingerprints,
+    /// The channel-binding refusal was explained in the log (once).
+    binding_said: std::sync::atomic::AtomicBool,
+    /// Connections in authentication, per source address.
+    in_auth: std::sync::Mutex<rustc_hash::FxHashMap<IpAddr, usize>>,
+    /// Logins that failed over TLS lately, per source: their startup parameters.
+    #[allow(clippy::type_complexity)]
+    tls_failures: std::sync::Mutex<
+        rustc_hash::FxHashMap<IpAddr, Vec<(std::time::Instant, Vec<(String, String)>)>>,
+    >,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     trusted_balancers: Vec<ipnet::IpNet>,
     connector: Option<(
@@ -351,6 +386,9 @@ struct Conn {
     client_auth: Option<std::time::Duration>,
     /// This connection is the client's retry without TLS after the proxy declined it.
     after_tls_refused: bool,
+    /// This connection is libpq's retry without TLS of a login that failed over TLS here
+    /// (`sslmode=prefer`): the same client, which did ask for TLS.
+    libpq_retry: bool,
 }
 
 impl Conn {
@@ -382,7 +420,7 @@ impl Conn {
 
     fn seen(&self) -> fingerprint::Seen {
         fingerprint::Seen {
-            tls_first: self.tls_first,
+            tls_first: self.tls_first || self.libpq_retry,
             auth_us: self.auth_us(),
             after_tls_refused: self.after_tls_refused,
         }
@@ -443,6 +481,9 @@ impl Proxy {
             clients: Arc::new(tokio::sync::Semaphore::new(cfg.max_clients)),
             cfg,
             fingerprints,
+            binding_said: Default::default(),
+            in_auth: Default::default(),
+            tls_failures: Default::default(),
             acceptor,
             trusted_balancers,
             connector,
@@ -638,6 +679,18 @@ impl Proxy {
         }
     }
 
+    /// A slot among the source's connections in authentication, or `None` when it has
+    /// `per_source_in_auth` already.
+    fn enter_auth(&self, ip: IpAddr) -> Option<InAuth<'_>> {
+        let mut m = self.in_auth.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.cfg.per_source_in_auth.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(InAuth { proxy: self, ip })
+    }
+
     fn rate_ok(&self, ip: IpAddr) -> bool {
         let minute = now_ms() / 60_000;
         let mut r = self.rate.lock().unwrap_or_else(|p| p.into_inner());
@@ -697,7 +750,8 @@ impl Proxy {
                 .await;
             return;
         }
-        if !self.rate_ok(peer.ip()) {
+        let allowlisted = self.blocks.allows(peer.ip());
+        if !allowlisted && !self.rate_ok(peer.ip()) {
             self.counters.refused_limit.fetch_add(1, Ordering::Relaxed);
             self.refuse(
                 &mut client,
@@ -707,6 +761,23 @@ impl Proxy {
             .await;
             return;
         }
+        let in_auth = if allowlisted {
+            None
+        } else {
+            match self.enter_auth(peer.ip()) {
+                Some(g) => Some(g),
+                None => {
+                    self.counters.refused_limit.fetch_add(1, Ordering::Relaxed);
+                    self.refuse(
+                        &mut client,
+                        "53300",
+                        "too many connections from this address in authentication",
+                    )
+                    .await;
+                    return;
+                }
+            }
+        };
         let Ok(_permit) = self.clients.clone().try_acquire_owned() else {
             self.counters.refused_limit.fetch_add(1, Ordering::Relaxed);
             self.refuse(&mut client, "53300", "sorry, too many clients already")
@@ -719,6 +790,7 @@ impl Proxy {
             let _login = self.spares.login();
             tokio::time::timeout(limit, self.login(&mut client, &mut conn)).await
         };
+        drop(in_auth);
         let mut upstream = match login {
             Ok(Some(up)) => up,
             Ok(None) => return,
@@ -975,7 +1047,9 @@ impl Proxy {
         conn.tls_first = tls_first;
         if let (false, Some(peer)) = (tls_first, conn.peer) {
             conn.after_tls_refused = self.tls_fallbacks.take(peer.ip()).await;
-            if conn.after_tls_refused {
+            conn.libpq_retry =
+                !conn.after_tls_refused && self.take_tls_failure(peer.ip(), &conn.startup);
+            if conn.after_tls_refused || conn.libpq_retry {
                 self.counters.tls_retries.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -1031,6 +1105,12 @@ impl Proxy {
                         }
                         at += 1 + len;
                         match msg {
+                            // Blocked while this login was in flight (a tool's parallel
+                            // tasks): the client never learns that its password was right.
+                            ServerMsg::Auth(0) if self.blocked_now(conn) => {
+                                self.refuse_in_flight(client, conn).await;
+                                return None;
+                            }
                             ServerMsg::Auth(0) => authenticated = true,
                             ServerMsg::Auth(code) => {
                                 // Requests the client must answer: cleartext, MD5, SASL
@@ -1080,6 +1160,11 @@ impl Proxy {
                         *conn.client_auth.get_or_insert_default() += t.elapsed();
                     }
                     from_client += n;
+                    // Blocked since the connection came in: its password is not tried.
+                    if self.blocked_now(conn) {
+                        self.refuse_in_flight(client, conn).await;
+                        return None;
+                    }
                     if from_client > MAX_CLIENT_AUTH_BYTES {
                         let _ = client.write_all(&protocol::error_response("FATAL", "08P01", "too much data during authentication")).await;
                         self.protocol_error(conn, "too much data during authentication".into());
@@ -1089,6 +1174,62 @@ impl Proxy {
                 }
             }
         }
+    }
+
+    /// A login over TLS failed: libpq (`sslmode=prefer`) comes back at once without TLS with
+    /// the same startup packet.
+    fn note_tls_failure(&self, conn: &Conn) {
+        let Some(peer) = conn.peer else { return };
+        if !conn.tls {
+            return;
+        }
+        let mut m = self.tls_failures.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= 10_000 {
+            m.retain(|_, v| v.iter().any(|(t, _)| t.elapsed() < LIBPQ_RETRY_WITHIN));
+        }
+        let v = m.entry(peer.ip()).or_default();
+        v.retain(|(t, _)| t.elapsed() < LIBPQ_RETRY_WITHIN);
+        if v.len() < 64 {
+            v.push((std::time::Instant::now(), conn.startup.params.clone()));
+        }
+    }
+
+    /// Whether a plain connection is libpq's retry of a recent failure over TLS (the same
+    /// parameters from the same address), pairing it with that failure.
+    fn take_tls_failure(&self, ip: IpAddr, startup: &Startup) -> bool {
+        let mut m = self.tls_failures.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(v) = m.get_mut(&ip) else {
+            return false;
+        };
+        v.retain(|(t, _)| t.elapsed() < LIBPQ_RETRY_WITHIN);
+        let found = v.iter().position(|(_, p)| *p == startup.params);
+        if let Some(i) = found {
+            v.remove(i);
+        }
+        if v.is_empty() {
+            m.remove(&ip);
+        }
+        found.is_some()
+    }
+
+    fn blocked_now(&self, conn: &Conn) -> bool {
+        conn.peer
+            .is_some_and(|p| self.blocks.is_blocked(p.ip(), now_ms()))
+    }
+
+    /// A login in flight when its source was blocked ends as a new connection would.
+    async fn refuse_in_flight(&self, client: &mut BoxIo, conn: &Conn) {
+        self.counters
+            .refused_blocked
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = client
+            .write_all(&protocol::error_response(
+                "FATAL",
+                "28000",
+                "connection refused",
+            ))
+            .await;
+        tracing::debug!(source = ?conn.peer, "proxy: login in flight refused, its source was blocked");
     }
 
     /// The fingerprint again once the authentication timing is known (signatures may bound it).
@@ -1188,7 +1329,25 @@ impl Proxy {
     }
 
     fn login_error(&self, conn: &Conn, authenticated: bool, code: &str, message: &str) {
-        let kind = if authenticated {
+        // A client that could bind the channel (libpq's default, over TLS to the proxy) and
+        // was not offered SCRAM-SHA-256-PLUS, which cannot cross a proxy that ends TLS: a
+        // TLS server refuses that as a downgrade. No password was tried: it is no failed
+        // login (libpq retries at once without TLS and gets in), and is said once.
+        let binding = message.contains("channel binding negotiation");
+        if binding
+            && !self
+                .binding_said
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "a client over TLS could bind SCRAM to the channel, which cannot cross the proxy while upstream_tls is on: \
+                 the server refused it (libpq with sslmode=prefer retries without TLS). Give such clients channel_binding=disable"
+            );
+        }
+        if !authenticated {
+            self.note_tls_failure(conn);
+        }
+        let kind = if authenticated || binding {
             EventKind::Error
         } else {
             let reason = crate::sources::session::classify_failure(Some(code), message, "")

@@ -920,6 +920,28 @@ pub fn api_text(base: &str, path: &str, token: &str) -> (u16, String) {
     (status, r.body_mut().read_to_string().unwrap_or_default())
 }
 
+/// `METHOD path` with a bearer token and no body: the status and the JSON body.
+pub fn api_send(base: &str, method: &str, path: &str, token: &str) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("{base}{path}");
+    let auth = format!("Bearer {token}");
+    let mut r = match method {
+        "POST" => agent.post(&url).header("Authorization", &auth).send_empty(),
+        "DELETE" => agent.delete(&url).header("Authorization", &auth).call(),
+        other => panic!("api_send: {other}"),
+    }
+    .unwrap();
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// A `pgvigil run` set-up for server `db1`: following `logs` from their beginning, a state
 /// directory, and more TOML sections in `extra`.
 pub struct RunSetup {
