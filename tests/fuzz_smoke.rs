@@ -93,6 +93,7 @@ fn proxy_packets() {
             ("user".into(), "app".into()),
             ("database".into(), "appdb".into()),
         ],
+        raw: Vec::new(),
     }
     .encode();
     for _ in 0..5000 {

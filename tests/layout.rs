@@ -124,6 +124,22 @@ impl Debian {
             .args(["-p", &self.port.to_string(), "-U", "postgres", "-c", sql]))
     }
 
+    /// Stopped and started again on an empty log, so that every line is written with the
+    /// settings in force now.
+    fn restart_on_a_new_log(&mut self) {
+        self.stop();
+        std::fs::write(&self.log, "").unwrap();
+        if is_root() {
+            ok(Command::new("chown").arg("postgres").arg(&self.log));
+        }
+        ok(as_postgres(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.conf)
+            .args(["-w", "-t", "60", "start", "-l"])
+            .arg(&self.log));
+        self.running = true;
+    }
+
     fn stop(&mut self) {
         if self.running {
             ok(as_postgres(&self.bin.join("pg_ctl"))
@@ -172,8 +188,8 @@ fn analyze_a_debian_data_directory_and_run_with_no_paths() {
     // ALTER SYSTEM writes postgresql.auto.conf in the data directory, which wins over
     // /etc: the prefix pgvigil must use is this one, with the client's address.
     pg.psql("ALTER SYSTEM SET log_line_prefix = '%m [%p] %q%u@%d %h '");
-    pg.psql("SELECT pg_reload_conf()");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // A reload would leave lines of both prefixes (a backend ending writes with the old one).
+    pg.restart_on_a_new_log();
     brute_force(pg.port);
     pg.stop();
     let root = pg.root.path().as_os_str().to_owned();

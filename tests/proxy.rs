@@ -377,6 +377,132 @@ fn libpqs_retry_without_tls_is_the_same_client() {
     );
 }
 
+/// A client's connection to the proxy keeps TCP keepalive on: one that vanishes without a
+/// word does not hold its backend for ever. Read from the kernel's own table: an established
+/// socket on the proxy's port whose timer is the keepalive timer (2 in /proc/net/tcp).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_connections_keep_tcp_keepalive() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let p = proxy(&cl, &[]);
+    let addr = p.proxy_addr();
+    let c = connect("127.0.7.1", addr, "app", APP_PASSWORD)
+        .await
+        .unwrap();
+    c.simple_query("SELECT 1").await.unwrap();
+    let port = format!(":{:04X}", addr.port());
+    // Idle sockets only: one with data in flight shows its retransmission timer (01).
+    let timer = |l: &str| l.split_whitespace().nth(5).unwrap_or("").to_string();
+    let mut ours: Vec<String> = Vec::new();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        ours = table
+            .lines()
+            .filter(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // local address on the proxy's port, state 01: established
+                f.len() > 5 && f[1].ends_with(&port) && f[3] == "01"
+            })
+            .map(String::from)
+            .collect();
+        if !ours.is_empty() && !ours.iter().any(|l| timer(l).starts_with("01:")) {
+            break;
+        }
+    }
+    assert!(!ours.is_empty(), "no connection on the proxy's port");
+    assert!(
+        ours.iter().all(|l| timer(l).starts_with("02:")),
+        "keepalive timer on every client connection: {ours:#?}"
+    );
+    drop(c);
+}
+
+/// The self-signed certificate PostgreSQL's documentation shows how to make is its own CA,
+/// which certificate verification refuses as a server's. With `upstream_tls` the proxy's log
+/// says so and what to do, instead of a bare error code.
+#[test]
+fn a_self_signed_ca_as_the_servers_certificate_is_explained() {
+    let certs = tempfile::tempdir().unwrap();
+    let (crt, key) = (
+        certs.path().join("server.crt"),
+        certs.path().join("server.key"),
+    );
+    ran(
+        std::process::Command::new("openssl")
+            .args([
+                "req", "-new", "-x509", "-days", "365", "-nodes", "-text", "-out",
+            ])
+            .arg(&crt)
+            .arg("-keyout")
+            .arg(&key)
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ]),
+        "openssl",
+    );
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    give_to_postgres(certs.path());
+    let ssl = format!(
+        "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+        crt.display(),
+        key.display()
+    );
+    let cl = Cluster::start(ClusterOptions {
+        extra: &ssl,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let p = proxy_configured(
+        &cl,
+        dir.path(),
+        &format!(
+            "[proxy]\nupstream_tls = true\nupstream_ca_file = \"{}\"\nspare_connections = 0\n",
+            crt.display()
+        ),
+        &[],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ok = rt.block_on(connect("127.0.7.2", p.proxy_addr(), "app", APP_PASSWORD));
+    assert!(ok.is_err());
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !p.log().contains("a CA certificate used as its own") {
+        assert!(std::time::Instant::now() < end, "{}", p.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A startup packet reaches the server as the client wrote it: a role name in LATIN1
+/// (`r\xf6le`, not UTF-8) is the name the server looks up, not one with U+FFFD in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_bytes_reach_the_server_unchanged() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cl = Cluster::start(ClusterOptions::default());
+    let p = proxy(&cl, &[]);
+    let mut s = connect_from("127.0.7.3", p.proxy_addr()).await;
+    let body = b"\x00\x03\x00\x00user\x00r\xf6le\x00database\x00postgres\x00\x00";
+    let mut pkt = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    pkt.extend_from_slice(body);
+    s.write_all(&pkt).await.unwrap();
+    let mut buf = [0u8; 512];
+    let _ = s.read(&mut buf).await;
+    // A wrong answer to the SCRAM request: the server's FATAL line names the role.
+    s.write_all(b"p\x00\x00\x00\x08abc\x00").await.unwrap();
+    let _ = s.read(&mut buf).await;
+    drop(s);
+    drop(p);
+    cl.stop();
+    let log = std::fs::read(cl.log_dir.join("postgresql.log")).unwrap();
+    let has = |needle: &[u8]| log.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        has(b"r\xf6le") && !has("r\u{fffd}le".as_bytes()),
+        "{}",
+        String::from_utf8_lossy(&log)
+    );
+}
+
 #[test]
 fn ncrack_claiming_to_be_psql_is_recognised() {
     let cl = Cluster::start(ClusterOptions::default());

@@ -175,6 +175,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            raw: Vec::new(),
         }
     }
 

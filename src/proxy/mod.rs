@@ -228,6 +228,49 @@ impl Drop for Early {
     }
 }
 
+/// What to do about a failed TLS handshake with the server, where the error alone does not
+/// say it.
+fn upstream_tls_hint(err: &str) -> &'static str {
+    if err.contains("CaUsedAsEndEntity") {
+        // The PostgreSQL documentation's self-signed recipe makes a certificate that is its
+        // own CA (basicConstraints CA:TRUE), which verification refuses as a server's.
+        "; the server's certificate is a CA certificate used as its own (as the self-signed \
+         example in PostgreSQL's documentation makes it): give the server a certificate signed \
+         by a CA and name that CA in proxy.upstream_ca_file"
+    } else if err.contains("UnknownIssuer") {
+        "; the server's certificate is not signed by a CA the proxy trusts: name its CA in \
+         proxy.upstream_ca_file"
+    } else if err.contains("NotValidForName") {
+        "; the certificate is not for the name the proxy asked: set proxy.upstream_server_name \
+         to a name it carries"
+    } else {
+        ""
+    }
+}
+
+#[cfg(test)]
+mod tls_hint_tests {
+    #[test]
+    fn certificate_errors_say_what_to_do() {
+        assert!(super::upstream_tls_hint(
+            "invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))"
+        )
+        .contains("upstream_ca_file"));
+        assert!(
+            super::upstream_tls_hint("invalid peer certificate: UnknownIssuer")
+                .contains("upstream_ca_file")
+        );
+        assert_eq!(super::upstream_tls_hint("connection reset"), "");
+    }
+}
+
+/// Keepalive on client sockets: probes after a minute of silence, every 15 s, 4 unanswered
+/// and the connection is closed (its server connection with it).
+const CLIENT_KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
+    .with_time(std::time::Duration::from_secs(60))
+    .with_interval(std::time::Duration::from_secs(15))
+    .with_retries(4);
+
 /// libpq retries a failed TLS login without TLS at once; later is another connection.
 const LIBPQ_RETRY_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -670,6 +713,9 @@ impl Proxy {
                 }
             };
             let _ = sock.set_nodelay(true);
+            // A client that vanishes (a laptop shut, a NAT that forgot it) would hold its
+            // backend for ever: TCP keepalive finds it gone within about two minutes.
+            let _ = socket2::SockRef::from(&sock).set_tcp_keepalive(&CLIENT_KEEPALIVE);
             let me = self.clone();
             let live = Live::new(&self.live);
             tokio::spawn(async move {
@@ -1303,7 +1349,12 @@ impl Proxy {
         let tls = tokio::time::timeout(connect, connector.connect(name.clone(), tcp))
             .await
             .map_err(|_| "TLS handshake timed out".to_string())?
-            .map_err(|e| format!("TLS to the server: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "TLS to the server: {e}{}",
+                    upstream_tls_hint(&e.to_string())
+                )
+            })?;
         Ok(Box::new(tls))
     }
 

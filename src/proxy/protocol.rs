@@ -27,7 +27,12 @@ pub enum FirstPacket {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Startup {
     pub protocol: u32,
+    /// The parameters, read as UTF-8 (bytes that are not become U+FFFD): for events and
+    /// fingerprints.
     pub params: Vec<(String, String)>,
+    /// The packet as the client sent it, which goes to the server unchanged: a role or
+    /// database name in LATIN1 must reach the server as the client wrote it.
+    pub raw: Vec<u8>,
 }
 
 impl Startup {
@@ -38,8 +43,11 @@ impl Startup {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The startup packet as bytes, to send upstream.
+    /// The startup packet as bytes, to send upstream: as received, when it was.
     pub fn encode(&self) -> Vec<u8> {
+        if !self.raw.is_empty() {
+            return self.raw.clone();
+        }
         let mut body = Vec::new();
         body.extend_from_slice(&self.protocol.to_be_bytes());
         for (k, v) in &self.params {
@@ -125,6 +133,7 @@ pub fn parse_first(packet: &[u8]) -> Result<FirstPacket, ProtoError> {
             Ok(FirstPacket::Startup(Startup {
                 protocol: code,
                 params,
+                raw: packet.to_vec(),
             }))
         }
         _ => Err(ProtoError::UnsupportedProtocol(
@@ -292,6 +301,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            raw: Vec::new(),
         }
         .encode()
     }
