@@ -193,19 +193,11 @@ pub(super) async fn transition(
     let to = Status::of_action(&action).ok_or_else(|| {
         ApiError::not_found("alert actions are dismiss, activate, inProgress and resolve")
     })?;
-    let store = st.store.clone();
-    let who = caller.name.clone();
-    let id2 = id.clone();
-    let out = blocking(move || store.set_status(&id2, to, &who))
+    let out = st
+        .set_alert_status(&id, to, &caller.name)
         .await?
         .ok_or_else(|| ApiError::not_found("no such alert"))?;
     tracing::info!(alert = %id, status = to.as_str(), by = %caller.name, "alert status changed");
-    // A false positive or a finished matter: its source is let in again.
-    if matches!(to, Status::Dismissed | Status::Resolved) {
-        if let Some(p) = &st.proxy {
-            p.blocks.lift_alert(&id, &caller.name);
-        }
-    }
     Ok(Json(out))
 }
 

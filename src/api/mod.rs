@@ -127,6 +127,32 @@ pub struct ApiState {
     pub console: Arc<crate::console::Sessions>,
 }
 
+impl ApiState {
+    /// Changes an alert's status for `who` (API or console alike). A dismissed or resolved
+    /// alert lets its source in again: a false positive or a finished matter.
+    pub async fn set_alert_status(
+        &self,
+        id: &str,
+        to: crate::store::Status,
+        who: &str,
+    ) -> std::result::Result<Option<serde_json::Value>, ApiError> {
+        let store = self.store.clone();
+        let (id2, who2) = (id.to_string(), who.to_string());
+        let out = blocking(move || store.set_status(&id2, to, &who2)).await?;
+        if out.is_some()
+            && matches!(
+                to,
+                crate::store::Status::Dismissed | crate::store::Status::Resolved
+            )
+        {
+            if let Some(p) = &self.proxy {
+                p.blocks.lift_alert(id, who);
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// An API error: HTTP status plus Azure's error code and a message naming what is wrong.
 #[derive(Debug)]
 pub struct ApiError {

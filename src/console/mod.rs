@@ -571,9 +571,8 @@ async fn act(
             "Alert actions are dismiss, activate, inProgress and resolve.",
         );
     };
-    let store = st.store.clone();
-    let (id2, who) = (id.clone(), caller.name.clone());
-    match crate::api::blocking(move || store.set_status(&id2, to, &who)).await {
+    // As through the API: dismissing or resolving lets a blocked source in again.
+    match st.set_alert_status(&id, to, &caller.name).await {
         Ok(Some(_)) => {
             tracing::info!(alert = %id, status = to.as_str(), by = %caller.name, "alert status changed in the console");
             Redirect::to(&format!("/console/alerts/{id}")).into_response()
