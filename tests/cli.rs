@@ -15,17 +15,7 @@ fn fixture(rel: &str) -> PathBuf {
 }
 
 fn analyze(args: &[&str]) -> (i32, String, String) {
-    let out = pgvigil()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["analyze", "--no-progress"])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    analyze_text(args)
 }
 
 #[test]

@@ -12,16 +12,9 @@ fn repo(rel: &str) -> PathBuf {
 }
 
 fn analyze(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
-    let out = pgvigil()
-        .args(["analyze", "--no-progress", "--no-enrich"])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec![std::ffi::OsStr::new("--no-enrich")];
+    all.extend_from_slice(args);
+    analyze_text(&all)
 }
 
 /// The README's `apt-get install` line names exactly the packages `./test` installs.
@@ -238,15 +231,8 @@ fn completions_and_man_pages_come_from_the_command_line() {
 /// The README's first screen shows what the first command prints, row for row.
 #[test]
 fn the_readme_demo_table_is_what_analyze_prints() {
-    let out = pgvigil()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["analyze", "--no-progress", "examples/logs/"])
-        .output()
-        .unwrap();
-    let printed: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim_end().to_string())
-        .collect();
+    let (_, stdout, _) = analyze_text(&["examples/logs/"]);
+    let printed: Vec<String> = stdout.lines().map(|l| l.trim_end().to_string()).collect();
     let readme = std::fs::read_to_string(repo("README.md")).unwrap();
     let start = readme
         .find("\nSEVERITY TYPE")

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use support::*;
 
@@ -20,24 +20,9 @@ struct Debian {
     running: bool,
 }
 
-fn as_postgres(bin: &Path) -> Command {
-    if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(bin);
-        c
-    } else {
-        Command::new(bin)
-    }
-}
-
+/// Runs `cmd` to a successful end: its standard output.
 fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&ran(cmd, "coreutils and postgresql-15").stdout).into_owned()
 }
 
 impl Debian {
@@ -62,7 +47,7 @@ impl Debian {
             ok(Command::new("chown").args(["-R", "postgres"]).arg(r));
             ok(Command::new("chmod").arg("0700").arg(&data));
         }
-        ok(as_postgres(&bin.join("initdb"))
+        ok(pg_command(&bin.join("initdb"))
             .arg("-D")
             .arg(&data)
             .args(["-U", "postgres", "--auth-host=scram-sha-256"])
@@ -99,7 +84,7 @@ impl Debian {
             ok(Command::new("chown").args(["-R", "postgres"]).arg(r));
         }
         // As pg_ctlcluster: pg_ctl on the configuration directory, stderr to the log.
-        ok(as_postgres(&bin.join("pg_ctl"))
+        ok(pg_command(&bin.join("pg_ctl"))
             .arg("-D")
             .arg(&conf)
             .args(["-w", "-t", "60", "start", "-l"])
@@ -132,7 +117,7 @@ impl Debian {
         if is_root() {
             ok(Command::new("chown").arg("postgres").arg(&self.log));
         }
-        ok(as_postgres(&self.bin.join("pg_ctl"))
+        ok(pg_command(&self.bin.join("pg_ctl"))
             .arg("-D")
             .arg(&self.conf)
             .args(["-w", "-t", "60", "start", "-l"])
@@ -142,7 +127,7 @@ impl Debian {
 
     fn stop(&mut self) {
         if self.running {
-            ok(as_postgres(&self.bin.join("pg_ctl"))
+            ok(pg_command(&self.bin.join("pg_ctl"))
                 .arg("-D")
                 .arg(&self.conf)
                 .args(["-w", "-m", "fast", "stop"]));
@@ -154,7 +139,7 @@ impl Debian {
 impl Drop for Debian {
     fn drop(&mut self) {
         if self.running {
-            let _ = as_postgres(&self.bin.join("pg_ctl"))
+            let _ = pg_command(&self.bin.join("pg_ctl"))
                 .arg("-D")
                 .arg(&self.conf)
                 .args(["-m", "immediate", "stop"])

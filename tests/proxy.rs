@@ -443,17 +443,7 @@ fn a_self_signed_ca_as_the_servers_certificate_is_explained() {
             ]),
         "openssl",
     );
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    give_to_postgres(certs.path());
-    let ssl = format!(
-        "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
-        crt.display(),
-        key.display()
-    );
-    let cl = Cluster::start(ClusterOptions {
-        extra: &ssl,
-        ..Default::default()
-    });
+    let cl = cluster_serving_tls(certs.path(), &crt, &key);
     let dir = tempfile::tempdir().unwrap();
     let p = proxy_configured(
         &cl,

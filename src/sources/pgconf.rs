@@ -16,47 +16,54 @@ pub struct PgConf {
 
 /// Parses the `name = value` lines of a PostgreSQL configuration file.
 pub fn parse(text: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    for line in text.lines() {
-        let line = line.trim_start();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let name_end = line
-            .find(|c: char| c == '=' || c.is_whitespace())
-            .unwrap_or(line.len());
-        let name = line[..name_end].to_ascii_lowercase();
-        let mut rest = line[name_end..].trim_start();
-        rest = rest.strip_prefix('=').unwrap_or(rest).trim_start();
-        let value = if let Some(q) = rest.strip_prefix('\'') {
-            // Quoted: '' and \' are quotes inside.
-            let mut v = String::new();
-            let mut chars = q.chars().peekable();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\'' if chars.peek() == Some(&'\'') => {
-                        chars.next();
-                        v.push('\'');
-                    }
-                    '\'' => break,
-                    '\\' => {
-                        if let Some(n) = chars.next() {
-                            v.push(n);
-                        }
-                    }
-                    c => v.push(c),
-                }
-            }
-            v
-        } else {
-            rest.split(|c: char| c == '#' || c.is_whitespace())
-                .next()
-                .unwrap_or("")
-                .to_string()
-        };
-        out.insert(name, value);
+    entries(text).collect()
+}
+
+/// The `name = value` entries of a configuration file, in order (includes are entries too:
+/// their order decides which value wins).
+fn entries(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    text.lines().filter_map(entry)
+}
+
+/// One line's `name = value`; `None` for a blank or comment line.
+fn entry(line: &str) -> Option<(String, String)> {
+    let line = line.trim_start();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
     }
-    out
+    let name_end = line
+        .find(|c: char| c == '=' || c.is_whitespace())
+        .unwrap_or(line.len());
+    let name = line[..name_end].to_ascii_lowercase();
+    let mut rest = line[name_end..].trim_start();
+    rest = rest.strip_prefix('=').unwrap_or(rest).trim_start();
+    let value = if let Some(q) = rest.strip_prefix('\'') {
+        // Quoted: '' and \' are quotes inside.
+        let mut v = String::new();
+        let mut chars = q.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    v.push('\'');
+                }
+                '\'' => break,
+                '\\' => {
+                    if let Some(n) = chars.next() {
+                        v.push(n);
+                    }
+                }
+                c => v.push(c),
+            }
+        }
+        v
+    } else {
+        rest.split(|c: char| c == '#' || c.is_whitespace())
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    Some((name, value))
 }
 
 /// Where the host's filesystem is: `/`, or `$PGVIGIL_HOST_ROOT` when pgvigil runs in a
@@ -70,16 +77,6 @@ pub fn host_root() -> PathBuf {
 
 /// `include` files nest at most this deep (PostgreSQL's own limit is 10).
 const MAX_INCLUDE_DEPTH: usize = 10;
-
-/// The `name = value` entries of a configuration file, in order.
-fn entries(text: &str) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        let one = parse(line);
-        v.extend(one);
-    }
-    v
-}
 
 /// Reads `path` and the files it includes into `settings`, later values winning as in the
 /// server. `include_if_exists` of a missing file is skipped; a missing `include` is an error.

@@ -39,7 +39,7 @@ pub fn is_root() -> bool {
 }
 
 /// Runs a PostgreSQL program; as root, as the `postgres` user (the server refuses root).
-fn pg_command(bin: &Path) -> Command {
+pub fn pg_command(bin: &Path) -> Command {
     if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(bin);
@@ -306,6 +306,22 @@ pub fn simulate(dir: &Path, servers: u32, weeks: u32) {
             .arg(dir),
         "the pgvigil binary",
     );
+}
+
+/// Runs `pgvigil analyze` (no progress bar) from the repository's directory: the exit code,
+/// stdout and stderr.
+pub fn analyze_text<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String, String) {
+    let out = pgvigil()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["analyze", "--no-progress"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Runs `pgvigil analyze --json` and returns (exit code, alerts, stderr).
@@ -982,16 +998,21 @@ impl RunSetup {
 /// and the CA, certificate and key files.
 pub fn tls_cluster(certs: &Path) -> (Cluster, PathBuf, PathBuf, PathBuf) {
     let (ca, cert, key) = private_ca(certs);
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let cl = cluster_serving_tls(certs, &cert, &key);
+    (cl, ca, cert, key)
+}
+
+/// A cluster serving TLS with `cert` and `key`, both in `certs`.
+pub fn cluster_serving_tls(certs: &Path, cert: &Path, key: &Path) -> Cluster {
+    std::fs::set_permissions(key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     give_to_postgres(certs);
     let ssl = format!(
         "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
         cert.display(),
         key.display()
     );
-    let cl = Cluster::start(ClusterOptions {
+    Cluster::start(ClusterOptions {
         extra: &ssl,
         ..Default::default()
-    });
-    (cl, ca, cert, key)
+    })
 }
