@@ -493,6 +493,19 @@ async fn a_runaway_line_is_skipped_and_what_follows_is_read() {
         None,
     );
     fail("127.0.0.5", cl.port, 10).await;
+    // The server's collector writes after the client has its error: wait until it has written
+    // all ten and gone quiet, or its lines land inside the test's runaway line.
+    let path = cl.log_dir.join("postgresql.log");
+    let mut last = 0;
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let done = text.matches("password authentication failed").count() >= 10;
+        if done && text.len() == last {
+            break;
+        }
+        last = text.len();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
