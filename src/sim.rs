@@ -55,6 +55,32 @@ pub struct SimConfig {
     pub seed: u64,
     /// Simulation start, ms since the epoch.
     pub start: EventTime,
+    /// Every role named by [`hostile_name`]: for checking what alerts and notifications do
+    /// with names that try to break out of SQL, Markdown and HTML.
+    pub hostile_names: bool,
+}
+
+/// `sql` with the roles it names (after `ROLE`, `USER` or `TO`) made hostile and quoted, as an
+/// administrator would have to write them.
+fn hostile_statement(sql: &str) -> String {
+    let words: Vec<&str> = sql.split(' ').collect();
+    let mut out = Vec::with_capacity(words.len());
+    for (i, w) in words.iter().enumerate() {
+        let after_role = i > 0 && matches!(words[i - 1], "ROLE" | "USER" | "TO");
+        if after_role && w.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !w.is_empty() {
+            out.push(crate::sql::quote_ident(&hostile_name(w)));
+        } else {
+            out.push(w.to_string());
+        }
+    }
+    out.join(" ")
+}
+
+/// `role` made hostile: it closes a string constant, ends an identifier, carries a
+/// Markdown link and HTML, and turns the text after it right to left. 63 bytes at most for
+/// the simulation's roles, as PostgreSQL's names are.
+pub fn hostile_name(role: &str) -> String {
+    format!("{role}' OR usename <> '\"[x](https://evil.example)<b>\u{202e}")
 }
 
 impl Default for SimConfig {
@@ -65,6 +91,7 @@ impl Default for SimConfig {
             weeks: 4,
             seed: 7,
             start: 1_790_000_000_000 - 1_790_000_000_000 % 86_400_000,
+            hostile_names: false,
         }
     }
 }
@@ -898,7 +925,27 @@ pub fn simulate(
             w: LogWriter::new(file, cfg.format, false),
             pid: 1000,
         };
+        let name = |role: String| {
+            if cfg.hostile_names {
+                hostile_name(&role)
+            } else {
+                role
+            }
+        };
         for (t, a) in acts {
+            let a = match a {
+                Act::Session(ip, role, db, app) => Act::Session(ip, name(role), db, app),
+                Act::Work(ip, role, db, app, s) => {
+                    let s = if cfg.hostile_names {
+                        s.iter().map(|q| hostile_statement(q)).collect()
+                    } else {
+                        s
+                    };
+                    Act::Work(ip, name(role), db, app, s)
+                }
+                Act::Failure(ip, role, db, exists) => Act::Failure(ip, name(role), db, exists),
+                probe => probe,
+            };
             match a {
                 Act::Session(ip, role, db, app) => log.session(t, ip, &role, db, app)?,
                 Act::Work(ip, role, db, app, stmts) => {
@@ -920,6 +967,14 @@ pub fn simulate(
         writeln!(f, "{ip} {name}")?;
     }
     f.flush()?;
+    if cfg.hostile_names {
+        for l in &mut labels {
+            l.principal = l.principal.as_deref().map(hostile_name);
+            if l.entity.parse::<IpAddr>().is_err() {
+                l.entity = hostile_name(&l.entity);
+            }
+        }
+    }
     let mut f = std::io::BufWriter::new(std::fs::File::create(out.join("labels.jsonl"))?);
     for l in &labels {
         serde_json::to_writer(&mut f, l)?;

@@ -248,6 +248,145 @@ pub fn render(tokens: &[Token]) -> String {
     out
 }
 
+/// `s` as a string constant, as PostgreSQL's `quote_literal` writes it: quotes doubled, and
+/// with a backslash in `s`, an `E'…'` constant with backslashes doubled, so that the text
+/// means the same whatever `standard_conforming_strings` is. Every name that reaches SQL in
+/// an alert's advice goes through here or [`quote_ident`]: role names are chosen by whoever
+/// connects.
+pub fn quote_literal(s: &str) -> String {
+    let body = s.replace('\'', "''");
+    if s.contains('\\') {
+        format!("E'{}'", body.replace('\\', "\\\\"))
+    } else {
+        format!("'{body}'")
+    }
+}
+
+/// Reserved words (PostgreSQL 15's `reserved` and `type_func_name` keywords) and the role
+/// specifications that mean something else than a role of that name.
+const NEEDS_QUOTES: &[&str] = &[
+    "all",
+    "analyse",
+    "analyze",
+    "and",
+    "any",
+    "array",
+    "as",
+    "asc",
+    "asymmetric",
+    "authorization",
+    "binary",
+    "both",
+    "case",
+    "cast",
+    "check",
+    "collate",
+    "collation",
+    "column",
+    "concurrently",
+    "constraint",
+    "create",
+    "cross",
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_schema",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "default",
+    "deferrable",
+    "desc",
+    "distinct",
+    "do",
+    "else",
+    "end",
+    "except",
+    "false",
+    "fetch",
+    "for",
+    "foreign",
+    "freeze",
+    "from",
+    "full",
+    "grant",
+    "group",
+    "having",
+    "ilike",
+    "in",
+    "initially",
+    "inner",
+    "intersect",
+    "into",
+    "is",
+    "isnull",
+    "join",
+    "lateral",
+    "leading",
+    "left",
+    "like",
+    "limit",
+    "localtime",
+    "localtimestamp",
+    "natural",
+    "none",
+    "not",
+    "notnull",
+    "null",
+    "offset",
+    "on",
+    "only",
+    "or",
+    "order",
+    "outer",
+    "overlaps",
+    "placing",
+    "primary",
+    "public",
+    "references",
+    "returning",
+    "right",
+    "select",
+    "session_user",
+    "similar",
+    "some",
+    "symmetric",
+    "system_user",
+    "table",
+    "tablesample",
+    "then",
+    "to",
+    "trailing",
+    "true",
+    "union",
+    "unique",
+    "user",
+    "using",
+    "variadic",
+    "verbose",
+    "when",
+    "where",
+    "window",
+    "with",
+];
+
+/// `s` as an identifier, as PostgreSQL's `quote_ident` writes it: bare when it is a plain
+/// lower-case name that is no reserved word, otherwise in double quotes with quotes doubled.
+pub fn quote_ident(s: &str) -> String {
+    let plain = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$')
+        && !NEEDS_QUOTES.contains(&s);
+    if plain {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,5 +491,38 @@ mod tests {
             let big = unit.repeat(500_000);
             let _ = tokens(&big);
         }
+    }
+
+    #[test]
+    fn quoted_names_lex_back_to_themselves() {
+        let hostile = [
+            "ops' OR usename <> '",
+            "a\\' OR true --",
+            "x\" NOLOGIN; DROP ROLE postgres; --",
+            "Mixed Case",
+            "user",
+            "public",
+            "app_1$",
+            "",
+            "\u{202e}evil",
+        ];
+        for name in hostile {
+            assert_eq!(
+                tokens(&quote_literal(name)),
+                vec![Token::Str(name.to_string())],
+                "{name:?}"
+            );
+            let ident = tokens(&quote_ident(name));
+            let expected = if quote_ident(name).starts_with('"') {
+                Token::Ident(name.to_string())
+            } else {
+                Token::Word(name.to_uppercase())
+            };
+            assert_eq!(ident, vec![expected], "{name:?}");
+        }
+        assert_eq!(quote_ident("app"), "app");
+        assert_eq!(quote_ident("user"), "\"user\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal("a\\b"), "E'a\\\\b'");
     }
 }

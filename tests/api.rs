@@ -431,7 +431,7 @@ format = "cef"
     assert!(
         teams
             .to_string()
-            .contains("https://pgvigil.example.com/alerts/"),
+            .contains("https://pgvigil.example.com/console/alerts/"),
         "{teams}"
     );
     let body = json!({"properties": {"state": "Enabled", "emailAddresses": ["sec@example.com"]}})
@@ -460,15 +460,25 @@ format = "cef"
     assert_eq!(got.len(), n);
     for r in &got {
         assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/hook"));
+        // Signed over "<timestamp>.<body>", the timestamp the time of sending.
         let sig = r.header("X-Pgvigil-Signature").unwrap();
+        let ts = r.header("X-Pgvigil-Timestamp").unwrap();
+        let sent: i64 = ts.parse().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((now - sent).abs() < 120, "timestamp {ts}, now {now}");
         use hmac::{KeyInit, Mac};
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret").unwrap();
+        mac.update(format!("{ts}.").as_bytes());
         mac.update(&r.body);
         assert_eq!(
             sig,
             format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
         );
         let a: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(a["isSimulated"], true, "{a}");
         assert!(a["description"]
             .as_str()
             .unwrap()
@@ -510,6 +520,14 @@ format = "cef"
         ),
         "{cef:?}"
     );
+    // The samples say so to the SIEM; the real alerts do not.
+    assert_eq!(
+        cef.iter()
+            .filter(|m| m.contains("cs6Label=simulated cs6=true"))
+            .count(),
+        n,
+        "{cef:?}"
+    );
 
     // Email: one message per alert to the policy's and the admins' addresses, readable.
     let end = std::time::Instant::now() + Duration::from_secs(30);
@@ -534,11 +552,33 @@ format = "cef"
         "Source        127.0.0.1",
         "Principal",
         "What to do",
-        "https://pgvigil.example.com/alerts/",
+        "https://pgvigil.example.com/console/alerts/",
     ] {
         assert!(bf.contains(want), "{want}: {bf}");
     }
+    assert!(
+        !bf.contains("[sample]") && !bf.contains("SAMPLE ALERT"),
+        "{bf}"
+    );
+    // The link is a console page: a browser without a token is sent to sign in, not refused.
+    let path = bf
+        .split("https://pgvigil.example.com")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let agent = raw_agent();
+    let r = agent
+        .get(format!("http://{}{path}", run.api_addr()))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303, "{path}");
+    assert_eq!(
+        r.headers().get("location").unwrap().to_str().unwrap(),
+        "/console/signin"
+    );
     let sample = mails.iter().find(|m| m.contains("[sample]")).unwrap();
+    assert!(sample.contains("SAMPLE ALERT"), "{sample}");
     assert!(
         sample.contains("sec@example.com") && sample.contains("dba@example.com"),
         "{sample}"
@@ -678,6 +718,18 @@ fn the_api_over_tls() {
         !String::from_utf8_lossy(&plain.stdout).contains("ok"),
         "plain HTTP answered"
     );
+    // Over HTTPS the console's cookies are Secure and browsers are told to stay on HTTPS.
+    let page = curl(format!("https://{addr}/console/signin"), &["-i"]);
+    let head = String::from_utf8_lossy(&page.stdout).to_lowercase();
+    assert!(
+        head.contains("strict-transport-security: max-age=31536000"),
+        "{head}"
+    );
+    let cookie = head
+        .lines()
+        .find(|l| l.starts_with("set-cookie: pgvigil_signin="))
+        .unwrap_or_else(|| panic!("{head}"));
+    assert!(cookie.contains("; secure"), "{cookie}");
     drop(run);
 
     // A key that is not the certificate's: the CA's.

@@ -426,30 +426,165 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
     c.close().await.unwrap();
 
     // A form posted without the session's CSRF token is refused, and changes nothing.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into();
+    let agent = raw_agent();
+    let cookie = form_sign_in(&agent, &base, &admin).unwrap();
+    let r = post_form(
+        &agent,
+        &format!("{base}/console/alerts/{id}/activate"),
+        &cookie,
+        "csrf=forged",
+    );
+    assert_eq!(r.status().as_u16(), 403);
+    let (_, a) = api_get(&base, &format!("/alerts/{id}"), &reader);
+    assert_eq!(a["status"], "Dismissed");
+}
+
+/// The `name=value` of cookie `name` among a response's Set-Cookie headers.
+fn set_cookie(r: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .find(|kv| kv.starts_with(&format!("{name}=")))
+        .map(String::from)
+}
+
+/// Signs in as the sign-in page does (its form token in a cookie and a hidden field); the
+/// session cookie, or the status of the refusal.
+fn form_sign_in(agent: &ureq::Agent, base: &str, token: &str) -> Result<String, u16> {
+    let mut page = agent.get(format!("{base}/console/signin")).call().unwrap();
+    let form_cookie = set_cookie(&page, "pgvigil_signin").expect("the form's cookie");
+    let html = page.body_mut().read_to_string().unwrap();
+    let value = form_cookie.split_once('=').unwrap().1;
+    assert!(
+        html.contains(&format!("name=\"csrf\" value=\"{value}\"")),
+        "{html}"
+    );
+    let r = agent
+        .post(format!("{base}/console/signin"))
+        .header("Cookie", &form_cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(format!("csrf={value}&token={token}"))
+        .unwrap();
+    match set_cookie(&r, "pgvigil_session") {
+        Some(c) if r.status().as_u16() == 303 => Ok(c),
+        _ => Err(r.status().as_u16()),
+    }
+}
+
+/// Posts a form with `cookie`.
+fn post_form(
+    agent: &ureq::Agent,
+    url: &str,
+    cookie: &str,
+    body: &str,
+) -> ureq::http::Response<ureq::Body> {
+    agent
+        .post(url)
+        .header("Cookie", cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(body)
+        .unwrap()
+}
+
+/// Whether `cookie` opens the console (a page, not the way to sign-in).
+fn signed_in(agent: &ureq::Agent, base: &str, cookie: &str) -> bool {
+    let r = agent
+        .get(format!("{base}/console/servers"))
+        .header("Cookie", cookie)
+        .call()
+        .unwrap();
+    r.status().as_u16() == 200
+}
+
+/// Sessions as a penetration tester tries them: a sign-in posted from another site, a
+/// sign-out with a wrong CSRF token, guessing tokens, a revoked token's session, a session
+/// left idle.
+#[test]
+fn console_sessions_resist_forgery_guessing_revocation_and_idleness() {
+    let logs = tempfile::tempdir().unwrap();
+    let setup = RunSetup::new(logs.path(), "[api]\nsession_idle = \"3s\"\n");
+    let admin = setup.token("alice", "admin");
+    let other = setup.token("bob", "reader");
+    let run = setup.start();
+    let base = format!("http://{}", run.api_addr());
+    let agent = raw_agent();
+
+    // A foreign page posting the sign-in form has neither the form's cookie nor its value.
     let r = agent
         .post(format!("{base}/console/signin"))
         .header("Content-Type", "application/x-www-form-urlencoded")
         .send(format!("token={admin}"))
         .unwrap();
-    let cookie = r
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .unwrap()
-        .to_string();
-    let r = agent
-        .post(format!("{base}/console/alerts/{id}/activate"))
-        .header("Cookie", &cookie)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .send("csrf=forged")
-        .unwrap();
     assert_eq!(r.status().as_u16(), 403);
-    let (_, a) = api_get(&base, &format!("/alerts/{id}"), &reader);
-    assert_eq!(a["status"], "Dismissed");
+    assert_eq!(set_cookie(&r, "pgvigil_session"), None);
+
+    // Sign-out needs the session's CSRF token; a forged one leaves the session alone.
+    let cookie = form_sign_in(&agent, &base, &admin).unwrap();
+    assert!(signed_in(&agent, &base, &cookie));
+    let r = post_form(
+        &agent,
+        &format!("{base}/console/signout"),
+        &cookie,
+        "csrf=forged",
+    );
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(
+        signed_in(&agent, &base, &cookie),
+        "a forged sign-out ended the session"
+    );
+
+    // Idle for longer than api.session_idle: the session is over.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        !signed_in(&agent, &base, &cookie),
+        "an idle session lived on"
+    );
+
+    // Revoking the token ends its sessions at once; other tokens' sessions go on.
+    let cookie = form_sign_in(&agent, &base, &admin).unwrap();
+    let bobs = form_sign_in(&agent, &base, &other).unwrap();
+    assert!(signed_in(&agent, &base, &cookie));
+    let db = setup.state.join("pgvigil.db");
+    ran(
+        pgvigil()
+            .args(["token", "revoke", "alice", "--store"])
+            .arg(&db),
+        "the pgvigil binary",
+    );
+    assert!(
+        !signed_in(&agent, &base, &cookie),
+        "a revoked token's session lived on"
+    );
+    let r = post_form(
+        &agent,
+        &format!("{base}/console/alerts/x/dismiss"),
+        &cookie,
+        "csrf=x",
+    );
+    assert_ne!(r.status().as_u16(), 200);
+    assert!(signed_in(&agent, &base, &bobs));
+
+    // Guessing: each failure is logged with its address (never the token tried), and after
+    // ten the address waits, even with a valid token.
+    for i in 0..10 {
+        assert_eq!(
+            form_sign_in(&agent, &base, &format!("pgv_guess{i}")),
+            Err(401)
+        );
+    }
+    assert_eq!(form_sign_in(&agent, &base, &other), Err(429));
+    let log = run.log();
+    assert_eq!(
+        log.matches("console sign-in with a token that is not valid")
+            .count(),
+        10,
+        "{log}"
+    );
+    assert!(log.contains("source=127.0.0.1"), "{log}");
+    assert!(
+        !log.contains("pgv_guess"),
+        "a tried token was logged: {log}"
+    );
 }

@@ -40,6 +40,8 @@ pub struct ApiConfig {
     pub tls_cert: Option<std::path::PathBuf>,
     /// …and this private key (PEM).
     pub tls_key: Option<std::path::PathBuf>,
+    /// A console session unused this long ends (it ends after 8 h in any case).
+    pub session_idle: crate::duration::Span,
 }
 
 impl Default for ApiConfig {
@@ -51,6 +53,7 @@ impl Default for ApiConfig {
             public_url: None,
             tls_cert: None,
             tls_key: None,
+            session_idle: crate::duration::Span::mins(30),
         }
     }
 }
@@ -431,8 +434,23 @@ pub fn spawn(cfg: &ApiConfig, state: Arc<ApiState>) -> anyhow::Result<SocketAddr
         .enable_all()
         .build()
         .context("starting the API's runtime")?;
-    let app = router(state, cfg.max_body_bytes);
     let https = tls.is_some();
+    state.console.set_https(https);
+    let mut app = router(state, cfg.max_body_bytes);
+    if https {
+        // Browsers that once reached the console over HTTPS never fall back to plain HTTP.
+        app = app.layer(axum::middleware::map_response(
+            |mut r: Response| async move {
+                r.headers_mut().insert(
+                    header::STRICT_TRANSPORT_SECURITY,
+                    HeaderValue::from_static("max-age=31536000"),
+                );
+                r
+            },
+        ));
+    }
+    // Handlers see the client's address (failed console sign-ins are limited per address).
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     std::thread::Builder::new()
         .name("pgvigil-api".into())
         .spawn(move || {
@@ -441,7 +459,7 @@ pub fn spawn(cfg: &ApiConfig, state: Arc<ApiState>) -> anyhow::Result<SocketAddr
                     Some(sc) => {
                         let rc = axum_server::tls_rustls::RustlsConfig::from_config(sc);
                         match axum_server::tls_rustls::from_tcp_rustls(std_listener, rc) {
-                            Ok(server) => server.serve(app.into_make_service()).await,
+                            Ok(server) => server.serve(app).await,
                             Err(e) => Err(e),
                         }
                     }

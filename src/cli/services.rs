@@ -64,7 +64,9 @@ pub fn start(
             channels: channels.clone(),
             admins: admins.clone(),
             proxy,
-            console: Default::default(),
+            console: Arc::new(pgvigil::console::Sessions::new(
+                cfg.api.session_idle.duration(),
+            )),
         });
         Some(pgvigil::api::spawn(&cfg.api, state)?)
     } else {

@@ -26,6 +26,10 @@ pub struct SimArgs {
     /// Log format to write.
     #[arg(long, default_value = "stderr", value_parser = ["stderr", "csvlog", "jsonlog"])]
     pub format: String,
+    /// Give every role a name that tries to break out of SQL quotes, Markdown and HTML and
+    /// reverses the text after it: to check what alerts, notifications and a SIEM make of it.
+    #[arg(long)]
+    pub hostile_names: bool,
 }
 
 #[derive(clap::Args)]
@@ -55,6 +59,7 @@ pub fn simulate(a: SimArgs) -> Result<u8> {
         servers: a.servers,
         weeks: a.weeks,
         seed: a.seed,
+        hostile_names: a.hostile_names,
         ..SimConfig::default()
     };
     let labels =

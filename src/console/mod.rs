@@ -16,23 +16,44 @@ use maud::{html, Markup, DOCTYPE};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const COOKIE: &str = "pgvigil_session";
+/// The sign-in form's own cookie: a sign-in is accepted only with the value the form was
+/// served with, so a foreign page cannot sign a browser into a session of its choosing.
+const SIGNIN_COOKIE: &str = "pgvigil_signin";
 const SESSION_LIFE: Duration = Duration::from_secs(8 * 3600);
+/// Failed sign-ins from one address within `SIGNIN_WINDOW` before it must wait.
+const SIGNIN_FAILURES: u32 = 10;
+const SIGNIN_WINDOW: Duration = Duration::from_secs(5 * 60);
 const CSS: &str = include_str!("style.css");
 
 struct Session {
     caller: Caller,
     csrf: String,
+    /// What the store keeps of the token signed in with: the session lives while it does.
+    token_hash: String,
     expires: Instant,
+    last_seen: Instant,
 }
 
-/// Console sessions of this process.
-#[derive(Default)]
+/// Console sessions of this process, and its failed sign-ins by address.
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// Served over HTTPS: cookies are `Secure`.
+    https: AtomicBool,
+    /// A session unused this long ends (`api.session_idle`).
+    idle: Duration,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions::new(Duration::from_secs(30 * 60))
+    }
 }
 
 fn random_hex() -> String {
@@ -45,30 +66,62 @@ fn random_hex() -> String {
 }
 
 impl Sessions {
-    fn start(&self, caller: Caller) -> Option<(String, String)> {
+    pub fn new(idle: Duration) -> Sessions {
+        Sessions {
+            map: Mutex::default(),
+            failures: Mutex::default(),
+            https: AtomicBool::new(false),
+            idle,
+        }
+    }
+
+    pub fn set_https(&self, on: bool) {
+        self.https.store(on, Ordering::Relaxed);
+    }
+
+    fn cookie(&self, name: &str, value: &str, path: &str, max_age: u64) -> String {
+        let secure = if self.https.load(Ordering::Relaxed) {
+            "; Secure"
+        } else {
+            ""
+        };
+        format!("{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+    }
+
+    fn start(&self, caller: Caller, token_hash: String) -> Option<(String, String)> {
         let (id, csrf) = (random_hex(), random_hex());
         if id.is_empty() || csrf.is_empty() {
             return None;
         }
         let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        m.retain(|_, s| s.expires > now);
+        m.retain(|_, s| s.expires > now && now.duration_since(s.last_seen) < self.idle);
         m.insert(
             id.clone(),
             Session {
                 caller,
                 csrf: csrf.clone(),
+                token_hash,
                 expires: now + SESSION_LIFE,
+                last_seen: now,
             },
         );
         Some((id, csrf))
     }
 
-    fn get(&self, headers: &HeaderMap) -> Option<(String, Caller, String)> {
-        let id = session_cookie(headers)?;
-        let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let s = m.get(&id).filter(|s| s.expires > Instant::now())?;
-        Some((id, s.caller.clone(), s.csrf.clone()))
+    /// The session of `headers` if it has neither expired nor been idle too long; marks it
+    /// used. (id, caller, CSRF token, token hash).
+    fn get(&self, headers: &HeaderMap) -> Option<(String, Caller, String, String)> {
+        let id = session_cookie(headers, COOKIE)?;
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let s = m.get_mut(&id)?;
+        if s.expires <= now || now.duration_since(s.last_seen) >= self.idle {
+            m.remove(&id);
+            return None;
+        }
+        s.last_seen = now;
+        Some((id, s.caller.clone(), s.csrf.clone(), s.token_hash.clone()))
     }
 
     fn end(&self, id: &str) {
@@ -77,17 +130,53 @@ impl Sessions {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
     }
+
+    /// Whether `ip` has failed to sign in too often lately (and for how long it must wait).
+    fn locked_out(&self, ip: IpAddr) -> Option<Duration> {
+        let m = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let (n, since) = m.get(&ip)?;
+        let left = SIGNIN_WINDOW.checked_sub(since.elapsed())?;
+        (*n >= SIGNIN_FAILURES).then_some(left)
+    }
+
+    fn failed(&self, ip: IpAddr) -> u32 {
+        let mut m = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        m.retain(|_, (_, since)| now.duration_since(*since) < SIGNIN_WINDOW);
+        let e = m.entry(ip).or_insert((0, now));
+        e.0 += 1;
+        e.0
+    }
 }
 
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
+fn session_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
+}
+
+/// The signed-in session of this request, while it is live: not expired, not idle too
+/// long, and its token not revoked or changed (revoking a token ends its console sessions
+/// at their next request, on every API instance).
+async fn session(st: &Arc<ApiState>, headers: &HeaderMap) -> Option<(String, Caller, String)> {
+    let (id, caller, csrf, token_hash) = st.console.get(headers)?;
+    let store = st.store.clone();
+    let live = crate::api::blocking(move || store.token_by_hash(&token_hash)).await;
+    match live {
+        Ok(Some((name, role))) if name == caller.name && role == caller.role => {
+            Some((id, caller, csrf))
+        }
+        Ok(_) => {
+            st.console.end(&id);
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// Compares in time independent of where the strings differ.
@@ -118,7 +207,27 @@ pub fn router() -> Router<Arc<ApiState>> {
 
 /// Headers of every console answer: no script, nothing from elsewhere, not framed, not cached.
 fn page(status: StatusCode, body: Markup) -> Response {
-    let mut r = (status, body).into_response();
+    // The templates hold no bidi control: any in the page came with a name from a log, and
+    // would show the text after it reversed. Shown by its code point instead.
+    let mut html = body.into_string();
+    if html.chars().any(crate::notify::render::is_bidi_control) {
+        html = html
+            .chars()
+            .map(|c| {
+                if crate::notify::render::is_bidi_control(c) {
+                    format!("&lt;U+{:04X}&gt;", c as u32)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+    }
+    let mut r = (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html,
+    )
+        .into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -196,18 +305,34 @@ fn to_signin() -> Response {
 #[derive(Deserialize)]
 struct SigninForm {
     token: String,
+    #[serde(default)]
+    csrf: String,
 }
 
-async fn signin_page() -> Response {
-    page(StatusCode::OK, signin_markup(None))
+/// The sign-in page, with a fresh form token in a cookie and in the form.
+async fn signin_page(State(st): State<Arc<ApiState>>) -> Response {
+    signin_response(&st, StatusCode::OK, None)
 }
 
-fn signin_markup(error: Option<&str>) -> Markup {
+fn signin_response(st: &ApiState, status: StatusCode, error: Option<&str>) -> Response {
+    let form = random_hex();
+    let mut r = page(status, signin_markup(&form, error));
+    let cookie = st
+        .console
+        .cookie(SIGNIN_COOKIE, &form, "/console/signin", 600);
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+fn signin_markup(form: &str, error: Option<&str>) -> Markup {
     layout(
         "Sign in",
         None,
         html! {
             form.signin method="post" action="/console/signin" {
+                input type="hidden" name="csrf" value=(form);
                 label for="token" { "API token" }
                 input id="token" name="token" type="password" autocomplete="off" required
                     aria-describedby=[error.map(|_| "token-error")];
@@ -221,29 +346,77 @@ fn signin_markup(error: Option<&str>) -> Markup {
     )
 }
 
-async fn signin(State(st): State<Arc<ApiState>>, Form(f): Form<SigninForm>) -> Response {
+async fn signin(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    ext: axum::http::Extensions,
+    Form(f): Form<SigninForm>,
+) -> Response {
+    let peer = ext
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    // A sign-in posted from another site comes without the form's cookie (SameSite=Strict).
+    let form_ok =
+        session_cookie(&headers, SIGNIN_COOKIE).is_some_and(|c| !c.is_empty() && same(&c, &f.csrf));
+    if !form_ok {
+        tracing::warn!(source = %peer, "console sign-in refused: the form did not come from this console");
+        return signin_response(
+            &st,
+            StatusCode::FORBIDDEN,
+            Some("This sign-in did not come from this page. Sign in again."),
+        );
+    }
+    if let Some(wait) = st.console.locked_out(peer) {
+        tracing::warn!(source = %peer, "console sign-in refused: too many failed sign-ins");
+        let mins = wait.as_secs().div_ceil(60).max(1);
+        return signin_response(
+            &st,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&format!(
+                "Too many failed sign-ins from this address. Try again in {mins} min."
+            )),
+        );
+    }
     let store = st.store.clone();
     let token = f.token.trim().to_string();
+    let token_hash = crate::store::token_hash(&token);
     let who = crate::api::blocking(move || store.verify_token(&token)).await;
     let Ok(Some((name, role))) = who else {
-        return page(
+        let n = st.console.failed(peer);
+        // The token itself is never logged, not even a wrong one (it may be a real one
+        // with a typo).
+        tracing::warn!(source = %peer, failures = n, "console sign-in with a token that is not valid");
+        return signin_response(
+            &st,
             StatusCode::UNAUTHORIZED,
-            signin_markup(Some("That token is not valid.")),
+            Some("That token is not valid."),
         );
     };
-    let Some((id, _)) = st.console.start(Caller { name, role }) else {
-        return page(
+    let Some((id, _)) = st.console.start(
+        Caller {
+            name: name.clone(),
+            role,
+        },
+        token_hash,
+    ) else {
+        return signin_response(
+            &st,
             StatusCode::SERVICE_UNAVAILABLE,
-            signin_markup(Some("No session could be started.")),
+            Some("No session could be started."),
         );
     };
+    tracing::info!(source = %peer, token = %name, "console sign-in");
     let mut r = Redirect::to("/console").into_response();
-    let cookie = format!(
-        "{COOKIE}={id}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}",
-        SESSION_LIFE.as_secs()
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        r.headers_mut().insert(header::SET_COOKIE, v);
+    let h = r.headers_mut();
+    for c in [
+        st.console
+            .cookie(COOKIE, &id, "/console", SESSION_LIFE.as_secs()),
+        st.console.cookie(SIGNIN_COOKIE, "", "/console/signin", 0),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            h.append(header::SET_COOKIE, v);
+        }
     }
     r
 }
@@ -253,23 +426,28 @@ struct CsrfForm {
     csrf: String,
 }
 
+/// Signs out only with the session's own CSRF token: a foreign page cannot sign anyone out.
 async fn signout(
     State(st): State<Arc<ApiState>>,
     headers: HeaderMap,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    if let Some((id, _, csrf)) = st.console.get(&headers) {
-        if same(&f.csrf, &csrf) {
-            st.console.end(&id);
-        }
+    let Some((id, caller, csrf)) = session(&st, &headers).await else {
+        return to_signin();
+    };
+    if !same(&f.csrf, &csrf) {
+        return refused(
+            &caller,
+            &csrf,
+            StatusCode::FORBIDDEN,
+            "This form is out of date or did not come from this console. Reload the page and try again.",
+        );
     }
+    st.console.end(&id);
     let mut r = to_signin();
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "pgvigil_session=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0",
-        ),
-    );
+    if let Ok(v) = HeaderValue::from_str(&st.console.cookie(COOKIE, "", "/console", 0)) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
     r
 }
 
@@ -282,7 +460,7 @@ async fn alerts_page(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some((_, caller, csrf)) = st.console.get(&headers) else {
+    let Some((_, caller, csrf)) = session(&st, &headers).await else {
         return to_signin();
     };
     // The form's values, as the API's filters: dates become the day's first and last instant.
@@ -408,7 +586,7 @@ async fn alert_page(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let Some((_, caller, csrf)) = st.console.get(&headers) else {
+    let Some((_, caller, csrf)) = session(&st, &headers).await else {
         return to_signin();
     };
     let store = st.store.clone();
@@ -556,7 +734,7 @@ async fn act(
     Path((id, action)): Path<(String, String)>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let Some((_, caller, csrf)) = st.console.get(&headers) else {
+    let Some((_, caller, csrf)) = session(&st, &headers).await else {
         return to_signin();
     };
     if let Some(no) = may_change(&caller, &csrf, &f.csrf, "alerts") {
@@ -644,7 +822,7 @@ async fn overview_page(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some((_, caller, csrf)) = st.console.get(&headers) else {
+    let Some((_, caller, csrf)) = session(&st, &headers).await else {
         return to_signin();
     };
     let range = params.get("range").map(String::as_str).unwrap_or("24h");
@@ -812,7 +990,7 @@ fn may_change(caller: &Caller, csrf: &str, form_csrf: &str, what: &str) -> Optio
 }
 
 async fn servers_page(State(st): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
-    let Some((_, caller, csrf)) = st.console.get(&headers) else {
+    let Some((_, caller, csrf)) = session(&st, &headers).await else {
         return to_signin();
     };
     let store = st.store.clone();
@@ -874,7 +1052,7 @@ async fn profile_page(
     headers: HeaderMap,
     Path(server): Path<String>,
 ) -> Response {
-    let Some((_, caller, csrf)) = st.console.get(&headers) else {
+    let Some((_, caller, csrf)) = session(&st, &headers).await else {
         return to_signin();
     };
     let store = st.store.clone();
@@ -1037,7 +1215,7 @@ async fn policy_page(
     Path(server): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some((_, caller, csrf)) = st.console.get(&headers) else {
+    let Some((_, caller, csrf)) = session(&st, &headers).await else {
         return to_signin();
     };
     if crate::api::policies::known_server(&st, &server)
@@ -1084,7 +1262,7 @@ async fn policy_save(
     Path(server): Path<String>,
     body_bytes: axum::body::Bytes,
 ) -> Response {
-    let Some((_, caller, csrf)) = st.console.get(&headers) else {
+    let Some((_, caller, csrf)) = session(&st, &headers).await else {
         return to_signin();
     };
     let f = PolicyForm::parse(&body_bytes);
@@ -1173,14 +1351,17 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=1; pgvigil_session=abc; b=2"),
         );
-        assert_eq!(session_cookie(&h).as_deref(), Some("abc"));
+        assert_eq!(session_cookie(&h, COOKIE).as_deref(), Some("abc"));
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
         let s = Sessions::default();
         let (id, csrf) = s
-            .start(Caller {
-                name: "ops".into(),
-                role: Role::Reader,
-            })
+            .start(
+                Caller {
+                    name: "ops".into(),
+                    role: Role::Reader,
+                },
+                "h".into(),
+            )
             .unwrap();
         assert_eq!(id.len(), 64);
         let mut h = HeaderMap::new();
@@ -1188,8 +1369,8 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_str(&format!("pgvigil_session={id}")).unwrap(),
         );
-        let (_, c, c2) = s.get(&h).unwrap();
-        assert_eq!((c.name.as_str(), c2), ("ops", csrf));
+        let (_, c, c2, hash) = s.get(&h).unwrap();
+        assert_eq!((c.name.as_str(), c2, hash.as_str()), ("ops", csrf, "h"));
         s.end(&id);
         assert!(s.get(&h).is_none());
     }

@@ -58,7 +58,8 @@ pub fn finding(ev: &Event, cx: &Context<'_>, a: Anomaly) -> Finding {
     let principal = ev.principal.as_deref().unwrap_or("");
     let mut remediation = a.remediation;
     remediation.push(format!(
-        "If the login was not expected, change the password of {principal:?}, end its sessions (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{principal}'), and review what it did."
+        "If the login was not expected, change the password of {principal:?}, end its sessions ({}), and review what it did.",
+        super::advice::terminate_role(principal)
     ));
     remediation.push("If the change is legitimate (a new office, region or application), no action is needed: the profile learns it.".into());
     Finding {

@@ -193,12 +193,13 @@ impl BruteForce {
                     format_time(s.time)
                 ));
                 remediation.push(format!(
-                    "Treat role {:?} as compromised: change its password now (ALTER ROLE {} PASSWORD '…') and rotate it everywhere it is used.",
+                    "Treat role {:?} as compromised: change its password now ({}) and rotate it everywhere it is used.",
                     s.principal,
-                    quote_ident(&s.principal)
+                    super::advice::alter_role(&s.principal, "PASSWORD '…'")
                 ));
                 remediation.push(format!(
-                    "Terminate its sessions from {src}: SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE client_addr = '{src}';"
+                    "Terminate its sessions from {src}: {}",
+                    super::advice::terminate_from(src)
                 ));
                 remediation.push(format!(
                     "Review what {:?} did after {} (statement logs, pg_stat_statements, audit logs) and what it can reach (its grants and memberships).",
@@ -210,7 +211,8 @@ impl BruteForce {
             None => top.clone(),
         };
         remediation.push(format!(
-            "If {src} is not a known client, block it at the firewall or with a pg_hba.conf line before the others: host all all {src}/32 reject"
+            "If {src} is not a known client, {}.",
+            super::advice::block_advice(src)
         ));
         remediation.push(
             "Allow logins only from the networks that need them in pg_hba.conf, and do not expose PostgreSQL's port to the internet.".into(),
@@ -460,19 +462,6 @@ impl BruteForce {
             inc.reported.mark(inc.failures, ev.time);
             self.report(&src, out);
         }
-    }
-}
-
-/// Quotes a role name for the SQL in remediation steps.
-pub(crate) fn quote_ident(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !s.starts_with(|c: char| c.is_ascii_digit())
-    {
-        s.to_string()
-    } else {
-        format!("\"{}\"", s.replace('"', "\"\""))
     }
 }
 

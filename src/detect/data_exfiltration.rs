@@ -216,7 +216,7 @@ impl Detector for DataExfiltration {
                 ),
                 why,
                 remediation: vec![
-                    format!("Confirm with the owner of {principal:?} that the export from {source} is expected; if not, end the session (pg_terminate_backend) and change the role's password."),
+                    format!("Confirm with the owner of {principal:?} that the export from {source} is expected; if not, end its sessions ({}) and change the role's password.", super::advice::terminate_role(&principal)),
                     "Find out what was read (the statements in evidence, pgaudit) and whether it holds personal or secret data that must be reported.".into(),
                     "Limit what the role can read (GRANT only the tables it needs, row-level security) and which hosts may connect as it (pg_hba.conf).".into(),
                 ],

@@ -177,7 +177,7 @@ impl HarmfulApplication {
             ),
             remediation: vec![
                 format!("Find out who runs {tools} from {src}: an authorised penetration test, or an attacker."),
-                format!("If it is not authorised, block {src} at the firewall or in pg_hba.conf (host all all {src}/32 reject)."),
+                format!("If it is not authorised, {}.", super::advice::block_advice(src)),
                 "Check the other alerts for this source: attack tools usually come with brute force or scanning.".into(),
                 "Keep PostgreSQL's port reachable only from the networks that need it.".into(),
             ],

@@ -24,6 +24,7 @@ macro_rules! detector_state {
 }
 
 pub mod access;
+pub mod advice;
 pub mod brute_force;
 pub mod cloud_anomaly;
 pub mod data_exfiltration;

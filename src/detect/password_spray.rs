@@ -120,7 +120,8 @@ impl PasswordSpray {
             ));
         }
         remediation.push(format!(
-            "If {src} is not a known client, block it at the firewall or with a pg_hba.conf line: host all all {src}/32 reject"
+            "If {src} is not a known client, {}.",
+            super::advice::block_advice(src)
         ));
         remediation.push(
             "Look for roles with common or default passwords (the sprayed ones are likely seasonal or default passwords) and change them.".into(),

@@ -81,7 +81,8 @@ impl Detector for PrincipalAnomaly {
                 crate::profile::days(cx.profile_cfg.look_back.ms().min(p.age(ev.time)))
             ),
             remediation: vec![format!(
-                "Check who created or enabled {principal:?} and why (pg_roles, the change log); disable it with ALTER ROLE {principal} NOLOGIN if it should not be used."
+                "Check who created or enabled {principal:?} and why (pg_roles, the change log); disable it with {} if it should not be used.",
+                super::advice::alter_role(principal, "NOLOGIN")
             )],
         };
         out.push(super::access::finding(ev, cx, a));

@@ -282,7 +282,7 @@ impl Detector for PrivilegeEscalation {
                     "Attackers who get a privileged session make themselves a lasting way back in by giving an ordinary role superuser or server-file powers; planned changes of this kind are rare.".into()
                 },
                 remediation: vec![
-                    format!("Confirm with the owner of {by:?} that the change was planned; if not, revoke it (ALTER ROLE {role} NOSUPERUSER NOCREATEROLE NOBYPASSRLS NOREPLICATION; REVOKE … FROM {role}) and change both roles' passwords."),
+                    format!("Confirm with the owner of {by:?} that the change was planned; if not, revoke it ({}; REVOKE … FROM {}) and change both roles' passwords.", super::advice::alter_role(&role, "NOSUPERUSER NOCREATEROLE NOBYPASSRLS NOREPLICATION"), crate::sql::quote_ident(&role)),
                     format!("Review what {role:?} did since (log_statement or pgaudit) and which sessions it has open (pg_stat_activity)."),
                     "Give roles the least privilege they need: application roles never need superuser or the pg_*_server_* roles.".into(),
                 ],

@@ -69,21 +69,34 @@ impl Detector for SuspiciousIp {
         let a = Anomaly {
             alert_type: AlertType::SuspiciousIpAnomaly,
             display_name: AlertType::SuspiciousIpAnomaly.title(),
-            severity: if success { Severity::High } else { Severity::Medium },
+            severity: if success {
+                Severity::High
+            } else {
+                Severity::Medium
+            },
             techniques: AlertType::SuspiciousIpAnomaly.techniques(),
             entity: src.to_string(),
             what: format!(
                 "{} address on {}",
-                if success { "a successful login from an" } else { "a login attempt from an" },
+                if success {
+                    "a successful login from an"
+                } else {
+                    "a login attempt from an"
+                },
                 lists.join(", ")
             ),
             why: format!(
                 "{src} is on {}; {} hide who connects, and legitimate clients rarely use them.",
                 lists.join(", "),
-                if en.tor_exit { "Tor exits" } else { "listed addresses" }
+                if en.tor_exit {
+                    "Tor exits"
+                } else {
+                    "listed addresses"
+                }
             ),
             remediation: vec![format!(
-                "Block {src} (and Tor exits, if no one should use Tor to reach the database) at the firewall or with host all all {src}/32 reject in pg_hba.conf."
+                "If no one should reach the database through {src} (or through Tor at all), {}.",
+                super::advice::block_advice(&src)
             )],
         };
         let mut f = super::access::finding(ev, cx, a);

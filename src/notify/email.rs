@@ -130,12 +130,13 @@ impl Mailer {
     pub fn send(
         &self,
         a: &Alert,
+        simulated: bool,
         recipients: &[String],
         public_url: Option<&str>,
     ) -> Result<(), String> {
         let mut m = Message::builder()
             .from(self.from.clone())
-            .subject(render::subject(a))
+            .subject(render::subject(a, simulated))
             .header(ContentType::TEXT_PLAIN);
         let mut any = false;
         for r in recipients {
@@ -149,7 +150,7 @@ impl Mailer {
             return Ok(());
         }
         let msg = m
-            .body(render::body(a, public_url))
+            .body(render::body(a, simulated, public_url))
             .map_err(|e| e.to_string())?;
         self.transport.send(&msg).map_err(|e| e.to_string())?;
         Ok(())

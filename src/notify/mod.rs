@@ -156,7 +156,10 @@ impl Notifier {
 
     /// Delivers one outbox item.
     pub fn deliver(&self, item: &OutboxItem) -> Result<(), String> {
-        let a: Alert = serde_json::from_str(&item.payload)
+        let record: serde_json::Value = serde_json::from_str(&item.payload)
+            .map_err(|e| format!("queued alert is not readable: {e}"))?;
+        let simulated = record.get("isSimulated") == Some(&serde_json::Value::Bool(true));
+        let a: Alert = serde_json::from_value(record)
             .map_err(|e| format!("queued alert is not readable: {e}"))?;
         let url = self.public_url.as_deref();
         let timeout = self.cfg.timeout.duration();
@@ -165,7 +168,7 @@ impl Notifier {
                 .mailer
                 .as_ref()
                 .ok_or("email is no longer configured")?;
-            return m.send(&a, &item.recipients, url);
+            return m.send(&a, simulated, &item.recipients, url);
         }
         if let Some(name) = item.channel.strip_prefix("webhook:") {
             let w = self
@@ -175,7 +178,7 @@ impl Notifier {
                 .find(|w| w.name == name)
                 .ok_or("this webhook is no longer configured")?;
             let delivery = format!("{}/{}", item.alert_id, item.version);
-            return webhook::send(&self.agent, w, &a, &item.payload, &delivery, url);
+            return webhook::send(&self.agent, w, &a, simulated, &item.payload, &delivery, url);
         }
         if let Some(name) = item.channel.strip_prefix("syslog:") {
             let s = self
@@ -186,7 +189,7 @@ impl Notifier {
                 .ok_or("this syslog receiver is no longer configured")?;
             return syslog::send(
                 s,
-                &syslog::message(s, &a, &item.payload, &self.hostname),
+                &syslog::message(s, &a, simulated, &item.payload, &self.hostname),
                 timeout,
             );
         }

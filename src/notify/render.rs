@@ -1,15 +1,31 @@
 //! Alerts as text for people: the email body and subject, and the summary lines that chat
 //! messages and syslog carry. Everything here is log-derived in part (role and application
-//! names are chosen by whoever connects), so control characters are replaced.
+//! names are chosen by whoever connects), so control characters are replaced and bidi
+//! controls shown by their code, and each channel escapes its own markup on top.
 
 use crate::alert::Alert;
 use std::fmt::Write;
 
-/// `s` without control characters (newlines in a role name must not forge header or log lines).
+/// Characters that reorder the text around them: a role name with U+202E shows the rest of
+/// a line backwards, so that what a reader sees is not what is there.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` without control characters (newlines in a role name must not forge header or log
+/// lines), bidi controls written as `<U+202E>`.
 pub fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if is_bidi_control(c) {
+            out.push_str(&format!("<U+{:04X}>", c as u32));
+        } else if c.is_control() {
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn or_dash(s: Option<&str>) -> String {
@@ -56,12 +72,9 @@ pub fn place(a: &Alert) -> String {
     }
 }
 
-pub fn subject(a: &Alert) -> String {
-    let simulated = if a.description.starts_with("Sample alert") {
-        "[sample] "
-    } else {
-        ""
-    };
+/// `simulated`: a sample from `POST …/alerts/simulate`, said in the subject.
+pub fn subject(a: &Alert, simulated: bool) -> String {
+    let simulated = if simulated { "[sample] " } else { "" };
     clean(&format!(
         "[pgvigil] {simulated}{}: {} on {} from {}",
         a.severity,
@@ -71,15 +84,26 @@ pub fn subject(a: &Alert) -> String {
     ))
 }
 
-/// Link to the alert in the console, when its address is configured.
+/// Link to the alert's page in the console, when its address is configured (the API's
+/// `/alerts/{id}` wants a token that a browser does not have).
 pub fn link(a: &Alert, public_url: Option<&str>) -> Option<String> {
-    public_url.map(|u| format!("{}/alerts/{}", u.trim_end_matches('/'), a.id))
+    let id: String =
+        a.id.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+    public_url.map(|u| format!("{}/console/alerts/{id}", u.trim_end_matches('/')))
 }
 
 /// The plain-text email body: what happened, where, who, when, why it is unusual, and what
 /// to do.
-pub fn body(a: &Alert, public_url: Option<&str>) -> String {
+pub fn body(a: &Alert, simulated: bool, public_url: Option<&str>) -> String {
     let mut s = String::new();
+    if simulated {
+        let _ = writeln!(
+            s,
+            "SAMPLE ALERT: sent to check notifications; nothing happened on the server.\n"
+        );
+    }
     let _ = writeln!(s, "{}", clean(&a.display_name));
     let _ = writeln!(
         s,

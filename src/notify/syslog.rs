@@ -95,7 +95,9 @@ fn header_token(s: &str, max: usize) -> String {
     }
 }
 
-pub fn cef(a: &Alert) -> String {
+/// The CEF line; a sample alert says so in `cs6` (`cs6Label=simulated cs6=true`), so that a
+/// SIEM's rules can leave it out.
+pub fn cef(a: &Alert, simulated: bool) -> String {
     let e = &a.entities;
     let mut ext = vec![
         format!("rt={}", a.end_time_utc),
@@ -116,6 +118,9 @@ pub fn cef(a: &Alert) -> String {
     if let Some(c) = e.location.as_ref().and_then(|l| l.country.as_ref()) {
         ext.push(format!("cs4Label=country cs4={}", cef_ext_escape(c)));
     }
+    if simulated {
+        ext.push("cs6Label=simulated cs6=true".into());
+    }
     ext.push(format!("msg={}", cef_ext_escape(&a.anomaly_context)));
     format!(
         "CEF:0|pgvigil|pgvigil|{}|{}|{}|{}|{}",
@@ -128,7 +133,13 @@ pub fn cef(a: &Alert) -> String {
 }
 
 /// The whole syslog message for one alert.
-pub fn message(cfg: &SyslogConfig, a: &Alert, record: &str, hostname: &str) -> String {
+pub fn message(
+    cfg: &SyslogConfig,
+    a: &Alert,
+    simulated: bool,
+    record: &str,
+    hostname: &str,
+) -> String {
     let pri = u16::from(cfg.facility.min(23)) * 8 + u16::from(syslog_severity(a.severity));
     let head = format!(
         "<{pri}>1 {} {} pgvigil {} {}",
@@ -152,11 +163,14 @@ pub fn message(cfg: &SyslogConfig, a: &Alert, record: &str, hostname: &str) -> S
             if let Some(p) = &e.principal {
                 sd.push_str(&format!(" user=\"{}\"", sd_escape(p)));
             }
+            if simulated {
+                sd.push_str(" simulated=\"true\"");
+            }
             sd.push(']');
             // JSON escapes control characters, so the record stays on one line.
             format!("{head} {sd} {record}")
         }
-        SyslogFormat::Cef => format!("{head} - {}", cef(a)),
+        SyslogFormat::Cef => format!("{head} - {}", cef(a, simulated)),
     }
 }
 

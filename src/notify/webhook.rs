@@ -1,5 +1,9 @@
 //! Webhooks: the alert record as JSON (signed with HMAC-SHA256 when a secret is set), or a
 //! ready-made message for Slack or Microsoft Teams incoming webhooks.
+//!
+//! A signature covers the time of sending and the body (`X-Pgvigil-Timestamp` and
+//! `X-Pgvigil-Signature: sha256=HMAC(secret, "<timestamp>.<body>")`), so that a receiver
+//! that refuses old timestamps cannot be fed a captured delivery again.
 
 use super::render;
 use super::Secret;
@@ -27,7 +31,8 @@ pub struct WebhookConfig {
     pub url: String,
     #[serde(default)]
     pub format: WebhookFormat,
-    /// Key of the `X-Pgvigil-Signature: sha256=<hex>` header, an HMAC-SHA256 of the body.
+    /// Key of the `X-Pgvigil-Signature: sha256=<hex>` header, an HMAC-SHA256 of
+    /// `<X-Pgvigil-Timestamp>.<body>`.
     #[serde(default)]
     pub secret: Option<Secret>,
 }
@@ -40,6 +45,48 @@ pub fn signature(key: &[u8], body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// The `X-Pgvigil-Signature` value of `body` sent at `timestamp` (Unix seconds).
+pub fn signed(key: &[u8], timestamp: i64, body: &[u8]) -> String {
+    let mut msg = format!("{timestamp}.").into_bytes();
+    msg.extend_from_slice(body);
+    format!("sha256={}", signature(key, &msg))
+}
+
+/// Adaptive Cards render a TextBlock's text as CommonMark (links, emphasis, lists): every
+/// ASCII punctuation mark that can start markup is escaped, so that a role named
+/// `[Reset your password](https://…)` is shown as written, not as a link.
+fn teams_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in render::clean(s).chars() {
+        if matches!(
+            c,
+            '\\' | '`'
+                | '*'
+                | '_'
+                | '{'
+                | '}'
+                | '['
+                | ']'
+                | '<'
+                | '>'
+                | '('
+                | ')'
+                | '#'
+                | '+'
+                | '-'
+                | '.'
+                | '!'
+                | '|'
+                | '~'
+                | '&'
+        ) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Slack's mrkdwn treats `&`, `<` and `>` as markup.
 fn slack_escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -47,13 +94,19 @@ fn slack_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-pub fn body(format: WebhookFormat, a: &Alert, record: &str, public_url: Option<&str>) -> String {
+pub fn body(
+    format: WebhookFormat,
+    a: &Alert,
+    simulated: bool,
+    record: &str,
+    public_url: Option<&str>,
+) -> String {
     match format {
         WebhookFormat::Json => record.to_string(),
         WebhookFormat::Slack => {
             let mut text = format!(
                 "*{}*\n{}\n*Why unusual:* {}",
-                slack_escape(&render::subject(a)),
+                slack_escape(&render::subject(a, simulated)),
                 slack_escape(&render::clean(&a.description)),
                 slack_escape(&render::clean(&a.anomaly_context)),
             );
@@ -65,7 +118,7 @@ pub fn body(format: WebhookFormat, a: &Alert, record: &str, public_url: Option<&
                 .map(|(k, v)| json!({"type": "mrkdwn", "text": format!("*{k}*\n{}", slack_escape(&v))}))
                 .collect();
             json!({
-                "text": slack_escape(&render::subject(a)),
+                "text": slack_escape(&render::subject(a, simulated)),
                 "blocks": [
                     {"type": "section", "text": {"type": "mrkdwn", "text": text}},
                     {"type": "section", "fields": fields},
@@ -79,13 +132,13 @@ pub fn body(format: WebhookFormat, a: &Alert, record: &str, public_url: Option<&
         }
         WebhookFormat::Teams => {
             let mut body = vec![
-                json!({"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true, "text": render::subject(a)}),
-                json!({"type": "TextBlock", "wrap": true, "text": render::clean(&a.description)}),
-                json!({"type": "FactSet", "facts": facts(a).into_iter().map(|(k, v)| json!({"title": k, "value": v})).collect::<Vec<_>>()}),
-                json!({"type": "TextBlock", "wrap": true, "text": format!("Why unusual: {}", render::clean(&a.anomaly_context))}),
+                json!({"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true, "text": teams_escape(&render::subject(a, simulated))}),
+                json!({"type": "TextBlock", "wrap": true, "text": teams_escape(&a.description)}),
+                json!({"type": "FactSet", "facts": facts(a).into_iter().map(|(k, v)| json!({"title": k, "value": teams_escape(&v)})).collect::<Vec<_>>()}),
+                json!({"type": "TextBlock", "wrap": true, "text": format!("Why unusual: {}", teams_escape(&a.anomaly_context))}),
             ];
             for r in &a.remediation_steps {
-                body.push(json!({"type": "TextBlock", "wrap": true, "text": format!("- {}", render::clean(r))}));
+                body.push(json!({"type": "TextBlock", "wrap": true, "text": format!("• {}", teams_escape(r))}));
             }
             let actions: Vec<Value> = render::link(a, public_url)
                 .map(|l| json!({"type": "Action.OpenUrl", "title": "Open the alert", "url": l}))
@@ -131,11 +184,12 @@ pub fn send(
     agent: &ureq::Agent,
     cfg: &WebhookConfig,
     a: &Alert,
+    simulated: bool,
     record: &str,
     delivery: &str,
     public_url: Option<&str>,
 ) -> Result<(), String> {
-    let body = body(cfg.format, a, record, public_url);
+    let body = body(cfg.format, a, simulated, record, public_url);
     let mut req = agent
         .post(&cfg.url)
         .header("Content-Type", "application/json")
@@ -143,12 +197,10 @@ pub fn send(
         .header("X-Pgvigil-Event", "alert")
         .header("X-Pgvigil-Delivery", delivery);
     if let Some(s) = &cfg.secret {
-        req = req.header(
+        let now = crate::store::now_ms() / 1000;
+        req = req.header("X-Pgvigil-Timestamp", now.to_string()).header(
             "X-Pgvigil-Signature",
-            format!(
-                "sha256={}",
-                signature(s.expose().as_bytes(), body.as_bytes())
-            ),
+            signed(s.expose().as_bytes(), now, body.as_bytes()),
         );
     }
     match req.send(body.as_bytes()) {
@@ -166,7 +218,7 @@ mod tests {
     fn a_role_name_cannot_inject_slack_markup_or_extra_lines() {
         let mut a = crate::api::simulate::samples("db1", 0).remove(0);
         a.entities.principal = Some("<!channel> & <https://evil.example|click>\nforged".into());
-        let b = body(WebhookFormat::Slack, &a, "{}", None);
+        let b = body(WebhookFormat::Slack, &a, false, "{}", None);
         let v: Value = serde_json::from_str(&b).unwrap();
         let text = v["blocks"].to_string();
         assert!(
@@ -177,6 +229,52 @@ mod tests {
             text.contains("&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt; forged"),
             "{text}"
         );
+    }
+
+    /// The text CommonMark shows for `md`, and whether it made a link, emphasis or HTML.
+    fn rendered(md: &str) -> (String, bool) {
+        use pulldown_cmark::{Event, Parser, Tag};
+        let mut text = String::new();
+        let mut markup = false;
+        for ev in Parser::new(md) {
+            match ev {
+                Event::Text(t) | Event::Code(t) => text.push_str(&t),
+                Event::Start(Tag::Paragraph) | Event::End(_) => {}
+                Event::SoftBreak | Event::HardBreak => text.push(' '),
+                _ => markup = true,
+            }
+        }
+        (text, markup)
+    }
+
+    #[test]
+    fn a_role_name_cannot_make_a_link_or_emphasis_in_a_teams_card() {
+        let mut a = crate::api::simulate::samples("db1", 0).remove(0);
+        let hostile = "[Reset_your_password](https://evil.example/reset) *now* <b>x</b> # - 1. `c`";
+        a.entities.principal = Some(hostile.into());
+        a.description = format!("Login as {hostile}\u{202e}gnp.exe");
+        let b = body(WebhookFormat::Teams, &a, false, "{}", None);
+        let v: Value = serde_json::from_str(&b).unwrap();
+        let card = &v["attachments"][0]["content"];
+        let facts = card["body"][2]["facts"].as_array().unwrap();
+        let principal = facts.iter().find(|f| f["title"] == "Principal").unwrap();
+        let (text, markup) = rendered(principal["value"].as_str().unwrap());
+        assert!(!markup, "{principal}");
+        assert_eq!(text, hostile);
+        let (text, markup) = rendered(card["body"][1]["text"].as_str().unwrap());
+        assert!(!markup, "{text}");
+        assert_eq!(text, format!("Login as {hostile}<U+202E>gnp.exe"));
+    }
+
+    #[test]
+    fn a_signature_covers_the_time_of_sending() {
+        let body = br#"{"id":"a"}"#;
+        let sig = signed(b"k", 1_790_000_000, body);
+        assert_eq!(
+            sig,
+            format!("sha256={}", signature(b"k", b"1790000000.{\"id\":\"a\"}"))
+        );
+        assert_ne!(sig, signed(b"k", 1_790_000_001, body));
     }
 
     #[test]

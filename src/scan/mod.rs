@@ -348,7 +348,10 @@ fn roles(c: &mut postgres::Client, out: &mut Vec<ScanFinding>) -> Result<(), Sca
                 Severity::Medium,
                 format!("Role {role:?} has an MD5 password"),
                 format!("pg_authid.rolpassword of {role:?} starts with md5"),
-                format!("Reset it with password_encryption = 'scram-sha-256': ALTER ROLE {role} PASSWORD '…';"),
+                format!(
+                    "Reset it with password_encryption = 'scram-sha-256': {};",
+                    crate::detect::advice::alter_role(&role, "PASSWORD '…'")
+                ),
             ));
         }
         if let Some(g) = passwords::guesses(&role)
@@ -366,7 +369,10 @@ fn roles(c: &mut postgres::Client, out: &mut Vec<ScanFinding>) -> Result<(), Sca
                 format!("Role {role:?} can log in with {what}"),
                 "its stored verifier matches a guess from pgvigil's short list (checked offline)"
                     .to_string(),
-                format!("Set a long random password: ALTER ROLE {role} PASSWORD '…';"),
+                format!(
+                    "Set a long random password: {};",
+                    crate::detect::advice::alter_role(&role, "PASSWORD '…'")
+                ),
             ));
         }
     }

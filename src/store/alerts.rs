@@ -373,6 +373,7 @@ fn admit(
         out.queued += super::outbox::enqueue(
             tx,
             &stored,
+            simulated,
             version,
             batch.channels,
             policy,

@@ -18,7 +18,7 @@ mod tokens;
 pub use alerts::{AlertQuery, Ingest, Ingested, Overview, PageKey, Status};
 pub use outbox::OutboxItem;
 pub use servers::{LoginHour, ServerReport, ServerStatus};
-pub use tokens::{Role, TokenInfo};
+pub use tokens::{hash as token_hash, Role, TokenInfo};
 
 use db::{Db, Pg, Sqlite};
 use rusqlite::Connection;

@@ -20,19 +20,28 @@ pub struct OutboxItem {
     pub attempts: u32,
 }
 
+/// Queues alert `a` on `channels`. The payload is the record as the API serves it, with
+/// `isSimulated`, so that a receiver can tell a sample from an attack.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn enqueue(
     tx: &mut dyn Db,
     a: &Alert,
+    simulated: bool,
     version: i64,
     channels: &[String],
     policy: &Policy,
     admins: &[String],
     now: &str,
 ) -> Result<usize> {
-    let payload = serde_json::to_string(a).map_err(|e| StoreError::Corrupt {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt {
         what: format!("alert {}", a.id),
         reason: e.to_string(),
-    })?;
+    };
+    let mut record = serde_json::to_value(a).map_err(corrupt)?;
+    if let Some(o) = record.as_object_mut() {
+        o.insert("isSimulated".into(), serde_json::Value::Bool(simulated));
+    }
+    let payload = serde_json::to_string(&record).map_err(corrupt)?;
     let mut n = 0;
     for ch in channels {
         let recipients = if ch == "email" {

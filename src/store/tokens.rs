@@ -44,7 +44,8 @@ pub struct TokenInfo {
 /// Prefix of every token, so that a leaked one is recognisable (secret scanners).
 const PREFIX: &str = "pgv_";
 
-fn hash(token: &str) -> String {
+/// What the store keeps of a token.
+pub fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
@@ -102,6 +103,20 @@ impl Store {
             })
             .collect()
         })
+    }
+
+    /// The name and role of the token with this hash, while it exists: a console session
+    /// keeps its token's hash and ends when the token is revoked.
+    pub fn token_by_hash(&self, token_hash: &str) -> Result<Option<(String, Role)>> {
+        self.read(|c| {
+            c.query_opt(
+                "SELECT name, role FROM tokens WHERE hash = $1",
+                vals![token_hash],
+            )?
+            .map(|r| Ok((r.text(0)?, r.text(1)?)))
+            .transpose()
+        })
+        .map(|found| found.and_then(|(n, r)| Role::parse(&r).map(|r| (n, r))))
     }
 
     /// The name and role of a presented token, or `None`.

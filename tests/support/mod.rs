@@ -1016,3 +1016,12 @@ pub fn cluster_serving_tls(certs: &Path, cert: &Path, key: &Path) -> Cluster {
         ..Default::default()
     })
 }
+
+/// An HTTP client that returns every status as it is and follows no redirect.
+pub fn raw_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
+}
