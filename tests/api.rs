@@ -276,6 +276,71 @@ fn tokens_roles_and_the_policy_api() {
         assert!(!v.to_string().contains("s3cret-key"));
     }
     assert!(!run.log().contains("s3cret-key"));
+    // Nor is it kept: pgvigil exports nothing, so the store has only its fingerprint.
+    let store_bytes = |s: &Setup| {
+        let mut all = std::fs::read(&s.store).unwrap();
+        all.extend(std::fs::read(s.store.with_extension("db-wal")).unwrap_or_default());
+        all
+    };
+    let has = |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(
+        !has(&store_bytes(&s), "s3cret-key"),
+        "the key is stored in clear"
+    );
+    assert!(has(&store_bytes(&s), "sha256:"));
+    // PUTting back what GET returned keeps the key; "" removes it.
+    let (st, _) = api.call("PUT", pol, Some(&admin), Some(&got.to_string()));
+    assert_eq!(st, 200);
+    let key_of = |s: &Setup| -> Option<String> {
+        let c = rusqlite::Connection::open(&s.store).unwrap();
+        c.query_row(
+            "SELECT storage_key FROM policies WHERE server = 'db1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert!(key_of(&s).is_some_and(|k| k.starts_with("sha256:")));
+    let clear = json!({"properties": {"state": "Enabled", "storageAccountAccessKey": ""}});
+    let (st, _) = api.call("PUT", pol, Some(&admin), Some(&clear.to_string()));
+    assert_eq!(st, 200);
+    assert_eq!(key_of(&s), None);
+    let (st, _) = api.call("PUT", pol, Some(&admin), Some(&got.to_string()));
+    assert_eq!(st, 200);
+
+    // A body that is not declared JSON is refused (a browser form or text/plain post from
+    // another site cannot change a policy); so is an object naming a key twice.
+    let r = raw_agent()
+        .put(format!("{}{pol}", api.base))
+        .header("Authorization", format!("Bearer {admin}"))
+        .header("Content-Type", "text/plain")
+        .send(r#"{"properties":{"state":"Disabled"}}"#)
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    let twice = r#"{"properties":{"state":"Enabled","state":"Disabled"}}"#;
+    let (st, e) = api.call("PUT", pol, Some(&admin), Some(twice));
+    assert_eq!(st, 400, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"state\" appears twice"),
+        "{e}"
+    );
+    assert_eq!(api.call("GET", pol, Some(&reader), None).1, got);
+    // A path that is not UTF-8 and a target too long are answered in the error shape too.
+    let (st, e) = api.call(
+        "GET",
+        "/servers/%FF%FE/securityAlertPolicies",
+        Some(&reader),
+        None,
+    );
+    assert_eq!(st, 400, "{e}");
+    assert_eq!(e["error"]["code"], "InvalidParameterValue", "{e}");
+    let long = format!("/alerts?server={}", "a".repeat(10_000));
+    let (st, e) = api.call("GET", &long, Some(&reader), None);
+    assert_eq!(st, 414, "{e}");
+    assert_eq!(e["error"]["code"], "RequestUriTooLong", "{e}");
 
     // An admin dismisses the alert: recorded with who and when.
     let (st, d) = api.call("POST", &format!("/alerts/{id}/dismiss"), Some(&admin), None);

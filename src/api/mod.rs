@@ -225,8 +225,89 @@ pub(crate) async fn blocking<T: Send + 'static>(
     }
 }
 
-/// A JSON request body, with body errors in the API's error shape.
-pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> ApiResult<serde_json::Value> {
+/// A JSON value in which no object names a key twice: `{"state":"Enabled","state":"Disabled"}`
+/// means different things to different parsers (the first or the last wins), so it is refused.
+struct UniqueKeys;
+
+impl<'de> serde::de::DeserializeSeed<'de> for UniqueKeys {
+    type Value = serde_json::Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+        let mut v = Vec::new();
+        while let Some(x) = a.next_element_seed(UniqueKeys)? {
+            v.push(x);
+        }
+        Ok(serde_json::Value::Array(v))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+        let mut m = serde_json::Map::new();
+        while let Some(k) = a.next_key::<String>()? {
+            if m.contains_key(&k) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {:?} appears twice in one object",
+                    crate::event::truncate(&k, 100)
+                )));
+            }
+            let v = a.next_value_seed(UniqueKeys)?;
+            m.insert(k, v);
+        }
+        Ok(serde_json::Value::Object(m))
+    }
+}
+
+/// A JSON request body, with body errors in the API's error shape: sent as
+/// `application/json` (a form or text post from a browser page is not a policy change), valid
+/// JSON, no key twice in an object.
+pub(crate) fn json_body(
+    headers: &axum::http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<serde_json::Value> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|t| t.trim().to_ascii_lowercase())
+        .is_some_and(|t| {
+            t == "application/json" || (t.starts_with("application/") && t.ends_with("+json"))
+        });
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            "the body must be sent as Content-Type: application/json",
+        ));
+    }
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -238,12 +319,16 @@ pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> ApiResult<serde_
             ApiError::bad_request("InvalidRequestContent", e.body_text())
         }
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad_request(
-            "InvalidRequestContent",
-            format!("the body is not valid JSON: {e}"),
-        )
-    })
+    let mut d = serde_json::Deserializer::from_slice(&bytes);
+    let v = serde::de::DeserializeSeed::deserialize(UniqueKeys, &mut d)
+        .and_then(|v| d.end().map(|()| v))
+        .map_err(|e| {
+            ApiError::bad_request(
+                "InvalidRequestContent",
+                format!("the body is not valid JSON: {e}"),
+            )
+        })?;
+    Ok(v)
 }
 
 /// Who is calling: set by the auth layer for the handlers.
@@ -306,6 +391,33 @@ async fn auth(State(st): State<Arc<ApiState>>, mut req: Request, next: Next) -> 
 /// A request refused before its body was read (no token, a reader's PUT, too large) leaves
 /// that body on the connection, and the server closes it after answering: say so in the
 /// answer, so that a client does not send its next request down a connection about to close.
+/// Longest request target accepted, in bytes.
+const MAX_URI: usize = 8192;
+
+/// Requests whose target is too long, or whose path is not UTF-8 once decoded, are answered
+/// in the API's error shape here, before a route's own extractor refuses them in plain text.
+async fn check_target(req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    let len = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if len > MAX_URI {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "RequestUriTooLong",
+            format!("the request target is {len} bytes; at most {MAX_URI} are accepted"),
+        )
+        .into_response();
+    }
+    let decoded: Vec<u8> = percent_encoding::percent_decode_str(uri.path()).collect();
+    if std::str::from_utf8(&decoded).is_err() {
+        return ApiError::bad_request(
+            "InvalidParameterValue",
+            "the request path is not UTF-8 once percent-decoded",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 async fn close_after_unread_body(req: Request, next: Next) -> Response {
     let has_body = req
         .headers()
@@ -400,6 +512,7 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(close_after_unread_body))
+        .layer(axum::middleware::from_fn(check_target))
         .with_state(state)
 }
 

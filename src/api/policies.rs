@@ -62,11 +62,12 @@ pub(super) async fn get_one(
 pub(super) async fn put(
     State(st): State<Arc<ApiState>>,
     Path((server, name)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
     default_name(&name)?;
     known_server(&st, &server).await?;
-    let body = json_body(body)?;
+    let body = json_body(&headers, body)?;
     let update = Policy::from_put_body(&body, &server)
         .map_err(|e| ApiError::bad_request("InvalidParameterValue", e.to_string()))?;
     let store = st.store.clone();

@@ -158,14 +158,16 @@ impl Store {
             configure(&c).map_err(open_err)?;
             readers.push(Mutex::new(c));
         }
-        Ok(Store {
+        let store = Store {
             location: path.display().to_string(),
             backend: Backend::Sqlite {
                 writer: Mutex::new(writer),
                 readers,
             },
             next_reader: AtomicUsize::new(0),
-        })
+        };
+        store.forget_clear_storage_keys()?;
+        Ok(store)
     }
 
     /// Connects to a central PostgreSQL store (fleet mode) and brings its schema up to date;
@@ -183,7 +185,7 @@ impl Store {
         for _ in 0..2 {
             readers.push(Mutex::new(connect()?));
         }
-        Ok(Store {
+        let store = Store {
             location: location.clone(),
             backend: Backend::Postgres {
                 url: url.to_string(),
@@ -192,7 +194,9 @@ impl Store {
                 readers,
             },
             next_reader: AtomicUsize::new(0),
-        })
+        };
+        store.forget_clear_storage_keys()?;
+        Ok(store)
     }
 
     /// Where the store is (a file, or a URL without its password).

@@ -4,6 +4,19 @@ use super::db::{vals, Db};
 use super::{now_utc, Result, Store, StoreError};
 use crate::policy::{Policy, PolicyUpdate};
 
+/// What is kept of a storage access key: `sha256:<hex>`, or `""` for no key.
+fn fingerprint(key: &str) -> String {
+    use sha2::Digest;
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(key.as_bytes()))
+        )
+    }
+}
+
 pub(super) fn parse(server: &str, props: &str) -> Result<Policy> {
     let v: serde_json::Value = serde_json::from_str(props).map_err(|e| StoreError::Corrupt {
         what: format!("policy of {server}"),
@@ -30,10 +43,15 @@ impl Store {
         self.read(|c| load(c, server))
     }
 
-    /// Replaces a server's policy. A body without `storageAccountAccessKey` keeps the stored
-    /// key: the key is write-only, so a client cannot send back what it never saw.
+    /// Replaces a server's policy. A body without `storageAccountAccessKey` (or with `null`)
+    /// keeps the stored key: the key is write-only, so a client cannot send back what it never
+    /// saw; `""` removes it.
+    ///
+    /// pgvigil exports nothing to a storage account, so it keeps only a fingerprint of the key
+    /// (that one was set, and whether a later one is the same), never the key.
     pub fn put_policy(&self, server: &str, u: &PolicyUpdate) -> Result<Policy> {
         let props = u.policy.properties().to_string();
+        let key = u.storage_account_access_key.as_deref().map(fingerprint);
         self.write(|tx| {
             tx.exec(
                 "INSERT INTO policies (server, properties, storage_key, updated_at)
@@ -41,15 +59,38 @@ impl Store {
                  ON CONFLICT (server) DO UPDATE SET properties = excluded.properties,
                    storage_key = coalesce(excluded.storage_key, policies.storage_key),
                    updated_at = excluded.updated_at",
-                vals![
-                    server,
-                    props.as_str(),
-                    &u.storage_account_access_key,
-                    now_utc()
-                ],
+                vals![server, props.as_str(), &key, now_utc()],
+            )?;
+            // An empty key is stored as '' for one statement: it means "none".
+            tx.exec(
+                "UPDATE policies SET storage_key = NULL WHERE server = $1 AND storage_key = ''",
+                vals![server],
             )
         })?;
         Ok(u.policy.clone())
+    }
+
+    /// Stores written before keys were fingerprinted hold them in clear: fingerprint them.
+    pub(super) fn forget_clear_storage_keys(&self) -> Result<()> {
+        let clear = self.read(|c| {
+            c.query(
+                "SELECT server, storage_key FROM policies
+                 WHERE storage_key IS NOT NULL AND storage_key NOT LIKE 'sha256:%'",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?)))
+            .collect::<Result<Vec<_>>>()
+        })?;
+        for (server, key) in clear {
+            self.write(|tx| {
+                tx.exec(
+                    "UPDATE policies SET storage_key = $2 WHERE server = $1",
+                    vals![server.as_str(), fingerprint(&key)],
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// Whether a storage access key is stored for the server (the key itself never leaves).
