@@ -19,6 +19,10 @@ pub const CATEGORIES: [&str; 7] = [
     "Data_Exfiltration",
 ];
 
+/// Values Azure documents for `disabledAlerts` that have no alert of their own here: kept and
+/// served back, so that an Azure body round-trips, and turning nothing off.
+pub const AZURE_ONLY_CATEGORIES: [&str; 1] = ["Sql_Injection_Vulnerability"];
+
 pub const RESOURCE_TYPE: &str = "Microsoft.DBforPostgreSQL/servers/securityAlertPolicies";
 
 /// Longest retention accepted, in days (100 years: "forever" is 0).
@@ -128,7 +132,11 @@ impl Policy {
             match k.as_str() {
                 "properties" => {}
                 "name" => {
-                    if v.as_str() != Some("Default") && !v.is_null() {
+                    if !v.is_null()
+                        && !v
+                            .as_str()
+                            .is_some_and(|s| s.eq_ignore_ascii_case("Default"))
+                    {
                         return Err(err("name", "must be \"Default\""));
                     }
                 }
@@ -142,9 +150,11 @@ impl Policy {
                     }
                 }
                 "id" => {
-                    let want = format!("/servers/{server}/securityAlertPolicies/Default");
-                    if !v.is_null() && !v.as_str().is_some_and(|s| s.ends_with(&want)) {
-                        return Err(err("id", format!("must end with \"{want}\"")));
+                    if !v.is_null() && !v.as_str().is_some_and(|s| is_policy_id(s, server)) {
+                        return Err(err(
+                            "id",
+                            format!("must be /servers/{server}/securityAlertPolicies/Default, or Azure's /subscriptions/…/resourceGroups/…/providers/Microsoft.DBforPostgreSQL/servers/{server}/securityAlertPolicies/Default"),
+                        ));
                     }
                 }
                 other => return Err(err(other, "unknown field")),
@@ -160,6 +170,30 @@ impl Policy {
         }
         parse_properties(props)
     }
+}
+
+/// Whether `id` names the policy of `server`: pgvigil's own form or Azure's full resource id,
+/// compared without regard to case as Azure compares ids (its own bodies say `…/default`,
+/// and its list bodies end at `securityAlertPolicies`).
+fn is_policy_id(id: &str, server: &str) -> bool {
+    let id = id.to_ascii_lowercase();
+    let server = server.to_ascii_lowercase();
+    let rest = match id.strip_prefix("/subscriptions/") {
+        Some(arm) => {
+            let parts: Vec<&str> = arm.splitn(6, '/').collect();
+            match parts.as_slice() {
+                [sub, "resourcegroups", rg, "providers", "microsoft.dbforpostgresql", rest]
+                    if !sub.is_empty() && !rg.is_empty() =>
+                {
+                    format!("/{rest}")
+                }
+                _ => return false,
+            }
+        }
+        None => id,
+    };
+    let base = format!("/servers/{server}/securityalertpolicies");
+    rest == base || rest == format!("{base}/default")
 }
 
 fn parse_properties(props: &Map<String, Value>) -> Result<PolicyUpdate, PolicyError> {
@@ -183,9 +217,10 @@ fn parse_properties(props: &Map<String, Value>) -> Result<PolicyUpdate, PolicyEr
                         err(
                             format!("{field}[{i}]"),
                             format!(
-                                "\"{}\" is neither an alert category ({}) nor an alertType name",
+                                "\"{}\" is neither an alert category ({}, {}) nor an alertType name",
                                 crate::event::truncate(&s, 100),
-                                CATEGORIES.join(", ")
+                                CATEGORIES.join(", "),
+                                AZURE_ONLY_CATEGORIES.join(", ")
                             ),
                         )
                     })?;
@@ -280,15 +315,24 @@ fn string_list(v: &Value, field: &str, split: bool) -> Result<Vec<String>, Polic
             if items.len() > 1000 {
                 return Err(err(field, "too many entries"));
             }
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, x)| {
-                    x.as_str()
-                        .map(|s| s.trim().to_string())
-                        .ok_or_else(|| err(format!("{field}[{i}]"), "must be a string"))
-                })
-                .collect()
+            let mut out = Vec::new();
+            for (i, x) in items.iter().enumerate() {
+                let s = x
+                    .as_str()
+                    .ok_or_else(|| err(format!("{field}[{i}]"), "must be a string"))?;
+                if split {
+                    // Azure's own bodies hold "a@x;b@y" in one element.
+                    out.extend(
+                        s.split([';', ','])
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(String::from),
+                    );
+                } else {
+                    out.push(s.trim().to_string());
+                }
+            }
+            Ok(out)
         }
         _ => Err(err(
             field,
@@ -301,10 +345,16 @@ fn string_list(v: &Value, field: &str, split: bool) -> Result<Vec<String>, Polic
     }
 }
 
-/// The canonical spelling of a category or alertType name, matched without regard to case.
+/// The canonical spelling of a category or alertType name, matched without regard to case;
+/// an alertType also as Defender for Cloud names it (`SQL.PostgreSQL_BruteForce`).
 fn canonical_alert_name(s: &str) -> Option<&'static str> {
+    let s = match s.get(..4) {
+        Some(p) if p.eq_ignore_ascii_case("SQL.") => &s[4..],
+        _ => s,
+    };
     CATEGORIES
         .iter()
+        .chain(AZURE_ONLY_CATEGORIES.iter())
         .copied()
         .chain(AlertType::ALL.iter().map(|t| t.as_str()))
         .find(|c| c.eq_ignore_ascii_case(s))

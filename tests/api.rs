@@ -694,9 +694,11 @@ url = "http://127.0.0.1:{port}/hook"
 }
 
 /// schemathesis (PyPI) generates requests from the served OpenAPI document — valid ones,
-/// malformed ones, and sequences — for 30 seconds: no answer may be a 5xx.
+/// malformed ones, and sequences — for 30 seconds, with every check it has: no 5xx, no
+/// request the document allows refused, none it forbids accepted, answers as documented.
+/// (One worker: with two, its generator hit an internal error of its own now and then.)
 #[test]
-fn generated_requests_from_the_openapi_document_never_get_a_server_error() {
+fn generated_requests_from_the_openapi_document_get_documented_answers() {
     let st = ["schemathesis", "st"]
         .into_iter()
         .find(|b| {
@@ -713,14 +715,7 @@ fn generated_requests_from_the_openapi_document_never_get_a_server_error() {
     let out = std::process::Command::new(st)
         .args(["run", &format!("http://{addr}/openapi.json")])
         .args(["-H", &format!("Authorization: Bearer {admin}")])
-        .args([
-            "--checks",
-            "not_a_server_error",
-            "--max-time",
-            "30",
-            "--workers",
-            "2",
-        ])
+        .args(["--checks", "all", "--max-time", "30", "--workers", "1"])
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
@@ -894,4 +889,126 @@ fn syslog_over_tcp_carries_rfc_5424_with_the_record() {
         record["displayName"],
         "Suspected successful brute force attack"
     );
+}
+
+/// Azure's own example bodies for PostgreSQL's `securityAlertPolicies` (REST API 2017-12-01:
+/// ServerSecurityAlertsCreateMax, and the body its list returns), sent as Azure's clients send
+/// them, under Azure Resource Manager's paths: accepted, served back in Azure's shape, and
+/// Azure's GET bodies PUT back as they are.
+#[test]
+fn azure_example_bodies_round_trip_under_arm_paths() {
+    let s = setup("");
+    let admin = token(&s.store, "alice", "admin");
+    let run = start(&s);
+    let api = Api::new(run.api_addr());
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while !api.call("GET", "/servers", Some(&admin), None).1["value"]
+        .to_string()
+        .contains("\"db1\"")
+    {
+        assert!(std::time::Instant::now() < end, "{}", run.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let arm = "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/securityalert-4799/providers/Microsoft.DBforPostgreSQL/servers/db1/securityAlertPolicies";
+    let create_max = json!({"properties": {
+        "state": "Enabled",
+        "emailAccountAdmins": true,
+        "emailAddresses": ["testSecurityAlert@microsoft.com"],
+        "disabledAlerts": ["Access_Anomaly", "Usage_Anomaly"],
+        "retentionDays": 5,
+        "storageAccountAccessKey": "sdlfkjabc+sdlfkjsdlkfsjdfLDKFTERLKFDFKLjsdfksjdflsdkfD2342309432849328476458/3RSD==",
+        "storageEndpoint": "https://mystorage.blob.core.windows.net"
+    }});
+    let (st, put) = api.call(
+        "PUT",
+        &format!("{arm}/Default?api-version=2017-12-01"),
+        Some(&admin),
+        Some(&create_max.to_string()),
+    );
+    assert_eq!(st, 200, "{put}");
+    // Azure's 200 body, id and all.
+    assert_eq!(
+        put,
+        json!({
+            "id": format!("{arm}/Default"),
+            "name": "Default",
+            "type": "Microsoft.DBforPostgreSQL/servers/securityAlertPolicies",
+            "properties": {
+                "state": "Enabled",
+                "emailAccountAdmins": true,
+                "emailAddresses": ["testSecurityAlert@microsoft.com"],
+                "disabledAlerts": ["Access_Anomaly", "Usage_Anomaly"],
+                "retentionDays": 5,
+                "storageEndpoint": "https://mystorage.blob.core.windows.net"
+            }
+        })
+    );
+    let (_, got) = api.call("GET", &format!("{arm}/Default"), Some(&admin), None);
+    assert_eq!(got, put);
+    let (_, listed) = api.call("GET", arm, Some(&admin), None);
+    assert_eq!(listed["value"][0], put);
+    // The same policy under pgvigil's own path.
+    let (_, own) = api.call(
+        "GET",
+        "/servers/db1/securityAlertPolicies/Default",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(own["properties"], put["properties"]);
+
+    // Azure's bodies as its GETs return them: the id in lower case, or ending at the
+    // collection; addresses as one "a;b" element; a value Azure documents with no alert here.
+    for body in [
+        json!({
+            "id": format!("{}/default", arm.to_lowercase()),
+            "name": "default",
+            "type": "Microsoft.DBforPostgreSQL/servers/securityAlertPolicies",
+            "properties": {"state": "Disabled", "emailAccountAdmins": true,
+                "emailAddresses": ["test@microsoft.com;user@microsoft.com"],
+                "disabledAlerts": ["Access_Anomaly", "Sql_Injection_Vulnerability"], "retentionDays": 0,
+                "storageEndpoint": "https://mystorage.blob.core.windows.net"}
+        }),
+        json!({
+            "id": arm,
+            "name": "Default",
+            "type": "Microsoft.DBforPostgreSQL/servers/securityAlertPolicies",
+            "properties": {"state": "Disabled", "emailAccountAdmins": true,
+                "emailAddresses": ["test@microsoft.com;user@microsoft.com"],
+                "disabledAlerts": ["SQL.PostgreSQL_BruteForce"], "retentionDays": 0,
+                "storageEndpoint": "https://mystorage.blob.core.windows.net"}
+        }),
+    ] {
+        let (st, back) = api.call(
+            "PUT",
+            "/servers/db1/securityAlertPolicies/Default",
+            Some(&admin),
+            Some(&body.to_string()),
+        );
+        assert_eq!(st, 200, "{body}\n{back}");
+        assert_eq!(
+            back["properties"]["emailAddresses"],
+            json!(["test@microsoft.com", "user@microsoft.com"])
+        );
+    }
+    // Another server's id is refused.
+    let other = json!({"id": arm.replace("/db1/", "/db2/"), "properties": {"state": "Enabled"}});
+    let (st, e) = api.call(
+        "PUT",
+        "/servers/db1/securityAlertPolicies/Default",
+        Some(&admin),
+        Some(&other.to_string()),
+    );
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (400, Some("InvalidParameterValue"))
+    );
+
+    // The fleet's policy can be set before its first alert.
+    let (st, f) = api.call(
+        "PUT",
+        "/servers/fleet/securityAlertPolicies/Default",
+        Some(&admin),
+        Some(r#"{"properties":{"state":"Enabled","emailAddresses":["soc@example.com"]}}"#),
+    );
+    assert_eq!(st, 200, "{f}");
 }

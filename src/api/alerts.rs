@@ -24,35 +24,52 @@ fn time_param(name: &str, v: &str) -> ApiResult<String> {
         .map_err(|_| bad(name, "not an RFC 3339 time (e.g. 2026-11-28T12:00:00Z)"))
 }
 
+/// A page position as text: `[rank_]end_id`, the end time in the store's spelling. Every
+/// string of that shape (the OpenAPI document's `skipToken` pattern) is a position, so a
+/// client can only ask for a page, never for an error.
 fn encode_token(k: &PageKey) -> String {
     match k.rank {
-        Some(r) => hex::encode(format!("{r}|{}|{}", k.end, k.id)),
-        None => hex::encode(format!("{}|{}", k.end, k.id)),
+        Some(r) => format!("{r}_{}_{}", k.end, k.id),
+        None => format!("{}_{}", k.end, k.id),
     }
 }
 
+fn is_store_time(s: &str) -> bool {
+    // 2026-11-28T12:00:00.000Z
+    let b = s.as_bytes();
+    b.len() == 24
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            23 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+}
+
 fn decode_token(t: &str) -> ApiResult<PageKey> {
-    let text = hex::decode(t)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| bad("skipToken", "not a token from a nextLink"))?;
-    let parts: Vec<&str> = text.split('|').collect();
-    match parts[..] {
-        [end, id] => Ok(PageKey {
-            rank: None,
-            end: end.into(),
-            id: id.into(),
-        }),
-        [rank, end, id] => Ok(PageKey {
-            rank: Some(
-                rank.parse()
-                    .map_err(|_| bad("skipToken", "not a token from a nextLink"))?,
-            ),
-            end: end.into(),
-            id: id.into(),
-        }),
-        _ => Err(bad("skipToken", "not a token from a nextLink")),
+    let bad_token = || bad("skipToken", "not a token from a nextLink");
+    let parts: Vec<&str> = t.split('_').collect();
+    let (rank, end, id) = match parts[..] {
+        [end, id] => (None, end, id),
+        [rank, end, id] => match rank.parse::<i64>() {
+            Ok(r) if rank.len() == 1 && (0..=2).contains(&r) => (Some(r), end, id),
+            _ => return Err(bad_token()),
+        },
+        _ => return Err(bad_token()),
+    };
+    let id_ok = !id.is_empty()
+        && id.len() <= 64
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !is_store_time(end) || !id_ok {
+        return Err(bad_token());
     }
+    Ok(PageKey {
+        rank,
+        end: end.into(),
+        id: id.into(),
+    })
 }
 
 pub(crate) fn parse_query(params: &HashMap<String, String>) -> ApiResult<AlertQuery> {
@@ -257,7 +274,33 @@ mod tests {
             "{link}"
         );
         let tok = link.rsplit('=').next().unwrap();
-        assert_eq!(decode_token(tok).unwrap(), key);
+        let tok = percent_encoding::percent_decode_str(tok)
+            .decode_utf8()
+            .unwrap();
+        assert_eq!(decode_token(&tok).unwrap(), key);
+        // The OpenAPI document's pattern is what the token looks like.
+        let doc: Value = serde_json::from_str(include_str!("openapi.json")).unwrap();
+        let params = doc["paths"]["/alerts"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        let skip = params.iter().find(|p| p["name"] == "skipToken").unwrap();
+        let by_severity = PageKey {
+            rank: Some(1),
+            ..key.clone()
+        };
+        for t in [tok.to_string(), encode_token(&by_severity)] {
+            assert!(
+                jsonschema::is_valid(&skip["schema"], &Value::String(t.clone())),
+                "{t}"
+            );
+        }
+        for t in ["zz", "3_2026-11-28T12:00:00.000Z_abc", "2026-11-28_abc"] {
+            assert!(
+                !jsonschema::is_valid(&skip["schema"], &Value::String(t.into())),
+                "{t}"
+            );
+            assert!(decode_token(t).is_err(), "{t}");
+        }
         let by_severity = PageKey {
             rank: Some(1),
             ..key

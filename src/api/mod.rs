@@ -496,6 +496,15 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
             "/servers/{server}/securityAlertPolicies/{name}",
             get(policies::get_one).put(policies::put),
         )
+        // The same policy under Azure Resource Manager's paths, for Azure's clients.
+        .route(
+            "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.DBforPostgreSQL/servers/{server}/securityAlertPolicies",
+            get(policies::arm_list),
+        )
+        .route(
+            "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.DBforPostgreSQL/servers/{server}/securityAlertPolicies/{name}",
+            get(policies::arm_get).put(policies::arm_put),
+        )
         .route(
             "/servers/{server}/alerts/simulate",
             post(simulate::simulate),

@@ -69,7 +69,7 @@ pub(super) async fn lift_block(
 ) -> ApiResult<Json<Value>> {
     let ip: std::net::IpAddr = ip
         .parse()
-        .map_err(|_| ApiError::bad_request("ip", "not an IP address"))?;
+        .map_err(|_| ApiError::bad_request("InvalidParameterValue", "ip: not an IP address"))?;
     let b = &st
         .proxy
         .as_ref()
