@@ -94,7 +94,7 @@ fn main() -> anyhow::Result<()> {
         store.set_status(&alerts[i].id, Status::Dismissed, "bench")?;
     }
 
-    let token = store.add_token("bench", Role::Reader)?;
+    let token = store.add_token("bench", Role::Reader, "bench")?;
     let state = Arc::new(ApiState {
         store: store.clone(),
         counters: Arc::new(Counters::default()),

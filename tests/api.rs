@@ -364,10 +364,18 @@ fn tokens_roles_and_the_policy_api() {
     let db1 = &servers["value"][0];
     assert_eq!(db1["name"], "db1");
     assert!(db1["events"].as_u64().unwrap() > 50, "{servers}");
-    assert_eq!(
-        db1["openAlerts"], 1,
-        "the other one is dismissed: {servers}"
-    );
+    // The hydra alert left open (the other one is dismissed), and one alert for each of the
+    // two policy changes above that turned Access_Anomaly off.
+    assert_eq!(db1["openAlerts"], 3, "{servers}");
+    let (_, open) = api.call("GET", "/alerts?status=Active", Some(&reader), None);
+    let off: Vec<Value> = alerts_of(&open)
+        .into_iter()
+        .filter(|a| a["displayName"] == "Threat detection turned off for a server")
+        .collect();
+    assert_eq!(off.len(), 2, "{open}");
+    assert!(off
+        .iter()
+        .all(|a| a["evidence"]["turnedOff"] == json!(["Access_Anomaly"])));
     let (st, prof) = api.call("GET", "/servers/db1/profile", Some(&reader), None);
     assert_eq!(st, 200, "{prof}");
     let principals = prof["profile"]["principals"].as_array().unwrap();
@@ -1011,4 +1019,93 @@ fn azure_example_bodies_round_trip_under_arm_paths() {
         Some(r#"{"properties":{"state":"Enabled","emailAddresses":["soc@example.com"]}}"#),
     );
     assert_eq!(st, 200, "{f}");
+}
+
+/// Every change an operator makes is in the audit trail with who and when: tokens made and
+/// revoked at the command line, a policy changed through the API (before and after), an
+/// alert's status. Turning detection off raises an alert of its own, sent to those the policy
+/// notified before; a reader cannot read the trail.
+#[test]
+fn the_audit_trail_records_changes_and_turning_detection_off_raises_an_alert() {
+    let hook = HttpSink::start(0);
+    let s = setup(&format!(
+        "[[notify.webhook]]\nname = \"soc\"\nurl = \"http://{}/hook\"\n",
+        hook.addr
+    ));
+    let admin = token(&s.store, "alice", "admin");
+    let reader = token(&s.store, "auditor", "reader");
+    token(&s.store, "temp", "reader");
+    ran(
+        pgvigil()
+            .args(["token", "revoke", "temp", "--store"])
+            .arg(&s.store)
+            .env("USER", "ops"),
+        "the pgvigil binary",
+    );
+    let run = start(&s);
+    let api = Api::new(run.api_addr());
+    // The hydra log's alerts go out first.
+    let first = hook.collect(2, Duration::from_secs(30));
+    assert_eq!(first.len(), 2, "{}", run.log());
+    let (_, list) = api.call("GET", "/alerts", Some(&reader), None);
+    let id = alerts_of(&list)[0]["id"].as_str().unwrap().to_string();
+    let (st, _) = api.call("POST", &format!("/alerts/{id}/resolve"), Some(&admin), None);
+    assert_eq!(st, 200);
+    let pol = "/servers/db1/securityAlertPolicies/Default";
+    let off = json!({"properties": {"state": "Enabled", "disabledAlerts": ["Brute_Force"]}});
+    let (st, _) = api.call("PUT", pol, Some(&admin), Some(&off.to_string()));
+    assert_eq!(st, 200);
+
+    let (st, _) = api.call("GET", "/audit", Some(&reader), None);
+    assert_eq!(st, 403);
+    let (st, trail) = api.call("GET", "/audit", Some(&admin), None);
+    assert_eq!(st, 200, "{trail}");
+    let entries = alerts_of(&trail);
+    let seen: Vec<(String, String, String)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["actor"].as_str().unwrap().to_string(),
+                e["target"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for want in [
+        ("policy.update", "alice", "db1"),
+        ("alert.status", "alice", id.as_str()),
+        ("token.revoke", "cli:ops", "temp"),
+        ("token.add", "cli:", "alice"),
+    ] {
+        assert!(
+            seen.iter()
+                .any(|(a, who, t)| a == want.0 && who.starts_with(want.1) && t == want.2),
+            "{want:?} in {seen:?}"
+        );
+    }
+    // Newest first; the policy change with what it was and what it became.
+    assert_eq!(seen[0].0, "policy.update");
+    assert_eq!(entries[0]["detail"]["before"]["disabledAlerts"], json!([]));
+    assert_eq!(
+        entries[0]["detail"]["after"]["disabledAlerts"],
+        json!(["Brute_Force"])
+    );
+    let (_, status) = api.call("GET", "/audit?action=alert.status", Some(&admin), None);
+    assert_eq!(
+        status["value"][0]["detail"],
+        json!({"from": "Active", "to": "Resolved"})
+    );
+    let (_, page) = api.call("GET", "/audit?top=1", Some(&admin), None);
+    let next = page["nextLink"].as_str().unwrap();
+    let (_, page2) = api.call("GET", next, Some(&admin), None);
+    assert_eq!(page2["value"][0], entries[1]);
+
+    // Turning brute force detection off is itself an alert, and it went out.
+    let sent = hook.collect(1, Duration::from_secs(30));
+    assert_eq!(sent.len(), 1, "{}", run.log());
+    let a: Value = serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(a["displayName"], "Threat detection turned off for a server");
+    assert_eq!(a["entities"]["principal"], "alice");
+    assert_eq!(a["techniques"], json!(["T1562.001"]));
+    assert_eq!(a["evidence"]["turnedOff"], json!(["Brute_Force"]));
 }

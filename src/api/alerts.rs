@@ -13,12 +13,12 @@ use std::sync::Arc;
 const DEFAULT_TOP: usize = 100;
 const MAX_TOP: usize = 1000;
 
-fn bad(param: &str, message: impl std::fmt::Display) -> ApiError {
+pub(super) fn bad(param: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("InvalidQueryParameterValue", format!("{param}: {message}"))
 }
 
 /// An RFC 3339 time, normalised to the store's spelling so that text order is time order.
-fn time_param(name: &str, v: &str) -> ApiResult<String> {
+pub(super) fn time_param(name: &str, v: &str) -> ApiResult<String> {
     chrono::DateTime::parse_from_rfc3339(v)
         .map(|t| crate::event::format_time(t.timestamp_millis()))
         .map_err(|_| bad(name, "not an RFC 3339 time (e.g. 2026-11-28T12:00:00Z)"))
@@ -81,6 +81,11 @@ pub(crate) fn parse_query(params: &HashMap<String, String>) -> ApiResult<AlertQu
         match k.as_str() {
             "server" => q.server = Some(v.clone()),
             "alertType" | "type" => {
+                // Defender for Cloud's spelling too: SQL.PostgreSQL_BruteForce.
+                let v = match v.get(..4) {
+                    Some(p) if p.eq_ignore_ascii_case("SQL.") => &v[4..],
+                    _ => v.as_str(),
+                };
                 let t = AlertType::ALL
                     .iter()
                     .find(|t| {
@@ -164,7 +169,7 @@ pub(crate) fn next_link(params: &HashMap<String, String>, key: &PageKey) -> Stri
     format!("/alerts?{}", qs.join("&"))
 }
 
-fn urlencode(s: &str) -> String {
+pub(super) fn urlencode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~$".contains(&b) {

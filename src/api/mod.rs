@@ -5,6 +5,7 @@
 //! read. Errors have Azure's shape, `{"error": {"code": "…", "message": "…"}}`.
 
 pub(crate) mod alerts;
+mod audit;
 mod metrics;
 pub(crate) mod policies;
 mod servers;
@@ -149,10 +150,38 @@ impl ApiState {
             )
         {
             if let Some(p) = &self.proxy {
-                p.blocks.lift_alert(id, who);
+                for b in p.blocks.lift_alert(id, who) {
+                    self.audit_block_lift(who, &b, Some(id)).await;
+                }
             }
         }
         Ok(out)
+    }
+}
+
+impl ApiState {
+    /// Records a lifted block in the audit trail; a trail that cannot be written is logged,
+    /// and the block stays lifted (the operator asked for it).
+    pub async fn audit_block_lift(
+        &self,
+        who: &str,
+        b: &crate::proxy::block::Block,
+        alert: Option<&str>,
+    ) {
+        let store = self.store.clone();
+        let (who, ip) = (who.to_string(), b.source_ip.clone());
+        let detail =
+            serde_json::json!({"blockedBy": b.alert_id, "until": b.until, "viaAlert": alert});
+        if let Err(e) = blocking(move || {
+            store.audit(&who, crate::store::audit::Action::BlockLift, &ip, &detail)
+        })
+        .await
+        {
+            tracing::error!(
+                error = e.message,
+                "the audit trail could not record a lifted block"
+            );
+        }
     }
 }
 
@@ -509,6 +538,7 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
             "/servers/{server}/alerts/simulate",
             post(simulate::simulate),
         )
+        .route("/audit", get(audit::list))
         .route("/alerts", get(alerts::list))
         .route("/alerts/{id}", get(alerts::get_one))
         .route("/alerts/{id}/{action}", post(alerts::transition))

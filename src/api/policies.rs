@@ -95,9 +95,20 @@ async fn put_of(
     let body = json_body(headers, body)?;
     let update = Policy::from_put_body(&body, &server)
         .map_err(|e| ApiError::bad_request("InvalidParameterValue", e.to_string()))?;
-    let store = st.store.clone();
-    let s = server.clone();
-    let p = blocking(move || store.put_policy(&s, &update)).await?;
+    let st2 = st.clone();
+    let (s, who) = (server.clone(), caller.name.clone());
+    let p = blocking(move || {
+        st2.store.put_policy(
+            &s,
+            &update,
+            &crate::store::PolicyChange {
+                actor: &who,
+                channels: &st2.channels,
+                admins: &st2.admins,
+            },
+        )
+    })
+    .await?;
     tracing::info!(server = %server, actor = %caller.name, "security alert policy updated");
     Ok(Json(resource(&p, &server, arm)))
 }

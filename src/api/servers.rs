@@ -78,6 +78,7 @@ pub(super) async fn lift_block(
     let lifted = b
         .lift(ip, &caller.name)
         .ok_or_else(|| ApiError::not_found("this source is not blocked"))?;
+    st.audit_block_lift(&caller.name, &lifted, None).await;
     Ok(Json(serde_json::to_value(lifted).unwrap_or(Value::Null)))
 }
 

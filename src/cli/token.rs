@@ -49,12 +49,22 @@ pub fn open_store(config: &Option<PathBuf>, store: &Option<PathBuf>) -> Result<(
     Ok((cfg, s))
 }
 
+/// Who is at the command line, for the audit trail: `cli:<login name>`.
+fn cli_actor() -> String {
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
 pub fn run(args: Args) -> Result<u8> {
     let (_, store) = open_store(&args.config, &args.store)?;
+    let actor = cli_actor();
     match args.command {
         TokenCommand::Add { name, role } => {
             let role = Role::parse(&role).unwrap_or(Role::Reader);
-            let token = store.add_token(&name, role)?;
+            let token = store.add_token(&name, role, &actor)?;
             eprintln!(
                 "token {name:?} ({}) made; it is shown once, here:",
                 role.as_str()
@@ -74,7 +84,7 @@ pub fn run(args: Args) -> Result<u8> {
             }
         }
         TokenCommand::Revoke { name } => {
-            if !store.revoke_token(&name)? {
+            if !store.revoke_token(&name, &actor)? {
                 bail!("no token named {name:?}");
             }
             eprintln!("token {name:?} revoked");

@@ -1288,9 +1288,20 @@ async fn policy_save(
     }});
     match crate::policy::Policy::from_put_body(&body, &server) {
         Ok(u) => {
-            let store = st.store.clone();
-            let name = server.clone();
-            match crate::api::blocking(move || store.put_policy(&name, &u)).await {
+            let st2 = st.clone();
+            let (name, who) = (server.clone(), caller.name.clone());
+            let saved = crate::api::blocking(move || {
+                st2.store.put_policy(
+                    &name,
+                    &u,
+                    &crate::store::PolicyChange {
+                        actor: &who,
+                        channels: &st2.channels,
+                        admins: &st2.admins,
+                    },
+                )
+            });
+            match saved.await {
                 Ok(_) => {
                     tracing::info!(server = %server, by = %caller.name, "policy changed in the console");
                     Redirect::to(&format!("/console/servers/{server}/policy?saved")).into_response()

@@ -264,6 +264,14 @@ impl Store {
                     vals![id, to.as_str(), now.as_str()],
                 )?;
                 history(tx, id, &now, actor, "status", Some(&from), to.as_str())?;
+                super::audit::record(
+                    tx,
+                    actor,
+                    super::audit::Action::AlertStatus,
+                    id,
+                    &serde_json::json!({"from": from, "to": to.as_str()}),
+                    &now,
+                )?;
             }
             get(tx, id)
         })
@@ -355,7 +363,7 @@ fn cached_policy<'p>(
 
 /// Stores `a` if `policy` lets it through (returns whether it did), queueing its
 /// notifications when it is new or escalated.
-fn admit(
+pub(super) fn admit(
     tx: &mut dyn Db,
     a: &Alert,
     simulated: bool,
@@ -738,8 +746,12 @@ mod tests {
         let (_d, s) = temp_store();
         s.register_server("db1").unwrap();
         let body = serde_json::json!({"properties": {"state": "Enabled", "disabledAlerts": ["Brute_Force"]}});
-        s.put_policy("db1", &Policy::from_put_body(&body, "db1").unwrap())
-            .unwrap();
+        s.put_policy(
+            "db1",
+            &Policy::from_put_body(&body, "db1").unwrap(),
+            &crate::store::PolicyChange::by("test"),
+        )
+        .unwrap();
         let r = ingest(
             &s,
             &[
@@ -769,8 +781,12 @@ mod tests {
         s.register_server("db1").unwrap();
         s.register_server("db2").unwrap();
         let body = serde_json::json!({"properties": {"state": "Enabled", "retentionDays": 10}});
-        s.put_policy("db1", &Policy::from_put_body(&body, "db1").unwrap())
-            .unwrap();
+        s.put_policy(
+            "db1",
+            &Policy::from_put_body(&body, "db1").unwrap(),
+            &crate::store::PolicyChange::by("test"),
+        )
+        .unwrap();
         ingest(
             &s,
             &[

@@ -8,6 +8,7 @@
 //! reads through a small pool of read connections; WAL lets them run beside the writer.
 
 mod alerts;
+pub mod audit;
 pub mod db;
 pub mod fleet;
 mod outbox;
@@ -17,6 +18,7 @@ mod tokens;
 
 pub use alerts::{AlertQuery, Ingest, Ingested, Overview, PageKey, Status};
 pub use outbox::OutboxItem;
+pub use policies::PolicyChange;
 pub use servers::{LoginHour, ServerReport, ServerStatus};
 pub use tokens::{hash as token_hash, Role, TokenInfo};
 
@@ -66,6 +68,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0003_posture.sql"),
     include_str!("migrations/sqlite/0004_logins.sql"),
     include_str!("migrations/sqlite/0005_source_time.sql"),
+    include_str!("migrations/sqlite/0006_audit.sql"),
 ];
 const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
@@ -73,6 +76,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0003_posture.sql"),
     include_str!("migrations/postgres/0004_logins.sql"),
     include_str!("migrations/postgres/0005_source_time.sql"),
+    include_str!("migrations/postgres/0006_audit.sql"),
 ];
 
 const READERS: usize = 4;

@@ -50,8 +50,8 @@ pub fn hash(token: &str) -> String {
 }
 
 impl Store {
-    /// Makes a token and returns it; it cannot be shown again.
-    pub fn add_token(&self, name: &str, role: Role) -> Result<String> {
+    /// Makes a token for `actor` and returns it; it cannot be shown again.
+    pub fn add_token(&self, name: &str, role: Role, actor: &str) -> Result<String> {
         if name.is_empty()
             || name.len() > 64
             || !name
@@ -77,13 +77,33 @@ impl Store {
                     "a token named {name:?} exists; revoke it first"
                 )));
             }
-            Ok(())
+            super::audit::record(
+                tx,
+                actor,
+                super::audit::Action::TokenAdd,
+                name,
+                &serde_json::json!({"role": role.as_str()}),
+                &now_utc(),
+            )
         })?;
         Ok(token)
     }
 
-    pub fn revoke_token(&self, name: &str) -> Result<bool> {
-        self.write(|tx| Ok(tx.exec("DELETE FROM tokens WHERE name = $1", vals![name])? > 0))
+    pub fn revoke_token(&self, name: &str, actor: &str) -> Result<bool> {
+        self.write(|tx| {
+            let gone = tx.exec("DELETE FROM tokens WHERE name = $1", vals![name])? > 0;
+            if gone {
+                super::audit::record(
+                    tx,
+                    actor,
+                    super::audit::Action::TokenRevoke,
+                    name,
+                    &serde_json::json!({}),
+                    &now_utc(),
+                )?;
+            }
+            Ok(gone)
+        })
     }
 
     pub fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
@@ -158,13 +178,13 @@ mod tests {
     #[test]
     fn a_token_verifies_until_revoked_and_only_its_hash_is_kept() {
         let (dir, s) = temp_store();
-        let t = s.add_token("ops", Role::Admin).unwrap();
+        let t = s.add_token("ops", Role::Admin, "test").unwrap();
         assert_eq!(
             s.verify_token(&t).unwrap(),
             Some(("ops".into(), Role::Admin))
         );
         assert_eq!(s.verify_token(&format!("{t}0")).unwrap(), None);
-        assert!(s.add_token("ops", Role::Reader).is_err());
+        assert!(s.add_token("ops", Role::Reader, "test").is_err());
         drop(s);
         let bytes = std::fs::read(dir.path().join("pgvigil.db")).unwrap();
         let wal = std::fs::read(dir.path().join("pgvigil.db-wal")).unwrap_or_default();
@@ -176,7 +196,7 @@ mod tests {
             );
         }
         let s = Store::open(&dir.path().join("pgvigil.db")).unwrap();
-        assert!(s.revoke_token("ops").unwrap());
+        assert!(s.revoke_token("ops", "test").unwrap());
         assert_eq!(s.verify_token(&t).unwrap(), None);
     }
 }
