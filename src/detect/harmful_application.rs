@@ -84,6 +84,10 @@ struct Incident {
     database: Option<String>,
     application: Option<String>,
     samples: Vec<Event>,
+    /// The tool got past authentication (it logged in, ran statements): High, as Defender
+    /// rates it; a tool that only knocked is Medium.
+    #[serde(default)]
+    inside: bool,
 }
 
 impl super::window::Incident for Incident {
@@ -147,7 +151,11 @@ impl HarmfulApplication {
         Finding {
             alert_type: AlertType::HarmfulApplication,
             display_name: AlertType::HarmfulApplication.title(),
-            severity: Severity::High,
+            severity: if inc.inside {
+                Severity::High
+            } else {
+                Severity::Medium
+            },
             techniques: AlertType::HarmfulApplication.techniques(),
             entity: src.to_string(),
             start: inc.start,
@@ -213,6 +221,13 @@ impl HarmfulApplication {
             });
         inc.last = inc.last.max(ev.time);
         inc.events += 1;
+        let inside = !matches!(
+            ev.kind,
+            EventKind::LoginFailed { .. } | EventKind::ConnectionReceived
+        );
+        // Getting in is news (an escalation) even when no new tool came with it.
+        let escalated = inside && !inc.inside;
+        inc.inside |= inside;
         if inc.principal.is_none() {
             inc.principal = ev.principal.as_ref().map(|p| p.to_string());
         }
@@ -230,7 +245,7 @@ impl HarmfulApplication {
         if !inc.signals.contains(&signal) && inc.signals.len() < 10 {
             inc.signals.push(signal);
         }
-        if !self.batch && (new_tool || inc.reported.due(inc.events, ev.time)) {
+        if !self.batch && (new_tool || escalated || inc.reported.due(inc.events, ev.time)) {
             inc.reported.mark(inc.events, ev.time);
             let inc = inc.clone();
             out.push(self.finding(src, &inc));
@@ -343,11 +358,23 @@ impl Detector for HarmfulApplication {
                 ev.kind,
                 EventKind::LoginSucceeded | EventKind::Statement | EventKind::Error
             );
+            let mut escalated = None;
             if let Some(inc) = self.st.incidents.get_mut(&src) {
                 if counted && ev.time - inc.last <= window {
                     inc.last = inc.last.max(ev.time);
                     inc.events += 1;
+                    // The tool's source got in: the incident is High from now on.
+                    if !inc.inside {
+                        inc.inside = true;
+                        if !self.batch {
+                            inc.reported.mark(inc.events, ev.time);
+                            escalated = Some(inc.clone());
+                        }
+                    }
                 }
+            }
+            if let Some(inc) = escalated {
+                out.push(self.finding(&src, &inc));
             }
             return;
         };
@@ -506,7 +533,30 @@ mod tests {
         );
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].evidence.value()["tools"][0], "hydra/medusa");
-        assert_eq!(f[0].severity, Severity::High);
+        // Knocking only: Medium, as Defender rates a tool that did not get in.
+        assert_eq!(f[0].severity, Severity::Medium);
+    }
+
+    #[test]
+    fn a_tool_that_gets_in_is_high() {
+        let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
+        let mut evs: Vec<Event> = (0..3)
+            .map(|i| {
+                with_db(
+                    failed(i * 10, "203.0.113.7", "app", LoginFailure::BadPassword),
+                    "template1",
+                )
+            })
+            .collect();
+        let mut ok = with_db(succeeded(40, "203.0.113.7", "app"), "template1");
+        ok.application = Some("sqlmap/1.8".into());
+        evs.push(ok);
+        let f = run(&mut d, evs);
+        assert_eq!(
+            f.iter().map(|f| f.severity).collect::<Vec<_>>(),
+            [Severity::Medium, Severity::High],
+            "{f:#?}"
+        );
     }
 
     #[test]
