@@ -25,6 +25,9 @@ pub const AZURE_ONLY_CATEGORIES: [&str; 1] = ["Sql_Injection_Vulnerability"];
 
 pub const RESOURCE_TYPE: &str = "Microsoft.DBforPostgreSQL/servers/securityAlertPolicies";
 
+/// Entries of `disabledAlerts` and `emailAddresses` accepted, counted as sent.
+const MAX_LIST: usize = 100;
+
 /// Longest retention accepted, in days (100 years: "forever" is 0).
 const MAX_RETENTION_DAYS: u64 = 36_500;
 
@@ -211,6 +214,9 @@ fn parse_properties(props: &Map<String, Value>) -> Result<PolicyUpdate, PolicyEr
             }
             "disabledAlerts" => {
                 let items = string_list(v, &field, false)?;
+                if items.len() > MAX_LIST {
+                    return Err(err(field, format!("at most {MAX_LIST} entries")));
+                }
                 let mut out: Vec<String> = Vec::new();
                 for (i, s) in items.into_iter().enumerate() {
                     let canon = canonical_alert_name(&s).ok_or_else(|| {
@@ -232,6 +238,9 @@ fn parse_properties(props: &Map<String, Value>) -> Result<PolicyUpdate, PolicyEr
             }
             "emailAddresses" => {
                 let items = string_list(v, &field, true)?;
+                if items.len() > MAX_LIST {
+                    return Err(err(field, format!("at most {MAX_LIST} addresses")));
+                }
                 let mut out: Vec<String> = Vec::new();
                 for (i, s) in items.into_iter().enumerate() {
                     if s.parse::<lettre::Address>().is_err() || s.len() > 254 {
@@ -246,9 +255,6 @@ fn parse_properties(props: &Map<String, Value>) -> Result<PolicyUpdate, PolicyEr
                     if !out.iter().any(|o| o.eq_ignore_ascii_case(&s)) {
                         out.push(s);
                     }
-                }
-                if out.len() > 100 {
-                    return Err(err(field, "at most 100 addresses"));
                 }
                 p.email_addresses = out;
             }
@@ -272,22 +278,20 @@ fn parse_properties(props: &Map<String, Value>) -> Result<PolicyUpdate, PolicyEr
             "storageEndpoint" => {
                 let s = match v {
                     Value::Null => String::new(),
-                    Value::String(s) => s.trim().to_string(),
+                    Value::String(s) => s.clone(),
                     _ => return Err(err(field, "must be a string")),
                 };
-                if !s.is_empty()
-                    && (!s.starts_with("https://")
-                        || s.len() > 2048
-                        || s.len() <= "https://".len()
-                        || s.chars().any(|c| c.is_whitespace() || c.is_control()))
-                {
-                    return Err(err(field, "must be an https:// URL"));
+                if !s.is_empty() && !is_endpoint(&s) {
+                    return Err(err(
+                        field,
+                        "must be an https:// URL with a host name (https://account.blob.core.windows.net)",
+                    ));
                 }
                 p.storage_endpoint = s;
             }
             "storageAccountAccessKey" => match v {
                 Value::Null => {}
-                Value::String(s) if s.len() <= 1024 => key = Some(s.clone()),
+                Value::String(s) if s.chars().count() <= 1024 => key = Some(s.clone()),
                 _ => return Err(err(field, "must be a string of at most 1024 characters")),
             },
             // Read-only in Azure's shape; accepted and ignored so a GET body can be PUT back.
@@ -301,16 +305,44 @@ fn parse_properties(props: &Map<String, Value>) -> Result<PolicyUpdate, PolicyEr
     })
 }
 
-/// A JSON array of strings; for email addresses also one `a@x;b@y` string.
+/// `https://host[:port][/path]`, the host a name (letters, digits, `.`, `-`), the path without
+/// spaces or control characters: what the OpenAPI document's pattern says, exactly.
+fn is_endpoint(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("https://") else {
+        return false;
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    s.len() <= 2048
+        && !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        && port.is_none_or(|p| (1..=5).contains(&p.len()) && p.chars().all(|c| c.is_ascii_digit()))
+        && path.chars().all(|c| !c.is_whitespace() && !c.is_control())
+}
+
+/// A JSON array of strings (`null` for none, but not where `split`); for email addresses also
+/// one `a@x;b@y` string (empty for none).
 fn string_list(v: &Value, field: &str, split: bool) -> Result<Vec<String>, PolicyError> {
     match v {
-        Value::Null => Ok(Vec::new()),
-        Value::String(s) if split => Ok(s
-            .split([';', ','])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect()),
+        Value::Null if !split => Ok(Vec::new()),
+        Value::String(s) if split => {
+            if s.trim().is_empty() {
+                return Ok(Vec::new());
+            }
+            let parts: Vec<String> = s.split([';', ',']).map(|p| p.trim().to_string()).collect();
+            if parts.iter().any(String::is_empty) {
+                return Err(err(field, "an empty address between separators"));
+            }
+            Ok(parts)
+        }
         Value::Array(items) => {
             if items.len() > 1000 {
                 return Err(err(field, "too many entries"));
@@ -438,6 +470,26 @@ mod tests {
         for (body, field) in cases {
             let e = Policy::from_put_body(&body, "db1").unwrap_err();
             assert_eq!(e.field, field, "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_storage_endpoint_is_an_https_url_with_a_host() {
+        for ok in [
+            "https://mystorage.blob.core.windows.net",
+            "https://acct.blob.core.windows.net:443/audit/",
+        ] {
+            assert!(is_endpoint(ok), "{ok}");
+        }
+        for bad in [
+            "http://x",
+            "https://",
+            "https://[::1",
+            "https://a b",
+            "https://x:123456",
+            " https://x",
+        ] {
+            assert!(!is_endpoint(bad), "{bad}");
         }
     }
 

@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 const DEFAULT_TOP: usize = 100;
+/// Largest position a `skipToken` may name (the OpenAPI document's maximum).
+const MAX_SKIP: i64 = 9_007_199_254_740_991;
 
 fn parse(params: &HashMap<String, String>) -> ApiResult<AuditQuery> {
     let mut q = AuditQuery {
@@ -40,7 +42,7 @@ fn parse(params: &HashMap<String, String>) -> ApiResult<AuditQuery> {
                 q.before = Some(
                     v.parse::<i64>()
                         .ok()
-                        .filter(|n| *n > 0)
+                        .filter(|n| (1..=MAX_SKIP).contains(n))
                         .ok_or_else(|| bad(k, "not a token from a nextLink"))?,
                 )
             }
