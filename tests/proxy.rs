@@ -697,13 +697,7 @@ async fn garbage_silence_and_floods_are_refused_without_harm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_with_the_proxy_stores_alerts_blocks_and_fingerprints() {
     let cl = Cluster::start(ClusterOptions::default());
-    let setup = RunSetup::new(
-        &cl.log_dir,
-        &format!(
-            "[proxy]\nenabled = true\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{}\"\n[proxy.active_response]\nenabled = true\n",
-            cl.port
-        ),
-    );
+    let setup = run_with_blocking_proxy(&cl);
     let token = setup.token("ops", "reader");
     let admin = setup.token("boss", "admin");
     let mut run = setup.start();
@@ -1631,4 +1625,130 @@ async fn sigterm_drains_open_sessions_and_refuses_new_ones() {
         stay.simple_query("SELECT 1").await.is_err(),
         "the session outlived the proxy"
     );
+}
+
+/// Blocks live in the store: after a restart the blocked source is still refused, and a
+/// block lifted in the console of another API instance (`pgvigil api`, no proxy of its own,
+/// as in a fleet) lets the source in at the proxy within about a second; the alerts that
+/// caused it do not block it again, even after another restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn blocks_survive_a_restart_and_a_lift_anywhere_reaches_the_proxy() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let setup = run_with_blocking_proxy(&cl);
+    let admin = setup.token("boss", "admin");
+    let mut run = setup.start();
+    let addr = run.proxy_addr();
+    assert!(
+        !hydra_through(addr, 30).contains(APP_PASSWORD),
+        "{}",
+        run.log()
+    );
+    let base = format!("http://{}", run.api_addr());
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    let cause = loop {
+        let (_, b) = api_get(&base, "/proxy/blocks", &admin);
+        if let Some(id) = b["value"][0]["alertId"].as_str() {
+            break id.to_string();
+        }
+        assert!(std::time::Instant::now() < end, "{b:#}\n{}", run.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    run.signal("TERM");
+    assert!(run
+        .wait_exit(Duration::from_secs(15))
+        .is_some_and(|s| s.success()));
+
+    // Restarted: the source is refused from the first connection.
+    let run = setup.start();
+    let addr = run.proxy_addr();
+    let refused = connect("127.0.0.1", addr, "app", APP_PASSWORD).await;
+    assert!(
+        refused.is_err(),
+        "a restart let the blocked source in\n{}",
+        run.log()
+    );
+    assert!(
+        connect("127.0.3.9", addr, "app", APP_PASSWORD)
+            .await
+            .is_ok(),
+        "another source is let in"
+    );
+
+    // Another API instance over the same store (no proxy of its own, as in a fleet): its
+    // console shows the source blocked now, and an admin lifts the block there.
+    let other = Runner::spawn(&[
+        "api".as_ref(),
+        "-c".as_ref(),
+        setup.config.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+    ]);
+    let other_base = format!("http://{}", other.api_addr());
+    let agent = raw_agent();
+    let cookie = form_sign_in(&agent, &other_base, &admin).unwrap();
+    let mut page = agent
+        .get(format!("{other_base}/console/alerts/{cause}"))
+        .header("Cookie", &cookie)
+        .call()
+        .unwrap();
+    let html = page.body_mut().read_to_string().unwrap();
+    assert!(html.contains("It is blocked now"), "{html}");
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let r = post_form(
+        &agent,
+        &format!("{other_base}/console/blocks/127.0.0.1/lift"),
+        &cookie,
+        &format!("csrf={csrf}&alert={cause}"),
+    );
+    assert_eq!(r.status().as_u16(), 303);
+    let lifted = std::time::Instant::now();
+    let let_in = loop {
+        if connect("127.0.0.1", addr, "app", APP_PASSWORD)
+            .await
+            .is_ok()
+        {
+            break lifted.elapsed();
+        }
+        assert!(
+            lifted.elapsed() < Duration::from_secs(10),
+            "the lift never reached the proxy\n{}",
+            run.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(let_in < Duration::from_secs(3), "let in after {let_in:?}");
+    let (_, trail) = api_get(&other_base, "/audit?action=block.lift", &admin);
+    assert_eq!(trail["value"][0]["target"], "127.0.0.1", "{trail:#}");
+    assert_eq!(trail["value"][0]["actor"], "boss", "{trail:#}");
+    drop(other);
+    drop(run);
+
+    // Restarted again, the log read from the start: the dismissed alert's updates do not
+    // block the source again.
+    let run = setup.start();
+    let addr = run.proxy_addr();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        connect("127.0.0.1", addr, "app", APP_PASSWORD)
+            .await
+            .is_ok(),
+        "{}",
+        run.log()
+    );
+}
+
+/// `pgvigil run` over the cluster's logs with the proxy in front of it, blocking.
+fn run_with_blocking_proxy(cl: &Cluster) -> RunSetup {
+    RunSetup::new(
+        &cl.log_dir,
+        &format!(
+            "[proxy]\nenabled = true\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{}\"\n[proxy.active_response]\nenabled = true\n",
+            cl.port
+        ),
+    )
 }

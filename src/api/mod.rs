@@ -149,39 +149,48 @@ impl ApiState {
                 crate::store::Status::Dismissed | crate::store::Status::Resolved
             )
         {
-            if let Some(p) = &self.proxy {
-                for b in p.blocks.lift_alert(id, who) {
-                    self.audit_block_lift(who, &b, Some(id)).await;
-                }
-            }
+            // The proxy of this process lets the source in at once; the store lifts the
+            // block for every proxy of the fleet (and for this one after a restart), and
+            // remembers the alert so that its later updates do not block again.
+            let local: Vec<(String, Vec<String>)> = match &self.proxy {
+                Some(p) => p
+                    .blocks
+                    .lift_alert(id, who)
+                    .into_iter()
+                    .map(|b| (b.source_ip.clone(), b.causes().to_vec()))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let store = self.store.clone();
+            let (id2, who2) = (id.to_string(), who.to_string());
+            blocking(move || store.lift_blocks_of_alert(&id2, &local, &who2)).await?;
         }
         Ok(out)
     }
 }
 
 impl ApiState {
-    /// Records a lifted block in the audit trail; a trail that cannot be written is logged,
-    /// and the block stays lifted (the operator asked for it).
-    pub async fn audit_block_lift(
+    /// An operator lets `ip` in again: at once at this process's proxy, and through the
+    /// store at every proxy of the fleet; its alerts block no more. The block lifted, or
+    /// `None` when the source was not blocked.
+    pub async fn lift_block(
         &self,
+        ip: std::net::IpAddr,
         who: &str,
-        b: &crate::proxy::block::Block,
-        alert: Option<&str>,
-    ) {
+    ) -> std::result::Result<Option<serde_json::Value>, ApiError> {
+        let local = self.proxy.as_ref().and_then(|p| p.blocks.lift(ip, who));
+        let also: Vec<String> = local
+            .as_ref()
+            .map(|b| b.causes().to_vec())
+            .unwrap_or_default();
         let store = self.store.clone();
-        let (who, ip) = (who.to_string(), b.source_ip.clone());
-        let detail =
-            serde_json::json!({"blockedBy": b.alert_id, "until": b.until, "viaAlert": alert});
-        if let Err(e) = blocking(move || {
-            store.audit(&who, crate::store::audit::Action::BlockLift, &ip, &detail)
+        let who = who.to_string();
+        let stored = blocking(move || store.lift_block(&ip.to_string(), &also, &who)).await?;
+        Ok(match (local, stored) {
+            (Some(b), _) => Some(serde_json::to_value(b).unwrap_or(serde_json::Value::Null)),
+            (None, Some(s)) => Some(servers::stored_json(&s)),
+            (None, None) => None,
         })
-        .await
-        {
-            tracing::error!(
-                error = e.message,
-                "the audit trail could not record a lifted block"
-            );
-        }
     }
 }
 

@@ -60,8 +60,9 @@ pub(super) async fn posture(
     })))
 }
 
-/// `DELETE /proxy/blocks/{ip}`: an operator lets a blocked source in again (its alert
-/// blocks no more); the block lifted, or 404.
+/// `DELETE /proxy/blocks/{ip}`: an operator lets a blocked source in again, on every proxy
+/// that enforces the store's blocks (and this process's at once); its alerts block no more.
+/// The block lifted, or 404.
 pub(super) async fn lift_block(
     State(st): State<Arc<ApiState>>,
     Extension(caller): Extension<super::Caller>,
@@ -70,28 +71,40 @@ pub(super) async fn lift_block(
     let ip: std::net::IpAddr = ip
         .parse()
         .map_err(|_| ApiError::bad_request("InvalidParameterValue", "ip: not an IP address"))?;
-    let b = &st
-        .proxy
-        .as_ref()
-        .ok_or_else(|| ApiError::not_found("no proxy runs in this process"))?
-        .blocks;
-    let lifted = b
-        .lift(ip, &caller.name)
+    let lifted = st
+        .lift_block(ip, &caller.name)
+        .await?
         .ok_or_else(|| ApiError::not_found("this source is not blocked"))?;
-    st.audit_block_lift(&caller.name, &lifted, None).await;
-    Ok(Json(serde_json::to_value(lifted).unwrap_or(Value::Null)))
+    Ok(Json(lifted))
 }
 
-/// `GET /proxy/blocks`: the sources the proxy refuses now (active response), with the alert
-/// that caused each and until when.
+pub(super) fn stored_json(b: &crate::store::blocks::StoredBlock) -> Value {
+    serde_json::json!({
+        "sourceIp": b.source_ip,
+        "since": b.since,
+        "until": b.until,
+        "alertType": b.alert_type,
+        "alertId": b.alert_id,
+    })
+}
+
+/// `GET /proxy/blocks`: the sources refused now (active response), with the alert that
+/// caused each and until when: the store's list, which every proxy of the fleet enforces,
+/// and this process's proxy's.
 pub(super) async fn blocks(State(st): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
-    let b = &st
-        .proxy
-        .as_ref()
-        .ok_or_else(|| ApiError::not_found("no proxy runs in this process"))?
-        .blocks;
-    b.expire(crate::store::now_ms());
-    Ok(Json(
-        serde_json::json!({"value": b.list(), "nextLink": null}),
-    ))
+    let store = st.store.clone();
+    let stored = blocking(move || store.active_blocks(&crate::store::now_utc())).await?;
+    let mut out: Vec<Value> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    if let Some(p) = &st.proxy {
+        p.blocks.expire(crate::store::now_ms());
+        for b in p.blocks.list() {
+            seen.insert(b.source_ip.clone());
+            out.push(serde_json::to_value(b).unwrap_or(Value::Null));
+        }
+    }
+    for b in stored.iter().filter(|b| !seen.contains(&b.source_ip)) {
+        out.push(stored_json(b));
+    }
+    Ok(Json(serde_json::json!({"value": out, "nextLink": null})))
 }

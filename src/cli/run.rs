@@ -247,7 +247,13 @@ pub fn run(args: Args) -> Result<u8> {
     let (mut burst, mut burst_at) = (NEW_ALERTS_BURST, std::time::Instant::now());
     let health = &services.counters.follower;
     health.active.store(true, Relaxed);
+    // Blocks from before a restart, and from the fleet's other proxies, are enforced from
+    // the first client on.
+    let mut blocks_synced = std::time::Instant::now();
     if let Some(g) = &guard {
+        if let Err(e) = sync_blocks(&store, &g.proxy.blocks) {
+            tracing::error!(error = %e, "the proxy's blocks could not be read from the store");
+        }
         g.listen(&cfg)?;
     }
     let mut draining = None;
@@ -292,8 +298,17 @@ pub fn run(args: Args) -> Result<u8> {
         }
         let mut alerts = pipeline.take_alerts();
         if let Some(g) = &guard {
+            let mut started = false;
             for a in &mut alerts {
-                g.proxy.blocks.consider(a, now_ms());
+                started |= g.proxy.blocks.consider(a, now_ms());
+            }
+            // A new block goes to the store (and the fleet) at once; the store's list comes
+            // back every BLOCK_SYNC.
+            if started || blocks_synced.elapsed() >= BLOCK_SYNC {
+                blocks_synced = std::time::Instant::now();
+                if let Err(e) = sync_blocks(&store, &g.proxy.blocks) {
+                    tracing::warn!(error = %e, "the proxy's blocks could not be exchanged with the store; retried");
+                }
             }
         }
         to_file.extend(alerts.iter().cloned());
@@ -450,6 +465,26 @@ fn stop(store: &Store, services: &super::services::Services) -> Result<u8> {
 }
 
 /// The proxy of `[proxy]`, running on its own runtime.
+/// How often the proxy's blocks are exchanged with the store: a block lifted through another
+/// API instance, or started by another proxy of the fleet, reaches this one within it.
+const BLOCK_SYNC: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Saves the blocks started here, then enforces the store's list.
+fn sync_blocks(
+    store: &Store,
+    blocks: &pgvigil::proxy::block::Blocklist,
+) -> Result<(), pgvigil::store::StoreError> {
+    let changed = blocks.take_changed();
+    if let Err(e) = store.save_blocks(&changed) {
+        blocks.requeue(&changed);
+        return Err(e);
+    }
+    let active = store.active_blocks(&pgvigil::store::now_utc())?;
+    let lifted = store.lifted_alerts()?;
+    blocks.replace(&active, lifted);
+    Ok(())
+}
+
 struct Guard {
     proxy: Arc<pgvigil::proxy::Proxy>,
     events: std::sync::mpsc::Receiver<pgvigil::event::Event>,

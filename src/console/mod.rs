@@ -197,6 +197,7 @@ pub fn router() -> Router<Arc<ApiState>> {
         .route("/console/alerts", get(alerts_page))
         .route("/console/alerts/{id}", get(alert_page))
         .route("/console/alerts/{id}/{action}", post(act))
+        .route("/console/blocks/{ip}/lift", post(lift_block))
         .route("/console/servers", get(servers_page))
         .route("/console/servers/{server}", get(profile_page))
         .route(
@@ -626,6 +627,22 @@ async fn alert_page(
         .and_then(|o| o.remove("activeResponse"));
     let evidence = serde_json::to_string_pretty(&rest).unwrap_or_default();
     let status = s(&a, "status");
+    // Whether the source is blocked now (the alert's evidence says only that it was).
+    let source: Option<std::net::IpAddr> = e["sourceIp"].as_str().and_then(|ip| ip.parse().ok());
+    let blocked_now = match source {
+        Some(ip) => {
+            let local = st
+                .proxy
+                .as_ref()
+                .is_some_and(|p| p.blocks.is_blocked(ip, crate::store::now_ms()));
+            let store = st.store.clone();
+            local
+                || crate::api::blocking(move || store.active_blocks(&crate::store::now_utc()))
+                    .await
+                    .is_ok_and(|b| b.iter().any(|b| b.source_ip == ip.to_string()))
+        }
+        None => false,
+    };
     let actions: [(&str, &str, &str); 4] = [
         ("dismiss", "Dismiss", "Dismissed"),
         ("inProgress", "Mark in progress", "InProgress"),
@@ -691,8 +708,20 @@ async fn alert_page(
             section.response {
                 h2 { "Active response" }
                 @if s(r, "action") == "blocked" {
-                    p { "The proxy refuses new connections from " (e["sourceIp"].as_str().unwrap_or("this source"))
+                    p { "The proxy refused new connections from " (e["sourceIp"].as_str().unwrap_or("this source"))
                         " from " (s(r, "since")) " until " (s(r, "until")) " (UTC)." }
+                    @if blocked_now {
+                        p { "It is blocked now." }
+                        @if let (Some(ip), true) = (source, caller.role == Role::Admin) {
+                            form.lift method="post" action={"/console/blocks/" (ip) "/lift"} {
+                                input type="hidden" name="csrf" value=(csrf);
+                                input type="hidden" name="alert" value=(id);
+                                button type="submit" { "Lift the block" }
+                            }
+                        }
+                    } @else {
+                        p { "It is not blocked now." }
+                    }
                 } @else {
                     p { "Not blocked: " (s(r, "reason")) "." }
                 }
@@ -762,6 +791,60 @@ async fn act(
             "No such alert",
             "There is no alert with this id.",
         ),
+        Err(e) => notice(
+            &caller,
+            &csrf,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Error",
+            &e.message,
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct LiftForm {
+    csrf: String,
+    #[serde(default)]
+    alert: String,
+}
+
+/// An admin lifts a source's block from its alert's page, as `DELETE /proxy/blocks/{ip}`.
+async fn lift_block(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(ip): Path<String>,
+    Form(f): Form<LiftForm>,
+) -> Response {
+    let Some((_, caller, csrf)) = session(&st, &headers).await else {
+        return to_signin();
+    };
+    if let Some(no) = may_change(&caller, &csrf, &f.csrf, "blocks") {
+        return no;
+    }
+    let Ok(addr) = ip.parse::<std::net::IpAddr>() else {
+        return notice(
+            &caller,
+            &csrf,
+            StatusCode::BAD_REQUEST,
+            "Not an address",
+            "Blocks are lifted by IP address.",
+        );
+    };
+    match st.lift_block(addr, &caller.name).await {
+        Ok(_) => {
+            tracing::info!(source = %addr, by = %caller.name, "block lifted in the console");
+            let back = if f
+                .alert
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !f.alert.is_empty()
+            {
+                format!("/console/alerts/{}", f.alert)
+            } else {
+                "/console".to_string()
+            };
+            Redirect::to(&back).into_response()
+        }
         Err(e) => notice(
             &caller,
             &csrf,

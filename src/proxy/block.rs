@@ -2,10 +2,16 @@
 //! alert, the proxy refuses its new connections (a FATAL 28000 with a neutral message) for
 //! `block_for`. Addresses on the allowlist are never blocked. Every block and unblock is
 //! logged, kept for the API, and optionally handed to a command (an nftables set, say).
+//!
+//! With a store (`pgvigil run`), blocks are saved there and the store's list is what the
+//! proxy enforces ([`Blocklist::take_changed`], [`Blocklist::replace`]): a restart keeps a
+//! blocked source out, the proxies of a fleet refuse it together, and a block lifted through
+//! any API instance is lifted everywhere.
 
 use crate::alert::{Alert, AlertType};
 use crate::duration::Span;
 use crate::event::format_time;
+use crate::store::blocks::StoredBlock;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -70,11 +76,20 @@ pub struct Block {
     causes: Vec<String>,
 }
 
+impl Block {
+    /// Every alert that asked for this block.
+    pub fn causes(&self) -> &[String] {
+        &self.causes
+    }
+}
+
 /// Alerts remembered per block, at most.
 const CAUSES_MAX: usize = 16;
 
 pub struct Blocklist {
     cfg: ActiveResponseConfig,
+    /// Blocks started or extended since the store last took them.
+    changed: std::sync::Mutex<rustc_hash::FxHashSet<IpAddr>>,
     allow: Vec<ipnet::IpNet>,
     blocks: std::sync::Mutex<rustc_hash::FxHashMap<IpAddr, Block>>,
     /// Alerts an operator dismissed, resolved or unblocked: as they go on counting, they
@@ -99,6 +114,7 @@ impl Blocklist {
         let allow = cfg.networks().unwrap_or_default();
         Blocklist {
             cfg,
+            changed: Default::default(),
             allow,
             blocks: Default::default(),
             lifted: Default::default(),
@@ -177,6 +193,10 @@ impl Blocklist {
             },
         );
         drop(b);
+        self.changed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(ip);
         a.evidence = a.evidence.with(
             "activeResponse",
             serde_json::json!({"action": "blocked", "by": "proxy", "since": since, "until": format_time(until)}),
@@ -248,6 +268,115 @@ impl Blocklist {
         };
         for ip in gone {
             tracing::warn!(source = %ip, "proxy: unblocked");
+            self.hook("unblock", ip);
+        }
+    }
+
+    /// The blocks started or extended since the last call, for the store.
+    pub fn take_changed(&self) -> Vec<StoredBlock> {
+        let ips: Vec<IpAddr> = self
+            .changed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        let b = self.lock();
+        ips.iter()
+            .filter_map(|ip| b.get(ip))
+            .map(|x| StoredBlock {
+                source_ip: x.source_ip.clone(),
+                since: x.since.clone(),
+                until: x.until.clone(),
+                alert_type: x.alert_type.as_str().to_string(),
+                alert_id: x.alert_id.clone(),
+                causes: x.causes.clone(),
+            })
+            .collect()
+    }
+
+    /// Blocks taken with [`Blocklist::take_changed`] that the store could not take: offered
+    /// again at the next exchange.
+    pub fn requeue(&self, blocks: &[StoredBlock]) {
+        let mut c = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+        c.extend(
+            blocks
+                .iter()
+                .filter_map(|b| b.source_ip.parse::<IpAddr>().ok()),
+        );
+    }
+
+    /// Enforces the store's blocks from now on (and remembers its lifted alerts): sources
+    /// blocked elsewhere or before a restart are refused, those lifted elsewhere let in. The
+    /// hook hears of each change. Blocks taken with [`Blocklist::take_changed`] must have
+    /// been saved first.
+    pub fn replace(&self, stored: &[StoredBlock], lifted: Vec<String>) {
+        if !self.cfg.enabled {
+            return;
+        }
+        {
+            let mut l = self.lifted.lock().unwrap_or_else(|p| p.into_inner());
+            if l.len() + lifted.len() > LIFTED_MAX {
+                l.clear();
+            }
+            l.extend(lifted);
+        }
+        let mut next: rustc_hash::FxHashMap<IpAddr, Block> = Default::default();
+        for s in stored {
+            let (Ok(ip), Ok(t), Ok(until)) = (
+                s.source_ip.parse::<IpAddr>(),
+                serde_json::from_value::<AlertType>(serde_json::Value::String(
+                    s.alert_type.clone(),
+                )),
+                chrono::DateTime::parse_from_rfc3339(&s.until),
+            ) else {
+                tracing::warn!(source = %s.source_ip, "proxy: a stored block is not readable; ignored");
+                continue;
+            };
+            if self.allows(ip) {
+                continue;
+            }
+            next.insert(
+                ip,
+                Block {
+                    source_ip: ip.to_string(),
+                    since: s.since.clone(),
+                    until: s.until.clone(),
+                    alert_type: t,
+                    alert_id: s.alert_id.clone(),
+                    until_ms: until.timestamp_millis(),
+                    causes: s.causes.clone(),
+                },
+            );
+        }
+        let (added, removed): (Vec<IpAddr>, Vec<IpAddr>) = {
+            let mut b = self.lock();
+            // A block started since the store was read stays until the next exchange.
+            let pending = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+            for ip in pending.iter() {
+                if let Some(x) = b.get(ip) {
+                    next.entry(*ip).or_insert_with(|| x.clone());
+                }
+            }
+            drop(pending);
+            let added = next
+                .keys()
+                .filter(|ip| !b.contains_key(ip))
+                .copied()
+                .collect();
+            let removed = b
+                .keys()
+                .filter(|ip| !next.contains_key(ip))
+                .copied()
+                .collect();
+            *b = next;
+            (added, removed)
+        };
+        for ip in added {
+            tracing::warn!(source = %ip, "proxy: blocked (from the store)");
+            self.hook("block", ip);
+        }
+        for ip in removed {
+            tracing::warn!(source = %ip, "proxy: block lifted (in the store)");
             self.hook("unblock", ip);
         }
     }

@@ -9,6 +9,7 @@
 
 mod alerts;
 pub mod audit;
+pub mod blocks;
 pub mod db;
 pub mod fleet;
 mod outbox;
@@ -69,6 +70,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0004_logins.sql"),
     include_str!("migrations/sqlite/0005_source_time.sql"),
     include_str!("migrations/sqlite/0006_audit.sql"),
+    include_str!("migrations/sqlite/0007_blocks.sql"),
 ];
 const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
@@ -77,6 +79,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0004_logins.sql"),
     include_str!("migrations/postgres/0005_source_time.sql"),
     include_str!("migrations/postgres/0006_audit.sql"),
+    include_str!("migrations/postgres/0007_blocks.sql"),
 ];
 
 const READERS: usize = 4;

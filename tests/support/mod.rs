@@ -1025,3 +1025,52 @@ pub fn raw_agent() -> ureq::Agent {
         .build()
         .into()
 }
+
+/// The `name=value` of cookie `name` among a response's Set-Cookie headers.
+pub fn set_cookie(r: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .find(|kv| kv.starts_with(&format!("{name}=")))
+        .map(String::from)
+}
+
+/// Signs in as the sign-in page does (its form token in a cookie and a hidden field); the
+/// session cookie, or the status of the refusal.
+pub fn form_sign_in(agent: &ureq::Agent, base: &str, token: &str) -> Result<String, u16> {
+    let mut page = agent.get(format!("{base}/console/signin")).call().unwrap();
+    let form_cookie = set_cookie(&page, "pgvigil_signin").expect("the form's cookie");
+    let html = page.body_mut().read_to_string().unwrap();
+    let value = form_cookie.split_once('=').unwrap().1;
+    assert!(
+        html.contains(&format!("name=\"csrf\" value=\"{value}\"")),
+        "{html}"
+    );
+    let r = agent
+        .post(format!("{base}/console/signin"))
+        .header("Cookie", &form_cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(format!("csrf={value}&token={token}"))
+        .unwrap();
+    match set_cookie(&r, "pgvigil_session") {
+        Some(c) if r.status().as_u16() == 303 => Ok(c),
+        _ => Err(r.status().as_u16()),
+    }
+}
+
+/// Posts a form with `cookie`.
+pub fn post_form(
+    agent: &ureq::Agent,
+    url: &str,
+    cookie: &str,
+    body: &str,
+) -> ureq::http::Response<ureq::Body> {
+    agent
+        .post(url)
+        .header("Cookie", cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(body)
+        .unwrap()
+}
