@@ -121,6 +121,9 @@ pub enum EventKind {
     /// (`CREATE ROLE x`, `ALTER ROLE x … LOGIN/PASSWORD`), reduced to verb and role in
     /// `message` (the text may hold a password).
     Statement,
+    /// A cancel request at the proxy (`pid` the backend it names); `message` says whether its
+    /// key was a session's (passed on) or matched none (a guess: not passed on).
+    CancelRequest,
 }
 
 /// The ways a connection can fail before authentication starts.

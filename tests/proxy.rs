@@ -1752,3 +1752,67 @@ fn run_with_blocking_proxy(cl: &Cluster) -> RunSetup {
         ),
     )
 }
+
+/// A client's cancel request (psql's Ctrl-C) reaches its own session through the proxy; one
+/// whose key matches no session (a guess at another's) is not passed on. Both are events.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_requests_reach_their_session_and_guesses_do_not() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let p = proxy(&cl, &["--events"]);
+    let addr = p.proxy_addr();
+    let c = connect("127.0.4.7", addr, "app", APP_PASSWORD)
+        .await
+        .unwrap();
+    let token = c.cancel_token();
+    let sleeper =
+        tokio::spawn(async move { c.simple_query("SELECT pg_sleep(30)").await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let asked = std::time::Instant::now();
+    token
+        .cancel_query_raw(connect_from("127.0.4.7", addr).await, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), sleeper)
+        .await
+        .expect("the query was not cancelled")
+        .unwrap();
+    let e = r.expect_err("pg_sleep(30) finished");
+    assert_eq!(
+        e.code(),
+        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+        "{e}"
+    );
+    assert!(asked.elapsed() < Duration::from_secs(5));
+
+    // A guess: a backend pid with a made-up key.
+    let pid: u32 = cl.psql("SELECT pg_backend_pid()").trim().parse().unwrap();
+    let mut raw = connect_from("127.0.4.8", addr).await;
+    let mut packet = Vec::new();
+    packet.extend_from_slice(&16u32.to_be_bytes());
+    packet.extend_from_slice(&80_877_102u32.to_be_bytes());
+    packet.extend_from_slice(&pid.to_be_bytes());
+    packet.extend_from_slice(&0x5eed_1234u32.to_be_bytes());
+    tokio::io::AsyncWriteExt::write_all(&mut raw, &packet)
+        .await
+        .unwrap();
+    drop(raw);
+    let (seen, _) = p.until(Duration::from_secs(3), |_| false);
+    let cancels: Vec<&Value> = seen
+        .iter()
+        .filter(|e| e["kind"] == "CancelRequest")
+        .collect();
+    assert_eq!(cancels.len(), 2, "{seen:#?}");
+    let from = |ip: &str| {
+        cancels.iter().find(|e| e["sourceIp"] == ip).unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        from("127.0.4.7").contains("passed on") && !from("127.0.4.7").contains("not passed on")
+    );
+    assert!(
+        from("127.0.4.8").contains("matches no session"),
+        "{cancels:#?}"
+    );
+}

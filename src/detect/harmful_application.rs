@@ -221,9 +221,9 @@ impl HarmfulApplication {
             });
         inc.last = inc.last.max(ev.time);
         inc.events += 1;
-        let inside = !matches!(
+        let inside = matches!(
             ev.kind,
-            EventKind::LoginFailed { .. } | EventKind::ConnectionReceived
+            EventKind::LoginSucceeded | EventKind::Statement | EventKind::Error
         );
         // Getting in is news (an escalation) even when no new tool came with it.
         let escalated = inside && !inc.inside;

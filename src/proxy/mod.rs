@@ -378,6 +378,9 @@ pub struct Proxy {
     /// The local addresses of connections to the server: the server logs proxied logins as
     /// coming from them.
     upstream_locals: std::sync::Mutex<Vec<IpAddr>>,
+    /// The cancel keys of the sessions relayed now (backend pid → key): a cancel request
+    /// whose key is none of them is a guess, and is not passed on.
+    cancel_keys: std::sync::Mutex<rustc_hash::FxHashMap<u32, u32>>,
     clients: Arc<tokio::sync::Semaphore>,
     rate: std::sync::Mutex<rustc_hash::FxHashMap<IpAddr, (i64, u32)>>,
     next_id: AtomicU64,
@@ -418,6 +421,8 @@ struct Conn {
     fingerprint: Option<Identified>,
     auth_method: Option<&'static str>,
     backend_pid: Option<u32>,
+    /// The session's cancel key (BackendKeyData).
+    cancel_key: Option<u32>,
     /// The client's connection is TLS (terminated here).
     tls: bool,
     /// The client asked for TLS before its startup packet.
@@ -534,6 +539,7 @@ impl Proxy {
             counters: Arc::new(ProxyCounters::default()),
             events: std::sync::Mutex::new(events),
             upstream_locals: Default::default(),
+            cancel_keys: Default::default(),
             rate: Default::default(),
             next_id: AtomicU64::new(1),
             stop: tokio::sync::watch::channel(false).0,
@@ -860,11 +866,24 @@ impl Proxy {
                 return;
             }
         };
+        let keyed = conn.backend_pid.zip(conn.cancel_key);
+        if let Some((pid, key)) = keyed {
+            self.cancel_keys
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(pid, key);
+        }
         if self.cfg.inspect_statements {
             self.inspect(client, upstream, &conn).await;
         } else {
             // Authenticated: bytes both ways, unread.
             let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        }
+        if let Some((pid, key)) = keyed {
+            let mut k = self.cancel_keys.lock().unwrap_or_else(|p| p.into_inner());
+            if k.get(&pid) == Some(&key) {
+                k.remove(&pid);
+            }
         }
         self.emit(conn.event(EventKind::Disconnected));
     }
@@ -1081,7 +1100,23 @@ impl Proxy {
                 }
                 Ok(Some(FirstPacket::Cancel { pid, key })) => {
                     self.counters.cancels.fetch_add(1, Ordering::Relaxed);
-                    self.forward_cancel(pid, key).await;
+                    let known = self
+                        .cancel_keys
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&pid)
+                        == Some(&key);
+                    let mut e = conn.event(EventKind::CancelRequest);
+                    e.pid = Some(pid);
+                    e.message = Some(if known {
+                        format!("cancel request for backend {pid}: the key of a session relayed here, passed on").into()
+                    } else {
+                        format!("cancel request for backend {pid}: its key matches no session relayed here (a guess), not passed on").into()
+                    });
+                    self.emit(e);
+                    if known {
+                        self.forward_cancel(pid, key).await;
+                    }
                     return None;
                 }
                 Ok(Some(FirstPacket::Startup(s))) => break s,
@@ -1171,7 +1206,10 @@ impl Proxy {
                                     _ => conn.auth_method,
                                 }
                             }
-                            ServerMsg::BackendKey { pid, .. } => conn.backend_pid = Some(pid),
+                            ServerMsg::BackendKey { pid, key } => {
+                                conn.backend_pid = Some(pid);
+                                conn.cancel_key = Some(key);
+                            }
                             ServerMsg::Error { code, message } => {
                                 let _ = client.write_all(&to_client).await;
                                 self.identify_timed(conn);
