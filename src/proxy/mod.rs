@@ -1109,9 +1109,9 @@ impl Proxy {
                     let mut e = conn.event(EventKind::CancelRequest);
                     e.pid = Some(pid);
                     e.message = Some(if known {
-                        format!("cancel request for backend {pid}: the key of a session relayed here, passed on").into()
+                        format!("cancel request for backend {pid}: the key of a session relayed here, passed on")
                     } else {
-                        format!("cancel request for backend {pid}: its key matches no session relayed here (a guess), not passed on").into()
+                        format!("cancel request for backend {pid}: its key matches no session relayed here (a guess), not passed on")
                     });
                     self.emit(e);
                     if known {
