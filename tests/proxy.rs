@@ -1816,3 +1816,48 @@ async fn cancel_requests_reach_their_session_and_guesses_do_not() {
         "{cancels:#?}"
     );
 }
+
+/// A slow-loris of 1,000 silent connections from 250 addresses (four each: no per-source
+/// limit is reached) takes every client slot of a default proxy; ordinary logins from other
+/// addresses still get in, each cutting the oldest connection that never logged in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_client_slow_loris_does_not_lock_out_real_logins() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let p = proxy(&cl, &[]);
+    let addr = p.proxy_addr();
+    let mut held = Vec::new();
+    for a in 0..250u32 {
+        for _ in 0..4 {
+            held.push(
+                connect_from(&format!("127.0.{}.{}", 100 + a / 200, 1 + a % 200), addr).await,
+            );
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for i in 0..5 {
+        let c = connect(&format!("127.0.6.{}", i + 1), addr, "app", APP_PASSWORD).await;
+        assert!(
+            c.is_ok(),
+            "login {i} during the slow-loris: {:?}\n{}",
+            c.err(),
+            p.log()
+        );
+        drop(c);
+    }
+    // The silent ones that were cut were told so, and the rest still hold their slots.
+    let mut cut = 0;
+    for s in &mut held {
+        let mut buf = [0u8; 256];
+        if let Ok(Ok(n)) = tokio::time::timeout(
+            Duration::from_millis(5),
+            tokio::io::AsyncReadExt::read(s, &mut buf),
+        )
+        .await
+        {
+            if n > 0 && String::from_utf8_lossy(&buf[..n]).contains("connection cut") {
+                cut += 1;
+            }
+        }
+    }
+    assert!((1..=5).contains(&cut), "{cut} silent connections cut");
+}

@@ -62,12 +62,12 @@ fn proxy(m: &mut String, p: &crate::proxy::ProxyStats) {
         ),
         (
             "pgvigil_proxy_timeouts_total",
-            "Connections cut for not finishing their login in time.",
+            "Connections cut for not finishing their login in time (or, with every client slot taken, the oldest not logged in yet).",
             p.timeouts,
         ),
         (
             "pgvigil_proxy_cancels_total",
-            "Cancel requests forwarded.",
+            "Cancel requests (passed on only with the key of a session relayed now).",
             p.cancels,
         ),
         (

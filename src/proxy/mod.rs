@@ -310,6 +310,10 @@ fn without_channel_binding(body: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// How long a connection may hold a client slot without logging in before, when the proxy is
+/// full, it is cut to make room for a new one.
+const EVICT_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// What the proxy counts (`/metrics`, the log).
 #[derive(Debug, Default)]
 pub struct ProxyCounters {
@@ -381,6 +385,11 @@ pub struct Proxy {
     /// The cancel keys of the sessions relayed now (backend pid → key): a cancel request
     /// whose key is none of them is a guess, and is not passed on.
     cancel_keys: std::sync::Mutex<rustc_hash::FxHashMap<u32, u32>>,
+    /// Connections holding a client slot that have not logged in yet, by id (oldest first):
+    /// when every slot is taken, the oldest of them is cut to make room (slow-loris).
+    unauthenticated: std::sync::Mutex<
+        std::collections::BTreeMap<u64, (std::time::Instant, tokio::sync::oneshot::Sender<()>)>,
+    >,
     clients: Arc<tokio::sync::Semaphore>,
     rate: std::sync::Mutex<rustc_hash::FxHashMap<IpAddr, (i64, u32)>>,
     next_id: AtomicU64,
@@ -540,6 +549,7 @@ impl Proxy {
             events: std::sync::Mutex::new(events),
             upstream_locals: Default::default(),
             cancel_keys: Default::default(),
+            unauthenticated: Default::default(),
             rate: Default::default(),
             next_id: AtomicU64::new(1),
             stop: tokio::sync::watch::channel(false).0,
@@ -731,6 +741,49 @@ impl Proxy {
         }
     }
 
+    /// Ends a connection that did not log in in time (or was cut to make room): the client
+    /// is told, the count kept, and the event says whether it ever sent a startup packet.
+    async fn cut_at_login(
+        &self,
+        client: &mut BoxIo,
+        conn: &Conn,
+        code: &str,
+        told: &str,
+        why: &str,
+    ) {
+        self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+        let _ = client
+            .write_all(&protocol::error_response("FATAL", code, told))
+            .await;
+        let what = if conn.startup.params.is_empty() {
+            ProtocolErrorKind::NoStartup
+        } else {
+            ProtocolErrorKind::InvalidStartup
+        };
+        let mut e = conn.event(EventKind::ProtocolError { what });
+        e.message = Some(why.into());
+        self.emit(e);
+    }
+
+    /// Cuts the connection that has waited longest without logging in, if it has waited
+    /// `EVICT_AFTER` at least (a real login takes milliseconds): whether one was cut.
+    fn cut_oldest_unauthenticated(&self) -> bool {
+        let mut u = self
+            .unauthenticated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some((&id, (since, _))) = u.iter().next() else {
+            return false;
+        };
+        if since.elapsed() < EVICT_AFTER {
+            return false;
+        }
+        match u.remove(&id) {
+            Some((_, cut)) => cut.send(()).is_ok(),
+            None => false,
+        }
+    }
+
     /// A slot among the source's connections in authentication, or `None` when it has
     /// `per_source_in_auth` already.
     fn enter_auth(&self, ip: IpAddr) -> Option<InAuth<'_>> {
@@ -830,7 +883,19 @@ impl Proxy {
                 }
             }
         };
-        let Ok(_permit) = self.clients.clone().try_acquire_owned() else {
+        let permit = match self.clients.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            // Full: the oldest connection still not logged in (after EVICT_AFTER) makes room.
+            Err(_) if self.cut_oldest_unauthenticated() => tokio::time::timeout(
+                std::time::Duration::from_secs(1),
+                self.clients.clone().acquire_owned(),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok),
+            Err(_) => None,
+        };
+        let Some(_permit) = permit else {
             self.counters.refused_limit.fetch_add(1, Ordering::Relaxed);
             self.refuse(&mut client, "53300", "sorry, too many clients already")
                 .await;
@@ -838,31 +903,46 @@ impl Proxy {
         };
         self.emit(conn.event(EventKind::ConnectionReceived));
         let limit = self.cfg.auth_timeout.duration();
+        let (cut_tx, cut_rx) = tokio::sync::oneshot::channel();
+        self.unauthenticated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(conn.id, (std::time::Instant::now(), cut_tx));
         let login = {
             let _login = self.spares.login();
-            tokio::time::timeout(limit, self.login(&mut client, &mut conn)).await
+            tokio::select! {
+                r = tokio::time::timeout(limit, self.login(&mut client, &mut conn)) => Some(r),
+                _ = cut_rx => None,
+            }
         };
+        self.unauthenticated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&conn.id);
         drop(in_auth);
+        let Some(login) = login else {
+            self.cut_at_login(
+                &mut client,
+                &conn,
+                "53300",
+                "connection cut: the proxy is full and this connection had not logged in",
+                "cut at the proxy, full, while still not logged in",
+            )
+            .await;
+            return;
+        };
         let mut upstream = match login {
             Ok(Some(up)) => up,
             Ok(None) => return,
             Err(_) => {
-                self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                let _ = client
-                    .write_all(&protocol::error_response(
-                        "FATAL",
-                        "08006",
-                        "authentication timed out",
-                    ))
-                    .await;
-                let what = if conn.startup.params.is_empty() {
-                    ProtocolErrorKind::NoStartup
-                } else {
-                    ProtocolErrorKind::InvalidStartup
-                };
-                let mut e = conn.event(EventKind::ProtocolError { what });
-                e.message = Some("authentication timed out at the proxy".into());
-                self.emit(e);
+                self.cut_at_login(
+                    &mut client,
+                    &conn,
+                    "08006",
+                    "authentication timed out",
+                    "authentication timed out at the proxy",
+                )
+                .await;
                 return;
             }
         };
