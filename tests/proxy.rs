@@ -342,16 +342,7 @@ fn libpqs_retry_without_tls_is_the_same_client() {
     let certs = tempfile::tempdir().unwrap();
     let (cl, _ca, cert, key) = tls_cluster(certs.path());
     let dir = tempfile::tempdir().unwrap();
-    let p = proxy_configured(
-        &cl,
-        dir.path(),
-        &format!(
-            "[proxy]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
-            cert.display(),
-            key.display()
-        ),
-        &["--block", "--events"],
-    );
+    let p = proxy_with_tls(&cl, dir.path(), &cert, &key, &["--block", "--events"]);
     let port = p.proxy_addr().port();
     for typo in ["apppas", "appass"] {
         let out = psql_in_a_terminal(
@@ -1860,4 +1851,101 @@ async fn a_thousand_client_slow_loris_does_not_lock_out_real_logins() {
         }
     }
     assert!((1..=5).contains(&cut), "{cut} silent connections cut");
+}
+
+/// The Python of the virtual environment `./test` makes, whose psycopg bundles libpq 18.
+fn libpq18_python() -> String {
+    let py = std::env::var("PGVIGIL_LIBPQ18_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/pgvigil-test/libpq18/bin/python",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let ok = std::process::Command::new(&py)
+        .args([
+            "-c",
+            "import psycopg; assert psycopg.pq.version() >= 180000",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{py}: no psycopg with libpq 18; `./test --deps` makes it (python3 -m venv, pip install 'psycopg[binary]>=3.3')"
+    );
+    py
+}
+
+/// libpq 18 through the proxy: `sslnegotiation=direct` (TLS from the first byte, ALPN
+/// "postgresql", no SSLRequest) is accepted, and a client asking for protocol 3.2 logs in
+/// (the server, PostgreSQL 15, settles on 3.0) and can still cancel its query.
+#[test]
+fn libpq_18_direct_tls_and_protocol_3_2_work_through_the_proxy() {
+    let py = libpq18_python();
+    let certs = tempfile::tempdir().unwrap();
+    let (cl, ca, cert, key) = tls_cluster(certs.path());
+    let dir = tempfile::tempdir().unwrap();
+    let p = proxy_with_tls(&cl, dir.path(), &cert, &key, &["--events"]);
+    let port = p.proxy_addr().port();
+    let script = format!(
+        r#"
+import psycopg, threading, time
+base = "host=127.0.0.1 port={port} user=app password={APP_PASSWORD} dbname=appdb"
+with psycopg.connect(base + " sslmode=verify-full sslrootcert={ca} sslnegotiation=direct") as c:
+    print("direct", c.pgconn.ssl_in_use, c.execute("SELECT 42").fetchone()[0])
+with psycopg.connect(base + " sslmode=disable max_protocol_version=3.2") as c:
+    print("protocol", c.pgconn.protocol_version, c.execute("SELECT 43").fetchone()[0])
+    threading.Timer(0.5, c.cancel_safe).start()
+    t = time.time()
+    try:
+        c.execute("SELECT pg_sleep(20)")
+        print("cancel", "not cancelled")
+    except psycopg.errors.QueryCanceled:
+        print("cancel", "cancelled in", round(time.time() - t))
+# Insisting on 3.2: the server's NegotiateProtocolVersion reaches the client, which says why.
+try:
+    psycopg.connect(base + " sslmode=disable min_protocol_version=3.2")
+    print("min32", "connected")
+except psycopg.OperationalError as e:
+    print("min32", " ".join(str(e).split()))
+"#,
+        ca = ca.display()
+    );
+    let out = std::process::Command::new(&py)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        p.log()
+    );
+    assert!(text.contains("direct True 42"), "{text}");
+    // PostgreSQL 15 speaks 3.0; the client asked for 3.2 and went on with what the server offered.
+    assert!(text.contains("protocol 3 43"), "{text}");
+    assert!(
+        text.contains("cancel cancelled in 0") || text.contains("cancel cancelled in 1"),
+        "{text}"
+    );
+}
+
+/// `pgvigil proxy` that accepts TLS from clients with `cert` and `key`.
+fn proxy_with_tls(
+    cl: &Cluster,
+    dir: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    extra: &[&str],
+) -> Runner {
+    proxy_configured(
+        cl,
+        dir,
+        &format!(
+            "[proxy]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+        extra,
+    )
 }

@@ -166,6 +166,52 @@ pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 type BoxIo = Box<dyn Io>;
 
+/// A stream whose first bytes were already read: they are read again, then the rest.
+struct Replay<S> {
+    head: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Replay<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.at < self.head.len() {
+            let n = (self.head.len() - self.at).min(buf.remaining());
+            let at = self.at;
+            buf.put_slice(&self.head[at..at + n]);
+            self.at += n;
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Replay<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Reads a PROXY protocol header (v1 or v2) and nothing more: the startup packet after it
 /// is the client's. Returns the client address it names.
 async fn read_proxy_header(tcp: &mut TcpStream) -> std::io::Result<Option<SocketAddr>> {
@@ -497,9 +543,12 @@ impl Proxy {
         cfg.validate().map_err(ProxyError::Config)?;
         let fingerprints = Fingerprints::load(cfg.fingerprints.as_deref())?;
         let acceptor = match (&cfg.tls_cert, &cfg.tls_key) {
-            (Some(c), Some(k)) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
-                crate::tls::server_config(c, k, "proxy.tls")?,
-            ))),
+            (Some(c), Some(k)) => {
+                let mut sc = crate::tls::server_config(c, k, "proxy.tls")?;
+                // PostgreSQL's ALPN name: libpq 17+ offers it, and with direct TLS requires it.
+                sc.alpn_protocols = vec![b"postgresql".to_vec()];
+                Some(tokio_rustls::TlsAcceptor::from(Arc::new(sc)))
+            }
             _ => None,
         };
         let trusted_balancers =
@@ -1056,6 +1105,9 @@ impl Proxy {
             }
             got += n;
         }
+        if header[0] == protocol::TLS_HANDSHAKE {
+            return Ok(Some(FirstPacket::DirectTls(header)));
+        }
         let len = protocol::first_packet_len(header, self.cfg.max_startup_bytes)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         let mut packet = vec![0u8; len];
@@ -1177,6 +1229,42 @@ impl Proxy {
                 }
                 Ok(Some(FirstPacket::GssEncRequest)) => {
                     client.write_all(b"N").await.ok()?;
+                }
+                Ok(Some(FirstPacket::DirectTls(read))) => {
+                    let Some(acceptor) = self.acceptor.as_ref().filter(|_| !conn.tls) else {
+                        // As PostgreSQL without TLS: closed without a word.
+                        self.protocol_error(
+                            conn,
+                            "TLS without an SSLRequest, and no TLS here".into(),
+                        );
+                        return None;
+                    };
+                    tls_first = true;
+                    let plain = std::mem::replace(client, Box::new(tokio::io::duplex(1).0));
+                    let replayed = Replay {
+                        head: read.to_vec(),
+                        at: 0,
+                        inner: plain,
+                    };
+                    match acceptor.accept(replayed).await {
+                        // Direct TLS without PostgreSQL's ALPN could be another protocol's
+                        // client: refused, as PostgreSQL does.
+                        Ok(t) if t.get_ref().1.alpn_protocol() == Some(b"postgresql") => {
+                            *client = Box::new(t);
+                            conn.tls = true;
+                        }
+                        Ok(_) => {
+                            self.protocol_error(
+                                conn,
+                                "direct TLS without the ALPN name \"postgresql\"".into(),
+                            );
+                            return None;
+                        }
+                        Err(e) => {
+                            self.protocol_error(conn, format!("TLS handshake failed: {e}"));
+                            return None;
+                        }
+                    }
                 }
                 Ok(Some(FirstPacket::Cancel { pid, key })) => {
                     self.counters.cancels.fetch_add(1, Ordering::Relaxed);

@@ -21,7 +21,14 @@ pub enum FirstPacket {
         key: u32,
     },
     Startup(Startup),
+    /// A TLS ClientHello where a packet should be: `sslnegotiation=direct` (libpq 17+),
+    /// TLS from the first byte without an SSLRequest. The bytes read so far.
+    DirectTls([u8; 4]),
 }
+
+/// A TLS record of type handshake starts so; no PostgreSQL packet can (its length would be
+/// hundreds of megabytes).
+pub const TLS_HANDSHAKE: u8 = 0x16;
 
 /// A StartupMessage: protocol version and the parameters in the order sent.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
