@@ -430,7 +430,7 @@ pub struct Proxy {
     upstream_locals: std::sync::Mutex<Vec<IpAddr>>,
     /// The cancel keys of the sessions relayed now (backend pid → key): a cancel request
     /// whose key is none of them is a guess, and is not passed on.
-    cancel_keys: std::sync::Mutex<rustc_hash::FxHashMap<u32, u32>>,
+    cancel_keys: std::sync::Mutex<rustc_hash::FxHashMap<u32, Vec<u8>>>,
     /// Connections holding a client slot that have not logged in yet, by id (oldest first):
     /// when every slot is taken, the oldest of them is cut to make room (slow-loris).
     unauthenticated: std::sync::Mutex<
@@ -477,7 +477,7 @@ struct Conn {
     auth_method: Option<&'static str>,
     backend_pid: Option<u32>,
     /// The session's cancel key (BackendKeyData).
-    cancel_key: Option<u32>,
+    cancel_key: Option<Vec<u8>>,
     /// The client's connection is TLS (terminated here).
     tls: bool,
     /// The client asked for TLS before its startup packet.
@@ -995,12 +995,12 @@ impl Proxy {
                 return;
             }
         };
-        let keyed = conn.backend_pid.zip(conn.cancel_key);
-        if let Some((pid, key)) = keyed {
+        let keyed = conn.backend_pid.zip(conn.cancel_key.clone());
+        if let Some((pid, key)) = &keyed {
             self.cancel_keys
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(pid, key);
+                .insert(*pid, key.clone());
         }
         if self.cfg.inspect_statements {
             self.inspect(client, upstream, &conn).await;
@@ -1283,7 +1283,7 @@ impl Proxy {
                     });
                     self.emit(e);
                     if known {
-                        self.forward_cancel(pid, key).await;
+                        self.forward_cancel(pid, &key).await;
                     }
                     return None;
                 }
@@ -1619,16 +1619,16 @@ impl Proxy {
 
     /// A cancel request goes to the server as it came: the key it carries is the server's own
     /// (BackendKeyData is passed through), so the server finds the right backend.
-    async fn forward_cancel(&self, pid: u32, key: u32) {
+    async fn forward_cancel(&self, pid: u32, key: &[u8]) {
         let connect = self.cfg.connect_timeout.duration();
         if let Ok(Ok(mut up)) =
             tokio::time::timeout(connect, TcpStream::connect(&self.cfg.upstream)).await
         {
-            let mut p = Vec::with_capacity(16);
-            p.extend_from_slice(&16u32.to_be_bytes());
+            let mut p = Vec::with_capacity(12 + key.len());
+            p.extend_from_slice(&(12 + key.len() as u32).to_be_bytes());
             p.extend_from_slice(&protocol::CANCEL_REQUEST.to_be_bytes());
             p.extend_from_slice(&pid.to_be_bytes());
-            p.extend_from_slice(&key.to_be_bytes());
+            p.extend_from_slice(key);
             let _ = up.write_all(&p).await;
             let _ = up.shutdown().await;
         }

@@ -15,10 +15,11 @@ pub const PROTOCOL_3_0: u32 = 196_608;
 pub enum FirstPacket {
     SslRequest,
     GssEncRequest,
-    /// A cancel request: backend pid and secret key, forwarded as they came.
+    /// A cancel request: backend pid and secret key, forwarded as they came. The key is 4
+    /// bytes in protocol 3.0 and up to 256 in 3.2.
     Cancel {
         pid: u32,
-        key: u32,
+        key: Vec<u8>,
     },
     Startup(Startup),
     /// A TLS ClientHello where a packet should be: `sslnegotiation=direct` (libpq 17+),
@@ -84,6 +85,9 @@ pub enum ProtoError {
 
 /// The length a first packet announces, once its 4-byte header is in: `Err` if it is not a
 /// length PostgreSQL accepts (8 ..= `max`).
+/// The longest cancel key protocol 3.2 allows.
+pub const MAX_CANCEL_KEY: usize = 256;
+
 pub fn first_packet_len(header: [u8; 4], max: usize) -> Result<usize, ProtoError> {
     let len = u32::from_be_bytes(header) as usize;
     if len < 8 || len > max {
@@ -103,12 +107,12 @@ pub fn parse_first(packet: &[u8]) -> Result<FirstPacket, ProtoError> {
         SSL_REQUEST => Ok(FirstPacket::SslRequest),
         GSSENC_REQUEST => Ok(FirstPacket::GssEncRequest),
         CANCEL_REQUEST => {
-            if body.len() != 8 {
+            if !(8..=4 + MAX_CANCEL_KEY).contains(&body.len()) {
                 return Err(ProtoError::Layout("cancel request of the wrong length"));
             }
             Ok(FirstPacket::Cancel {
                 pid: u32::from_be_bytes([body[0], body[1], body[2], body[3]]),
-                key: u32::from_be_bytes([body[4], body[5], body[6], body[7]]),
+                key: body[4..].to_vec(),
             })
         }
         _ if code >> 16 == 3 => {
@@ -160,10 +164,10 @@ pub enum ServerMsg {
         code: String,
         message: String,
     },
-    /// `K`: the backend's pid and cancel key.
+    /// `K`: the backend's pid and cancel key (4 bytes in protocol 3.0, up to 256 in 3.2).
     BackendKey {
         pid: u32,
-        key: u32,
+        key: Vec<u8>,
     },
     /// `Z`: the session is ready: authentication is over.
     Ready,
@@ -175,8 +179,13 @@ pub fn parse_server(kind: u8, body: &[u8]) -> ServerMsg {
     let be = |b: &[u8]| -> Option<u32> { Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?)) };
     match kind {
         b'R' => be(body).map_or(ServerMsg::Other(kind), ServerMsg::Auth),
-        b'K' => match (be(body), body.get(4..).and_then(be)) {
-            (Some(pid), Some(key)) => ServerMsg::BackendKey { pid, key },
+        b'K' => match (be(body), body.get(4..)) {
+            (Some(pid), Some(key)) if (4..=MAX_CANCEL_KEY).contains(&key.len()) => {
+                ServerMsg::BackendKey {
+                    pid,
+                    key: key.to_vec(),
+                }
+            }
             _ => ServerMsg::Other(kind),
         },
         b'Z' => ServerMsg::Ready,
@@ -332,7 +341,29 @@ mod tests {
         cancel.extend_from_slice(&9u32.to_be_bytes());
         assert_eq!(
             parse_first(&cancel).unwrap(),
-            FirstPacket::Cancel { pid: 7, key: 9 }
+            FirstPacket::Cancel {
+                pid: 7,
+                key: 9u32.to_be_bytes().to_vec()
+            }
+        );
+        // Protocol 3.2: a 32-byte key, in the request and in BackendKeyData.
+        let key: Vec<u8> = (0..32).collect();
+        let mut long = (16u32 + 28).to_be_bytes().to_vec();
+        long.extend_from_slice(&CANCEL_REQUEST.to_be_bytes());
+        long.extend_from_slice(&7u32.to_be_bytes());
+        long.extend_from_slice(&key);
+        assert_eq!(
+            parse_first(&long).unwrap(),
+            FirstPacket::Cancel {
+                pid: 7,
+                key: key.clone()
+            }
+        );
+        let mut k = 7u32.to_be_bytes().to_vec();
+        k.extend_from_slice(&key);
+        assert_eq!(
+            parse_server(b'K', &k),
+            ServerMsg::BackendKey { pid: 7, key }
         );
     }
 
