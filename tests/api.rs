@@ -684,9 +684,10 @@ url = "http://127.0.0.1:{port}/hook"
     // ...pgvigil is killed and comes back...
     run.kill();
     let run = start(&s);
-    // ...and once the receiver listens, each alert arrives exactly once.
+    // ...and once the receiver listens, each alert arrives exactly once. (A delivery the
+    // killed process had under way is leased for 30 s before the new one takes it over.)
     let hook = HttpSink::start(port);
-    let got = hook.collect(2, Duration::from_secs(30));
+    let got = hook.collect(2, Duration::from_secs(60));
     assert_eq!(got.len(), 2, "{}", run.log());
     assert!(
         hook.collect(1, Duration::from_secs(3)).is_empty(),

@@ -341,3 +341,86 @@ fn sqlmap_through_a_vulnerable_application_is_sql_injection() {
         );
     }
 }
+
+/// What an attacker writes to slip past name matching and text rules, run for real as the
+/// superuser and the application: quoted and schema-qualified function names, an untrusted
+/// language, a library loaded from a path, file_fdw over a program, membership in a
+/// superuser role, logging turned off for the session; credentials read with UNION,
+/// error-based and blind extraction. Each is seen in every log format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evasions_and_extraction_are_seen_in_every_log_format() {
+    let mut cl = pgaudit_cluster("all");
+    let su = ("postgres", SUPERUSER_PASSWORD, "postgres", "psql");
+    run_sql("127.0.2.1", cl.port, APP, &["SELECT * FROM items LIMIT 10"]).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Some fail (no plperlu here, no such library, no access): each is logged all the same.
+    run_sql(
+        "127.0.2.9",
+        cl.port,
+        su,
+        &[
+            "SELECT \"pg_read_file\"('PG_VERSION')",
+            "SELECT \"pg_catalog\".\"pg_read_file\"('PG_VERSION')",
+            "CREATE LANGUAGE plperlu",
+            "LOAD '/tmp/pgvigil-test-no-such.so'",
+            "CREATE EXTENSION IF NOT EXISTS file_fdw",
+            "CREATE SERVER files FOREIGN DATA WRAPPER file_fdw",
+            "CREATE FOREIGN TABLE cmd (line text) SERVER files OPTIONS (program 'id')",
+            "CREATE ROLE mallory LOGIN PASSWORD 'Mall0ry-pw'",
+            "GRANT postgres TO mallory",
+            "SET log_statement = 'none'",
+            "SELECT 'this is not logged'",
+        ],
+    )
+    .await;
+    run_sql(
+        "127.0.2.1",
+        cl.port,
+        APP,
+        &[
+            "SELECT name FROM items WHERE id=1 UNION SELECT passwd FROM pg_shadow",
+            "SELECT name FROM items WHERE id=1 AND 1=CAST((SELECT version()) AS int)",
+            "SELECT name FROM items WHERE id=1 AND ascii(substring((SELECT current_user),1,1))>64",
+        ],
+    )
+    .await;
+    cl.stop();
+    let config = config(&cl);
+    for log in ["postgresql.log", "postgresql.csv", "postgresql.json"] {
+        let alerts = analyze_with(&config, &cl.log_dir.join(log));
+        let unsafe_ = alerts_of(&alerts, "PostgreSQL_UnsafeAction");
+        assert_eq!(unsafe_.len(), 1, "{log}: {unsafe_:#?}");
+        let r = rules(&unsafe_[0]);
+        for want in [
+            "server file access by function",
+            "untrusted language created",
+            "LOAD of a shared library from a path",
+            "foreign table over a program's output",
+            "logging turned off for the session",
+        ] {
+            assert!(r.contains(want), "{log}: {want} in {r}");
+        }
+        let esc = alerts_of(&alerts, "PostgreSQL_PrivilegeEscalation");
+        assert!(
+            esc.iter().any(|a| {
+                rules(a).contains("granted membership in a superuser role")
+                    && a["description"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("\"mallory\"")
+            }),
+            "{log}: {esc:#?}"
+        );
+        let sqli = alerts_of(&alerts, "PostgreSQL_SqlInjection");
+        let r: String = sqli.iter().map(rules).collect();
+        for want in [
+            "password hashes",
+            "error-based extraction",
+            "blind extraction",
+        ] {
+            assert!(r.contains(want), "{log}: {want} in {r}");
+        }
+        let text = serde_json::to_string(&alerts).unwrap();
+        assert!(!text.contains("this is not logged"));
+    }
+}

@@ -119,8 +119,9 @@ fn grantees(s: &[Token]) -> Vec<String> {
         .collect()
 }
 
-/// The gains a text grants.
-pub fn gains(toks: &[Token]) -> Vec<Gain> {
+/// The gains a text grants; `is_superuser` says which roles are superusers (membership in
+/// one is superuser power).
+pub fn gains(toks: &[Token], is_superuser: &dyn Fn(&str) -> bool) -> Vec<Gain> {
     let mut out = Vec::new();
     for s in st::statements(toks) {
         let role_stmt = (st::starts_with(s, &["ALTER"]) || st::starts_with(s, &["CREATE"]))
@@ -179,6 +180,16 @@ pub fn gains(toks: &[Token]) -> Vec<Gain> {
                         .filter_map(|t| st::name_of(Some(t)))
                         .collect();
                     for g in granted {
+                        if is_superuser(&g) {
+                            for role in grantees(s) {
+                                out.push(Gain {
+                                    role,
+                                    rule: "granted membership in a superuser role",
+                                    severity: Severity::High,
+                                });
+                            }
+                            continue;
+                        }
                         if let Some((_, sev)) = POWERFUL_ROLES.iter().find(|(r, _)| *r == g) {
                             for role in grantees(s) {
                                 out.push(Gain {
@@ -243,7 +254,9 @@ impl Detector for PrivilegeEscalation {
         let Some(sql) = &ev.sql else { return };
         let toks = sql.tokens();
         let by = ev.principal.as_deref().unwrap_or("");
-        let mut found: Vec<(String, &'static str, Severity)> = gains(toks)
+        let (cfg_su, seen_su) = (&self.cfg.superusers, &self.st.superusers);
+        let is_su = |r: &str| cfg_su.iter().any(|s| s == r) || seen_su.contains(r);
+        let mut found: Vec<(String, &'static str, Severity)> = gains(toks, &is_su)
             .into_iter()
             .map(|g| (g.role, g.rule, g.severity))
             .collect();
@@ -307,10 +320,23 @@ mod tests {
     use crate::sql::tokens;
 
     fn g(sql: &str) -> Vec<(String, Severity)> {
-        gains(&tokens(sql))
+        gains(&tokens(sql), &|r| r == "postgres")
             .into_iter()
             .map(|g| (g.role, g.severity))
             .collect()
+    }
+
+    #[test]
+    fn membership_in_a_superuser_role_is_superuser_power() {
+        let found = gains(&tokens("GRANT postgres TO mallory"), &|r| r == "postgres");
+        assert_eq!(
+            found,
+            [Gain {
+                role: "mallory".into(),
+                rule: "granted membership in a superuser role",
+                severity: Severity::High,
+            }]
+        );
     }
 
     #[test]
@@ -353,6 +379,7 @@ mod tests {
             "GRANT SELECT ON t TO app",
             "GRANT ALL ON TABLE t TO app",
             "GRANT reporting TO app",
+            "GRANT app_owner TO app",
             "CREATE ROLE app LOGIN",
             "CREATE ROLE dba LOGIN CREATEROLE PASSWORD 'x'",
         ] {

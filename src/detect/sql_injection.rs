@@ -110,6 +110,28 @@ pub fn payload_rules(toks: &[Token], heavy_series: u64) -> Vec<&'static str> {
             if st::is_word(s.get(i), "UNION") && null_probe(&s[i + 1..]) {
                 push(&mut rules, "UNION SELECT NULL column probe");
             }
+            if st::is_word(s.get(i), "UNION") && reads_credentials(&s[i + 1..]) {
+                push(
+                    &mut rules,
+                    "UNION SELECT of password hashes (pg_shadow, pg_authid)",
+                );
+            }
+            if subquery_cast_to_number(s, i) {
+                push(
+                    &mut rules,
+                    "error-based extraction (a subquery cast to a number)",
+                );
+            }
+            if st::is_call(s, i, &["ASCII"])
+                && st::call_args(s, i)
+                    .first()
+                    .is_some_and(|_| st::is_call(&s[i + 2..], 0, &["SUBSTRING", "SUBSTR"]))
+            {
+                push(
+                    &mut rules,
+                    "blind extraction, a character at a time (ASCII(SUBSTRING(…)))",
+                );
+            }
         }
         if k > 0
             && stmts[0].iter().any(|t| st::is_word(Some(t), "WHERE"))
@@ -121,6 +143,57 @@ pub fn payload_rules(toks: &[Token], heavy_series: u64) -> Vec<&'static str> {
         }
     }
     rules
+}
+
+/// `… FROM [pg_catalog.]pg_shadow` (or pg_authid, pg_user): the password hashes.
+fn reads_credentials(s: &[Token]) -> bool {
+    (0..s.len()).any(|i| {
+        st::is_word(s.get(i), "FROM") && {
+            let mut j = i + 1;
+            if st::name_of(s.get(j)).as_deref() == Some("pg_catalog")
+                && st::is_op(s.get(j + 1), ".")
+            {
+                j += 2;
+            }
+            matches!(
+                st::name_of(s.get(j)).as_deref(),
+                Some("pg_shadow" | "pg_authid" | "pg_user")
+            )
+        }
+    })
+}
+
+/// `CAST((SELECT …) AS INT)` or `(SELECT …)::int` at `i`: the error message the failed cast
+/// produces carries the subquery's answer (error-based extraction). Applications cast
+/// columns, not subqueries of text, to numbers inside conditions.
+fn subquery_cast_to_number(s: &[Token], i: usize) -> bool {
+    const NUMBERS: [&str; 6] = ["INT", "INTEGER", "BIGINT", "SMALLINT", "NUMERIC", "INT4"];
+    if st::is_call(s, i, &["CAST"]) {
+        let args = st::call_args(s, i);
+        let has_select = args.iter().any(|t| st::is_word(Some(t), "SELECT"));
+        let to_number = args.len() >= 2
+            && st::is_word(args.get(args.len() - 2), "AS")
+            && args
+                .last()
+                .is_some_and(|t| NUMBERS.iter().any(|n| st::is_word(Some(t), n)));
+        return has_select && to_number;
+    }
+    // ( SELECT … ) :: int
+    if st::is_op(s.get(i), "(") && st::is_word(s.get(i + 1), "SELECT") {
+        let mut depth = 0usize;
+        for (j, t) in s.iter().enumerate().skip(i) {
+            if st::is_op(Some(t), "(") {
+                depth += 1;
+            } else if st::is_op(Some(t), ")") {
+                depth -= 1;
+                if depth == 0 {
+                    return st::is_op(s.get(j + 1), "::")
+                        && NUMBERS.iter().any(|n| st::is_word(s.get(j + 2), n));
+                }
+            }
+        }
+    }
+    false
 }
 
 fn push(rules: &mut Vec<&'static str>, r: &'static str) {
@@ -354,8 +427,37 @@ mod tests {
     }
 
     #[test]
+    fn extraction_payloads_match_their_rule() {
+        assert_eq!(
+            rules("SELECT name FROM items WHERE id=1 UNION SELECT usename||':'||passwd FROM pg_shadow--"),
+            ["UNION SELECT of password hashes (pg_shadow, pg_authid)"]
+        );
+        assert_eq!(
+            rules("SELECT name FROM items WHERE id=1 UNION ALL SELECT rolpassword FROM pg_catalog.pg_authid"),
+            ["UNION SELECT of password hashes (pg_shadow, pg_authid)"]
+        );
+        assert_eq!(
+            rules("SELECT * FROM items WHERE id=1 AND 1=CAST((SELECT version()) AS int)"),
+            ["error-based extraction (a subquery cast to a number)"]
+        );
+        assert_eq!(
+            rules("SELECT * FROM items WHERE id=1 AND 7=(SELECT current_user)::int"),
+            ["error-based extraction (a subquery cast to a number)"]
+        );
+        assert_eq!(
+            rules("SELECT * FROM items WHERE id=1 AND ascii(substring((SELECT passwd FROM pg_shadow LIMIT 1),1,1))>64"),
+            ["blind extraction, a character at a time (ASCII(SUBSTRING(…)))"]
+        );
+    }
+
+    #[test]
     fn ordinary_statements_match_nothing() {
         for s in [
+            "SELECT usename FROM pg_shadow",
+            "SELECT CAST(amount AS int) FROM orders",
+            "SELECT CAST(x AS text) FROM (SELECT 1 AS x) s",
+            "SELECT ascii(name) FROM items",
+            "SELECT a FROM t UNION SELECT b FROM u",
             "SELECT pg_sleep(1)",
             "SELECT * FROM t WHERE 1=1 AND a = $1",
             "SELECT a, NULL FROM x UNION ALL SELECT b, c FROM y",

@@ -24,9 +24,18 @@ pub fn statements(toks: &[Token]) -> impl Iterator<Item = &[Token]> {
         .filter(|s| !s.is_empty())
 }
 
-/// Whether `toks[i]` calls one of `names` (`name (`, also schema-qualified).
+/// Whether `toks[i]` calls one of `names` (`name (`, also schema-qualified). A quoted name
+/// is the same function when it is written as PostgreSQL folds it: `"pg_read_file"(…)` and
+/// `"pg_catalog"."pg_read_file"(…)` call `pg_read_file`; `"PG_READ_FILE"` names another.
 pub fn is_call(toks: &[Token], i: usize, names: &[&str]) -> bool {
-    matches!(&toks[i], Token::Word(w) if names.contains(&w.as_str())) && is_op(toks.get(i + 1), "(")
+    let named = match &toks[i] {
+        Token::Word(w) => names.contains(&w.as_str()),
+        Token::Ident(q) => {
+            !q.chars().any(char::is_uppercase) && names.contains(&q.to_uppercase().as_str())
+        }
+        _ => false,
+    };
+    named && is_op(toks.get(i + 1), "(")
 }
 
 /// The tokens between the parentheses of the call at `i`.

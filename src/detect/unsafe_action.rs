@@ -154,6 +154,63 @@ fn is_local(h: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// `SET [SESSION|LOCAL] log_statement = 'none'` and its kin, or `set_config('pgaudit.log',
+/// 'none', …)`: statement or audit logging off (for a session, the statements after it are
+/// not logged: the way to act unseen).
+fn logging_off(s: &[Token]) -> bool {
+    let quiet = |setting: &str, value: &str| -> bool {
+        let value = value.trim().to_lowercase();
+        match setting {
+            "log_statement" | "pgaudit.log" => value == "none" || value.is_empty(),
+            "log_min_error_statement" => value == "panic",
+            "log_min_duration_statement" => value == "-1",
+            _ => false,
+        }
+    };
+    // SET [SESSION | LOCAL] name [TO | =] value
+    if st::starts_with(s, &["SET"]) {
+        let mut i = 1;
+        if st::is_word(s.get(i), "SESSION") || st::is_word(s.get(i), "LOCAL") {
+            i += 1;
+        }
+        let mut name = match st::name_of(s.get(i)) {
+            Some(n) => n,
+            None => return false,
+        };
+        i += 1;
+        if st::is_op(s.get(i), ".") {
+            if let Some(rest) = st::name_of(s.get(i + 1)) {
+                name = format!("{name}.{rest}");
+                i += 2;
+            }
+        }
+        if st::is_word(s.get(i), "TO") || st::is_op(s.get(i), "=") {
+            i += 1;
+        }
+        let value = match s.get(i) {
+            Some(Token::Str(v)) => v.clone(),
+            Some(Token::Word(w)) => w.to_lowercase(),
+            Some(Token::Num(n)) => n.clone(),
+            Some(Token::Op(o)) if o == "-" => match s.get(i + 1) {
+                Some(Token::Num(n)) => format!("-{n}"),
+                _ => return false,
+            },
+            _ => return false,
+        };
+        return quiet(&name, &value);
+    }
+    // SELECT set_config('log_statement', 'none', false)
+    (0..s.len()).any(|i| {
+        st::is_call(s, i, &["SET_CONFIG"])
+            && match st::call_args(s, i) {
+                [Token::Str(n), Token::Op(c), Token::Str(v), ..] if c == "," => {
+                    quiet(&n.to_lowercase(), v)
+                }
+                _ => false,
+            }
+    })
+}
+
 /// The rules a text matches.
 pub fn rules(toks: &[Token], dblink_hosts: &[String]) -> Vec<Hit> {
     let mut hits = Vec::new();
@@ -202,6 +259,47 @@ pub fn rules(toks: &[Token], dblink_hosts: &[String]) -> Vec<Hit> {
                     ));
                 }
             }
+        }
+        // CREATE [OR REPLACE] [TRUSTED] [PROCEDURAL] LANGUAGE plpython3u: the language itself.
+        if st::starts_with(s, &["CREATE"]) && !creates_routine {
+            if let Some(i) = st::find_words(s, &["LANGUAGE"]) {
+                let lang = st::name_of(s.get(i + 1)).map(|l| l.to_uppercase());
+                if lang.is_some_and(|l| UNTRUSTED_LANGUAGES.contains(&l.as_str())) {
+                    hits.push(hit("untrusted language created", Severity::High));
+                }
+            }
+        }
+        // LOAD '/tmp/x.so': a shared library from a path runs its code in the server. A
+        // library by its name (LOAD 'auto_explain') is an administrator's everyday tool.
+        if st::starts_with(s, &["LOAD"]) {
+            if let Some(Token::Str(lib)) = s.get(1) {
+                if lib.contains('/') {
+                    hits.push(hit("LOAD of a shared library from a path", Severity::High));
+                }
+            }
+        }
+        // file_fdw: a foreign table over a program's output or a server file.
+        if st::starts_with(s, &["CREATE", "FOREIGN", "TABLE"]) {
+            for j in 0..s.len() {
+                match (st::name_of(s.get(j)).as_deref(), s.get(j + 1)) {
+                    (Some("program"), Some(Token::Str(_))) => hits.push(hit(
+                        "foreign table over a program's output (file_fdw program)",
+                        Severity::High,
+                    )),
+                    (Some("filename"), Some(Token::Str(_))) => hits.push(hit(
+                        "foreign table over a server file (file_fdw filename)",
+                        Severity::High,
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        // The session stops logging what it does next.
+        if logging_off(s) {
+            hits.push(hit(
+                "statement or audit logging turned off for the session",
+                Severity::High,
+            ));
         }
         if st::starts_with(s, &["CREATE", "EXTENSION"]) {
             let mut i = 2;
@@ -323,6 +421,79 @@ impl Detector for UnsafeAction {
     }
 
     detector_state!();
+}
+
+#[cfg(test)]
+mod evasion_tests {
+    use super::*;
+    use crate::sql::tokens;
+
+    fn names(sql: &str) -> Vec<&'static str> {
+        rules(&tokens(sql), &[])
+            .into_iter()
+            .map(|h| h.rule)
+            .collect()
+    }
+
+    #[test]
+    fn quoted_and_qualified_names_are_the_same_function() {
+        for sql in [
+            "SELECT \"pg_read_file\"('/etc/passwd')",
+            "SELECT \"pg_catalog\".\"pg_read_file\"('/etc/passwd')",
+            "SELECT pg_catalog.pg_read_file('/etc/passwd')",
+        ] {
+            assert_eq!(names(sql), ["server file access by function"], "{sql}");
+        }
+        // A different function: PostgreSQL does not fold quoted names.
+        assert!(names("SELECT \"PG_READ_FILE\"('/etc/passwd')").is_empty());
+    }
+
+    #[test]
+    fn languages_libraries_foreign_tables_and_quiet_sessions() {
+        assert_eq!(
+            names("CREATE LANGUAGE plpython3u"),
+            ["untrusted language created"]
+        );
+        assert_eq!(
+            names("CREATE OR REPLACE TRUSTED PROCEDURAL LANGUAGE \"plperlu\""),
+            ["untrusted language created"]
+        );
+        assert!(names("CREATE LANGUAGE plpgsql").is_empty());
+        assert_eq!(
+            names("LOAD '/tmp/x.so'"),
+            ["LOAD of a shared library from a path"]
+        );
+        assert!(names("LOAD 'auto_explain'").is_empty());
+        assert_eq!(
+            names("CREATE FOREIGN TABLE t (l text) SERVER f OPTIONS (program 'id')"),
+            ["foreign table over a program's output (file_fdw program)"]
+        );
+        assert_eq!(
+            names("CREATE FOREIGN TABLE t (l text) SERVER f OPTIONS (filename '/etc/passwd')"),
+            ["foreign table over a server file (file_fdw filename)"]
+        );
+        for sql in [
+            "SET log_statement = 'none'",
+            "SET SESSION log_statement TO none",
+            "SET pgaudit.log = 'none'",
+            "SET LOCAL log_min_duration_statement = -1",
+            "SELECT set_config('log_statement', 'none', false)",
+        ] {
+            assert_eq!(
+                names(sql),
+                ["statement or audit logging turned off for the session"],
+                "{sql}"
+            );
+        }
+        for sql in [
+            "SET log_statement = 'all'",
+            "SET pgaudit.log = 'write, ddl'",
+            "SET statement_timeout = 0",
+            "SELECT set_config('search_path', 'app', false)",
+        ] {
+            assert!(names(sql).is_empty(), "{sql}");
+        }
+    }
 }
 
 #[cfg(test)]
