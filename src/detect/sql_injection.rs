@@ -202,7 +202,10 @@ fn push(rules: &mut Vec<&'static str>, r: &'static str) {
     }
 }
 
-/// Length of a `CHR(n)||CHR(n)||…` chain starting here.
+/// Length of a `CHR(n)||CHR(n)||…` chain starting here, counting the printable characters
+/// it spells: sqlmap spells its markers (`CHR(113)||CHR(106)||CHR(98)…`, letters) this way to
+/// avoid quotes; applications chain CHR() for the control characters they cannot type
+/// (`replace(x, chr(13)||chr(10)||chr(9), ' ')`), and those do not count.
 fn chr_chain(s: &[Token]) -> usize {
     let mut n = 0;
     let mut i = 0;
@@ -211,7 +214,10 @@ fn chr_chain(s: &[Token]) -> usize {
         && matches!(s.get(i + 2), Some(Token::Num(_)))
         && st::is_op(s.get(i + 3), ")")
     {
-        n += 1;
+        let printable = matches!(s.get(i + 2), Some(Token::Num(c)) if c.parse::<u32>().is_ok_and(|c| (33..=126).contains(&c)));
+        if printable {
+            n += 1;
+        }
         if !st::is_op(s.get(i + 4), "||") {
             break;
         }
@@ -246,7 +252,8 @@ fn constant_comparison(s: &[Token], after_or: bool) -> bool {
 }
 
 /// `[ALL] SELECT NULL, NULL …`: a select list of at least two items, all NULL or constants,
-/// at least one NULL.
+/// at least one NULL, selected from nothing. sqlmap probes the column count so; a query that
+/// pads one branch of a real UNION with NULLs selects them FROM a table.
 fn null_probe(s: &[Token]) -> bool {
     let mut i = 0;
     if st::is_word(s.get(i), "ALL") || st::is_word(s.get(i), "DISTINCT") {
@@ -258,11 +265,9 @@ fn null_probe(s: &[Token]) -> bool {
     let (mut items, mut nulls, mut other) = (1, 0, false);
     for t in &s[i + 1..] {
         match t {
-            Token::Word(w)
-                if w == "FROM" || w == "WHERE" || w == "UNION" || w == "ORDER" || w == "LIMIT" =>
-            {
-                break
-            }
+            // Padding a real branch of a UNION: selected from a table.
+            Token::Word(w) if w == "FROM" => return false,
+            Token::Word(w) if w == "WHERE" || w == "UNION" || w == "ORDER" || w == "LIMIT" => break,
             Token::Word(w) if w == "NULL" => nulls += 1,
             Token::Word(w)
                 if w == "CHR" || w == "TEXT" || w == "VARCHAR" || w == "INT" || w == "INTEGER" => {}
@@ -466,6 +471,12 @@ mod tests {
             "UPDATE t SET a = 1 WHERE id = 2; INSERT INTO log VALUES (1)",
             "SELECT chr(65)",
             "SELECT * FROM t WHERE id = 1 AND created > '2026-01-01'",
+            // SQLAlchemy's empty IN, control characters by code, a padded UNION branch, a
+            // query builder's trailing tautology.
+            "SELECT t.id FROM t WHERE t.id IN (NULL) AND (1 != 1)",
+            "SELECT replace(note, chr(13)||chr(10)||chr(9), ' ') FROM notes WHERE id = 7",
+            "SELECT a, b FROM x WHERE a > 1 UNION ALL SELECT NULL, NULL FROM b",
+            "SELECT * FROM orders WHERE status = 'open' AND 1 = 1",
             // An ORM's empty condition list (SQLAlchemy, query builders).
             "SELECT count(*) FROM (SELECT id FROM orders WHERE status = 'open' AND 1 = 1) AS anon_1",
         ] {
