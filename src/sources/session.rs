@@ -607,24 +607,73 @@ pub struct AuditEntry {
     pub rows: Option<u64>,
 }
 
+thread_local! {
+    /// One CSV field reader per thread, reset for each entry: building one per entry was
+    /// most of the time spent on a pgaudit log.
+    static AUDIT_CSV: std::cell::RefCell<csv_core::Reader> =
+        std::cell::RefCell::new(csv_core::Reader::new());
+}
+
+/// The fields of one CSV record (the whole of `line`), quotes undone; at most `max`.
+fn csv_fields(line: &str, max: usize) -> Option<Vec<String>> {
+    AUDIT_CSV.with(|r| {
+        let mut rdr = r.borrow_mut();
+        rdr.reset();
+        let mut input = line.as_bytes();
+        let mut fields = Vec::new();
+        let mut field = vec![0u8; line.len().max(1)];
+        let mut len = 0;
+        loop {
+            let (res, read, written) = rdr.read_field(input, &mut field[len..]);
+            input = &input[read..];
+            len += written;
+            match res {
+                csv_core::ReadFieldResult::InputEmpty => {
+                    if input.is_empty() {
+                        // End of the line: the reader is told so, and ends the last field.
+                        let (res, _, written) = rdr.read_field(&[], &mut field[len..]);
+                        len += written;
+                        if matches!(res, csv_core::ReadFieldResult::Field { .. }) {
+                            fields.push(String::from_utf8_lossy(&field[..len]).into_owned());
+                        }
+                        return Some(fields);
+                    }
+                }
+                csv_core::ReadFieldResult::OutputFull => return None,
+                csv_core::ReadFieldResult::Field { record_end } => {
+                    fields.push(String::from_utf8_lossy(&field[..len]).into_owned());
+                    len = 0;
+                    if record_end || fields.len() >= max {
+                        return Some(fields);
+                    }
+                }
+                csv_core::ReadFieldResult::End => return Some(fields),
+            }
+        }
+    })
+}
+
 impl AuditEntry {
     pub fn parse(entry: &str) -> Option<AuditEntry> {
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(entry.as_bytes());
-        let rec = rdr.records().next()?.ok()?;
-        if !matches!(rec.get(0)?, "SESSION" | "OBJECT") || rec.len() < 9 {
+        // Cheap refusal first: most messages of a busy log are not audit entries of a kind
+        // pgvigil reads.
+        if !(entry.starts_with("SESSION,") || entry.starts_with("OBJECT,")) {
             return None;
         }
-        let statement = rec.get(7)?;
+        let mut rec = csv_fields(entry, 10)?;
+        if rec.len() < 9 {
+            return None;
+        }
+        let rows = rec.get(9).and_then(|r| r.parse().ok());
+        rec.truncate(8);
+        let statement = rec.pop()?;
         Some(AuditEntry {
-            statement_id: rec.get(1)?.parse().ok()?,
-            substatement_id: rec.get(2)?.parse().ok()?,
-            class: rec.get(3)?.to_string(),
-            command: rec.get(4)?.to_string(),
-            statement: (statement != "<not logged>").then(|| statement.to_string()),
-            rows: rec.get(9).and_then(|r| r.parse().ok()),
+            statement_id: rec[1].parse().ok()?,
+            substatement_id: rec[2].parse().ok()?,
+            class: std::mem::take(&mut rec[3]),
+            command: std::mem::take(&mut rec[4]),
+            statement: (statement != "<not logged>").then_some(statement),
+            rows,
         })
     }
 }
@@ -692,6 +741,25 @@ pub fn role_change(stmt: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_entries_are_read_as_csv() {
+        let a = AuditEntry::parse(
+            "SESSION,3,1,READ,SELECT,TABLE,public.t,\"select a, \"\"b\"\" from t\nwhere x = 'y,z'\",<none>,42",
+        )
+        .unwrap();
+        assert_eq!((a.statement_id, a.substatement_id), (3, 1));
+        assert_eq!((a.class.as_str(), a.command.as_str()), ("READ", "SELECT"));
+        assert_eq!(
+            a.statement.as_deref(),
+            Some("select a, \"b\" from t\nwhere x = 'y,z'")
+        );
+        assert_eq!(a.rows, Some(42));
+        let b = AuditEntry::parse("OBJECT,1,1,WRITE,INSERT,TABLE,t,<not logged>,<none>").unwrap();
+        assert_eq!((b.statement, b.rows), (None, None));
+        assert!(AuditEntry::parse("SESSION,1,1,READ").is_none());
+        assert!(AuditEntry::parse("statement: SELECT 1").is_none());
+    }
 
     #[test]
     fn role_changes_keep_verb_and_name_only() {
