@@ -109,9 +109,11 @@ fn a_hardened_server_has_no_finding() {
     });
     cl.psql("DROP ROLE md5user");
     // SCRAM everywhere; the superuser only from this machine (the scan connects as it).
+    // Roles whose names hold "all" or a superuser's name are other roles.
     std::fs::write(
         cl.data.join("pg_hba.conf"),
-        "local all all trust\nhost all postgres 127.0.0.1/32 scram-sha-256\nhost all app 127.0.0.0/8 scram-sha-256\n",
+        "local all all trust\nhost all postgres 127.0.0.1/32 scram-sha-256\nhost all app 127.0.0.0/8 scram-sha-256\n\
+         host all callcenter 0.0.0.0/0 scram-sha-256\nhost all postgres_ro 0.0.0.0/0 scram-sha-256\n",
     )
     .unwrap();
     cl.psql("SELECT pg_reload_conf()");

@@ -51,6 +51,14 @@ fn f(
     }
 }
 
+/// Whether a pg_hba line's role list is `all`, and whether it names a superuser: whole
+/// entries, not substrings (`callcenter` is not `all`, `postgres_ro` is not `postgres`).
+fn hba_users(users: &[String], supers: &[String]) -> (bool, bool) {
+    let all = users.iter().any(|u| u == "all");
+    let superuser = users.iter().any(|u| supers.iter().any(|s| s == u));
+    (all, superuser)
+}
+
 fn is_local(addr: &str) -> bool {
     let a = addr.trim();
     a.is_empty()
@@ -215,7 +223,7 @@ fn settings(
 
 fn hba(c: &mut postgres::Client, out: &mut Vec<ScanFinding>) -> Result<(), ScanError> {
     let rows = match c.query(
-        "SELECT line_number, type, database::text, user_name::text, coalesce(address, ''),
+        "SELECT line_number, type, database::text, user_name, coalesce(address, ''),
            coalesce(netmask, ''), auth_method FROM pg_hba_file_rules WHERE error IS NULL",
         &[],
     ) {
@@ -242,7 +250,7 @@ fn hba(c: &mut postgres::Client, out: &mut Vec<ScanFinding>) -> Result<(), ScanE
             i32,
             String,
             String,
-            String,
+            Vec<String>,
             String,
             String,
             String,
@@ -259,7 +267,8 @@ fn hba(c: &mut postgres::Client, out: &mut Vec<ScanFinding>) -> Result<(), ScanE
             continue;
         }
         let rule = format!(
-            "pg_hba.conf line {line}: {ty} {db} {users} {addr}{} {method}",
+            "pg_hba.conf line {line}: {ty} {db} {} {addr}{} {method}",
+            users.join(","),
             if mask.is_empty() {
                 String::new()
             } else {
@@ -294,7 +303,7 @@ fn hba(c: &mut postgres::Client, out: &mut Vec<ScanFinding>) -> Result<(), ScanE
         let everywhere = addr == "all"
             || (addr == "0.0.0.0" && mask == "0.0.0.0")
             || (addr == "::" && mask == "::");
-        let all_users = users.contains("all");
+        let (all_users, names_superuser) = hba_users(&users, &supers);
         if everywhere && all_users && method != "reject" {
             out.push(f(
                 "hba-open",
@@ -304,10 +313,7 @@ fn hba(c: &mut postgres::Client, out: &mut Vec<ScanFinding>) -> Result<(), ScanE
                 "Limit the line to the networks and roles that need it.",
             ));
         }
-        if network
-            && method != "reject"
-            && (all_users || supers.iter().any(|s| users.contains(s.as_str())))
-        {
+        if network && method != "reject" && (all_users || names_superuser) {
             out.push(f(
                 "hba-superuser-remote",
                 Severity::Medium,
@@ -449,4 +455,22 @@ fn privileges(c: &mut postgres::Client, out: &mut Vec<ScanFinding>) -> Result<()
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hba_role_lists_are_matched_by_whole_entries() {
+        let v = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let supers = v(&["postgres"]);
+        assert_eq!(hba_users(&v(&["callcenter"]), &supers), (false, false));
+        assert_eq!(
+            hba_users(&v(&["postgres_ro", "app"]), &supers),
+            (false, false)
+        );
+        assert_eq!(hba_users(&v(&["all"]), &supers), (true, false));
+        assert_eq!(hba_users(&v(&["app", "postgres"]), &supers), (false, true));
+    }
 }
