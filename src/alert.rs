@@ -42,6 +42,15 @@ pub enum AlertType {
 }
 
 impl AlertType {
+    /// An alertType name without Defender for Cloud's `SQL.` prefix
+    /// (`SQL.PostgreSQL_BruteForce` is `PostgreSQL_BruteForce`).
+    pub fn without_defender_prefix(name: &str) -> &str {
+        match name.get(..4) {
+            Some(p) if p.eq_ignore_ascii_case("SQL.") => &name[4..],
+            _ => name,
+        }
+    }
+
     pub const ALL: [AlertType; 16] = [
         AlertType::BruteForce,
         AlertType::PasswordSpray,

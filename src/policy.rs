@@ -380,10 +380,7 @@ fn string_list(v: &Value, field: &str, split: bool) -> Result<Vec<String>, Polic
 /// The canonical spelling of a category or alertType name, matched without regard to case;
 /// an alertType also as Defender for Cloud names it (`SQL.PostgreSQL_BruteForce`).
 fn canonical_alert_name(s: &str) -> Option<&'static str> {
-    let s = match s.get(..4) {
-        Some(p) if p.eq_ignore_ascii_case("SQL.") => &s[4..],
-        _ => s,
-    };
+    let s = AlertType::without_defender_prefix(s);
     CATEGORIES
         .iter()
         .chain(AZURE_ONLY_CATEGORIES.iter())

@@ -82,10 +82,7 @@ pub(crate) fn parse_query(params: &HashMap<String, String>) -> ApiResult<AlertQu
             "server" => q.server = Some(v.clone()),
             "alertType" | "type" => {
                 // Defender for Cloud's spelling too: SQL.PostgreSQL_BruteForce.
-                let v = match v.get(..4) {
-                    Some(p) if p.eq_ignore_ascii_case("SQL.") => &v[4..],
-                    _ => v.as_str(),
-                };
+                let v = AlertType::without_defender_prefix(v);
                 let t = AlertType::ALL
                     .iter()
                     .find(|t| {
@@ -155,21 +152,27 @@ pub(crate) fn parse_query(params: &HashMap<String, String>) -> ApiResult<AlertQu
 }
 
 pub(crate) fn next_link(params: &HashMap<String, String>, key: &PageKey) -> String {
-    let mut pairs: Vec<(&str, String)> = params
+    page_link("/alerts", params, &encode_token(key))
+}
+
+/// `path` with the request's parameters (in a stable order) and `skipToken` set to `token`:
+/// a `nextLink`.
+pub(crate) fn page_link(path: &str, params: &HashMap<String, String>, token: &str) -> String {
+    let mut pairs: Vec<(&str, &str)> = params
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "skipToken" | "$skipToken"))
-        .map(|(k, v)| (k.as_str(), v.clone()))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     pairs.sort();
-    pairs.push(("skipToken", encode_token(key)));
+    pairs.push(("skipToken", token));
     let qs: Vec<String> = pairs
         .iter()
         .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
         .collect();
-    format!("/alerts?{}", qs.join("&"))
+    format!("{path}?{}", qs.join("&"))
 }
 
-pub(super) fn urlencode(s: &str) -> String {
+fn urlencode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~$".contains(&b) {

@@ -1,7 +1,7 @@
 //! `GET /audit`: the audit trail, newest first, for admins: policy changes, tokens made and
 //! revoked, proxy blocks lifted, alert status changes, each with who and when.
 
-use super::alerts::{bad, time_param, urlencode};
+use super::alerts::{bad, page_link, time_param};
 use super::{blocking, ApiError, ApiResult, ApiState, Caller};
 use crate::store::audit::{Action, AuditQuery};
 use crate::store::Role;
@@ -72,19 +72,7 @@ pub(super) async fn list(
     let next = (entries.len() == q.top.clamp(1, 1000))
         .then(|| entries.last().map(|e| e.seq))
         .flatten()
-        .map(|seq| {
-            let mut pairs: Vec<(&String, &String)> = params
-                .iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "skipToken" | "$skipToken"))
-                .collect();
-            pairs.sort();
-            let mut qs: Vec<String> = pairs
-                .iter()
-                .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
-                .collect();
-            qs.push(format!("skipToken={seq}"));
-            format!("/audit?{}", qs.join("&"))
-        });
+        .map(|seq| page_link("/audit", &params, &seq.to_string()));
     Ok(Json(
         serde_json::json!({"value": entries, "nextLink": next}),
     ))

@@ -514,6 +514,18 @@ mod tests {
     use crate::detect::testing::*;
     use crate::event::LoginFailure;
 
+    /// `n` failed logins to template1 from 203.0.113.7, 10 ms apart: hydra's trace.
+    fn template1_failures(n: i64) -> Vec<Event> {
+        (0..n)
+            .map(|i| {
+                with_db(
+                    failed(i * 10, "203.0.113.7", "app", LoginFailure::BadPassword),
+                    "template1",
+                )
+            })
+            .collect()
+    }
+
     fn with_db(mut e: Event, db: &str) -> Event {
         e.database = Some(db.into());
         e
@@ -522,15 +534,7 @@ mod tests {
     #[test]
     fn hydra_template1_burst() {
         let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
-        let f = run(
-            &mut d,
-            (0..3).map(|i| {
-                with_db(
-                    failed(i * 10, "203.0.113.7", "app", LoginFailure::BadPassword),
-                    "template1",
-                )
-            }),
-        );
+        let f = run(&mut d, template1_failures(3));
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].evidence.value()["tools"][0], "hydra/medusa");
         // Knocking only: Medium, as Defender rates a tool that did not get in.
@@ -540,14 +544,7 @@ mod tests {
     #[test]
     fn a_tool_that_gets_in_is_high() {
         let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
-        let mut evs: Vec<Event> = (0..3)
-            .map(|i| {
-                with_db(
-                    failed(i * 10, "203.0.113.7", "app", LoginFailure::BadPassword),
-                    "template1",
-                )
-            })
-            .collect();
+        let mut evs = template1_failures(3);
         let mut ok = with_db(succeeded(40, "203.0.113.7", "app"), "template1");
         ok.application = Some("sqlmap/1.8".into());
         evs.push(ok);
@@ -563,14 +560,7 @@ mod tests {
     fn a_late_reported_earlier_event_does_not_move_the_end_back() {
         let mut d = HarmfulApplication::new(HarmfulApplicationConfig::default());
         d.set_batch(true);
-        let mut evs: Vec<Event> = (0..3)
-            .map(|i| {
-                with_db(
-                    failed(i * 10, "203.0.113.7", "app", LoginFailure::BadPassword),
-                    "template1",
-                )
-            })
-            .collect();
+        let mut evs = template1_failures(3);
         let mut e = succeeded(9_000, "203.0.113.7", "app");
         e.application = Some("sqlmap".into());
         evs.push(e);

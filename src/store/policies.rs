@@ -94,16 +94,14 @@ fn detection_off(
 }
 
 /// What is kept of a storage access key: `sha256:<hex>`, or `""` for no key.
-fn fingerprint(key: &str) -> String {
+fn fingerprint(key: &str) -> Option<String> {
     use sha2::Digest;
-    if key.is_empty() {
-        String::new()
-    } else {
+    (!key.is_empty()).then(|| {
         format!(
             "sha256:{}",
             hex::encode(sha2::Sha256::digest(key.as_bytes()))
         )
-    }
+    })
 }
 
 pub(super) fn parse(server: &str, props: &str) -> Result<Policy> {
@@ -149,22 +147,25 @@ impl Store {
         change: &PolicyChange<'_>,
     ) -> Result<Policy> {
         let props = u.policy.properties().to_string();
-        let key = u.storage_account_access_key.as_deref().map(fingerprint);
+        // No key in the body keeps the stored one; a key (or "" for none) replaces it.
+        let sent = u.storage_account_access_key.as_deref();
+        let key = sent.and_then(fingerprint);
+        let stored_key = if sent.is_some() {
+            "excluded.storage_key"
+        } else {
+            "policies.storage_key"
+        };
         self.write(|tx| {
             let before = load(tx, server)?;
             let now = now_utc();
             tx.exec(
-                "INSERT INTO policies (server, properties, storage_key, updated_at)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (server) DO UPDATE SET properties = excluded.properties,
-                   storage_key = coalesce(excluded.storage_key, policies.storage_key),
-                   updated_at = excluded.updated_at",
+                &format!(
+                    "INSERT INTO policies (server, properties, storage_key, updated_at)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (server) DO UPDATE SET properties = excluded.properties,
+                       storage_key = {stored_key}, updated_at = excluded.updated_at"
+                ),
                 vals![server, props.as_str(), &key, now.as_str()],
-            )?;
-            // An empty key is stored as '' for one statement: it means "none".
-            tx.exec(
-                "UPDATE policies SET storage_key = NULL WHERE server = $1 AND storage_key = ''",
-                vals![server],
             )?;
             let key_change = match u.storage_account_access_key.as_deref() {
                 None => "kept",
