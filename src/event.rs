@@ -198,6 +198,8 @@ pub const MAX_SQL_BYTES: usize = 256 * 1024;
 pub struct Sql {
     pub text: Box<str>,
     tokens: std::sync::OnceLock<Vec<crate::sql::Token>>,
+    /// `None` when the text runs nothing more than its own tokens (no `DO` block).
+    executed: std::sync::OnceLock<Option<Vec<crate::sql::Token>>>,
 }
 
 impl Sql {
@@ -205,6 +207,7 @@ impl Sql {
         std::sync::Arc::new(Sql {
             text: truncate(text.trim(), MAX_SQL_BYTES).into(),
             tokens: std::sync::OnceLock::new(),
+            executed: std::sync::OnceLock::new(),
         })
     }
 
@@ -212,9 +215,21 @@ impl Sql {
         self.tokens.get_or_init(|| crate::sql::tokens(&self.text))
     }
 
+    /// The tokens with those of `DO` blocks and the statements they build
+    /// ([`crate::sql::executed_tokens`]), for the rules about what was run.
+    pub fn executed_tokens(&self) -> &[crate::sql::Token] {
+        self.executed
+            .get_or_init(|| {
+                let extra = crate::sql::dynamic_tokens(self.tokens());
+                (!extra.is_empty()).then(|| [self.tokens(), &extra].concat())
+            })
+            .as_deref()
+            .unwrap_or_else(|| self.tokens())
+    }
+
     /// The statement with literals replaced by `?`, cut to `max` bytes, for evidence.
     pub fn redacted(&self, max: usize) -> String {
-        let r = crate::sql::render(self.tokens());
+        let r = crate::sql::redacted(&self.text);
         if r.len() > max {
             format!("{}…", truncate(&r, max))
         } else {

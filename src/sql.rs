@@ -33,12 +33,18 @@ fn is_ident_char(c: char) -> bool {
 /// The tokens of `sql`. Unterminated strings and comments run to the end, as the server would
 /// reject them: the lexer never fails.
 pub fn tokens(sql: &str) -> Vec<Token> {
-    let s: Vec<char> = sql.chars().collect();
+    lex(&sql.chars().collect::<Vec<char>>()).0
+}
+
+/// The tokens of `s`, and where each was written (a range of `s`'s characters).
+fn lex(s: &[char]) -> (Vec<Token>, Vec<std::ops::Range<usize>>) {
     let n = s.len();
     let mut out = Vec::new();
+    let mut spans = Vec::new();
     let mut i = 0;
     while i < n {
         let c = s[i];
+        let (start, before) = (i, out.len());
         if c.is_whitespace() {
             i += 1;
         } else if c == '-' && s.get(i + 1) == Some(&'-') {
@@ -63,19 +69,19 @@ pub fn tokens(sql: &str) -> Vec<Token> {
                 }
             }
         } else if c == '\'' {
-            let (text, next) = quoted(&s, i + 1, '\'', false);
+            let (text, next) = quoted(s, i + 1, '\'', false);
             out.push(Token::Str(text));
             i = next;
         } else if matches!(c, 'e' | 'E') && s.get(i + 1) == Some(&'\'') {
-            let (text, next) = quoted(&s, i + 2, '\'', true);
+            let (text, next) = quoted(s, i + 2, '\'', true);
             out.push(Token::Str(text));
             i = next;
         } else if matches!(c, 'b' | 'B' | 'x' | 'X' | 'n' | 'N') && s.get(i + 1) == Some(&'\'') {
-            let (text, next) = quoted(&s, i + 2, '\'', false);
+            let (text, next) = quoted(s, i + 2, '\'', false);
             out.push(Token::Str(text));
             i = next;
         } else if c == '"' {
-            let (text, next) = quoted(&s, i + 1, '"', false);
+            let (text, next) = quoted(s, i + 1, '"', false);
             out.push(Token::Ident(text));
             i = next;
         } else if c == '$' {
@@ -87,7 +93,7 @@ pub fn tokens(sql: &str) -> Vec<Token> {
                 let num: String = s[i + 1..j].iter().collect();
                 out.push(Token::Param(num.parse().unwrap_or(u32::MAX)));
                 i = j;
-            } else if let Some(end_tag) = dollar_tag(&s, i) {
+            } else if let Some(end_tag) = dollar_tag(s, i) {
                 // $tag$ … $tag$
                 let tag: Vec<char> = s[i..end_tag].to_vec();
                 let body_start = end_tag;
@@ -148,8 +154,103 @@ pub fn tokens(sql: &str) -> Vec<Token> {
                 i += 1;
             }
         }
+        if out.len() > before {
+            spans.push(start..i);
+        }
     }
+    (out, spans)
+}
+
+/// What a text runs, as tokens: its own, then for each `DO` block the tokens of its body, and
+/// of each statement the body builds for `EXECUTE` from constants (`'COPY … TO PRO' || 'GRAM'`,
+/// `chr(80)`), each after a `;`. With `log_statement` a `DO` block is logged as written and its
+/// dynamic statements never are (pgaudit logs them, `log_statement` does not): rules that look
+/// for what was run must see inside.
+pub fn executed_tokens(sql: &str) -> Vec<Token> {
+    let mut out = tokens(sql);
+    let extra = dynamic_tokens(&out);
+    out.extend(extra);
     out
+}
+
+/// What [`executed_tokens`] adds to a text's tokens: nothing unless it holds a `DO` block.
+pub fn dynamic_tokens(toks: &[Token]) -> Vec<Token> {
+    let mut extra = Vec::new();
+    expand(toks, 0, &mut extra);
+    extra
+}
+
+/// Nested `DO` blocks and `EXECUTE`s followed this deep (three `DO` blocks each executing the
+/// next); deeper ones stay as written, and each level repeats no more than the text it holds.
+const MAX_EXPANSION_DEPTH: usize = 6;
+
+fn expand(toks: &[Token], depth: usize, out: &mut Vec<Token>) {
+    if depth >= MAX_EXPANSION_DEPTH {
+        return;
+    }
+    let op = |t: Option<&Token>, o: &str| matches!(t, Some(Token::Op(x)) if x == o);
+    let word = |t: Option<&Token>, w: &str| matches!(t, Some(Token::Word(x)) if x == w);
+    for (i, t) in toks.iter().enumerate() {
+        let statement_start = i == 0 || op(toks.get(i - 1), ";");
+        if statement_start && word(Some(t), "DO") {
+            // `DO [LANGUAGE l] body [LANGUAGE l]`: the body is the statement's string.
+            let body = toks[i + 1..]
+                .iter()
+                .take_while(|t| !op(Some(t), ";"))
+                .find_map(|t| match t {
+                    Token::Str(b) => Some(b),
+                    _ => None,
+                });
+            if let Some(body) = body {
+                let inner = tokens(body);
+                out.push(Token::Op(";".into()));
+                out.extend(inner.iter().cloned());
+                expand(&inner, depth + 1, out);
+            }
+        } else if word(Some(t), "EXECUTE") && depth > 0 {
+            if let Some(text) = constant_text(&toks[i + 1..]) {
+                let inner = tokens(&text);
+                out.push(Token::Op(";".into()));
+                out.extend(inner.iter().cloned());
+                expand(&inner, depth + 1, out);
+            }
+        }
+    }
+}
+
+/// The text of a constant string expression at the start of `toks`: literals and `chr(n)`
+/// joined by `||`, as far as it goes (a variable ends it).
+fn constant_text(toks: &[Token]) -> Option<String> {
+    let mut text = String::new();
+    let mut i = 0;
+    let mut any = false;
+    loop {
+        match toks.get(i) {
+            Some(Token::Str(s)) => {
+                text.push_str(s);
+                i += 1;
+            }
+            Some(Token::Word(w)) if w == "CHR" => {
+                let code = match (toks.get(i + 1), toks.get(i + 2), toks.get(i + 3)) {
+                    (Some(Token::Op(a)), Some(Token::Num(n)), Some(Token::Op(b)))
+                        if a == "(" && b == ")" =>
+                    {
+                        n.parse::<u32>().ok().and_then(char::from_u32)
+                    }
+                    _ => None,
+                };
+                text.push(code?);
+                i += 4;
+            }
+            _ => break,
+        }
+        any = true;
+        match toks.get(i) {
+            Some(Token::Op(o)) if o == "||" => i += 1,
+            _ => break,
+        }
+    }
+    any.then_some(text)
 }
 
 /// Where `needle` first occurs in `hay` (Knuth-Morris-Pratt: linear, however the two look).
@@ -220,30 +321,24 @@ fn quoted(s: &[char], mut i: usize, q: char, backslash: bool) -> (String, usize)
     (text, s.len())
 }
 
-/// The statement with comments gone, keywords in upper case and every literal replaced by
-/// `?`: evidence that shows the shape of a statement without the data (or passwords) in it.
+/// The statement as written, with every literal replaced by `?`, comments gone and each run of
+/// blanks made one space: evidence that shows the shape of a statement without the data (or
+/// passwords) in it, in the case and spacing its author used (`orders.id`, not `ORDERS . ID`).
 pub fn redacted(sql: &str) -> String {
-    render(&tokens(sql))
-}
-
-/// Tokens written back as SQL, literals as `?`.
-pub fn render(tokens: &[Token]) -> String {
-    let mut out = String::new();
-    for t in tokens {
-        let piece = match t {
-            Token::Word(w) => w.clone(),
-            Token::Ident(i) => format!("\"{}\"", i.replace('"', "\"\"")),
-            Token::Str(_) | Token::Num(_) => "?".into(),
-            Token::Param(p) => format!("${p}"),
-            Token::Op(o) => o.clone(),
-        };
-        let glue = matches!(t, Token::Op(o) if o == "," || o == "(" || o == ")" || o == ";" || o == "::")
-            || out.ends_with('(')
-            || out.ends_with("::");
-        if !out.is_empty() && !glue {
+    let s: Vec<char> = sql.chars().collect();
+    let (toks, spans) = lex(&s);
+    let mut out = String::with_capacity(sql.len());
+    let mut last = 0;
+    for (t, r) in toks.iter().zip(spans) {
+        // Whatever lay between two tokens was blanks or comments (which may hold data).
+        if r.start > last && !out.is_empty() {
             out.push(' ');
         }
-        out.push_str(&piece);
+        match t {
+            Token::Str(_) | Token::Num(_) => out.push('?'),
+            _ => out.extend(&s[r.clone()]),
+        }
+        last = r.end;
     }
     out
 }
@@ -439,13 +534,51 @@ mod tests {
     fn literals_are_redacted() {
         assert_eq!(
             redacted("SELECT * FROM users WHERE name = 'admin' AND id = 42 -- note"),
-            "SELECT * FROM USERS WHERE NAME = ? AND ID = ?"
+            "SELECT * FROM users WHERE name = ? AND id = ?"
         );
         assert_eq!(
             redacted("ALTER ROLE app PASSWORD 'hunter2'"),
-            "ALTER ROLE APP PASSWORD ?"
+            "ALTER ROLE app PASSWORD ?"
         );
-        assert_eq!(redacted("select pg_sleep(5)"), "SELECT PG_SLEEP(?)");
+        assert_eq!(redacted("select pg_sleep(5)"), "select pg_sleep(?)");
+        // Case and spacing as written; blanks and comments (which may hold data) one space.
+        assert_eq!(
+            redacted("SELECT o.Id,\n\t\"Total\"/*secret*/FROM Orders o WHERE o.n=-1.5e3 AND x=$tag$s$tag$"),
+            "SELECT o.Id, \"Total\" FROM Orders o WHERE o.n=-? AND x=?"
+        );
+        assert_eq!(
+            redacted("SELECT E'a\\'b', B'01', 'it''s'"),
+            "SELECT ?, ?, ?"
+        );
+    }
+
+    #[test]
+    fn do_blocks_and_their_dynamic_statements_are_seen() {
+        let w = |sql: &str| -> String {
+            executed_tokens(sql)
+                .iter()
+                .map(|t| match t {
+                    Token::Word(w) => w.clone(),
+                    Token::Str(_) => "?".into(),
+                    Token::Op(o) => o.clone(),
+                    _ => "·".into(),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            w("DO $$BEGIN EXECUTE 'COPY (SELECT 1) TO PRO' || 'GRAM ' || chr(39) || 'id' || chr(39); END$$"),
+            "DO ? ; BEGIN EXECUTE ? || ? || CHR ( · ) || ? || CHR ( · ) ; END ; COPY ( SELECT · ) TO PROGRAM ?"
+        );
+        // Nested, with a language clause, and after another statement.
+        assert!(w("SELECT 1; DO LANGUAGE plpgsql $a$BEGIN EXECUTE 'DO $b$BEGIN EXECUTE ''ALTER ROLE x SUPERUSER''; END$b$'; END$a$")
+            .ends_with("; ALTER ROLE X SUPERUSER"));
+        // A variable ends what is known; a string that is only data stays data.
+        assert_eq!(
+            w("DO $$BEGIN EXECUTE 'SELECT ' || v; PERFORM 'DROP TABLE x'; END$$"),
+            "DO ? ; BEGIN EXECUTE ? || V ; PERFORM ? ; END ; SELECT"
+        );
+        assert_eq!(w("SELECT 'DO $$x$$'"), "SELECT ?");
     }
 
     #[test]

@@ -226,9 +226,9 @@ fn get(port: u16, query: &str) -> String {
 /// traffic before it raised nothing.
 #[test]
 fn sqlmap_through_a_vulnerable_application_is_sql_injection() {
-    let sqlmap = Command::new("sqlmap").arg("--version").output();
+    let installed = Command::new("sqlmap").arg("--version").output();
     assert!(
-        sqlmap.is_ok_and(|o| o.status.success()),
+        installed.is_ok_and(|o| o.status.success()),
         "sqlmap is not installed: apt-get install -y sqlmap"
     );
     let mut cl = Cluster::start(ClusterOptions {
@@ -277,25 +277,24 @@ fn sqlmap_through_a_vulnerable_application_is_sql_injection() {
     );
 
     let out_dir = tempfile::tempdir().unwrap();
-    let out = Command::new("timeout")
-        .args([
-            "300",
-            "sqlmap",
-            "--batch",
-            "--flush-session",
-            "--dbms=PostgreSQL",
-        ])
-        .args(["--time-sec=1", "--disable-coloring", "-u"])
-        .arg(format!("http://127.0.0.1:{port}/item?id=1"))
-        .arg("--output-dir")
-        .arg(out_dir.path())
-        .env("HOME", out_dir.path())
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
+    let report = sqlmap(port, out_dir.path(), &["--flush-session"]);
     assert!(
         report.contains("is vulnerable"),
         "sqlmap found the injection: {report}"
+    );
+    // The application's role made superuser (a careless setup), and its owner reading a
+    // server file with psql from the same host: then sqlmap runs a shell command through the
+    // application. Each is told with the program that did it.
+    cl.psql("ALTER ROLE app SUPERUSER");
+    psql_as(
+        &cl,
+        ("app", APP_PASSWORD),
+        "SELECT pg_read_file('PG_VERSION')",
+    );
+    let report = sqlmap(port, out_dir.path(), &["--os-cmd=id"]);
+    assert!(
+        report.contains("command standard output"),
+        "sqlmap ran a command: {report}"
     );
     drop(app);
     cl.stop();
@@ -330,13 +329,37 @@ fn sqlmap_through_a_vulnerable_application_is_sql_injection() {
             a["evidence"]["statements"].as_u64().unwrap() >= 10,
             "{log}: {a:#}"
         );
-        // sqlmap's own probes (which DBMS fork it reached) name it, through the application.
+        let unsafe_: Vec<String> = alerts_of(&alerts, "PostgreSQL_UnsafeAction")
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {} {}",
+                    a["entities"]["principal"].as_str().unwrap_or(""),
+                    a["entities"]["application"].as_str().unwrap_or(""),
+                    rules(a)
+                )
+            })
+            .collect();
+        assert_eq!(
+            unsafe_,
+            [
+                "app psql [\"server file access by function\"]",
+                "app shop-web [\"COPY … PROGRAM runs a shell command\"]"
+            ],
+            "{log}"
+        );
+        // sqlmap's own probes (which DBMS fork it reached) name it, through the application;
+        // besides, only the role made superuser.
         assert!(
             alerts
                 .iter()
                 .all(|a| a["alertType"] == "PostgreSQL_SqlInjection"
+                    || a["alertType"] == "PostgreSQL_UnsafeAction"
                     || (a["alertType"] == "PostgreSQL_HarmfulApplication"
-                        && a["evidence"]["tools"] == serde_json::json!(["sqlmap"]))),
+                        && a["evidence"]["tools"] == serde_json::json!(["sqlmap"]))
+                    || (a["alertType"] == "PostgreSQL_PrivilegeEscalation"
+                        && a["entities"]["principal"] == "postgres"
+                        && rules(a) == "[\"made superuser\"]")),
             "{log}: nothing else: {alerts:#?}"
         );
     }
@@ -423,4 +446,181 @@ async fn evasions_and_extraction_are_seen_in_every_log_format() {
         let text = serde_json::to_string(&alerts).unwrap();
         assert!(!text.contains("this is not logged"));
     }
+}
+
+/// What the log says happened, and only that: a CREATEROLE role that tries to make a role
+/// superuser and is refused (42501) made an attempt, not a superuser, and the one acting is
+/// the role of the session; what it could do (grant itself `pg_execute_server_program`, as
+/// CREATEROLE allows on PostgreSQL 15) it did. A `DO` block that builds `COPY … TO PROGRAM`
+/// from pieces is seen with `log_statement` alone; so are a dump sent as one query and a whole
+/// table copied out by a role that never copied data out. Evidence keeps the statement's case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_actors_dynamic_sql_and_copies_out_as_the_log_tells_them() {
+    for log_statement in ["all", "none"] {
+        let mut cl = pgaudit_cluster(log_statement);
+        cl.psql(
+            "CREATE ROLE manager LOGIN CREATEROLE PASSWORD 'Man4ger-pw'; \
+             CREATE ROLE victim LOGIN PASSWORD 'Vict1m-pw'; \
+             GRANT SELECT ON orders TO manager",
+        );
+        let manager = ("manager", "Man4ger-pw", "postgres", "psql");
+        let su = ("postgres", SUPERUSER_PASSWORD, "postgres", "psql");
+        run_sql("127.0.2.1", cl.port, APP, &["SELECT * FROM items LIMIT 10"]).await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let r = run_sql(
+            "127.0.2.7",
+            cl.port,
+            manager,
+            &[
+                "ALTER ROLE victim SUPERUSER",
+                "GRANT pg_execute_server_program TO manager",
+            ],
+        )
+        .await;
+        assert!(
+            r[0].as_deref().is_some_and(|e| e.starts_with("42501")),
+            "{r:?}"
+        );
+        assert_eq!(r[1], None, "{log_statement}");
+        psql_as(
+            &cl,
+            ("manager", "Man4ger-pw"),
+            "BEGIN; LOCK TABLE public.orders IN ACCESS SHARE MODE; COPY public.orders (id, item) TO STDOUT; COMMIT",
+        );
+        // With log_statement, pgaudit turned off first: only the DO block itself is logged.
+        let do_block = "DO $$BEGIN EXECUTE 'COPY (SELECT 1) TO PRO' || 'GRAM ' || chr(39) || 'true' || chr(39); END$$";
+        let statements: &[&str] = if log_statement == "all" {
+            &["SET pgaudit.log = 'none'", do_block]
+        } else {
+            &[do_block]
+        };
+        let r = run_sql("127.0.2.9", cl.port, su, statements).await;
+        assert!(r.iter().all(Option::is_none), "{r:?}");
+        psql_as(&cl, ("app", APP_PASSWORD), "COPY Orders TO STDOUT");
+        cl.stop();
+        let config = config(&cl);
+        let logs: &[&str] = if log_statement == "all" {
+            &["postgresql.log", "postgresql.csv", "postgresql.json"]
+        } else {
+            &["postgresql.csv"]
+        };
+        for log in logs {
+            let what = format!("log_statement={log_statement} {log}");
+            let alerts = analyze_with(&config, &cl.log_dir.join(log));
+            let text = std::fs::read_to_string(cl.log_dir.join(log)).unwrap();
+            assert_eq!(
+                text.contains("PROGRAM 'true'"),
+                log_statement == "none",
+                "{what}: the dynamic statement is in the log only through pgaudit"
+            );
+            let esc = alerts_of(&alerts, "PostgreSQL_PrivilegeEscalation");
+            let summary: Vec<String> = esc
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} {} {} {}",
+                        a["entities"]["principal"].as_str().unwrap_or(""),
+                        a["evidence"]["grantedBy"].as_str().unwrap_or(""),
+                        a["severity"].as_str().unwrap_or(""),
+                        rules(a)
+                    )
+                })
+                .collect();
+            assert_eq!(esc.len(), 2, "{what}: {summary:#?}");
+            let about = |role: &str| {
+                esc.iter()
+                    .find(|a| {
+                        a["remediationSteps"]
+                            .to_string()
+                            .contains(&format!("Review what \\\"{role}\\\""))
+                    })
+                    .unwrap_or_else(|| panic!("{what}: nothing about {role}: {summary:#?}"))
+            };
+            let victim = about("victim");
+            assert_eq!(victim["severity"], "Medium", "{what}: {summary:#?}");
+            assert!(rules(victim).contains("refused"), "{what}: {summary:#?}");
+            assert!(
+                !victim["description"].as_str().unwrap().contains("gained"),
+                "{what}: {}",
+                victim["description"]
+            );
+            assert_eq!(victim["evidence"]["grantedBy"], "manager", "{what}");
+            let gained = about("manager");
+            assert_eq!(
+                gained["severity"], "High",
+                "{what}: {summary:#?} {gained:#}"
+            );
+            assert_eq!(gained["evidence"]["grantedBy"], "manager", "{what}");
+            assert!(
+                gained["evidence"]["sampleStatements"]
+                    .to_string()
+                    .contains("GRANT pg_execute_server_program TO manager"),
+                "{what}: {}",
+                gained["evidence"]["sampleStatements"]
+            );
+
+            let unsafe_ = alerts_of(&alerts, "PostgreSQL_UnsafeAction");
+            assert!(
+                unsafe_
+                    .iter()
+                    .any(|a| rules(a).contains("PROGRAM")
+                        && a["entities"]["sourceIp"] == "127.0.2.9"),
+                "{what}: {unsafe_:#?}"
+            );
+
+            let mut exfil: Vec<String> = alerts_of(&alerts, "PostgreSQL_DataExfiltration")
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{}@{}: {}",
+                        a["entities"]["principal"].as_str().unwrap_or(""),
+                        a["entities"]["sourceIp"].as_str().unwrap_or(""),
+                        a["evidence"]["rules"][0].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            exfil.sort();
+            assert_eq!(
+                exfil,
+                [
+                    "app@127.0.0.1: whole table copied out from a new source",
+                    "manager@127.0.0.1: dump from a new source"
+                ],
+                "{what}"
+            );
+        }
+    }
+}
+
+/// psql over TCP from 127.0.0.1 as another role (COPY … TO STDOUT needs a client that takes
+/// the copy).
+fn psql_as(cl: &Cluster, (user, password): (&str, &str), sql: &str) {
+    let out = Command::new(pg_bin().join("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
+        .arg(cl.port.to_string())
+        .args(["-U", user, "-d", "postgres", "-o", "/dev/null", "-c", sql])
+        .env("PGPASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "psql as {user}: {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// sqlmap against the vulnerable endpoint on `port` (its session kept in `out_dir`): what it
+/// printed.
+fn sqlmap(port: u16, out_dir: &std::path::Path, extra: &[&str]) -> String {
+    let out = Command::new("timeout")
+        .args(["300", "sqlmap", "--batch", "--dbms=PostgreSQL"])
+        .args(extra)
+        .args(["--time-sec=1", "--disable-coloring", "-u"])
+        .arg(format!("http://127.0.0.1:{port}/item?id=1"))
+        .arg("--output-dir")
+        .arg(out_dir)
+        .env("HOME", out_dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

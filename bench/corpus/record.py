@@ -18,7 +18,9 @@ first, and libpq's TLS fallback doubles each failure), application pools in two 
 regions, ORM queries, pg_dump, health checks, a pooler in front.
 
 Needs: PostgreSQL 15 server binaries, hydra, medusa, ncrack, nmap, patator, sqlmap,
-pgbouncer, gcc, openssl, python3-psycopg2 (Debian packages). Talks only to 127.0.0.0/8.
+pgbouncer, gcc, openssl, python3-psycopg2, python3-venv, default-jdk-headless and
+libpostgresql-jdbc-java (Debian packages); the ORM scenarios' Python libraries are installed
+with pip into a virtualenv on first use (ORM_PACKAGES). Talks only to 127.0.0.0/8.
 Run as root (the server runs as `postgres`) or as an ordinary user.
 """
 import json
@@ -49,6 +51,22 @@ PREFIXES = [
     "%m [%p] %q[user=%u,db=%d,app=%a] ",
     "%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
 ]
+
+
+JDBC_JAR = "/usr/share/java/postgresql.jar"
+# The Python libraries of the ORM scenarios, at the versions the corpus was recorded with.
+ORM_PACKAGES = ["SQLAlchemy==2.1.9", "alembic==1.20.1", "Django==5.2.19", "psycopg[binary]==3.3.9"]
+
+
+def orm_env():
+    """A virtualenv with the ORM scenarios' libraries (made on first use), and its python."""
+    venv = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "pgvigil-corpus-orm")
+    py = os.path.join(venv, "bin", "python")
+    if not os.path.exists(py):
+        subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", venv], check=True)
+        subprocess.run([py, "-m", "pip", "install", "--quiet", *ORM_PACKAGES], check=True)
+    os.chmod(os.path.dirname(venv), 0o755)
+    return py
 
 
 def pg_bin():
@@ -117,6 +135,8 @@ log_line_prefix = '{PREFIXES[0]}'
 log_timezone = 'UTC'
 lc_messages = 'C'
 password_encryption = 'scram-sha-256'
+shared_preload_libraries = 'pgaudit'
+pgaudit.log = 'none'
 include_if_exists = 'scenario.conf'
 """)
         with open(os.path.join(self.data, "pg_hba.conf"), "w") as f:
@@ -185,7 +205,11 @@ class Recorder:
           "INSERT INTO orders(customer_id, total, status) SELECT g % 200 + 1, g, 'open' FROM generate_series(1, 2000) g; "
           "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 20) g; "
           "GRANT ALL ON ALL TABLES IN SCHEMA public TO app, orders; "
-          "GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO app, orders", db="appdb")
+          "GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO app, orders; "
+          "GRANT SELECT ON ALL TABLES IN SCHEMA public TO alice", db="appdb")
+        # Loaded for the pgaudit scenarios; it logs nothing until a scenario sets pgaudit.log.
+        c("CREATE EXTENSION pgaudit")
+        c("CREATE EXTENSION pgaudit", db="appdb")
 
     def configure(self, settings):
         path = os.path.join(self.cl.data, "scenario.conf")
@@ -785,6 +809,86 @@ def main():
     r.scenario("app-stale-password", stale_password,
                labels("benign", "the application deployed with its old password: 4 connections fail together, "
                       "three times with backoff, then the fixed deploy logs in", []))
+
+    # ---- real ORMs, migration tools, drivers, BI and admin tools (statement logging on) ----
+    orm_python = orm_env()
+    orm = lambda script, *args: r.run([orm_python, os.path.join(HERE, "clients", script), "app", APP_PW, "appdb",
+                                       "orders-api", *args], "127.0.0.10", timeout=600)
+
+    def checked(res):
+        if res.returncode != 0:
+            raise RuntimeError(res.stderr[-500:])
+
+    # Each twice: with log_statement, and with pgaudit alone (its entries, row counts).
+    log_statement = {"log_statement": "all"}
+    pgaudit = {"pgaudit.log": "read,write,role,ddl,function,misc", "pgaudit.log_rows": "on",
+               "pgaudit.log_relation": "on"}
+
+    def both(name, fn, lab):
+        r.scenario(name, fn, lab, settings=log_statement)
+        r.scenario(name + "-pgaudit", fn, dict(lab, description=lab["description"] + " (pgaudit)"),
+                   settings=pgaudit)
+    both("orm-sqlalchemy", lambda: checked(orm("orm_sqlalchemy.py")),
+               labels("benign", "a SQLAlchemy 2 application: create_all, reflection, eager loads, empty IN and "
+                      "NOT IN lists, UNION, CASE, server-side cursors, bulk inserts, savepoints, row locks", [],
+                      tool="sqlalchemy"))
+    both("migrations-alembic", lambda: checked(orm("migrations_alembic.py")),
+               labels("benign", "Alembic migrations up, down and up again: tables, indexes, an enum, a data "
+                      "migration, constraints, a bulk insert", [], tool="alembic"))
+    both("orm-django", lambda: checked(orm("orm_django.py")),
+               labels("benign", "a Django application: migrate of contenttypes, auth and an app, the ORM's "
+                      "queries (Q, F, lookups, prefetch, annotate, bulk, select_for_update, cascades, raw), "
+                      "migrate back to zero", [], tool="django"))
+    both("orm-activerecord-prisma-style", lambda: checked(orm("tool_styles.py", "activerecord", "prisma")),
+               labels("benign", "ActiveRecord's and Prisma's SQL through libpq's extended protocol: catalog "
+                      "queries, WHERE 1=0 and AND 1=1, advisory locks, savepoints", []))
+
+    def jdbc():
+        classes = os.path.join(r.work, "jdbc")
+        os.makedirs(classes, exist_ok=True)
+        subprocess.run(["javac", "-d", classes, "-cp", JDBC_JAR, os.path.join(HERE, "clients", "JdbcHibernateStyle.java")],
+                       check=True, capture_output=True)
+        checked(r.run(["java", "-Djava.net.preferIPv4Stack=true", "-cp", f"{JDBC_JAR}:{classes}", "JdbcHibernateStyle",
+                       f"jdbc:postgresql://127.0.0.1:{r.port}/appdb?ApplicationName=orders-api", "app", APP_PW],
+                      "127.0.0.10"))
+    both("jdbc-hibernate-style", jdbc,
+               labels("benign", "a Java service through pgJDBC: DatabaseMetaData's catalog queries, Hibernate 6 "
+                      "style prepared statements (server-side after five uses), batches, locks, savepoints", [],
+                      tool="pgjdbc"))
+    bi = {"actor": "127.0.0.32", "role": "app", "database": "appdb", "application": "Metabase", "every": "1h"}
+    both("bi-metabase-style",
+               lambda: checked(r.run([orm_python, os.path.join(HERE, "clients", "tool_styles.py"), "app", APP_PW,
+                                      "appdb", "Metabase", "metabase"], "127.0.0.32")),
+               labels("benign", "a BI tool's sync and questions: WHERE 1 <> 1 LIMIT 0 probes, aggregates, "
+                      "2,000-row table views", [],
+                      {"127.0.0.32": {"place": "private", "benign": True, "what": "the BI server"}},
+                      baseline=[HOME_APP, SECOND_APP, OFFICE, bi]))
+    admin_ui = dict(OFFICE, application="pgAdmin 4 - DB:appdb")
+    both("pgadmin-browsing",
+               lambda: checked(r.run([orm_python, os.path.join(HERE, "clients", "tool_styles.py"), "alice",
+                                      ALICE_PW, "appdb", "pgAdmin 4 - DB:appdb", "pgadmin"], "127.0.0.20")),
+               labels("benign", "alice browses with pgAdmin: its catalog, role and dashboard queries, the first "
+                      "1,000 rows of a table", [], baseline=[HOME_APP, SECOND_APP, OFFICE, admin_ui]))
+
+    def restore():
+        archive = os.path.join(r.work, "appdb.dump")
+        subprocess.run([os.path.join(r.cl.bin, "pg_dump"), "-Fc", "-h", "127.0.0.1", "-p", str(r.port), "-U",
+                        "backup", "-d", "appdb", "-f", archive],
+                       env=r.env("127.0.0.30", PGPASSWORD="backup-pw"), check=True, capture_output=True)
+        os.chmod(archive, 0o644)
+        r.cl.psql("DROP DATABASE IF EXISTS appdb_restored")
+        r.cl.psql("CREATE DATABASE appdb_restored")
+        subprocess.run(as_postgres([os.path.join(r.cl.bin, "pg_restore"), "-h", r.cl.work, "-p", str(r.port),
+                                    "-U", "postgres", "-d", "appdb_restored", "--no-owner", archive]),
+                       check=True, capture_output=True)
+        r.cl.psql("DROP DATABASE appdb_restored")
+    both("pg-restore", restore,
+               labels("benign", "the backup host dumps (custom format), the administrator restores it into a "
+                      "new database on the server itself", [],
+                      {"127.0.0.30": {"place": "private", "benign": True, "what": "the backup host"}},
+                      baseline=[HOME_APP, SECOND_APP, OFFICE,
+                                {"actor": "127.0.0.30", "role": "backup", "database": "appdb",
+                                 "application": "pg_dump", "every": "daily"}]))
 
     r.cl.stop()
     failed = [n for n, e, _ in r.results if e]

@@ -34,19 +34,19 @@ pub fn samples(server: &str, now_ms: i64) -> Vec<Alert> {
                     "The client behaves like an attack tool: database template1, no application name, a bare connection per task.",
                 ),
                 "Sql_Injection" => (
-                    crate::evidence!({"rules": ["time delay (pg_sleep)"], "statements": 12, "sampleStatements": ["SELECT ID FROM ITEMS WHERE ID = ? AND ? =(SELECT ? FROM PG_SLEEP(?))"], "sampleEvents": Vec::<Value>::new()}),
+                    crate::evidence!({"rules": ["time delay (pg_sleep)"], "statements": 12, "sampleStatements": ["SELECT id FROM items WHERE id = ? AND ?=(SELECT ? FROM pg_sleep(?))"], "sampleEvents": Vec::<Value>::new()}),
                     "Applications build these shapes only when user input is pasted into SQL; injection tools send them to find out whether it is.",
                 ),
                 "Unsafe_Action" => (
-                    crate::evidence!({"rules": ["COPY … PROGRAM runs a shell command"], "statements": 1, "sampleStatements": ["COPY(SELECT ?) TO PROGRAM ?"], "sampleEvents": Vec::<Value>::new()}),
+                    crate::evidence!({"rules": ["COPY … PROGRAM runs a shell command"], "statements": 1, "sampleStatements": ["COPY (SELECT ?) TO PROGRAM ?"], "sampleEvents": Vec::<Value>::new()}),
                     "These statements run commands on the database server: a step of an attack that has a privileged session.",
                 ),
                 "Usage_Anomaly" => (
-                    crate::evidence!({"rules": ["made superuser"], "statements": 1, "sampleStatements": ["ALTER ROLE APP SUPERUSER"], "grantedBy": "postgres", "sampleEvents": Vec::<Value>::new()}),
+                    crate::evidence!({"rules": ["made superuser"], "statements": 1, "sampleStatements": ["ALTER ROLE app SUPERUSER"], "grantedBy": "postgres", "sampleEvents": Vec::<Value>::new()}),
                     "An ordinary role was given superuser: a lasting way back in for whoever controls it.",
                 ),
                 "Data_Exfiltration" => (
-                    crate::evidence!({"rules": ["read far more rows than usual"], "statements": 3, "rows": 2_500_000, "learnedMaxRows": 20_000, "sampleStatements": ["SELECT * FROM CUSTOMERS"], "sampleEvents": Vec::<Value>::new()}),
+                    crate::evidence!({"rules": ["read far more rows than usual"], "statements": 3, "rows": 2_500_000, "learnedMaxRows": 20_000, "sampleStatements": ["SELECT * FROM customers"], "sampleEvents": Vec::<Value>::new()}),
                     "The session read 2,500,000 rows; the most this role read in a session while the server was learned is 20,000.",
                 ),
                 _ => (

@@ -92,12 +92,15 @@ fn spawn_scan(cfg: &Config, url: pgvigil::notify::Secret, store: Arc<Store>) -> 
             let now = pgvigil::store::now_ms();
             let at = pgvigil::event::format_time(now);
             let posture = match pgvigil::scan::scan(url.expose(), ca.as_deref(), now.div_euclid(86_400_000)) {
-                Ok(findings) => {
-                    for f in &findings {
+                Ok(report) => {
+                    for f in &report.findings {
                         tracing::warn!(check = f.check, severity = %f.severity, "posture: {}", f.title);
                     }
-                    tracing::info!(findings = findings.len(), "posture scan done");
-                    serde_json::json!({"scannedAt": at, "findings": findings, "error": null})
+                    for n in &report.not_checked {
+                        tracing::info!(reason = %n.reason, "posture: not checked: {}", n.what);
+                    }
+                    tracing::info!(findings = report.findings.len(), "posture scan done");
+                    serde_json::json!({"scannedAt": at, "findings": report.findings, "notChecked": report.not_checked, "error": null})
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "posture scan failed; next try in one interval");

@@ -48,6 +48,8 @@ struct Session {
     /// The last statement seen reads (pgaudit repeats it without text to give its rows).
     reading: bool,
     copied: Vec<String>,
+    /// A whole table (or an unfiltered query) was copied out.
+    whole_copy: bool,
     locked: bool,
     dump_reported: bool,
 }
@@ -58,7 +60,8 @@ struct State {
     sessions: FxHashMap<String, Session>,
     /// Largest session read per principal while the server was learned.
     baseline: FxHashMap<String, u64>,
-    /// `principal|source` that took dumps while the server was learned.
+    /// `principal|source` that took dumps or copied whole tables out while the server was
+    /// learned.
     dump_sources: FxHashSet<String>,
 }
 
@@ -87,29 +90,48 @@ type Extra = Vec<(&'static str, serde_json::Value)>;
 const SESSION_IDLE_MS: EventTime = 6 * 3_600_000;
 const MAX_TABLES: usize = 64;
 
+/// Whether a statement of the text reads (a query sent as one text may hold several).
 fn reads(toks: &[Token]) -> bool {
-    let Some(s) = st::statements(toks).next() else {
-        return false;
-    };
-    st::starts_with(s, &["SELECT"])
-        || st::starts_with(s, &["WITH"])
-        || st::starts_with(s, &["FETCH"])
-        || st::starts_with(s, &["TABLE"])
-        || (st::starts_with(s, &["COPY"]) && st::find_words(s, &["TO"]).is_some())
+    st::statements(toks).any(|s| {
+        st::starts_with(s, &["SELECT"])
+            || st::starts_with(s, &["WITH"])
+            || st::starts_with(s, &["FETCH"])
+            || st::starts_with(s, &["TABLE"])
+            || (st::starts_with(s, &["COPY"]) && st::find_words(s, &["TO"]).is_some())
+    })
 }
 
-/// The table (or `(query)`) a `COPY … TO STDOUT` copies out.
-fn copied_out(toks: &[Token]) -> Option<String> {
-    let s = st::statements(toks).next()?;
-    if !st::starts_with(s, &["COPY"]) || st::find_words(s, &["TO", "STDOUT"]).is_none() {
-        return None;
-    }
-    let first = st::name_of(s.get(1)).unwrap_or_else(|| "(query)".into());
-    Some(if st::is_op(s.get(2), ".") {
-        format!("{first}.{}", st::name_of(s.get(3)).unwrap_or_default())
-    } else {
-        first
-    })
+/// What a text copies out (`COPY … TO STDOUT` or to a file): the table, or `(query)`, and
+/// whether the whole of it goes (a table, or a query with no `WHERE`, `LIMIT` or `FETCH`).
+fn copied_out(toks: &[Token]) -> Vec<(String, bool)> {
+    st::statements(toks)
+        .filter_map(|s| {
+            if !st::starts_with(s, &["COPY"]) {
+                return None;
+            }
+            let to = st::find_words(s, &["TO"])?;
+            // `TO PROGRAM` runs a command: the unsafe-action detector's.
+            if st::is_word(s.get(to + 1), "PROGRAM") {
+                return None;
+            }
+            if st::is_op(s.get(1), "(") {
+                let q = st::call_args(s, 0);
+                let selective = ["WHERE", "LIMIT", "FETCH", "OFFSET"]
+                    .iter()
+                    .any(|w| q.iter().any(|t| st::is_word(Some(t), w)));
+                return Some(("(query)".into(), !selective));
+            }
+            let first = st::name_of(s.get(1))?;
+            Some(if st::is_op(s.get(2), ".") {
+                (
+                    format!("{first}.{}", st::name_of(s.get(3)).unwrap_or_default()),
+                    true,
+                )
+            } else {
+                (first, true)
+            })
+        })
+        .collect()
 }
 
 fn locks_for_dump(toks: &[Token]) -> bool {
@@ -129,19 +151,21 @@ impl Detector for DataExfiltration {
             return;
         }
         let learning = cx.profile.learning_statements(ev.time, cx.profile_cfg);
-        let principal = ev.principal.as_deref().unwrap_or("").to_string();
+        let principal = ev.principal.as_deref().unwrap_or("");
         let source = ev.source_key();
-        let key = match (&ev.session_id, ev.pid) {
-            (Some(s), _) => s.to_string(),
-            (None, Some(p)) => format!("{source}#{p}"),
-            (None, None) => source.to_string(),
+        let key = st::session_key(ev);
+        if !self.st.sessions.contains_key(key.as_ref()) {
+            self.st.sessions.insert(key.to_string(), Session::default());
+        }
+        let Some(s) = self.st.sessions.get_mut(key.as_ref()) else {
+            return;
         };
-        let s = self.st.sessions.entry(key).or_default();
         s.last = ev.time;
         if let Some(sql) = &ev.sql {
-            let toks = sql.tokens();
+            let toks = sql.executed_tokens();
             s.reading = reads(toks);
-            if let Some(t) = copied_out(toks) {
+            for (t, whole) in copied_out(toks) {
+                s.whole_copy |= whole;
                 if s.copied.len() < MAX_TABLES && !s.copied.contains(&t) {
                     s.copied.push(t);
                 }
@@ -153,7 +177,7 @@ impl Detector for DataExfiltration {
         }
 
         // Volume.
-        let learned = self.st.baseline.get(&principal).copied().unwrap_or(0);
+        let learned = self.st.baseline.get(principal).copied().unwrap_or(0);
         let limit = self
             .cfg
             .min_rows
@@ -163,7 +187,7 @@ impl Detector for DataExfiltration {
         // slowly past the limit must not teach its own size.
         if learning {
             if s.rows > learned {
-                self.st.baseline.insert(principal.clone(), s.rows);
+                self.st.baseline.insert(principal.to_string(), s.rows);
             }
         } else if s.rows > limit && s.rows >= s.reported_rows.saturating_mul(2).max(1) {
             s.reported_rows = s.rows;
@@ -185,22 +209,43 @@ impl Detector for DataExfiltration {
         let dump_like = app.starts_with("pg_dump")
             || s.copied.len() >= self.cfg.dump_tables
             || (s.locked && !s.copied.is_empty());
-        let who = format!("{principal}|{source}");
-        if dump_like && !s.dump_reported {
+        // Without row counts (`log_statement` alone) a whole table copied out is all the log
+        // says of its size; with them, a small copy is no export. pgaudit counts 0 rows for a
+        // `COPY table TO` whatever it copied (it counts what the executor returns, and a table
+        // copy does not go through it): 0 is no count.
+        let bulk_copy = s.whole_copy && ev.rows.is_none_or(|r| r == 0 || r >= self.cfg.min_rows);
+        if (dump_like || bulk_copy) && !s.dump_reported {
+            let who = format!("{principal}|{source}");
             let expected = self.cfg.dump_sources.iter().any(|d| d == source.as_str());
             if learning {
                 self.st.dump_sources.insert(who.clone());
             } else if !expected && !self.st.dump_sources.contains(&who) {
                 s.dump_reported = true;
+                let before = if self.st.dump_sources.is_empty() {
+                    "No dump or whole-table copy of this server was taken while it was learned"
+                        .to_string()
+                } else {
+                    format!(
+                        "Dumps and whole-table copies of this server were taken by {} while it was learned",
+                        super::access::listing(self.st.dump_sources.iter().cloned(), 5)
+                    )
+                };
                 found.push((
-                    "dump from a new source",
-                    format!("Dumps of this server were taken from {} while it was learned; never by {principal:?} from {source}.",
-                        super::access::listing(self.st.dump_sources.iter().cloned(), 5)),
+                    if dump_like {
+                        "dump from a new source"
+                    } else {
+                        "whole table copied out from a new source"
+                    },
+                    format!("{before}; never by {principal:?} from {source}."),
                     vec![("tablesCopied", serde_json::json!(s.copied))],
                 ));
             }
         }
 
+        if found.is_empty() {
+            return;
+        }
+        let who = format!("{principal}|{source}");
         for (rule, why, extra) in found {
             let shown = self.shown.show(ev);
             let inc = self
@@ -216,7 +261,7 @@ impl Detector for DataExfiltration {
                 ),
                 why,
                 remediation: vec![
-                    format!("Confirm with the owner of {principal:?} that the export from {source} is expected; if not, end its sessions ({}) and change the role's password.", super::advice::terminate_role(&principal)),
+                    format!("Confirm with the owner of {principal:?} that the export from {source} is expected; if not, end its sessions ({}) and change the role's password.", super::advice::terminate_role(principal)),
                     "Find out what was read (the statements in evidence, pgaudit) and whether it holds personal or secret data that must be reported.".into(),
                     "Limit what the role can read (GRANT only the tables it needs, row-level security) and which hosts may connect as it (pg_hba.conf).".into(),
                 ],
@@ -304,7 +349,12 @@ mod tests {
         let mut evs = dump(0, "backup", "10.0.0.5", "d1");
         evs.extend(dump(8 * DAY, "backup", "10.0.0.5", "d2"));
         evs.extend(dump(8 * DAY + 10, "app", "203.0.113.7", "d3"));
-        let mut copies = stmt(9 * DAY, "app", "COPY (SELECT * FROM a) TO STDOUT");
+        // A filtered copy is a report, not an export.
+        let mut copies = stmt(
+            9 * DAY,
+            "app",
+            "COPY (SELECT * FROM a WHERE id = 1) TO STDOUT",
+        );
         copies.session_id = Some("d4".into());
         evs.push(copies);
         let f = run(
@@ -317,5 +367,57 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].entity, "app|203.0.113.7");
         assert_eq!(f[0].evidence.value()["tablesCopied"][0], "public.a");
+    }
+
+    fn copy(t: EventTime, role: &str, session: &str, sql: &str) -> Event {
+        let mut e = stmt(t, role, sql);
+        e.session_id = Some(session.into());
+        e
+    }
+
+    #[test]
+    fn a_dump_sent_as_one_text_and_a_whole_table_copied_out_are_flagged() {
+        let evs =
+            vec![
+            copy(0, "backup", "b1", "COPY public.a TO STDOUT"),
+            copy(8 * DAY, "backup", "b2", "COPY public.a TO STDOUT"),
+            // Everything a dump does, in one query.
+            copy(
+                8 * DAY + 1,
+                "app",
+                "s1",
+                "BEGIN; LOCK TABLE public.a IN ACCESS SHARE MODE; COPY public.a TO STDOUT; COMMIT",
+            ),
+            copy(8 * DAY + 2, "report", "s2", "COPY (SELECT id FROM a LIMIT 10) TO STDOUT"),
+            copy(8 * DAY + 3, "analyst", "s3", "copy \"Customers\" to stdout with csv"),
+            // Small, as counted by pgaudit: no export.
+            {
+                let mut e = copy(8 * DAY + 4, "etl", "s4", "COPY a TO STDOUT");
+                e.rows = Some(20);
+                e
+            },
+        ];
+        let f = run(
+            &mut DataExfiltration::new(
+                DataExfiltrationConfig::default(),
+                StatementEvidence::Redacted,
+            ),
+            evs,
+        );
+        let got: Vec<(String, String)> = f
+            .iter()
+            .map(|f| (f.entity.clone(), f.evidence.value()["rules"][0].to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("app|10.0.0.9".into(), "\"dump from a new source\"".into()),
+                (
+                    "analyst|10.0.0.9".into(),
+                    "\"whole table copied out from a new source\"".into()
+                ),
+            ]
+        );
+        assert_eq!(f[1].evidence.value()["tablesCopied"][0], "Customers");
     }
 }

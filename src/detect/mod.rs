@@ -291,6 +291,19 @@ pub mod testing {
         run_with(d, events, &mut profile, &cfg)
     }
 
+    /// [`run`], then time moves a day past the last event, as at the end of `analyze`'s
+    /// input: what waits for more (an outcome, a quiet period) is decided.
+    pub fn run_to_end(
+        d: &mut dyn super::Detector,
+        events: impl IntoIterator<Item = Event>,
+    ) -> Vec<Finding> {
+        let events: Vec<Event> = events.into_iter().collect();
+        let end = events.iter().map(|e| e.time).max().unwrap_or(0) + 86_400_000;
+        let mut out = run(d, events);
+        d.advance(end, &mut out);
+        out
+    }
+
     pub fn run_with(
         d: &mut dyn super::Detector,
         events: impl IntoIterator<Item = Event>,

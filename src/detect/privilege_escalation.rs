@@ -10,7 +10,7 @@ use super::Detector;
 use crate::alert::{AlertType, Finding, Severity};
 use crate::event::{Event, EventKind, EventTime};
 use crate::sql::Token;
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 /// `[detect.privilege_escalation]`
@@ -59,7 +59,21 @@ struct State {
     incidents: Incidents,
     /// Roles made superuser in the logs.
     superusers: FxHashSet<String>,
+    /// Per session, the gains of its last statement until the log tells whether it ran.
+    pending: FxHashMap<String, Pending>,
 }
+
+/// A statement that gives power, waiting for its outcome: the server logs a statement before
+/// running it, and its error (if any) right after.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pending {
+    ev: Event,
+    /// `(role, rule, severity)`.
+    gains: Vec<(String, String, Severity)>,
+}
+
+/// How long (event time) a statement's error may follow it; after that it ran.
+const OUTCOME_WAIT_MS: EventTime = 2_000;
 
 pub struct PrivilegeEscalation {
     cfg: PrivilegeEscalationConfig,
@@ -79,6 +93,85 @@ impl PrivilegeEscalation {
             shown,
             batch: false,
             st: State::default(),
+        }
+    }
+}
+
+impl PrivilegeEscalation {
+    /// The findings of a statement whose outcome is known: `refusal` is the error that
+    /// refused it, and then nothing was gained, only tried.
+    fn report(&mut self, p: Pending, refusal: Option<&Event>, out: &mut Vec<Finding>) {
+        let ev = &p.ev;
+        let by = ev.principal.as_deref().unwrap_or("");
+        for (role, rule, severity) in p.gains {
+            let (rule, severity) = match refusal {
+                Some(_) => (format!("refused: {rule}"), severity.min(Severity::Medium)),
+                None => {
+                    if rule == "made superuser" {
+                        self.st.superusers.insert(role.clone());
+                    }
+                    (rule, severity)
+                }
+            };
+            let shown = self.shown.show(ev);
+            let inc = self.st.incidents.hit(&role, ev, &[&rule], severity, shown);
+            let gained: Vec<&str> = inc
+                .rules
+                .iter()
+                .filter(|r| !r.starts_with("refused: "))
+                .map(String::as_str)
+                .collect();
+            let tried: Vec<&str> = inc
+                .rules
+                .iter()
+                .filter_map(|r| r.strip_prefix("refused: "))
+                .collect();
+            let source = ev.source_key();
+            let description = match (gained.is_empty(), tried.is_empty()) {
+                (false, true) => format!(
+                    "Role {role:?} gained privileges ({}), by {by:?} from {source}.",
+                    gained.join(", ")
+                ),
+                (true, _) => format!(
+                    "{by:?} from {source} tried to give role {role:?} privileges ({}); the server refused.",
+                    tried.join(", ")
+                ),
+                (false, false) => format!(
+                    "Role {role:?} gained privileges ({}), by {by:?} from {source}; also tried and refused: {}.",
+                    gained.join(", "),
+                    tried.join(", ")
+                ),
+            };
+            let mut extra = vec![("grantedBy", serde_json::json!(by))];
+            if let Some(e) = refusal {
+                extra.push((
+                    "refusal",
+                    serde_json::json!({"sqlstate": e.sqlstate, "message": e.message}),
+                ));
+            }
+            let x = Explained {
+                alert_type: AlertType::PrivilegeEscalation,
+                entity: role.clone(),
+                description,
+                why: if refusal.is_some() {
+                    "A session that tries to give a role more power than it may is probing what its own role can do: the next attempt may be one its role is allowed.".into()
+                } else if role == by {
+                    "The role's own session used powers that it should use only in planned maintenance.".into()
+                } else {
+                    "Attackers who get a privileged session make themselves a lasting way back in by giving an ordinary role superuser or server-file powers; planned changes of this kind are rare.".into()
+                },
+                remediation: vec![
+                    if gained.is_empty() {
+                        format!("Nothing was changed. Ask the owner of {by:?} why its session tried; if nobody knows, end its sessions ({}) and change its password.", super::advice::terminate_role(by))
+                    } else {
+                        format!("Confirm with the owner of {by:?} that the change was planned; if not, revoke it ({}; REVOKE … FROM {}) and change both roles' passwords.", super::advice::alter_role(&role, "NOSUPERUSER NOCREATEROLE NOBYPASSRLS NOREPLICATION"), crate::sql::quote_ident(&role))
+                    },
+                    format!("Review what {role:?} and {by:?} did since (log_statement or pgaudit) and which sessions they have open (pg_stat_activity)."),
+                    "Give roles the least privilege they need: application roles never need superuser, CREATEROLE or the pg_*_server_* roles.".into(),
+                ],
+                extra,
+            };
+            out.push(st::finding(ev, inc, x));
         }
     }
 }
@@ -248,23 +341,44 @@ impl Detector for PrivilegeEscalation {
     }
 
     fn observe(&mut self, ev: &Event, _cx: &super::Context<'_>, out: &mut Vec<Finding>) {
-        if !self.cfg.enabled || ev.kind != EventKind::Statement {
+        let statement_or_error = matches!(ev.kind, EventKind::Statement | EventKind::Error);
+        if !self.cfg.enabled || (!statement_or_error && self.st.pending.is_empty()) {
+            return;
+        }
+        let key = st::session_key(ev);
+        let mut outcome_told = false;
+        if let Some(p) = self.st.pending.remove(key.as_ref()) {
+            // The next word of the session on its statement: an error about that statement
+            // (the joiner leaves out a statement text it has just seen) means it was refused;
+            // anything else means it ran.
+            let refused = ev.kind == EventKind::Error
+                && ev
+                    .sql
+                    .as_ref()
+                    .is_none_or(|q| p.ev.sql.as_ref().is_some_and(|s| s.text == q.text));
+            if refused || ev.kind != EventKind::Statement || ev.sql.is_some() {
+                outcome_told = refused;
+                self.report(p, refused.then_some(ev), out);
+            } else {
+                // pgaudit repeating the statement (rows, no text): no outcome yet.
+                self.st.pending.insert(key.to_string(), p);
+            }
+        }
+        // A statement refused before it was logged (pgaudit logs only what passed its
+        // checks) is known by its error alone.
+        let refused_alone = ev.kind == EventKind::Error && !outcome_told;
+        if ev.kind != EventKind::Statement && !refused_alone {
             return;
         }
         let Some(sql) = &ev.sql else { return };
-        let toks = sql.tokens();
+        let toks = sql.executed_tokens();
         let by = ev.principal.as_deref().unwrap_or("");
         let (cfg_su, seen_su) = (&self.cfg.superusers, &self.st.superusers);
         let is_su = |r: &str| cfg_su.iter().any(|s| s == r) || seen_su.contains(r);
-        let mut found: Vec<(String, &'static str, Severity)> = gains(toks, &is_su)
+        let mut gains: Vec<(String, String, Severity)> = gains(toks, &is_su)
             .into_iter()
-            .map(|g| (g.role, g.rule, g.severity))
+            .map(|g| (g.role, g.rule.to_string(), g.severity))
             .collect();
-        for (role, rule, _) in &found {
-            if *rule == "made superuser" {
-                self.st.superusers.insert(role.clone());
-            }
-        }
         let superuser =
             self.cfg.superusers.iter().any(|s| s == by) || self.st.superusers.contains(by);
         if superuser
@@ -272,40 +386,45 @@ impl Detector for PrivilegeEscalation {
             && !in_windows(&self.windows, ev.time)
             && written_table(toks).is_some()
         {
-            found.push((
+            gains.push((
                 by.to_string(),
-                "superuser wrote to a user table outside maintenance",
+                "superuser wrote to a user table outside maintenance".into(),
                 Severity::Medium,
             ));
         }
-        for (role, rule, severity) in found {
-            let shown = self.shown.show(ev);
-            let inc = self.st.incidents.hit(&role, ev, &[rule], severity, shown);
-            let x = Explained {
-                alert_type: AlertType::PrivilegeEscalation,
-                entity: role.clone(),
-                description: format!(
-                    "Role {role:?} gained privileges ({}), by {by:?} from {}.",
-                    inc.rules.join(", "),
-                    ev.source_key()
-                ),
-                why: if role == by {
-                    "The role's own session used powers that it should use only in planned maintenance.".into()
-                } else {
-                    "Attackers who get a privileged session make themselves a lasting way back in by giving an ordinary role superuser or server-file powers; planned changes of this kind are rare.".into()
-                },
-                remediation: vec![
-                    format!("Confirm with the owner of {by:?} that the change was planned; if not, revoke it ({}; REVOKE … FROM {}) and change both roles' passwords.", super::advice::alter_role(&role, "NOSUPERUSER NOCREATEROLE NOBYPASSRLS NOREPLICATION"), crate::sql::quote_ident(&role)),
-                    format!("Review what {role:?} did since (log_statement or pgaudit) and which sessions it has open (pg_stat_activity)."),
-                    "Give roles the least privilege they need: application roles never need superuser or the pg_*_server_* roles.".into(),
-                ],
-                extra: vec![("grantedBy", serde_json::json!(by))],
+        if gains.is_empty() {
+            return;
+        }
+        if refused_alone {
+            let p = Pending {
+                ev: ev.clone(),
+                gains,
             };
-            out.push(st::finding(ev, inc, x));
+            self.report(p, Some(ev), out);
+        } else {
+            self.st.pending.insert(
+                key.into_owned(),
+                Pending {
+                    ev: ev.clone(),
+                    gains,
+                },
+            );
         }
     }
 
-    fn advance(&mut self, now: EventTime, _out: &mut Vec<Finding>) {
+    fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
+        let mut ran: Vec<Pending> = Vec::new();
+        self.st.pending.retain(|_, p| {
+            let waiting = now - p.ev.time <= OUTCOME_WAIT_MS;
+            if !waiting {
+                ran.push(p.clone());
+            }
+            waiting
+        });
+        ran.sort_by_key(|p| p.ev.time);
+        for p in ran {
+            self.report(p, None, out);
+        }
         self.st.incidents.expire(now, st::QUIET_MS);
     }
 
@@ -316,7 +435,7 @@ impl Detector for PrivilegeEscalation {
 mod tests {
     use super::*;
     use crate::detect::statement::testing::stmt;
-    use crate::detect::testing::run;
+    use crate::detect::testing::run_to_end as run;
     use crate::sql::tokens;
 
     fn g(sql: &str) -> Vec<(String, Severity)> {
@@ -435,5 +554,82 @@ mod tests {
             .all(|f| f.entity == "eve" && f.severity == Severity::High));
         assert_eq!(f[1].evidence.value()["grantedBy"], "postgres");
         assert_eq!(f[1].evidence.value()["rules"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_refused_statement_is_an_attempt_by_the_sessions_role() {
+        let refused = |t: EventTime, sql: Option<&str>| {
+            let mut e = stmt(t, "manager", sql.unwrap_or(""));
+            e.kind = EventKind::Error;
+            e.sql = sql.map(crate::event::Sql::new);
+            e.sqlstate = Some("42501".into());
+            e.message = Some("permission denied to alter role".into());
+            e
+        };
+        let f = run(
+            &mut PrivilegeEscalation::new(
+                PrivilegeEscalationConfig::default(),
+                StatementEvidence::Redacted,
+            ),
+            [
+                // Refused: the error names no statement (the joiner saw its text just before).
+                stmt(1000, "manager", "ALTER ROLE victim SUPERUSER"),
+                refused(1001, None),
+                // Ran: the session's next statement came without an error.
+                stmt(
+                    2000,
+                    "manager",
+                    "GRANT pg_execute_server_program TO manager",
+                ),
+                stmt(2001, "manager", "SELECT 1"),
+                // An error about another statement says nothing of this one.
+                stmt(3000, "manager", "ALTER ROLE victim BYPASSRLS"),
+                refused(3001, Some("SELEC 1")),
+                // The last one: nothing follows before the end.
+                stmt(4000, "manager", "ALTER ROLE other CREATEROLE"),
+            ],
+        );
+        let got: Vec<(String, Severity, String)> = f
+            .iter()
+            .map(|f| {
+                (
+                    f.entity.clone(),
+                    f.severity,
+                    f.evidence.value()["rules"].to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "victim".into(),
+                    Severity::Medium,
+                    r#"["refused: made superuser"]"#.into()
+                ),
+                (
+                    "manager".into(),
+                    Severity::High,
+                    r#"["granted a role that reaches the server's files, programs or all data"]"#
+                        .into()
+                ),
+                (
+                    "victim".into(),
+                    Severity::High,
+                    r#"["refused: made superuser","given BYPASSRLS"]"#.into()
+                ),
+                (
+                    "other".into(),
+                    Severity::Medium,
+                    r#"["given CREATEROLE"]"#.into()
+                ),
+            ]
+        );
+        assert_eq!(
+            f[0].description,
+            "\"manager\" from 10.0.0.9 tried to give role \"victim\" privileges (made superuser); the server refused."
+        );
+        assert_eq!(f[0].evidence.value()["refusal"]["sqlstate"], "42501");
+        assert_eq!(f[0].evidence.value()["grantedBy"], "manager");
     }
 }

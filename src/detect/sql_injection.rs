@@ -103,7 +103,10 @@ pub fn payload_rules(toks: &[Token], heavy_series: u64) -> Vec<&'static str> {
                 push(&mut rules, "CHR() chain");
             }
             if (st::is_word(s.get(i), "AND") || st::is_word(s.get(i), "OR"))
-                && constant_comparison(&s[i + 1..], st::is_word(s.get(i), "OR"))
+                && constant_comparison(
+                    &s[i + 1..],
+                    st::is_word(s.get(i), "OR") && !after_empty_list(s, i),
+                )
             {
                 push(&mut rules, "constant comparison (boolean oracle)");
             }
@@ -224,6 +227,17 @@ fn chr_chain(s: &[Token]) -> usize {
         i += 5;
     }
     n
+}
+
+/// Whether `IN (NULL)` ends right before `i`: how SQLAlchemy writes an empty list, with the
+/// constant that gives the list's answer after it (`IN (NULL) AND (1 != 1)`, and for NOT IN,
+/// `NOT IN (NULL) OR (1 = 1)`): the OR there is the builder's, not an oracle.
+fn after_empty_list(s: &[Token], i: usize) -> bool {
+    i >= 4
+        && st::is_word(s.get(i - 4), "IN")
+        && st::is_op(s.get(i - 3), "(")
+        && st::is_word(s.get(i - 2), "NULL")
+        && st::is_op(s.get(i - 1), ")")
 }
 
 /// `[NOT] 4521=4521`, `'a'='a'`, `(5678=5678)`: a comparison of two constants right after
@@ -413,6 +427,10 @@ mod tests {
             ["constant comparison (boolean oracle)"]
         );
         assert_eq!(
+            rules("SELECT * FROM users WHERE id=1 OR 1=1"),
+            ["constant comparison (boolean oracle)"]
+        );
+        assert_eq!(
             rules("SELECT id FROM users WHERE id=1 UNION ALL SELECT NULL,(CHR(113)||CHR(122)||CHR(106))::text,NULL-- x"),
             ["UNION SELECT NULL column probe", "CHR() chain"]
         );
@@ -474,6 +492,7 @@ mod tests {
             // SQLAlchemy's empty IN, control characters by code, a padded UNION branch, a
             // query builder's trailing tautology.
             "SELECT t.id FROM t WHERE t.id IN (NULL) AND (1 != 1)",
+            "SELECT t.id FROM t WHERE (t.id NOT IN (NULL) OR (1 = 1))",
             "SELECT replace(note, chr(13)||chr(10)||chr(9), ' ') FROM notes WHERE id = 7",
             "SELECT a, b FROM x WHERE a > 1 UNION ALL SELECT NULL, NULL FROM b",
             "SELECT * FROM orders WHERE status = 'open' AND 1 = 1",
@@ -514,7 +533,7 @@ mod tests {
         assert_eq!(last.severity, Severity::Medium);
         let ev = last.evidence.value();
         assert_eq!(ev["statements"], 3, "10th, 11th and 12th error");
-        assert_eq!(ev["sampleStatements"][0], "SELECT * FROM T WHERE ID = ? ?");
+        assert_eq!(ev["sampleStatements"][0], "SELECT * FROM t WHERE id = ??");
     }
 
     #[test]

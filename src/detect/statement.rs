@@ -28,6 +28,10 @@ pub fn statements(toks: &[Token]) -> impl Iterator<Item = &[Token]> {
 /// is the same function when it is written as PostgreSQL folds it: `"pg_read_file"(…)` and
 /// `"pg_catalog"."pg_read_file"(…)` call `pg_read_file`; `"PG_READ_FILE"` names another.
 pub fn is_call(toks: &[Token], i: usize, names: &[&str]) -> bool {
+    // Most tokens are not followed by `(`: the cheap test first (rules ask this of every token).
+    if !is_op(toks.get(i + 1), "(") {
+        return false;
+    }
     let named = match &toks[i] {
         Token::Word(w) => names.contains(&w.as_str()),
         Token::Ident(q) => {
@@ -35,7 +39,7 @@ pub fn is_call(toks: &[Token], i: usize, names: &[&str]) -> bool {
         }
         _ => false,
     };
-    named && is_op(toks.get(i + 1), "(")
+    named
 }
 
 /// The tokens between the parentheses of the call at `i`.
@@ -71,6 +75,16 @@ pub fn name_of(t: Option<&Token>) -> Option<String> {
         Token::Word(w) => Some(w.to_lowercase()),
         Token::Ident(i) => Some(i.clone()),
         _ => None,
+    }
+}
+
+/// The session an event belongs to, for state kept per session: its session id, else its
+/// source and process.
+pub fn session_key(ev: &Event) -> std::borrow::Cow<'_, str> {
+    match (&ev.session_id, ev.pid) {
+        (Some(s), _) => std::borrow::Cow::Borrowed(s.as_str()),
+        (None, Some(p)) => format!("{}#{p}", ev.source_key()).into(),
+        (None, None) => ev.source_key().to_string().into(),
     }
 }
 

@@ -378,12 +378,16 @@ impl Detector for UnsafeAction {
             return;
         }
         let Some(sql) = &ev.sql else { return };
-        let hits = rules(sql.tokens(), &self.cfg.dblink_hosts);
+        let hits = rules(sql.executed_tokens(), &self.cfg.dblink_hosts);
         if hits.is_empty() {
             return;
         }
         let principal = ev.principal.as_deref().unwrap_or("");
-        let entity = format!("{principal}|{}", ev.source_key());
+        // The program is part of who acted: a web application's session that runs a shell
+        // command through an injection is another story than the DBA's psql from the same
+        // host, and the alert must name the one that did it.
+        let app = ev.application.as_deref().unwrap_or("");
+        let entity = format!("{principal}|{}|{app}", ev.source_key());
         let names: Vec<&str> = hits.iter().map(|h| h.rule).collect();
         let severity = hits
             .iter()
@@ -401,8 +405,9 @@ impl Detector for UnsafeAction {
             alert_type: AlertType::UnsafeAction,
             entity: entity.clone(),
             description: format!(
-                "{principal:?} from {} ran statements that reach beyond the database: {}.",
+                "{principal:?} from {} ({}) ran statements that reach beyond the database: {}.",
                 ev.source_key(),
+                if app.is_empty() { "no application name".to_string() } else { format!("application {app:?}") },
                 inc.rules.join(", ")
             ),
             why: "These statements run commands, read or write the server's files, load code or change the server's configuration: steps of an attack that has a privileged session, rarely of an application.".into(),
@@ -601,7 +606,7 @@ mod tests {
         assert_eq!(f[1].severity, Severity::High);
         assert_eq!(f[0].entity, f[1].entity);
         let ev = f[1].evidence.value();
-        assert_eq!(ev["sampleStatements"][1], "COPY(SELECT ?) TO PROGRAM ?");
+        assert_eq!(ev["sampleStatements"][1], "COPY (SELECT ?) TO PROGRAM ?");
         assert_eq!(ev["rules"].as_array().unwrap().len(), 2);
     }
 }

@@ -46,6 +46,7 @@ pub fn minor_finding(version_num: u32) -> Option<ScanFinding> {
         fix: format!(
             "Install the latest {major}.x packages (e.g. apt-get install --only-upgrade postgresql-{major}) and restart; minor updates need no dump or pg_upgrade."
         ),
+        cis: super::cis_of("version-minor"),
     })
 }
 
@@ -69,6 +70,7 @@ pub fn eol_finding(version_num: u32, today: i64) -> Option<ScanFinding> {
         title: why,
         evidence: format!("server_version_num = {version_num}"),
         fix: "Upgrade to a supported major version (pg_upgrade).".into(),
+        cis: super::cis_of("version-eol"),
     })
 }
 

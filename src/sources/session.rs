@@ -589,6 +589,8 @@ fn error_class(msg: &str) -> Option<&'static str> {
         Some("42P01")
     } else if msg.starts_with("function ") && msg.ends_with(" does not exist") {
         Some("42883")
+    } else if msg.starts_with("permission denied") || msg.starts_with("must be superuser") {
+        Some("42501")
     } else {
         None
     }

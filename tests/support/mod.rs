@@ -189,6 +189,11 @@ impl Cluster {
 
     /// Runs SQL as the superuser over the unix socket (not logged as a network login).
     pub fn psql(&self, sql: &str) -> String {
+        self.psql_db("postgres", sql)
+    }
+
+    /// psql as the superuser over the local socket, in database `db`.
+    pub fn psql_db(&self, db: &str, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(self.dir.path())
@@ -198,7 +203,7 @@ impl Cluster {
                 "-U",
                 "postgres",
                 "-d",
-                "postgres",
+                db,
                 "-c",
                 sql,
             ])
