@@ -40,6 +40,8 @@ impl Default for DataExfiltrationConfig {
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
+// A checkpoint from before a field existed still loads.
+#[serde(default)]
 struct Session {
     last: EventTime,
     rows: u64,
@@ -55,9 +57,13 @@ struct Session {
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
+// A checkpoint from before a field existed still loads.
+#[serde(default)]
 struct State {
     incidents: Incidents,
-    sessions: FxHashMap<String, Session>,
+    /// By session key ([`st::session_key`]); named apart from the string-keyed map of older
+    /// checkpoints, which is left behind (sessions are short-lived).
+    open_sessions: FxHashMap<u64, Session>,
     /// Largest session read per principal while the server was learned.
     baseline: FxHashMap<String, u64>,
     /// `principal|source` that took dumps or copied whole tables out while the server was
@@ -153,13 +159,11 @@ impl Detector for DataExfiltration {
         let learning = cx.profile.learning_statements(ev.time, cx.profile_cfg);
         let principal = ev.principal.as_deref().unwrap_or("");
         let source = ev.source_key();
-        let key = st::session_key(ev);
-        if !self.st.sessions.contains_key(key.as_ref()) {
-            self.st.sessions.insert(key.to_string(), Session::default());
-        }
-        let Some(s) = self.st.sessions.get_mut(key.as_ref()) else {
-            return;
-        };
+        let s = self
+            .st
+            .open_sessions
+            .entry(st::session_key(ev))
+            .or_default();
         s.last = ev.time;
         if let Some(sql) = &ev.sql {
             let toks = sql.executed_tokens();
@@ -274,7 +278,7 @@ impl Detector for DataExfiltration {
     fn advance(&mut self, now: EventTime, _out: &mut Vec<Finding>) {
         self.st.incidents.expire(now, st::QUIET_MS);
         self.st
-            .sessions
+            .open_sessions
             .retain(|_, s| now - s.last <= SESSION_IDLE_MS);
     }
 

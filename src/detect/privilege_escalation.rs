@@ -55,12 +55,14 @@ impl PrivilegeEscalationConfig {
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
+// A checkpoint from before a field existed still loads.
+#[serde(default)]
 struct State {
     incidents: Incidents,
     /// Roles made superuser in the logs.
     superusers: FxHashSet<String>,
     /// Per session, the gains of its last statement until the log tells whether it ran.
-    pending: FxHashMap<String, Pending>,
+    pending: FxHashMap<u64, Pending>,
 }
 
 /// A statement that gives power, waiting for its outcome: the server logs a statement before
@@ -347,7 +349,7 @@ impl Detector for PrivilegeEscalation {
         }
         let key = st::session_key(ev);
         let mut outcome_told = false;
-        if let Some(p) = self.st.pending.remove(key.as_ref()) {
+        if let Some(p) = self.st.pending.remove(&key) {
             // The next word of the session on its statement: an error about that statement
             // (the joiner leaves out a statement text it has just seen) means it was refused;
             // anything else means it ran.
@@ -361,7 +363,7 @@ impl Detector for PrivilegeEscalation {
                 self.report(p, refused.then_some(ev), out);
             } else {
                 // pgaudit repeating the statement (rows, no text): no outcome yet.
-                self.st.pending.insert(key.to_string(), p);
+                self.st.pending.insert(key, p);
             }
         }
         // A statement refused before it was logged (pgaudit logs only what passed its
@@ -403,7 +405,7 @@ impl Detector for PrivilegeEscalation {
             self.report(p, Some(ev), out);
         } else {
             self.st.pending.insert(
-                key.into_owned(),
+                key,
                 Pending {
                     ev: ev.clone(),
                     gains,
@@ -631,5 +633,24 @@ mod tests {
         );
         assert_eq!(f[0].evidence.value()["refusal"]["sqlstate"], "42501");
         assert_eq!(f[0].evidence.value()["grantedBy"], "manager");
+    }
+
+    #[test]
+    fn a_checkpoint_from_before_outcomes_were_awaited_still_loads() {
+        #[derive(Serialize)]
+        struct Before {
+            incidents: Incidents,
+            superusers: FxHashSet<String>,
+        }
+        let bytes = crate::detect::save_state(&Before {
+            incidents: Incidents::default(),
+            superusers: ["eve".to_string()].into_iter().collect(),
+        });
+        let mut d = PrivilegeEscalation::new(
+            PrivilegeEscalationConfig::default(),
+            StatementEvidence::Redacted,
+        );
+        d.restore(&bytes).unwrap();
+        assert!(d.st.superusers.contains("eve"));
     }
 }

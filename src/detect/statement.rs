@@ -9,10 +9,12 @@ use crate::sql::Token;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+#[inline]
 pub fn is_word(t: Option<&Token>, w: &str) -> bool {
     matches!(t, Some(Token::Word(x)) if x == w)
 }
 
+#[inline]
 pub fn is_op(t: Option<&Token>, o: &str) -> bool {
     matches!(t, Some(Token::Op(x)) if x == o)
 }
@@ -27,22 +29,25 @@ pub fn statements(toks: &[Token]) -> impl Iterator<Item = &[Token]> {
 /// Whether `toks[i]` calls one of `names` (`name (`, also schema-qualified). A quoted name
 /// is the same function when it is written as PostgreSQL folds it: `"pg_read_file"(…)` and
 /// `"pg_catalog"."pg_read_file"(…)` call `pg_read_file`; `"PG_READ_FILE"` names another.
+#[inline]
 pub fn is_call(toks: &[Token], i: usize, names: &[&str]) -> bool {
     // Most tokens are not followed by `(`: the cheap test first (rules ask this of every token).
-    if !is_op(toks.get(i + 1), "(") {
-        return false;
-    }
-    let named = match &toks[i] {
+    is_op(toks.get(i + 1), "(") && toks.get(i).is_some_and(|t| names_one_of(t, names))
+}
+
+#[inline(never)]
+fn names_one_of(t: &Token, names: &[&str]) -> bool {
+    match t {
         Token::Word(w) => names.contains(&w.as_str()),
         Token::Ident(q) => {
             !q.chars().any(char::is_uppercase) && names.contains(&q.to_uppercase().as_str())
         }
         _ => false,
-    };
-    named
+    }
 }
 
 /// The tokens between the parentheses of the call at `i`.
+#[inline]
 pub fn call_args(toks: &[Token], i: usize) -> &[Token] {
     let start = i + 2;
     let mut depth = 1usize;
@@ -60,6 +65,7 @@ pub fn call_args(toks: &[Token], i: usize) -> &[Token] {
 }
 
 /// Whether the statement begins with these words.
+#[inline]
 pub fn starts_with(stmt: &[Token], words: &[&str]) -> bool {
     words.len() <= stmt.len() && words.iter().zip(stmt).all(|(w, t)| is_word(Some(t), w))
 }
@@ -80,11 +86,14 @@ pub fn name_of(t: Option<&Token>) -> Option<String> {
 
 /// The session an event belongs to, for state kept per session: its session id, else its
 /// source and process.
-pub fn session_key(ev: &Event) -> std::borrow::Cow<'_, str> {
+/// A hash, not a string: it is asked of every statement, and state keyed by it needs no text.
+pub fn session_key(ev: &Event) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let h = BuildHasherDefault::<rustc_hash::FxHasher>::default();
     match (&ev.session_id, ev.pid) {
-        (Some(s), _) => std::borrow::Cow::Borrowed(s.as_str()),
-        (None, Some(p)) => format!("{}#{p}", ev.source_key()).into(),
-        (None, None) => ev.source_key().to_string().into(),
+        (Some(s), _) => h.hash_one((0u8, s.as_str())),
+        (None, Some(p)) => h.hash_one((1u8, ev.source_key().as_str(), p)),
+        (None, None) => h.hash_one((2u8, ev.source_key().as_str())),
     }
 }
 
