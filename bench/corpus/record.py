@@ -890,6 +890,49 @@ def main():
                                 {"actor": "127.0.0.30", "role": "backup", "database": "appdb",
                                  "application": "pg_dump", "every": "daily"}]))
 
+    def monitoring():
+        # check_postgres (through psql: the shim gives it the monitoring host's address) runs
+        # every action it has; postgres_exporter (Go, which the shim cannot reach: it comes
+        # from 127.0.0.1) is scraped three times.
+        helps = subprocess.run(["check_postgres", "--help"], capture_output=True, text=True).stdout
+        actions = [ln.split()[0] for ln in helps.split("Actions:", 1)[-1].splitlines()
+                   if ln.startswith(" ") and " - " in ln]
+        for a in actions:
+            r.run(["check_postgres", f"--action={a}", "-H", "127.0.0.1", "-p", str(r.port), "-u", "monitor",
+                   "--dbname=appdb"], "127.0.0.31", timeout=60, PGPASSWORD="mon-pw")
+        exporter = subprocess.Popen(
+            ["prometheus-postgres-exporter", "--web.listen-address=127.0.0.1:0"],
+            env=dict(os.environ, DATA_SOURCE_NAME=f"postgresql://monitor:mon-pw@127.0.0.1:{r.port}/postgres"
+                                                  "?sslmode=disable"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(2)
+        # The exporter queries the server when scraped; its listening port is in its log.
+        port = None
+        deadline = time.time() + 10
+        while port is None and time.time() < deadline:
+            line = exporter.stderr.readline()
+            if "address=" in line and "127.0.0.1:" in line:
+                port = line.split("127.0.0.1:", 1)[1].split()[0].strip('"')
+        if port:
+            for _ in range(3):
+                subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}/metrics"])
+                time.sleep(1)
+        exporter.terminate()
+        exporter.wait(timeout=10)
+        if not port:
+            raise RuntimeError("postgres_exporter did not say where it listens")
+    both("monitoring-check-postgres-exporter", monitoring,
+         labels("benign", "monitoring: every check_postgres action as a pg_monitor role (its catalog queries, "
+                "pg_ls_waldir, a UNION over pg_authid's names, permission errors) and postgres_exporter scraped",
+                [], {"127.0.0.31": {"place": "private", "benign": True, "what": "monitoring"},
+                     "127.0.0.1": {"place": "private", "benign": True, "what": "the exporter on the server"}},
+                tool="check_postgres",
+                baseline=[HOME_APP, SECOND_APP, OFFICE,
+                          {"actor": "127.0.0.31", "role": "monitor", "database": "appdb",
+                           "application": "psql", "every": "1h"},
+                          {"actor": "127.0.0.1", "role": "monitor", "database": "postgres",
+                           "application": "", "every": "1h"}]))
+
     r.cl.stop()
     failed = [n for n, e, _ in r.results if e]
     print(f"{len(r.results)} scenarios recorded in {out}; {len(failed)} failed: {' '.join(failed)}")

@@ -148,22 +148,29 @@ pub fn payload_rules(toks: &[Token], heavy_series: u64) -> Vec<&'static str> {
     rules
 }
 
-/// `… FROM [pg_catalog.]pg_shadow` (or pg_authid, pg_user): the password hashes.
+/// `… SELECT …passwd… FROM [pg_catalog.]pg_shadow` (or pg_authid's `rolpassword`, or `*`):
+/// the password hashes read into a UNION branch. Catalog tools UNION rows of pg_authid too
+/// (check_postgres lists role names so), but never its password column.
 fn reads_credentials(s: &[Token]) -> bool {
-    (0..s.len()).any(|i| {
-        st::is_word(s.get(i), "FROM") && {
-            let mut j = i + 1;
-            if st::name_of(s.get(j)).as_deref() == Some("pg_catalog")
-                && st::is_op(s.get(j + 1), ".")
-            {
-                j += 2;
-            }
-            matches!(
-                st::name_of(s.get(j)).as_deref(),
-                Some("pg_shadow" | "pg_authid" | "pg_user")
+    let Some(from) = (0..s.len()).find(|&i| st::is_word(s.get(i), "FROM")) else {
+        return false;
+    };
+    let hashes = s[..from].iter().any(|t| {
+        st::is_op(Some(t), "*")
+            || matches!(
+                st::name_of(Some(t)).as_deref(),
+                Some("passwd" | "rolpassword")
             )
-        }
-    })
+    });
+    let mut j = from + 1;
+    if st::name_of(s.get(j)).as_deref() == Some("pg_catalog") && st::is_op(s.get(j + 1), ".") {
+        j += 2;
+    }
+    hashes
+        && matches!(
+            st::name_of(s.get(j)).as_deref(),
+            Some("pg_shadow" | "pg_authid" | "pg_user")
+        )
 }
 
 /// `CAST((SELECT …) AS INT)` or `(SELECT …)::int` at `i`: the error message the failed cast
@@ -489,6 +496,8 @@ mod tests {
             "UPDATE t SET a = 1 WHERE id = 2; INSERT INTO log VALUES (1)",
             "SELECT chr(65)",
             "SELECT * FROM t WHERE id = 1 AND created > '2026-01-01'",
+            // A catalog tool's UNION over pg_authid (check_postgres), names only.
+            "SELECT d.name FROM x d LEFT JOIN (SELECT 'database' AS object, oid, datname AS name FROM pg_database UNION ALL SELECT 'role' AS object, oid, rolname AS name FROM pg_authid) so ON so.oid = d.objoid",
             // SQLAlchemy's empty IN, control characters by code, a padded UNION branch, a
             // query builder's trailing tautology.
             "SELECT t.id FROM t WHERE t.id IN (NULL) AND (1 != 1)",
