@@ -19,7 +19,7 @@ regions, ORM queries, pg_dump, health checks, a pooler in front.
 
 Needs: PostgreSQL 15 server binaries, hydra, medusa, ncrack, nmap, patator, sqlmap,
 pgbouncer, gcc, openssl, python3-psycopg2, python3-venv, default-jdk-headless and
-libpostgresql-jdbc-java (Debian packages); the ORM scenarios' Python libraries are installed
+libpostgresql-jdbc-java, check-postgres and prometheus-postgres-exporter (Debian packages); the ORM scenarios' Python libraries are installed
 with pip into a virtualenv on first use (ORM_PACKAGES). Talks only to 127.0.0.0/8.
 Run as root (the server runs as `postgres`) or as an ordinary user.
 """
