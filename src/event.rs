@@ -216,7 +216,7 @@ impl Sql {
     }
 
     /// The tokens with those of `DO` blocks and the statements they build
-    /// ([`crate::sql::executed_tokens`]), for the rules about what was run.
+    /// ([`crate::sql::dynamic_tokens`]), for the rules about what was run.
     pub fn executed_tokens(&self) -> &[crate::sql::Token] {
         self.executed
             .get_or_init(|| {

@@ -161,23 +161,28 @@ fn lex(s: &[char]) -> (Vec<Token>, Vec<std::ops::Range<usize>>) {
     (out, spans)
 }
 
-/// What a text runs, as tokens: its own, then for each `DO` block the tokens of its body, and
-/// of each statement the body builds for `EXECUTE` from constants (`'COPY … TO PRO' || 'GRAM'`,
-/// `chr(80)`), each after a `;`. With `log_statement` a `DO` block is logged as written and its
-/// dynamic statements never are (pgaudit logs them, `log_statement` does not): rules that look
-/// for what was run must see inside.
-pub fn executed_tokens(sql: &str) -> Vec<Token> {
-    let mut out = tokens(sql);
-    let extra = dynamic_tokens(&out);
-    out.extend(extra);
-    out
-}
-
-/// What [`executed_tokens`] adds to a text's tokens: nothing unless it holds a `DO` block.
+/// What a text runs besides its own tokens: for each `DO` block the tokens of its body, and of
+/// each statement the body builds for `EXECUTE` from constants (`'COPY … TO PRO' || 'GRAM'`,
+/// `chr(80)`), each after a `;`; nothing for a text without a `DO` block. With
+/// `log_statement` a `DO` block is logged as written and its dynamic statements never are
+/// (pgaudit logs them, `log_statement` does not): rules that look for what was run must see
+/// inside.
 pub fn dynamic_tokens(toks: &[Token]) -> Vec<Token> {
     let mut extra = Vec::new();
     expand(toks, 0, &mut extra);
     extra
+}
+
+/// Whether `t` is the keyword or unquoted name `w` (upper case).
+#[inline]
+pub fn is_word(t: Option<&Token>, w: &str) -> bool {
+    matches!(t, Some(Token::Word(x)) if x == w)
+}
+
+/// Whether `t` is the operator or punctuation `o`.
+#[inline]
+pub fn is_op(t: Option<&Token>, o: &str) -> bool {
+    matches!(t, Some(Token::Op(x)) if x == o)
 }
 
 /// Nested `DO` blocks and `EXECUTE`s followed this deep (three `DO` blocks each executing the
@@ -188,31 +193,30 @@ fn expand(toks: &[Token], depth: usize, out: &mut Vec<Token>) {
     if depth >= MAX_EXPANSION_DEPTH {
         return;
     }
-    let op = |t: Option<&Token>, o: &str| matches!(t, Some(Token::Op(x)) if x == o);
-    let word = |t: Option<&Token>, w: &str| matches!(t, Some(Token::Word(x)) if x == w);
+    // Another statement that runs: after a `;`, and what it runs in turn.
+    let runs = |text: &str, out: &mut Vec<Token>| {
+        let inner = tokens(text);
+        out.push(Token::Op(";".into()));
+        out.extend(inner.iter().cloned());
+        expand(&inner, depth + 1, out);
+    };
     for (i, t) in toks.iter().enumerate() {
-        let statement_start = i == 0 || op(toks.get(i - 1), ";");
-        if statement_start && word(Some(t), "DO") {
+        let statement_start = i == 0 || is_op(toks.get(i - 1), ";");
+        if statement_start && is_word(Some(t), "DO") {
             // `DO [LANGUAGE l] body [LANGUAGE l]`: the body is the statement's string.
             let body = toks[i + 1..]
                 .iter()
-                .take_while(|t| !op(Some(t), ";"))
+                .take_while(|t| !is_op(Some(t), ";"))
                 .find_map(|t| match t {
                     Token::Str(b) => Some(b),
                     _ => None,
                 });
             if let Some(body) = body {
-                let inner = tokens(body);
-                out.push(Token::Op(";".into()));
-                out.extend(inner.iter().cloned());
-                expand(&inner, depth + 1, out);
+                runs(body, out);
             }
-        } else if word(Some(t), "EXECUTE") && depth > 0 {
+        } else if is_word(Some(t), "EXECUTE") && depth > 0 {
             if let Some(text) = constant_text(&toks[i + 1..]) {
-                let inner = tokens(&text);
-                out.push(Token::Op(";".into()));
-                out.extend(inner.iter().cloned());
-                expand(&inner, depth + 1, out);
+                runs(&text, out);
             }
         }
     }
@@ -555,7 +559,9 @@ mod tests {
     #[test]
     fn do_blocks_and_their_dynamic_statements_are_seen() {
         let w = |sql: &str| -> String {
-            executed_tokens(sql)
+            let own = tokens(sql);
+            [own.clone(), dynamic_tokens(&own)]
+                .concat()
                 .iter()
                 .map(|t| match t {
                     Token::Word(w) => w.clone(),

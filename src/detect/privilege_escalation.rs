@@ -67,7 +67,7 @@ struct State {
 
 /// A statement that gives power, waiting for its outcome: the server logs a statement before
 /// running it, and its error (if any) right after.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Pending {
     ev: Event,
     /// `(role, rule, severity)`.
@@ -97,9 +97,7 @@ impl PrivilegeEscalation {
             st: State::default(),
         }
     }
-}
 
-impl PrivilegeEscalation {
     /// The findings of a statement whose outcome is known: `refusal` is the error that
     /// refused it, and then nothing was gained, only tried.
     fn report(&mut self, p: Pending, refusal: Option<&Event>, out: &mut Vec<Finding>) {
@@ -377,7 +375,7 @@ impl Detector for PrivilegeEscalation {
         let by = ev.principal.as_deref().unwrap_or("");
         let (cfg_su, seen_su) = (&self.cfg.superusers, &self.st.superusers);
         let is_su = |r: &str| cfg_su.iter().any(|s| s == r) || seen_su.contains(r);
-        let mut gains: Vec<(String, String, Severity)> = gains(toks, &is_su)
+        let mut found: Vec<(String, String, Severity)> = gains(toks, &is_su)
             .into_iter()
             .map(|g| (g.role, g.rule.to_string(), g.severity))
             .collect();
@@ -388,41 +386,33 @@ impl Detector for PrivilegeEscalation {
             && !in_windows(&self.windows, ev.time)
             && written_table(toks).is_some()
         {
-            gains.push((
+            found.push((
                 by.to_string(),
                 "superuser wrote to a user table outside maintenance".into(),
                 Severity::Medium,
             ));
         }
-        if gains.is_empty() {
+        if found.is_empty() {
             return;
         }
+        let p = Pending {
+            ev: ev.clone(),
+            gains: found,
+        };
         if refused_alone {
-            let p = Pending {
-                ev: ev.clone(),
-                gains,
-            };
             self.report(p, Some(ev), out);
         } else {
-            self.st.pending.insert(
-                key,
-                Pending {
-                    ev: ev.clone(),
-                    gains,
-                },
-            );
+            self.st.pending.insert(key, p);
         }
     }
 
     fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
-        let mut ran: Vec<Pending> = Vec::new();
-        self.st.pending.retain(|_, p| {
-            let waiting = now - p.ev.time <= OUTCOME_WAIT_MS;
-            if !waiting {
-                ran.push(p.clone());
-            }
-            waiting
-        });
+        let mut ran: Vec<Pending> = self
+            .st
+            .pending
+            .extract_if(|_, p| now - p.ev.time > OUTCOME_WAIT_MS)
+            .map(|(_, p)| p)
+            .collect();
         ran.sort_by_key(|p| p.ev.time);
         for p in ran {
             self.report(p, None, out);

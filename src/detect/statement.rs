@@ -9,15 +9,7 @@ use crate::sql::Token;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-#[inline]
-pub fn is_word(t: Option<&Token>, w: &str) -> bool {
-    matches!(t, Some(Token::Word(x)) if x == w)
-}
-
-#[inline]
-pub fn is_op(t: Option<&Token>, o: &str) -> bool {
-    matches!(t, Some(Token::Op(x)) if x == o)
-}
+pub use crate::sql::{is_op, is_word};
 
 /// The statements of a text, split at `;` (the lexer has already put strings, comments and
 /// dollar quotes aside, so every `;` token ends a statement).
@@ -85,8 +77,8 @@ pub fn name_of(t: Option<&Token>) -> Option<String> {
 }
 
 /// The session an event belongs to, for state kept per session: its session id, else its
-/// source and process.
-/// A hash, not a string: it is asked of every statement, and state keyed by it needs no text.
+/// source and process. A hash, not a string: it is asked of every statement, and state keyed
+/// by it needs no text.
 pub fn session_key(ev: &Event) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault};
     let h = BuildHasherDefault::<rustc_hash::FxHasher>::default();

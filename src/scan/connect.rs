@@ -156,8 +156,8 @@ fn take_libpq_options(url: &str) -> (String, Vec<(String, String)>) {
         for pair in query.split('&') {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             if OURS.contains(&k) {
-                let v = percent_decode(v);
-                taken.push((k.to_string(), v));
+                let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+                taken.push((k.to_string(), v.into_owned()));
             } else {
                 kept.push(pair);
             }
@@ -177,24 +177,6 @@ fn take_libpq_options(url: &str) -> (String, Vec<(String, String)>) {
         }
     }
     (kept.join(" "), taken)
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(x) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(x);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A connection error in words: a server that answers but not as PostgreSQL is said to be

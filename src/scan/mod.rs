@@ -169,11 +169,7 @@ pub fn scan(
     let target = connect::Target::parse(url, ca_file)?;
     let mut c = target.connect()?;
     let mut report = ScanReport::default();
-    let version: i32 = c
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .map_err(|e| q(e, "server_version_num"))?
-        .get(0);
-    settings(&mut c, today, &mut report.findings)?;
+    let version = settings(&mut c, today, &mut report.findings)?;
     hba(&mut c, &mut report)?;
     roles(&mut c, version, &mut report)?;
     let first = target.database();
@@ -199,11 +195,13 @@ pub fn scan(
     Ok(report)
 }
 
+/// The settings' findings; returns `server_version_num` (0 if unreadable), which other checks
+/// need.
 fn settings(
     c: &mut postgres::Client,
     today: i64,
     out: &mut Vec<ScanFinding>,
-) -> Result<(), ScanError> {
+) -> Result<u32, ScanError> {
     let rows = c
         .query(
             "SELECT name, setting FROM pg_settings WHERE name = ANY($1)",
@@ -414,15 +412,16 @@ fn settings(
             "List only the addresses clients use.",
         ));
     }
-    if let Ok(num) = get("server_version_num").parse::<u32>() {
-        if let Some(v) = versions::eol_finding(num, today) {
+    let version = get("server_version_num").parse::<u32>().unwrap_or(0);
+    if version > 0 {
+        if let Some(v) = versions::eol_finding(version, today) {
             out.push(v);
         }
-        if let Some(v) = versions::minor_finding(num) {
+        if let Some(v) = versions::minor_finding(version) {
             out.push(v);
         }
     }
-    Ok(())
+    Ok(version)
 }
 
 fn hba(c: &mut postgres::Client, report: &mut ScanReport) -> Result<(), ScanError> {
@@ -550,7 +549,7 @@ fn hba(c: &mut postgres::Client, report: &mut ScanReport) -> Result<(), ScanErro
     Ok(())
 }
 
-fn roles(c: &mut postgres::Client, version: i32, report: &mut ScanReport) -> Result<(), ScanError> {
+fn roles(c: &mut postgres::Client, version: u32, report: &mut ScanReport) -> Result<(), ScanError> {
     let out = &mut report.findings;
     // Attributes are public (pg_roles); the bootstrap superuser (oid 10) is expected.
     for r in c
@@ -612,6 +611,27 @@ fn roles(c: &mut postgres::Client, version: i32, report: &mut ScanReport) -> Res
         }
     }
 
+    // Memberships are cluster-wide: checked once, not per database.
+    for r in c
+        .query(
+            "SELECT g.rolname, m.rolname FROM pg_auth_members a
+             JOIN pg_roles g ON g.oid = a.roleid JOIN pg_roles m ON m.oid = a.member
+             WHERE g.rolname IN ('pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files')
+             AND NOT m.rolsuper
+             ORDER BY 1, 2",
+            &[],
+        )
+        .map_err(|e| q(e, "pg_auth_members"))?
+    {
+        let (group, member): (String, String) = (r.get(0), r.get(1));
+        out.push(f(
+            "server-program",
+            Severity::High,
+            format!("Role {member:?} may run programs or touch files on the server ({group})"),
+            format!("{member} is a member of {group}"),
+            format!("REVOKE {group} FROM {};", quote_ident(&member)),
+        ));
+    }
     let rows = match c.query(
         "SELECT rolname, rolpassword, oid = 10 FROM pg_authid WHERE rolcanlogin ORDER BY rolname",
         &[],
@@ -726,27 +746,6 @@ fn database(
             format!("Extension {ext} is installed {in_db}: it reaches files or other servers"),
             format!("pg_extension: {ext}"),
             format!("DROP EXTENSION {}; unless it is needed, and then restrict who may use it.", quote_ident(&ext)),
-        ));
-    }
-    // Memberships are cluster-wide: checked once, in the first database.
-    for r in c
-        .query(
-            "SELECT g.rolname, m.rolname FROM pg_auth_members a
-             JOIN pg_roles g ON g.oid = a.roleid JOIN pg_roles m ON m.oid = a.member
-             WHERE g.rolname IN ('pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files')
-             AND NOT m.rolsuper AND current_database() = (SELECT min(datname) FROM pg_database WHERE datallowconn)
-             ORDER BY 1, 2",
-            &[],
-        )
-        .map_err(|e| q(e, "pg_auth_members"))?
-    {
-        let (group, member): (String, String) = (r.get(0), r.get(1));
-        out.push(f(
-            "server-program",
-            Severity::High,
-            format!("Role {member:?} may run programs or touch files on the server ({group})"),
-            format!("{member} is a member of {group}"),
-            format!("REVOKE {group} FROM {};", quote_ident(&member)),
         ));
     }
     for r in c
