@@ -166,6 +166,21 @@ async fn fail(source: &str, port: u16, n: usize) {
     }
 }
 
+/// The server's logging collector writes after the client has its error: waits (up to 10 s)
+/// until `path` holds `n` failed logins and has stopped growing.
+async fn collector_wrote(path: &std::path::Path, n: usize) {
+    let mut last = 0;
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let done = text.matches("password authentication failed").count() >= n;
+        if done && text.len() == last {
+            break;
+        }
+        last = text.len();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Failed logins for `seconds`, as fast as they come; how many.
 async fn fail_for(source: &str, port: u16, seconds: f64) -> usize {
     let end = std::time::Instant::now() + Duration::from_secs_f64(seconds);
@@ -324,6 +339,9 @@ async fn a_thousand_old_logs_under_a_descriptor_limit() {
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "log"))
         .unwrap();
+    // Copied only once the collector has written all five (a copy taken earlier held fewer,
+    // and the count below was off by what came after).
+    collector_wrote(&current, 5).await;
     let text = std::fs::read(&current).unwrap();
     let per_file = String::from_utf8_lossy(&text)
         .matches("password authentication failed")
@@ -493,19 +511,8 @@ async fn a_runaway_line_is_skipped_and_what_follows_is_read() {
         None,
     );
     fail("127.0.0.5", cl.port, 10).await;
-    // The server's collector writes after the client has its error: wait until it has written
-    // all ten and gone quiet, or its lines land inside the test's runaway line.
-    let path = cl.log_dir.join("postgresql.log");
-    let mut last = 0;
-    for _ in 0..100 {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let done = text.matches("password authentication failed").count() >= 10;
-        if done && text.len() == last {
-            break;
-        }
-        last = text.len();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // All ten written, or their lines land inside the test's runaway line.
+    collector_wrote(&cl.log_dir.join("postgresql.log"), 10).await;
     {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
