@@ -187,6 +187,12 @@ pub struct Event {
     /// microseconds (the proxy's measure; part of the fingerprint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_auth_us: Option<u32>,
+    /// When the client's connection for a login arrived (`connection received`, or the
+    /// proxy's accept), if known: how soon a client tried again after a failure is measured
+    /// to the start of its next attempt, not to the server's answer, which `auth_delay` or a
+    /// slow server pushes back.
+    #[serde(skip)]
+    pub attempt_start: Option<EventTime>,
 }
 
 /// Statements longer than this are cut for inspection: the rules look at a statement's shape,
@@ -268,6 +274,7 @@ impl Event {
             fingerprint: None,
             rows: None,
             client_auth_us: None,
+            attempt_start: None,
         }
     }
 

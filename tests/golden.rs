@@ -4,6 +4,7 @@
 //! `PGVIGIL_BLESS=1 cargo test --test golden` rewrites the expectations; review the diff.
 
 use pgvigil::detect::registry::DetectConfig;
+use pgvigil::event::EventKind;
 use pgvigil::pipeline;
 use pgvigil::sources::file::{inspect, Hints};
 use pgvigil::sources::prefix::Prefix;
@@ -109,6 +110,20 @@ fn every_fixture_yields_its_golden_events() {
                         ",\"sql\":{}}}",
                         serde_json::to_string(&sql.redacted(200)).unwrap()
                     ));
+                }
+                // How long a login's connection waited for its outcome (`connection received`
+                // to the failure): the pace of a tool is measured from its attempts' starts.
+                let login = matches!(
+                    e.kind,
+                    EventKind::LoginFailed { .. } | EventKind::LoginSucceeded
+                );
+                if let Some(waited) = e
+                    .attempt_start
+                    .map(|t| e.time - t)
+                    .filter(|w| login && *w > 0)
+                {
+                    line.pop();
+                    line.push_str(&format!(",\"attempt_ms\":{waited}}}"));
                 }
                 line + "\n"
             })

@@ -24,8 +24,10 @@ pub struct BruteForceConfig {
     /// attack at any pace (libpq's immediate retry of a failure without TLS is part of the
     /// same attempt).
     pub failures: u32,
-    /// Failed logins in a row from one source on one role, each within a second of the one
-    /// before, that make an attack: no one types passwords that fast, a tool does.
+    /// Failed logins from one source on one role at a tool's pace that make an attack: in a
+    /// row, each attempt begun within a second of the failure before (no one types passwords
+    /// that fast, a tool does), or as many in all within `window` among runs of three or
+    /// more (a tool's run cut by a lost packet or a stalled server is still a tool's).
     pub burst_failures: u32,
     /// A source that logs in as the role routinely (a known client) is a client with an old
     /// password more likely than a guesser: it needs this many times `failures`, and its
@@ -58,6 +60,9 @@ struct Pair {
     /// Every failure, for the evidence.
     #[serde(default)]
     raw: Recent,
+    /// Failures that were part of a run of three or more at a tool's pace.
+    #[serde(default)]
+    paced: Recent,
     /// For the same failures, newest in bit 0: whether the role was missing. With `db` and
     /// `db_run` (the last database and how many failures in a row named it), seeds a new
     /// incident's evidence with the failures before the threshold.
@@ -101,6 +106,9 @@ struct Incident {
     /// The longest run of failures each within a second of the one before.
     #[serde(default)]
     longest_run: u32,
+    /// Failures within the window in runs of three or more at a tool's pace.
+    #[serde(default)]
+    paced: u32,
     /// Opened on a known client's failures: its login afterwards is not the attack succeeding.
     #[serde(default)]
     known_client: bool,
@@ -230,6 +238,11 @@ impl BruteForce {
                 "{src} failed to log in {} times{then}, {} of them in a row each within a second of the one before: a tool's pace; a person retyping a password takes seconds per try.",
                 inc.failures, inc.longest_run
             )
+        } else if inc.paced >= self.cfg.burst_failures {
+            format!(
+                "{src} failed to log in {} times{then}, {} of them in runs each begun within a second of the failure before, with pauses between: a tool's pace, held up now and then (a lost packet, a slow server); a person retyping a password takes seconds per try.",
+                inc.failures, inc.paced
+            )
         } else if inc.known_client {
             format!(
                 "{src} logs in as this role routinely, yet failed {} times within {window}: a client with an old password, or someone at that address guessing.",
@@ -271,6 +284,7 @@ impl BruteForce {
                 "firstSuccessAfterFailures": success.map(|s| format_time(s.time)),
                 "successfulPrincipal": success.map(|s| s.principal.clone()),
                 "longestMachineRun": inc.longest_run,
+                "machinePacedFailures": inc.paced,
                 "knownClient": inc.known_client,
                 "threshold": serde_json::json!({"failures": self.cfg.failures, "burstFailures": self.cfg.burst_failures, "window": window.to_string()}),
                 "sampleEvents": crate::alert::samples(&inc.samples),
@@ -313,6 +327,16 @@ impl BruteForce {
             pair.fails.push(ev.time, n);
         }
         pair.raw.push(ev.time, MAX_RAW);
+        // A run of three shows a tool (libpq's retry makes two), and its first two count too.
+        let newly_paced = match rate.pair_run {
+            0..=2 => 0,
+            3 => 3,
+            _ => 1,
+        };
+        for _ in 0..newly_paced {
+            pair.paced.push(ev.time, MAX_RAW);
+        }
+        let paced = pair.paced.count_within(ev.time, window) as u32;
         // Evidence of the failures so far, before this one is added.
         let so_far = pair.raw.count_within(ev.time, window) as u64;
         let earlier = (so_far.saturating_sub(1)).min(63) as u32;
@@ -326,7 +350,8 @@ impl BruteForce {
             pair.db_run = 1;
         }
         let counted = pair.fails.reached(n, window);
-        let burst = !rate.known_client && rate.pair_run >= self.cfg.burst_failures.max(2);
+        let burst_at = self.cfg.burst_failures.max(2);
+        let burst = !rate.known_client && (rate.pair_run >= burst_at || paced >= burst_at);
         let reached = counted || burst;
         let first = pair.raw.first_within(ev.time, window).unwrap_or(ev.time);
         // A login amid the failures that make the attack (parallel tools: the right password
@@ -390,6 +415,7 @@ impl BruteForce {
         };
         inc.last = inc.last.max(ev.time);
         inc.longest_run = inc.longest_run.max(rate.pair_run);
+        inc.paced = inc.paced.max(paced);
         if let Some(db) = &ev.database {
             inc.databases.add(db, 10);
         }
@@ -563,6 +589,75 @@ mod tests {
         assert_eq!(last.severity, Severity::High);
         assert_eq!(last.evidence.value()["failedLogins"], 8);
         assert_eq!(last.evidence.value()["longestMachineRun"], 8);
+    }
+
+    #[test]
+    fn a_tools_run_cut_by_pauses_is_still_a_tool_two_by_two_is_a_typist() {
+        // ncrack's eight guesses, held up twice for over a second (a lost SYN is resent after
+        // one; a stalled server): runs of 2, 3 and 3, then the password.
+        let mut evs = Vec::new();
+        for (k, start) in [(0..2, 0), (2..5, 1_500), (5..8, 3_000)] {
+            for i in k {
+                evs.push(failed(
+                    start + i * 2,
+                    "203.0.113.7",
+                    "md5user",
+                    LoginFailure::BadPassword,
+                ));
+            }
+        }
+        evs.push(succeeded(3_020, "203.0.113.7", "md5user"));
+        let f = run(&mut det(), evs);
+        let last = f.last().expect("an alert");
+        assert_eq!(last.display_name, SUCCESS);
+        assert_eq!(last.evidence.value()["machinePacedFailures"], 6);
+        // A person with libpq's retry: each typo two failures at once, seconds apart.
+        let typist = (0..4).flat_map(|k| {
+            [0, 4].map(|d| {
+                failed(
+                    k * 3_000 + d,
+                    "203.0.113.7",
+                    "alice",
+                    LoginFailure::BadPassword,
+                )
+            })
+        });
+        let mut evs: Vec<Event> = typist.collect();
+        evs.push(succeeded(12_500, "203.0.113.7", "alice"));
+        assert!(run(&mut det(), evs).is_empty());
+    }
+
+    #[test]
+    fn behind_auth_delay_a_tool_is_judged_by_when_it_tries_again() {
+        // `auth_delay.milliseconds = 2000` and one connection at a time: each failure comes
+        // two seconds after its attempt began, and the next begins 3 ms later.
+        let mut evs: Vec<Event> = (0..5)
+            .map(|k| {
+                let mut e = failed(
+                    k * 2_003 + 2_000,
+                    "203.0.113.7",
+                    "app",
+                    LoginFailure::BadPassword,
+                );
+                e.attempt_start = Some(k * 2_003);
+                e
+            })
+            .collect();
+        let mut ok = succeeded(5 * 2_003 + 30, "203.0.113.7", "app");
+        ok.attempt_start = Some(5 * 2_003);
+        evs.push(ok);
+        let f = run(&mut det(), evs);
+        assert_eq!(f.last().map(|a| a.display_name), Some(SUCCESS), "{f:#?}");
+        // The same failures with no `connection received` to tell when each began.
+        let evs = (0..5).map(|k| {
+            failed(
+                k * 2_003 + 2_000,
+                "203.0.113.7",
+                "app",
+                LoginFailure::BadPassword,
+            )
+        });
+        assert!(run(&mut det(), evs).is_empty());
     }
 
     #[test]

@@ -3,9 +3,12 @@
 //!
 //! Every brute-force family judges rate and timing, not counts alone, and they judge them the
 //! same way, so it is worked out once per event, here, and handed to the detectors:
-//! - a *run* is failures each within [`MACHINE_GAP_MS`] of the one before. A person at a
-//!   terminal types a password in seconds, a tool tries in milliseconds (ncrack: 8 in 17 ms);
-//!   nobody types two passwords in a second;
+//! - a *run* is failures each of whose attempts began within [`MACHINE_GAP_MS`] of the
+//!   failure before. A person at a terminal types a password in seconds, a tool tries in
+//!   milliseconds (ncrack: 8 in 17 ms); nobody types two passwords in a second. The attempt's
+//!   start (`connection received`) rather than its failure is what counts where the log has
+//!   it: with `auth_delay` the server answers each wrong password seconds late, and a tool
+//!   still comes back the moment it has the answer;
 //! - libpq with `sslmode=prefer` (the default) retries a failed login without TLS at once, on
 //!   a new connection, so one mistyped password is two failures a few milliseconds apart. A
 //!   run of two from one role is one *attempt*; a third shows it was a tool, and every
@@ -56,13 +59,20 @@ struct Run {
 }
 
 impl Run {
-    fn fail(&mut self, t: EventTime) -> u32 {
-        if self.len > 0 && (0..=MACHINE_GAP_MS).contains(&(t - self.last)) {
+    /// A failure of an attempt that started at `start` and failed at `end`. The pace is the
+    /// time from the failure before to this attempt's start: a tool tries again at once, or
+    /// already had this attempt open beside the other; a person retypes for seconds. Measured
+    /// to the failure instead, a server that delays its answer (`auth_delay`, a stall) would
+    /// make a tool look like a person.
+    fn fail(&mut self, start: EventTime, end: EventTime) -> u32 {
+        let start = start.min(end);
+        if self.len > 0 && end + MACHINE_GAP_MS >= self.last && start - self.last <= MACHINE_GAP_MS
+        {
             self.len = self.len.saturating_add(1);
         } else {
             self.len = 1;
         }
-        self.last = self.last.max(t);
+        self.last = self.last.max(end);
         self.len
     }
 
@@ -97,8 +107,13 @@ impl LoginRates {
                 let src = ev.source_key();
                 let role = ev.principal.clone().unwrap_or_default();
                 let key = (src.clone(), role);
-                let pair_run = self.pairs.entry(key.clone()).or_default().fail(ev.time);
-                let source_run = self.sources.entry(src).or_default().fail(ev.time);
+                let start = ev.attempt_start.unwrap_or(ev.time);
+                let pair_run = self
+                    .pairs
+                    .entry(key.clone())
+                    .or_default()
+                    .fail(start, ev.time);
+                let source_run = self.sources.entry(src).or_default().fail(start, ev.time);
                 let attempts = match pair_run {
                     2 => 0,
                     3 => 2,
@@ -194,6 +209,31 @@ mod tests {
         let r = rates(&evs);
         assert_eq!(r.iter().map(|x| x.attempts).sum::<u32>(), 8);
         assert_eq!(r.last().unwrap().pair_run, 8);
+    }
+
+    /// `auth_delay.milliseconds = 2000`: every wrong password is answered two seconds late.
+    fn delayed(start: EventTime, source: &str, role: &str) -> Event {
+        let mut e = failed(start + 2_000, source, role, BadPassword);
+        e.attempt_start = Some(start);
+        e
+    }
+
+    #[test]
+    fn a_tool_behind_auth_delay_is_still_at_a_tools_pace_a_person_is_not() {
+        // The tool connects again 3 ms after each answer; the person types for 3 s.
+        let tool: Vec<Event> = (0..5)
+            .map(|k| delayed(k * 2_003, "203.0.113.7", "app"))
+            .collect();
+        assert_eq!(rates(&tool).last().unwrap().pair_run, 5);
+        let person: Vec<Event> = (0..5)
+            .map(|k| delayed(k * 5_000, "203.0.113.7", "alice"))
+            .collect();
+        assert!(rates(&person).iter().all(|x| x.pair_run == 1));
+        // Parallel attempts, all open before the first answer: one run.
+        let parallel: Vec<Event> = (0..4)
+            .map(|k| delayed(k * 10, "203.0.113.7", "app"))
+            .collect();
+        assert_eq!(rates(&parallel).last().unwrap().pair_run, 4);
     }
 
     #[test]

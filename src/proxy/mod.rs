@@ -492,6 +492,8 @@ struct Conn {
     /// This connection is libpq's retry without TLS of a login that failed over TLS here
     /// (`sslmode=prefer`): the same client, which did ask for TLS.
     libpq_retry: bool,
+    /// When the connection was accepted: the start of its login attempt.
+    accepted_at: crate::event::EventTime,
 }
 
 impl Conn {
@@ -517,6 +519,7 @@ impl Conn {
             .as_ref()
             .map(|f| CompactString::new(&f.name));
         e.client_auth_us = self.auth_us();
+        e.attempt_start = Some(self.accepted_at).filter(|t| *t > 0);
         e.source = e.compute_source_key();
         e
     }
@@ -860,6 +863,7 @@ impl Proxy {
     }
 
     async fn handle(self: Arc<Self>, mut tcp: TcpStream, mut peer: SocketAddr) {
+        let accepted_at = now_ms();
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
         if self
             .trusted_balancers
@@ -894,6 +898,7 @@ impl Proxy {
         let mut conn = Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             peer: Some(peer),
+            accepted_at,
             ..Conn::default()
         };
         if self.blocks.is_blocked(peer.ip(), now_ms()) {

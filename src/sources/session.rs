@@ -216,6 +216,8 @@ impl SessionJoiner {
         e.auth_method = s.auth_method.clone();
         e.pid = s.pid;
         e.session_id = s.session_id.clone();
+        // A session known only from this entry started, as far as the log tells, now.
+        e.attempt_start = Some(s.started);
         e.source = e.compute_source_key();
         e
     }
