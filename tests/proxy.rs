@@ -1707,8 +1707,11 @@ async fn blocks_survive_a_restart_and_a_lift_anywhere_reaches_the_proxy() {
         }
         assert!(
             lifted.elapsed() < Duration::from_secs(10),
-            "the lift never reached the proxy\n{}",
-            run.log()
+            "the lift never reached the proxy\n{}\nlifted for {cause}; trail {:#}\nblocks now {:#}\nalerts {:#}",
+            run.log(),
+            api_get(&other_base, "/audit", &admin).1,
+            api_get(&format!("http://{}", run.api_addr()), "/proxy/blocks", &admin).1,
+            api_get(&format!("http://{}", run.api_addr()), "/alerts", &admin).1
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };

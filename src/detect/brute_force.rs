@@ -353,7 +353,10 @@ impl BruteForce {
         let burst_at = self.cfg.burst_failures.max(2);
         let burst = !rate.known_client && (rate.pair_run >= burst_at || paced >= burst_at);
         let reached = counted || burst;
-        let first = pair.raw.first_within(ev.time, window).unwrap_or(ev.time);
+        let first = pair
+            .raw
+            .first_within(ev.time, window)
+            .map_or(ev.time, |t| t.min(ev.time));
         // A login amid the failures that make the attack (parallel tools: the right password
         // can come back before the 10th wrong one). A later success during the attack
         // replaces it (see `on_success`): a user's own login just before an attack began
@@ -625,6 +628,20 @@ mod tests {
         let mut evs: Vec<Event> = typist.collect();
         evs.push(succeeded(12_500, "203.0.113.7", "alice"));
         assert!(run(&mut det(), evs).is_empty());
+    }
+
+    #[test]
+    fn failures_arriving_out_of_order_make_an_attack_that_starts_before_it_ends() {
+        // Parallel sessions (and the proxy beside the log) hand failures over slightly out of
+        // time order: the first one seen is not the earliest.
+        let evs: Vec<Event> = [5, 0, 1, 2, 3]
+            .into_iter()
+            .map(|ms| failed(ms, "203.0.113.7", "app", LoginFailure::BadPassword))
+            .collect();
+        let f = run(&mut det(), evs);
+        let a = f.last().expect("an alert");
+        assert!(a.start <= a.end, "{} > {}", a.start, a.end);
+        assert_eq!(a.start, 0);
     }
 
     #[test]

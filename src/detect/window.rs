@@ -76,13 +76,15 @@ impl Recent {
             .count()
     }
 
-    /// The oldest kept time within `window` before `now`.
+    /// The earliest kept time within `window` before `now`. Times from parallel sessions, and
+    /// from the proxy beside the log, arrive slightly out of order: the first kept is not
+    /// always the earliest, and an incident must not start after it ended.
     pub fn first_within(&self, now: EventTime, window: i64) -> Option<EventTime> {
         self.times
             .iter()
             .rev()
             .take_while(|t| now - **t <= window)
-            .last()
+            .min()
             .copied()
     }
 

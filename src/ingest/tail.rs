@@ -281,6 +281,11 @@ impl Follower {
         }
         let mut new_files: Vec<(PathBuf, std::fs::Metadata, bool)> = Vec::new();
         let mut present: std::collections::HashSet<(u64, u64)> = Default::default();
+        // Followed files left closed because nothing new was written, by log: the same log
+        // in a poorer format is not opened beside them. After a restart the poorer format,
+        // never in the checkpoint, would otherwise be read from its start while the richer
+        // one stays parked: every line of the log again.
+        let mut parked: HashMap<PathBuf, LogFormat> = HashMap::new();
         for (path, rotated) in self.candidates() {
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
@@ -305,7 +310,16 @@ impl Follower {
             }
             match self.saved.get(&id) {
                 // Parked, and nothing new: leave it closed.
-                Some(p) if p.offset == meta.len() => continue,
+                Some(p) if p.offset == meta.len() => {
+                    if !rotated {
+                        let format = self
+                            .hints
+                            .format
+                            .unwrap_or_else(|| crate::sources::sniff::sniff_format(&p.head, &path));
+                        parked.insert(file::stem(&path), format);
+                    }
+                    continue;
+                }
                 // A rotated copy is opened only to finish a file read before.
                 None if rotated => continue,
                 _ => {}
@@ -352,8 +366,14 @@ impl Follower {
                 }
                 continue;
             }
-            started.insert(stem);
+            started.insert(stem.clone());
             match self.open_or_make_room(&path, &meta) {
+                Ok(t)
+                    if !rotated && parked.get(&stem).is_some_and(|f| rank(*f) < rank(t.format)) =>
+                {
+                    tracing::info!(path = %path.display(), "not followed: the same log is followed in {} format", parked[&stem]);
+                    self.ignored.insert((meta.dev(), meta.ino()));
+                }
                 Ok(mut t) => {
                     t.seen = !rotated;
                     opened.push(t);
@@ -770,5 +790,64 @@ mod tests {
         assert_eq!(f.malformed, 0, "no continuation line was orphaned");
         assert_eq!(f.positions()[0].offset, text.len() as u64);
         assert_eq!(p.events_total, entries as u64 + 1);
+    }
+
+    /// `log_destination = 'csvlog,jsonlog'`: only the csv file is followed. After a restart
+    /// with the csv file read to its end (parked), the json file, never in the checkpoint,
+    /// is not read from its start: the log's lines are not seen twice, and what the server
+    /// writes next is read from the csv file.
+    #[test]
+    fn a_restart_does_not_read_the_same_log_again_in_a_poorer_format() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let csv = dir.path().join("postgresql.csv");
+        let json = dir.path().join("postgresql.json");
+        std::fs::copy(fixtures.join("csvlog/basic.csv"), &csv).unwrap();
+        std::fs::copy(fixtures.join("jsonlog/basic.json"), &json).unwrap();
+        let cfg = crate::detect::registry::DetectConfig::default();
+        let follow = |saved| {
+            Follower::new(
+                vec![dir.path().to_path_buf()],
+                Hints::default(),
+                StartAt::Beginning,
+                saved,
+            )
+        };
+        let mut first = follow(Vec::new());
+        let mut p = Pipeline::new("t", &cfg);
+        first.poll(&mut p);
+        first.poll(&mut p);
+        let whole = p.events_total;
+        assert!(whole > 0);
+        assert_eq!(first.followed(), vec![csv.clone()]);
+        let saved = first.positions();
+        drop(first);
+
+        let mut again = follow(saved);
+        let mut p = Pipeline::new("t", &cfg);
+        again.poll(&mut p);
+        again.poll(&mut p);
+        assert_eq!(
+            p.events_total, 0,
+            "the log was read again from the json file"
+        );
+        let line = std::fs::read_to_string(fixtures.join("csvlog/basic.csv"))
+            .unwrap()
+            .lines()
+            .find(|l| l.contains("connection authorized"))
+            .unwrap()
+            .to_string();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&csv)
+            .unwrap()
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
+        std::thread::sleep(SCAN_EVERY);
+        again.poll(&mut p);
+        again.poll(&mut p);
+        assert_eq!(again.followed(), vec![csv]);
+        assert_eq!(p.events_total, 1, "the new line, from the csv file");
     }
 }
