@@ -48,6 +48,27 @@ pub fn truncate(s: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_statement_seen_lately_is_shared_with_its_tokens_and_never_confused() {
+        use super::SqlCache;
+        let mut c = SqlCache::default();
+        let a = c.get("SELECT * FROM t WHERE id = $1");
+        assert_eq!(a.tokens().len(), 8);
+        let again = c.get("  SELECT * FROM t WHERE id = $1\n");
+        assert!(std::sync::Arc::ptr_eq(&a, &again), "lexed again");
+        // Many more statements than slots: each one is its own text, whatever slot it takes.
+        for k in 0..(3 * SqlCache::SLOTS) {
+            let text = format!("SELECT {k}");
+            assert_eq!(&*c.get(&text).text, text);
+        }
+        let long = format!("SELECT '{}'", "x".repeat(SqlCache::MAX_TEXT));
+        assert_eq!(&*c.get(&long).text, long);
+        assert!(
+            !std::sync::Arc::ptr_eq(&c.get(&long), &c.get(&long)),
+            "kept"
+        );
+    }
     #[test]
     fn source_keys() {
         use super::*;
@@ -240,6 +261,49 @@ impl Sql {
             format!("{}…", truncate(&r, max))
         } else {
             r
+        }
+    }
+}
+
+/// Statements seen lately, by text: an application runs the same few statements over and
+/// over (prepared statements are logged with `$1`, pgaudit logs their text alone), and each
+/// is lexed once rather than on every run. Direct-mapped and bounded: a slot holds the last
+/// statement whose text hashed to it, and only short statements are kept.
+#[derive(Debug)]
+pub struct SqlCache {
+    slots: Vec<Option<std::sync::Arc<Sql>>>,
+}
+
+impl Default for SqlCache {
+    fn default() -> Self {
+        SqlCache {
+            slots: vec![None; SqlCache::SLOTS],
+        }
+    }
+}
+
+impl SqlCache {
+    const SLOTS: usize = 2048;
+    /// Longer statements are not kept: at most SLOTS × this of text (and its tokens).
+    const MAX_TEXT: usize = 2048;
+
+    /// The statement of `text`, shared with its earlier runs (and their tokens) when seen
+    /// lately.
+    pub fn get(&mut self, text: &str) -> std::sync::Arc<Sql> {
+        let t = text.trim();
+        if t.len() > Self::MAX_TEXT {
+            return Sql::new(t);
+        }
+        use std::hash::BuildHasher;
+        let h = std::hash::BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(t);
+        let slot = &mut self.slots[(h as usize) % Self::SLOTS];
+        match slot {
+            Some(s) if &*s.text == t => s.clone(),
+            _ => {
+                let s = Sql::new(t);
+                *slot = Some(s.clone());
+                s
+            }
         }
     }
 }

@@ -8,7 +8,7 @@
 //! the English message text otherwise.
 
 use super::{Record, Severity};
-use crate::event::{Event, EventKind, EventTime, LoginFailure, ProtocolErrorKind, Sql};
+use crate::event::{Event, EventKind, EventTime, LoginFailure, ProtocolErrorKind};
 use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -64,6 +64,8 @@ pub struct SessionJoiner {
     last_time: EventTime,
     last_reap: EventTime,
     pub stats: JoinStats,
+    #[serde(skip)]
+    statements: crate::event::SqlCache,
 }
 
 /// Upper bound of sessions kept at once; beyond it the least recently seen are dropped.
@@ -348,7 +350,7 @@ impl SessionJoiner {
             s.last_sql = text_hash(stmt);
             let mut e = Self::event(time, EventKind::Statement, s);
             e.message = role_change(stmt);
-            e.sql = Some(Sql::new(stmt));
+            e.sql = Some(self.statements.get(stmt));
             out.push(e);
             return;
         }
@@ -367,7 +369,7 @@ impl SessionJoiner {
                 if h != s.last_sql {
                     s.last_sql = h;
                     e.message = role_change(text);
-                    e.sql = Some(Sql::new(text));
+                    e.sql = Some(self.statements.get(text));
                 }
             }
             if e.sql.is_some() || e.rows.is_some() {
@@ -460,7 +462,7 @@ impl SessionJoiner {
                     let h = text_hash(&rec.statement);
                     if h != s.last_sql {
                         s.last_sql = h;
-                        e.sql = Some(Sql::new(&rec.statement));
+                        e.sql = Some(self.statements.get(&rec.statement));
                     }
                 }
                 out.push(e);
@@ -612,48 +614,63 @@ pub struct AuditEntry {
 }
 
 thread_local! {
-    /// One CSV field reader per thread, reset for each entry: building one per entry was
-    /// most of the time spent on a pgaudit log.
-    static AUDIT_CSV: std::cell::RefCell<csv_core::Reader> =
-        std::cell::RefCell::new(csv_core::Reader::new());
+    /// One CSV field reader and its output buffer per thread, reset for each entry: building
+    /// a reader (or a buffer, or a String per field) per entry was most of the time spent on
+    /// a pgaudit log.
+    static AUDIT_CSV: std::cell::RefCell<(csv_core::Reader, Vec<u8>)> =
+        std::cell::RefCell::new((csv_core::Reader::new(), Vec::new()));
 }
 
-/// The fields of one CSV record (the whole of `line`), quotes undone; at most `max`.
-fn csv_fields(line: &str, max: usize) -> Option<Vec<String>> {
-    AUDIT_CSV.with(|r| {
-        let mut rdr = r.borrow_mut();
+/// Splits one CSV record (the whole of `line`) into at most `MAX` fields, quotes undone, and
+/// hands them to `f`.
+fn with_csv_fields<const MAX: usize, T>(
+    line: &str,
+    f: impl FnOnce(&[&[u8]]) -> Option<T>,
+) -> Option<T> {
+    AUDIT_CSV.with(|cell| {
+        let (rdr, buf) = &mut *cell.borrow_mut();
         rdr.reset();
+        // Undoing quotes never lengthens a field: the line's length is room enough.
+        if buf.len() < line.len() + 1 {
+            buf.resize(line.len() + 1, 0);
+        }
         let mut input = line.as_bytes();
-        let mut fields = Vec::new();
-        let mut field = vec![0u8; line.len().max(1)];
-        let mut len = 0;
+        let mut ends = [0usize; MAX];
+        let (mut n, mut len) = (0, 0);
         loop {
-            let (res, read, written) = rdr.read_field(input, &mut field[len..]);
+            let (res, read, written) = rdr.read_field(input, &mut buf[len..]);
             input = &input[read..];
             len += written;
             match res {
-                csv_core::ReadFieldResult::InputEmpty => {
-                    if input.is_empty() {
-                        // End of the line: the reader is told so, and ends the last field.
-                        let (res, _, written) = rdr.read_field(&[], &mut field[len..]);
-                        len += written;
-                        if matches!(res, csv_core::ReadFieldResult::Field { .. }) {
-                            fields.push(String::from_utf8_lossy(&field[..len]).into_owned());
-                        }
-                        return Some(fields);
+                csv_core::ReadFieldResult::InputEmpty if input.is_empty() => {
+                    // End of the line: the reader is told so, and ends the last field.
+                    let (res, _, written) = rdr.read_field(&[], &mut buf[len..]);
+                    len += written;
+                    if matches!(res, csv_core::ReadFieldResult::Field { .. }) {
+                        ends[n] = len;
+                        n += 1;
                     }
+                    break;
                 }
+                csv_core::ReadFieldResult::InputEmpty => {}
                 csv_core::ReadFieldResult::OutputFull => return None,
                 csv_core::ReadFieldResult::Field { record_end } => {
-                    fields.push(String::from_utf8_lossy(&field[..len]).into_owned());
-                    len = 0;
-                    if record_end || fields.len() >= max {
-                        return Some(fields);
+                    ends[n] = len;
+                    n += 1;
+                    if record_end || n >= MAX {
+                        break;
                     }
                 }
-                csv_core::ReadFieldResult::End => return Some(fields),
+                csv_core::ReadFieldResult::End => break,
             }
         }
+        let mut fields: [&[u8]; MAX] = [&[]; MAX];
+        let mut from = 0;
+        for (i, end) in ends[..n].iter().enumerate() {
+            fields[i] = &buf[from..*end];
+            from = *end;
+        }
+        f(&fields[..n])
     })
 }
 
@@ -664,20 +681,20 @@ impl AuditEntry {
         if !(entry.starts_with("SESSION,") || entry.starts_with("OBJECT,")) {
             return None;
         }
-        let mut rec = csv_fields(entry, 10)?;
-        if rec.len() < 9 {
-            return None;
-        }
-        let rows = rec.get(9).and_then(|r| r.parse().ok());
-        rec.truncate(8);
-        let statement = rec.pop()?;
-        Some(AuditEntry {
-            statement_id: rec[1].parse().ok()?,
-            substatement_id: rec[2].parse().ok()?,
-            class: std::mem::take(&mut rec[3]),
-            command: std::mem::take(&mut rec[4]),
-            statement: (statement != "<not logged>").then_some(statement),
-            rows,
+        with_csv_fields::<10, _>(entry, |rec| {
+            if rec.len() < 9 {
+                return None;
+            }
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            let number = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u64>().ok();
+            Some(AuditEntry {
+                statement_id: number(rec[1])?,
+                substatement_id: number(rec[2])?,
+                class: text(rec[3]),
+                command: text(rec[4]),
+                statement: (rec[7] != b"<not logged>").then(|| text(rec[7])),
+                rows: rec.get(9).and_then(|r| number(r)),
+            })
         })
     }
 }
