@@ -1736,6 +1736,80 @@ async fn blocks_survive_a_restart_and_a_lift_anywhere_reaches_the_proxy() {
     );
 }
 
+/// The server logs every login relayed by the proxy as coming from the proxy's own address.
+/// A `run` started over a log that already holds them (a restart, a checkpoint lost) must
+/// not take them for the proxy's address guessing passwords: it knows that address before
+/// it relays anything. The direct failures in the same log are still an attack.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_does_not_blame_the_proxy_for_the_logins_it_relayed() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let proxied = RunSetup::new(
+        &cl.log_dir,
+        &format!(
+            "[proxy]\nenabled = true\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{}\"\n",
+            cl.port
+        ),
+    );
+    let run = proxied.start();
+    for i in 0..6 {
+        assert!(
+            connect("127.0.6.6", run.proxy_addr(), "app", &format!("guess-{i}"))
+                .await
+                .is_err()
+        );
+    }
+    // Beside the proxy, straight to the server.
+    for i in 0..6 {
+        assert!(
+            !login(
+                "127.0.6.9",
+                cl.port,
+                "app",
+                &format!("guess-{i}"),
+                "appdb",
+                None
+            )
+            .await
+        );
+    }
+    drop(run);
+
+    // A new run with the proxy over the same log, read from its start.
+    let again = RunSetup::new(
+        &cl.log_dir,
+        &format!(
+            "[proxy]\nenabled = true\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{}\"\n",
+            cl.port
+        ),
+    );
+    let token = again.token("ops", "reader");
+    let run = again.start();
+    let base = format!("http://{}", run.api_addr());
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    let alerts = loop {
+        let (_, b) = api_get(&base, "/alerts", &token);
+        let found = b["value"].as_array().cloned().unwrap_or_default();
+        if found
+            .iter()
+            .any(|a| a["entities"]["sourceIp"] == "127.0.6.9")
+        {
+            break found;
+        }
+        assert!(std::time::Instant::now() < end, "{b:#}\n{}", run.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Everything read up to the direct failures: the proxied ones came before them.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, b) = api_get(&base, "/alerts", &token);
+    let blamed: Vec<_> = b["value"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["entities"]["sourceIp"] == "127.0.0.1")
+        .collect();
+    assert!(blamed.is_empty(), "{blamed:#?}\n{alerts:#?}\n{}", run.log());
+}
+
 /// `pgvigil run` over the cluster's logs with the proxy in front of it, blocking.
 fn run_with_blocking_proxy(cl: &Cluster) -> RunSetup {
     RunSetup::new(

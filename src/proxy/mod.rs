@@ -538,6 +538,22 @@ impl Conn {
     }
 }
 
+/// The local address the system would connect to `upstream` from: the address the server
+/// logs proxied logins as coming from. A UDP socket's `connect` only picks the route; nothing
+/// is sent.
+fn routed_local(upstream: &str) -> Option<IpAddr> {
+    use std::net::ToSocketAddrs;
+    let to = upstream.to_socket_addrs().ok()?.next()?;
+    let any: SocketAddr = if to.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let s = std::net::UdpSocket::bind(any).ok()?;
+    s.connect(to).ok()?;
+    Some(s.local_addr().ok()?.ip())
+}
+
 impl Proxy {
     pub fn new(
         cfg: ProxyConfig,
@@ -584,6 +600,10 @@ impl Proxy {
             },
             cfg.spare_max_age.duration(),
         );
+        // Known before the first connection: after a restart, the log's backlog holds the
+        // logins this proxy relayed before it, which must not count as the proxy's own.
+        let upstream_locals =
+            std::sync::Mutex::new(routed_local(&cfg.upstream).into_iter().collect());
         Ok(Proxy {
             spares,
             tls_fallbacks: TlsFallbacks::default(),
@@ -599,7 +619,7 @@ impl Proxy {
             blocks,
             counters: Arc::new(ProxyCounters::default()),
             events: std::sync::Mutex::new(events),
-            upstream_locals: Default::default(),
+            upstream_locals,
             cancel_keys: Default::default(),
             unauthenticated: Default::default(),
             rate: Default::default(),
@@ -1655,5 +1675,16 @@ mod tests {
         assert!(cfg("spare_connections = 0\nspare_max_age = \"10ms\"")
             .validate()
             .is_ok());
+    }
+
+    /// The server logs proxied logins as coming from the proxy's side of its connection: that
+    /// address is known from the start, before any login is relayed (a restart's backlog).
+    #[test]
+    fn the_address_the_server_sees_is_known_before_any_connection() {
+        let cfg: ProxyConfig = toml::from_str("upstream = \"127.0.0.1:1\"").unwrap();
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let p = Proxy::new(cfg, tx).unwrap();
+        assert_eq!(p.upstream_locals(), vec![IpAddr::from([127, 0, 0, 1])]);
+        assert_eq!(routed_local("not a host name"), None);
     }
 }
