@@ -1743,13 +1743,17 @@ async fn blocks_survive_a_restart_and_a_lift_anywhere_reaches_the_proxy() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_does_not_blame_the_proxy_for_the_logins_it_relayed() {
     let cl = Cluster::start(ClusterOptions::default());
-    let proxied = RunSetup::new(
-        &cl.log_dir,
-        &format!(
-            "[proxy]\nenabled = true\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{}\"\n",
-            cl.port
-        ),
-    );
+    // Each run with its own state: the second reads the log from its start.
+    let with_proxy = || {
+        RunSetup::new(
+            &cl.log_dir,
+            &format!(
+                "[proxy]\nenabled = true\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{}\"\n",
+                cl.port
+            ),
+        )
+    };
+    let proxied = with_proxy();
     let run = proxied.start();
     for i in 0..6 {
         assert!(
@@ -1775,13 +1779,7 @@ async fn a_restart_does_not_blame_the_proxy_for_the_logins_it_relayed() {
     drop(run);
 
     // A new run with the proxy over the same log, read from its start.
-    let again = RunSetup::new(
-        &cl.log_dir,
-        &format!(
-            "[proxy]\nenabled = true\nlisten = \"127.0.0.1:0\"\nupstream = \"127.0.0.1:{}\"\n",
-            cl.port
-        ),
-    );
+    let again = with_proxy();
     let token = again.token("ops", "reader");
     let run = again.start();
     let base = format!("http://{}", run.api_addr());
