@@ -283,9 +283,11 @@ impl Default for SqlCache {
 }
 
 impl SqlCache {
-    const SLOTS: usize = 2048;
-    /// Longer statements are not kept: at most SLOTS × this of text (and its tokens).
-    const MAX_TEXT: usize = 2048;
+    const SLOTS: usize = 1024;
+    /// Longer statements are not kept. A token takes about 48 bytes for 4 of text, so the
+    /// cache holds at most SLOTS × 13 KiB (13 MiB), and a few hundred KiB for an
+    /// application's usual statements.
+    const MAX_TEXT: usize = 1024;
 
     /// The statement of `text`, shared with its earlier runs (and their tokens) when seen
     /// lately.
