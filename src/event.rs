@@ -51,23 +51,21 @@ mod tests {
 
     #[test]
     fn a_statement_seen_lately_is_shared_with_its_tokens_and_never_confused() {
-        use super::SqlCache;
+        use super::{text_hash, SqlCache};
         let mut c = SqlCache::default();
-        let a = c.get("SELECT * FROM t WHERE id = $1");
+        let mut get = |t: &str| c.get(t, text_hash(t));
+        let a = get("SELECT * FROM t WHERE id = $1");
         assert_eq!(a.tokens().len(), 8);
-        let again = c.get("  SELECT * FROM t WHERE id = $1\n");
+        let again = get("  SELECT * FROM t WHERE id = $1\n");
         assert!(std::sync::Arc::ptr_eq(&a, &again), "lexed again");
         // Many more statements than slots: each one is its own text, whatever slot it takes.
         for k in 0..(3 * SqlCache::SLOTS) {
             let text = format!("SELECT {k}");
-            assert_eq!(&*c.get(&text).text, text);
+            assert_eq!(&*get(&text).text, text);
         }
         let long = format!("SELECT '{}'", "x".repeat(SqlCache::MAX_TEXT));
-        assert_eq!(&*c.get(&long).text, long);
-        assert!(
-            !std::sync::Arc::ptr_eq(&c.get(&long), &c.get(&long)),
-            "kept"
-        );
+        assert_eq!(&*get(&long).text, long);
+        assert!(!std::sync::Arc::ptr_eq(&get(&long), &get(&long)), "kept");
     }
     #[test]
     fn source_keys() {
@@ -265,6 +263,13 @@ impl Sql {
     }
 }
 
+/// A statement's hash, spaces around it aside: the joiner's test for a statement logged twice,
+/// and the statement cache's slot.
+pub fn text_hash(s: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(s.trim())
+}
+
 /// Statements seen lately, by text: an application runs the same few statements over and
 /// over (prepared statements are logged with `$1`, pgaudit logs their text alone), and each
 /// is lexed once rather than on every run. Direct-mapped and bounded: a slot holds the last
@@ -290,14 +295,13 @@ impl SqlCache {
     const MAX_TEXT: usize = 1024;
 
     /// The statement of `text`, shared with its earlier runs (and their tokens) when seen
-    /// lately.
-    pub fn get(&mut self, text: &str) -> std::sync::Arc<Sql> {
+    /// lately. `hash` is [`text_hash`] of `text`, which the caller has already worked out.
+    pub fn get(&mut self, text: &str, hash: u64) -> std::sync::Arc<Sql> {
         let t = text.trim();
         if t.len() > Self::MAX_TEXT {
             return Sql::new(t);
         }
-        use std::hash::BuildHasher;
-        let h = std::hash::BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(t);
+        let h = hash;
         let slot = &mut self.slots[(h as usize) % Self::SLOTS];
         match slot {
             Some(s) if &*s.text == t => s.clone(),

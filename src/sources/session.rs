@@ -8,7 +8,7 @@
 //! the English message text otherwise.
 
 use super::{Record, Severity};
-use crate::event::{Event, EventKind, EventTime, LoginFailure, ProtocolErrorKind};
+use crate::event::{text_hash, Event, EventKind, EventTime, LoginFailure, ProtocolErrorKind};
 use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -350,7 +350,7 @@ impl SessionJoiner {
             s.last_sql = text_hash(stmt);
             let mut e = Self::event(time, EventKind::Statement, s);
             e.message = role_change(stmt);
-            e.sql = Some(self.statements.get(stmt));
+            e.sql = Some(self.statements.get(stmt, s.last_sql));
             out.push(e);
             return;
         }
@@ -369,7 +369,7 @@ impl SessionJoiner {
                 if h != s.last_sql {
                     s.last_sql = h;
                     e.message = role_change(text);
-                    e.sql = Some(self.statements.get(text));
+                    e.sql = Some(self.statements.get(text, h));
                 }
             }
             if e.sql.is_some() || e.rows.is_some() {
@@ -462,7 +462,7 @@ impl SessionJoiner {
                     let h = text_hash(&rec.statement);
                     if h != s.last_sql {
                         s.last_sql = h;
-                        e.sql = Some(self.statements.get(&rec.statement));
+                        e.sql = Some(self.statements.get(&rec.statement, h));
                     }
                 }
                 out.push(e);
@@ -562,11 +562,6 @@ fn statement_text(msg: &str) -> Option<&str> {
     // `execute <unnamed>: …`, `execute S_1: …`, `execute fetch from …`: the name has no blank.
     let (name, sql) = rest.split_once(": ")?;
     (!name.contains(' ')).then_some(sql)
-}
-
-fn text_hash(s: &str) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault};
-    BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(s.trim())
 }
 
 /// The SQLSTATE of an error whose log line has none (no `%e` in the prefix), for the errors
