@@ -413,6 +413,8 @@ pub fn prepare(
         LogFormat::Stderr => "log",
         LogFormat::Csvlog => "csv",
         LogFormat::Jsonlog => "json",
+        // Scenarios are recorded from PostgreSQL's own logs.
+        LogFormat::Pgbouncer => return Ok(None),
     };
     let src = s.dir.join(format!("postgresql.{ext}"));
     if !src.is_file() {

@@ -490,6 +490,7 @@ pub fn discover(
         crate::sources::LogFormat::Csvlog => 0,
         crate::sources::LogFormat::Jsonlog => 1,
         crate::sources::LogFormat::Stderr => 2,
+        crate::sources::LogFormat::Pgbouncer => 3,
     };
     let mut skipped = Vec::new();
     files.sort_by(|a, b| {
@@ -570,6 +571,15 @@ pub fn analyze(
     p.enricher = enricher;
     p.keep_events = keep_events;
     p.engine.set_batch();
+    // Files are read one after the other: PgBouncer's own connections to the server are
+    // learnt from its logs first, so that a server log read before them does not count them
+    // as logins. A file that cannot be read is reported when its turn comes.
+    for f in files
+        .iter()
+        .filter(|f| f.format == crate::sources::LogFormat::Pgbouncer)
+    {
+        let _ = crate::sources::pgbouncer::scan_own(&f.path, &mut p.joiner.pooler);
+    }
     let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let c2 = count.clone();
     let mut on_alert = on_alert;
@@ -659,6 +669,8 @@ fn read_beside(
     progress: &mut dyn FnMut(&Path, u64),
     out: &mut Analysis,
 ) -> bool {
+    let mut joiner = SessionJoiner::new();
+    joiner.pooler = p.joiner.pooler.clone();
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Handover>(BATCHES_IN_FLIGHT);
         let detector = std::thread::Builder::new()
@@ -678,7 +690,7 @@ fn read_beside(
             return false;
         };
         let mut front = Front {
-            joiner: SessionJoiner::new(),
+            joiner,
             batch: Vec::with_capacity(BATCH),
             tx,
             current: FileStats::default(),

@@ -231,6 +231,12 @@ impl<W: Write> LogWriter<W> {
         let t = ts(e.ms);
         self.buf.clear();
         match self.format {
+            LogFormat::Pgbouncer => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the simulator writes PostgreSQL's log formats (stderr, csvlog, jsonlog)",
+                ))
+            }
             LogFormat::Stderr => {
                 let (u, d) = if e.user.is_empty() {
                     ("[unknown]", "[unknown]")
@@ -919,6 +925,12 @@ pub fn simulate(
             crate::sources::LogFormat::Stderr => "postgresql.log",
             crate::sources::LogFormat::Csvlog => "postgresql.csv",
             crate::sources::LogFormat::Jsonlog => "postgresql.json",
+            crate::sources::LogFormat::Pgbouncer => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the simulator writes PostgreSQL's log formats (stderr, csvlog, jsonlog)",
+                ))
+            }
         };
         let file = std::io::BufWriter::new(std::fs::File::create(dir.join(name))?);
         let mut log = Log {

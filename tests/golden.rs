@@ -76,6 +76,7 @@ fn all_cases() -> Vec<(PathBuf, LogFormat)> {
         ("stderr", "log", LogFormat::Stderr),
         ("csvlog", "csv", LogFormat::Csvlog),
         ("jsonlog", "json", LogFormat::Jsonlog),
+        ("pgbouncer", "log", LogFormat::Pgbouncer),
     ] {
         for p in cases(dir, ext) {
             v.push((p, f));
@@ -280,4 +281,62 @@ fn every_real_prefix_is_read_without_being_told() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// PgBouncer in front of PostgreSQL (`tests/fixtures/pgbouncer/scram_wildcard.log`, and the
+/// server's own log of the same minutes in `server/`): hydra's guesses are checked by
+/// PgBouncer, and only its log has them, with the client's address. Read together, the server's
+/// log adds no login of its own: its logins are PgBouncer's pooled connections.
+#[test]
+fn pgbouncer_and_its_server_are_read_together_without_counting_twice() {
+    let dir = fixtures().join("pgbouncer");
+    let bouncer = inspect(&dir.join("scram_wildcard.log"), &Hints::default()).unwrap();
+    let server = inspect(&dir.join("server/scram_wildcard.log"), &Hints::default()).unwrap();
+    assert_eq!(bouncer.format, LogFormat::Pgbouncer);
+    assert_eq!(server.format, LogFormat::Stderr);
+    let logins = |evs: &[pgvigil::event::Event]| {
+        evs.iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::LoginSucceeded | EventKind::LoginFailed { .. }
+                )
+            })
+            .count()
+    };
+    let (alone, _) = pipeline::events_of(&bouncer).unwrap();
+    // The server's log is older than PgBouncer's first line, so it is read first.
+    assert!(server.first_time < bouncer.first_time);
+    let files = [server.clone(), bouncer.clone()];
+    let both = pipeline::analyze(
+        &files,
+        "db1",
+        &DetectConfig::default(),
+        None,
+        true,
+        Box::new(|_| {}),
+        &mut |_, _| {},
+        1,
+    );
+    assert_eq!(
+        logins(&both.events),
+        logins(&alone),
+        "the server's log added logins: {:#?}",
+        both.events
+            .iter()
+            .filter(|e| !alone.contains(e) && e.kind != EventKind::Statement)
+            .collect::<Vec<_>>()
+    );
+    let (alerts, _) = pipeline::analyze_collect(&files, "db1", &DetectConfig::default(), 2);
+    let bf: Vec<_> = alerts
+        .iter()
+        .filter(|a| a.alert_type == pgvigil::alert::AlertType::BruteForce)
+        .collect();
+    assert_eq!(bf.len(), 1, "{alerts:#?}");
+    assert_eq!(
+        bf[0].display_name,
+        "Suspected successful brute force attack"
+    );
+    assert_eq!(bf[0].evidence.value()["successfulPrincipal"], "alice");
+    assert_eq!(bf[0].entities.source_ip.as_deref(), Some("127.0.0.1"));
 }

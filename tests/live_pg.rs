@@ -154,29 +154,6 @@ async fn analyze_finds_every_brute_force_family_in_every_log_format() {
     assert!(stderr.contains("skipped, the same log as"), "{stderr}");
 }
 
-fn hydra(port: u16, user: &str, wordlist: &std::path::Path) {
-    // hydra gives up on a target whose first connection fails; under the load of the parallel
-    // tests that happens now and then, so a failed connectivity check is tried again.
-    for attempt in 1..=3 {
-        let out = Command::new("hydra")
-            .env("PGPORT", port.to_string())
-            .args(["-l", user, "-P"])
-            .arg(wordlist)
-            .args(["-s", &port.to_string(), "-t", "4", "127.0.0.1", "postgres"])
-            .output()
-            .expect("hydra is not installed: apt-get install -y hydra");
-        let err = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() && !err.contains("could not be connected") {
-            return;
-        }
-        assert!(
-            attempt < 3 && err.contains("could not be connected"),
-            "hydra: {err}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 fn wordlist(dir: &std::path::Path, right: &str) -> std::path::PathBuf {
     let p = dir.join("words.txt");
     let mut words: Vec<String> = (0..12).map(|i| format!("wrong{i}")).collect();
@@ -203,7 +180,7 @@ fn hydra_live_is_caught_by_run_and_by_analyze() {
         OsStr::new("db1"),
     ]);
     wait_ready(&state);
-    hydra(cl.port, "app", &wordlist(cl.dir.path(), APP_PASSWORD));
+    hydra(cl.port, "app", &wordlist(cl.dir.path(), APP_PASSWORD), 4);
     let (seen, ok) = run.until(Duration::from_secs(20), is_successful_bf);
     assert!(ok, "no successful brute force alert from run: {seen:#?}");
     let (more, _) = run.until(Duration::from_secs(1), |_| false);

@@ -505,25 +505,7 @@ fn run_closes_incidents_on_the_wall_clock_with_analyzes_counts() {
     let words = cl.dir.path().join("words");
     let w: Vec<String> = (0..12).map(|i| format!("nope{i}")).collect();
     std::fs::write(&words, w.join("\n") + "\n").unwrap();
-    let out = Command::new("hydra")
-        .env("PGPORT", cl.port.to_string())
-        .args(["-I", "-l", "app", "-P"])
-        .arg(&words)
-        .args([
-            "-s",
-            &cl.port.to_string(),
-            "-t",
-            "4",
-            "127.0.0.1",
-            "postgres",
-        ])
-        .output()
-        .expect("hydra is not installed: apt-get install -y hydra");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hydra(cl.port, "app", &words, 4);
     // Nothing more is written; the final update must come from the wall clock alone.
     let config = setup.dir.path().join("detect.toml");
     std::fs::write(&config, detect).unwrap();

@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long, value_name = "PREFIX")]
     pub log_line_prefix: Option<String>,
     /// Force the log format instead of detecting it per file.
-    #[arg(long, value_parser = ["stderr", "csvlog", "jsonlog"])]
+    #[arg(long, value_parser = ["stderr", "csvlog", "jsonlog", "pgbouncer"])]
     pub format: Option<String>,
     /// Server name to put in alerts.
     #[arg(long, default_value = "postgresql")]

@@ -336,6 +336,7 @@ impl Follower {
             LogFormat::Csvlog => 0,
             LogFormat::Jsonlog => 1,
             LogFormat::Stderr => 2,
+            LogFormat::Pgbouncer => 3,
         };
         // Oldest first (lines in time order), a log's formats together; the newest log is
         // always opened, the others as descriptors allow.
@@ -516,6 +517,10 @@ impl Follower {
         let mut total = 0u64;
         let mut chunk = vec![0u8; 1 << 20];
         let mut errors = 0u64;
+        // PgBouncer's log first: the connections it opens to the server are then known when
+        // the server's log shows them logging in (they are not clients' logins).
+        self.tracked
+            .sort_by_key(|t| t.format != LogFormat::Pgbouncer);
         for t in self.tracked.iter_mut() {
             p.begin_file(&t.pos.path);
             let meta = t.file.metadata();

@@ -128,6 +128,7 @@ pub fn make_parser(format: LogFormat, prefix: Option<&Prefix>, year: i32) -> Box
         ),
         LogFormat::Csvlog => Box::new(super::csvlog::CsvlogParser::new()),
         LogFormat::Jsonlog => Box::new(super::jsonlog::JsonlogParser::new()),
+        LogFormat::Pgbouncer => Box::new(super::pgbouncer::PgbouncerParser::new(year)),
     }
 }
 

@@ -2,13 +2,14 @@
 //! format), then [`session::SessionJoiner`] turns records into [`crate::event::Event`]s.
 //!
 //! One parser per log format: [`stderr`] (any `log_line_prefix`, also syslog-style lines),
-//! [`csvlog`], [`jsonlog`]. [`sniff`] picks the format of a file from its first bytes.
+//! [`csvlog`], [`jsonlog`], and PgBouncer's log ([`pgbouncer`]). [`sniff`] picks the format of a file from its first bytes.
 //! Parsers are incremental: they take bytes as they come (a whole file in `analyze`, the newly
 //! appended tail in `run`) and only ever emit complete entries.
 
 pub mod csvlog;
 pub mod file;
 pub mod jsonlog;
+pub mod pgbouncer;
 pub mod pgconf;
 pub mod prefix;
 pub mod prefix_infer;
@@ -21,13 +22,15 @@ use crate::event::EventTime;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// The three formats PostgreSQL writes (`log_destination`).
+/// The three formats PostgreSQL writes (`log_destination`), and PgBouncer's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Stderr,
     Csvlog,
     Jsonlog,
+    /// PgBouncer's `logfile` or syslog lines: the logins it checks in front of PostgreSQL.
+    Pgbouncer,
 }
 
 impl fmt::Display for LogFormat {
@@ -36,6 +39,7 @@ impl fmt::Display for LogFormat {
             LogFormat::Stderr => "stderr",
             LogFormat::Csvlog => "csvlog",
             LogFormat::Jsonlog => "jsonlog",
+            LogFormat::Pgbouncer => "pgbouncer",
         })
     }
 }
@@ -47,8 +51,9 @@ impl std::str::FromStr for LogFormat {
             "stderr" | "syslog" | "text" => Ok(LogFormat::Stderr),
             "csvlog" | "csv" => Ok(LogFormat::Csvlog),
             "jsonlog" | "json" => Ok(LogFormat::Jsonlog),
+            "pgbouncer" => Ok(LogFormat::Pgbouncer),
             _ => Err(format!(
-                "unknown log format {s:?} (expected stderr, csvlog or jsonlog)"
+                "unknown log format {s:?} (expected stderr, csvlog, jsonlog or pgbouncer)"
             )),
         }
     }

@@ -66,6 +66,9 @@ pub struct SessionJoiner {
     pub stats: JoinStats,
     #[serde(skip)]
     statements: crate::event::SqlCache,
+    /// PgBouncer's clients, and its own connections to the server.
+    #[serde(default)]
+    pub pooler: super::pgbouncer::PoolerJoin,
 }
 
 /// Upper bound of sessions kept at once; beyond it the least recently seen are dropped.
@@ -270,7 +273,17 @@ impl SessionJoiner {
             }
             None => self.last_time,
         };
-        self.handle(rec, time, out);
+        if rec.backend_type == super::pgbouncer::BACKEND_TYPE {
+            self.pooler.handle(rec, time, out);
+        } else {
+            self.handle(rec, time, out);
+            if self.pooler.active() && out.len() > before {
+                // PgBouncer's pooled connections logging in: its own log has the client's.
+                let mut mine = out.split_off(before);
+                mine.retain(|e| !self.pooler.is_own(e));
+                out.append(&mut mine);
+            }
+        }
         if time - self.last_reap >= 10_000 {
             self.reap(time, out);
         }
@@ -519,6 +532,7 @@ impl SessionJoiner {
     /// Connections that never said anything past `connection received` are bare TCP connects.
     pub fn reap(&mut self, now: EventTime, out: &mut Vec<Event>) {
         self.last_reap = now;
+        self.pooler.reap(now);
         let mut dead = Vec::new();
         self.sessions.retain(|_, s| {
             if !s.spoke && now - s.started > STARTUP_TIMEOUT_MS {

@@ -13,6 +13,7 @@ pub fn sniff_format(head: &[u8], path: &Path) -> LogFormat {
         .find(|l| !l.iter().all(|c| c.is_ascii_whitespace()));
     match first {
         Some(l) if l.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{') => LogFormat::Jsonlog,
+        Some(l) if super::pgbouncer::is_pgbouncer_line(l) => LogFormat::Pgbouncer,
         Some(l) if is_csv_line(l) => LogFormat::Csvlog,
         Some(_) => LogFormat::Stderr,
         None => match path.extension().and_then(|e| e.to_str()) {

@@ -249,7 +249,7 @@ impl StderrParser {
     }
 }
 
-fn excerpt(s: &str) -> String {
+pub(crate) fn excerpt(s: &str) -> String {
     let mut end = s.len().min(80);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -264,11 +264,13 @@ fn excerpt(s: &str) -> String {
     format!("{e:?}")
 }
 
-struct SyslogHeader<'a> {
-    pid: u32,
-    part: u32,
-    time: Option<i64>,
-    rest: &'a str,
+pub(crate) struct SyslogHeader<'a> {
+    /// The program's name in the tag (`postgres`, `pgbouncer`).
+    pub prog: &'a str,
+    pub pid: u32,
+    pub part: u32,
+    pub time: Option<i64>,
+    pub rest: &'a str,
 }
 
 const MONTHS: [&str; 12] = [
@@ -277,7 +279,7 @@ const MONTHS: [&str; 12] = [
 
 /// `Nov 28 10:20:52 host postgres[123]: [5-1] …` or
 /// `2026-11-28T10:20:52.123+00:00 host postgres[123]: [5-1] …`.
-fn syslog_header(s: &str, year: i32) -> Option<SyslogHeader<'_>> {
+pub(crate) fn syslog_header(s: &str, year: i32) -> Option<SyslogHeader<'_>> {
     let b = s.as_bytes();
     let (time, after) = if b.len() > 16 && MONTHS.contains(&s.get(..3)?) && b[3] == b' ' {
         let mon = MONTHS.iter().position(|m| *m == &s[..3])? as u32 + 1;
@@ -300,7 +302,7 @@ fn syslog_header(s: &str, year: i32) -> Option<SyslogHeader<'_>> {
     let rest = s.get(after..)?.strip_prefix(' ')?;
     let (_host, rest) = rest.split_once(' ')?;
     let (tag, rest) = rest.split_once("]: ")?;
-    let (_prog, pid) = tag.rsplit_once('[')?;
+    let (prog, pid) = tag.rsplit_once('[')?;
     let pid: u32 = pid.parse().ok()?;
     let (part, rest) = match rest.strip_prefix('[').and_then(|r| r.split_once("] ")) {
         Some((seq, r)) => {
@@ -313,6 +315,7 @@ fn syslog_header(s: &str, year: i32) -> Option<SyslogHeader<'_>> {
         None => (1, rest),
     };
     Some(SyslogHeader {
+        prog,
         pid,
         part,
         time,

@@ -1079,3 +1079,31 @@ pub fn post_form(
         .send(body)
         .unwrap()
 }
+
+/// hydra's postgres module against 127.0.0.1:`port` as `user`, with the passwords of
+/// `wordlist` over `tasks` connections; its report (stdout). hydra gives up on a target whose
+/// first connection fails, which under the load of the parallel tests happens now and then, so
+/// a failed connectivity check is tried again.
+#[allow(dead_code)]
+pub fn hydra(port: u16, user: &str, wordlist: &Path, tasks: u32) -> String {
+    for attempt in 1..=3 {
+        let out = Command::new("hydra")
+            .env("PGPORT", port.to_string())
+            .args(["-I", "-l", user, "-P"])
+            .arg(wordlist)
+            .args(["-s", &port.to_string(), "-t", &tasks.to_string()])
+            .args(["127.0.0.1", "postgres"])
+            .output()
+            .expect("hydra is not installed: apt-get install -y hydra");
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() && !err.contains("could not be connected") {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            attempt < 3 && err.contains("could not be connected"),
+            "hydra: {err}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    unreachable!("the third attempt returns or fails")
+}
