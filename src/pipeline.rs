@@ -525,6 +525,8 @@ fn collect(
             Ok(list) => out.extend(list.into_iter().map(|f| (f, h.clone()))),
             Err(e) => errors.push(e.to_string()),
         }
+    } else if file::is_stdin(p) {
+        out.push((p.to_path_buf(), h.clone()));
     } else {
         // Plain files and also a Debian log path given without rotation suffix.
         match std::fs::metadata(p) {
@@ -576,7 +578,7 @@ pub fn analyze(
     // as logins. A file that cannot be read is reported when its turn comes.
     for f in files
         .iter()
-        .filter(|f| f.format == crate::sources::LogFormat::Pgbouncer)
+        .filter(|f| f.format == crate::sources::LogFormat::Pgbouncer && !file::is_stdin(&f.path))
     {
         let _ = crate::sources::pgbouncer::scan_own(&f.path, &mut p.joiner.pooler);
     }

@@ -340,3 +340,40 @@ fn pgbouncer_and_its_server_are_read_together_without_counting_twice() {
     assert_eq!(bf[0].evidence.value()["successfulPrincipal"], "alice");
     assert_eq!(bf[0].entities.source_ip.as_deref(), Some("127.0.0.1"));
 }
+
+/// CloudNativePG's log wraps each csvlog entry in its own JSON (`tests/fixtures/cnpg/`): it
+/// yields exactly the events of the csvlog it wraps, and its manager's own lines are not
+/// taken for PostgreSQL's or for malformed ones.
+#[test]
+fn cloudnativepg_lines_yield_the_events_of_the_csvlog_they_wrap() {
+    for path in cases("cnpg", "json") {
+        let lf = inspect(&path, &Hints::default()).unwrap();
+        assert_eq!(lf.format, LogFormat::Jsonlog, "{}", path.display());
+        let (got, stats) = pipeline::events_of(&lf).unwrap();
+        assert_eq!(
+            stats.malformed,
+            0,
+            "{}: {:?}",
+            path.display(),
+            stats.first_malformed
+        );
+        let csv = fixtures()
+            .join("csvlog")
+            .join(path.file_stem().unwrap())
+            .with_extension("csv");
+        let (want, _) =
+            pipeline::events_of(&inspect(&csv, &hints_for(&csv, LogFormat::Csvlog)).unwrap())
+                .unwrap();
+        assert!(!want.is_empty());
+        assert_eq!(got.len(), want.len(), "{}", path.display());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g, w, "{}", path.display());
+            assert_eq!(
+                g.sql.as_ref().map(|s| s.text.clone()),
+                w.sql.as_ref().map(|s| s.text.clone()),
+                "{}",
+                path.display()
+            );
+        }
+    }
+}

@@ -34,6 +34,10 @@ pub struct Args {
     /// Log file or directory to follow (repeatable; replaces input.paths).
     #[arg(long, value_name = "PATH")]
     pub follow: Vec<PathBuf>,
+    /// Read the log from standard input instead of files (`kubectl logs -f POD | pgvigil run
+    /// --stdin`); stops, with a checkpoint, when the input ends.
+    #[arg(long, conflicts_with = "follow")]
+    pub stdin: bool,
     /// Server name in alerts (replaces `server`).
     #[arg(long)]
     pub server: Option<String>,
@@ -108,7 +112,9 @@ pub fn run(args: Args) -> Result<u8> {
         .context("input.log_line_prefix")?;
     // Directories holding postgresql.conf stand for their log directory.
     let mut roots = Vec::new();
-    let paths = if cfg.input.paths.is_empty() {
+    let paths = if args.stdin {
+        Vec::new()
+    } else if cfg.input.paths.is_empty() {
         // No paths given: the clusters on this host, as pg_lsclusters lists them (Debian),
         // and RHEL's and PGDG's data directories.
         let found = pgvigil::sources::pgconf::clusters();
@@ -217,12 +223,17 @@ pub fn run(args: Args) -> Result<u8> {
         }
         tracing::info!(store = %store.location(), files = positions.len(), "resuming from the checkpoint");
     }
-    let mut follower = Follower::new(roots.clone(), hints, cfg.input.start_at, positions)
-        .with_limits(
+    let mut follower = if args.stdin {
+        // A stream has no positions: what it brings after a restart is new.
+        Follower::stdin(hints, cfg.input.max_entry_bytes)
+    } else {
+        Follower::new(roots.clone(), hints, cfg.input.start_at, positions).with_limits(
             std::time::Duration::from_millis(cfg.input.rotated_grace.ms().max(0) as u64),
             cfg.input.max_entry_bytes,
-        );
-    tracing::info!(server = %cfg.server, paths = ?roots, "pgvigil run started");
+        )
+    };
+    tracing::info!(server = %cfg.server, paths = ?roots, stdin = args.stdin, "pgvigil run started");
+    let mut input_error = false;
 
     let stdout = std::io::stdout();
     let mut first = true;
@@ -288,6 +299,17 @@ pub fn run(args: Args) -> Result<u8> {
         }
         let mut consumed = follower.poll(&mut pipeline);
         read_since += consumed;
+        // Standard input has ended: what it brought is stored with a checkpoint, then exit.
+        if let Some(ended) = follower.input_ended() {
+            if !stopping {
+                match &ended {
+                    Some(e) => tracing::error!(error = %e, "standard input could not be read"),
+                    None => tracing::info!("standard input ended"),
+                }
+            }
+            input_error = ended.is_some();
+            stopping = true;
+        }
         // A quiet log: event time follows the wall clock, so incidents close on time.
         pipeline.heartbeat(now_ms());
         if let Some(g) = &guard {
@@ -431,7 +453,8 @@ pub fn run(args: Args) -> Result<u8> {
             health.newest_event_ms.store(t, Relaxed);
         }
         if stopping && !store_down {
-            return stop(&store, &services);
+            let code = stop(&store, &services)?;
+            return Ok(if input_error { 2 } else { code });
         }
         let interval =
             std::time::Duration::from_millis(cfg.input.poll_interval.ms().max(10) as u64);

@@ -84,6 +84,8 @@ pub struct Follower {
     /// When the directories were last listed: open files are read every poll, the listing
     /// (new files, parked files that grew) is done at most every `SCAN_EVERY`.
     scanned_at: Option<std::time::Instant>,
+    /// Standard input instead of files (`run --stdin`).
+    stdin: Option<super::stdin::StdinFeed>,
 }
 
 /// How often the followed directories are listed again.
@@ -152,7 +154,25 @@ impl Follower {
             read_errors: 0,
             read_errors_last_poll: 0,
             scanned_at: None,
+            stdin: None,
         }
+    }
+
+    /// Follows standard input rather than files (`run --stdin`).
+    pub fn stdin(hints: Hints, max_entry: u64) -> Self {
+        let mut f = Follower::new(Vec::new(), hints.clone(), StartAt::Beginning, Vec::new());
+        f.max_entry = usize::try_from(max_entry).unwrap_or(usize::MAX).max(1024);
+        f.stdin = Some(super::stdin::StdinFeed::start(hints, f.max_entry));
+        f
+    }
+
+    /// Standard input was followed and has ended (read to its last byte); why, if by an
+    /// error.
+    pub fn input_ended(&self) -> Option<Option<String>> {
+        self.stdin
+            .as_ref()
+            .filter(|s| s.ended())
+            .map(|s| s.error.clone())
     }
 
     /// How long a quiet file is kept (`input.rotated_grace`) and the longest entry read
@@ -171,16 +191,19 @@ impl Follower {
 
     /// Files open now (for the health figures).
     pub fn open_files(&self) -> usize {
-        self.tracked.len()
+        self.tracked.len() + usize::from(self.stdin.is_some())
     }
 
     /// Files followed: open, and closed until they grow.
     pub fn files(&self) -> usize {
-        self.tracked.len() + self.saved.len()
+        self.tracked.len() + self.saved.len() + usize::from(self.stdin.is_some())
     }
 
     /// Bytes written to the open files and not read yet (as of the last poll).
     pub fn bytes_behind(&self) -> u64 {
+        if let Some(s) = &self.stdin {
+            return s.waiting();
+        }
         self.tracked
             .iter()
             .map(|t| t.last_len.saturating_sub(t.pos.offset + t.buf.len() as u64))
@@ -510,6 +533,12 @@ impl Follower {
     /// One round: look for files, read what was appended, feed the pipeline. Returns the
     /// number of bytes consumed.
     pub fn poll(&mut self, p: &mut Pipeline) -> u64 {
+        if let Some(s) = &mut self.stdin {
+            let before = s.malformed;
+            let used = s.poll(p, READ_PER_POLL);
+            self.malformed += s.malformed - before;
+            return used;
+        }
         if self.scanned_at.is_none_or(|t| t.elapsed() >= SCAN_EVERY) {
             self.scan();
             self.scanned_at = Some(std::time::Instant::now());

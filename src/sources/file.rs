@@ -9,9 +9,89 @@ use std::path::{Path, PathBuf};
 /// Bytes read at once.
 pub const CHUNK: usize = 1 << 20;
 
+/// The path that stands for standard input (`pgvigil analyze -`, `kubectl logs … | pgvigil`).
+pub const STDIN: &str = "-";
+
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == STDIN
+}
+
+/// Standard input, read once: its first bytes (decompressed, when gzip) are kept when the
+/// format is told from them, and given back before the rest when it is read.
+static STDIN_INPUT: std::sync::Mutex<Option<StdinInput>> = std::sync::Mutex::new(None);
+
+struct StdinInput {
+    head: Vec<u8>,
+    rest: Option<Box<dyn Read + Send>>,
+}
+
+fn stdin_error(e: std::io::Error) -> SourceError {
+    SourceError::io(Path::new("<standard input>"), e)
+}
+
+/// Standard input as a stream, gzip decompressed when it starts with gzip's magic bytes; a
+/// read returns what has come, without waiting for more.
+pub fn stdin_reader() -> Result<Box<dyn Read + Send>, SourceError> {
+    use std::io::BufRead;
+    let mut r = BufReader::with_capacity(CHUNK, std::io::stdin());
+    let magic = r.fill_buf().map_err(stdin_error)?;
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(r)))
+    } else {
+        Ok(Box::new(r))
+    }
+}
+
+/// The first `HEAD_BYTES` of standard input (fewer if it ends before), read once and kept.
+fn stdin_head() -> Result<Vec<u8>, SourceError> {
+    let mut slot = STDIN_INPUT.lock().unwrap_or_else(|e| e.into_inner());
+    if slot.is_none() {
+        let mut rest = stdin_reader()?;
+        let mut head = vec![0u8; HEAD_BYTES];
+        let n = read_fully(&mut rest, &mut head).map_err(stdin_error)?;
+        head.truncate(n);
+        *slot = Some(StdinInput {
+            head,
+            rest: Some(rest),
+        });
+    }
+    Ok(slot.as_ref().map(|s| s.head.clone()).unwrap_or_default())
+}
+
+/// Standard input from its first byte; it can be read once.
+fn open_stdin() -> Result<Box<dyn Read + Send>, SourceError> {
+    stdin_head()?;
+    let mut slot = STDIN_INPUT.lock().unwrap_or_else(|e| e.into_inner());
+    let input = slot.as_mut().and_then(|s| {
+        let rest = s.rest.take()?;
+        Some((std::mem::take(&mut s.head), rest))
+    });
+    match input {
+        Some((head, rest)) => Ok(Box::new(std::io::Cursor::new(head).chain(rest))),
+        None => Err(stdin_error(std::io::Error::other(
+            "standard input can be read once only",
+        ))),
+    }
+}
+
+/// The year now (for the syslog lines of a stream, which carry none).
+pub fn current_year() -> i32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| chrono::DateTime::from_timestamp(d.as_secs() as i64, 0))
+        .map_or(1970, |d| chrono::Datelike::year(&d))
+}
+
+/// Bytes looked at to decide a file's format and prefix.
+const HEAD_BYTES: usize = 64 * 1024;
+
 /// Opens a file for reading, transparently decompressing gzip (by its magic bytes, so a
-/// rotated `postgresql.log.2.gz` and a misnamed one both work).
+/// rotated `postgresql.log.2.gz` and a misnamed one both work). [`STDIN`] is standard input.
 pub fn open(path: &Path) -> Result<Box<dyn Read + Send>, SourceError> {
+    if is_stdin(path) {
+        return open_stdin();
+    }
     let mut f = File::open(path).map_err(|e| SourceError::io(path, e))?;
     let mut magic = [0u8; 2];
     let n = read_fully(&mut f, &mut magic).map_err(|e| SourceError::io(path, e))?;
@@ -65,23 +145,15 @@ pub struct Hints {
 
 /// Looks at a file's first 64 KiB to decide its format and prefix.
 pub fn inspect(path: &Path, hints: &Hints) -> Result<LogFile, SourceError> {
+    if is_stdin(path) {
+        let head = stdin_head()?;
+        // Syslog lines carry no year: a stream's is this one.
+        return Ok(decide(path, &head, hints, 0, current_year()));
+    }
     let meta = std::fs::metadata(path).map_err(|e| SourceError::io(path, e))?;
-    let mut head = vec![0u8; 64 * 1024];
+    let mut head = vec![0u8; HEAD_BYTES];
     let n = read_fully(&mut open(path)?, &mut head).map_err(|e| SourceError::io(path, e))?;
     head.truncate(n);
-    let format = hints
-        .format
-        .unwrap_or_else(|| sniff::sniff_format(&head, path));
-    let prefix = match format {
-        LogFormat::Stderr => Some(
-            hints
-                .prefix
-                .clone()
-                .or_else(|| sniff::guess_prefix(&head))
-                .unwrap_or_else(Prefix::postgres_default),
-        ),
-        _ => None,
-    };
     let year = meta
         .modified()
         .ok()
@@ -89,15 +161,33 @@ pub fn inspect(path: &Path, hints: &Hints) -> Result<LogFile, SourceError> {
         .and_then(|d| chrono::DateTime::from_timestamp(d.as_secs() as i64, 0))
         .map(|d| chrono::Datelike::year(&d))
         .unwrap_or(1970);
-    let first_time = first_time(&head, format, prefix.as_ref(), year);
-    Ok(LogFile {
+    Ok(decide(path, &head, hints, meta.len(), year))
+}
+
+/// The format and prefix of a log that starts with `head`.
+pub fn decide(path: &Path, head: &[u8], hints: &Hints, size: u64, year: i32) -> LogFile {
+    let format = hints
+        .format
+        .unwrap_or_else(|| sniff::sniff_format(head, path));
+    let prefix = match format {
+        LogFormat::Stderr => Some(
+            hints
+                .prefix
+                .clone()
+                .or_else(|| sniff::guess_prefix(head))
+                .unwrap_or_else(Prefix::postgres_default),
+        ),
+        _ => None,
+    };
+    let first_time = first_time(head, format, prefix.as_ref(), year);
+    LogFile {
         path: path.to_path_buf(),
         format,
         prefix,
-        size: meta.len(),
+        size,
         first_time,
         year,
-    })
+    }
 }
 
 fn first_time(head: &[u8], format: LogFormat, prefix: Option<&Prefix>, year: i32) -> Option<i64> {

@@ -1,4 +1,10 @@
 //! jsonlog (PostgreSQL 15+): one JSON object per line; keys with empty values are omitted.
+//!
+//! Also CloudNativePG's log (what `kubectl logs` shows of an instance pod): its instance
+//! manager reads PostgreSQL's csvlog and writes each entry as `{"logger":"postgres",
+//! "record":{…}}`, the csvlog columns under their csvlog names (`log_time`, `user_name`,
+//! `connection_from`, …), pgaudit's entries as `{"logger":"pgaudit","record":{…,"audit":{…}}}`;
+//! the manager's own lines (other loggers) are not PostgreSQL's and are passed over.
 
 use super::{timestamp, LogParser, Malformed, Record, RecordSink, Severity};
 use serde::Deserialize;
@@ -34,6 +40,150 @@ struct Entry<'a> {
     application_name: Option<Cow<'a, str>>,
     #[serde(borrow)]
     backend_type: Option<Cow<'a, str>>,
+    /// CloudNativePG's envelope: which program the line is from, and PostgreSQL's entry.
+    #[serde(borrow)]
+    logger: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    record: Option<CnpgRecord<'a>>,
+}
+
+/// A csvlog entry as CloudNativePG writes it. Its values are strings (the csv columns as
+/// they were), numbers in versions that read PostgreSQL's own JSON.
+#[derive(Deserialize)]
+struct CnpgRecord<'a> {
+    #[serde(borrow)]
+    log_time: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    database_name: Option<Cow<'a, str>>,
+    process_id: Option<StrOrNum<'a>>,
+    #[serde(borrow)]
+    connection_from: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    session_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    error_severity: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    sql_state_code: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    message: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    detail: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    hint: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    query: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    application_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    backend_type: Option<Cow<'a, str>>,
+    /// pgaudit's fields, taken out of the message.
+    audit: Option<CnpgAudit>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StrOrNum<'a> {
+    Num(u64),
+    #[serde(borrow)]
+    Str(Cow<'a, str>),
+}
+
+impl StrOrNum<'_> {
+    fn number(&self) -> Option<u32> {
+        match self {
+            StrOrNum::Num(n) => u32::try_from(*n).ok(),
+            StrOrNum::Str(s) => s.parse().ok(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CnpgAudit {
+    audit_type: String,
+    statement_id: String,
+    substatement_id: String,
+    class: String,
+    command: String,
+    object_type: String,
+    object_name: String,
+    statement: String,
+    parameter: String,
+    rows: String,
+}
+
+impl CnpgAudit {
+    /// The message pgaudit wrote (`AUDIT: SESSION,1,1,READ,…`), which CloudNativePG took apart.
+    fn message(&self) -> String {
+        let mut w = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(Vec::new());
+        let mut fields = vec![
+            &self.audit_type,
+            &self.statement_id,
+            &self.substatement_id,
+            &self.class,
+            &self.command,
+            &self.object_type,
+            &self.object_name,
+            &self.statement,
+            &self.parameter,
+        ];
+        if !self.rows.is_empty() {
+            fields.push(&self.rows);
+        }
+        let mut out = String::from("AUDIT: ");
+        if w.write_record(fields).is_ok() {
+            if let Ok(bytes) = w.into_inner() {
+                out.push_str(String::from_utf8_lossy(&bytes).trim_end_matches('\n'));
+            }
+        }
+        out
+    }
+}
+
+impl<'a> CnpgRecord<'a> {
+    /// The entry in jsonlog's terms.
+    fn into_entry(self) -> Entry<'a> {
+        let (host, port) = match self.connection_from {
+            Some(Cow::Borrowed(from)) => match from.rsplit_once(':') {
+                Some((h, p)) if !from.starts_with('[') => (Some(Cow::Borrowed(h)), p.parse().ok()),
+                _ => (Some(Cow::Borrowed(from)), None),
+            },
+            Some(Cow::Owned(from)) => match from.rsplit_once(':') {
+                Some((h, p)) if !from.starts_with('[') => {
+                    (Some(Cow::Owned(h.to_string())), p.parse().ok())
+                }
+                _ => (Some(Cow::Owned(from)), None),
+            },
+            None => (None, None),
+        };
+        let message = match &self.audit {
+            Some(a) if !a.audit_type.is_empty() => Some(Cow::Owned(a.message())),
+            _ => self.message,
+        };
+        Entry {
+            timestamp: self.log_time,
+            user: self.user_name,
+            dbname: self.database_name,
+            pid: self.process_id.as_ref().and_then(StrOrNum::number),
+            remote_host: host,
+            remote_port: port,
+            session_id: self.session_id,
+            error_severity: self.error_severity,
+            state_code: self.sql_state_code,
+            message,
+            detail: self.detail,
+            hint: self.hint,
+            statement: self.query,
+            application_name: self.application_name,
+            backend_type: self.backend_type,
+            logger: None,
+            record: None,
+        }
+    }
 }
 
 pub struct JsonlogParser {
@@ -75,7 +225,14 @@ impl JsonlogParser {
             other => other,
         };
         let e: Entry<'_> = match parsed {
-            Ok(e) => e,
+            Ok(mut e) => match e.record.take() {
+                Some(r) if matches!(e.logger.as_deref(), Some("postgres" | "pgaudit")) => {
+                    r.into_entry()
+                }
+                // CloudNativePG's own lines: its instance manager, backups, WAL archiving.
+                _ if e.logger.is_some() && e.timestamp.is_none() => return,
+                _ => e,
+            },
             Err(err) => {
                 sink.malformed(Malformed {
                     line,

@@ -416,10 +416,20 @@ impl Runner {
 
     /// As `spawn`, with these environment variables set.
     pub fn spawn_env(args: &[&std::ffi::OsStr], env: &[(&str, &std::ffi::OsStr)]) -> Runner {
+        Runner::spawn_io(args, env, std::process::Stdio::inherit())
+    }
+
+    /// As `spawn_env`, reading `stdin`.
+    pub fn spawn_io(
+        args: &[&std::ffi::OsStr],
+        env: &[(&str, &std::ffi::OsStr)],
+        stdin: std::process::Stdio,
+    ) -> Runner {
         let log = tempfile::NamedTempFile::new().unwrap();
         let mut child = pgvigil()
             .args(args)
             .envs(env.iter().copied())
+            .stdin(stdin)
             .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::piped())
             .stderr(log.reopen().unwrap())
