@@ -107,6 +107,10 @@ pub struct InputConfig {
     /// A log entry (a line, a csv record) longer than this is skipped and counted, with its
     /// file and line: one runaway line must not take the memory.
     pub max_entry_bytes: u64,
+    /// Follow the systemd journal of this unit (`postgresql@15-main`), or journal match
+    /// (`SYSLOG_IDENTIFIER=postgres`), instead of `paths`: PostgreSQL started by systemd
+    /// without a logging collector. The journal's cursor is the checkpoint.
+    pub journal: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -165,6 +169,7 @@ impl Default for InputConfig {
             poll_interval: Span(200),
             rotated_grace: Span(30_000),
             max_entry_bytes: 8 << 20,
+            journal: None,
         }
     }
 }

@@ -14,20 +14,7 @@ use support::*;
 #[test]
 fn a_servers_stderr_piped_into_run_is_followed_to_its_end() {
     let mut cl = Cluster::start(ClusterOptions::default());
-    cl.stop();
-    let mut pg = pg_command(&pg_bin().join("postgres"))
-        .arg("-D")
-        .arg(&cl.data)
-        .args([
-            "-c",
-            "logging_collector=off",
-            "-c",
-            "log_destination=stderr",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut pg = cl.foreground(&[], Stdio::piped());
     let stream = pg.stderr.take().unwrap();
     let state = tempfile::tempdir().unwrap();
     let mut runner = Runner::spawn_io(
@@ -46,11 +33,6 @@ fn a_servers_stderr_piped_into_run_is_followed_to_its_end() {
         &[],
         Stdio::from(stream),
     );
-    let end = std::time::Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", cl.port)).is_err() {
-        assert!(std::time::Instant::now() < end, "the server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let words = cl.dir.path().join("words");
     let mut w: Vec<String> = (0..8).map(|i| format!("nope{i}")).collect();
     w.push(APP_PASSWORD.into());
@@ -63,18 +45,7 @@ fn a_servers_stderr_piped_into_run_is_followed_to_its_end() {
     assert!(caught, "{seen:#?}\n{}", runner.log());
 
     // The server stops: the stream ends, and so does run.
-    let st = pg_command(&pg_bin().join("pg_ctl"))
-        .arg("-D")
-        .arg(&cl.data)
-        .args(["-w", "-m", "fast", "stop"])
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let _ = pg.wait();
+    cl.stop_foreground(pg);
     let status = runner.wait_exit(Duration::from_secs(30));
     assert!(
         status.is_some_and(|s| s.success()),

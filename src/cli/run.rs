@@ -38,6 +38,11 @@ pub struct Args {
     /// --stdin`); stops, with a checkpoint, when the input ends.
     #[arg(long, conflicts_with = "follow")]
     pub stdin: bool,
+    /// Follow the systemd journal of this unit (`postgresql@15-main`) or journal match
+    /// (`SYSLOG_IDENTIFIER=postgres`) instead of files (replaces input.journal): PostgreSQL
+    /// started by systemd without a logging collector.
+    #[arg(long, value_name = "UNIT", conflicts_with_all = ["follow", "stdin"])]
+    pub journal: Option<String>,
     /// Server name in alerts (replaces `server`).
     #[arg(long)]
     pub server: Option<String>,
@@ -112,7 +117,10 @@ pub fn run(args: Args) -> Result<u8> {
         .context("input.log_line_prefix")?;
     // Directories holding postgresql.conf stand for their log directory.
     let mut roots = Vec::new();
-    let paths = if args.stdin {
+    if let Some(j) = args.journal {
+        cfg.input.journal = Some(j);
+    }
+    let paths = if args.stdin || cfg.input.journal.is_some() {
         Vec::new()
     } else if cfg.input.paths.is_empty() {
         // No paths given: the clusters on this host, as pg_lsclusters lists them (Debian),
@@ -203,7 +211,9 @@ pub fn run(args: Args) -> Result<u8> {
     pipeline.enricher = super::load_enricher(&cfg, true, false)?;
     let mut alerts_file = open_alerts_file(cfg.output.file.as_deref())?;
     let mut positions = Vec::new();
+    let mut journal_cursor = None;
     if let Some(c) = &saved {
+        journal_cursor = c.journal_cursor.clone();
         c.restore_into(&mut pipeline, &origin)?;
         positions = c.files.clone();
         if let (Some(len), Some((path, file))) = (c.alerts_file_len, &alerts_file) {
@@ -226,6 +236,8 @@ pub fn run(args: Args) -> Result<u8> {
     let mut follower = if args.stdin {
         // A stream has no positions: what it brings after a restart is new.
         Follower::stdin(hints, cfg.input.max_entry_bytes)
+    } else if let Some(unit) = &cfg.input.journal {
+        Follower::journal(unit, hints, cfg.input.start_at, journal_cursor)
     } else {
         Follower::new(roots.clone(), hints, cfg.input.start_at, positions).with_limits(
             std::time::Duration::from_millis(cfg.input.rotated_grace.ms().max(0) as u64),
@@ -601,8 +613,16 @@ fn commit(
             Vec::new()
         },
     });
-    let bytes = checkpoint
-        .then(|| Checkpoint::capture(&cfg.server, follower.positions(), pipeline, file).to_bytes());
+    let bytes = checkpoint.then(|| {
+        Checkpoint::capture(
+            &cfg.server,
+            follower.positions(),
+            follower.journal_cursor(),
+            pipeline,
+            file,
+        )
+        .to_bytes()
+    });
     let done = store.ingest(Ingest {
         alerts: pending,
         simulated: false,

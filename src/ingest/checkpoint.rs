@@ -39,6 +39,9 @@ pub struct Checkpoint {
     /// The alerts file's inode then: a file rotated away since is not the one to cut.
     #[serde(default)]
     pub alerts_file_ino: Option<u64>,
+    /// Following the systemd journal: the cursor of the last entry in this state.
+    #[serde(default)]
+    pub journal_cursor: Option<String>,
 }
 
 const VERSION: u32 = 1;
@@ -49,6 +52,7 @@ impl Checkpoint {
     pub fn capture(
         server: &str,
         files: Vec<FilePos>,
+        journal_cursor: Option<String>,
         p: &Pipeline,
         alerts_file: Option<(u64, u64)>,
     ) -> Self {
@@ -60,6 +64,7 @@ impl Checkpoint {
             engine: p.engine.save(),
             alerts_file_len: alerts_file.map(|f| f.0),
             alerts_file_ino: alerts_file.map(|f| f.1),
+            journal_cursor,
         }
     }
 
@@ -142,6 +147,7 @@ mod tests {
             engine: vec![("brute_force".into(), b"203.0.113.7 app ".repeat(2000))],
             alerts_file_len: Some(1234),
             alerts_file_ino: Some(99),
+            journal_cursor: Some("s=33b4;i=3b3;b=1394".into()),
         }
     }
 
@@ -161,6 +167,36 @@ mod tests {
         assert_eq!(back.joiner, c.joiner);
         assert_eq!(back.engine, c.engine);
         assert_eq!(back.alerts_file_len, Some(1234));
+        assert_eq!(back.journal_cursor, c.journal_cursor);
+    }
+
+    #[test]
+    fn a_checkpoint_from_before_the_journal_reads_without_a_cursor() {
+        #[derive(serde::Serialize)]
+        struct Before {
+            version: u32,
+            server: String,
+            files: Vec<FilePos>,
+            joiner: Vec<u8>,
+            engine: Vec<(String, Vec<u8>)>,
+            alerts_file_len: Option<u64>,
+            alerts_file_ino: Option<u64>,
+        }
+        let c = sample();
+        let old = Before {
+            version: c.version,
+            server: c.server.clone(),
+            files: c.files.clone(),
+            joiner: c.joiner.clone(),
+            engine: c.engine.clone(),
+            alerts_file_len: c.alerts_file_len,
+            alerts_file_ino: c.alerts_file_ino,
+        };
+        let back =
+            Checkpoint::from_bytes(&rmp_serde::to_vec_named(&old).unwrap(), Path::new("store"))
+                .unwrap();
+        assert_eq!(back.files, c.files);
+        assert_eq!(back.journal_cursor, None);
     }
 
     #[test]

@@ -86,6 +86,8 @@ pub struct Follower {
     scanned_at: Option<std::time::Instant>,
     /// Standard input instead of files (`run --stdin`).
     stdin: Option<super::stdin::StdinFeed>,
+    /// The systemd journal instead of files (`run --journal`).
+    journal: Option<super::journal::JournalFeed>,
 }
 
 /// How often the followed directories are listed again.
@@ -155,7 +157,26 @@ impl Follower {
             read_errors_last_poll: 0,
             scanned_at: None,
             stdin: None,
+            journal: None,
         }
+    }
+
+    /// Follows the systemd journal rather than files (`run --journal`), from after `cursor`
+    /// (a checkpoint's), else from `start_at`.
+    pub fn journal(target: &str, hints: Hints, start_at: StartAt, cursor: Option<String>) -> Self {
+        let mut f = Follower::new(Vec::new(), hints.clone(), start_at, Vec::new());
+        f.journal = Some(super::journal::JournalFeed::new(
+            target.to_string(),
+            hints,
+            start_at,
+            cursor,
+        ));
+        f
+    }
+
+    /// The journal's cursor to save with the state, when the journal is followed.
+    pub fn journal_cursor(&self) -> Option<String> {
+        self.journal.as_ref().and_then(|j| j.cursor())
     }
 
     /// Follows standard input rather than files (`run --stdin`).
@@ -191,18 +212,23 @@ impl Follower {
 
     /// Files open now (for the health figures).
     pub fn open_files(&self) -> usize {
-        self.tracked.len() + usize::from(self.stdin.is_some())
+        self.tracked.len() + usize::from(self.stdin.is_some() || self.journal.is_some())
     }
 
     /// Files followed: open, and closed until they grow.
     pub fn files(&self) -> usize {
-        self.tracked.len() + self.saved.len() + usize::from(self.stdin.is_some())
+        self.tracked.len()
+            + self.saved.len()
+            + usize::from(self.stdin.is_some() || self.journal.is_some())
     }
 
     /// Bytes written to the open files and not read yet (as of the last poll).
     pub fn bytes_behind(&self) -> u64 {
         if let Some(s) = &self.stdin {
             return s.waiting();
+        }
+        if let Some(j) = &self.journal {
+            return j.waiting();
         }
         self.tracked
             .iter()
@@ -537,6 +563,12 @@ impl Follower {
             let before = s.malformed;
             let used = s.poll(p, READ_PER_POLL);
             self.malformed += s.malformed - before;
+            return used;
+        }
+        if let Some(j) = &mut self.journal {
+            let before = j.malformed;
+            let used = j.poll(p);
+            self.malformed += j.malformed - before;
             return used;
         }
         if self.scanned_at.is_none_or(|t| t.elapsed() >= SCAN_EVERY) {

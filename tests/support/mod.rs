@@ -226,6 +226,48 @@ impl Cluster {
         );
     }
 
+    /// The server again in the foreground, as in a container or under a systemd unit: no
+    /// logging collector, its log on stderr (`stderr`), started through `wrapper` (such as
+    /// `systemd-cat -t NAME`; as the `postgres` user when root). Returns once it listens.
+    #[allow(dead_code)]
+    pub fn foreground(&mut self, wrapper: &[&str], stderr: Stdio) -> std::process::Child {
+        self.stop();
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if is_root() {
+            argv.extend(["runuser", "-u", "postgres", "--"].map(Into::into));
+        }
+        argv.extend(wrapper.iter().map(Into::into));
+        argv.push(self.bin.join("postgres").into());
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..]);
+        let child = c
+            .arg("-D")
+            .arg(&self.data)
+            .args([
+                "-c",
+                "logging_collector=off",
+                "-c",
+                "log_destination=stderr",
+            ])
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{wrapper:?} postgres: {e}"));
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < end, "the server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        child
+    }
+
+    /// Stops a server started with [`Cluster::foreground`].
+    #[allow(dead_code)]
+    pub fn stop_foreground(&self, mut child: std::process::Child) {
+        self.pg_ctl(&["-w", "-m", "fast", "stop"], None);
+        let _ = child.wait();
+    }
+
     /// Stops the server, so every log line is on disk.
     pub fn stop(&mut self) {
         if self.running {
