@@ -377,3 +377,70 @@ fn cloudnativepg_lines_yield_the_events_of_the_csvlog_they_wrap() {
         }
     }
 }
+
+/// What the managed services' CLIs download, under the names they give (Amazon RDS/Aurora's
+/// hourly `error/postgresql.log.2026-11-30-20`, here gzip'd; Azure Flexible Server's
+/// `serverlogs/postgresql_2026_11_30_20_00_00.log`; a Cloud SQL log saved from Cloud Logging),
+/// found in a directory and read with no flag: the prefix each service sets is recognised,
+/// and every line gives what the service's own prefix gives.
+#[test]
+fn managed_services_downloads_are_read_by_their_names_without_flags() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let prefixes = fixtures().join("prefixes");
+    let place = |name: &str, from: &str, gz: bool| {
+        let to = dir.path().join(name);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let text = std::fs::read(prefixes.join(from)).unwrap();
+        if gz {
+            let mut w = flate2::write::GzEncoder::new(
+                std::fs::File::create(&to).unwrap(),
+                flate2::Compression::default(),
+            );
+            w.write_all(&text).unwrap();
+            w.finish().unwrap();
+        } else {
+            std::fs::write(&to, text).unwrap();
+        }
+        (to, prefixes.join(from).with_extension("log-line-prefix"))
+    };
+    let cases = [
+        place("error/postgresql.log.2026-11-30-20", "amazon-rds.log", true),
+        place(
+            "serverlogs/postgresql_2026_11_30_20_00_00.log",
+            "azure-flexible.log",
+            false,
+        ),
+        place("cloudsql/postgres.log", "google-cloud-sql.log", false),
+    ];
+    let (files, errors, _) = pipeline::discover(&[dir.path().to_path_buf()], &Hints::default());
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(files.len(), cases.len(), "{files:#?}");
+    for (path, truth) in &cases {
+        let lf = files
+            .iter()
+            .find(|f| &f.path == path)
+            .unwrap_or_else(|| panic!("{} not found: {files:#?}", path.display()));
+        assert_eq!(lf.format, LogFormat::Stderr);
+        let truth = std::fs::read_to_string(truth).unwrap();
+        let told = inspect(
+            path,
+            &Hints {
+                format: Some(LogFormat::Stderr),
+                prefix: Some(Prefix::compile(&truth).unwrap()),
+            },
+        )
+        .unwrap();
+        let (want, _) = pipeline::events_of(&told).unwrap();
+        let (got, stats) = pipeline::events_of(lf).unwrap();
+        assert_eq!(
+            stats.malformed,
+            0,
+            "{}: {:?}",
+            path.display(),
+            stats.first_malformed
+        );
+        assert!(!want.is_empty());
+        assert_eq!(got, want, "{}", path.display());
+    }
+}
