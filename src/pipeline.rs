@@ -37,6 +37,8 @@ pub struct Pipeline {
     pub events_total: u64,
     /// Logins per hour not yet reported to the store (`run` takes them with each commit).
     pub logins: Vec<crate::store::LoginHour>,
+    /// Logins seen since the pipeline started: succeeded, failed (`/metrics`).
+    pub logins_seen: [u64; 2],
     current: FileStats,
     /// Where final alert states go as alerts close (`analyze` streams them); without it they
     /// collect in `engine.closed`.
@@ -68,6 +70,7 @@ impl Pipeline {
             kept: Vec::new(),
             events_total: 0,
             logins: Vec::new(),
+            logins_seen: [0; 2],
             current: FileStats::default(),
             on_final: None,
             enricher: None,
@@ -185,6 +188,7 @@ impl Pipeline {
                 self.logins.len() - 1
             }
         };
+        self.logins_seen[usize::from(failed)] += 1;
         let l = &mut self.logins[at];
         if failed {
             l.failed += 1;

@@ -755,6 +755,30 @@ async fn run_with_the_proxy_stores_alerts_blocks_and_fingerprints() {
     };
     assert!(figure("pgvigil_proxy_logins_total ") >= 1.0, "{metrics}");
     assert!(
+        figure("pgvigil_logins_total{outcome=\"failed\"} ") >= 1.0,
+        "{metrics}"
+    );
+    // Every metric the shipped Grafana dashboard queries is served.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/pgvigil.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for p in dashboard["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for name in metrics_of(expr) {
+                assert!(
+                    metrics.contains(&format!("# TYPE {name} ")),
+                    "the dashboard's panel {} queries {name}, which /metrics does not serve:\n{metrics}",
+                    p["title"]
+                );
+            }
+        }
+    }
+    assert!(
         figure("pgvigil_proxy_connections_total ") >= 5.0,
         "{metrics}"
     );

@@ -244,6 +244,18 @@ pub(super) async fn metrics(State(st): State<Arc<ApiState>>) -> ApiResult<Respon
         ] {
             single(&mut m, name, kind, help, v);
         }
+        family(
+            &mut m,
+            "pgvigil_logins_total",
+            "counter",
+            "Logins read since this process started (the logs' and the proxy's), by outcome.",
+        );
+        let _ = writeln!(
+            m,
+            "pgvigil_logins_total{{outcome=\"succeeded\"}} {}\npgvigil_logins_total{{outcome=\"failed\"}} {}",
+            g(&f.logins_succeeded),
+            g(&f.logins_failed)
+        );
         let now = crate::store::now_ms();
         let last = f.last_poll_ms.load(Ordering::Relaxed);
         if last > 0 {

@@ -92,6 +92,9 @@ pub struct FollowerHealth {
     pub newest_event_ms: std::sync::atomic::AtomicI64,
     /// The store could not be written at the last try.
     pub store_unreachable: std::sync::atomic::AtomicBool,
+    /// Logins read (the log's and the proxy's), by outcome, since this process started.
+    pub logins_succeeded: AtomicU64,
+    pub logins_failed: AtomicU64,
 }
 
 impl FollowerHealth {

@@ -464,6 +464,10 @@ pub fn run(args: Args) -> Result<u8> {
         if let Some(t) = pipeline.joiner_now() {
             health.newest_event_ms.store(t, Relaxed);
         }
+        health
+            .logins_succeeded
+            .store(pipeline.logins_seen[0], Relaxed);
+        health.logins_failed.store(pipeline.logins_seen[1], Relaxed);
         if stopping && !store_down {
             let code = stop(&store, &services)?;
             return Ok(if input_error { 2 } else { code });

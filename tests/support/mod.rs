@@ -1159,3 +1159,19 @@ pub fn hydra(port: u16, user: &str, wordlist: &Path, tasks: u32) -> String {
     }
     unreachable!("the third attempt returns or fails")
 }
+
+/// The metric names (`pgvigil_…`) a PromQL expression reads.
+#[allow(dead_code)]
+pub fn metrics_of(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("pgvigil_") {
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[i + name.len()..];
+        out.push(name);
+    }
+    out
+}
