@@ -52,7 +52,7 @@ fn installed_copy(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(
         &p,
-        text.replace("/usr/local/bin/pgvigil", env!("CARGO_BIN_EXE_pgvigil")),
+        text.replace("/usr/bin/pgvigil", env!("CARGO_BIN_EXE_pgvigil")),
     )
     .unwrap();
     p
@@ -116,7 +116,7 @@ fn the_units_verify_and_are_hardened() {
         assert!(nofile >= 4096, "{name}: LimitNOFILE {nofile}");
         let exec = one("ExecStart");
         assert!(
-            exec.starts_with(&format!("/usr/local/bin/pgvigil {command} ")),
+            exec.starts_with(&format!("/usr/bin/pgvigil {command} ")),
             "{name}: {exec}"
         );
         // SIGTERM must have time to checkpoint, and the proxy to drain (30 s by default).
