@@ -444,3 +444,61 @@ fn managed_services_downloads_are_read_by_their_names_without_flags() {
         assert_eq!(got, want, "{}", path.display());
     }
 }
+
+/// The systemd journal as `journalctl -o json` gives it (`tests/fixtures/journal/`): a server's
+/// stderr under a unit (`hydra.json`, with `hydra.log` its `journalctl -o cat`) and its syslog
+/// destination (`syslog.json`: `[5-1]` numbered messages, a prefix without time or pid, which
+/// the journal's own fields give). Each yields its golden events, read as `run --journal` reads
+/// them, with the prefix told from the messages; the stderr one, the events of its plain text.
+#[test]
+fn journal_exports_yield_their_golden_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for path in cases("journal", "json") {
+        let json = std::fs::read_to_string(&path).unwrap();
+        let (text, decided) =
+            pgvigil::ingest::journal::read_export(&json, &Hints::default()).unwrap();
+        let lines = dir
+            .path()
+            .join(path.file_name().unwrap())
+            .with_extension("log");
+        std::fs::write(&lines, text).unwrap();
+        let lf = inspect(
+            &lines,
+            &Hints {
+                format: Some(LogFormat::Stderr),
+                prefix: decided.prefix.clone(),
+            },
+        )
+        .unwrap();
+        let (events, stats) = pipeline::events_of(&lf).unwrap();
+        assert_eq!(
+            stats.malformed,
+            0,
+            "{}: {:?}",
+            path.display(),
+            stats.first_malformed
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::LoginFailed { .. })),
+            "{}",
+            path.display()
+        );
+        let text: String = events
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap() + "\n")
+            .collect();
+        if let Err(d) = check(&path.with_extension("events.jsonl"), &text) {
+            failures.push(d);
+        }
+        let plain = path.with_extension("log");
+        if plain.exists() {
+            let (want, _) =
+                pipeline::events_of(&inspect(&plain, &Hints::default()).unwrap()).unwrap();
+            assert_eq!(events, want, "{} and {}", path.display(), plain.display());
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -111,6 +111,52 @@ fn match_args(target: &str) -> Vec<String> {
     }
 }
 
+/// The parser's view of a journal: stderr lines with the `log_line_prefix` told (or given in
+/// `hints`) from the server's own messages, where syslog's `[5-1] ` numbering is not part of
+/// it.
+fn decide(target: &str, messages: &[&str], hints: &Hints) -> file::LogFile {
+    let mut head = Vec::new();
+    for m in messages {
+        let m = match m.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+            Some((seq, rest)) if seq.contains('-') => rest,
+            _ => m,
+        };
+        head.extend_from_slice(m.as_bytes());
+        head.push(b'\n');
+    }
+    file::decide(
+        std::path::Path::new(target),
+        &head,
+        &Hints {
+            format: Some(crate::sources::LogFormat::Stderr),
+            prefix: hints.prefix.clone(),
+        },
+        0,
+        file::current_year(),
+    )
+}
+
+/// A journal export (`journalctl -o json`, one entry per line) as the follower reads it: the
+/// lines it gives the stderr parser, and the prefix it decides on. For golden tests and for
+/// reading an export after the fact.
+pub fn read_export(
+    json: &str,
+    hints: &Hints,
+) -> Result<(String, file::LogFile), serde_json::Error> {
+    let mut lines = Vec::new();
+    for l in json.lines().filter(|l| !l.trim().is_empty()) {
+        lines.extend(to_lines(serde_json::from_str(l)?));
+    }
+    let messages: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
+    let lf = decide("journal", &messages, hints);
+    let mut text = String::new();
+    for l in &lines {
+        text.push_str(&l.text);
+        text.push('\n');
+    }
+    Ok((text, lf))
+}
+
 pub struct JournalFeed {
     target: String,
     hints: Hints,
@@ -315,33 +361,13 @@ impl JournalFeed {
         }
         if self.parser.is_none() {
             self.undecided.append(&mut fresh);
-            let decide = self.undecided.len() >= DECIDE_ENTRIES
+            let ready = self.undecided.len() >= DECIDE_ENTRIES
                 || self.first_at.is_some_and(|t| t.elapsed() >= DECIDE_WITHIN);
-            if !decide || self.undecided.is_empty() {
+            if !ready || self.undecided.is_empty() {
                 return 0;
             }
-            // The prefix is told from the server's own lines; syslog's `[5-1] ` numbering
-            // is not part of it.
-            let mut head = Vec::new();
-            for l in &self.undecided {
-                let m = l.message.as_str();
-                let m = match m.strip_prefix('[').and_then(|r| r.split_once("] ")) {
-                    Some((seq, rest)) if seq.contains('-') => rest,
-                    _ => m,
-                };
-                head.extend_from_slice(m.as_bytes());
-                head.push(b'\n');
-            }
-            let lf = file::decide(
-                std::path::Path::new(&self.target),
-                &head,
-                &Hints {
-                    format: Some(crate::sources::LogFormat::Stderr),
-                    prefix: self.hints.prefix.clone(),
-                },
-                0,
-                file::current_year(),
-            );
+            let messages: Vec<&str> = self.undecided.iter().map(|l| l.message.as_str()).collect();
+            let lf = decide(&self.target, &messages, &self.hints);
             tracing::info!(journal = %self.target, log_line_prefix = lf.prefix.as_ref().map(|p| p.as_str()).unwrap_or(""), "reading the journal");
             self.parser = Some(file::make_parser(lf.format, lf.prefix.as_ref(), lf.year));
             fresh = std::mem::take(&mut self.undecided);
