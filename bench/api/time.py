@@ -1,0 +1,67 @@
+#!/usr/bin/python3
+"""Times the API's documented list queries, /servers and /metrics: p50 and p99 over REPEAT
+requests each (after one warm-up), one client, keep-alive, on 127.0.0.1.
+
+    time.py BASE_URL TOKEN [REPEAT]
+"""
+import http.client, json, sys, time, urllib.parse
+
+base, token = sys.argv[1], sys.argv[2]
+repeat = int(sys.argv[3]) if len(sys.argv) > 3 else 100
+u = urllib.parse.urlparse(base)
+conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+
+def get(path):
+    conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+    r = conn.getresponse()
+    body = r.read()
+    if r.status != 200:
+        raise SystemExit(f"{path}: HTTP {r.status}: {body[:300]!r}")
+    return body
+
+QUERIES = [
+    ("newest first (default)", "/alerts"),
+    ("orderBy=severity", "/alerts?orderBy=severity"),
+    ("server", "/alerts?server=db07"),
+    ("server, orderBy=severity", "/alerts?server=db07&orderBy=severity"),
+    ("alertType", "/alerts?alertType=PostgreSQL_BruteForce"),
+    ("severity=Medium", "/alerts?severity=Medium"),
+    ("status=Dismissed", "/alerts?status=Dismissed"),
+    ("sourceIp", "/alerts?sourceIp=203.0.7.42"),
+    ("time range + status", "/alerts?from=2026-11-20T00:00:00Z&to=2026-11-21T00:00:00Z&status=Active"),
+    ("time range, orderBy=severity", "/alerts?from=2026-11-20T00:00:00Z&to=2026-11-21T00:00:00Z&orderBy=severity"),
+    ("$top=1000", "/alerts?$top=1000"),
+    ("/servers", "/servers"),
+    ("/metrics", "/metrics"),
+]
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+print(f"{'query':34} {'p50 ms':>8} {'p99 ms':>8}")
+worst = {}
+for name, path in QUERIES:
+    get(path)
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        get(path)
+        ts.append((time.perf_counter() - t) * 1000)
+    p50, p99 = pct(ts, 50), pct(ts, 99)
+    worst[name] = (p50, p99)
+    print(f"{name:34} {p50:8.2f} {p99:8.2f}")
+
+# A walk of every page of the severity order, as an export would.
+t = time.perf_counter()
+path, pages = "/alerts?orderBy=severity&$top=1000", 0
+while path:
+    v = json.loads(get(path))
+    pages += 1
+    nxt = v.get("nextLink")
+    path = urllib.parse.urlparse(nxt)._replace(scheme="", netloc="").geturl() if nxt else None
+print(f"{'walk of every page, orderBy=severity':34} {pages} pages in {time.perf_counter() - t:.2f} s")
+lists = [v for k, v in worst.items() if not k.startswith("/")]
+print(f"list queries: worst p50 {max(p for p, _ in lists):.2f} ms (target 10), "
+      f"worst p99 {max(q for _, q in lists):.2f} ms (target 30); "
+      f"/servers p50 {worst['/servers'][0]:.2f} ms, /metrics p50 {worst['/metrics'][0]:.2f} ms (target 20)")
