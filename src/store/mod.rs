@@ -71,6 +71,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0005_source_time.sql"),
     include_str!("migrations/sqlite/0006_audit.sql"),
     include_str!("migrations/sqlite/0007_blocks.sql"),
+    include_str!("migrations/sqlite/0008_list_indexes.sql"),
 ];
 const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
@@ -80,6 +81,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0005_source_time.sql"),
     include_str!("migrations/postgres/0006_audit.sql"),
     include_str!("migrations/postgres/0007_blocks.sql"),
+    include_str!("migrations/postgres/0008_list_indexes.sql"),
 ];
 
 const READERS: usize = 4;
