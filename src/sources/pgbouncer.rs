@@ -472,6 +472,13 @@ fn logged_in_reason(r: &str) -> bool {
     .any(|p| r.starts_with(p))
 }
 
+/// PgBouncer checked the password, then the server refused what the client asked for
+/// (`database "x" does not exist`): the password was right, as PostgreSQL's own `connection
+/// authorized` before such a FATAL says.
+fn refused_after_login(r: &str) -> bool {
+    r.starts_with("database \"") && r.contains("\" does not exist")
+}
+
 /// The failed authentication a closing reason or an error names. Only the start of the text
 /// is read: what follows may be a name the client chose.
 fn failure_of(r: &str) -> Option<LoginFailure> {
@@ -642,7 +649,7 @@ impl PoolerJoin {
         }
         match closing {
             Some(reason) => {
-                if !c.decided && logged_in_reason(reason) {
+                if !c.decided && (logged_in_reason(reason) || refused_after_login(reason)) {
                     out.push(Self::event(time, EventKind::LoginSucceeded, &c, rec));
                 }
                 out.push(Self::event(time, EventKind::Disconnected, &c, rec));
