@@ -177,6 +177,7 @@ pub struct JournalFeed {
     committed: Option<String>,
     /// The cursor of the last entry received.
     received: Option<String>,
+    /// Malformed lines met since the follower last took the count.
     pub malformed: u64,
     /// Why `journalctl` last ended, for the health figures and the log.
     pub error: Option<String>,

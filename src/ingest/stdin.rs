@@ -30,7 +30,7 @@ pub struct StdinFeed {
     ended: bool,
     /// How the stream ended, if by an error.
     pub error: Option<String>,
-    /// Malformed lines met.
+    /// Malformed lines met since the follower last took the count.
     pub malformed: u64,
 }
 

@@ -559,16 +559,14 @@ impl Follower {
     /// One round: look for files, read what was appended, feed the pipeline. Returns the
     /// number of bytes consumed.
     pub fn poll(&mut self, p: &mut Pipeline) -> u64 {
-        if let Some(s) = &mut self.stdin {
-            let before = s.malformed;
-            let used = s.poll(p, READ_PER_POLL);
-            self.malformed += s.malformed - before;
-            return used;
-        }
-        if let Some(j) = &mut self.journal {
-            let before = j.malformed;
-            let used = j.poll(p);
-            self.malformed += j.malformed - before;
+        // A stream instead of files: its malformed lines count as the files' would.
+        let stream = match (&mut self.stdin, &mut self.journal) {
+            (Some(s), _) => Some((s.poll(p, READ_PER_POLL), &mut s.malformed)),
+            (None, Some(j)) => Some((j.poll(p), &mut j.malformed)),
+            (None, None) => None,
+        };
+        if let Some((used, malformed)) = stream {
+            self.malformed += std::mem::take(malformed);
             return used;
         }
         if self.scanned_at.is_none_or(|t| t.elapsed() >= SCAN_EVERY) {

@@ -74,13 +74,17 @@ fn open_stdin() -> Result<Box<dyn Read + Send>, SourceError> {
     }
 }
 
-/// The year now (for the syslog lines of a stream, which carry none).
-pub fn current_year() -> i32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+/// The UTC year of `t` (1970 for a time before it or out of range).
+fn year_of(t: std::time::SystemTime) -> i32 {
+    t.duration_since(std::time::UNIX_EPOCH)
         .ok()
         .and_then(|d| chrono::DateTime::from_timestamp(d.as_secs() as i64, 0))
         .map_or(1970, |d| chrono::Datelike::year(&d))
+}
+
+/// The year now (for the syslog lines of a stream, which carry none).
+pub fn current_year() -> i32 {
+    year_of(std::time::SystemTime::now())
 }
 
 /// Bytes looked at to decide a file's format and prefix.
@@ -154,13 +158,7 @@ pub fn inspect(path: &Path, hints: &Hints) -> Result<LogFile, SourceError> {
     let mut head = vec![0u8; HEAD_BYTES];
     let n = read_fully(&mut open(path)?, &mut head).map_err(|e| SourceError::io(path, e))?;
     head.truncate(n);
-    let year = meta
-        .modified()
-        .ok()
-        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-        .and_then(|d| chrono::DateTime::from_timestamp(d.as_secs() as i64, 0))
-        .map(|d| chrono::Datelike::year(&d))
-        .unwrap_or(1970);
+    let year = meta.modified().map_or(1970, year_of);
     Ok(decide(path, &head, hints, meta.len(), year))
 }
 
