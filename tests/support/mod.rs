@@ -253,9 +253,18 @@ impl Cluster {
             .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("{wrapper:?} postgres: {e}"));
+        let mut child = child;
         let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < end, "the server did not start");
+            // A wrapper that cannot start (no journal to write to) ends at once: say so
+            // rather than wait.
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("{wrapper:?} postgres ended before the server listened: {st}");
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "the server did not start within 30 s under {wrapper:?}"
+            );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         child
