@@ -45,4 +45,5 @@ pub mod sim;
 pub mod sources;
 pub mod sql;
 pub mod store;
+pub mod suppression;
 pub mod tls;

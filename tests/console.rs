@@ -439,6 +439,107 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
     assert_eq!(a["status"], "Dismissed");
 }
 
+/// From an alert's page, "Suppress similar alerts…" opens the rule form filled in with the
+/// alert's type, server, source and principal (a role name that is a script tag, shown as
+/// text); saved, the rule is listed, and the API serves it. The rules page fits a 390 px
+/// screen without sideways scrolling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suppression_rule_made_from_an_alert_in_a_real_browser() {
+    let cl = Cluster::start(ClusterOptions::default());
+    for _ in 0..12 {
+        assert!(!login("127.0.4.9", cl.port, EVIL_ROLE, "guess", "appdb", None).await);
+    }
+    let setup = RunSetup::new(&cl.log_dir, "");
+    let admin = setup.token("alice", "admin");
+    let run = setup.start();
+    let (seen, found) = run.until(Duration::from_secs(30), |a| {
+        a["alertType"] == "PostgreSQL_BruteForce" && a["entities"]["sourceIp"] == "127.0.4.9"
+    });
+    assert!(found, "{seen:#?}\n{}", run.log());
+    let id = seen.last().unwrap()["id"].as_str().unwrap().to_string();
+    let base = format!("http://{}", run.api_addr());
+    let (_driver, port) = chromedriver();
+    let c = browser(port).await;
+    sign_in(&c, &base, &admin).await;
+    until_path(&c, "/console").await;
+    c.goto(&format!("{base}/console/alerts/{id}"))
+        .await
+        .unwrap();
+    c.find(Locator::LinkText("Suppress similar alerts…"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until_path(&c, "/console/suppression").await;
+    let value = |css: &'static str| {
+        let c = c.clone();
+        async move {
+            c.find(Locator::Css(css))
+                .await
+                .unwrap()
+                .prop("value")
+                .await
+                .unwrap()
+                .unwrap_or_default()
+        }
+    };
+    assert_eq!(value("#sources").await, "127.0.4.9");
+    assert_eq!(value("#servers").await, "db1");
+    assert_eq!(value("#principals").await, EVIL_ROLE);
+    assert_eq!(value("#alert_type").await, "PostgreSQL_BruteForce");
+    type_into(&c, "#name", "scanner").await;
+    type_into(&c, "#reason", "the weekly vulnerability scan").await;
+    click(&c, "form.policy button").await;
+    let page = until_text(&c, "main", "Saved.").await;
+    assert!(
+        page.contains("source address in 127.0.4.9") && page.contains(EVIL_ROLE),
+        "{page}"
+    );
+    let pwned = c
+        .execute("return window.pwned === undefined", vec![])
+        .await
+        .unwrap();
+    assert_eq!(pwned, Value::Bool(true), "the role name's script never ran");
+    shot(&c, "06-suppression-rules").await;
+    let (st, rule) = api_get(&base, "/alertsSuppressionRules/scanner", &admin);
+    assert_eq!(st, 200, "{rule}");
+    assert_eq!(rule["properties"]["alertType"], "PostgreSQL_BruteForce");
+    assert_eq!(
+        rule["properties"]["suppressionAlertsScope"]["allOf"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "server, source and principal: {rule:#}"
+    );
+    // On a phone's width: no sideways scrolling.
+    c.set_window_size(390, 844).await.unwrap();
+    c.refresh().await.unwrap();
+    until_text(&c, "main", "scanner").await;
+    shot(&c, "07-suppression-rules-390px").await;
+    let fits = c
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let wide = c
+        .execute(
+            "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        fits,
+        Value::Bool(true),
+        "the rules page scrolls sideways at 390 px: {wide}"
+    );
+    c.close().await.unwrap();
+}
+
 /// Whether `cookie` opens the console (a page, not the way to sign-in).
 fn signed_in(agent: &ureq::Agent, base: &str, cookie: &str) -> bool {
     let r = agent

@@ -10,6 +10,7 @@ mod metrics;
 pub(crate) mod policies;
 mod servers;
 pub mod simulate;
+mod suppression;
 
 use crate::store::{Role, Store, StoreError};
 use axum::body::Bytes;
@@ -549,6 +550,13 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .route(
             "/servers/{server}/alerts/simulate",
             post(simulate::simulate),
+        )
+        .route("/alertsSuppressionRules", get(suppression::list))
+        .route(
+            "/alertsSuppressionRules/{name}",
+            get(suppression::get_one)
+                .put(suppression::put)
+                .delete(suppression::delete),
         )
         .route("/audit", get(audit::list))
         .route("/alerts", get(alerts::list))

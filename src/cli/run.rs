@@ -273,6 +273,8 @@ pub fn run(args: Args) -> Result<u8> {
     // Blocks from before a restart, and from the fleet's other proxies, are enforced from
     // the first client on.
     let mut blocks_synced = std::time::Instant::now();
+    // The suppression rules, read with the blocks: the proxy does not block what they dismiss.
+    let mut rules: Vec<pgvigil::suppression::Rule> = store.suppression_rules().unwrap_or_default();
     if let Some(g) = &guard {
         if let Err(e) = sync_blocks(&store, &g.proxy.blocks) {
             tracing::error!(error = %e, "the proxy's blocks could not be read from the store");
@@ -333,15 +335,27 @@ pub fn run(args: Args) -> Result<u8> {
         let mut alerts = pipeline.take_alerts();
         if let Some(g) = &guard {
             let mut started = false;
+            let now_utc = pgvigil::store::now_utc();
             for a in &mut alerts {
+                // An alert a suppression rule will dismiss blocks no one: the operator has
+                // said its source is expected.
+                if rules.iter().any(|r| r.active(&now_utc) && r.matches(a)) {
+                    continue;
+                }
                 started |= g.proxy.blocks.consider(a, now_ms());
             }
             // A new block goes to the store (and the fleet) at once; the store's list comes
-            // back every BLOCK_SYNC.
+            // back every BLOCK_SYNC, with the suppression rules.
             if started || blocks_synced.elapsed() >= BLOCK_SYNC {
                 blocks_synced = std::time::Instant::now();
                 if let Err(e) = sync_blocks(&store, &g.proxy.blocks) {
                     tracing::warn!(error = %e, "the proxy's blocks could not be exchanged with the store; retried");
+                }
+                match store.suppression_rules() {
+                    Ok(r) => rules = r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the suppression rules could not be read; retried")
+                    }
                 }
             }
         }

@@ -5,6 +5,8 @@
 //! SameSite=Strict cookie, and every form that changes something carries the session's CSRF
 //! token. A reader sees no action buttons, and the handlers refuse readers anyway.
 
+mod suppression;
+
 use crate::api::{ApiState, Caller};
 use crate::store::{AlertQuery, Role, Status};
 use axum::extract::{Form, Path, Query, State};
@@ -204,6 +206,15 @@ pub fn router() -> Router<Arc<ApiState>> {
             "/console/servers/{server}/policy",
             get(policy_page).post(policy_save),
         )
+        .route(
+            "/console/suppression",
+            get(suppression::list_page).post(suppression::save),
+        )
+        .route("/console/suppression/{name}", get(suppression::rule_page))
+        .route(
+            "/console/suppression/{name}/delete",
+            post(suppression::delete),
+        )
 }
 
 /// Headers of every console answer: no script, nothing from elsewhere, not framed, not cached.
@@ -278,6 +289,7 @@ fn layout(title: &str, who: Option<(&Caller, &str)>, content: Markup) -> Markup 
                             a href="/console" { "Overview" }
                             a href="/console/alerts" { "Alerts" }
                             a href="/console/servers" { "Servers" }
+                            a href="/console/suppression" { "Rules" }
                         }
                         form.signout method="post" action="/console/signout" {
                             input type="hidden" name="csrf" value=(csrf);
@@ -667,6 +679,9 @@ async fn alert_page(
                 }
             }
         }
+        @if caller.role == Role::Admin {
+            p { a href=(suppress_link(&a)) { "Suppress similar alerts…" } }
+        }
         section { h2 { "What happened" } p { (s(&a, "description")) } }
         section { h2 { "Why it is unusual" } p { (s(&a, "anomalyContext")) } }
         section {
@@ -892,6 +907,20 @@ fn bar_chart(title: &str, what: &str, bars: &[(String, i64)]) -> Markup {
 }
 
 /// A table's header row.
+/// The rule form filled in with an alert's type, server, source and principal.
+fn suppress_link(a: &Value) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("alertType", s(a, "alertType"));
+    q.append_pair("server", s(a, "server"));
+    let e = &a["entities"];
+    for k in ["sourceIp", "principal"] {
+        if let Some(v) = e[k].as_str() {
+            q.append_pair(k, v);
+        }
+    }
+    format!("/console/suppression?{}", q.finish())
+}
+
 fn head(cols: &[&str]) -> Markup {
     html! { tr { @for c in cols { th scope="col" { (c) } } } }
 }

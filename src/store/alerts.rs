@@ -75,6 +75,8 @@ pub struct Ingested {
     pub suppressed: usize,
     /// Notifications queued.
     pub queued: usize,
+    /// New alerts a suppression rule dismissed: (alert id, rule name).
+    pub dismissed_by_rule: Vec<(String, String)>,
 }
 
 /// Where a page ends: the last alert's (end time, id).
@@ -128,6 +130,11 @@ impl Store {
             let mut out = Ingested::default();
             let mut policies: HashMap<String, Policy> = HashMap::new();
             let now = now_utc();
+            let rules = if batch.alerts.is_empty() || batch.simulated {
+                Vec::new()
+            } else {
+                super::suppression::active(tx, &now)?
+            };
             // Several updates of one alert in a batch are one update: its last state.
             let mut last: HashMap<&str, usize> = HashMap::new();
             for (i, a) in batch.alerts.iter().enumerate() {
@@ -138,7 +145,7 @@ impl Store {
                     continue;
                 }
                 let policy = cached_policy(tx, &mut policies, &a.server)?;
-                let admitted = admit(tx, a, batch.simulated, policy, &batch, &now, &mut out)?;
+                let admitted = admit(tx, a, &rules, policy, &batch, &now, &mut out)?;
                 if batch.simulated || !admitted {
                     continue;
                 }
@@ -148,7 +155,7 @@ impl Store {
                         vals![super::fleet::FLEET],
                     )?;
                     let policy = cached_policy(tx, &mut policies, super::fleet::FLEET)?;
-                    admit(tx, &fleet, false, policy, &batch, &now, &mut out)?;
+                    admit(tx, &fleet, &rules, policy, &batch, &now, &mut out)?;
                 }
             }
             if let Some((server, data)) = batch.checkpoint {
@@ -372,7 +379,7 @@ fn cached_policy<'p>(
 pub(super) fn admit(
     tx: &mut dyn Db,
     a: &Alert,
-    simulated: bool,
+    rules: &[crate::suppression::Rule],
     policy: &Policy,
     batch: &Ingest<'_>,
     now: &str,
@@ -382,7 +389,15 @@ pub(super) fn admit(
         out.suppressed += 1;
         return Ok(false);
     }
-    let (stored, notify) = upsert(tx, a, simulated, now)?;
+    let simulated = batch.simulated;
+    let rule = rules.iter().find(|r| r.matches(a));
+    let (stored, notify, suppressed) = upsert(tx, a, simulated, rule, now)?;
+    if let Some(r) = rule.filter(|_| suppressed) {
+        // Dismissed as raised: like a person's dismissal, it blocks no source (for this
+        // fleet's proxies, and for this one after a restart).
+        super::blocks::remember_lifted(tx, std::slice::from_ref(&a.id), now)?;
+        out.dismissed_by_rule.push((a.id.clone(), r.name.clone()));
+    }
     if let Some(version) = notify {
         out.queued += super::outbox::enqueue(
             tx,
@@ -399,9 +414,16 @@ pub(super) fn admit(
     Ok(true)
 }
 
-/// Inserts a new alert or folds an update into the stored one. Returns the alert as stored
-/// and, when it is new or escalated, the version to notify.
-fn upsert(tx: &mut dyn Db, a: &Alert, simulated: bool, now: &str) -> Result<(Alert, Option<i64>)> {
+/// Inserts a new alert (dismissed at once if `rule` matches it) or folds an update into the
+/// stored one. Returns the alert as stored, the version to notify when it is new or
+/// escalated, and whether the rule dismissed it.
+fn upsert(
+    tx: &mut dyn Db,
+    a: &Alert,
+    simulated: bool,
+    rule: Option<&crate::suppression::Rule>,
+    now: &str,
+) -> Result<(Alert, Option<i64>, bool)> {
     let record = serde_json::to_string(a).map_err(|e| StoreError::Corrupt {
         what: format!("alert {}", a.id),
         reason: e.to_string(),
@@ -433,7 +455,25 @@ fn upsert(tx: &mut dyn Db, a: &Alert, simulated: bool, now: &str) -> Result<(Ale
     if inserted == 1 {
         history(tx, &a.id, now, "pgvigil", "raised", None, "Active")?;
         stored.status = "Active".into();
-        return Ok((stored, Some(1)));
+        if let Some(r) = rule {
+            // Known and judged benign ahead of time: stored for the record, told to no one.
+            tx.exec(
+                "UPDATE alerts SET status = 'Dismissed' WHERE id = $1",
+                vals![a.id.as_str()],
+            )?;
+            history(
+                tx,
+                &a.id,
+                now,
+                &format!("rule:{}", r.name),
+                "suppressed",
+                Some("Active"),
+                "Dismissed",
+            )?;
+            stored.status = "Dismissed".into();
+            return Ok((stored, None, true));
+        }
+        return Ok((stored, Some(1), false));
     }
     let prev = tx
         .query_opt(
@@ -458,7 +498,7 @@ fn upsert(tx: &mut dyn Db, a: &Alert, simulated: bool, now: &str) -> Result<(Ale
                 reason: e.to_string(),
             })?;
         was.status = status;
-        return Ok((was, None));
+        return Ok((was, None, false));
     }
     let escalated = a.severity > severity_of(&severity)
         || (a.display_name != display_name && a.end_time_utc.as_str() > prev_end.as_str());
@@ -496,7 +536,7 @@ fn upsert(tx: &mut dyn Db, a: &Alert, simulated: bool, now: &str) -> Result<(Ale
         ],
     )?;
     stored.status = status;
-    Ok((stored, escalated.then_some(version)))
+    Ok((stored, escalated.then_some(version), false))
 }
 
 fn history(
@@ -601,6 +641,101 @@ mod tests {
             report: None,
         })
         .unwrap()
+    }
+
+    /// A suppression rule dismisses the new alerts it matches as they are stored, queues no
+    /// notification for them and says so in their history; alerts it does not match, and
+    /// all alerts once it has expired or is deleted, go as before; an alert it dismissed
+    /// that escalates is opened again and notified.
+    #[test]
+    fn suppression_rules_dismiss_matching_new_alerts_without_notifying() {
+        let (_d, s) = temp_store();
+        let rule = |expires: serde_json::Value| {
+            crate::suppression::Rule::from_body(
+                "scanner",
+                &serde_json::json!({"properties": {
+                    "alertType": "PostgreSQL_BruteForce",
+                    "reason": "the weekly vulnerability scan",
+                    "expirationDateUtc": expires,
+                    "suppressionAlertsScope": {"allOf": [
+                        {"field": "entities.sourceIp", "in": ["127.0.0.0/29"]},
+                        {"field": "server", "in": ["db1"]},
+                    ]},
+                }}),
+                &now_utc(),
+            )
+            .unwrap()
+        };
+        assert!(s.put_suppression_rule(&rule(Value::Null), "alice").unwrap());
+        let end = "2026-11-01T00:01:00.000Z";
+        let mut a = alert("s1", "db1", AlertType::BruteForce, Severity::Medium, end);
+        a.entities.source_ip = Some("127.0.0.5".into());
+        let mut other_server = alert("s2", "db2", AlertType::BruteForce, Severity::Medium, end);
+        other_server.entities.source_ip = Some("127.0.0.20".into());
+        let mut other_source = alert("s3", "db1", AlertType::BruteForce, Severity::Medium, end);
+        other_source.entities.source_ip = Some("127.0.0.9".into());
+        let r = ingest(&s, &[a.clone(), other_server, other_source]);
+        let status = |id: &str| s.get_alert(id).unwrap().unwrap()["status"].clone();
+        assert_eq!(status("s1"), "Dismissed");
+        assert_eq!(
+            (status("s2"), status("s3")),
+            ("Active".into(), "Active".into())
+        );
+        assert_eq!(
+            r.queued, 2,
+            "only the two alerts outside the rule are notified"
+        );
+        assert_eq!(
+            r.dismissed_by_rule,
+            [("s1".to_string(), "scanner".to_string())]
+        );
+        let hist = s.get_alert("s1").unwrap().unwrap()["stateHistory"].clone();
+        assert!(
+            hist.as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["actor"] == "rule:scanner" && h["toStatus"] == "Dismissed"),
+            "{hist:#}"
+        );
+        // More of the same attack: still dismissed, still quiet.
+        a.end_time_utc = "2026-11-01T00:02:00.000Z".into();
+        assert_eq!(ingest(&s, &[a.clone()]).queued, 0);
+        assert_eq!(status("s1"), "Dismissed");
+        // The attack succeeds: news whatever the rule says.
+        a.end_time_utc = "2026-11-01T00:03:00.000Z".into();
+        a.severity = Severity::High;
+        a.display_name = "Suspected successful brute force attack".into();
+        assert_eq!(ingest(&s, &[a]).queued, 1);
+        assert_eq!(status("s1"), "Active");
+        // An expired rule, and a deleted one, dismiss nothing.
+        s.put_suppression_rule(&rule(serde_json::json!("2020-01-01T00:00:00Z")), "alice")
+            .unwrap();
+        let mut b = alert("s4", "db1", AlertType::BruteForce, Severity::Medium, end);
+        b.entities.source_ip = Some("127.0.0.6".into());
+        assert_eq!(ingest(&s, &[b]).queued, 1);
+        assert_eq!(status("s4"), "Active");
+        assert!(s.delete_suppression_rule("scanner", "alice").unwrap());
+        assert!(!s.delete_suppression_rule("scanner", "alice").unwrap());
+        let mut c = alert("s5", "db1", AlertType::BruteForce, Severity::Medium, end);
+        c.entities.source_ip = Some("127.0.0.7".into());
+        ingest(&s, &[c]);
+        assert_eq!(status("s5"), "Active");
+        // Every change is in the audit trail.
+        let trail = s
+            .audit_log(&crate::store::audit::AuditQuery {
+                top: 100,
+                ..Default::default()
+            })
+            .unwrap();
+        let actions: Vec<&str> = trail.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions
+                .iter()
+                .filter(|a| a.starts_with("suppressionRule."))
+                .count(),
+            3,
+            "{actions:?}"
+        );
     }
 
     /// The counts /servers and /metrics read are kept as alerts come, escalate, change status

@@ -15,6 +15,8 @@ pub enum Action {
     TokenRevoke,
     BlockLift,
     AlertStatus,
+    SuppressionRulePut,
+    SuppressionRuleDelete,
 }
 
 impl Action {
@@ -25,15 +27,19 @@ impl Action {
             Action::TokenRevoke => "token.revoke",
             Action::BlockLift => "block.lift",
             Action::AlertStatus => "alert.status",
+            Action::SuppressionRulePut => "suppressionRule.put",
+            Action::SuppressionRuleDelete => "suppressionRule.delete",
         }
     }
 
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 7] = [
         Action::PolicyUpdate,
         Action::TokenAdd,
         Action::TokenRevoke,
         Action::BlockLift,
         Action::AlertStatus,
+        Action::SuppressionRulePut,
+        Action::SuppressionRuleDelete,
     ];
 
     pub fn parse(s: &str) -> Option<Action> {

@@ -46,7 +46,7 @@ fn rows(c: &mut dyn Db, sql: &str, args: &[super::db::Val]) -> Result<Vec<Stored
 
 const COLUMNS: &str = "source_ip, since, until, alert_type, alert_id, causes";
 
-fn remember_lifted(tx: &mut dyn Db, ids: &[String], at: &str) -> Result<()> {
+pub(super) fn remember_lifted(tx: &mut dyn Db, ids: &[String], at: &str) -> Result<()> {
     for id in ids {
         tx.exec(
             "INSERT INTO lifted_alerts (alert_id, at) VALUES ($1, $2) ON CONFLICT (alert_id) DO NOTHING",

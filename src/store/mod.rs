@@ -15,6 +15,7 @@ pub mod fleet;
 mod outbox;
 mod policies;
 mod servers;
+mod suppression;
 mod tokens;
 
 pub use alerts::{AlertQuery, Ingest, Ingested, Overview, PageKey, Status};
@@ -72,6 +73,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0006_audit.sql"),
     include_str!("migrations/sqlite/0007_blocks.sql"),
     include_str!("migrations/sqlite/0008_list_indexes.sql"),
+    include_str!("migrations/sqlite/0009_suppression_rules.sql"),
 ];
 const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
@@ -82,6 +84,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0006_audit.sql"),
     include_str!("migrations/postgres/0007_blocks.sql"),
     include_str!("migrations/postgres/0008_list_indexes.sql"),
+    include_str!("migrations/postgres/0009_suppression_rules.sql"),
 ];
 
 const READERS: usize = 4;

@@ -199,7 +199,7 @@ impl Store {
                     report: None,
                 };
                 let mut out = super::Ingested::default();
-                super::alerts::admit(tx, &alert, false, &notify, &batch, &now, &mut out)?;
+                super::alerts::admit(tx, &alert, &[], &notify, &batch, &now, &mut out)?;
             }
             Ok(())
         })?;
