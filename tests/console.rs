@@ -182,7 +182,10 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
     click(&c, "form.signin button").await;
     until_path(&c, "/console").await;
     let overview = until_text(&c, "main", "Top sources").await;
-    assert!(overview.contains("PostgreSQL_BruteForce"), "{overview}");
+    assert!(
+        overview.contains("Suspected brute force attack"),
+        "{overview}"
+    );
     assert!(
         overview.contains("127.0.4.1"),
         "the attacking source: {overview}"
@@ -536,6 +539,196 @@ async fn a_suppression_rule_made_from_an_alert_in_a_real_browser() {
         fits,
         Value::Bool(true),
         "the rules page scrolls sideways at 390 px: {wide}"
+    );
+    c.close().await.unwrap();
+}
+
+/// Every page at a desktop's 1440 px and a phone's 390 px: nothing wider than the screen
+/// (`scrollWidth <= innerWidth`), a screenshot of each. The pivots: from a brute force
+/// alert, the other alert about its source (an attack tool's name) is shown as related, and
+/// the source's link opens its page with both; the principal's link lists its alerts. The
+/// list exports its filter as CSV (an attacker's formula made harmless) and dismisses the
+/// rows ticked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_fits_a_desktop_and_a_phone_and_entities_are_pivots() {
+    let cl = Cluster::start(ClusterOptions::default());
+    let attacker = "127.0.4.20";
+    for i in 0..12 {
+        let guess = format!("guess-{i}");
+        assert!(!login(attacker, cl.port, "app", &guess, "appdb", None).await);
+    }
+    // Then in, as an attack tool names itself: the brute force succeeded, and a second
+    // alert about the same source.
+    assert!(
+        login(
+            attacker,
+            cl.port,
+            "app",
+            APP_PASSWORD,
+            "appdb",
+            Some("sqlmap/1.7.2")
+        )
+        .await
+    );
+    // A role name that is a spreadsheet formula, from elsewhere.
+    for i in 0..12 {
+        let guess = format!("guess-{i}");
+        assert!(
+            !login(
+                "127.0.4.21",
+                cl.port,
+                "=HYPERLINK(1)",
+                &guess,
+                "appdb",
+                None
+            )
+            .await
+        );
+    }
+    let setup = RunSetup::new(&cl.log_dir, "");
+    let admin = setup.token("alice", "admin");
+    let run = setup.start();
+    let seen = std::sync::Mutex::new(Vec::<Value>::new());
+    let (_, found) = run.until(Duration::from_secs(30), |a| {
+        let mut v = seen.lock().unwrap();
+        v.push(a.clone());
+        let of = |t: &str, ip: &str| {
+            v.iter()
+                .any(|a| a["alertType"] == t && a["entities"]["sourceIp"] == ip)
+        };
+        of("PostgreSQL_BruteForce", attacker)
+            && of("PostgreSQL_HarmfulApplication", attacker)
+            && of("PostgreSQL_BruteForce", "127.0.4.21")
+    });
+    let seen = seen.into_inner().unwrap();
+    assert!(found, "{seen:#?}\n{}", run.log());
+    let brute = seen
+        .iter()
+        .rev()
+        .find(|a| {
+            a["alertType"] == "PostgreSQL_BruteForce" && a["entities"]["sourceIp"] == attacker
+        })
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let base = format!("http://{}", run.api_addr());
+    let (_driver, port) = chromedriver();
+    let c = browser(port).await;
+    sign_in(&c, &base, &admin).await;
+    until_path(&c, "/console").await;
+
+    // The overview names alerts as people do, newest and highest open first.
+    let overview = until_text(&c, "main", "Highest open alerts").await;
+    assert!(
+        overview.contains("Suspected brute force attack"),
+        "{overview}"
+    );
+
+    // Related alerts on the alert page, and the pivots from it.
+    c.goto(&format!("{base}/console/alerts/{brute}"))
+        .await
+        .unwrap();
+    let related = until_text(&c, "section.related", "potentially harmful application").await;
+    assert!(related.contains("db1"), "{related}");
+    let mitre = until_text(&c, "ul.techniques", "T1110").await;
+    assert!(mitre.contains("Brute Force"), "techniques by name: {mitre}");
+    click(&c, "dl a.source").await;
+    until_path(&c, &format!("/console/sources/{attacker}")).await;
+    let source = until_text(&c, "main", "Alerts").await;
+    assert!(
+        source.contains("Suspected successful brute force attack")
+            && source.contains("login succeeded")
+            && source.contains("potentially harmful application"),
+        "{source}"
+    );
+    assert!(
+        source.contains("First seen") && source.contains("Not blocked"),
+        "{source}"
+    );
+    c.find(Locator::Css("table.alerts a.principal"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until_path(&c, "/console/alerts").await;
+    let url = c.current_url().await.unwrap();
+    assert!(url.query().unwrap_or("").contains("principal=app"), "{url}");
+    let listed = until_text(&c, "table.alerts", "app").await;
+    assert!(
+        !listed.contains("HYPERLINK"),
+        "only the principal's alerts: {listed}"
+    );
+
+    // Every page, on a desktop and on a phone.
+    let pages = [
+        ("overview", "/console".to_string()),
+        ("alerts", "/console/alerts".to_string()),
+        ("alert", format!("/console/alerts/{brute}")),
+        ("source", format!("/console/sources/{attacker}")),
+        ("servers", "/console/servers".to_string()),
+        ("server", "/console/servers/db1".to_string()),
+        ("policy", "/console/servers/db1/policy".to_string()),
+        ("rules", "/console/suppression".to_string()),
+    ];
+    for (w, h) in [(1440, 900), (390, 844)] {
+        c.set_window_size(w, h).await.unwrap();
+        for (name, path) in &pages {
+            c.goto(&format!("{base}{path}")).await.unwrap();
+            until_text(&c, "main h1", "").await;
+            shot(&c, &format!("10-{name}-{w}px")).await;
+            let wide = c
+                .execute(
+                    "return document.documentElement.scrollWidth <= window.innerWidth ? [] : [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.tagName + '.' + e.className)",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(wide, serde_json::json!([]), "{path} is wider than {w} px");
+        }
+    }
+
+    // The list's filter exported: a formula in a role name arrives as text.
+    let cookies = c.get_all_cookies().await.unwrap();
+    let session = cookies
+        .iter()
+        .find(|k| k.name() == "pgvigil_session")
+        .unwrap()
+        .value()
+        .to_string();
+    let mut r = raw_agent()
+        .get(&format!(
+            "{base}/console/alerts/export?format=csv&sourceIp=127.0.4.21"
+        ))
+        .header("Cookie", &format!("pgvigil_session={session}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let csv = r.body_mut().read_to_string().unwrap();
+    assert!(csv.starts_with("id,alertType,"), "{csv}");
+    assert!(csv.contains(",'=HYPERLINK(1),"), "{csv}");
+    assert!(!csv.contains(attacker), "the filter holds: {csv}");
+
+    // Tick the formula's alert and dismiss it from the list.
+    c.set_window_size(1440, 900).await.unwrap();
+    c.goto(&format!("{base}/console/alerts?sourceIp=127.0.4.21"))
+        .await
+        .unwrap();
+    until_text(&c, "table.alerts", "HYPERLINK").await;
+    click(&c, "table.alerts tbody input[type=checkbox]").await;
+    click(&c, "form.bulk button[value=dismiss]").await;
+    until_path(&c, "/console/alerts").await;
+    let after = until_text(&c, "table.alerts", "Dismissed").await;
+    assert!(after.contains("HYPERLINK"), "{after}");
+    let (_, listed) = api_get(&base, "/alerts?sourceIp=127.0.4.21", &admin);
+    assert!(
+        listed["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["status"] == "Dismissed"),
+        "{listed:#}"
     );
     c.close().await.unwrap();
 }

@@ -111,6 +111,7 @@ pub(crate) fn parse_query(params: &HashMap<String, String>) -> ApiResult<AlertQu
                 let ip: std::net::IpAddr = v.parse().map_err(|_| bad(k, "not an IP address"))?;
                 q.source_ip = Some(ip.to_string());
             }
+            "principal" => q.principal = Some(v.clone()),
             "from" => q.from = Some(time_param(k, v)?),
             "to" => q.to = Some(time_param(k, v)?),
             "isSimulated" => {

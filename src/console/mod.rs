@@ -5,7 +5,10 @@
 //! SameSite=Strict cookie, and every form that changes something carries the session's CSRF
 //! token. A reader sees no action buttons, and the handlers refuse readers anyway.
 
+mod alerts;
+mod source;
 mod suppression;
+mod view;
 
 use crate::api::{ApiState, Caller};
 use crate::store::{AlertQuery, Role, Status};
@@ -196,7 +199,9 @@ pub fn router() -> Router<Arc<ApiState>> {
         .route("/console/style.css", get(style))
         .route("/console/signin", get(signin_page).post(signin))
         .route("/console/signout", post(signout))
-        .route("/console/alerts", get(alerts_page))
+        .route("/console/alerts", get(alerts::list_page))
+        .route("/console/alerts/export", get(alerts::export))
+        .route("/console/alerts/bulk", post(alerts::bulk))
         .route("/console/alerts/{id}", get(alert_page))
         .route("/console/alerts/{id}/{action}", post(act))
         .route("/console/blocks/{ip}/lift", post(lift_block))
@@ -211,6 +216,7 @@ pub fn router() -> Router<Arc<ApiState>> {
             get(suppression::list_page).post(suppression::save),
         )
         .route("/console/suppression/{name}", get(suppression::rule_page))
+        .route("/console/sources/{ip}", get(source::source_page))
         .route(
             "/console/suppression/{name}/delete",
             post(suppression::delete),
@@ -468,132 +474,6 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(|x| x.as_str()).unwrap_or("")
 }
 
-async fn alerts_page(
-    State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    let Some((_, caller, csrf)) = session(&st, &headers).await else {
-        return to_signin();
-    };
-    // The form's values, as the API's filters: dates become the day's first and last instant.
-    let mut filters: HashMap<String, String> = HashMap::new();
-    for (k, v) in &params {
-        if v.is_empty() {
-            continue;
-        }
-        match k.as_str() {
-            "server" | "severity" | "status" | "alertType" | "skipToken" => {
-                filters.insert(k.clone(), v.clone());
-            }
-            "from" => {
-                filters.insert(k.clone(), format!("{v}T00:00:00Z"));
-            }
-            "to" => {
-                filters.insert(k.clone(), format!("{v}T23:59:59.999Z"));
-            }
-            "top" => {
-                filters.insert("$top".into(), v.clone());
-            }
-            // Severity order is the store's, over the whole list, not each page's.
-            "sort" if v == "severity" => {
-                filters.insert("orderBy".into(), "severity".into());
-            }
-            _ => {}
-        }
-    }
-    filters.entry("$top".into()).or_insert_with(|| "50".into());
-    let query: Result<AlertQuery, _> = crate::api::alerts::parse_query(&filters);
-    let (rows, next, problem) = match query {
-        Ok(q) => {
-            let store = st.store.clone();
-            match crate::api::blocking(move || store.list_alerts(&q)).await {
-                Ok((rows, next)) => (rows, next, None),
-                Err(e) => (Vec::new(), None, Some(e.message.clone())),
-            }
-        }
-        Err(e) => (Vec::new(), None, Some(e.message.clone())),
-    };
-    let by_severity = params.get("sort").map(String::as_str) == Some("severity");
-    // The next page keeps the form's own parameters (dates as typed, the order).
-    let older = next.map(|key| {
-        let keep: HashMap<String, String> = params
-            .iter()
-            .filter(|(k, v)| !v.is_empty() && k.as_str() != "skipToken")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        crate::api::alerts::next_link(&keep, &key).replacen("/alerts?", "/console/alerts?", 1)
-    });
-    let pick = |k: &str| params.get(k).map(String::as_str).unwrap_or("");
-    let body = html! {
-        form.filters method="get" action="/console/alerts" {
-            label { "Server " input name="server" value=(pick("server")); }
-            label { "Type "
-                select name="alertType" {
-                    option value="" selected[pick("alertType").is_empty()] { "any" }
-                    @for t in crate::alert::AlertType::ALL {
-                        option value=(t.as_str()) selected[pick("alertType") == t.as_str()] { (t.as_str()) }
-                    }
-                }
-            }
-            label { "Severity "
-                select name="severity" {
-                    @for o in ["", "High", "Medium", "Low"] {
-                        option value=(o) selected[pick("severity") == o] { @if o.is_empty() { "any" } @else { (o) } }
-                    }
-                }
-            }
-            label { "Status "
-                select name="status" {
-                    @for o in ["", "Active", "InProgress", "Dismissed", "Resolved"] {
-                        option value=(o) selected[pick("status") == o] { @if o.is_empty() { "any" } @else { (o) } }
-                    }
-                }
-            }
-            label { "From " input type="date" name="from" value=(pick("from")); }
-            label { "To " input type="date" name="to" value=(pick("to")); }
-            label { "Order "
-                select name="sort" {
-                    option value="" selected[!by_severity] { "newest first" }
-                    option value="severity" selected[by_severity] { "highest severity first" }
-                }
-            }
-            button type="submit" { "Filter" }
-        }
-        @if let Some(p) = problem {
-            p.error role="alert" { (p) }
-        }
-        @if rows.is_empty() {
-            p { "No alerts." }
-        } @else {
-            table {
-                caption { (rows.len()) " alerts" @if by_severity { ", highest severity first" } @else { ", newest first" } }
-                thead { (head(&["Severity", "Alert", "Server", "Source", "Principal", "Status", "Last seen (UTC)"])) }
-                tbody {
-                    @for a in &rows {
-                        tr {
-                            td { span class={"sev " (s(a, "severity"))} { (s(a, "severity")) } }
-                            td { a href={"/console/alerts/" (s(a, "id"))} { (s(a, "displayName")) } }
-                            td { (s(a, "server")) }
-                            td { (a["entities"]["sourceIp"].as_str().unwrap_or("")) }
-                            td { (a["entities"]["principal"].as_str().unwrap_or("")) }
-                            td { (s(a, "status")) }
-                            td { (s(a, "endTimeUtc")) }
-                        }
-                    }
-                }
-            }
-        }
-        @if let Some(link) = older {
-            p { a.older href=(link) rel="next" { "Older alerts →" } }
-        }
-    };
-    page(
-        StatusCode::OK,
-        layout("Alerts", Some((&caller, &csrf)), body),
-    )
-}
-
 async fn alert_page(
     State(st): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -638,6 +518,55 @@ async fn alert_page(
         .as_object_mut()
         .and_then(|o| o.remove("activeResponse"));
     let evidence = serde_json::to_string_pretty(&rest).unwrap_or_default();
+    // The evidence's plain facts (numbers, words, short lists) as a list; the rest stays in
+    // the raw JSON.
+    let facts: Vec<(String, String)> = rest
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| {
+                    let text = match v {
+                        Value::String(t) => t.clone(),
+                        Value::Number(n) => n.to_string(),
+                        Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
+                        Value::Array(items) if !items.is_empty() && items.len() <= 20 => items
+                            .iter()
+                            .map(|i| match i {
+                                Value::String(t) => Some(t.clone()),
+                                Value::Number(n) => Some(n.to_string()),
+                                _ => None,
+                            })
+                            .collect::<Option<Vec<_>>>()?
+                            .join(", "),
+                        _ => return None,
+                    };
+                    Some((words_of(k), text))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let now = crate::store::now_ms();
+    // Other alerts about the same source, on any server: the Tor listing beside the brute
+    // force, the fleet-wide incident beside one server's.
+    let related: Vec<Value> = match e["sourceIp"].as_str() {
+        Some(ip) => {
+            let store = st.store.clone();
+            let q = AlertQuery {
+                source_ip: Some(ip.to_string()),
+                top: 21,
+                ..Default::default()
+            };
+            crate::api::blocking(move || store.list_alerts(&q))
+                .await
+                .map(|(rows, _)| rows)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| r["id"] != a["id"])
+                .take(20)
+                .collect()
+        }
+        None => Vec::new(),
+    };
     let status = s(&a, "status");
     // Whether the source is blocked now (the alert's evidence says only that it was).
     let source: Option<std::net::IpAddr> = e["sourceIp"].as_str().and_then(|ip| ip.parse().ok());
@@ -664,8 +593,9 @@ async fn alert_page(
     let body = html! {
         p.meta {
             span class={"sev " (s(&a, "severity"))} { (s(&a, "severity")) }
-            " " (s(&a, "alertType")) " · server " (s(&a, "server")) " · " (status)
-            " · " (s(&a, "startTimeUtc")) " – " (s(&a, "endTimeUtc"))
+            " " (s(&a, "alertType")) " · server " (view::server(s(&a, "server"))) " · " (status)
+            " · started " (view::when(now, s(&a, "startTimeUtc"))) ", last seen " (view::when(now, s(&a, "endTimeUtc")))
+            (view::badge(&a))
         }
         @if caller.role == Role::Admin {
             div.actions role="group" aria-label="Change the status" {
@@ -687,7 +617,7 @@ async fn alert_page(
         section {
             h2 { "Entities" }
             dl {
-                dt { "Source" } dd { (e["sourceIp"].as_str().unwrap_or("unknown")) }
+                dt { "Source" } dd { @match e["sourceIp"].as_str() { Some(ip) => { (view::source(ip)) }, None => { "unknown" } } }
                 dt { "Location" } dd {
                     @match (loc["country"].as_str(), loc["addressClass"].as_str()) {
                         (Some(c), _) => { (c) }
@@ -698,8 +628,14 @@ async fn alert_page(
                     @if let Some(n) = loc["asn"].as_u64() { " · AS" (n) }
                     @if let Some(o) = loc["org"].as_str() { " " (o) }
                 }
-                dt { "Cloud" } dd { (e["cloud"]["provider"].as_str().unwrap_or("none known")) " " (e["cloud"]["region"].as_str().unwrap_or("")) }
-                dt { "Principal" } dd { (e["principal"].as_str().unwrap_or("")) }
+                // "No cloud" beside a network named after one would read as a contradiction:
+                // the network's owner is shown above, the cloud only when its ranges say so.
+                @if let Some(p) = e["cloud"]["provider"].as_str() {
+                    dt { "Cloud" } dd { (p) " " (e["cloud"]["region"].as_str().unwrap_or("")) }
+                } @else if loc["org"].is_null() {
+                    dt { "Cloud" } dd { "not in a published cloud range" }
+                }
+                dt { "Principal" } dd { (view::principal(e["principal"].as_str().unwrap_or(""))) }
                 dt { "Database" } dd { (e["database"].as_str().unwrap_or("")) }
                 dt { "Application" } dd { (e["application"].as_str().unwrap_or("")) }
                 dt { "Client fingerprint" } dd { (e["fingerprint"].as_str().unwrap_or("not seen (logs only)")) }
@@ -711,12 +647,12 @@ async fn alert_page(
         }
         section {
             h2 { "MITRE ATT&CK" }
-            ul.techniques { @for t in a["techniques"].as_array().into_iter().flatten() { li { (t.as_str().unwrap_or("")) } } }
+            ul.techniques { @for t in a["techniques"].as_array().into_iter().flatten() { li { (view::technique(t.as_str().unwrap_or(""))) } } }
         }
         section {
             h2 { "History" }
-            ul { @for h in a["stateHistory"].as_array().into_iter().flatten() {
-                li { (s(h, "time")) ": " (s(h, "action")) " — " (s(h, "fromStatus")) " → " (s(h, "toStatus")) " by " (s(h, "actor")) }
+            ul.history { @for h in a["stateHistory"].as_array().into_iter().flatten() {
+                li { (view::history_entry(now, h)) }
             } }
         }
         @if let Some(r) = &response {
@@ -745,7 +681,7 @@ async fn alert_page(
         section {
             h2 { "Evidence timeline" }
             @if samples.is_empty() { p.hint { "No sample events." } } @else {
-                table.samples {
+                div.table-wrap { table.samples {
                     caption { "Sample events, in order" }
                     thead { (head(&["Time (UTC)", "Event", "Source", "Principal", "Database", "Application", "Client", "Message"])) }
                     tbody { @for ev in &samples { tr {
@@ -760,10 +696,30 @@ async fn alert_page(
                         }
                         td { @if let Some(c) = ev["sqlstate"].as_str() { code { (c) } " " } (s(ev, "message")) }
                     } } }
-                }
+                } }
             }
         }
-        section { h2 { "Evidence" } pre { (evidence) } }
+        section.related {
+            h2 { "Related alerts" }
+            @if related.is_empty() { p.hint { "No other alert about this source." } } @else {
+                div.table-wrap { table.alerts {
+                    caption { "Other alerts about " (e["sourceIp"].as_str().unwrap_or("this source")) ", on any server" }
+                    thead { (head(&["Alert", "Server", "Principal", "Status", "Last seen"])) }
+                    tbody { @for r in &related { tr {
+                        td data-label="Alert" { (view::alert(r)) }
+                        td data-label="Server" { (view::server(s(r, "server"))) }
+                        td data-label="Principal" { (view::principal_of(r)) }
+                        td data-label="Status" { (s(r, "status")) }
+                        td data-label="Last seen" { (view::when(now, s(r, "endTimeUtc"))) }
+                    } } }
+                } }
+            }
+        }
+        section {
+            h2 { "Evidence" }
+            @if !facts.is_empty() { dl.facts { @for (k, v) in &facts { dt { (k) } dd { (v) } } } }
+            details { summary { "Raw evidence (JSON)" } pre { (evidence) } }
+        }
         p { a href="/console/alerts" { "Back to the alerts" } }
     };
     page(
@@ -906,7 +862,49 @@ fn bar_chart(title: &str, what: &str, bars: &[(String, i64)]) -> Markup {
     }
 }
 
-/// A table's header row.
+/// An alertType as the catalogue names it.
+fn type_title(t: &str) -> &str {
+    crate::alert::AlertType::ALL
+        .into_iter()
+        .find(|x| x.as_str() == t)
+        .map_or(t, |x| x.title())
+}
+
+/// Open alerts as the overview lists them: what, where, who, how many, how long ago.
+fn open_alerts(rows: &[Value], now: i64) -> Markup {
+    html! {
+        @if rows.is_empty() { p.hint { "None open." } } @else {
+            div.table-wrap { table.alerts {
+                thead { (head(&["Alert", "Server", "Source", "Principal", "Count", "Last seen"])) }
+                tbody { @for a in rows { tr {
+                    td data-label="Alert" { (view::alert(a)) }
+                    td data-label="Server" { (view::server(s(a, "server"))) }
+                    td data-label="Source" { (view::source_of(a)) }
+                    td data-label="Principal" { (view::principal_of(a)) }
+                    td data-label="Count" { @if let Some(n) = view::count(a) { (n) } }
+                    td data-label="Last seen" { (view::when(now, s(a, "endTimeUtc"))) }
+                } } }
+            } }
+        }
+    }
+}
+
+/// An evidence key in words: `failedLogins` → "Failed logins".
+fn words_of(key: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in key.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push(' ');
+            out.push(c.to_ascii_lowercase());
+        } else if i == 0 {
+            out.push(c.to_ascii_uppercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The rule form filled in with an alert's type, server, source and principal.
 fn suppress_link(a: &Value) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
@@ -921,6 +919,7 @@ fn suppress_link(a: &Value) -> String {
     format!("/console/suppression?{}", q.finish())
 }
 
+/// A table's header row.
 fn head(cols: &[&str]) -> Markup {
     html! { tr { @for c in cols { th scope="col" { (c) } } } }
 }
@@ -948,22 +947,26 @@ async fn overview_page(
     let store = st.store.clone();
     let (since2, server2) = (since.clone(), server.clone());
     let data = crate::api::blocking(move || {
+        // The newest and the highest open alerts, of the server chosen.
+        let open = |by_severity: bool| AlertQuery {
+            status: Some("Active".into()),
+            server: (!server2.is_empty()).then(|| server2.clone()),
+            simulated: Some(false),
+            top: 8,
+            by_severity,
+            ..Default::default()
+        };
         Ok::<_, crate::store::StoreError>((
             store.overview(&since2, hourly, &server2)?,
             store.list_servers()?,
+            store.list_alerts(&open(false))?.0,
+            store.list_alerts(&open(true))?.0,
         ))
     })
     .await;
-    let (ov, servers) = match data {
+    let (ov, servers, newest, highest) = match data {
         Ok(x) => x,
-        Err(e) => {
-            return refused(
-                &caller,
-                &csrf,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &e.message,
-            )
-        }
+        Err(e) => return failed(&caller, &csrf, &e),
     };
     // Every bucket of the range, empty ones too, so the chart's time axis is even.
     let width = if hourly { 13 } else { 10 };
@@ -984,6 +987,7 @@ async fn overview_page(
     let succeeded: i64 = ov.logins.iter().map(|l| l.2).sum();
     let failed_total: i64 = ov.logins.iter().map(|l| l.1).sum();
     let per = if hourly { "hour" } else { "day" };
+    let now = crate::store::now_ms();
     let of = if server.is_empty() {
         "all servers".to_string()
     } else {
@@ -1020,11 +1024,17 @@ async fn overview_page(
                 }
             }
         }
+        section.open {
+            h2 { "Highest open alerts" }
+            (open_alerts(&highest, now))
+            h2 { "Newest open alerts" }
+            (open_alerts(&newest, now))
+        }
         section {
             h2 { "Open alerts by type" }
             @if ov.open_by_type.is_empty() { p.hint { "None open." } } @else {
                 table { tbody { @for (t, n) in &ov.open_by_type { tr {
-                    td { a href={"/console/alerts?status=Active&alertType=" (t)} { (t) } } td { (n) }
+                    td { a href={"/console/alerts?status=Active&alertType=" (t)} { (type_title(t)) } } td { (n) }
                 } } } }
             }
         }
@@ -1043,7 +1053,7 @@ async fn overview_page(
                 table {
                     thead { (head(&["Source", "Alerts", "Country", "Cloud"])) }
                     tbody { @for (ip, n, country, cloud) in &ov.top_sources { tr {
-                        td { (ip) } td { (n) } td { (country.as_deref().unwrap_or("")) } td { (cloud.as_deref().unwrap_or("")) }
+                        td { (view::source(ip)) } td { (n) } td { (country.as_deref().unwrap_or("")) } td { (cloud.as_deref().unwrap_or("")) }
                     } } }
                 }
             }
@@ -1080,6 +1090,11 @@ fn refused(caller: &Caller, csrf: &str, status: StatusCode, why: &str) -> Respon
     notice(caller, csrf, status, "Refused", why)
 }
 
+/// The page for a request the store could not answer.
+fn failed(caller: &Caller, csrf: &str, e: &crate::api::ApiError) -> Response {
+    refused(caller, csrf, StatusCode::INTERNAL_SERVER_ERROR, &e.message)
+}
+
 /// The refusal of a state-changing form that this session did not issue, or that a reader
 /// sent; `None` when the change may go ahead.
 fn may_change(caller: &Caller, csrf: &str, form_csrf: &str, what: &str) -> Option<Response> {
@@ -1108,14 +1123,7 @@ async fn servers_page(State(st): State<Arc<ApiState>>, headers: HeaderMap) -> Re
     let store = st.store.clone();
     let servers = match crate::api::blocking(move || store.list_servers()).await {
         Ok(v) => v,
-        Err(e) => {
-            return refused(
-                &caller,
-                &csrf,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &e.message,
-            )
-        }
+        Err(e) => return failed(&caller, &csrf, &e),
     };
     let body = html! {
         @if servers.is_empty() {
@@ -1172,14 +1180,7 @@ async fn profile_page(
     let profile = match crate::api::blocking(move || store.server_profile(&name)).await {
         Ok(Some(p)) => p,
         Ok(None) => return refused(&caller, &csrf, StatusCode::NOT_FOUND, "No such server."),
-        Err(e) => {
-            return refused(
-                &caller,
-                &csrf,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &e.message,
-            )
-        }
+        Err(e) => return failed(&caller, &csrf, &e),
     };
     let title = format!("What is normal for {server}");
     let body = html! {
@@ -1340,14 +1341,7 @@ async fn policy_page(
     let name = server.clone();
     let p = match crate::api::blocking(move || store.get_policy(&name)).await {
         Ok(p) => p,
-        Err(e) => {
-            return refused(
-                &caller,
-                &csrf,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &e.message,
-            )
-        }
+        Err(e) => return failed(&caller, &csrf, &e),
     };
     let body = policy_markup(
         &server,

@@ -2,7 +2,7 @@
 //! its type, server, source and principal filled in), edited and deleted. The form becomes the
 //! same body as `PUT /alertsSuppressionRules/{name}`, checked by the same code.
 
-use super::{layout, may_change, page, refused, session, to_signin};
+use super::{failed, layout, may_change, page, refused, session, to_signin};
 use crate::api::{blocking, ApiState, Caller};
 use crate::store::Role;
 use crate::suppression::{Field, Rule, RuleError};
@@ -323,12 +323,7 @@ async fn signed_in_with_rules(
     };
     match load(st).await {
         Ok(r) => Ok((caller, csrf, r)),
-        Err(e) => Err(refused(
-            &caller,
-            &csrf,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &e.message,
-        )),
+        Err(e) => Err(failed(&caller, &csrf, &e)),
     }
 }
 
@@ -439,12 +434,7 @@ pub(super) async fn delete(
             Redirect::to("/console/suppression?saved").into_response()
         }
         Ok(false) => refused(&caller, &csrf, StatusCode::NOT_FOUND, "No such rule."),
-        Err(e) => refused(
-            &caller,
-            &csrf,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &e.message,
-        ),
+        Err(e) => failed(&caller, &csrf, &e),
     }
 }
 

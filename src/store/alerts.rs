@@ -100,6 +100,7 @@ pub struct AlertQuery {
     pub severity: Option<String>,
     pub status: Option<String>,
     pub source_ip: Option<String>,
+    pub principal: Option<String>,
     /// Alerts active at or after this time (RFC 3339).
     pub from: Option<String>,
     /// Alerts that started at or before this time.
@@ -183,32 +184,25 @@ impl Store {
         })
     }
 
+    /// How many alerts match `q`'s filters (its paging aside), counting up to `cap`: the
+    /// answer is at most `cap`, so that a broad filter over a large store stays quick.
+    pub fn count_alerts(&self, q: &AlertQuery, cap: u64) -> Result<u64> {
+        let (filter, args) = filter_sql(q);
+        let sql = format!("SELECT count(*) FROM (SELECT 1 FROM alerts WHERE 1 = 1{filter} LIMIT {cap}) AS matching");
+        self.read(|c| {
+            c.query_opt(&sql, &args)?
+                .map(|r| r.int(0))
+                .transpose()
+                .map(|n| n.unwrap_or(0) as u64)
+        })
+    }
+
     /// Alerts matching `q`, newest first, with the key of the next page if there is one.
     pub fn list_alerts(&self, q: &AlertQuery) -> Result<(Vec<Value>, Option<PageKey>)> {
+        let (filter, mut args) = filter_sql(q);
         let mut sql = format!(
-            "SELECT record, status, is_simulated, end_time, id, {SEVERITY_RANK} FROM alerts WHERE 1 = 1"
+            "SELECT record, status, is_simulated, end_time, id, {SEVERITY_RANK} FROM alerts WHERE 1 = 1{filter}"
         );
-        let mut args: Vec<Val> = Vec::new();
-        let mut cond = |sql: &mut String, clause: &str, v: &Option<String>| {
-            if let Some(v) = v {
-                args.push(Val::from(v));
-                sql.push_str(&clause.replace('?', &format!("${}", args.len())));
-            }
-        };
-        cond(&mut sql, " AND server = ?", &q.server);
-        cond(&mut sql, " AND alert_type = ?", &q.alert_type);
-        cond(&mut sql, " AND severity = ?", &q.severity);
-        cond(&mut sql, " AND status = ?", &q.status);
-        cond(&mut sql, " AND source_ip = ?", &q.source_ip);
-        cond(&mut sql, " AND end_time >= ?", &q.from);
-        cond(&mut sql, " AND start_time <= ?", &q.to);
-        if let Some(s) = q.simulated {
-            sql.push_str(if s {
-                " AND is_simulated = 1"
-            } else {
-                " AND is_simulated = 0"
-            });
-        }
         if let Some(k) = &q.after {
             args.push(Val::from(&k.end));
             let a = args.len();
@@ -376,6 +370,34 @@ fn cached_policy<'p>(
 
 /// Stores `a` if `policy` lets it through (returns whether it did), queueing its
 /// notifications when it is new or escalated.
+/// The WHERE conditions of `q`'s filters (each starting with ` AND `) and their arguments.
+fn filter_sql(q: &AlertQuery) -> (String, Vec<Val>) {
+    let mut sql = String::new();
+    let mut args: Vec<Val> = Vec::new();
+    let mut cond = |clause: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            args.push(Val::from(v));
+            sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+        }
+    };
+    cond(" AND server = ?", &q.server);
+    cond(" AND alert_type = ?", &q.alert_type);
+    cond(" AND severity = ?", &q.severity);
+    cond(" AND status = ?", &q.status);
+    cond(" AND source_ip = ?", &q.source_ip);
+    cond(" AND principal = ?", &q.principal);
+    cond(" AND end_time >= ?", &q.from);
+    cond(" AND start_time <= ?", &q.to);
+    if let Some(s) = q.simulated {
+        sql.push_str(if s {
+            " AND is_simulated = 1"
+        } else {
+            " AND is_simulated = 0"
+        });
+    }
+    (sql, args)
+}
+
 pub(super) fn admit(
     tx: &mut dyn Db,
     a: &Alert,

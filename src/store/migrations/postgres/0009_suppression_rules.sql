@@ -6,3 +6,6 @@ CREATE TABLE suppression_rules (
     properties  TEXT NOT NULL,
     updated_at  TEXT NOT NULL
 );
+
+-- A principal's alerts, newest first (the console's pivot from a role name, GET /alerts?principal=).
+CREATE INDEX alerts_principal_end ON alerts (principal, end_time);
