@@ -262,7 +262,7 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
         .unwrap();
     assert!(body.contains(EVIL_ROLE), "{body}");
     assert!(
-        body.contains("What to do") && body.contains("T1110"),
+        body.contains("Take action") && body.contains("What to do") && body.contains("T1110"),
         "{body}"
     );
     let pwned = c
@@ -659,6 +659,24 @@ async fn every_page_fits_a_desktop_and_a_phone_and_entities_are_pivots() {
     assert!(
         !listed.contains("HYPERLINK"),
         "only the principal's alerts: {listed}"
+    );
+
+    // The servers: the agent's health and how long it is still learning.
+    c.goto(&format!("{base}/console/servers")).await.unwrap();
+    let servers = until_text(&c, "main table", "db1").await;
+    assert!(
+        servers.contains("days left")
+            && servers.contains("reported")
+            && servers.contains("not scanned"),
+        "{servers}"
+    );
+    c.goto(&format!("{base}/console/servers/db1"))
+        .await
+        .unwrap();
+    let server = until_text(&c, "main", "Posture scan").await;
+    assert!(
+        server.contains("Agent") && server.contains("What is normal for db1"),
+        "{server}"
     );
 
     // Every page, on a desktop and on a phone.

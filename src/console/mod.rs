@@ -6,6 +6,7 @@
 //! token. A reader sees no action buttons, and the handlers refuse readers anyway.
 
 mod alerts;
+mod servers;
 mod source;
 mod suppression;
 mod view;
@@ -205,8 +206,8 @@ pub fn router() -> Router<Arc<ApiState>> {
         .route("/console/alerts/{id}", get(alert_page))
         .route("/console/alerts/{id}/{action}", post(act))
         .route("/console/blocks/{ip}/lift", post(lift_block))
-        .route("/console/servers", get(servers_page))
-        .route("/console/servers/{server}", get(profile_page))
+        .route("/console/servers", get(servers::list_page))
+        .route("/console/servers/{server}", get(servers::server_page))
         .route(
             "/console/servers/{server}/policy",
             get(policy_page).post(policy_save),
@@ -609,9 +610,6 @@ async fn alert_page(
                 }
             }
         }
-        @if caller.role == Role::Admin {
-            p { a href=(suppress_link(&a)) { "Suppress similar alerts…" } }
-        }
         section { h2 { "What happened" } p { (s(&a, "description")) } }
         section { h2 { "Why it is unusual" } p { (s(&a, "anomalyContext")) } }
         section {
@@ -641,9 +639,31 @@ async fn alert_page(
                 dt { "Client fingerprint" } dd { (e["fingerprint"].as_str().unwrap_or("not seen (logs only)")) }
             }
         }
-        section {
-            h2 { "What to do" }
+        section.take-action {
+            h2 { "Take action" }
+            h3 { "What to do" }
             ol { @for step in a["remediationSteps"].as_array().into_iter().flatten() { li { (step.as_str().unwrap_or("")) } } }
+            h3 { "What pgvigil can do" }
+            ul.can {
+                @if let Some(ip) = e["sourceIp"].as_str() {
+                    li { "See everything about " (view::source(ip)) ": its alerts on every server, where it is, whether it is blocked." }
+                }
+                @if caller.role == Role::Admin {
+                    li { a href=(suppress_link(&a)) { "Suppress similar alerts…" } ": a rule that dismisses future alerts like this one (a known scanner, a monitoring role), with an expiry." }
+                    @if let (Some(ip), true) = (source, blocked_now) {
+                        li {
+                            form.lift method="post" action={"/console/blocks/" (ip) "/lift"} {
+                                input type="hidden" name="csrf" value=(csrf);
+                                input type="hidden" name="alert" value=(id);
+                                button type="submit" { "Lift the block" }
+                                " of " (ip) " at the proxy, if it is a false positive."
+                            }
+                        }
+                    }
+                } @else {
+                    li { "An admin token can dismiss it, suppress alerts like it, or lift a block." }
+                }
+            }
         }
         section {
             h2 { "MITRE ATT&CK" }
@@ -662,14 +682,7 @@ async fn alert_page(
                     p { "The proxy refused new connections from " (e["sourceIp"].as_str().unwrap_or("this source"))
                         " from " (s(r, "since")) " until " (s(r, "until")) " (UTC)." }
                     @if blocked_now {
-                        p { "It is blocked now." }
-                        @if let (Some(ip), true) = (source, caller.role == Role::Admin) {
-                            form.lift method="post" action={"/console/blocks/" (ip) "/lift"} {
-                                input type="hidden" name="csrf" value=(csrf);
-                                input type="hidden" name="alert" value=(id);
-                                button type="submit" { "Lift the block" }
-                            }
-                        }
+                        p { "It is blocked now (see Take action to lift the block)." }
                     } @else {
                         p { "It is not blocked now." }
                     }
@@ -830,29 +843,44 @@ async fn lift_block(
 /// screen readers and for reading exact values.
 fn bar_chart(title: &str, what: &str, bars: &[(String, i64)]) -> Markup {
     let max = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1);
-    let (w, h, gap) = (760.0_f64, 160.0_f64, 2.0_f64);
+    // Room on the left for the count axis, below for the time axis.
+    let (left, w, h, gap) = (44.0_f64, 760.0_f64, 160.0_f64, 2.0_f64);
+    let plot = w - left;
     let bw = if bars.is_empty() {
-        w
+        plot
     } else {
-        w / bars.len() as f64
+        plot / bars.len() as f64
+    };
+    // Times shown as people read them: `2026-11-28T13` is "11-28 13:00".
+    let tick = |label: &str| match label.split_once('T') {
+        Some((d, hour)) => format!("{} {hour}:00", d.get(5..).unwrap_or(d)),
+        None => label.get(5..).unwrap_or(label).to_string(),
+    };
+    let ticks: Vec<usize> = if bars.len() > 1 {
+        vec![0, bars.len() / 2, bars.len() - 1]
+    } else {
+        vec![0]
     };
     html! {
         figure.chart {
-            svg width="100%" viewBox={"0 0 " (w) " " (h + 20.0)} role="img" aria-label=(title) {
+            svg width="100%" viewBox={"0 0 " (w) " " (h + 22.0)} role="img" aria-label=(title) {
                 @for (i, (label, n)) in bars.iter().enumerate() {
                     @let bh = (*n as f64 / max as f64) * h;
-                    rect x=(i as f64 * bw + gap / 2.0) y=(h - bh) width=((bw - gap).max(1.0)) height=(bh) {
+                    rect x=(left + i as f64 * bw + gap / 2.0) y=(h - bh) width=((bw - gap).max(1.0)) height=(bh) {
                         title { (label) ": " (n) }
                     }
                 }
-                line x1="0" y1=(h) x2=(w) y2=(h) stroke="#4a5360" {}
-                @if let (Some(first), Some(last)) = (bars.first(), bars.last()) {
-                    text x="0" y=(h + 16.0) font-size="12" { (first.0) }
-                    text x=(w) y=(h + 16.0) font-size="12" text-anchor="end" { (last.0) }
+                line.axis x1=(left) y1=(h) x2=(w) y2=(h) {}
+                line.axis x1=(left) y1="0" x2=(left) y2=(h) {}
+                text x=(left - 6.0) y="12" font-size="12" text-anchor="end" { (max) }
+                text x=(left - 6.0) y=(h) font-size="12" text-anchor="end" { "0" }
+                @for i in &ticks {
+                    @let x = left + (*i as f64 + 0.5) * bw;
+                    @let anchor = if *i == 0 { "start" } else if *i + 1 == bars.len() { "end" } else { "middle" };
+                    text x=(if anchor == "start" { left } else if anchor == "end" { w } else { x }) y=(h + 18.0) font-size="12" text-anchor=(anchor) { (tick(&bars[*i].0)) }
                 }
-                text x="4" y="12" font-size="12" { "max " (max) " per bucket" }
             }
-            figcaption { (title) }
+            figcaption { span.legend aria-hidden="true" {} " " (what) " — " (title) " (UTC; the axis on the left counts " (what.to_lowercase()) " per bar)" }
             details {
                 summary { "The numbers" }
                 table { thead { (head(&["When (UTC)", what])) }
@@ -1114,102 +1142,6 @@ fn may_change(caller: &Caller, csrf: &str, form_csrf: &str, what: &str) -> Optio
             &format!("Reader tokens cannot change {what}."),
         )
     })
-}
-
-async fn servers_page(State(st): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
-    let Some((_, caller, csrf)) = session(&st, &headers).await else {
-        return to_signin();
-    };
-    let store = st.store.clone();
-    let servers = match crate::api::blocking(move || store.list_servers()).await {
-        Ok(v) => v,
-        Err(e) => return failed(&caller, &csrf, &e),
-    };
-    let body = html! {
-        @if servers.is_empty() {
-            p { "No server has reported yet." }
-        } @else {
-            table {
-                caption { "Servers, and whether each is still learning what is normal" }
-                thead { (head(&["Server", "Mode", "Open alerts", "Events", "Last event (UTC)", "Learning until", "Policy"])) }
-                tbody { @for sv in &servers { tr {
-                    td { a href={"/console/servers/" (sv.name)} { (sv.name) } }
-                    td { (sv.mode) }
-                    td { a href={"/console/alerts?server=" (sv.name)} { (sv.open_alerts) } }
-                    td { (sv.events) }
-                    td { (sv.last_event.as_deref().unwrap_or("")) }
-                    td { (sv.learning_until.as_deref().unwrap_or("")) }
-                    td { a href={"/console/servers/" (sv.name) "/policy"} { "Alert policy" } }
-                } } }
-            }
-        }
-    };
-    page(
-        StatusCode::OK,
-        layout("Servers", Some((&caller, &csrf)), body),
-    )
-}
-
-/// The profile's kinds of entity, in the order shown, with their headings.
-const PROFILE_PARTS: [(&str, &str); 10] = [
-    ("principals", "Principals (roles that log in)"),
-    ("countries", "Countries"),
-    ("principalCountries", "Countries per principal"),
-    ("asns", "Networks (ASN)"),
-    ("cloudProviders", "Cloud providers"),
-    ("cloudRegions", "Cloud regions"),
-    ("applications", "Applications"),
-    ("fingerprints", "Client fingerprints (proxy)"),
-    ("domains", "Client domains (reverse DNS)"),
-    (
-        "announcedRoles",
-        "Roles created or enabled by known principals",
-    ),
-];
-
-async fn profile_page(
-    State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
-    Path(server): Path<String>,
-) -> Response {
-    let Some((_, caller, csrf)) = session(&st, &headers).await else {
-        return to_signin();
-    };
-    let store = st.store.clone();
-    let name = server.clone();
-    let profile = match crate::api::blocking(move || store.server_profile(&name)).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return refused(&caller, &csrf, StatusCode::NOT_FOUND, "No such server."),
-        Err(e) => return failed(&caller, &csrf, &e),
-    };
-    let title = format!("What is normal for {server}");
-    let body = html! {
-        @match &profile {
-            None => p { "The agent has not sent a profile yet." },
-            Some(p) => {
-                p.meta {
-                    "Learning since " (s(p, "firstLogin")) ", until " (s(p, "learningUntil"))
-                    "; entities unseen for " (p["lookBackDays"]) " days are forgotten. Alerts compare new logins with these."
-                }
-                @for (key, heading) in PROFILE_PARTS {
-                    @let rows = p[key].as_array().cloned().unwrap_or_default();
-                    section {
-                        h2 { (heading) }
-                        @if rows.is_empty() { p.hint { "None seen." } } @else {
-                            table {
-                                thead { (head(&["Seen", "First seen", "Last seen", "Count"])) }
-                                tbody { @for r in &rows { tr {
-                                    td { (s(r, "name")) } td { (s(r, "firstSeen")) } td { (s(r, "lastSeen")) } td { (r["count"]) }
-                                } } }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        p { a href={"/console/servers/" (server) "/policy"} { "Alert policy of " (server) } }
-    };
-    page(StatusCode::OK, layout(&title, Some((&caller, &csrf)), body))
 }
 
 /// The policy form as posted.
