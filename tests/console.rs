@@ -660,6 +660,9 @@ async fn every_page_fits_a_desktop_and_a_phone_and_entities_are_pivots() {
         !listed.contains("HYPERLINK"),
         "only the principal's alerts: {listed}"
     );
+    // And what the server's profile knows of it: the attacker's login made it known.
+    let known = until_text(&c, "section.principal", "Known on").await;
+    assert!(known.contains("db1") && known.contains("logins"), "{known}");
 
     // The servers: the agent's health and how long it is still learning.
     c.goto(&format!("{base}/console/servers")).await.unwrap();

@@ -77,9 +77,30 @@ pub(super) async fn list_page(
     };
     let query = crate::api::alerts::parse_query(&filters_of(&params));
     let store = st.store.clone();
-    let servers = crate::api::blocking(move || store.list_servers())
-        .await
-        .unwrap_or_default();
+    let principal = params.get("principal").cloned().unwrap_or_default();
+    // Filtered by a principal: what each server's profile knows of it (the pivot's other
+    // half: is this role one the server sees every day?).
+    let (servers, known) = crate::api::blocking(move || {
+        let servers = store.list_servers()?;
+        let mut known: Vec<(String, Value)> = Vec::new();
+        if !principal.is_empty() {
+            for sv in &servers {
+                let profile = store
+                    .server_profile(&sv.name)?
+                    .flatten()
+                    .unwrap_or_default();
+                if let Some(p) = profile["principals"]
+                    .as_array()
+                    .and_then(|ps| ps.iter().find(|p| p["name"] == principal.as_str()))
+                {
+                    known.push((sv.name.clone(), p.clone()));
+                }
+            }
+        }
+        Ok((servers, known))
+    })
+    .await
+    .unwrap_or_default();
     let (rows, next, total, problem) = match query {
         Ok(q) => {
             let store = st.store.clone();
@@ -159,6 +180,19 @@ pub(super) async fn list_page(
             "Export this filter: "
             a href={"/console/alerts/export?format=csv&" (filter)} download { "CSV" } " · "
             a href={"/console/alerts/export?format=json&" (filter)} download { "JSON" }
+        }
+        @if !pick("principal").is_empty() {
+            section.principal {
+                h2 { "Principal " (pick("principal")) }
+                @if known.is_empty() {
+                    p { "No server's profile knows this principal: it has not logged in successfully while pgvigil watched." }
+                } @else {
+                    ul { @for (sv, p) in &known { li {
+                        "Known on " (view::server(sv)) ": " (p["count"]) " logins, first "
+                        (view::when(now, s(p, "firstSeen"))) ", last " (view::when(now, s(p, "lastSeen"))) "."
+                    } } }
+                }
+            }
         }
         @if let Some(p) = problem {
             p.error role="alert" { (p) }

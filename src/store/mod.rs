@@ -352,6 +352,9 @@ fn configure(c: &Connection) -> rusqlite::Result<()> {
     // Copied into the database every 16 MiB of write-ahead log rather than 4: a page written
     // again and again (an index's last page, the checkpoint's) is copied once per round.
     c.pragma_update(None, "wal_autocheckpoint", 4000)?;
+    // Sorting and grouping (the console's counts, a page's order) in memory, not in a file in
+    // /var/tmp: the systemd unit lets pgvigil write only its own directories.
+    c.pragma_update(None, "temp_store", "MEMORY")?;
     c.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(())
 }
