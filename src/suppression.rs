@@ -344,9 +344,12 @@ impl Rule {
         self.enabled && self.expires.as_deref().is_none_or(|e| e > now)
     }
 
-    /// Whether a new alert falls under the rule (the rule being active).
-    pub fn matches(&self, a: &Alert) -> bool {
-        self.alert_type.is_none_or(|t| t == a.alert_type) && self.scope.iter().all(|c| c.holds(a))
+    /// Whether a new alert raised at `now` falls under the rule: the rule is on, and the
+    /// alert has its type and meets every condition.
+    pub fn suppresses(&self, a: &Alert, now: &str) -> bool {
+        self.active(now)
+            && self.alert_type.is_none_or(|t| t == a.alert_type)
+            && self.scope.iter().all(|c| c.holds(a))
     }
 
     pub fn state(&self, now: &str) -> &'static str {
@@ -484,6 +487,9 @@ mod tests {
         }
     }
 
+    /// A time before any expiry in these tests.
+    const NOW: &str = "2026-01-01T00:00:00.000Z";
+
     fn rule(props: Value) -> Result<Rule, RuleError> {
         Rule::from_body(
             "scanner",
@@ -503,11 +509,17 @@ mod tests {
             ]},
         }))
         .unwrap();
-        assert!(r.matches(&alert(AlertType::BruteForce, "db1", "10.8.3.4", "app")));
-        assert!(r.matches(&alert(AlertType::BruteForce, "db1", "192.0.2.7", "app")));
-        assert!(!r.matches(&alert(AlertType::BruteForce, "db1", "10.9.3.4", "app")));
-        assert!(!r.matches(&alert(AlertType::BruteForce, "db2", "10.8.3.4", "app")));
-        assert!(!r.matches(&alert(AlertType::PasswordSpray, "db1", "10.8.3.4", "app")));
+        assert!(r.suppresses(&alert(AlertType::BruteForce, "db1", "10.8.3.4", "app"), NOW));
+        assert!(r.suppresses(
+            &alert(AlertType::BruteForce, "db1", "192.0.2.7", "app"),
+            NOW
+        ));
+        assert!(!r.suppresses(&alert(AlertType::BruteForce, "db1", "10.9.3.4", "app"), NOW));
+        assert!(!r.suppresses(&alert(AlertType::BruteForce, "db2", "10.8.3.4", "app"), NOW));
+        assert!(!r.suppresses(
+            &alert(AlertType::PasswordSpray, "db1", "10.8.3.4", "app"),
+            NOW
+        ));
         // As written, a single address without /32.
         assert_eq!(
             r.properties()["suppressionAlertsScope"]["allOf"][1]["in"],
@@ -523,9 +535,18 @@ mod tests {
             "suppressionAlertsScope": {"allOf": [{"field": "entities.principal", "in": ["nagios"]}]},
         }))
         .unwrap();
-        assert!(r.matches(&alert(AlertType::GeoAnomaly, "db1", "10.0.0.1", "nagios")));
-        assert!(!r.matches(&alert(AlertType::GeoAnomaly, "db1", "10.0.0.1", "Nagios")));
-        assert!(!r.matches(&alert(AlertType::GeoAnomaly, "db1", "10.0.0.1", "nagios2")));
+        assert!(r.suppresses(
+            &alert(AlertType::GeoAnomaly, "db1", "10.0.0.1", "nagios"),
+            NOW
+        ));
+        assert!(!r.suppresses(
+            &alert(AlertType::GeoAnomaly, "db1", "10.0.0.1", "Nagios"),
+            NOW
+        ));
+        assert!(!r.suppresses(
+            &alert(AlertType::GeoAnomaly, "db1", "10.0.0.1", "nagios2"),
+            NOW
+        ));
     }
 
     #[test]

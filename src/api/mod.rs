@@ -174,6 +174,35 @@ impl ApiState {
 }
 
 impl ApiState {
+    /// Until when (RFC 3339 UTC) `ip` is refused now: by this process's proxy, or by the
+    /// store's list that every proxy of the fleet enforces; `None` when it is not.
+    pub async fn blocked_until(
+        &self,
+        ip: std::net::IpAddr,
+    ) -> std::result::Result<Option<String>, ApiError> {
+        let now = crate::store::now_ms();
+        let local = self.proxy.as_ref().and_then(|p| {
+            p.blocks
+                .is_blocked(ip, now)
+                .then(|| {
+                    p.blocks
+                        .list()
+                        .into_iter()
+                        .find(|b| b.source_ip == ip.to_string())
+                })
+                .flatten()
+        });
+        if let Some(b) = local {
+            return Ok(Some(b.until));
+        }
+        let store = self.store.clone();
+        let stored = blocking(move || store.active_blocks(&crate::store::now_utc())).await?;
+        Ok(stored
+            .into_iter()
+            .find(|b| b.source_ip == ip.to_string())
+            .map(|b| b.until))
+    }
+
     /// An operator lets `ip` in again: at once at this process's proxy, and through the
     /// store at every proxy of the fleet; its alerts block no more. The block lifted, or
     /// `None` when the source was not blocked.

@@ -339,7 +339,7 @@ pub fn run(args: Args) -> Result<u8> {
             for a in &mut alerts {
                 // An alert a suppression rule will dismiss blocks no one: the operator has
                 // said its source is expected.
-                if rules.iter().any(|r| r.active(&now_utc) && r.matches(a)) {
+                if rules.iter().any(|r| r.suppresses(a, &now_utc)) {
                     continue;
                 }
                 started |= g.proxy.blocks.consider(a, now_ms());

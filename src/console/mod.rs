@@ -572,17 +572,7 @@ async fn alert_page(
     // Whether the source is blocked now (the alert's evidence says only that it was).
     let source: Option<std::net::IpAddr> = e["sourceIp"].as_str().and_then(|ip| ip.parse().ok());
     let blocked_now = match source {
-        Some(ip) => {
-            let local = st
-                .proxy
-                .as_ref()
-                .is_some_and(|p| p.blocks.is_blocked(ip, crate::store::now_ms()));
-            let store = st.store.clone();
-            local
-                || crate::api::blocking(move || store.active_blocks(&crate::store::now_utc()))
-                    .await
-                    .is_ok_and(|b| b.iter().any(|b| b.source_ip == ip.to_string()))
-        }
+        Some(ip) => st.blocked_until(ip).await.is_ok_and(|u| u.is_some()),
         None => false,
     };
     let actions: [(&str, &str, &str); 4] = [
@@ -952,7 +942,7 @@ fn head(cols: &[&str]) -> Markup {
     html! { tr { @for c in cols { th scope="col" { (c) } } } }
 }
 
-fn url_encode(s: &str) -> String {
+pub(super) fn url_encode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 

@@ -40,27 +40,21 @@ pub(super) async fn source_page(
         top: LISTED,
         ..Default::default()
     };
-    let now_utc = crate::store::now_utc();
     let data = blocking(move || {
         Ok::<_, crate::store::StoreError>((
             store.list_alerts(&q)?.0,
             store.count_alerts(&q, COUNTED)?,
-            store.active_blocks(&now_utc)?,
         ))
     })
     .await;
-    let (alerts, total, blocks) = match data {
+    let (alerts, total) = match data {
         Ok(x) => x,
         Err(e) => return failed(&caller, &csrf, &e),
     };
-    let local = st
-        .proxy
-        .as_ref()
-        .and_then(|p| p.blocks.list().into_iter().find(|b| b.source_ip == ip));
-    let block = blocks.iter().find(|b| b.source_ip == ip);
-    let until = block
-        .map(|b| b.until.clone())
-        .or_else(|| local.map(|b| b.until));
+    let until = match st.blocked_until(addr).await {
+        Ok(u) => u,
+        Err(e) => return failed(&caller, &csrf, &e),
+    };
     // What the newest alert with a location knows of where the address is.
     let placed = alerts
         .iter()

@@ -184,13 +184,6 @@ fn conditions_text(r: &Rule) -> String {
         .join("; and ")
 }
 
-fn type_title(t: &str) -> String {
-    crate::alert::AlertType::ALL
-        .into_iter()
-        .find(|x| x.as_str() == t)
-        .map_or_else(|| "every alert type".to_string(), |x| x.title().to_string())
-}
-
 fn rules_markup(
     rules: &[Rule],
     form: &RuleForm,
@@ -224,7 +217,7 @@ fn rules_markup(
                         @for r in rules {
                             tr {
                                 td data-label="Name" { a href={"/console/suppression/" (r.name)} { (r.name) } }
-                                td data-label="Alerts" { (type_title(r.alert_type.map_or("*", |t| t.as_str()))) }
+                                td data-label="Alerts" { (r.alert_type.map_or("every alert type", |t| t.title())) }
                                 td data-label="Conditions" { (conditions_text(r)) }
                                 td data-label="Reason" { (r.reason) @if !r.comment.is_empty() { br; small { (r.comment) } } }
                                 td data-label="State" { (r.state(&now)) }

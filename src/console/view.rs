@@ -2,6 +2,7 @@
 //! hover, entities as links to their pages (the pivots), MITRE techniques by name, the
 //! "succeeded" badge, an alert's title and count.
 
+use super::url_encode;
 use maud::{html, Markup};
 use serde_json::Value;
 
@@ -26,10 +27,6 @@ pub fn ago(now_ms: i64, iso: &str) -> String {
 /// A time as its age, the exact UTC time on hover and for machines.
 pub fn when(now_ms: i64, iso: &str) -> Markup {
     html! { time datetime=(iso) title={(iso.replace('T', " ")) " UTC"} { (ago(now_ms, iso)) } }
-}
-
-fn url_encode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// An address as the link to its page: every alert and login of it across servers.

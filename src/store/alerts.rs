@@ -134,7 +134,7 @@ impl Store {
             let rules = if batch.alerts.is_empty() || batch.simulated {
                 Vec::new()
             } else {
-                super::suppression::active(tx, &now)?
+                super::suppression::all(tx)?
             };
             // Several updates of one alert in a batch are one update: its last state.
             let mut last: HashMap<&str, usize> = HashMap::new();
@@ -412,7 +412,7 @@ pub(super) fn admit(
         return Ok(false);
     }
     let simulated = batch.simulated;
-    let rule = rules.iter().find(|r| r.matches(a));
+    let rule = rules.iter().find(|r| r.suppresses(a, now));
     let (stored, notify, suppressed) = upsert(tx, a, simulated, rule, now)?;
     if let Some(r) = rule.filter(|_| suppressed) {
         // Dismissed as raised: like a person's dismissal, it blocks no source (for this

@@ -26,11 +26,6 @@ pub(super) fn all(c: &mut dyn Db) -> Result<Vec<Rule>> {
     .collect()
 }
 
-/// The rules in force at `now`.
-pub(super) fn active(c: &mut dyn Db, now: &str) -> Result<Vec<Rule>> {
-    Ok(all(c)?.into_iter().filter(|r| r.active(now)).collect())
-}
-
 impl Store {
     pub fn suppression_rules(&self) -> Result<Vec<Rule>> {
         self.read(|c| all(c))
