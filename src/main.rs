@@ -5,6 +5,8 @@ mod cli;
 
 // Events are made on the reading thread and freed on the detecting one; mimalloc handles that
 // (and pgvigil's many small allocations) with less contention than the system allocator.
+// Built without transparent huge pages (feature `no_thp`): with them, each 2 MiB page that
+// held a few live blocks stayed resident, and an idle `run` held 85 MB instead of 53.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
