@@ -352,6 +352,41 @@ async fn sign_in_see_open_and_dismiss_an_alert_in_a_real_browser() {
         .map(|a| a["severity"].as_str().unwrap())
         .collect();
     assert!(rows[0].contains(api_sev[0]), "{rows:?} {api_sev:?}");
+    // A click on a column's heading sorts the whole list by it, as the API does.
+    c.goto(&format!("{base}/console/alerts")).await.unwrap();
+    until_text(&c, "table", "127.0.4").await;
+    c.find(Locator::LinkText("Source"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !c
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("sort=sourceIp")
+    {
+        assert!(std::time::Instant::now() < end, "the heading did not sort");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let caption = until_text(&c, "table caption", "by source").await;
+    let sorted = c
+        .find(Locator::Css("th[aria-sort='ascending']"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(sorted, "Source", "{caption}");
+    let first_row = until_text(&c, "table tbody tr", "127.0.4").await;
+    let (_, by_source) = api_get(&base, "/alerts?orderBy=sourceIp", &reader);
+    let want = by_source["value"][0]["entities"]["sourceIp"]
+        .as_str()
+        .unwrap();
+    assert!(first_row.contains(want), "{first_row} / {by_source:#}");
     c.goto(&format!("{base}/console/alerts?alertType=PostgreSQL_Probe"))
         .await
         .unwrap();
@@ -681,6 +716,24 @@ async fn every_page_fits_a_desktop_and_a_phone_and_entities_are_pivots() {
         server.contains("Agent") && server.contains("What is normal for db1"),
         "{server}"
     );
+    // The files the agent follows, with their format (reported with the profile).
+    let end = std::time::Instant::now() + Duration::from_secs(40);
+    let log_dir = cl.log_dir.display().to_string();
+    loop {
+        c.refresh().await.unwrap();
+        let follows = until_text(&c, "main", "Follows").await;
+        if follows.contains(&log_dir) {
+            assert!(
+                ["(stderr", "(csvlog", "(jsonlog"]
+                    .iter()
+                    .any(|f| follows.contains(f)),
+                "{follows}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "{follows}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // Every page, on a desktop and on a phone.
     let pages = [

@@ -6,7 +6,7 @@
 
 mod support;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -1701,12 +1701,17 @@ async fn blocks_survive_a_restart_and_a_lift_anywhere_reaches_the_proxy() {
     let other_base = format!("http://{}", other.api_addr());
     let agent = raw_agent();
     let cookie = form_sign_in(&agent, &other_base, &admin).unwrap();
-    let mut page = agent
-        .get(format!("{other_base}/console/alerts/{cause}"))
-        .header("Cookie", &cookie)
-        .call()
-        .unwrap();
-    let html = page.body_mut().read_to_string().unwrap();
+    let alert_page = || {
+        agent
+            .get(format!("{other_base}/console/alerts/{cause}"))
+            .header("Cookie", &cookie)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    };
+    let html = alert_page();
     assert!(html.contains("It is blocked now"), "{html}");
     let csrf = html
         .split("name=\"csrf\" value=\"")
@@ -1743,6 +1748,92 @@ async fn blocks_survive_a_restart_and_a_lift_anywhere_reaches_the_proxy() {
     let (_, trail) = api_get(&other_base, "/audit?action=block.lift", &admin);
     assert_eq!(trail["value"][0]["target"], "127.0.0.1", "{trail:#}");
     assert_eq!(trail["value"][0]["actor"], "boss", "{trail:#}");
+
+    // The admin thinks better of it and blocks the source by hand, from the same page of
+    // that other instance: the proxy refuses it again within about a second.
+    let html = alert_page();
+    assert!(
+        html.contains("action=\"/console/blocks/127.0.0.1/block\""),
+        "{html}"
+    );
+    let r = post_form(
+        &agent,
+        &format!("{other_base}/console/blocks/127.0.0.1/block"),
+        &cookie,
+        &format!("csrf={csrf}&alert={cause}&minutes=60&back=alert"),
+    );
+    assert_eq!(r.status().as_u16(), 303);
+    let blocked = std::time::Instant::now();
+    while connect("127.0.0.1", addr, "app", APP_PASSWORD)
+        .await
+        .is_ok()
+    {
+        assert!(
+            blocked.elapsed() < Duration::from_secs(10),
+            "the block never reached the proxy\n{}",
+            run.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        blocked.elapsed() < Duration::from_secs(3),
+        "refused after {:?}",
+        blocked.elapsed()
+    );
+    let (_, trail) = api_get(&other_base, "/audit?action=block.put", &admin);
+    assert_eq!(
+        (
+            &trail["value"][0]["target"],
+            &trail["value"][0]["actor"],
+            &trail["value"][0]["detail"]["alertId"]
+        ),
+        (&json!("127.0.0.1"), &json!("boss"), &json!(cause)),
+        "{trail:#}"
+    );
+    // Over the API: a reader may not; an alert of another source, or a duration past 30
+    // days, is refused with the field named.
+    let reader = setup.token("eve", "reader");
+    let body = |id: &str, minutes: u64| json!({"alertId": id, "durationMinutes": minutes});
+    assert_eq!(
+        api_put(
+            &other_base,
+            "/proxy/blocks/127.0.0.1",
+            &reader,
+            &body(&cause, 60)
+        )
+        .0,
+        403
+    );
+    let (st, e) = api_put(
+        &other_base,
+        "/proxy/blocks/127.0.0.2",
+        &admin,
+        &body(&cause, 60),
+    );
+    assert_eq!(st, 409, "{e:#}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("alertId"),
+        "{e:#}"
+    );
+    let (st, e) = api_put(
+        &other_base,
+        "/proxy/blocks/127.0.0.1",
+        &admin,
+        &body(&cause, 50_000),
+    );
+    assert_eq!(st, 400, "{e:#}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("durationMinutes"),
+        "{e:#}"
+    );
+    // Lifted over the API this time, for what follows.
+    assert_eq!(
+        api_send(&other_base, "DELETE", "/proxy/blocks/127.0.0.1", &admin).0,
+        200
+    );
     drop(other);
     drop(run);
 

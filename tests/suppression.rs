@@ -9,22 +9,6 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use support::*;
 
-fn put(base: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut r = agent
-        .put(&format!("{base}{path}"))
-        .header("Authorization", &format!("Bearer {token}"))
-        .header("Content-Type", "application/json")
-        .send(body.to_string().as_bytes())
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.body_mut().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rule_dismisses_the_scanners_alerts_and_only_the_attacker_is_notified() {
     scenario("").await;
@@ -73,12 +57,12 @@ async fn scenario(store: &str) {
     }});
     // Readers may look, not change; a wrong body is refused with the field named.
     assert_eq!(
-        put(&base, "/alertsSuppressionRules/scanner", &reader, &rule).0,
+        api_put(&base, "/alertsSuppressionRules/scanner", &reader, &rule).0,
         403
     );
     let mut wrong = rule.clone();
     wrong["properties"]["suppressionAlertsScope"]["allOf"][0]["in"] = json!(["127.0.0.5/33"]);
-    let (st, e) = put(&base, "/alertsSuppressionRules/scanner", &admin, &wrong);
+    let (st, e) = api_put(&base, "/alertsSuppressionRules/scanner", &admin, &wrong);
     assert_eq!(st, 400, "{e}");
     assert!(
         e["error"]["message"]
@@ -87,7 +71,7 @@ async fn scenario(store: &str) {
             .contains("suppressionAlertsScope.allOf[0].in[0]"),
         "{e}"
     );
-    let (st, made) = put(&base, "/alertsSuppressionRules/scanner", &admin, &rule);
+    let (st, made) = api_put(&base, "/alertsSuppressionRules/scanner", &admin, &rule);
     assert_eq!(st, 201, "{made}");
     assert_eq!(made["properties"]["state"], "Enabled");
     let (st, list) = api_get(&base, "/alertsSuppressionRules", &reader);

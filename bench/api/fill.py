@@ -54,7 +54,7 @@ else:
     psycopg2.extras.execute_values(cur, "INSERT INTO servers (name) VALUES %s ON CONFLICT DO NOTHING",
                                    [(s,) for s in servers])
     c.commit()
-    # As autovacuum would soon after.
+    # As autovacuum would soon after (an insert-only table is vacuumed too since PostgreSQL 13).
     c.autocommit = True
-    c.cursor().execute("ANALYZE")
+    c.cursor().execute("VACUUM ANALYZE")
 print(f"{n} alerts stored", file=sys.stderr)

@@ -3,7 +3,7 @@
 
 use super::{blocking, ApiError, ApiResult, ApiState, Caller};
 use crate::alert::{AlertType, Severity};
-use crate::store::{AlertQuery, PageKey, Status};
+use crate::store::{AlertQuery, Order, PageKey, SortKey, Status};
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use serde_json::Value;
@@ -24,14 +24,44 @@ pub(super) fn time_param(name: &str, v: &str) -> ApiResult<String> {
         .map_err(|_| bad(name, "not an RFC 3339 time (e.g. 2026-11-28T12:00:00Z)"))
 }
 
-/// A page position as text: `[rank_]end_id`, the end time in the store's spelling. Every
+/// A page position as text: `[key_]end_id`, the end time in the store's spelling; the key is
+/// a severity's rank, or `t` and a column's text in hex for the orders by a column. Every
 /// string of that shape (the OpenAPI document's `skipToken` pattern) is a position, so a
 /// client can only ask for a page, never for an error.
 fn encode_token(k: &PageKey) -> String {
-    match k.rank {
-        Some(r) => format!("{r}_{}_{}", k.end, k.id),
+    match &k.sort {
+        Some(SortKey::Rank(r)) => format!("{r}_{}_{}", k.end, k.id),
+        Some(SortKey::Text(t)) => {
+            // PostgreSQL's names are at most 63 bytes and servers are named by their
+            // operators; a name past the limit is cut at a character.
+            let t = crate::event::truncate(t, MAX_KEY_BYTES);
+            let hex: String = t.bytes().map(|b| format!("{b:02x}")).collect();
+            format!("t{hex}_{}_{}", k.end, k.id)
+        }
         None => format!("{}_{}", k.end, k.id),
     }
+}
+
+/// The longest text a page position carries.
+const MAX_KEY_BYTES: usize = 1024;
+
+/// A column's text from its hex, or `None` when it is not hex of up to `MAX_KEY_BYTES` bytes.
+fn text_key(hex: &str) -> Option<String> {
+    if !hex.len().is_multiple_of(2) || hex.len() > 2 * MAX_KEY_BYTES {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            let pair = hex.get(i..i + 2)?;
+            pair.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+                .then(|| u8::from_str_radix(pair, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<Vec<u8>>>()?;
+    // Any bytes make a position: text that is not UTF-8 sorts where its lossy form does.
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn is_store_time(s: &str) -> bool {
@@ -51,10 +81,16 @@ fn is_store_time(s: &str) -> bool {
 fn decode_token(t: &str) -> ApiResult<PageKey> {
     let bad_token = || bad("skipToken", "not a token from a nextLink");
     let parts: Vec<&str> = t.split('_').collect();
-    let (rank, end, id) = match parts[..] {
+    let (sort, end, id) = match parts[..] {
         [end, id] => (None, end, id),
-        [rank, end, id] => match rank.parse::<i64>() {
-            Ok(r) if rank.len() == 1 && (0..=2).contains(&r) => (Some(r), end, id),
+        [key, end, id] => match (key.parse::<i64>(), key.strip_prefix('t')) {
+            (Ok(r), _) if key.len() == 1 && (0..=2).contains(&r) => {
+                (Some(SortKey::Rank(r)), end, id)
+            }
+            (_, Some(hex)) => match text_key(hex) {
+                Some(t) => (Some(SortKey::Text(t)), end, id),
+                None => return Err(bad_token()),
+            },
             _ => return Err(bad_token()),
         },
         _ => return Err(bad_token()),
@@ -66,7 +102,7 @@ fn decode_token(t: &str) -> ApiResult<PageKey> {
         return Err(bad_token());
     }
     Ok(PageKey {
-        rank,
+        sort,
         end: end.into(),
         id: id.into(),
     })
@@ -126,16 +162,13 @@ pub(crate) fn parse_query(params: &HashMap<String, String>) -> ApiResult<AlertQu
             }
             "skipToken" | "$skipToken" => q.after = Some(decode_token(v)?),
             "orderBy" | "$orderBy" => {
-                q.by_severity = match v.as_str() {
-                    "severity" => true,
-                    "endTime" => false,
-                    _ => {
-                        return Err(bad(
-                            k,
-                            "must be endTime (newest first) or severity (High first)",
-                        ))
-                    }
-                }
+                q.order = Order::parse(v).ok_or_else(|| {
+                    bad(
+                        k,
+                        "must be endTime (newest first), severity (High first), or server, \
+                         alertType, sourceIp or principal (A to Z, then newest first)",
+                    )
+                })?
             }
             "api-version" => {}
             other => {
@@ -273,7 +306,7 @@ mod tests {
             .into_iter()
             .collect();
         let key = PageKey {
-            rank: None,
+            sort: None,
             end: "2026-11-28T12:00:00.000Z".into(),
             id: "abc".into(),
         };
@@ -294,16 +327,34 @@ mod tests {
             .unwrap();
         let skip = params.iter().find(|p| p["name"] == "skipToken").unwrap();
         let by_severity = PageKey {
-            rank: Some(1),
+            sort: Some(SortKey::Rank(1)),
             ..key.clone()
         };
-        for t in [tok.to_string(), encode_token(&by_severity)] {
+        let by_principal = PageKey {
+            sort: Some(SortKey::Text("Émile_x\u{0}".into())),
+            ..key.clone()
+        };
+        assert_eq!(
+            decode_token(&encode_token(&by_principal)).unwrap(),
+            by_principal
+        );
+        for t in [
+            tok.to_string(),
+            encode_token(&by_severity),
+            encode_token(&by_principal),
+        ] {
             assert!(
                 jsonschema::is_valid(&skip["schema"], &Value::String(t.clone())),
                 "{t}"
             );
         }
-        for t in ["zz", "3_2026-11-28T12:00:00.000Z_abc", "2026-11-28_abc"] {
+        for t in [
+            "zz",
+            "3_2026-11-28T12:00:00.000Z_abc",
+            "2026-11-28_abc",
+            "tA0_2026-11-28T12:00:00.000Z_abc",
+            "t0_2026-11-28T12:00:00.000Z_abc",
+        ] {
             assert!(
                 !jsonschema::is_valid(&skip["schema"], &Value::String(t.into())),
                 "{t}"
@@ -311,7 +362,7 @@ mod tests {
             assert!(decode_token(t).is_err(), "{t}");
         }
         let by_severity = PageKey {
-            rank: Some(1),
+            sort: Some(SortKey::Rank(1)),
             ..key
         };
         assert_eq!(

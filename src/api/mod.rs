@@ -203,6 +203,50 @@ impl ApiState {
             .map(|b| b.until))
     }
 
+    /// An operator blocks the source of alert `alert_id` by hand for `minutes`: stored, so
+    /// that every proxy of the fleet (this process's included) refuses it within a second.
+    /// Refused (409) when the alert's source is another address or the address is on this
+    /// proxy's allowlist.
+    pub async fn block(
+        &self,
+        ip: std::net::IpAddr,
+        alert_id: &str,
+        minutes: u32,
+        who: &str,
+    ) -> std::result::Result<crate::store::blocks::StoredBlock, ApiError> {
+        if self.proxy.as_ref().is_some_and(|p| p.blocks.allows(ip)) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "Allowlisted",
+                format!("{ip} is on the proxy's allowlist (proxy.active_response.allowlist) and is never blocked"),
+            ));
+        }
+        let store = self.store.clone();
+        let id = alert_id.to_string();
+        let alert = blocking(move || store.get_alert(&id))
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such alert"))?;
+        let source = alert["entities"]["sourceIp"].as_str().unwrap_or_default();
+        if source.parse::<std::net::IpAddr>().ok() != Some(ip) {
+            // The alert exists and the address is one: they do not go together (a conflict
+            // of what is stored, not a malformed request).
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "SourceMismatch",
+                format!("alertId: the alert's source is {source:?}, not {ip}"),
+            ));
+        }
+        let until = crate::event::format_time(crate::store::now_ms() + i64::from(minutes) * 60_000);
+        let alert_type = alert["alertType"].as_str().unwrap_or_default().to_string();
+        let (store, who, id) = (self.store.clone(), who.to_string(), alert_id.to_string());
+        let b = blocking(move || {
+            store.block_by_hand(&ip.to_string(), (&id, &alert_type), &until, &who)
+        })
+        .await?;
+        tracing::warn!(source = %ip, until = %b.until, by = %b.alert_id, "source blocked by an operator");
+        Ok(b)
+    }
+
     /// An operator lets `ip` in again: at once at this process's proxy, and through the
     /// store at every proxy of the fleet; its alerts block no more. The block lifted, or
     /// `None` when the source was not blocked.
@@ -558,7 +602,10 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
         .route("/servers/{server}/profile", get(servers::profile))
         .route("/servers/{server}/posture", get(servers::posture))
         .route("/proxy/blocks", get(servers::blocks))
-        .route("/proxy/blocks/{ip}", delete(servers::lift_block))
+        .route(
+            "/proxy/blocks/{ip}",
+            delete(servers::lift_block).put(servers::put_block),
+        )
         .route(
             "/servers/{server}/securityAlertPolicies",
             get(policies::list),

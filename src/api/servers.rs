@@ -78,6 +78,42 @@ pub(super) async fn lift_block(
     Ok(Json(lifted))
 }
 
+/// Longest block an operator sets by hand: 30 days.
+const MAX_BLOCK_MINUTES: u32 = 30 * 24 * 60;
+
+/// The body of `PUT /proxy/blocks/{ip}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct BlockBody {
+    alert_id: String,
+    duration_minutes: u32,
+}
+
+/// `PUT /proxy/blocks/{ip}`: an operator blocks the source of an alert for a while.
+pub(super) async fn put_block(
+    State(st): State<Arc<ApiState>>,
+    Extension(caller): Extension<super::Caller>,
+    Path(ip): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let ip: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| ApiError::bad_request("InvalidParameterValue", "ip: not an IP address"))?;
+    let body: BlockBody = serde_json::from_value(super::json_body(&headers, body)?)
+        .map_err(|e| ApiError::bad_request("InvalidRequestContent", format!("body: {e}")))?;
+    if !(1..=MAX_BLOCK_MINUTES).contains(&body.duration_minutes) {
+        return Err(ApiError::bad_request(
+            "InvalidParameterValue",
+            format!("durationMinutes: must be from 1 to {MAX_BLOCK_MINUTES} (30 days)"),
+        ));
+    }
+    let b = st
+        .block(ip, &body.alert_id, body.duration_minutes, &caller.name)
+        .await?;
+    Ok(Json(stored_json(&b)))
+}
+
 pub(super) fn stored_json(b: &crate::store::blocks::StoredBlock) -> Value {
     serde_json::json!({
         "sourceIp": b.source_ip,

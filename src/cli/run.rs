@@ -630,6 +630,8 @@ fn commit(
         } else {
             Vec::new()
         },
+        // As often as the profile: it changes as rarely.
+        inputs: send_profile.then(|| follower.inputs().to_string()),
     });
     let bytes = checkpoint.then(|| {
         Checkpoint::capture(

@@ -1,11 +1,11 @@
 //! `/console/alerts`: the alert list — filters (server, type, severity, status, source
-//! address, principal, dates), the total that matches, newest or highest severity first,
-//! paged; bulk dismiss / resolve of the rows ticked; the current filter exported as CSV or
-//! JSON.
+//! address, principal, dates), the total that matches, sorted by a column (newest first,
+//! highest severity first, or a column A to Z), paged; bulk dismiss / resolve of the rows
+//! ticked; the current filter exported as CSV or JSON.
 
 use super::{failed, layout, may_change, page, refused, s, session, to_signin, view};
 use crate::api::ApiState;
-use crate::store::{Role, Status};
+use crate::store::{Order, Role, Status};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -20,6 +20,29 @@ const COUNT_CAP: u64 = 100_000;
 const EXPORT_CAP: usize = 10_000;
 /// Alerts changed by one bulk action.
 const BULK_CAP: usize = 1000;
+
+/// The orders the list offers, in words.
+const ORDERS: &[(Order, &str)] = &[
+    (Order::Newest, "newest first"),
+    (Order::Severity, "highest severity first"),
+    (Order::AlertType, "by alert, A to Z"),
+    (Order::Server, "by server, A to Z"),
+    (Order::SourceIp, "by source, A to Z"),
+    (Order::Principal, "by principal, A to Z"),
+];
+
+/// The list's columns, with the order a click on each heading sorts by.
+const COLUMNS: &[(&str, Option<Order>)] = &[
+    ("Severity", Some(Order::Severity)),
+    ("Alert", Some(Order::AlertType)),
+    ("Server", Some(Order::Server)),
+    ("Source", Some(Order::SourceIp)),
+    ("Principal", Some(Order::Principal)),
+    ("Count", None),
+    ("Status", None),
+    ("Started", None),
+    ("Last seen", Some(Order::Newest)),
+];
 
 /// The form's values as the API's filters: dates become the day's first and last instant.
 fn filters_of(params: &HashMap<String, String>) -> HashMap<String, String> {
@@ -42,9 +65,9 @@ fn filters_of(params: &HashMap<String, String>) -> HashMap<String, String> {
             "top" => {
                 filters.insert("$top".into(), v.clone());
             }
-            // Severity order is the store's, over the whole list, not each page's.
-            "sort" if v == "severity" => {
-                filters.insert("orderBy".into(), "severity".into());
+            // Every order is the store's, over the whole list, not each page's.
+            "sort" if Order::parse(v).is_some() => {
+                filters.insert("orderBy".into(), v.clone());
             }
             _ => {}
         }
@@ -117,7 +140,10 @@ pub(super) async fn list_page(
         }
         Err(e) => (Vec::new(), None, 0, Some(e.message.clone())),
     };
-    let by_severity = params.get("sort").map(String::as_str) == Some("severity");
+    let order = params
+        .get("sort")
+        .and_then(|v| Order::parse(v))
+        .unwrap_or_default();
     let older = next.map(|key| {
         let kept: HashMap<String, String> = params
             .iter()
@@ -170,8 +196,9 @@ pub(super) async fn list_page(
             label { "To " input type="date" name="to" value=(pick("to")); }
             label { "Order "
                 select name="sort" {
-                    option value="" selected[!by_severity] { "newest first" }
-                    option value="severity" selected[by_severity] { "highest severity first" }
+                    @for (o, words) in ORDERS {
+                        option value=(o.name()) selected[order == *o] { (words) }
+                    }
                 }
             }
             button type="submit" { "Filter" }
@@ -208,11 +235,20 @@ pub(super) async fn list_page(
                         caption {
                             @if total >= COUNT_CAP { "More than " (COUNT_CAP) " alerts" } @else { (total) @if total == 1 { " alert" } @else { " alerts" } }
                             @if total as usize > rows.len() { ", " (rows.len()) " on this page" }
-                            @if by_severity { ", highest severity first" } @else { ", newest first" }
+                            ", " (ORDERS.iter().find(|(o, _)| *o == order).map_or("newest first", |x| x.1))
                         }
                         thead { tr {
                             @if can_edit { th scope="col" { span.visually-hidden { "Select" } } }
-                            @for c in ["Severity", "Alert", "Server", "Source", "Principal", "Count", "Status", "Started", "Last seen"] { th scope="col" { (c) } }
+                            @for (c, by) in COLUMNS {
+                                @match by {
+                                    Some(by) => {
+                                        th scope="col" aria-sort=[(order == *by).then_some(if *by == Order::Newest { "descending" } else { "ascending" })] {
+                                            a.sort href={"/console/alerts?" (keep(&params, &["skipToken", "sort"])) "&sort=" (by.name())} title={"Sort: " (ORDERS.iter().find(|(o, _)| o == by).map_or("", |x| x.1))} { (c) }
+                                        }
+                                    }
+                                    None => { th scope="col" { (c) } }
+                                }
+                            }
                         } }
                         tbody {
                             @for a in &rows {

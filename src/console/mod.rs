@@ -6,6 +6,7 @@
 //! token. A reader sees no action buttons, and the handlers refuse readers anyway.
 
 mod alerts;
+mod blocks;
 mod servers;
 mod source;
 mod suppression;
@@ -205,7 +206,8 @@ pub fn router() -> Router<Arc<ApiState>> {
         .route("/console/alerts/bulk", post(alerts::bulk))
         .route("/console/alerts/{id}", get(alert_page))
         .route("/console/alerts/{id}/{action}", post(act))
-        .route("/console/blocks/{ip}/lift", post(lift_block))
+        .route("/console/blocks/{ip}/lift", post(blocks::lift))
+        .route("/console/blocks/{ip}/block", post(blocks::block))
         .route("/console/servers", get(servers::list_page))
         .route("/console/servers/{server}", get(servers::server_page))
         .route(
@@ -649,9 +651,14 @@ async fn alert_page(
                                 " of " (ip) " at the proxy, if it is a false positive."
                             }
                         }
+                    } @else if let Some(ip) = source {
+                        li {
+                            (blocks::form(&ip.to_string(), &id, &csrf, "alert"))
+                            " Proxies with active response on refuse it within a second."
+                        }
                     }
                 } @else {
-                    li { "An admin token can dismiss it, suppress alerts like it, or lift a block." }
+                    li { "An admin token can dismiss it, suppress alerts like it, or block or unblock its source at the proxy." }
                 }
             }
         }
@@ -765,60 +772,6 @@ async fn act(
             "No such alert",
             "There is no alert with this id.",
         ),
-        Err(e) => notice(
-            &caller,
-            &csrf,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Error",
-            &e.message,
-        ),
-    }
-}
-
-#[derive(Deserialize)]
-struct LiftForm {
-    csrf: String,
-    #[serde(default)]
-    alert: String,
-}
-
-/// An admin lifts a source's block from its alert's page, as `DELETE /proxy/blocks/{ip}`.
-async fn lift_block(
-    State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
-    Path(ip): Path<String>,
-    Form(f): Form<LiftForm>,
-) -> Response {
-    let Some((_, caller, csrf)) = session(&st, &headers).await else {
-        return to_signin();
-    };
-    if let Some(no) = may_change(&caller, &csrf, &f.csrf, "blocks") {
-        return no;
-    }
-    let Ok(addr) = ip.parse::<std::net::IpAddr>() else {
-        return notice(
-            &caller,
-            &csrf,
-            StatusCode::BAD_REQUEST,
-            "Not an address",
-            "Blocks are lifted by IP address.",
-        );
-    };
-    match st.lift_block(addr, &caller.name).await {
-        Ok(_) => {
-            tracing::info!(source = %addr, by = %caller.name, "block lifted in the console");
-            let back = if f
-                .alert
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !f.alert.is_empty()
-            {
-                format!("/console/alerts/{}", f.alert)
-            } else {
-                "/console".to_string()
-            };
-            Redirect::to(&back).into_response()
-        }
         Err(e) => notice(
             &caller,
             &csrf,
@@ -971,7 +924,11 @@ async fn overview_page(
             server: (!server2.is_empty()).then(|| server2.clone()),
             simulated: Some(false),
             top: 8,
-            by_severity,
+            order: if by_severity {
+                crate::store::Order::Severity
+            } else {
+                crate::store::Order::Newest
+            },
             ..Default::default()
         };
         Ok::<_, crate::store::StoreError>((
@@ -1093,7 +1050,13 @@ async fn overview_page(
 }
 
 /// A page that only says something: an error, a refusal, a missing alert.
-fn notice(caller: &Caller, csrf: &str, status: StatusCode, title: &str, text: &str) -> Response {
+pub(super) fn notice(
+    caller: &Caller,
+    csrf: &str,
+    status: StatusCode,
+    title: &str,
+    text: &str,
+) -> Response {
     page(
         status,
         layout(

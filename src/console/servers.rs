@@ -1,6 +1,6 @@
-//! `/console/servers` and `/console/servers/{server}`: each server's agent health (last report,
-//! lag, parse errors), whether it is still learning and for how long, its posture scan, and
-//! what it has learned is normal.
+//! `/console/servers` and `/console/servers/{server}`: each server's agent health (last
+//! report, lag, parse errors, the files it follows), whether it is still learning and for how
+//! long, its posture scan, and what it has learned is normal.
 
 use super::{failed, head, layout, page, refused, s, session, to_signin, view};
 use crate::api::{blocking, ApiState};
@@ -59,6 +59,32 @@ fn health(sv: &ServerStatus, now: i64) -> Markup {
             None => { "never reported" }
         }
         @if sv.parse_errors > 0 { "; " strong.error { (sv.parse_errors) " lines not understood" } }
+    }
+}
+
+/// What the agent follows: its open files with their format and what is left to read, the
+/// files closed until they grow, or the stream it reads instead.
+fn inputs(sv: &ServerStatus) -> Markup {
+    let Some(i) = &sv.inputs else {
+        return html! { "not reported yet" };
+    };
+    let open = i["open"].as_array().cloned().unwrap_or_default();
+    let more = i["openTotal"]
+        .as_u64()
+        .unwrap_or(0)
+        .saturating_sub(open.len() as u64);
+    html! {
+        @if let Some(stream) = i["stream"].as_str() { (stream) }
+        @else if open.is_empty() { "no log file open" }
+        ul.inputs { @for f in &open { li {
+            code { (s(f, "path")) } " (" (s(f, "format"))
+            @if let Some(b) = f["bytesBehind"].as_u64().filter(|b| *b > 0) { ", " (b) " bytes to read" }
+            ")"
+        } } }
+        @if more > 0 { p.hint { "and " (more) " more open" } }
+        @if let Some(c) = i["closed"].as_u64().filter(|c| *c > 0) {
+            p.hint { (c) " older files closed, read again if they grow" }
+        }
     }
 }
 
@@ -169,6 +195,7 @@ pub(super) async fn server_page(
                         @if let (Some(a), Some(b)) = (&sv.first_event, &sv.last_event) { ", from " (view::when(now, a)) " to " (view::when(now, b)) }
                     }
                     dt { "Open alerts" } dd { a href={"/console/alerts?status=Active&server=" (sv.name)} { (sv.open_alerts) } }
+                    dt { "Follows" } dd { (inputs(sv)) }
                 }
             }
         }

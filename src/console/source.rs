@@ -115,11 +115,16 @@ pub(super) async fn source_page(
                 @if caller.role == Role::Admin {
                     form.lift method="post" action={"/console/blocks/" (ip) "/lift"} {
                         input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="back" value="source";
                         button type="submit" { "Lift the block" }
                     }
                 }
             } @else {
                 p { "Not blocked." }
+                @if let (Role::Admin, Some(newest)) = (caller.role, alerts.first()) {
+                    (super::blocks::form(&ip, newest["id"].as_str().unwrap_or(""), &csrf, "source"))
+                    p.hint { "The block names its newest alert; proxies with active response on refuse it within a second." }
+                }
             }
         }
         section {

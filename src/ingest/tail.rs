@@ -255,6 +255,38 @@ impl Follower {
         v
     }
 
+    /// What is followed, for the agent's report (the console's server health): the files
+    /// open with their format and bytes not read yet (the first `LISTED`), how many are
+    /// closed until they grow, and standard input or the journal instead of files.
+    pub fn inputs(&self) -> serde_json::Value {
+        const LISTED: usize = 50;
+        let open: Vec<serde_json::Value> = self
+            .tracked
+            .iter()
+            .take(LISTED)
+            .map(|t| {
+                serde_json::json!({
+                    "path": t.pos.path.to_string_lossy(),
+                    "format": t.format.to_string(),
+                    "bytesBehind": t.last_len.saturating_sub(t.pos.offset + t.buf.len() as u64),
+                })
+            })
+            .collect();
+        let stream = if self.stdin.is_some() {
+            Some("standard input")
+        } else if self.journal.is_some() {
+            Some("the systemd journal")
+        } else {
+            None
+        };
+        serde_json::json!({
+            "open": open,
+            "openTotal": self.tracked.len(),
+            "closed": self.saved.len(),
+            "stream": stream,
+        })
+    }
+
     pub fn followed(&self) -> Vec<PathBuf> {
         self.tracked.iter().map(|t| t.pos.path.clone()).collect()
     }

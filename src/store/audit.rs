@@ -14,6 +14,7 @@ pub enum Action {
     TokenAdd,
     TokenRevoke,
     BlockLift,
+    BlockPut,
     AlertStatus,
     SuppressionRulePut,
     SuppressionRuleDelete,
@@ -26,17 +27,19 @@ impl Action {
             Action::TokenAdd => "token.add",
             Action::TokenRevoke => "token.revoke",
             Action::BlockLift => "block.lift",
+            Action::BlockPut => "block.put",
             Action::AlertStatus => "alert.status",
             Action::SuppressionRulePut => "suppressionRule.put",
             Action::SuppressionRuleDelete => "suppressionRule.delete",
         }
     }
 
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 8] = [
         Action::PolicyUpdate,
         Action::TokenAdd,
         Action::TokenRevoke,
         Action::BlockLift,
+        Action::BlockPut,
         Action::AlertStatus,
         Action::SuppressionRulePut,
         Action::SuppressionRuleDelete,

@@ -46,6 +46,26 @@ fn rows(c: &mut dyn Db, sql: &str, args: &[super::db::Val]) -> Result<Vec<Stored
 
 const COLUMNS: &str = "source_ip, since, until, alert_type, alert_id, causes";
 
+/// Stores a block as it is, in place of the address's block if it has one.
+fn put(tx: &mut dyn Db, b: &StoredBlock) -> Result<()> {
+    tx.exec(
+        "INSERT INTO blocks (source_ip, since, until, alert_type, alert_id, causes)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (source_ip) DO UPDATE SET since = excluded.since,
+           until = excluded.until, alert_type = excluded.alert_type,
+           alert_id = excluded.alert_id, causes = excluded.causes",
+        vals![
+            b.source_ip.as_str(),
+            b.since.as_str(),
+            b.until.as_str(),
+            b.alert_type.as_str(),
+            b.alert_id.as_str(),
+            Value::from(b.causes.clone()).to_string()
+        ],
+    )?;
+    Ok(())
+}
+
 pub(super) fn remember_lifted(tx: &mut dyn Db, ids: &[String], at: &str) -> Result<()> {
     for id in ids {
         tx.exec(
@@ -106,22 +126,7 @@ impl Store {
                         }
                     }
                 }
-                let causes = Value::from(merged.causes.clone()).to_string();
-                tx.exec(
-                    "INSERT INTO blocks (source_ip, since, until, alert_type, alert_id, causes)
-                     VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (source_ip) DO UPDATE SET since = excluded.since,
-                       until = excluded.until, alert_type = excluded.alert_type,
-                       alert_id = excluded.alert_id, causes = excluded.causes",
-                    vals![
-                        merged.source_ip.as_str(),
-                        merged.since.as_str(),
-                        merged.until.as_str(),
-                        merged.alert_type.as_str(),
-                        merged.alert_id.as_str(),
-                        causes
-                    ],
-                )?;
+                put(tx, &merged)?;
             }
             Ok(())
         })
@@ -185,6 +190,57 @@ impl Store {
                 )?;
             }
             Ok(old)
+        })
+    }
+
+    /// An operator blocks the source of an alert by hand until `until`: every proxy of the
+    /// fleet refuses it from its next exchange with the store. A block already in force
+    /// keeps its start and the later end. The alert blocks again even if it was lifted
+    /// before (the operator's newer word), and the block goes into the trail.
+    pub fn block_by_hand(
+        &self,
+        ip: &str,
+        alert: (&str, &str),
+        until: &str,
+        actor: &str,
+    ) -> Result<StoredBlock> {
+        let (alert_id, alert_type) = alert;
+        self.write(|tx| {
+            let now = now_utc();
+            tx.exec(
+                "DELETE FROM lifted_alerts WHERE alert_id = $1",
+                vals![alert_id],
+            )?;
+            let old = rows(
+                tx,
+                &format!("SELECT {COLUMNS} FROM blocks WHERE source_ip = $1 AND until > $2"),
+                vals![ip, now.as_str()],
+            )?
+            .pop();
+            let mut b = StoredBlock {
+                source_ip: ip.to_string(),
+                since: now.clone(),
+                until: until.to_string(),
+                alert_type: alert_type.to_string(),
+                alert_id: alert_id.to_string(),
+                causes: vec![alert_id.to_string()],
+            };
+            if let Some(o) = old {
+                b.since = o.since;
+                b.until = b.until.max(o.until);
+                b.causes
+                    .extend(o.causes.into_iter().filter(|c| c != alert_id));
+            }
+            put(tx, &b)?;
+            audit::record(
+                tx,
+                actor,
+                Action::BlockPut,
+                ip,
+                &serde_json::json!({"alertId": alert_id, "until": b.until}),
+                &now,
+            )?;
+            Ok(b)
         })
     }
 

@@ -53,7 +53,7 @@ pub(super) fn correlate(tx: &mut dyn Db, a: &Alert) -> Result<Option<Alert>> {
     let since = crate::event::format_time(ms(&a.start_time_utc) - WINDOW_MS);
     let until = crate::event::format_time(ms(&a.end_time_utc) + WINDOW_MS);
     let rows = tx.query(
-        "SELECT server, id, record FROM alerts WHERE source_ip = $1 AND server <> $2
+        "SELECT server, id, record FROM alerts WHERE coalesce(source_ip, '') = $1 AND server <> $2
          AND alert_type IN ('PostgreSQL_BruteForce', 'PostgreSQL_PasswordSpray')
          AND is_simulated = 0 AND end_time >= $3 AND start_time <= $4 ORDER BY start_time, id",
         vals![ip, FLEET, since.as_str(), until.as_str()],
@@ -85,7 +85,7 @@ pub(super) fn correlate(tx: &mut dyn Db, a: &Alert) -> Result<Option<Alert>> {
         .unwrap_or(&a.end_time_utc)
         .to_string();
     let existing = tx.query_opt(
-        "SELECT id, start_time FROM alerts WHERE server = $1 AND source_ip = $2 AND end_time >= $3
+        "SELECT id, start_time FROM alerts WHERE server = $1 AND coalesce(source_ip, '') = $2 AND end_time >= $3
          ORDER BY end_time DESC LIMIT 1",
         vals![FLEET, ip, since.as_str()],
     )?;

@@ -18,7 +18,7 @@ mod servers;
 mod suppression;
 mod tokens;
 
-pub use alerts::{AlertQuery, Ingest, Ingested, Overview, PageKey, Status};
+pub use alerts::{AlertQuery, Ingest, Ingested, Order, Overview, PageKey, SortKey, Status};
 pub use outbox::OutboxItem;
 pub use policies::PolicyChange;
 pub use servers::{LoginHour, ServerReport, ServerStatus};
@@ -74,6 +74,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0007_blocks.sql"),
     include_str!("migrations/sqlite/0008_list_indexes.sql"),
     include_str!("migrations/sqlite/0009_suppression_rules.sql"),
+    include_str!("migrations/sqlite/0010_console.sql"),
 ];
 const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
@@ -85,6 +86,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0007_blocks.sql"),
     include_str!("migrations/postgres/0008_list_indexes.sql"),
     include_str!("migrations/postgres/0009_suppression_rules.sql"),
+    include_str!("migrations/postgres/0010_console.sql"),
 ];
 
 const READERS: usize = 4;

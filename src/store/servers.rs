@@ -22,6 +22,8 @@ pub struct ServerReport {
     pub profile: Option<String>,
     /// Logins since the previous report, per hour of event time.
     pub logins: Vec<LoginHour>,
+    /// What the agent follows (JSON: files open, closed, a stream), when it sends it.
+    pub inputs: Option<String>,
 }
 
 /// Logins in one hour (event time) of one server.
@@ -48,13 +50,16 @@ pub struct ServerStatus {
     pub reported_at: Option<String>,
     pub lag_seconds: Option<f64>,
     pub open_alerts: u64,
+    /// What the agent follows, as it last said: `open` files (path, format, bytesBehind),
+    /// `openTotal`, `closed` (followed again when they grow), `stream`.
+    pub inputs: Option<serde_json::Value>,
 }
 
 pub(super) fn report(tx: &mut dyn Db, r: &ServerReport, now: &str) -> Result<()> {
     tx.exec(
         "INSERT INTO servers (name, events, parse_errors, first_event, last_event,
-           learning_until, reported_at, lag_seconds, profile)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           learning_until, reported_at, lag_seconds, profile, inputs)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (name) DO UPDATE SET events = servers.events + excluded.events,
            parse_errors = servers.parse_errors + excluded.parse_errors,
            first_event = coalesce(servers.first_event, excluded.first_event),
@@ -62,7 +67,8 @@ pub(super) fn report(tx: &mut dyn Db, r: &ServerReport, now: &str) -> Result<()>
            learning_until = coalesce(excluded.learning_until, servers.learning_until),
            reported_at = excluded.reported_at,
            lag_seconds = excluded.lag_seconds,
-           profile = coalesce(excluded.profile, servers.profile)",
+           profile = coalesce(excluded.profile, servers.profile),
+           inputs = coalesce(excluded.inputs, servers.inputs)",
         vals![
             r.server.as_str(),
             r.events as i64,
@@ -72,7 +78,8 @@ pub(super) fn report(tx: &mut dyn Db, r: &ServerReport, now: &str) -> Result<()>
             &r.learning_until,
             now,
             r.lag_seconds,
-            &r.profile
+            &r.profile,
+            &r.inputs
         ],
     )?;
     for l in &r.logins {
@@ -173,7 +180,7 @@ impl Store {
         self.read(|c| {
             c.query(
                 "SELECT name, events, parse_errors, first_event, last_event, learning_until,
-                   reported_at, lag_seconds FROM servers ORDER BY name",
+                   reported_at, lag_seconds, inputs FROM servers ORDER BY name",
                 &[],
             )?
             .iter()
@@ -197,6 +204,8 @@ impl Store {
                     learning_until: until,
                     reported_at: r.opt_text(6)?,
                     lag_seconds: r.opt_real(7)?,
+                    // Written by agents; one that cannot be read is shown as not known.
+                    inputs: r.opt_text(8)?.and_then(|t| serde_json::from_str(&t).ok()),
                 })
             })
             .collect()

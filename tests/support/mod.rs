@@ -1024,6 +1024,31 @@ pub fn api_send(base: &str, method: &str, path: &str, token: &str) -> (u16, serd
     )
 }
 
+/// `PUT path` with a bearer token and a JSON body: the status and the JSON body.
+pub fn api_put(
+    base: &str,
+    path: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .put(&format!("{base}{path}"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes())
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// A `pgvigil run` set-up for server `db1`: following `logs` from their beginning, a state
 /// directory, and more TOML sections in `extra`.
 pub struct RunSetup {
