@@ -3,11 +3,11 @@
 //! highest severity first, or a column A to Z), paged; bulk dismiss / resolve of the rows
 //! ticked; the current filter exported as CSV or JSON.
 
-use super::{failed, layout, may_change, page, refused, s, session, to_signin, view};
+use super::{failed, layout, may_change, page, refused, s, view, Signed};
 use crate::api::ApiState;
 use crate::store::{Order, Role, Status};
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde_json::Value;
@@ -92,12 +92,9 @@ fn keep(params: &HashMap<String, String>, drop: &[&str]) -> String {
 
 pub(super) async fn list_page(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Signed { caller, csrf, .. }: Signed,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some((_, caller, csrf)) = session(&st, &headers).await else {
-        return to_signin();
-    };
     let query = crate::api::alerts::parse_query(&filters_of(&params));
     let store = st.store.clone();
     let principal = params.get("principal").cloned().unwrap_or_default();
@@ -289,12 +286,9 @@ pub(super) async fn list_page(
 /// Ticked alerts dismissed or resolved at once, each recorded as if done one by one.
 pub(super) async fn bulk(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Signed { caller, csrf, .. }: Signed,
     body: axum::body::Bytes,
 ) -> Response {
-    let Some((_, caller, csrf)) = session(&st, &headers).await else {
-        return to_signin();
-    };
     let (mut form_csrf, mut action, mut back, mut ids) =
         (String::new(), String::new(), String::new(), Vec::new());
     for (k, v) in form_urlencoded::parse(&body) {
@@ -348,12 +342,9 @@ fn cell(v: &str) -> String {
 
 pub(super) async fn export(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Signed { caller, csrf, .. }: Signed,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some((_, caller, csrf)) = session(&st, &headers).await else {
-        return to_signin();
-    };
     let mut filters = filters_of(&params);
     filters.insert("$top".into(), "1000".into());
     filters.remove("skipToken");

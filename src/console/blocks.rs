@@ -2,10 +2,10 @@
 //! (`PUT /proxy/blocks/{ip}`) or lifts a block (`DELETE /proxy/blocks/{ip}`), from the
 //! alert's page or the source's.
 
-use super::{failed, may_change, notice, session, to_signin};
+use super::{failed, may_change, notice, Signed};
 use crate::api::{ApiState, Caller};
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -59,40 +59,36 @@ fn back_to(ip: &std::net::IpAddr, alert: &str, back: &str) -> String {
 
 /// The signed-in admin whose form (with its CSRF token) acts on address `ip`, and the
 /// address; or the page that refuses.
-async fn admin_at(
-    st: &Arc<ApiState>,
-    headers: &HeaderMap,
+fn admin_at(
+    Signed { caller, csrf, .. }: Signed,
     form_csrf: &str,
     ip: &str,
-) -> Result<(Caller, String, std::net::IpAddr), Response> {
-    let Some((_, caller, csrf)) = session(st, headers).await else {
-        return Err(to_signin());
-    };
+) -> Result<(Caller, String, std::net::IpAddr), Box<Response>> {
     if let Some(no) = may_change(&caller, &csrf, form_csrf, "blocks") {
-        return Err(no);
+        return Err(Box::new(no));
     }
     match ip.parse() {
         Ok(addr) => Ok((caller, csrf, addr)),
-        Err(_) => Err(notice(
+        Err(_) => Err(Box::new(notice(
             &caller,
             &csrf,
             StatusCode::BAD_REQUEST,
             "Not an address",
             "Blocks are set and lifted by IP address.",
-        )),
+        ))),
     }
 }
 
 /// An admin blocks the source of an alert, as `PUT /proxy/blocks/{ip}`.
 pub(super) async fn block(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    signed: Signed,
     Path(ip): Path<String>,
     Form(f): Form<BlockForm>,
 ) -> Response {
-    let (caller, csrf, addr) = match admin_at(&st, &headers, &f.csrf, &ip).await {
+    let (caller, csrf, addr) = match admin_at(signed, &f.csrf, &ip) {
         Ok(x) => x,
-        Err(no) => return no,
+        Err(no) => return *no,
     };
     if !DURATIONS.iter().any(|(m, _)| *m == f.minutes) {
         return notice(
@@ -127,13 +123,13 @@ pub(super) struct LiftForm {
 /// An admin lifts a source's block, as `DELETE /proxy/blocks/{ip}`.
 pub(super) async fn lift(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    signed: Signed,
     Path(ip): Path<String>,
     Form(f): Form<LiftForm>,
 ) -> Response {
-    let (caller, csrf, addr) = match admin_at(&st, &headers, &f.csrf, &ip).await {
+    let (caller, csrf, addr) = match admin_at(signed, &f.csrf, &ip) {
         Ok(x) => x,
-        Err(no) => return no,
+        Err(no) => return *no,
     };
     match st.lift_block(addr, &caller.name).await {
         Ok(_) => {

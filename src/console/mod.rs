@@ -186,6 +186,29 @@ async fn session(st: &Arc<ApiState>, headers: &HeaderMap) -> Option<(String, Cal
     }
 }
 
+/// A request of a live console session (see [`session`]): its id, who signed in, and the
+/// session's CSRF token. A request without one is sent to the sign-in page, before its
+/// handler runs.
+pub(super) struct Signed {
+    pub id: String,
+    pub caller: Caller,
+    pub csrf: String,
+}
+
+impl axum::extract::FromRequestParts<Arc<ApiState>> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        st: &Arc<ApiState>,
+    ) -> Result<Self, Response> {
+        match session(st, &parts.headers).await {
+            Some((id, caller, csrf)) => Ok(Signed { id, caller, csrf }),
+            None => Err(to_signin()),
+        }
+    }
+}
+
 /// Compares in time independent of where the strings differ.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -451,12 +474,9 @@ struct CsrfForm {
 /// Signs out only with the session's own CSRF token: a foreign page cannot sign anyone out.
 async fn signout(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Signed { id, caller, csrf }: Signed,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let Some((id, caller, csrf)) = session(&st, &headers).await else {
-        return to_signin();
-    };
     if !same(&f.csrf, &csrf) {
         return refused(
             &caller,
@@ -479,12 +499,9 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
 
 async fn alert_page(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Signed { caller, csrf, .. }: Signed,
     Path(id): Path<String>,
 ) -> Response {
-    let Some((_, caller, csrf)) = session(&st, &headers).await else {
-        return to_signin();
-    };
     let store = st.store.clone();
     let id2 = id.clone();
     let a = match crate::api::blocking(move || store.get_alert(&id2)).await {
@@ -740,13 +757,10 @@ async fn alert_page(
 
 async fn act(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Signed { caller, csrf, .. }: Signed,
     Path((id, action)): Path<(String, String)>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let Some((_, caller, csrf)) = session(&st, &headers).await else {
-        return to_signin();
-    };
     if let Some(no) = may_change(&caller, &csrf, &f.csrf, "alerts") {
         return no;
     }
@@ -901,12 +915,9 @@ pub(super) fn url_encode(s: &str) -> String {
 
 async fn overview_page(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Signed { caller, csrf, .. }: Signed,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some((_, caller, csrf)) = session(&st, &headers).await else {
-        return to_signin();
-    };
     let range = params.get("range").map(String::as_str).unwrap_or("24h");
     let (span_ms, hourly, range) = match range {
         "7d" => (7 * 86_400_000, false, "7d"),
@@ -1209,13 +1220,10 @@ fn policy_markup(
 
 async fn policy_page(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Signed { caller, csrf, .. }: Signed,
     Path(server): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some((_, caller, csrf)) = session(&st, &headers).await else {
-        return to_signin();
-    };
     if crate::api::policies::known_server(&st, &server)
         .await
         .is_err()
@@ -1249,13 +1257,10 @@ async fn policy_page(
 
 async fn policy_save(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Signed { caller, csrf, .. }: Signed,
     Path(server): Path<String>,
     body_bytes: axum::body::Bytes,
 ) -> Response {
-    let Some((_, caller, csrf)) = session(&st, &headers).await else {
-        return to_signin();
-    };
     let f = PolicyForm::parse(&body_bytes);
     if let Some(no) = may_change(&caller, &csrf, &f.csrf, "the policy") {
         return no;

@@ -2,11 +2,11 @@
 //! report, lag, parse errors, the files it follows), whether it is still learning and for how
 //! long, its posture scan, and what it has learned is normal.
 
-use super::{failed, head, layout, page, refused, s, session, to_signin, view};
+use super::{failed, head, layout, page, refused, s, view, Signed};
 use crate::api::{blocking, ApiState};
 use crate::store::ServerStatus;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
 use serde_json::Value;
@@ -113,10 +113,10 @@ fn posture_summary(p: &Value) -> String {
     )
 }
 
-pub(super) async fn list_page(State(st): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
-    let Some((_, caller, csrf)) = session(&st, &headers).await else {
-        return to_signin();
-    };
+pub(super) async fn list_page(
+    State(st): State<Arc<ApiState>>,
+    Signed { caller, csrf, .. }: Signed,
+) -> Response {
     let store = st.store.clone();
     let got = blocking(move || {
         let servers = store.list_servers()?;
@@ -159,12 +159,9 @@ pub(super) async fn list_page(State(st): State<Arc<ApiState>>, headers: HeaderMa
 
 pub(super) async fn server_page(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Signed { caller, csrf, .. }: Signed,
     Path(server): Path<String>,
 ) -> Response {
-    let Some((_, caller, csrf)) = session(&st, &headers).await else {
-        return to_signin();
-    };
     let store = st.store.clone();
     let name = server.clone();
     let got = blocking(move || {

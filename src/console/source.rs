@@ -2,11 +2,11 @@
 //! cloud), whether it is on a threat list, when it was first and last seen, its alerts on
 //! every server, and whether the proxy blocks it now (with "Lift the block").
 
-use super::{failed, head, layout, notice, page, session, to_signin, view};
+use super::{failed, head, layout, notice, page, view, Signed};
 use crate::api::{blocking, ApiState};
 use crate::store::{AlertQuery, Role};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
 use serde_json::Value;
@@ -18,12 +18,9 @@ const COUNTED: u64 = 100_000;
 
 pub(super) async fn source_page(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Signed { caller, csrf, .. }: Signed,
     Path(ip): Path<String>,
 ) -> Response {
-    let Some((_, caller, csrf)) = session(&st, &headers).await else {
-        return to_signin();
-    };
     let Ok(addr) = ip.parse::<std::net::IpAddr>() else {
         return notice(
             &caller,

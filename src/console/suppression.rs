@@ -2,12 +2,12 @@
 //! its type, server, source and principal filled in), edited and deleted. The form becomes the
 //! same body as `PUT /alertsSuppressionRules/{name}`, checked by the same code.
 
-use super::{failed, layout, may_change, page, refused, session, to_signin};
+use super::{failed, layout, may_change, page, refused, Signed};
 use crate::api::{blocking, ApiState, Caller};
 use crate::store::Role;
 use crate::suppression::{Field, Rule, RuleError};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use serde_json::{json, Value};
@@ -290,17 +290,13 @@ async fn load(st: &ApiState) -> Result<Vec<Rule>, crate::api::ApiError> {
 
 /// The session's caller and CSRF token with the form sent, when it may change rules; or the
 /// answer that ends the request.
-async fn change_form(
-    st: &Arc<ApiState>,
-    headers: &HeaderMap,
+fn change_form(
+    Signed { caller, csrf, .. }: Signed,
     body: &[u8],
-) -> Result<(Caller, String, RuleForm), Response> {
-    let Some((_, caller, csrf)) = session(st, headers).await else {
-        return Err(to_signin());
-    };
+) -> Result<(Caller, String, RuleForm), Box<Response>> {
     let f = RuleForm::parse(body);
     match may_change(&caller, &csrf, &f.csrf, "suppression rules") {
-        Some(no) => Err(no),
+        Some(no) => Err(Box::new(no)),
         None => Ok((caller, csrf, f)),
     }
 }
@@ -309,11 +305,8 @@ async fn change_form(
 /// (the way to sign in, or the store's failure).
 async fn signed_in_with_rules(
     st: &Arc<ApiState>,
-    headers: &HeaderMap,
+    Signed { caller, csrf, .. }: Signed,
 ) -> Result<(Caller, String, Vec<Rule>), Response> {
-    let Some((_, caller, csrf)) = session(st, headers).await else {
-        return Err(to_signin());
-    };
     match load(st).await {
         Ok(r) => Ok((caller, csrf, r)),
         Err(e) => Err(failed(&caller, &csrf, &e)),
@@ -322,10 +315,10 @@ async fn signed_in_with_rules(
 
 pub(super) async fn list_page(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    signed: Signed,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let (caller, csrf, rules) = match signed_in_with_rules(&st, &headers).await {
+    let (caller, csrf, rules) = match signed_in_with_rules(&st, signed).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -347,10 +340,10 @@ pub(super) async fn list_page(
 
 pub(super) async fn rule_page(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    signed: Signed,
     Path(name): Path<String>,
 ) -> Response {
-    let (caller, csrf, rules) = match signed_in_with_rules(&st, &headers).await {
+    let (caller, csrf, rules) = match signed_in_with_rules(&st, signed).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -378,12 +371,12 @@ pub(super) async fn rule_page(
 
 pub(super) async fn save(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    signed: Signed,
     body: axum::body::Bytes,
 ) -> Response {
-    let (caller, csrf, f) = match change_form(&st, &headers, &body).await {
+    let (caller, csrf, f) = match change_form(signed, &body) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let now = crate::store::now_utc();
     let rule = match Rule::from_body(f.name.trim(), &f.body(), &now) {
@@ -411,13 +404,13 @@ pub(super) async fn save(
 
 pub(super) async fn delete(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    signed: Signed,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let (caller, csrf, _) = match change_form(&st, &headers, &body).await {
+    let (caller, csrf, _) = match change_form(signed, &body) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let store = st.store.clone();
     let (n, who) = (name.clone(), caller.name.clone());
