@@ -60,6 +60,7 @@ fn main() -> anyhow::Result<()> {
             admins: &[],
             checkpoint: Some(("db0", &[0u8; 4096])),
             report: None,
+            ..Default::default()
         })?;
     }
     let s = t.elapsed().as_secs_f64();
@@ -82,6 +83,7 @@ fn main() -> anyhow::Result<()> {
             admins: &[],
             checkpoint: Some(("db0", &[0u8; 4096])),
             report: None,
+            ..Default::default()
         })?;
         updated += c.len();
     }

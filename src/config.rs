@@ -65,10 +65,12 @@ impl Default for ScanConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// The SQLite file holding alerts, policies, checkpoints, API tokens and the notification
-    /// outbox. Default: `pgvigil.db` in state.dir.
+    /// outbox. Default: `pgvigil.db` in state.dir. In a fleet, `run`'s own store (its
+    /// checkpoint, its alerts and the queue for the central store).
     pub path: Option<PathBuf>,
-    /// A central PostgreSQL instead (`postgres://user:password@host/db`): fleet mode, every
-    /// agent and API instance pointing at the same database. Replaces `path`.
+    /// A central PostgreSQL (`postgres://user:password@host/db`): fleet mode, every agent and
+    /// API instance pointing at the same database. `run` ships its alerts and counts there;
+    /// `api` and `token` use it instead of `path`.
     pub url: Option<crate::notify::Secret>,
     /// Also trust this CA (PEM) for the central store's certificate. The connection uses TLS
     /// as the URL's `sslmode` says (`require` to insist); certificates are always verified.

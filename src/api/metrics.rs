@@ -201,6 +201,43 @@ pub(super) async fn metrics(State(st): State<Arc<ApiState>>) -> ApiResult<Respon
         "Alerts not raised because the server's policy turns them off.",
         c.alerts_suppressed.load(Ordering::Relaxed),
     );
+    let ship = &c.ship;
+    if ship.active.load(Ordering::Relaxed) {
+        let oldest = ship.oldest_ms.load(Ordering::Relaxed);
+        let age = if oldest > 0 {
+            (crate::store::now_ms() - oldest).max(0) / 1000
+        } else {
+            0
+        };
+        for (name, kind, help, v) in [
+            (
+                "pgvigil_ship_backlog_batches",
+                "gauge",
+                "Batches (alerts, reports) kept here for the central store.",
+                ship.backlog.load(Ordering::Relaxed),
+            ),
+            (
+                "pgvigil_ship_oldest_seconds",
+                "gauge",
+                "Age of the oldest batch kept here for the central store.",
+                age as u64,
+            ),
+            (
+                "pgvigil_shipped_batches_total",
+                "counter",
+                "Batches the central store took from this agent.",
+                ship.shipped.load(Ordering::Relaxed),
+            ),
+            (
+                "pgvigil_ship_unreachable",
+                "gauge",
+                "1 when the last try to reach the central store failed.",
+                ship.unreachable.load(Ordering::Relaxed) as u64,
+            ),
+        ] {
+            single(&mut m, name, kind, help, v);
+        }
+    }
     let f = &c.follower;
     if f.active.load(Ordering::Relaxed) {
         let g = |x: &AtomicU64| x.load(Ordering::Relaxed);

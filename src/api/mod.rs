@@ -68,6 +68,8 @@ pub struct Counters {
     pub alerts_suppressed: AtomicU64,
     /// What `run`'s log follower last saw (unset in a process that follows no logs).
     pub follower: FollowerHealth,
+    /// An agent's shipping to the central store (unset outside a fleet).
+    pub ship: Arc<crate::store::ship::ShipHealth>,
 }
 
 /// The log follower's figures, for `/metrics` and `/healthz`.
@@ -91,8 +93,6 @@ pub struct FollowerHealth {
     pub recovered_bytes: AtomicU64,
     /// The time of the newest event read (ms since the epoch), for a lag that stays live.
     pub newest_event_ms: std::sync::atomic::AtomicI64,
-    /// The store could not be written at the last try.
-    pub store_unreachable: std::sync::atomic::AtomicBool,
     /// Logins read (the log's and the proxy's), by outcome, since this process started.
     pub logins_succeeded: AtomicU64,
     pub logins_failed: AtomicU64,
@@ -102,9 +102,6 @@ impl FollowerHealth {
     /// Why this process is unhealthy, if it is.
     pub fn problem(&self, now_ms: i64) -> Option<String> {
         use std::sync::atomic::Ordering::Relaxed;
-        if self.store_unreachable.load(Relaxed) {
-            return Some("the alert store cannot be written".into());
-        }
         if !self.active.load(Relaxed) {
             return None;
         }
@@ -551,16 +548,27 @@ async fn close_after_unread_body(req: Request, next: Next) -> Response {
 /// `ok`, or 503 saying what is wrong: the store cannot be read or written, a followed log
 /// cannot be read, the logs are not being polled.
 async fn healthz(State(st): State<Arc<ApiState>>) -> Response {
-    let store = st.store.clone();
-    let reachable = tokio::task::spawn_blocking(move || store.ping())
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
+    let ship = &st.counters.ship;
+    // An agent of a fleet says how its shipping goes rather than connect to the central
+    // store for each probe: an idle agent holds no connection.
+    let reachable = if ship.active.load(std::sync::atomic::Ordering::Relaxed) {
+        Ok(())
+    } else {
+        let store = st.store.clone();
+        tokio::task::spawn_blocking(move || store.ping())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+    };
     let problem = match reachable {
         Err(e) => {
             tracing::warn!(error = %e, "healthz: the store does not answer");
             Some("the alert store cannot be read".to_string())
         }
+        Ok(()) if ship.unreachable.load(std::sync::atomic::Ordering::Relaxed) => Some(format!(
+            "the central store cannot be reached; {} batch(es) kept here until it can",
+            ship.backlog.load(std::sync::atomic::Ordering::Relaxed)
+        )),
         Ok(()) => st.counters.follower.problem(crate::store::now_ms()),
     };
     match problem {

@@ -117,6 +117,7 @@ pub(super) async fn simulate(
             admins: &st2.admins,
             checkpoint: None,
             report: None,
+            ..Default::default()
         })
     })
     .await?;

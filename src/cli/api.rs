@@ -31,7 +31,16 @@ pub fn run(args: Args) -> Result<u8> {
     if !cfg.api.enabled {
         bail!("api.enabled is false in the configuration");
     }
-    let services = super::services::start(&cfg, Arc::new(store), false, None)?;
+    let store = Arc::new(store);
+    let services = super::services::start(
+        &cfg,
+        super::services::Stores {
+            own: store.clone(),
+            shared: store,
+        },
+        false,
+        None,
+    )?;
     if let Some(addr) = services.api {
         let scheme = if cfg.api.tls_cert.is_some() {
             "https"

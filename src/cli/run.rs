@@ -184,9 +184,23 @@ pub fn run(args: Args) -> Result<u8> {
         prefix,
     };
 
-    let store =
-        Arc::new(Store::from_config(&cfg).context("the alert store (store.path / store.url)")?);
+    // The agent's own store: its checkpoint, its alerts and notifications. In a fleet
+    // (store.url) also the queue of what goes to the central store, which the shipper sends;
+    // the API, the proxy's blocks and the posture scan use the central store.
+    let readers = if cfg.store.url.is_some() { 1 } else { 4 };
+    let store = Arc::new(
+        Store::open_with(&cfg.store_path(), readers)
+            .context("the agent's store (store.path / state.dir)")?,
+    );
     store.register_server(&cfg.server)?;
+    let central = match &cfg.store.url {
+        Some(u) => Some(Arc::new(
+            Store::connect_lazily(u.expose(), cfg.store.ca_file.as_deref())
+                .context("the central store (store.url)")?,
+        )),
+        None => None,
+    };
+    let shared = central.clone().unwrap_or_else(|| store.clone());
     let guard = if cfg.proxy.enabled {
         Some(start_proxy(&cfg)?)
     } else {
@@ -194,17 +208,69 @@ pub fn run(args: Args) -> Result<u8> {
     };
     let services = super::services::start(
         &cfg,
-        store.clone(),
+        super::services::Stores {
+            own: store.clone(),
+            shared: shared.clone(),
+        },
         true,
         guard.as_ref().map(|g| g.proxy.clone()),
     )?;
+    // Fleet alerts this agent's batches raise in the central store, printed as its own are.
+    let (fleet_tx, fleet_alerts) = std::sync::mpsc::channel::<Vec<Alert>>();
+    let (wake_shipper, wake) = std::sync::mpsc::channel::<()>();
+    if let Some(c) = &central {
+        let fleet = services.fleet_sender.clone();
+        let mut sent = std::time::Instant::now();
+        services.counters.ship.active.store(true, Relaxed);
+        pgvigil::store::ship::Shipper {
+            local: store.clone(),
+            central: c.clone(),
+            server: cfg.server.clone(),
+            channels: services.channels.clone(),
+            admins: services.admins.clone(),
+            health: services.counters.ship.clone(),
+            after: Box::new(move |central, done| {
+                let raised: Vec<Alert> = done
+                    .accepted
+                    .iter()
+                    .filter(|a| a.server == pgvigil::store::fleet::FLEET)
+                    .cloned()
+                    .collect();
+                if !raised.is_empty() {
+                    let _ = fleet_tx.send(raised);
+                }
+                // Fleet alerts' notifications at once; those that failed, again each minute.
+                if done.queued > 0 || sent.elapsed() >= std::time::Duration::from_secs(60) {
+                    sent = std::time::Instant::now();
+                    fleet(central);
+                }
+            }),
+            report_every: std::time::Duration::from_millis(
+                cfg.state.checkpoint_interval.ms().max(0) as u64,
+            )
+            .max(std::time::Duration::from_secs(10)),
+            wake,
+        }
+        .spawn()
+        .context("the shipper's thread")?;
+    }
     let origin = PathBuf::from(format!(
         "{} (checkpoint of {})",
         store.location(),
         cfg.server
     ));
-    let saved = store
-        .load_checkpoint(&cfg.server)?
+    let mut saved_bytes = store.load_checkpoint(&cfg.server)?;
+    if let (None, Some(c)) = (&saved_bytes, &central) {
+        // Upgraded from a version that kept checkpoints in the central store: resume from
+        // there once, rather than read every log again.
+        match c.load_checkpoint(&cfg.server) {
+            Ok(b) => saved_bytes = b,
+            Err(e) => {
+                tracing::warn!(error = %e, "no local checkpoint, and the central store's could not be read")
+            }
+        }
+    }
+    let saved = saved_bytes
         .map(|b| Checkpoint::from_bytes(&b, &origin))
         .transpose()?;
     let mut pipeline = Pipeline::new(&cfg.server, &cfg.detect);
@@ -250,11 +316,9 @@ pub fn run(args: Args) -> Result<u8> {
     let stdout = std::io::stdout();
     let mut first = true;
     let (mut reported_events, mut reported_malformed) = (0u64, 0u64);
-    // Alerts not yet in the store (a central store can be away for a while): they go with
-    // the next commit.
+    // Alerts not yet in the store: they go with the next commit.
     let mut pending: Vec<Alert> = Vec::new();
     let mut to_file: Vec<Alert> = Vec::new();
-    let mut store_down = false;
     // When the profile summary last went to the store, and how many entities it had.
     let mut profile_sent: Option<(std::time::Instant, usize)> = None;
     // The last checkpoint, and the log read since.
@@ -274,9 +338,9 @@ pub fn run(args: Args) -> Result<u8> {
     // the first client on.
     let mut blocks_synced = std::time::Instant::now();
     // The suppression rules, read with the blocks: the proxy does not block what they dismiss.
-    let mut rules: Vec<pgvigil::suppression::Rule> = store.suppression_rules().unwrap_or_default();
+    let mut rules: Vec<pgvigil::suppression::Rule> = shared.suppression_rules().unwrap_or_default();
     if let Some(g) = &guard {
-        if let Err(e) = sync_blocks(&store, &g.proxy.blocks) {
+        if let Err(e) = sync_blocks(&shared, &g.proxy.blocks) {
             tracing::error!(error = %e, "the proxy's blocks could not be read from the store");
         }
         g.listen(&cfg)?;
@@ -348,10 +412,10 @@ pub fn run(args: Args) -> Result<u8> {
             // back every BLOCK_SYNC, with the suppression rules.
             if started || blocks_synced.elapsed() >= BLOCK_SYNC {
                 blocks_synced = std::time::Instant::now();
-                if let Err(e) = sync_blocks(&store, &g.proxy.blocks) {
+                if let Err(e) = sync_blocks(&shared, &g.proxy.blocks) {
                     tracing::warn!(error = %e, "the proxy's blocks could not be exchanged with the store; retried");
                 }
-                match store.suppression_rules() {
+                match shared.suppression_rules() {
                     Ok(r) => rules = r,
                     Err(e) => {
                         tracing::warn!(error = %e, "the suppression rules could not be read; retried")
@@ -398,7 +462,7 @@ pub fn run(args: Args) -> Result<u8> {
         // out every checkpoint_interval (one row; the counts wait for the checkpoint).
         let report_due = (read_since > 0 || profile_due(&profile_sent, &pipeline))
             && reported_at.elapsed().as_millis() as i64 >= cfg.state.checkpoint_interval.ms();
-        if urgent || updates_due || checkpoint_due || report_due || store_down {
+        if urgent || updates_due || checkpoint_due || report_due {
             let sending: Vec<(String, (Severity, String))> = pending
                 .iter()
                 .map(|a| (a.id.clone(), (a.severity, a.display_name.clone())))
@@ -444,25 +508,19 @@ pub fn run(args: Args) -> Result<u8> {
                         checkpointed = std::time::Instant::now();
                         read_since = 0;
                     }
-                    if store_down {
-                        tracing::info!(store = %store.location(), "store reachable again");
-                    }
-                    store_down = false;
+                    // Alerts for the central store go at once.
+                    let _ = wake_shipper.send(());
                     print(&accepted, cfg.output.json, &mut stdout.lock())?;
                     first = false;
                 }
-                // The local file store failing is not something waiting fixes.
-                Err(e) if !store.is_central() => return Err(e),
-                Err(e) => {
-                    if !store_down {
-                        tracing::error!(store = %store.location(), error = %format!("{e:#}"), "store unavailable; keeping alerts and retrying");
-                    }
-                    store_down = true;
-                    std::thread::sleep(std::time::Duration::from_secs(1));
-                }
+                // The agent's own file store failing is not something waiting fixes (a
+                // central store's absence is the shipper's to wait out).
+                Err(e) => return Err(e),
             }
         }
-        health.store_unreachable.store(store_down, Relaxed);
+        for raised in fleet_alerts.try_iter() {
+            print(&raised, cfg.output.json, &mut stdout.lock())?;
+        }
         health.last_poll_ms.store(now_ms(), Relaxed);
         health.files.store(follower.files() as u64, Relaxed);
         health.open.store(follower.open_files() as u64, Relaxed);
@@ -482,7 +540,7 @@ pub fn run(args: Args) -> Result<u8> {
             .logins_succeeded
             .store(pipeline.logins_seen[0], Relaxed);
         health.logins_failed.store(pipeline.logins_seen[1], Relaxed);
-        if stopping && !store_down {
+        if stopping {
             let code = stop(&store, &services)?;
             return Ok(if input_error { 2 } else { code });
         }
@@ -505,6 +563,19 @@ pub fn run(args: Args) -> Result<u8> {
 /// a few seconds to go out (the rest go at the next start), then exit 0.
 fn stop(store: &Store, services: &super::services::Services) -> Result<u8> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    // In a fleet, what is queued for the central store is given the same few seconds;
+    // what does not go now goes at the next start.
+    let ship = &services.counters.ship;
+    if ship.active.load(Relaxed) {
+        ship.flush.store(true, Relaxed);
+        let pending = || store.ship_backlog().map(|b| b.batches).unwrap_or(0);
+        while pending() > 0
+            && !ship.unreachable.load(Relaxed)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
     let mut queued = store.outbox_backlog().map(|b| b.0).unwrap_or(0);
     while queued > 0 && !services.channels.is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -650,6 +721,8 @@ fn commit(
         admins: &services.admins,
         checkpoint: bytes.as_deref().map(|b| (cfg.server.as_str(), b)),
         report: report.as_ref(),
+        ship: cfg.store.url.is_some(),
+        notified: false,
     })?;
     pending.clear();
     services

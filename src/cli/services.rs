@@ -10,17 +10,26 @@ use std::sync::Arc;
 
 pub struct Services {
     pub counters: Arc<Counters>,
+    /// Sends what a central store has queued (fleet alerts), once, from the caller's thread.
+    pub fleet_sender: Arc<dyn Fn(&Store) + Send + Sync>,
     /// Channels alerts are queued on.
     pub channels: Vec<String>,
     pub admins: Vec<String>,
     pub api: Option<std::net::SocketAddr>,
 }
 
+/// The stores services use: `own` holds what this process notifies and keeps (an agent's
+/// own store), `shared` what the API serves and fleets share. The same store outside a fleet.
+pub struct Stores {
+    pub own: Arc<Store>,
+    pub shared: Arc<Store>,
+}
+
 /// Starts the API (if enabled), and with `send` the notification sender and the retention
 /// job.
 pub fn start(
     cfg: &Config,
-    store: Arc<Store>,
+    stores: Stores,
     send: bool,
     proxy: Option<Arc<pgvigil::proxy::Proxy>>,
 ) -> Result<Services> {
@@ -35,12 +44,12 @@ pub fn start(
             tracing::info!(channels = ?channels, "notifications on");
         }
         pgvigil::notify::spawn_sender(
-            store.clone(),
-            notifier,
+            stores.own.clone(),
+            notifier.clone(),
             counters.clone(),
             std::time::Duration::from_millis(500),
         );
-        let s = store.clone();
+        let s = stores.own.clone();
         std::thread::Builder::new()
             .name("pgvigil-retention".into())
             .spawn(move || loop {
@@ -54,12 +63,12 @@ pub fn start(
     }
     if send {
         if let Some(url) = cfg.scan.url.clone() {
-            spawn_scan(cfg, url, store.clone())?;
+            spawn_scan(cfg, url, stores.shared.clone())?;
         }
     }
     let api = if cfg.api.enabled {
         let state = Arc::new(ApiState {
-            store,
+            store: stores.shared.clone(),
             counters: counters.clone(),
             channels: channels.clone(),
             admins: admins.clone(),
@@ -72,8 +81,17 @@ pub fn start(
     } else {
         None
     };
+    let fleet_sender: Arc<dyn Fn(&Store) + Send + Sync> = {
+        let (n, c) = (notifier.clone(), counters.clone());
+        Arc::new(move |s: &Store| {
+            if let Err(e) = n.drain(s, &c) {
+                tracing::error!(error = %e, "notification outbox of the central store");
+            }
+        })
+    };
     Ok(Services {
         counters,
+        fleet_sender,
         channels,
         admins,
         api,

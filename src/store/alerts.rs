@@ -53,6 +53,7 @@ impl Status {
 }
 
 /// One batch of detector output for the store.
+#[derive(Default)]
 pub struct Ingest<'a> {
     pub alerts: &'a [Alert],
     /// Sample alerts from `simulate`.
@@ -65,6 +66,12 @@ pub struct Ingest<'a> {
     /// Checkpoint to save with the alerts, for this server.
     pub checkpoint: Option<(&'a str, &'a [u8])>,
     pub report: Option<&'a super::ServerReport>,
+    /// Also queue the alerts and report for the central store (an agent's own store), in
+    /// the same transaction as its checkpoint.
+    pub ship: bool,
+    /// The batch's own alerts were notified by their agent: queue notifications only for the
+    /// fleet alerts they raise here.
+    pub notified: bool,
 }
 
 #[derive(Debug, Default)]
@@ -183,50 +190,7 @@ impl Store {
     /// notifications for new and escalated alerts, and saves the checkpoint and server report,
     /// all in one transaction.
     pub fn ingest(&self, batch: Ingest<'_>) -> Result<Ingested> {
-        self.write(|tx| {
-            let mut out = Ingested::default();
-            let mut policies: HashMap<String, Policy> = HashMap::new();
-            let now = now_utc();
-            let rules = if batch.alerts.is_empty() || batch.simulated {
-                Vec::new()
-            } else {
-                super::suppression::all(tx)?
-            };
-            // Several updates of one alert in a batch are one update: its last state.
-            let mut last: HashMap<&str, usize> = HashMap::new();
-            for (i, a) in batch.alerts.iter().enumerate() {
-                last.insert(a.id.as_str(), i);
-            }
-            for (i, a) in batch.alerts.iter().enumerate() {
-                if last[a.id.as_str()] != i {
-                    continue;
-                }
-                let policy = cached_policy(tx, &mut policies, &a.server)?;
-                let admitted = admit(tx, a, &rules, policy, &batch, &now, &mut out)?;
-                if batch.simulated || !admitted {
-                    continue;
-                }
-                if let Some(fleet) = super::fleet::correlate(tx, a)? {
-                    tx.exec(
-                        "INSERT INTO servers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
-                        vals![super::fleet::FLEET],
-                    )?;
-                    let policy = cached_policy(tx, &mut policies, super::fleet::FLEET)?;
-                    admit(tx, &fleet, &rules, policy, &batch, &now, &mut out)?;
-                }
-            }
-            if let Some((server, data)) = batch.checkpoint {
-                tx.exec(
-                    "INSERT INTO checkpoints (server, data, updated_at) VALUES ($1, $2, $3)
-                     ON CONFLICT (server) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
-                    vals![server, data, now.as_str()],
-                )?;
-            }
-            if let Some(r) = batch.report {
-                super::servers::report(tx, r, &now)?;
-            }
-            Ok(out)
-        })
+        self.write(|tx| ingest(tx, &batch))
     }
 
     pub fn load_checkpoint(&self, server: &str) -> Result<Option<Vec<u8>>> {
@@ -496,12 +460,76 @@ fn filter_sql(q: &AlertQuery, unindexed: &[&str]) -> (String, Vec<Val>) {
     (sql, args)
 }
 
+/// `Store::ingest`'s work, in the caller's transaction.
+pub(super) fn ingest(tx: &mut dyn Db, batch: &Ingest<'_>) -> Result<Ingested> {
+    let mut out = Ingested::default();
+    let mut policies: HashMap<String, Policy> = HashMap::new();
+    let now = now_utc();
+    let rules = if batch.alerts.is_empty() || batch.simulated {
+        Vec::new()
+    } else {
+        super::suppression::all(tx)?
+    };
+    if !batch.simulated {
+        super::fleet::lock_sources(tx, batch.alerts)?;
+    }
+    // Several updates of one alert in a batch are one update: its last state.
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for (i, a) in batch.alerts.iter().enumerate() {
+        last.insert(a.id.as_str(), i);
+    }
+    for (i, a) in batch.alerts.iter().enumerate() {
+        if last[a.id.as_str()] != i {
+            continue;
+        }
+        let policy = cached_policy(tx, &mut policies, &a.server)?;
+        let admitted = admit(
+            tx,
+            a,
+            &rules,
+            policy,
+            batch,
+            !batch.notified,
+            &now,
+            &mut out,
+        )?;
+        if batch.simulated || !admitted {
+            continue;
+        }
+        if let Some(fleet) = super::fleet::correlate(tx, a)? {
+            tx.exec(
+                "INSERT INTO servers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+                vals![super::fleet::FLEET],
+            )?;
+            let policy = cached_policy(tx, &mut policies, super::fleet::FLEET)?;
+            admit(tx, &fleet, &rules, policy, batch, true, &now, &mut out)?;
+        }
+    }
+    if let Some((server, data)) = batch.checkpoint {
+        tx.exec(
+            "INSERT INTO checkpoints (server, data, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (server) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+            vals![server, data, now.as_str()],
+        )?;
+    }
+    if let Some(r) = batch.report {
+        super::servers::report(tx, r, &now)?;
+    }
+    if batch.ship {
+        super::ship::enqueue(tx, batch.alerts, batch.report)?;
+    }
+    Ok(out)
+}
+
+/// Stores `a` if its policy allows it; with `queue`, its notifications too.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn admit(
     tx: &mut dyn Db,
     a: &Alert,
     rules: &[crate::suppression::Rule],
     policy: &Policy,
     batch: &Ingest<'_>,
+    queue: bool,
     now: &str,
     out: &mut Ingested,
 ) -> Result<bool> {
@@ -518,7 +546,7 @@ pub(super) fn admit(
         super::blocks::remember_lifted(tx, std::slice::from_ref(&a.id), now)?;
         out.dismissed_by_rule.push((a.id.clone(), r.name.clone()));
     }
-    if let Some(version) = notify {
+    if let Some(version) = notify.filter(|_| queue) {
         out.queued += super::outbox::enqueue(
             tx,
             &stored,
@@ -725,31 +753,8 @@ fn get(c: &mut dyn Db, id: &str) -> Result<Option<Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{AlertType, Entities};
-    use crate::store::test_support::temp_store;
-
-    fn alert(id: &str, server: &str, t: AlertType, sev: Severity, end: &str) -> Alert {
-        Alert {
-            id: id.into(),
-            alert_type: t,
-            display_name: "Suspected brute force attack".into(),
-            severity: sev,
-            status: "Active".into(),
-            intent: t.intent().into(),
-            techniques: vec!["T1110.001".into()],
-            server: server.into(),
-            start_time_utc: "2026-11-01T00:00:00.000Z".into(),
-            end_time_utc: end.into(),
-            entities: Entities {
-                source_ip: Some("127.0.0.9".into()),
-                ..Default::default()
-            },
-            evidence: crate::evidence!({"failedLogins": 12}),
-            description: "d".into(),
-            anomaly_context: "c".into(),
-            remediation_steps: vec!["r".into()],
-        }
-    }
+    use crate::alert::AlertType;
+    use crate::store::test_support::{alert, temp_store};
 
     fn ingest(s: &Store, alerts: &[Alert]) -> Ingested {
         s.ingest(Ingest {
@@ -759,6 +764,7 @@ mod tests {
             admins: &[],
             checkpoint: None,
             report: None,
+            ..Default::default()
         })
         .unwrap()
     }

@@ -31,15 +31,32 @@ fn ms(t: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// Takes, in one order, the locks of every source whose fleet alert `alerts` may touch:
+/// two agents whose batches hold the same sources in other orders would otherwise each wait
+/// for the other (PostgreSQL ends one of them as a deadlock).
+pub(super) fn lock_sources(tx: &mut dyn Db, alerts: &[Alert]) -> Result<()> {
+    let mut keys: Vec<i64> = alerts
+        .iter()
+        .filter(|a| a.server != FLEET && correlated(a.alert_type))
+        .filter_map(|a| a.entities.source_ip.as_deref())
+        .map(lock_key)
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for k in keys {
+        tx.lock(k)?;
+    }
+    Ok(())
+}
+
+fn correlated(t: AlertType) -> bool {
+    matches!(t, AlertType::BruteForce | AlertType::PasswordSpray)
+}
+
 /// The fleet alert `a` (a per-server brute-force alert just stored) contributes to, as it
 /// now stands, or `None` while only one server sees its source.
 pub(super) fn correlate(tx: &mut dyn Db, a: &Alert) -> Result<Option<Alert>> {
-    if a.server == FLEET
-        || !matches!(
-            a.alert_type,
-            AlertType::BruteForce | AlertType::PasswordSpray
-        )
-    {
+    if a.server == FLEET || !correlated(a.alert_type) {
         return Ok(None);
     }
     let Some(ip) = a.entities.source_ip.as_deref() else {

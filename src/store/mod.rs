@@ -15,6 +15,7 @@ pub mod fleet;
 mod outbox;
 mod policies;
 mod servers;
+pub mod ship;
 mod suppression;
 mod tokens;
 
@@ -75,6 +76,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0008_list_indexes.sql"),
     include_str!("migrations/sqlite/0009_suppression_rules.sql"),
     include_str!("migrations/sqlite/0010_console.sql"),
+    include_str!("migrations/sqlite/0011_shipping.sql"),
 ];
 const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
@@ -87,6 +89,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0008_list_indexes.sql"),
     include_str!("migrations/postgres/0009_suppression_rules.sql"),
     include_str!("migrations/postgres/0010_console.sql"),
+    include_str!("migrations/postgres/0011_shipping.sql"),
 ];
 
 const READERS: usize = 4;
@@ -96,12 +99,22 @@ enum Backend {
         writer: Mutex<Connection>,
         readers: Vec<Mutex<Connection>>,
     },
-    Postgres {
-        url: String,
-        tls: tokio_postgres_rustls::MakeRustlsConnect,
-        writer: Box<Mutex<postgres::Client>>,
-        readers: Vec<Mutex<postgres::Client>>,
-    },
+    Postgres(Box<Central>),
+}
+
+/// A central PostgreSQL store's connections. Each is made when first needed (and made again
+/// after the server restarted), so that an agent starts, detects and alerts while the
+/// central store is away; an agent's store has one connection, closed when idle.
+struct Central {
+    url: String,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    writer: Mutex<Option<postgres::Client>>,
+    /// Empty: reads share the writer's connection.
+    readers: Vec<Mutex<Option<postgres::Client>>>,
+    /// The schema is brought up to date by the first connection.
+    migrated: std::sync::atomic::AtomicBool,
+    /// When a connection was last used (ms since the epoch), for `close_idle`.
+    used_ms: std::sync::atomic::AtomicI64,
 }
 
 pub struct Store {
@@ -147,6 +160,12 @@ impl Store {
     /// Opens (creating it and its directory if needed) the SQLite store at `path`, and brings
     /// its schema up to date.
     pub fn open(path: &Path) -> Result<Store> {
+        Store::open_with(path, READERS)
+    }
+
+    /// As `open`, with `readers` connections for reads beside the writer's: an agent of a
+    /// fleet, whose API serves the central store, needs one.
+    pub fn open_with(path: &Path, readers: usize) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
                 path: dir.to_path_buf(),
@@ -166,17 +185,17 @@ impl Store {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         }
-        let mut readers = Vec::new();
-        for _ in 0..READERS {
+        let mut pool = Vec::new();
+        for _ in 0..readers.max(1) {
             let c = Connection::open(path).map_err(open_err)?;
             configure(&c).map_err(open_err)?;
-            readers.push(Mutex::new(c));
+            pool.push(Mutex::new(c));
         }
         let store = Store {
             location: path.display().to_string(),
             backend: Backend::Sqlite {
                 writer: Mutex::new(writer),
-                readers,
+                readers: pool,
             },
             next_reader: AtomicUsize::new(0),
         };
@@ -185,32 +204,69 @@ impl Store {
     }
 
     /// Connects to a central PostgreSQL store (fleet mode) and brings its schema up to date;
-    /// agents starting together migrate it once, under an advisory lock.
+    /// agents starting together migrate it once, under an advisory lock. For an API instance:
+    /// two connections for reads beside the writer's.
     pub fn connect(url: &str, ca_file: Option<&Path>) -> Result<Store> {
-        let location = redact(url);
-        let tls = tls_connector(ca_file)?;
-        let connect = || {
-            postgres::Client::connect(url, tls.clone())
-                .map_err(|e| StoreError::Postgres(format!("{location}: {}", db::pg_message(&e))))
-        };
-        let mut writer = connect()?;
-        migrate_postgres(&mut writer, &location)?;
-        let mut readers = Vec::new();
-        for _ in 0..2 {
-            readers.push(Mutex::new(connect()?));
+        let store = Store::central(url, ca_file, 2)?;
+        if let Backend::Postgres(c) = &store.backend {
+            drop(c.client(&c.writer, &store.location)?);
         }
-        let store = Store {
-            location: location.clone(),
-            backend: Backend::Postgres {
-                url: url.to_string(),
-                tls,
-                writer: Box::new(Mutex::new(writer)),
-                readers,
-            },
-            next_reader: AtomicUsize::new(0),
-        };
         store.forget_clear_storage_keys()?;
         Ok(store)
+    }
+
+    /// A central PostgreSQL store as an agent uses it: no connection until the first use,
+    /// then one, shared by reads and writes, and closed by `close_idle`. Unreachable, it
+    /// fails each use (and a later use tries again) rather than the agent's start.
+    pub fn connect_lazily(url: &str, ca_file: Option<&Path>) -> Result<Store> {
+        Store::central(url, ca_file, 0)
+    }
+
+    fn central(url: &str, ca_file: Option<&Path>, readers: usize) -> Result<Store> {
+        Ok(Store {
+            location: redact(url),
+            backend: Backend::Postgres(Box::new(Central {
+                url: url.to_string(),
+                tls: tls_connector(ca_file)?,
+                writer: Mutex::new(None),
+                readers: (0..readers).map(|_| Mutex::new(None)).collect(),
+                migrated: Default::default(),
+                used_ms: Default::default(),
+            })),
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    /// Closes a central store's connections unused for `idle`: an agent whose log is quiet
+    /// holds none. The next use connects again.
+    pub fn close_idle(&self, idle: std::time::Duration) {
+        if let Backend::Postgres(c) = &self.backend {
+            if now_ms() - c.used_ms.load(Ordering::Relaxed) < idle.as_millis() as i64 {
+                return;
+            }
+            for slot in std::iter::once(&c.writer).chain(&c.readers) {
+                // A connection in use now is not idle.
+                if let Ok(mut g) = slot.try_lock() {
+                    *g = None;
+                }
+            }
+        }
+    }
+
+    /// How many connections to the central store are open now.
+    pub fn connections(&self) -> usize {
+        match &self.backend {
+            Backend::Sqlite { .. } => 0,
+            Backend::Postgres(c) => std::iter::once(&c.writer)
+                .chain(&c.readers)
+                .filter(|s| {
+                    s.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .as_ref()
+                        .is_some_and(|c| !c.is_closed())
+                })
+                .count(),
+        }
     }
 
     /// Where the store is (a file, or a URL without its password).
@@ -229,19 +285,20 @@ impl Store {
                     .unwrap_or_else(|p| p.into_inner());
                 f(&mut Sqlite(&c))
             }
-            Backend::Postgres {
-                url, tls, readers, ..
-            } => {
-                let mut c = readers[i % readers.len()]
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                reconnect(&mut c, url, tls, &self.location)?;
+            Backend::Postgres(pg) => {
+                let slot = if pg.readers.is_empty() {
+                    &pg.writer
+                } else {
+                    &pg.readers[i % pg.readers.len()]
+                };
+                let mut g = pg.client(slot, &self.location)?;
+                let c = g.as_mut().ok_or_else(|| gone(&self.location))?;
                 match f(&mut Pg(&mut *c)) {
                     // The server restarted since this connection's last use: its first
                     // query finds out. A read is asked again on a new connection rather
                     // than answered with an error.
-                    Err(_) if !alive(&mut c) => {
-                        *c = connect(url, tls, &self.location)?;
+                    Err(_) if !alive(c) => {
+                        *c = pg.connect(&self.location)?;
                         f(&mut Pg(&mut *c))
                     }
                     out => out,
@@ -259,21 +316,19 @@ impl Store {
                 tx.commit()?;
                 Ok(out)
             }
-            Backend::Postgres {
-                url, tls, writer, ..
-            } => {
-                let mut c = writer.lock().unwrap_or_else(|p| p.into_inner());
+            Backend::Postgres(pg) => {
+                let mut g = pg.client(&pg.writer, &self.location)?;
+                let c = g.as_mut().ok_or_else(|| gone(&self.location))?;
                 // BEGIN is where a connection the server closed (a restart) shows it:
                 // nothing has been written yet, so it is begun again on a new connection.
-                reconnect(&mut c, url, tls, &self.location)?;
-                match in_transaction(&mut c, f) {
+                match in_transaction(c, f) {
                     Ok(out) => out,
                     Err((e, f)) => {
-                        if alive(&mut c) {
+                        if alive(c) {
                             return Err(StoreError::Postgres(db::pg_message(&e)));
                         }
-                        *c = connect(url, tls, &self.location)?;
-                        in_transaction(&mut c, f)
+                        *c = pg.connect(&self.location)?;
+                        in_transaction(c, f)
                             .unwrap_or_else(|(e, _)| Err(StoreError::Postgres(db::pg_message(&e))))
                     }
                 }
@@ -288,7 +343,7 @@ impl Store {
 
     /// Whether this is a central PostgreSQL store.
     pub fn is_central(&self) -> bool {
-        matches!(self.backend, Backend::Postgres { .. })
+        matches!(self.backend, Backend::Postgres(_))
     }
 }
 
@@ -311,26 +366,46 @@ fn in_transaction<T, F: FnOnce(&mut dyn Db) -> Result<T>>(
     })())
 }
 
-/// A connection lost (the central server restarted) is made again on next use.
-fn reconnect(
-    c: &mut postgres::Client,
-    url: &str,
-    tls: &tokio_postgres_rustls::MakeRustlsConnect,
-    location: &str,
-) -> Result<()> {
-    if c.is_closed() {
-        *c = connect(url, tls, location)?;
+impl Central {
+    /// `slot`'s connection, made now if there is none or the server closed it; the first
+    /// connection of the process brings the schema up to date.
+    fn client<'a>(
+        &self,
+        slot: &'a Mutex<Option<postgres::Client>>,
+        location: &str,
+    ) -> Result<std::sync::MutexGuard<'a, Option<postgres::Client>>> {
+        let mut g = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if g.as_ref().is_none_or(|c| c.is_closed()) {
+            *g = None;
+            let mut c = self.connect(location)?;
+            if !self.migrated.load(Ordering::Acquire) {
+                migrate_postgres(&mut c, location)?;
+                self.migrated.store(true, Ordering::Release);
+            }
+            *g = Some(c);
+        }
+        self.used_ms.store(now_ms(), Ordering::Relaxed);
+        Ok(g)
     }
-    Ok(())
+
+    fn connect(&self, location: &str) -> Result<postgres::Client> {
+        let err = |m: String| StoreError::Postgres(format!("{location}: {m}"));
+        let mut cfg: postgres::Config = self
+            .url
+            .parse()
+            .map_err(|e: postgres::Error| err(db::pg_message(&e)))?;
+        // Unset, a central store behind a dropped route would hold the agent's shipper
+        // (and an API request) for the system's TCP timeout, minutes.
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        cfg.connect(self.tls.clone())
+            .map_err(|e| err(db::pg_message(&e)))
+    }
 }
 
-fn connect(
-    url: &str,
-    tls: &tokio_postgres_rustls::MakeRustlsConnect,
-    location: &str,
-) -> Result<postgres::Client> {
-    postgres::Client::connect(url, tls.clone())
-        .map_err(|e| StoreError::Postgres(format!("{location}: {}", db::pg_message(&e))))
+fn gone(location: &str) -> StoreError {
+    StoreError::Postgres(format!("{location}: no connection"))
 }
 
 /// After an error: whether the connection still answers (a query's own error) or is gone
@@ -424,6 +499,31 @@ fn migrate_postgres(c: &mut postgres::Client, location: &str) -> Result<()> {
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::Store;
+    use crate::alert::{Alert, AlertType, Entities, Severity};
+
+    /// A brute-force-like alert from 127.0.0.9.
+    pub fn alert(id: &str, server: &str, t: AlertType, sev: Severity, end: &str) -> Alert {
+        Alert {
+            id: id.into(),
+            alert_type: t,
+            display_name: "Suspected brute force attack".into(),
+            severity: sev,
+            status: "Active".into(),
+            intent: t.intent().into(),
+            techniques: vec!["T1110.001".into()],
+            server: server.into(),
+            start_time_utc: "2026-11-01T00:00:00.000Z".into(),
+            end_time_utc: end.into(),
+            entities: Entities {
+                source_ip: Some("127.0.0.9".into()),
+                ..Default::default()
+            },
+            evidence: crate::evidence!({"failedLogins": 12}),
+            description: "d".into(),
+            anomaly_context: "c".into(),
+            remediation_steps: vec!["r".into()],
+        }
+    }
 
     pub fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

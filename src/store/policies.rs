@@ -195,11 +195,10 @@ impl Store {
                     simulated: false,
                     channels: change.channels,
                     admins: change.admins,
-                    checkpoint: None,
-                    report: None,
+                    ..Default::default()
                 };
                 let mut out = super::Ingested::default();
-                super::alerts::admit(tx, &alert, &[], &notify, &batch, &now, &mut out)?;
+                super::alerts::admit(tx, &alert, &[], &notify, &batch, true, &now, &mut out)?;
             }
             Ok(())
         })?;

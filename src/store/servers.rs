@@ -3,10 +3,10 @@
 
 use super::db::{vals, Db};
 use super::{Result, Store};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What an agent reports about its server with each batch.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServerReport {
     pub server: String,
     /// Events since the previous report.
@@ -27,12 +27,41 @@ pub struct ServerReport {
 }
 
 /// Logins in one hour (event time) of one server.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginHour {
     /// The hour's start, in milliseconds since the epoch.
     pub hour: crate::event::EventTime,
     pub failed: u64,
     pub succeeded: u64,
+}
+
+impl ServerReport {
+    /// Folds a later report of the same server into this one: counts add up, the rest is
+    /// the later report's where it says anything. Stored, the two and the one are the same.
+    pub fn merge(&mut self, later: ServerReport) {
+        self.events += later.events;
+        self.parse_errors += later.parse_errors;
+        self.first_event = self.first_event.take().or(later.first_event);
+        for l in later.logins {
+            match self.logins.iter_mut().find(|x| x.hour == l.hour) {
+                Some(x) => {
+                    x.failed += l.failed;
+                    x.succeeded += l.succeeded;
+                }
+                None => self.logins.push(l),
+            }
+        }
+        let keep = |a: &mut Option<String>, b: Option<String>| {
+            if b.is_some() {
+                *a = b;
+            }
+        };
+        keep(&mut self.last_event, later.last_event);
+        keep(&mut self.learning_until, later.learning_until);
+        keep(&mut self.profile, later.profile);
+        keep(&mut self.inputs, later.inputs);
+        self.lag_seconds = later.lag_seconds;
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -277,6 +277,18 @@ impl Cluster {
         let _ = child.wait();
     }
 
+    /// Starts a server stopped with [`Cluster::stop`] again.
+    #[allow(dead_code)]
+    pub fn start_again(&mut self) {
+        if !self.running {
+            self.pg_ctl(
+                &["-w", "-t", "60", "start", "-l"],
+                Some(&self.dir.path().join("startup.log")),
+            );
+            self.running = true;
+        }
+    }
+
     /// Stops the server, so every log line is on disk.
     pub fn stop(&mut self) {
         if self.running {
