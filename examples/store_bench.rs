@@ -104,6 +104,7 @@ fn main() -> anyhow::Result<()> {
         admins: vec![],
         proxy: None,
         console: Default::default(),
+        settings_written: None,
     });
     let cfg = ApiConfig {
         listen: "127.0.0.1:0".parse()?,

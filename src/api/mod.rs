@@ -130,6 +130,20 @@ pub struct ApiState {
     pub proxy: Option<Arc<crate::proxy::Proxy>>,
     /// Web console sign-ins.
     pub console: Arc<crate::console::Sessions>,
+    /// Called (on a blocking thread) after a policy or suppression rule is written: an agent
+    /// of a fleet copies them to its own store at once, so they apply to its next alert.
+    pub settings_written: Option<SettingsHook>,
+}
+
+pub type SettingsHook = Arc<dyn Fn() + Send + Sync>;
+
+impl ApiState {
+    /// Runs the `settings_written` hook, if any.
+    pub(crate) async fn settings_changed(&self) {
+        if let Some(f) = self.settings_written.clone() {
+            let _ = tokio::task::spawn_blocking(move || f()).await;
+        }
+    }
 }
 
 impl ApiState {

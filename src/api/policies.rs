@@ -109,6 +109,7 @@ async fn put_of(
         )
     })
     .await?;
+    st.settings_changed().await;
     tracing::info!(server = %server, actor = %caller.name, "security alert policy updated");
     Ok(Json(resource(&p, &server, arm)))
 }

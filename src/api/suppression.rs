@@ -69,6 +69,7 @@ pub(super) async fn put(
     })
     .await?
     .map_err(|why| ApiError::new(StatusCode::CONFLICT, "QuotaExceeded", why))?;
+    st.settings_changed().await;
     tracing::info!(rule = %rule.name, actor = %caller.name, "suppression rule saved");
     let status = if created {
         StatusCode::CREATED
@@ -87,6 +88,7 @@ pub(super) async fn delete(
     let store = st.store.clone();
     let (n, who) = (name.clone(), caller.name.clone());
     if blocking(move || store.delete_suppression_rule(&n, &who)).await? {
+        st.settings_changed().await;
         tracing::info!(rule = %name, actor = %caller.name, "suppression rule deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -37,6 +37,7 @@ pub fn run(args: Args) -> Result<u8> {
         super::services::Stores {
             own: store.clone(),
             shared: store,
+            settings_written: None,
         },
         false,
         None,

@@ -23,6 +23,8 @@ pub struct Services {
 pub struct Stores {
     pub own: Arc<Store>,
     pub shared: Arc<Store>,
+    /// An agent's copy of the central settings, made again when its API writes them.
+    pub settings_written: Option<pgvigil::api::SettingsHook>,
 }
 
 /// Starts the API (if enabled), and with `send` the notification sender and the retention
@@ -76,6 +78,7 @@ pub fn start(
             console: Arc::new(pgvigil::console::Sessions::new(
                 cfg.api.session_idle.duration(),
             )),
+            settings_written: stores.settings_written.clone(),
         });
         Some(pgvigil::api::spawn(&cfg.api, state)?)
     } else {

@@ -1299,6 +1299,7 @@ async fn policy_save(
             });
             match saved.await {
                 Ok(_) => {
+                    st.settings_changed().await;
                     tracing::info!(server = %server, by = %caller.name, "policy changed in the console");
                     Redirect::to(&format!("/console/servers/{server}/policy?saved")).into_response()
                 }

@@ -395,6 +395,7 @@ pub(super) async fn save(
     let (r, who) = (rule.clone(), caller.name.clone());
     match blocking(move || store.put_suppression_rule(&r, &who)).await {
         Ok(_) => {
+            st.settings_changed().await;
             tracing::info!(rule = %rule.name, by = %caller.name, "suppression rule saved in the console");
             Redirect::to("/console/suppression?saved").into_response()
         }
@@ -416,6 +417,7 @@ pub(super) async fn delete(
     let (n, who) = (name.clone(), caller.name.clone());
     match blocking(move || store.delete_suppression_rule(&n, &who)).await {
         Ok(true) => {
+            st.settings_changed().await;
             tracing::info!(rule = %name, by = %caller.name, "suppression rule deleted in the console");
             Redirect::to("/console/suppression?saved").into_response()
         }
