@@ -214,10 +214,7 @@ pub fn run(args: Args) -> Result<u8> {
             settings_written: central.clone().map(|c| {
                 let (local, server) = (store.clone(), cfg.server.clone());
                 let hook: pgvigil::api::SettingsHook = Arc::new(move || {
-                    let copied = c
-                        .settings_for(&server)
-                        .and_then(|s| local.copy_settings(&server, &s));
-                    if let Err(e) = copied {
+                    if let Err(e) = local.copy_settings_from(&c, &server) {
                         tracing::warn!(error = %e, "the new settings were not copied to the agent's store; they will be within a minute");
                     }
                 });

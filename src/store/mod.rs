@@ -253,22 +253,6 @@ impl Store {
         }
     }
 
-    /// How many connections to the central store are open now.
-    pub fn connections(&self) -> usize {
-        match &self.backend {
-            Backend::Sqlite { .. } => 0,
-            Backend::Postgres(c) => std::iter::once(&c.writer)
-                .chain(&c.readers)
-                .filter(|s| {
-                    s.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .as_ref()
-                        .is_some_and(|c| !c.is_closed())
-                })
-                .count(),
-        }
-    }
-
     /// Where the store is (a file, or a URL without its password).
     pub fn location(&self) -> &str {
         &self.location

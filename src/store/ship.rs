@@ -137,14 +137,12 @@ impl Store {
         })
     }
 
-    /// Up to `limit` queued batches after `after`, oldest first.
-    pub fn queued(&self, after: i64, limit: usize) -> Result<Vec<Queued>> {
+    /// Up to `limit` queued batches, oldest first.
+    pub fn queued(&self, limit: usize) -> Result<Vec<Queued>> {
         self.read(|c| {
             c.query(
-                &format!(
-                    "SELECT seq, queued_at, batch FROM ship_queue WHERE seq > $1 ORDER BY seq LIMIT {limit}"
-                ),
-                vals![after],
+                &format!("SELECT seq, queued_at, batch FROM ship_queue ORDER BY seq LIMIT {limit}"),
+                &[],
             )?
             .iter()
             .map(|r| {
@@ -166,6 +164,7 @@ impl Store {
     }
 
     /// The last batch this central store took from `agent`.
+    #[cfg(test)]
     pub fn shipped_upto(&self, agent: &str) -> Result<Option<i64>> {
         self.read(|c| {
             c.query_opt("SELECT seq FROM shipped WHERE agent = $1", vals![agent])?
@@ -273,6 +272,12 @@ impl Store {
                 .collect::<Result<_>>()?;
             Ok(Settings { policy, rules })
         })
+    }
+
+    /// Makes this (agent's) store's copy of `server`'s policy and of the rules what the
+    /// `central` store has. Returns whether anything changed.
+    pub fn copy_settings_from(&self, central: &Store, server: &str) -> Result<bool> {
+        self.copy_settings(server, &central.settings_for(server)?)
     }
 
     /// Makes this (agent's) store's copy of `server`'s policy and of the rules what `s`
@@ -446,8 +451,7 @@ impl Shipper {
     fn ship(&mut self, agent: &str, ship: bool, settings: bool) -> Result<()> {
         use std::sync::atomic::Ordering::Relaxed;
         if settings {
-            let s = self.central.settings_for(&self.server)?;
-            if self.local.copy_settings(&self.server, &s)? {
+            if self.local.copy_settings_from(&self.central, &self.server)? {
                 tracing::info!(server = %self.server, "policy or suppression rules copied from the central store");
             }
             // Nothing stored, but a time to retry what the central outbox holds.
@@ -457,7 +461,7 @@ impl Shipper {
             return Ok(());
         }
         loop {
-            let q = self.local.queued(0, SHIPMENT)?;
+            let q = self.local.queued(SHIPMENT)?;
             if q.is_empty() {
                 break;
             }
@@ -562,7 +566,7 @@ mod tests {
         assert_eq!((b.batches, b.with_alerts), (3, 2));
         assert_eq!(local.outbox_backlog().unwrap().0, 1, "the new alert, once");
 
-        let first = local.queued(0, 2).unwrap();
+        let first = local.queued(2).unwrap();
         let s = central
             .take_shipment(&agent, "db1", &first, &["webhook:0".into()], &[])
             .unwrap();
@@ -572,7 +576,7 @@ mod tests {
             .take_shipment(&agent, "db1", &first, &["webhook:0".into()], &[])
             .unwrap();
         assert_eq!((again.upto, again.applied), (2, 0));
-        let all = local.queued(0, 10).unwrap();
+        let all = local.queued(10).unwrap();
         assert_eq!(all.len(), 3);
         let s = central
             .take_shipment(&agent, "db1", &all, &["webhook:0".into()], &[])
@@ -598,7 +602,7 @@ mod tests {
             .take_shipment(
                 &fresh.agent_id().unwrap(),
                 "db1",
-                &fresh.queued(0, 10).unwrap(),
+                &fresh.queued(10).unwrap(),
                 &[],
                 &[],
             )
@@ -638,9 +642,7 @@ mod tests {
         central
             .write(|tx| tx.exec("DELETE FROM policies", &[]))
             .unwrap();
-        assert!(local
-            .copy_settings("db1", &central.settings_for("db1").unwrap())
-            .unwrap());
+        assert!(local.copy_settings_from(&central, "db1").unwrap());
         assert!(local
             .get_policy("db1")
             .unwrap()
