@@ -84,6 +84,19 @@ pub struct Ingested {
     pub queued: usize,
     /// New alerts a suppression rule dismissed: (alert id, rule name).
     pub dismissed_by_rule: Vec<(String, String)>,
+    /// Sources whose fleet alert is worked out once the batch has committed (a central
+    /// store).
+    pub(crate) fleet_sources: Vec<String>,
+}
+
+impl Ingested {
+    /// Adds what a later step (a fleet alert worked out after the commit) stored.
+    pub(crate) fn absorb(&mut self, more: Ingested) {
+        self.accepted.extend(more.accepted);
+        self.suppressed += more.suppressed;
+        self.queued += more.queued;
+        self.dismissed_by_rule.extend(more.dismissed_by_rule);
+    }
 }
 
 /// Where the next page starts: after this alert, in the query's order.
@@ -190,7 +203,10 @@ impl Store {
     /// notifications for new and escalated alerts, and saves the checkpoint and server report,
     /// all in one transaction.
     pub fn ingest(&self, batch: Ingest<'_>) -> Result<Ingested> {
-        self.write(|tx| ingest(tx, &batch))
+        let mut out = self.write(|tx| ingest(tx, &batch))?;
+        let fleet = self.settle(&out.fleet_sources, batch.channels, batch.admins);
+        out.absorb(fleet);
+        Ok(out)
     }
 
     pub fn load_checkpoint(&self, server: &str) -> Result<Option<Vec<u8>>> {
@@ -257,17 +273,27 @@ impl Store {
     /// there is no such alert.
     pub fn set_status(&self, id: &str, to: Status, actor: &str) -> Result<Option<Value>> {
         self.write(|tx| {
-            let from = match tx.query_opt("SELECT status FROM alerts WHERE id = $1", vals![id])? {
-                Some(r) => r.text(0)?,
-                None => return Ok(None),
-            };
+            let (from, part) =
+                match tx.query_opt("SELECT status, part FROM alerts WHERE id = $1", vals![id])? {
+                    Some(r) => (r.text(0)?, r.text(1)?),
+                    None => return Ok(None),
+                };
             if from != to.as_str() {
                 let now = now_utc();
                 tx.exec(
-                    "UPDATE alerts SET status = $2, updated_at = $3 WHERE id = $1",
-                    vals![id, to.as_str(), now.as_str()],
+                    "UPDATE alerts SET status = $2, updated_at = $3 WHERE id = $1 AND part = $4",
+                    vals![id, to.as_str(), now.as_str(), part.as_str()],
                 )?;
-                history(tx, id, &now, actor, "status", Some(&from), to.as_str())?;
+                history(
+                    tx,
+                    id,
+                    &part,
+                    &now,
+                    actor,
+                    "status",
+                    Some(&from),
+                    to.as_str(),
+                )?;
                 super::audit::record(
                     tx,
                     actor,
@@ -320,18 +346,25 @@ impl Store {
                 .map(|r| Ok((r.text(0)?, r.text(1)?)))
                 .collect::<Result<Vec<_>>>()
         })?;
-        let mut deleted = 0;
+        // Each server's cutoff: alerts that ended before it go.
+        let mut cutoffs = HashMap::new();
         for (server, props) in policies {
             let p = super::policies::parse(&server, &props)?;
-            if p.retention_days == 0 {
-                continue;
+            if p.retention_days > 0 {
+                let cutoff =
+                    crate::event::format_time(now_ms - i64::from(p.retention_days) * 86_400_000);
+                cutoffs.insert(server, cutoff);
             }
-            let cutoff =
-                crate::event::format_time(now_ms - i64::from(p.retention_days) * 86_400_000);
+        }
+        let mut deleted = 0;
+        if self.is_central() {
+            deleted += self.drop_expired_months(&cutoffs, now_ms)?;
+        }
+        for (server, cutoff) in &cutoffs {
             deleted += self.write(|tx| {
                 tx.exec(
                     "DELETE FROM alerts WHERE server = $1 AND end_time < $2",
-                    vals![server.as_str(), cutoff],
+                    vals![server.as_str(), cutoff.as_str()],
                 )
             })?;
         }
@@ -355,7 +388,7 @@ impl Store {
 }
 
 /// A server's policy, read once per batch.
-fn cached_policy<'p>(
+pub(super) fn cached_policy<'p>(
     tx: &mut dyn Db,
     cache: &'p mut HashMap<String, Policy>,
     server: &str,
@@ -470,9 +503,10 @@ pub(super) fn ingest(tx: &mut dyn Db, batch: &Ingest<'_>) -> Result<Ingested> {
     } else {
         super::suppression::all(tx)?
     };
-    if !batch.simulated {
-        super::fleet::lock_sources(tx, batch.alerts)?;
-    }
+    // On a central store, fleet alerts are worked out after this commit (`Store::settle`):
+    // here a batch only notes its sources. A local store has one writer, and works them out
+    // at once.
+    let central = !tx.is_sqlite();
     // Several updates of one alert in a batch are one update: its last state.
     let mut last: HashMap<&str, usize> = HashMap::new();
     for (i, a) in batch.alerts.iter().enumerate() {
@@ -496,13 +530,12 @@ pub(super) fn ingest(tx: &mut dyn Db, batch: &Ingest<'_>) -> Result<Ingested> {
         if batch.simulated || !admitted {
             continue;
         }
-        if let Some(fleet) = super::fleet::correlate(tx, a)? {
-            tx.exec(
-                "INSERT INTO servers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
-                vals![super::fleet::FLEET],
-            )?;
-            let policy = cached_policy(tx, &mut policies, super::fleet::FLEET)?;
-            admit(tx, &fleet, &rules, policy, batch, true, &now, &mut out)?;
+        if central {
+            if let Some(ip) = super::fleet::note(tx, a, &now)? {
+                out.fleet_sources.push(ip);
+            }
+        } else if let Some(fleet) = super::fleet::correlate(tx, a)? {
+            raise_fleet_alert(tx, &fleet, &rules, &mut policies, batch, &now, &mut out)?;
         }
     }
     if let Some((server, data)) = batch.checkpoint {
@@ -519,6 +552,25 @@ pub(super) fn ingest(tx: &mut dyn Db, batch: &Ingest<'_>) -> Result<Ingested> {
         super::ship::enqueue(tx, batch.alerts, batch.report)?;
     }
     Ok(out)
+}
+
+/// Stores (and queues the notifications of) a fleet alert as its policy and the rules say.
+pub(super) fn raise_fleet_alert(
+    tx: &mut dyn Db,
+    fleet: &Alert,
+    rules: &[crate::suppression::Rule],
+    policies: &mut HashMap<String, Policy>,
+    batch: &Ingest<'_>,
+    now: &str,
+    out: &mut Ingested,
+) -> Result<()> {
+    tx.exec(
+        "INSERT INTO servers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+        vals![super::fleet::FLEET],
+    )?;
+    let policy = cached_policy(tx, policies, super::fleet::FLEET)?;
+    admit(tx, fleet, rules, policy, batch, true, now, out)?;
+    Ok(())
 }
 
 /// Stores `a` if its policy allows it; with `queue`, its notifications too.
@@ -577,64 +629,70 @@ fn upsert(
         reason: e.to_string(),
     })?;
     let mut stored = a.clone();
-    // Insert if new; several agents may raise the same (fleet) alert at once, so the
-    // insert itself decides, not an earlier look.
-    let inserted = tx.exec(
-        "INSERT INTO alerts (id, server, alert_type, severity, display_name, status,
-           start_time, end_time, source_ip, principal, is_simulated, version, record,
-           created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, 'Active', $6, $7, $8, $9, $10, 1, $11, $12, $12)
-         ON CONFLICT (id) DO NOTHING",
-        vals![
-            a.id.as_str(),
-            a.server.as_str(),
-            a.alert_type.as_str(),
-            a.severity.to_string(),
-            a.display_name.as_str(),
-            a.start_time_utc.as_str(),
-            a.end_time_utc.as_str(),
-            &a.entities.source_ip,
-            &a.entities.principal,
-            simulated,
-            record.as_str(),
-            now
-        ],
-    )?;
-    if inserted == 1 {
-        history(tx, &a.id, now, "pgvigil", "raised", None, "Active")?;
-        stored.status = "Active".into();
-        if let Some(r) = rule {
-            // Known and judged benign ahead of time: stored for the record, told to no one.
-            tx.exec(
-                "UPDATE alerts SET status = 'Dismissed' WHERE id = $1",
-                vals![a.id.as_str()],
+    let prev = match stored_state(tx, &a.id)? {
+        Some(prev) => prev,
+        None => {
+            // New: stored in this month's partition for its whole life. Another writer may
+            // store the same (fleet) alert at the same moment, so the insert decides, not
+            // the look just taken.
+            let part = &now[..7];
+            let inserted = tx.exec(
+                "INSERT INTO alerts (id, part, server, alert_type, severity, display_name, status,
+                   start_time, end_time, source_ip, principal, is_simulated, version, record,
+                   created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'Active', $7, $8, $9, $10, $11, 1, $12, $13, $13)
+                 ON CONFLICT DO NOTHING",
+                vals![
+                    a.id.as_str(),
+                    part,
+                    a.server.as_str(),
+                    a.alert_type.as_str(),
+                    a.severity.to_string(),
+                    a.display_name.as_str(),
+                    a.start_time_utc.as_str(),
+                    a.end_time_utc.as_str(),
+                    &a.entities.source_ip,
+                    &a.entities.principal,
+                    simulated,
+                    record.as_str(),
+                    now
+                ],
             )?;
-            history(
-                tx,
-                &a.id,
-                now,
-                &format!("rule:{}", r.name),
-                "suppressed",
-                Some("Active"),
-                "Dismissed",
-            )?;
-            stored.status = "Dismissed".into();
-            return Ok((stored, None, true));
+            if inserted == 1 {
+                history(tx, &a.id, part, now, "pgvigil", "raised", None, "Active")?;
+                stored.status = "Active".into();
+                if let Some(r) = rule {
+                    // Known and judged benign ahead of time: stored for the record, told to
+                    // no one.
+                    tx.exec(
+                        "UPDATE alerts SET status = 'Dismissed' WHERE id = $1 AND part = $2",
+                        vals![a.id.as_str(), part],
+                    )?;
+                    history(
+                        tx,
+                        &a.id,
+                        part,
+                        now,
+                        &format!("rule:{}", r.name),
+                        "suppressed",
+                        Some("Active"),
+                        "Dismissed",
+                    )?;
+                    stored.status = "Dismissed".into();
+                    return Ok((stored, None, true));
+                }
+                return Ok((stored, Some(1), false));
+            }
+            stored_state(tx, &a.id)?.ok_or_else(|| StoreError::Corrupt {
+                what: format!("alert {}", a.id),
+                reason: "vanished during its update".into(),
+            })?
         }
-        return Ok((stored, Some(1), false));
-    }
-    let prev = tx
-        .query_opt(
-            "SELECT status, severity, display_name, version, end_time, record FROM alerts WHERE id = $1",
-            vals![a.id.as_str()],
-        )?
-        .ok_or_else(|| StoreError::Corrupt {
-            what: format!("alert {}", a.id),
-            reason: "vanished during its update".into(),
-        })?;
+    };
     let (status, severity, display_name, version) =
         (prev.text(0)?, prev.text(1)?, prev.text(2)?, prev.int(3)?);
     let prev_end = prev.text(4)?;
+    let part = prev.text(6)?;
     // An update older than what is stored (the log read again after a crash, from the last
     // checkpoint) changes nothing and notifies no one: the stored alert is further along.
     if a.end_time_utc.as_str() < prev_end.as_str()
@@ -657,6 +715,7 @@ fn upsert(
         history(
             tx,
             &a.id,
+            &part,
             now,
             "pgvigil",
             "escalated",
@@ -670,7 +729,7 @@ fn upsert(
     tx.exec(
         "UPDATE alerts SET severity = $2, display_name = $3, status = $4,
            start_time = $5, end_time = $6, version = $7, record = $8, updated_at = $9
-         WHERE id = $1",
+         WHERE id = $1 AND part = $10",
         vals![
             a.id.as_str(),
             a.severity.to_string(),
@@ -680,16 +739,28 @@ fn upsert(
             a.end_time_utc.as_str(),
             version,
             record.as_str(),
-            now
+            now,
+            part.as_str()
         ],
     )?;
     stored.status = status;
     Ok((stored, escalated.then_some(version), false))
 }
 
+/// A stored alert's status, severity, display name, version, end, record and month.
+fn stored_state(tx: &mut dyn Db, id: &str) -> Result<Option<super::db::Row>> {
+    tx.query_opt(
+        "SELECT status, severity, display_name, version, end_time, record, part
+         FROM alerts WHERE id = $1",
+        vals![id],
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
 fn history(
     tx: &mut dyn Db,
     id: &str,
+    part: &str,
     at: &str,
     actor: &str,
     action: &str,
@@ -697,9 +768,9 @@ fn history(
     to: &str,
 ) -> Result<()> {
     tx.exec(
-        "INSERT INTO alert_history (alert_id, at, actor, action, from_status, to_status)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        vals![id, at, actor, action, from, to],
+        "INSERT INTO alert_history (alert_id, part, at, actor, action, from_status, to_status)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        vals![id, part, at, actor, action, from, to],
     )?;
     Ok(())
 }

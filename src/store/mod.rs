@@ -12,6 +12,7 @@ pub mod audit;
 pub mod blocks;
 pub mod db;
 pub mod fleet;
+mod months;
 mod outbox;
 mod policies;
 mod servers;
@@ -77,6 +78,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0009_suppression_rules.sql"),
     include_str!("migrations/sqlite/0010_console.sql"),
     include_str!("migrations/sqlite/0011_shipping.sql"),
+    include_str!("migrations/sqlite/0012_alert_months.sql"),
 ];
 const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
@@ -90,6 +92,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0009_suppression_rules.sql"),
     include_str!("migrations/postgres/0010_console.sql"),
     include_str!("migrations/postgres/0011_shipping.sql"),
+    include_str!("migrations/postgres/0012_alert_months.sql"),
 ];
 
 const READERS: usize = 4;
@@ -115,6 +118,9 @@ struct Central {
     migrated: std::sync::atomic::AtomicBool,
     /// When a connection was last used (ms since the epoch), for `close_idle`.
     used_ms: std::sync::atomic::AtomicI64,
+    /// The month ('YYYY-MM') whose alert partitions, and the next month's, are known to
+    /// exist: a write first makes them when the month has turned.
+    month: Mutex<String>,
 }
 
 pub struct Store {
@@ -232,6 +238,7 @@ impl Store {
                 readers: (0..readers).map(|_| Mutex::new(None)).collect(),
                 migrated: Default::default(),
                 used_ms: Default::default(),
+                month: Default::default(),
             })),
             next_reader: AtomicUsize::new(0),
         })
@@ -305,14 +312,14 @@ impl Store {
                 let c = g.as_mut().ok_or_else(|| gone(&self.location))?;
                 // BEGIN is where a connection the server closed (a restart) shows it:
                 // nothing has been written yet, so it is begun again on a new connection.
-                match in_transaction(c, f) {
+                match in_transaction(c, &pg.month, f) {
                     Ok(out) => out,
                     Err((e, f)) => {
                         if alive(c) {
                             return Err(StoreError::Postgres(db::pg_message(&e)));
                         }
                         *c = pg.connect(&self.location)?;
-                        in_transaction(c, f)
+                        in_transaction(c, &pg.month, f)
                             .unwrap_or_else(|(e, _)| Err(StoreError::Postgres(db::pg_message(&e))))
                     }
                 }
@@ -336,8 +343,12 @@ impl Store {
 #[allow(clippy::type_complexity)]
 fn in_transaction<T, F: FnOnce(&mut dyn Db) -> Result<T>>(
     c: &mut postgres::Client,
+    month: &Mutex<String>,
     f: F,
 ) -> std::result::Result<Result<T>, (postgres::Error, F)> {
+    if let Err(e) = ensure_partitions(c, month) {
+        return Err((e, f));
+    }
     let mut tx = match c.transaction() {
         Ok(tx) => tx,
         Err(e) => return Err((e, f)),
@@ -348,6 +359,38 @@ fn in_transaction<T, F: FnOnce(&mut dyn Db) -> Result<T>>(
             .map_err(|e| StoreError::Postgres(db::pg_message(&e)))?;
         Ok(out)
     })())
+}
+
+/// Makes this month's and next month's alert partitions unless `known` says they exist.
+/// Outside the write's transaction: making a partition locks the whole `alerts` table, which
+/// should not wait on (or hold up) a batch's own locks.
+fn ensure_partitions(
+    c: &mut postgres::Client,
+    known: &Mutex<String>,
+) -> std::result::Result<(), postgres::Error> {
+    let now = now_utc();
+    let month = &now[..7];
+    let mut known = known.lock().unwrap_or_else(|p| p.into_inner());
+    if *known == month {
+        return Ok(());
+    }
+    c.execute(
+        "SELECT pgvigil_partition($1), pgvigil_partition($2)",
+        &[&month, &next_month(month)],
+    )?;
+    *known = month.to_string();
+    Ok(())
+}
+
+/// The month after `month` ('YYYY-MM').
+pub(crate) fn next_month(month: &str) -> String {
+    let (y, m) = month.split_once('-').unwrap_or((month, "12"));
+    let (y, m): (i32, u32) = (y.parse().unwrap_or(1970), m.parse().unwrap_or(12));
+    if m >= 12 {
+        format!("{:04}-01", y + 1)
+    } else {
+        format!("{y:04}-{:02}", m + 1)
+    }
 }
 
 impl Central {

@@ -93,7 +93,7 @@ pub(super) fn enqueue(
 
 /// `f`, tried again (up to five times) while PostgreSQL ends it as a deadlock or a
 /// serialization failure.
-fn retry_conflicts<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
+pub(super) fn retry_conflicts<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
     let mut tries = 0;
     loop {
         tries += 1;
@@ -185,9 +185,9 @@ impl Store {
         channels: &[String],
         admins: &[String],
     ) -> Result<Shipment> {
-        // Agents' shipments meet on shared rows (a fleet alert, its counts): PostgreSQL may
-        // end one as a deadlock or a serialization failure, which a second try gets through.
-        retry_conflicts(|| {
+        // Agents' shipments meet on shared rows (a server's counts): PostgreSQL may end one
+        // as a deadlock or a serialization failure, which a second try gets through.
+        let mut shipment = retry_conflicts(|| {
             self.write(|tx| {
                 // Locked: two processes started with one state directory must not both apply
                 // a batch.
@@ -249,7 +249,10 @@ impl Store {
                 )?;
                 Ok(out)
             })
-        })
+        })?;
+        let fleet = self.settle(&shipment.ingested.fleet_sources, channels, admins);
+        shipment.ingested.absorb(fleet);
+        Ok(shipment)
     }
 
     /// `server`'s policy and the suppression rules, as this (central) store has them.
