@@ -103,14 +103,13 @@ fn main() -> anyhow::Result<()> {
         channels: vec![],
         admins: vec![],
         proxy: None,
-        console: Default::default(),
         settings_written: None,
     });
     let cfg = ApiConfig {
         listen: "127.0.0.1:0".parse()?,
         ..Default::default()
     };
-    let addr = pgvigil::api::spawn(&cfg, state)?;
+    let addr = pgvigil::server::spawn(&cfg, state)?;
     let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
     let queries = [
         "/alerts?top=100",

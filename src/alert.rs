@@ -2,6 +2,7 @@
 //! UTC, unknown values `null`).
 
 use crate::event::{format_time, EventTime};
+pub use crate::place::{Cloud, Location};
 use serde::{Deserialize, Serialize};
 
 /// Alert families; the string form follows Azure's `alertType` so existing tooling maps 1:1.
@@ -195,25 +196,6 @@ impl std::fmt::Display for Severity {
             Severity::High => "High",
         })
     }
-}
-
-/// Where the source is (filled by enrichment; `null` until then).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Location {
-    pub country: Option<String>,
-    pub city: Option<String>,
-    pub asn: Option<u32>,
-    pub org: Option<String>,
-    /// `public`, or `private`/`loopback`/`link-local`/`special`: such addresses are labelled,
-    /// never looked up.
-    pub address_class: Option<crate::enrich::AddressClass>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Cloud {
-    pub provider: Option<String>,
-    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

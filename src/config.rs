@@ -45,7 +45,7 @@ pub struct Config {
 pub struct ScanConfig {
     /// The monitored server, as a monitoring role sees it (`postgres://monitor@host/postgres`;
     /// grants in the README). Unset: no periodic scan.
-    pub url: Option<crate::notify::Secret>,
+    pub url: Option<crate::secret::Secret>,
     /// Also trust this CA (PEM) for the server's certificate.
     pub ca_file: Option<PathBuf>,
     pub interval: crate::duration::Span,
@@ -61,30 +61,9 @@ impl Default for ScanConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreConfig {
-    /// The SQLite file holding alerts, policies, checkpoints, API tokens and the notification
-    /// outbox. Default: `pgvigil.db` in state.dir. In a fleet, `run`'s own store (its
-    /// checkpoint, its alerts and the queue for the central store).
-    pub path: Option<PathBuf>,
-    /// A central PostgreSQL (`postgres://user:password@host/db`): fleet mode, every agent and
-    /// API instance pointing at the same database. `run` ships its alerts and counts there;
-    /// `api` and `token` use it instead of `path`.
-    pub url: Option<crate::notify::Secret>,
-    /// Also trust this CA (PEM) for the central store's certificate. The connection uses TLS
-    /// as the URL's `sslmode` says (`require` to insist); certificates are always verified.
-    pub ca_file: Option<PathBuf>,
-}
+pub use crate::store::StoreConfig;
 
-/// Where to start reading a file that was already there when pgvigil first started (no
-/// checkpoint yet). Files that appear later are always read from their beginning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StartAt {
-    Beginning,
-    End,
-}
+pub use crate::ingest::StartAt;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -145,7 +124,7 @@ pub struct StateConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            server: hostname(),
+            server: crate::notify::hostname(),
             input: InputConfig::default(),
             output: OutputConfig::default(),
             state: StateConfig::default(),
@@ -216,17 +195,6 @@ fn nix_is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)
-}
-
-/// This machine's host name, or `localhost`. From the kernel (uname), which a sandbox
-/// without /proc/sys still answers.
-pub fn hostname() -> String {
-    hostname::get()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 impl Config {

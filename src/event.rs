@@ -187,7 +187,7 @@ pub struct Event {
     pub source: CompactString,
     /// What is known about the client address (logins only; set by the pipeline).
     #[serde(skip)]
-    pub enrichment: Option<std::sync::Arc<crate::enrich::Enrichment>>,
+    pub enrichment: Option<std::sync::Arc<crate::place::Enrichment>>,
     /// Registrable domain of the client's reverse DNS (successful logins, when
     /// `[enrich.reverse_dns]` is on; set by the pipeline).
     #[serde(skip)]

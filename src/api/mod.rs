@@ -23,7 +23,6 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 /// `[api]` in pgvigil.toml.
@@ -60,43 +59,7 @@ impl Default for ApiConfig {
     }
 }
 
-/// Counters of this process that the store does not hold.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub notifications_sent: AtomicU64,
-    pub notification_failures: AtomicU64,
-    pub alerts_suppressed: AtomicU64,
-    /// What `run`'s log follower last saw (unset in a process that follows no logs).
-    pub follower: FollowerHealth,
-    /// An agent's shipping to the central store (unset outside a fleet).
-    pub ship: Arc<crate::store::ship::ShipHealth>,
-}
-
-/// The log follower's figures, for `/metrics` and `/healthz`.
-#[derive(Debug, Default)]
-pub struct FollowerHealth {
-    /// This process follows logs.
-    pub active: std::sync::atomic::AtomicBool,
-    /// When the last poll of the logs ended (ms since the epoch).
-    pub last_poll_ms: std::sync::atomic::AtomicI64,
-    /// Log files followed (open, and closed until they grow).
-    pub files: AtomicU64,
-    /// Of those, open now.
-    pub open: AtomicU64,
-    /// Bytes written to the followed files and not read yet.
-    pub bytes_behind: AtomicU64,
-    /// Reads that failed, in all, and in the last poll.
-    pub read_errors: AtomicU64,
-    pub read_errors_last_poll: AtomicU64,
-    /// Entries skipped for their length, and bytes recovered from rotated copies.
-    pub oversize: AtomicU64,
-    pub recovered_bytes: AtomicU64,
-    /// The time of the newest event read (ms since the epoch), for a lag that stays live.
-    pub newest_event_ms: std::sync::atomic::AtomicI64,
-    /// Logins read (the log's and the proxy's), by outcome, since this process started.
-    pub logins_succeeded: AtomicU64,
-    pub logins_failed: AtomicU64,
-}
+pub use crate::health::{Counters, FollowerHealth};
 
 impl FollowerHealth {
     /// Why this process is unhealthy, if it is.
@@ -128,8 +91,6 @@ pub struct ApiState {
     pub admins: Vec<String>,
     /// The proxy, when this process runs it: its active-response blocks and its figures.
     pub proxy: Option<Arc<crate::proxy::Proxy>>,
-    /// Web console sign-ins.
-    pub console: Arc<crate::console::Sessions>,
     /// Called (on a blocking thread) after a policy or suppression rule is written: an agent
     /// of a fleet copies them to its own store at once, so they apply to its next alert.
     pub settings_written: Option<SettingsHook>,
@@ -615,7 +576,8 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
+/// The API's routes, `/healthz` open and the rest behind a token.
+pub fn routes(state: Arc<ApiState>) -> Router {
     let protected = Router::new()
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics::metrics))
@@ -664,88 +626,17 @@ pub fn router(state: Arc<ApiState>, max_body: usize) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(protected)
-        .merge(crate::console::router())
-        .fallback(not_found)
+        .with_state(state)
+}
+
+/// What every response of the listener goes through, API and console alike: errors in the
+/// API's shape for unknown paths and methods, the body limit, and the target checks.
+pub(crate) fn finish(app: Router, max_body: usize) -> Router {
+    app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(close_after_unread_body))
         .layer(axum::middleware::from_fn(check_target))
-        .with_state(state)
-}
-
-/// The TLS settings of `[api]`, loaded now so that a bad file stops pgvigil with its name.
-fn tls_config(cfg: &ApiConfig) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
-    let (cert, key) = match (&cfg.tls_cert, &cfg.tls_key) {
-        (None, None) => return Ok(None),
-        (Some(c), Some(k)) => (c, k),
-        _ => anyhow::bail!("api.tls_cert and api.tls_key go together"),
-    };
-    let mut sc = crate::tls::server_config(cert, key, "api.tls")?;
-    sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Some(Arc::new(sc)))
-}
-
-/// Binds the API's address (so that a taken port or a bad certificate is an error at
-/// startup) and serves it, over HTTPS when `tls_cert`/`tls_key` are set, on a thread of its
-/// own for the life of the process. Returns the bound address.
-pub fn spawn(cfg: &ApiConfig, state: Arc<ApiState>) -> anyhow::Result<SocketAddr> {
-    use anyhow::Context;
-    let tls = tls_config(cfg)?;
-    let std_listener = std::net::TcpListener::bind(cfg.listen)
-        .with_context(|| format!("api.listen {}", cfg.listen))?;
-    std_listener.set_nonblocking(true)?;
-    let addr = std_listener.local_addr()?;
-    if !cfg.listen.ip().is_loopback() && tls.is_none() {
-        tracing::warn!(listen = %addr, "the API listens beyond this machine without TLS: tokens cross the network in clear; set api.tls_cert and api.tls_key");
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("pgvigil-api")
-        .enable_all()
-        .build()
-        .context("starting the API's runtime")?;
-    let https = tls.is_some();
-    state.console.set_https(https);
-    let mut app = router(state, cfg.max_body_bytes);
-    if https {
-        // Browsers that once reached the console over HTTPS never fall back to plain HTTP.
-        app = app.layer(axum::middleware::map_response(
-            |mut r: Response| async move {
-                r.headers_mut().insert(
-                    header::STRICT_TRANSPORT_SECURITY,
-                    HeaderValue::from_static("max-age=31536000"),
-                );
-                r
-            },
-        ));
-    }
-    // Handlers see the client's address (failed console sign-ins are limited per address).
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    std::thread::Builder::new()
-        .name("pgvigil-api".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                let served = match tls {
-                    Some(sc) => {
-                        let rc = axum_server::tls_rustls::RustlsConfig::from_config(sc);
-                        match axum_server::tls_rustls::from_tcp_rustls(std_listener, rc) {
-                            Ok(server) => server.serve(app).await,
-                            Err(e) => Err(e),
-                        }
-                    }
-                    None => match tokio::net::TcpListener::from_std(std_listener) {
-                        Ok(l) => axum::serve(l, app).await,
-                        Err(e) => Err(e),
-                    },
-                };
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "API server stopped");
-                }
-            })
-        })
-        .context("starting the API thread")?;
-    tracing::info!(listen = %addr, https, "API listening");
-    Ok(addr)
 }
 
 #[cfg(test)]

@@ -75,12 +75,9 @@ pub fn start(
             channels: channels.clone(),
             admins: admins.clone(),
             proxy,
-            console: Arc::new(pgvigil::console::Sessions::new(
-                cfg.api.session_idle.duration(),
-            )),
             settings_written: stores.settings_written.clone(),
         });
-        Some(pgvigil::api::spawn(&cfg.api, state)?)
+        Some(pgvigil::server::spawn(&cfg.api, state)?)
     } else {
         None
     };

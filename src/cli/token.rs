@@ -45,7 +45,8 @@ pub fn open_store(config: &Option<PathBuf>, store: &Option<PathBuf>) -> Result<(
     if let Some(s) = store {
         cfg.store.path = Some(s.clone());
     }
-    let s = Store::from_config(&cfg).context("the alert store (store.path / store.url)")?;
+    let s = Store::from_config(&cfg.store, &cfg.store_path())
+        .context("the alert store (store.path / store.url)")?;
     Ok((cfg, s))
 }
 

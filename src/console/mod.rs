@@ -47,6 +47,20 @@ struct Session {
     last_seen: Instant,
 }
 
+/// What the console's handlers share: the API's state, and this process's sign-in sessions
+/// (handlers that need only the former take `State<Arc<ApiState>>`).
+#[derive(Clone)]
+pub struct ConsoleState {
+    pub api: Arc<ApiState>,
+    pub sessions: Arc<Sessions>,
+}
+
+impl axum::extract::FromRef<ConsoleState> for Arc<ApiState> {
+    fn from_ref(c: &ConsoleState) -> Self {
+        c.api.clone()
+    }
+}
+
 /// Console sessions of this process, and its failed sign-ins by address.
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
@@ -170,16 +184,16 @@ fn session_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 /// The signed-in session of this request, while it is live: not expired, not idle too
 /// long, and its token not revoked or changed (revoking a token ends its console sessions
 /// at their next request, on every API instance).
-async fn session(st: &Arc<ApiState>, headers: &HeaderMap) -> Option<(String, Caller, String)> {
-    let (id, caller, csrf, token_hash) = st.console.get(headers)?;
-    let store = st.store.clone();
+async fn session(st: &ConsoleState, headers: &HeaderMap) -> Option<(String, Caller, String)> {
+    let (id, caller, csrf, token_hash) = st.sessions.get(headers)?;
+    let store = st.api.store.clone();
     let live = crate::api::blocking(move || store.token_by_hash(&token_hash)).await;
     match live {
         Ok(Some((name, role))) if name == caller.name && role == caller.role => {
             Some((id, caller, csrf))
         }
         Ok(_) => {
-            st.console.end(&id);
+            st.sessions.end(&id);
             None
         }
         Err(_) => None,
@@ -195,12 +209,12 @@ pub(super) struct Signed {
     pub csrf: String,
 }
 
-impl axum::extract::FromRequestParts<Arc<ApiState>> for Signed {
+impl axum::extract::FromRequestParts<ConsoleState> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        st: &Arc<ApiState>,
+        st: &ConsoleState,
     ) -> Result<Self, Response> {
         match session(st, &parts.headers).await {
             Some((id, caller, csrf)) => Ok(Signed { id, caller, csrf }),
@@ -218,7 +232,7 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-pub fn router() -> Router<Arc<ApiState>> {
+pub fn router() -> Router<ConsoleState> {
     Router::new()
         .route("/console", get(overview_page))
         .route("/console/style.css", get(style))
@@ -355,15 +369,15 @@ struct SigninForm {
 }
 
 /// The sign-in page, with a fresh form token in a cookie and in the form.
-async fn signin_page(State(st): State<Arc<ApiState>>) -> Response {
+async fn signin_page(State(st): State<ConsoleState>) -> Response {
     signin_response(&st, StatusCode::OK, None)
 }
 
-fn signin_response(st: &ApiState, status: StatusCode, error: Option<&str>) -> Response {
+fn signin_response(st: &ConsoleState, status: StatusCode, error: Option<&str>) -> Response {
     let form = random_hex();
     let mut r = page(status, signin_markup(&form, error));
     let cookie = st
-        .console
+        .sessions
         .cookie(SIGNIN_COOKIE, &form, "/console/signin", 600);
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
@@ -392,7 +406,7 @@ fn signin_markup(form: &str, error: Option<&str>) -> Markup {
 }
 
 async fn signin(
-    State(st): State<Arc<ApiState>>,
+    State(st): State<ConsoleState>,
     headers: HeaderMap,
     ext: axum::http::Extensions,
     Form(f): Form<SigninForm>,
@@ -412,7 +426,7 @@ async fn signin(
             Some("This sign-in did not come from this page. Sign in again."),
         );
     }
-    if let Some(wait) = st.console.locked_out(peer) {
+    if let Some(wait) = st.sessions.locked_out(peer) {
         tracing::warn!(source = %peer, "console sign-in refused: too many failed sign-ins");
         let mins = wait.as_secs().div_ceil(60).max(1);
         return signin_response(
@@ -423,12 +437,12 @@ async fn signin(
             )),
         );
     }
-    let store = st.store.clone();
+    let store = st.api.store.clone();
     let token = f.token.trim().to_string();
     let token_hash = crate::store::token_hash(&token);
     let who = crate::api::blocking(move || store.verify_token(&token)).await;
     let Ok(Some((name, role))) = who else {
-        let n = st.console.failed(peer);
+        let n = st.sessions.failed(peer);
         // The token itself is never logged, not even a wrong one (it may be a real one
         // with a typo).
         tracing::warn!(source = %peer, failures = n, "console sign-in with a token that is not valid");
@@ -438,7 +452,7 @@ async fn signin(
             Some("That token is not valid."),
         );
     };
-    let Some((id, _)) = st.console.start(
+    let Some((id, _)) = st.sessions.start(
         Caller {
             name: name.clone(),
             role,
@@ -455,9 +469,9 @@ async fn signin(
     let mut r = Redirect::to("/console").into_response();
     let h = r.headers_mut();
     for c in [
-        st.console
+        st.sessions
             .cookie(COOKIE, &id, "/console", SESSION_LIFE.as_secs()),
-        st.console.cookie(SIGNIN_COOKIE, "", "/console/signin", 0),
+        st.sessions.cookie(SIGNIN_COOKIE, "", "/console/signin", 0),
     ] {
         if let Ok(v) = HeaderValue::from_str(&c) {
             h.append(header::SET_COOKIE, v);
@@ -473,7 +487,7 @@ struct CsrfForm {
 
 /// Signs out only with the session's own CSRF token: a foreign page cannot sign anyone out.
 async fn signout(
-    State(st): State<Arc<ApiState>>,
+    State(st): State<ConsoleState>,
     Signed { id, caller, csrf }: Signed,
     Form(f): Form<CsrfForm>,
 ) -> Response {
@@ -485,9 +499,9 @@ async fn signout(
             "This form is out of date or did not come from this console. Reload the page and try again.",
         );
     }
-    st.console.end(&id);
+    st.sessions.end(&id);
     let mut r = to_signin();
-    if let Ok(v) = HeaderValue::from_str(&st.console.cookie(COOKIE, "", "/console", 0)) {
+    if let Ok(v) = HeaderValue::from_str(&st.sessions.cookie(COOKIE, "", "/console", 0)) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r

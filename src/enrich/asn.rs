@@ -150,15 +150,9 @@ fn to_u128(ip: IpAddr) -> u128 {
 
 /// Opens a data file, gzip'd or not (by its magic bytes).
 pub(crate) fn open_text(path: &Path) -> Result<Box<dyn std::io::Read>, EnrichError> {
-    crate::sources::file::open(path)
+    crate::gzfile::open(path)
         .map(|r| r as Box<dyn std::io::Read>)
-        .map_err(|e| match e {
-            crate::sources::SourceError::Io { source, .. } => EnrichError::io(path, source),
-            other => EnrichError::Format {
-                path: path.to_path_buf(),
-                reason: other.to_string(),
-            },
-        })
+        .map_err(|e| EnrichError::io(path, e))
 }
 
 impl AsnRanges {

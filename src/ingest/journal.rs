@@ -8,7 +8,7 @@
 //! journal's cursor of the last entry whose effect is in the detector state: a restart asks
 //! for the entries after it, so nothing is read twice or lost.
 
-use crate::config::StartAt;
+use super::StartAt;
 use crate::pipeline::Pipeline;
 use crate::sources::file::{self, Hints};
 use crate::sources::LogParser;

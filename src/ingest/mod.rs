@@ -6,3 +6,12 @@ pub mod checkpoint;
 pub mod journal;
 pub mod stdin;
 pub mod tail;
+
+/// Where to start reading a file that was already there when pgvigil first started (no
+/// checkpoint yet). Files that appear later are always read from their beginning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    Beginning,
+    End,
+}

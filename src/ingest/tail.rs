@@ -17,7 +17,7 @@
 //! last lines wait for the rest; an entry longer than `max_entry_bytes` is skipped and counted.
 
 use super::checkpoint::FilePos;
-use crate::config::StartAt;
+use super::StartAt;
 use crate::pipeline::Pipeline;
 use crate::sources::file::{self, Hints};
 use crate::sources::{LogFormat, LogParser, SourceError};

@@ -10,39 +10,14 @@ pub mod syslog;
 pub mod webhook;
 
 use crate::alert::Alert;
-use crate::api::Counters;
 use crate::duration::Span;
+use crate::health::Counters;
 use crate::store::{OutboxItem, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// A password or key from the configuration: never printed, logged or written back.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<secret>")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("<secret>")
-    }
-}
+pub use crate::secret::Secret;
 
 /// `[notify]` in pgvigil.toml.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,7 +101,7 @@ impl Notifier {
             agent,
             mailer,
             public_url,
-            hostname: crate::config::hostname(),
+            hostname: hostname(),
         })
     }
 
@@ -263,4 +238,15 @@ pub fn spawn_sender(
             std::thread::sleep(every);
         })
         .expect("spawning a thread")
+}
+
+/// This machine's host name, or `localhost`. From the kernel (uname), which a sandbox
+/// without /proc/sys still answers.
+pub fn hostname() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

@@ -2,7 +2,6 @@
 
 use super::prefix::Prefix;
 use super::{sniff, LogFormat, LogParser, SourceError};
-use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -48,7 +47,7 @@ fn stdin_head() -> Result<Vec<u8>, SourceError> {
     if slot.is_none() {
         let mut rest = stdin_reader()?;
         let mut head = vec![0u8; HEAD_BYTES];
-        let n = read_fully(&mut rest, &mut head).map_err(stdin_error)?;
+        let n = crate::gzfile::read_fully(&mut rest, &mut head).map_err(stdin_error)?;
         head.truncate(n);
         *slot = Some(StdinInput {
             head,
@@ -90,41 +89,13 @@ pub fn current_year() -> i32 {
 /// Bytes looked at to decide a file's format and prefix.
 const HEAD_BYTES: usize = 64 * 1024;
 
-/// Opens a file for reading, transparently decompressing gzip (by its magic bytes, so a
-/// rotated `postgresql.log.2.gz` and a misnamed one both work). [`STDIN`] is standard input.
+/// Opens a file for reading, transparently decompressing gzip ([`crate::gzfile`]).
+/// [`STDIN`] is standard input.
 pub fn open(path: &Path) -> Result<Box<dyn Read + Send>, SourceError> {
     if is_stdin(path) {
         return open_stdin();
     }
-    let mut f = File::open(path).map_err(|e| SourceError::io(path, e))?;
-    let mut magic = [0u8; 2];
-    let n = read_fully(&mut f, &mut magic).map_err(|e| SourceError::io(path, e))?;
-    use std::io::Seek;
-    f.seek(std::io::SeekFrom::Start(0))
-        .map_err(|e| SourceError::io(path, e))?;
-    if n == 2 && magic == [0x1f, 0x8b] {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(
-            f,
-        ))))
-    } else {
-        Ok(Box::new(f))
-    }
-}
-
-/// Fills `buf` as far as the input goes. An error after some bytes (a truncated .gz) gives
-/// those bytes: the whole read will report the error with its place.
-fn read_fully(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) if n > 0 => break,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
+    crate::gzfile::open(path).map_err(|e| SourceError::io(path, e))
 }
 
 /// A file about to be read, with its format (and prefix for stderr) decided.
@@ -156,7 +127,8 @@ pub fn inspect(path: &Path, hints: &Hints) -> Result<LogFile, SourceError> {
     }
     let meta = std::fs::metadata(path).map_err(|e| SourceError::io(path, e))?;
     let mut head = vec![0u8; HEAD_BYTES];
-    let n = read_fully(&mut open(path)?, &mut head).map_err(|e| SourceError::io(path, e))?;
+    let n = crate::gzfile::read_fully(&mut open(path)?, &mut head)
+        .map_err(|e| SourceError::io(path, e))?;
     head.truncate(n);
     let year = meta.modified().map_or(1970, year_of);
     Ok(decide(path, &head, hints, meta.len(), year))

@@ -680,7 +680,7 @@ impl PoolerJoin {
 /// logins.
 pub fn scan_own(path: &std::path::Path, into: &mut PoolerJoin) -> Result<(), super::SourceError> {
     use std::io::BufRead;
-    let input = super::file::open(path)?;
+    let input = crate::gzfile::open(path).map_err(|e| super::SourceError::io(path, e))?;
     let mut r = std::io::BufReader::with_capacity(1 << 16, input);
     let mut line = Vec::new();
     let finder = memchr::memmem::Finder::new(b"new connection to server (from ");

@@ -317,6 +317,23 @@ impl<C: postgres::GenericClient> Db for Pg<'_, C> {
     }
 }
 
+/// `f`, tried again (up to five times) while PostgreSQL ends it as a deadlock or a
+/// serialization failure.
+pub(crate) fn retry_conflicts<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match f() {
+            Err(StoreError::Postgres(m))
+                if tries < 5 && (m.contains("40P01") || m.contains("40001")) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20 * tries));
+            }
+            out => return out,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -4,7 +4,7 @@
 //! server's.
 
 use super::db::{vals, Db};
-use super::{Ingested, Result};
+use super::Result;
 use crate::alert::{Alert, AlertType, Entities, Severity};
 use serde_json::Value;
 
@@ -17,7 +17,7 @@ const WINDOW_MS: i64 = 3_600_000;
 const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x7d2b_40f1_9c3a_4e58_8b16_5f0e_2a9c_c4d3);
 
 /// The advisory lock of a source address: the same number in every agent.
-fn lock_key(ip: &str) -> i64 {
+pub(super) fn lock_key(ip: &str) -> i64 {
     use sha2::Digest;
     let h = sha2::Sha256::digest(format!("pgvigil-fleet|{ip}").as_bytes());
     let mut b = [0u8; 8];
@@ -37,7 +37,7 @@ fn correlated(t: AlertType) -> bool {
 
 /// How long a noted source may wait for its agent to settle it before any agent does: the
 /// agent stopped between its batch's commit and the fleet alert's.
-const ORPHANED_MS: i64 = 10_000;
+pub(super) const ORPHANED_MS: i64 = 10_000;
 
 /// Notes, in `a`'s batch, that the fleet alert of `a`'s source is to be worked out once the
 /// batch has committed. Returns the source.
@@ -54,90 +54,6 @@ pub(super) fn note(tx: &mut dyn Db, a: &Alert, now: &str) -> Result<Option<Strin
         vals![ip, a.id.as_str(), a.end_time_utc.as_str(), now],
     )?;
     Ok(Some(ip.to_string()))
-}
-
-impl super::Store {
-    /// Works out the fleet alerts of `sources` (noted by batches that have committed), and
-    /// of any source whose agent stopped before doing so. One source at a time, under its
-    /// lock: the first agent there takes every batch noted so far, and those behind it find
-    /// nothing left to do, so a campaign seen by a hundred agents costs one correlation per
-    /// round, not a hundred in a queue. Failures are logged: the batches are stored, and
-    /// their notes wait for the next agent.
-    pub(crate) fn settle(
-        &self,
-        sources: &[String],
-        channels: &[String],
-        admins: &[String],
-    ) -> Ingested {
-        let mut out = Ingested::default();
-        if !self.is_central() {
-            return out;
-        }
-        let mut todo: Vec<String> = sources.to_vec();
-        let stale = crate::event::format_time(super::now_ms() - ORPHANED_MS);
-        match self.read(|c| {
-            c.query(
-                "SELECT DISTINCT source FROM fleet_pending WHERE at < $1 LIMIT 20",
-                vals![stale.as_str()],
-            )
-        }) {
-            Ok(rows) => todo.extend(rows.iter().filter_map(|r| r.text(0).ok())),
-            Err(e) => tracing::warn!(error = %e, "fleet alerts: cannot read the noted sources"),
-        }
-        todo.sort();
-        todo.dedup();
-        let batch = super::Ingest {
-            channels,
-            admins,
-            ..Default::default()
-        };
-        for ip in todo {
-            match super::ship::retry_conflicts(|| self.write(|tx| settle(tx, &ip, &batch))) {
-                Ok(more) => out.absorb(more),
-                Err(e) => tracing::warn!(source = %ip, error = %e, "fleet alert not worked out"),
-            }
-        }
-        out
-    }
-}
-
-/// The fleet alert of `ip`, from every member alert stored so far, if a batch noted the
-/// source since the last time.
-fn settle(tx: &mut dyn Db, ip: &str, batch: &super::Ingest<'_>) -> Result<Ingested> {
-    let mut out = Ingested::default();
-    tx.lock(lock_key(ip))?;
-    let noted = tx.query(
-        "DELETE FROM fleet_pending WHERE source = $1 RETURNING alert_id, end_time",
-        vals![ip],
-    )?;
-    // Around the member that ended last (the campaign as it now stands).
-    let mut latest: Option<(String, String)> = None;
-    for r in &noted {
-        let (id, end) = (r.text(0)?, r.text(1)?);
-        if latest.as_ref().is_none_or(|(_, e)| end > *e) {
-            latest = Some((id, end));
-        }
-    }
-    let Some((id, _)) = latest else {
-        return Ok(out);
-    };
-    let Some(row) = tx.query_opt(
-        "SELECT record FROM alerts WHERE id = $1",
-        vals![id.as_str()],
-    )?
-    else {
-        return Ok(out);
-    };
-    let Ok(a) = serde_json::from_str::<Alert>(&row.text(0)?) else {
-        return Ok(out);
-    };
-    if let Some(fleet) = correlate(tx, &a)? {
-        let now = super::now_utc();
-        let rules = super::suppression::all(tx)?;
-        let mut policies = std::collections::HashMap::new();
-        super::alerts::raise_fleet_alert(tx, &fleet, &rules, &mut policies, batch, &now, &mut out)?;
-    }
-    Ok(out)
 }
 
 /// The fleet alert `a` (a per-server brute-force alert just stored) contributes to, as it

@@ -12,17 +12,21 @@ pub mod audit;
 pub mod blocks;
 pub mod db;
 pub mod fleet;
+mod ingest;
 mod months;
 mod outbox;
 mod policies;
+mod policy_change;
+mod queue;
 mod servers;
 pub mod ship;
 mod suppression;
 mod tokens;
 
-pub use alerts::{AlertQuery, Ingest, Ingested, Order, Overview, PageKey, SortKey, Status};
+pub use alerts::{AlertQuery, Order, Overview, PageKey, SortKey, Status};
+pub use ingest::{Ingest, Ingested};
 pub use outbox::OutboxItem;
-pub use policies::PolicyChange;
+pub use policy_change::PolicyChange;
 pub use servers::{LoginHour, ServerReport, ServerStatus};
 pub use tokens::{hash as token_hash, Role, TokenInfo};
 
@@ -154,12 +158,30 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// `[store]` in pgvigil.toml.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The SQLite file holding alerts, policies, checkpoints, API tokens and the notification
+    /// outbox. Default: `pgvigil.db` in state.dir. In a fleet, `run`'s own store (its
+    /// checkpoint, its alerts and the queue for the central store).
+    pub path: Option<PathBuf>,
+    /// A central PostgreSQL (`postgres://user:password@host/db`): fleet mode, every agent and
+    /// API instance pointing at the same database. `run` ships its alerts and counts there;
+    /// `api` and `token` use it instead of `path`.
+    pub url: Option<crate::secret::Secret>,
+    /// Also trust this CA (PEM) for the central store's certificate. The connection uses TLS
+    /// as the URL's `sslmode` says (`require` to insist); certificates are always verified.
+    pub ca_file: Option<PathBuf>,
+}
+
 impl Store {
-    /// The store `store.url` (PostgreSQL) or `store.path` (SQLite) names.
-    pub fn from_config(cfg: &crate::config::Config) -> Result<Store> {
-        match &cfg.store.url {
-            Some(u) => Store::connect(u.expose(), cfg.store.ca_file.as_deref()),
-            None => Store::open(&cfg.store_path()),
+    /// The store `store.url` (PostgreSQL) names, or else the SQLite file at `path` (where
+    /// `store.path` and the state directory put it).
+    pub fn from_config(cfg: &StoreConfig, path: &Path) -> Result<Store> {
+        match &cfg.url {
+            Some(u) => Store::connect(u.expose(), cfg.ca_file.as_deref()),
+            None => Store::open(path),
         }
     }
 
