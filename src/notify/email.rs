@@ -1,7 +1,7 @@
 //! Email over SMTP (lettre): one readable plain-text message per alert update, to the
 //! server's policy recipients.
 
-use super::{render, Secret};
+use super::{render, DeliveryError, Secret};
 use crate::alert::Alert;
 use crate::duration::Span;
 use lettre::message::header::ContentType;
@@ -133,7 +133,7 @@ impl Mailer {
         simulated: bool,
         recipients: &[String],
         public_url: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> Result<(), DeliveryError> {
         let mut m = Message::builder()
             .from(self.from.clone())
             .subject(render::subject(a, simulated))
@@ -151,8 +151,14 @@ impl Mailer {
         }
         let msg = m
             .body(render::body(a, simulated, public_url))
-            .map_err(|e| e.to_string())?;
-        self.transport.send(&msg).map_err(|e| e.to_string())?;
+            .map_err(|e| DeliveryError::Refused(e.to_string()))?;
+        self.transport.send(&msg).map_err(|e| {
+            if e.is_permanent() {
+                DeliveryError::Refused(e.to_string())
+            } else {
+                DeliveryError::Failed(e.to_string())
+            }
+        })?;
         Ok(())
     }
 }

@@ -19,6 +19,25 @@ use std::sync::Arc;
 
 pub use crate::secret::Secret;
 
+/// Why a notification did not go.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// Sending the same message again cannot succeed until the receiver or the
+    /// configuration changes: the receiver refused it (an HTTP 4xx other than 408 and 429,
+    /// an SMTP 5xx), or the queued alert or its channel is gone.
+    #[error("{0}")]
+    Refused(String),
+    /// The receiver could not be reached, timed out or failed for now.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl DeliveryError {
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, DeliveryError::Refused(_))
+    }
+}
+
 /// `[notify]` in pgvigil.toml.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -130,19 +149,16 @@ impl Notifier {
     }
 
     /// Delivers one outbox item.
-    pub fn deliver(&self, item: &OutboxItem) -> Result<(), String> {
+    pub fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
         let record: serde_json::Value = serde_json::from_str(&item.payload)
-            .map_err(|e| format!("queued alert is not readable: {e}"))?;
+            .map_err(|e| DeliveryError::Refused(format!("queued alert is not readable: {e}")))?;
         let simulated = record.get("isSimulated") == Some(&serde_json::Value::Bool(true));
         let a: Alert = serde_json::from_value(record)
-            .map_err(|e| format!("queued alert is not readable: {e}"))?;
+            .map_err(|e| DeliveryError::Refused(format!("queued alert is not readable: {e}")))?;
         let url = self.public_url.as_deref();
         let timeout = self.cfg.timeout.duration();
         if item.channel == "email" {
-            let m = self
-                .mailer
-                .as_ref()
-                .ok_or("email is no longer configured")?;
+            let m = self.mailer.as_ref().ok_or_else(|| gone("email"))?;
             return m.send(&a, simulated, &item.recipients, url);
         }
         if let Some(name) = item.channel.strip_prefix("webhook:") {
@@ -151,7 +167,7 @@ impl Notifier {
                 .webhook
                 .iter()
                 .find(|w| w.name == name)
-                .ok_or("this webhook is no longer configured")?;
+                .ok_or_else(|| gone("this webhook"))?;
             let delivery = format!("{}/{}", item.alert_id, item.version);
             return webhook::send(&self.agent, w, &a, simulated, &item.payload, &delivery, url);
         }
@@ -161,14 +177,17 @@ impl Notifier {
                 .syslog
                 .iter()
                 .find(|s| s.name == name)
-                .ok_or("this syslog receiver is no longer configured")?;
+                .ok_or_else(|| gone("this syslog receiver"))?;
             return syslog::send(
                 s,
                 &syslog::message(s, &a, simulated, &item.payload, &self.hostname),
                 timeout,
             );
         }
-        Err(format!("unknown channel {:?}", item.channel))
+        Err(DeliveryError::Refused(format!(
+            "unknown channel {:?}",
+            item.channel
+        )))
     }
 
     fn backoff_ms(&self, attempts: u32) -> i64 {
@@ -204,10 +223,20 @@ impl Notifier {
                         progressed = true;
                     }
                     Err(e) => {
-                        let wait = self.backoff_ms(item.attempts);
+                        // Refused as it is, it would be refused again at once: it waits the
+                        // longest, for whoever fixes the receiver or the configuration.
+                        let wait = if e.is_permanent() {
+                            self.backoff_ms(u32::MAX)
+                        } else {
+                            self.backoff_ms(item.attempts)
+                        };
                         let next = crate::event::format_time(crate::store::now_ms() + wait);
-                        tracing::warn!(channel = %item.channel, alert = %item.alert_id, attempt = item.attempts + 1, retry_in_ms = wait, error = %e, "notification failed");
-                        store.outbox_failed(item.seq, &e, &next)?;
+                        if e.is_permanent() {
+                            tracing::error!(channel = %item.channel, alert = %item.alert_id, attempt = item.attempts + 1, retry_in_ms = wait, error = %e, "notification refused; it cannot go through until the receiver or the configuration changes");
+                        } else {
+                            tracing::warn!(channel = %item.channel, alert = %item.alert_id, attempt = item.attempts + 1, retry_in_ms = wait, error = %e, "notification failed");
+                        }
+                        store.outbox_failed(item.seq, &e.to_string(), &next)?;
                         counters
                             .notification_failures
                             .fetch_add(1, Ordering::Relaxed);
@@ -240,6 +269,10 @@ pub fn spawn_sender(
         .expect("spawning a thread")
 }
 
+fn gone(what: &str) -> DeliveryError {
+    DeliveryError::Refused(format!("{what} is no longer configured"))
+}
+
 /// This machine's host name, or `localhost`. From the kernel (uname), which a sandbox
 /// without /proc/sys still answers.
 pub fn hostname() -> String {
@@ -249,4 +282,99 @@ pub fn hostname() -> String {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{AlertType, Severity};
+    use crate::store::test_support::{alert, temp_store};
+
+    /// A receiver on 127.0.0.1 that answers every request with `status`.
+    pub(super) fn answering(status: u16) -> String {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for mut c in l.incoming().flatten() {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Headers, then the body its Content-Length announces.
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if req.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_refused_notification_waits_the_longest_and_a_failed_one_the_first() {
+        let (_dir, store) = temp_store();
+        // Nothing listens on `down`'s port; `refusing` answers 403.
+        let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let down_url = format!("http://{}/hook", down.local_addr().unwrap());
+        drop(down);
+        let hook = |name: &str, url: String| webhook::WebhookConfig {
+            name: name.into(),
+            url,
+            format: Default::default(),
+            secret: None,
+        };
+        let cfg = NotifyConfig {
+            webhook: vec![hook("refusing", answering(403)), hook("down", down_url)],
+            retry_base: "1s".parse().unwrap(),
+            retry_max: "1h".parse().unwrap(),
+            ..Default::default()
+        };
+        let notifier = Notifier::new(&cfg, None).unwrap();
+        let channels = notifier.channels();
+        let a = alert(
+            "n1",
+            "db1",
+            AlertType::BruteForce,
+            Severity::Medium,
+            "2026-11-01T00:00:01.000Z",
+        );
+        store
+            .ingest(crate::store::Ingest {
+                alerts: std::slice::from_ref(&a),
+                channels: &channels,
+                ..Default::default()
+            })
+            .unwrap();
+        let counters = Counters::default();
+        assert_eq!(notifier.drain(&store, &counters).unwrap(), 0);
+        assert_eq!(counters.notification_failures.load(Ordering::Relaxed), 2);
+        // A few seconds on, only the receiver that was down is tried again.
+        let later = crate::store::now_ms() + 5_000;
+        let due = store
+            .outbox_claim(
+                &channels,
+                &crate::event::format_time(later),
+                &crate::event::format_time(later + 30_000),
+                10,
+            )
+            .unwrap();
+        let due: Vec<&str> = due.iter().map(|i| i.channel.as_str()).collect();
+        assert_eq!(due, ["webhook:down"]);
+    }
 }

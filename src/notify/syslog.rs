@@ -1,7 +1,7 @@
 //! Syslog for SIEMs: RFC 5424 messages over UDP or TCP (octet-counted, RFC 6587), carrying
 //! either the alert record as JSON or an ArcSight CEF line.
 
-use super::render;
+use super::{render, DeliveryError};
 use crate::alert::{Alert, Severity};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -174,37 +174,38 @@ pub fn message(
     }
 }
 
-pub fn send(cfg: &SyslogConfig, msg: &str, timeout: Duration) -> Result<(), String> {
+pub fn send(cfg: &SyslogConfig, msg: &str, timeout: Duration) -> Result<(), DeliveryError> {
+    let failed = DeliveryError::Failed;
     let addr = cfg
         .address
         .to_socket_addrs()
-        .map_err(|e| format!("{}: {e}", cfg.address))?
+        .map_err(|e| failed(format!("{}: {e}", cfg.address)))?
         .next()
-        .ok_or_else(|| format!("{}: no address", cfg.address))?;
+        .ok_or_else(|| failed(format!("{}: no address", cfg.address)))?;
     match cfg.transport {
         Transport::Udp => {
             if msg.len() > MAX_UDP {
-                return Err(format!(
+                return Err(DeliveryError::Refused(format!(
                     "message of {} bytes is too long for UDP syslog; use transport = \"tcp\"",
                     msg.len()
-                ));
+                )));
             }
             let local: std::net::SocketAddr = if addr.is_ipv4() {
                 ([0, 0, 0, 0], 0).into()
             } else {
                 (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
             };
-            let sock = UdpSocket::bind(local).map_err(|e| e.to_string())?;
+            let sock = UdpSocket::bind(local).map_err(|e| failed(e.to_string()))?;
             sock.send_to(msg.as_bytes(), addr)
-                .map_err(|e| format!("{}: {e}", cfg.address))?;
+                .map_err(|e| failed(format!("{}: {e}", cfg.address)))?;
         }
         Transport::Tcp => {
             let mut s = TcpStream::connect_timeout(&addr, timeout)
-                .map_err(|e| format!("{}: {e}", cfg.address))?;
+                .map_err(|e| failed(format!("{}: {e}", cfg.address)))?;
             s.set_write_timeout(Some(timeout))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| failed(e.to_string()))?;
             s.write_all(format!("{} {msg}", msg.len()).as_bytes())
-                .map_err(|e| format!("{}: {e}", cfg.address))?;
+                .map_err(|e| failed(format!("{}: {e}", cfg.address)))?;
         }
     }
     Ok(())

@@ -5,8 +5,8 @@
 //! `X-Pgvigil-Signature: sha256=HMAC(secret, "<timestamp>.<body>")`), so that a receiver
 //! that refuses old timestamps cannot be fed a captured delivery again.
 
-use super::render;
 use super::Secret;
+use super::{render, DeliveryError};
 use crate::alert::Alert;
 use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -179,7 +179,8 @@ fn facts(a: &Alert) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Posts one notification; an HTTP status outside 2xx is a failure (retried later).
+/// Posts one notification; an HTTP status outside 2xx is a failure (retried later), a 4xx
+/// but 408 (timeout) and 429 (too many requests) a refusal.
 pub fn send(
     agent: &ureq::Agent,
     cfg: &WebhookConfig,
@@ -188,7 +189,7 @@ pub fn send(
     record: &str,
     delivery: &str,
     public_url: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), DeliveryError> {
     let body = body(cfg.format, a, simulated, record, public_url);
     let mut req = agent
         .post(&cfg.url)
@@ -205,8 +206,13 @@ pub fn send(
     }
     match req.send(body.as_bytes()) {
         Ok(_) => Ok(()),
-        Err(ureq::Error::StatusCode(code)) => Err(format!("HTTP {code}")),
-        Err(e) => Err(e.to_string()),
+        Err(ureq::Error::StatusCode(code))
+            if (400..500).contains(&code) && code != 408 && code != 429 =>
+        {
+            Err(DeliveryError::Refused(format!("HTTP {code}")))
+        }
+        Err(ureq::Error::StatusCode(code)) => Err(DeliveryError::Failed(format!("HTTP {code}"))),
+        Err(e) => Err(DeliveryError::Failed(e.to_string())),
     }
 }
 
@@ -264,6 +270,39 @@ mod tests {
         let (text, markup) = rendered(card["body"][1]["text"].as_str().unwrap());
         assert!(!markup, "{text}");
         assert_eq!(text, format!("Login as {hostile}<U+202E>gnp.exe"));
+    }
+
+    #[test]
+    fn a_receiver_that_refuses_is_told_from_one_that_fails_for_now() {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(std::time::Duration::from_secs(10)))
+            .max_redirects(0)
+            .build()
+            .into();
+        let a = crate::api::simulate::samples("db1", 0).remove(0);
+        for (status, refused) in [
+            (200, None),
+            (400, Some(true)),
+            (401, Some(true)),
+            (410, Some(true)),
+            (408, Some(false)),
+            (429, Some(false)),
+            (500, Some(false)),
+            (503, Some(false)),
+        ] {
+            let cfg = WebhookConfig {
+                name: "w".into(),
+                url: super::super::tests::answering(status),
+                format: WebhookFormat::default(),
+                secret: None,
+            };
+            let got = send(&agent, &cfg, &a, false, "{}", "d/1", None);
+            assert_eq!(
+                got.as_ref().err().map(|e| e.is_permanent()),
+                refused,
+                "HTTP {status}: {got:?}"
+            );
+        }
     }
 
     #[test]
