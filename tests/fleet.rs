@@ -308,7 +308,14 @@ fn a_central_outage_loses_nothing_and_counts_nothing_twice() {
     attack("127.0.0.5", 12);
     let wait_central = |server: &str| {
         let end = std::time::Instant::now() + Duration::from_secs(60);
-        while central_view(&central, server).0.is_empty() {
+        // The first agent to ship makes the central schema: until then there is no table.
+        let schema = || {
+            central
+                .psql_db("pgvigil", "SELECT to_regclass('public.alerts') IS NOT NULL")
+                .trim()
+                == "t"
+        };
+        while !schema() || central_view(&central, server).0.is_empty() {
             assert!(
                 std::time::Instant::now() < end,
                 "no alert of {server} in the central store"

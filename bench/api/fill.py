@@ -36,21 +36,25 @@ def rows():
         a.pop("status", None)
         yield (a["id"], a["server"], a["alertType"], a["severity"], a["displayName"], status,
                a["startTimeUtc"], a["endTimeUtc"], ents.get("sourceIp"),
-               ents.get("principal"), json.dumps(a), iso(end), iso(end))
+               ents.get("principal"), json.dumps(a), iso(end), iso(end), iso(end)[:7])
 
 cols = ("id, server, alert_type, severity, display_name, status, start_time, end_time, "
-        "source_ip, principal, record, created_at, updated_at")
+        "source_ip, principal, record, created_at, updated_at, part")
 if kind == "sqlite":
     import sqlite3
     c = sqlite3.connect(where)
-    c.executemany(f"INSERT INTO alerts ({cols}) VALUES ({', '.join('?' * 13)})", rows())
+    c.executemany(f"INSERT INTO alerts ({cols}) VALUES ({', '.join('?' * 14)})", rows())
     c.executemany("INSERT OR IGNORE INTO servers (name) VALUES (?)", [(s,) for s in servers])
     c.commit()
 else:
     import psycopg2, psycopg2.extras
     c = psycopg2.connect(where)
     cur = c.cursor()
-    psycopg2.extras.execute_values(cur, f"INSERT INTO alerts ({cols}) VALUES %s", rows(), page_size=2000)
+    # The central store keeps alerts by the month they were stored: one partition each.
+    all_rows = list(rows())
+    for month in sorted({r[-1] for r in all_rows}):
+        cur.execute("SELECT pgvigil_partition(%s)", (month,))
+    psycopg2.extras.execute_values(cur, f"INSERT INTO alerts ({cols}) VALUES %s", all_rows, page_size=2000)
     psycopg2.extras.execute_values(cur, "INSERT INTO servers (name) VALUES %s ON CONFLICT DO NOTHING",
                                    [(s,) for s in servers])
     c.commit()
