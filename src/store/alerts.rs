@@ -372,6 +372,21 @@ fn list_sql(q: &AlertQuery, top: usize, sqlite: bool) -> (String, Vec<Val>) {
         _ => format!("{sort_value}, end_time DESC, id DESC"),
     };
     sql.push_str(&format!(" ORDER BY {order} LIMIT {}", top + 1));
+    if let (Order::Severity, true) = (q.order, ranged) {
+        // The range's alerts are sorted by their keys alone (alerts_end_cover holds them),
+        // and only the page's records are read.
+        let key = if sqlite { "rowid" } else { "id" };
+        let inner = sql.replacen(
+            &format!("SELECT record, status, is_simulated, end_time, id, {sort_value} FROM"),
+            &format!("SELECT {key} AS k FROM"),
+            1,
+        );
+        sql = format!(
+            "SELECT a.record, a.status, a.is_simulated, a.end_time, a.id, {sort_value}
+             FROM alerts a JOIN ({inner}) p ON a.{key} = p.k
+             ORDER BY {SEVERITY_RANK}, a.end_time DESC, a.id DESC"
+        );
+    }
     (sql, args)
 }
 
@@ -870,47 +885,53 @@ mod tests {
             })
             .collect();
         ingest(&s, &alerts);
-        let mut q = AlertQuery {
-            top: 7,
-            order: Order::Severity,
-            ..Default::default()
-        };
-        let mut seen: Vec<(String, String, String)> = Vec::new();
-        loop {
-            let (page, next) = s.list_alerts(&q).unwrap();
-            seen.extend(page.iter().map(|a| {
-                (
-                    a["severity"].as_str().unwrap().to_string(),
-                    a["endTimeUtc"].as_str().unwrap().to_string(),
-                    a["id"].as_str().unwrap().to_string(),
-                )
-            }));
-            match next {
-                Some(k) => q.after = Some(k),
-                None => break,
+        // All of them, and those that ended from 00:05 on (the range's page is found by
+        // its keys first), each walked page by page.
+        for (from, n, high) in [(None, 30, 10), (Some("2026-11-01T00:05:00.000Z"), 20, 7)] {
+            let mut q = AlertQuery {
+                top: 7,
+                order: Order::Severity,
+                from: from.map(String::from),
+                to: from.map(|_| "2026-11-02T00:00:00.000Z".to_string()),
+                ..Default::default()
+            };
+            let mut seen: Vec<(String, String, String)> = Vec::new();
+            loop {
+                let (page, next) = s.list_alerts(&q).unwrap();
+                seen.extend(page.iter().map(|a| {
+                    (
+                        a["severity"].as_str().unwrap().to_string(),
+                        a["endTimeUtc"].as_str().unwrap().to_string(),
+                        a["id"].as_str().unwrap().to_string(),
+                    )
+                }));
+                match next {
+                    Some(k) => q.after = Some(k),
+                    None => break,
+                }
             }
-        }
-        assert_eq!(seen.len(), 30, "{seen:?}");
-        let ranks: Vec<u8> = seen
-            .iter()
-            .map(|(s, _, _)| match s.as_str() {
-                "High" => 0,
-                "Medium" => 1,
-                _ => 2,
-            })
-            .collect();
-        assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
-        assert_eq!(ranks.iter().filter(|r| **r == 0).count(), 10);
-        // Within a severity, newest first.
-        for w in seen.windows(2) {
-            if w[0].0 == w[1].0 {
-                assert!(w[0].1 >= w[1].1, "{seen:?}");
+            assert_eq!(seen.len(), n, "{seen:?}");
+            let ranks: Vec<u8> = seen
+                .iter()
+                .map(|(s, _, _)| match s.as_str() {
+                    "High" => 0,
+                    "Medium" => 1,
+                    _ => 2,
+                })
+                .collect();
+            assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+            assert_eq!(ranks.iter().filter(|r| **r == 0).count(), high);
+            // Within a severity, newest first.
+            for w in seen.windows(2) {
+                if w[0].0 == w[1].0 {
+                    assert!(w[0].1 >= w[1].1, "{seen:?}");
+                }
             }
+            let mut ids: Vec<&String> = seen.iter().map(|x| &x.2).collect();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), n);
         }
-        let mut ids: Vec<&String> = seen.iter().map(|x| &x.2).collect();
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), 30);
     }
 
     #[test]

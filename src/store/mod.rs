@@ -85,6 +85,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0010_console.sql"),
     include_str!("migrations/sqlite/0011_shipping.sql"),
     include_str!("migrations/sqlite/0012_alert_months.sql"),
+    include_str!("migrations/sqlite/0013_time_range_cover.sql"),
 ];
 const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
@@ -99,6 +100,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0010_console.sql"),
     include_str!("migrations/postgres/0011_shipping.sql"),
     include_str!("migrations/postgres/0012_alert_months.sql"),
+    include_str!("migrations/postgres/0013_time_range_cover.sql"),
 ];
 
 const READERS: usize = 4;
