@@ -153,11 +153,25 @@ fn is_ident(c: char) -> bool {
 /// Every path a `use` tree names, its braces expanded (`a::{b, c::{d, self}}` → `a::b`,
 /// `a::c::d`, `a::c`).
 fn expand(tree: &str) -> Vec<String> {
-    let tree: String = tree.chars().filter(|c| !c.is_whitespace()).collect();
+    // Renames (`x as y`) go before the spaces do: `password_spray` holds an "as" too.
+    let words: Vec<&str> = tree.split_whitespace().collect();
+    let mut kept = String::new();
+    let mut k = 0;
+    while k < words.len() {
+        if words[k] == "as" {
+            // The new name goes; what closes the tree after it (`}`, `,`) stays.
+            if let Some(next) = words.get(k + 1) {
+                kept.push_str(next.trim_start_matches(is_ident));
+            }
+            k += 2;
+            continue;
+        }
+        kept.push_str(words[k]);
+        k += 1;
+    }
+    let tree = kept;
     let Some(open) = tree.find('{') else {
-        let t = tree.split(" as ").next().unwrap_or(&tree);
-        let t = t.split("as").next().unwrap_or(t);
-        return vec![t.trim_end_matches("::*").to_string()];
+        return vec![tree.trim_end_matches("::*").to_string()];
     };
     let prefix = tree[..open].trim_end_matches("::");
     let inner = &tree[open + 1..tree.rfind('}').unwrap_or(tree.len())];
@@ -445,13 +459,17 @@ fn the_check_finds_a_cycle_and_only_a_real_one() {
         (m, p, text.to_string())
     };
     let tied = vec![
-        file(&["a"], "use crate::{b::{self, Thing}, c};\nfn f() {}"),
+        file(&["a"], "use crate::{b::{self, Thing as T}, c};\nfn f() {}"),
         file(&["b"], "pub struct Thing;\nfn g() { crate::c::h(); }"),
-        file(&["c"], "pub fn h() { super::a::f(); }"),
+        file(&["c"], "use crate::password_spray::Spray;\npub fn h() {}"),
+        file(
+            &["password_spray"],
+            "pub struct Spray;\nuse super::a::f as g;",
+        ),
     ];
     let found = cycles(&graph(&tied));
     assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0].len(), 3);
+    assert_eq!(found[0].len(), 4);
     let loose = vec![
         file(&["a"], "use crate::b::Thing;\nfn f() {}"),
         file(

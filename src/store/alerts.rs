@@ -339,9 +339,17 @@ fn list_sql(q: &AlertQuery, top: usize, sqlite: bool) -> (String, Vec<Val>) {
     let (filter, mut args) = filter_sql(q, &broad);
     // The value each row sorts by: the severity's rank or a column's text.
     let sort_value = q.order.column().unwrap_or(SEVERITY_RANK);
-    let mut sql = format!(
-        "SELECT record, status, is_simulated, end_time, id, {sort_value} FROM alerts WHERE 1 = 1{filter}"
-    );
+    let ranged = q.from.is_some() || q.to.is_some();
+    // A range in severity order is sorted by its keys alone (alerts_end_cover holds them),
+    // and only the page's records are read.
+    let deferred = q.order == Order::Severity && ranged;
+    let key = if sqlite { "rowid" } else { "id" };
+    let columns = if deferred {
+        format!("{key} AS k")
+    } else {
+        format!("record, status, is_simulated, end_time, id, {sort_value}")
+    };
+    let mut sql = format!("SELECT {columns} FROM alerts WHERE 1 = 1{filter}");
     if let Some(k) = &q.after {
         args.push(Val::from(&k.end));
         let a = args.len();
@@ -362,7 +370,6 @@ fn list_sql(q: &AlertQuery, top: usize, sqlite: bool) -> (String, Vec<Val>) {
             _ => sql.push_str(&format!(" AND {after_time}")),
         }
     }
-    let ranged = q.from.is_some() || q.to.is_some();
     let order = match q.order {
         // A time range is narrower than a severity: its alerts are found by time, then
         // sorted (`+ 0` keeps the planners from walking the severity index instead).
@@ -372,18 +379,10 @@ fn list_sql(q: &AlertQuery, top: usize, sqlite: bool) -> (String, Vec<Val>) {
         _ => format!("{sort_value}, end_time DESC, id DESC"),
     };
     sql.push_str(&format!(" ORDER BY {order} LIMIT {}", top + 1));
-    if let (Order::Severity, true) = (q.order, ranged) {
-        // The range's alerts are sorted by their keys alone (alerts_end_cover holds them),
-        // and only the page's records are read.
-        let key = if sqlite { "rowid" } else { "id" };
-        let inner = sql.replacen(
-            &format!("SELECT record, status, is_simulated, end_time, id, {sort_value} FROM"),
-            &format!("SELECT {key} AS k FROM"),
-            1,
-        );
+    if deferred {
         sql = format!(
             "SELECT a.record, a.status, a.is_simulated, a.end_time, a.id, {sort_value}
-             FROM alerts a JOIN ({inner}) p ON a.{key} = p.k
+             FROM alerts a JOIN ({sql}) p ON a.{key} = p.k
              ORDER BY {SEVERITY_RANK}, a.end_time DESC, a.id DESC"
         );
     }
