@@ -165,7 +165,20 @@ async fn hydra_through_pgbouncer_is_caught_with_its_real_address_and_typists_are
         .lines()
         .filter(|l| l.contains("@127.0.0.1:") && l.ends_with(" password authentication failed"))
         .count();
-    let (more, _) = runner.until(Duration::from_secs(6), |_| false);
+    // A failure still in flight when the success came back (hydra's parallel tasks) joins
+    // the alert when the incident closes: the window after its last failure, at the next
+    // sweep (every 30 s at most). Then a little longer, for a count that would overshoot.
+    let counted = |a: &serde_json::Value| {
+        a["alertType"] == "PostgreSQL_BruteForce"
+            && a["evidence"]["failedLogins"]
+                .as_u64()
+                .is_some_and(|n| n >= failures as u64)
+    };
+    if !seen.iter().any(counted) {
+        let (more, _) = runner.until(Duration::from_secs(45), counted);
+        seen.extend(more);
+    }
+    let (more, _) = runner.until(Duration::from_secs(3), |_| false);
     seen.extend(more);
     let last = seen
         .iter()

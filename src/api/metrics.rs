@@ -80,6 +80,11 @@ fn proxy(m: &mut String, p: &crate::proxy::ProxyStats) {
             "Connections that were a client's retry without TLS after the proxy declined it.",
             p.tls_retries,
         ),
+        (
+            "pgvigil_proxy_logins_held_total",
+            "Logins the server accepted amid failures from their source, held until detection had acted on those failures.",
+            p.held,
+        ),
     ];
     for (name, help, v) in counters {
         single(m, name, "counter", help, v);

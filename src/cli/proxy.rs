@@ -72,7 +72,10 @@ pub fn run(args: Args) -> Result<u8> {
         .open(&rt)
         .with_context(|| format!("proxy.listen {}", cfg.proxy.listen))?;
 
+    // Events received: detection has acted on each once its alerts are considered for blocks.
+    let received = std::cell::Cell::new(0u64);
     let observe = |pipeline: &mut Pipeline, ev| -> Result<()> {
+        received.set(received.get() + 1);
         let stdout = std::io::stdout();
         if args.events {
             let mut out = stdout.lock();
@@ -82,12 +85,17 @@ pub fn run(args: Args) -> Result<u8> {
         }
         pipeline.observe(ev);
         let mut alerts = pipeline.take_alerts();
+        for a in &mut alerts {
+            proxy.blocks.consider(a, pgvigil::store::now_ms());
+        }
+        // Logins the proxy holds amid failures may go on (or are refused) at once; the
+        // alerts are printed after.
+        proxy.acted_through(received.get());
         if alerts.is_empty() {
             return Ok(());
         }
         let mut out = stdout.lock();
-        for a in &mut alerts {
-            proxy.blocks.consider(a, pgvigil::store::now_ms());
+        for a in &alerts {
             pgvigil::output::write_json_line(&mut out, a)?;
         }
         out.flush()?;

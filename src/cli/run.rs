@@ -355,6 +355,9 @@ pub fn run(args: Args) -> Result<u8> {
         g.listen(&cfg)?;
     }
     let mut draining = None;
+    // Events received from the proxy: detection has acted on them once their alerts are
+    // taken and considered for blocks.
+    let mut proxy_events = 0u64;
     loop {
         // With the proxy, SIGTERM first drains it: its open sessions keep their detection
         // (and the log keeps being read) until they end or drain_timeout passes.
@@ -402,6 +405,7 @@ pub fn run(args: Args) -> Result<u8> {
         if let Some(g) = &guard {
             for ev in g.events.try_iter() {
                 pipeline.observe(ev);
+                proxy_events += 1;
                 consumed += 1;
             }
         }
@@ -417,6 +421,8 @@ pub fn run(args: Args) -> Result<u8> {
                 }
                 started |= g.proxy.blocks.consider(a, now_ms());
             }
+            // The blocks are in force: logins the proxy holds amid failures may go on.
+            g.proxy.acted_through(proxy_events);
             // A new block goes to the store (and the fleet) at once; the store's list comes
             // back every BLOCK_SYNC, with the suppression rules.
             if started || blocks_synced.elapsed() >= BLOCK_SYNC {
@@ -561,6 +567,7 @@ pub fn run(args: Args) -> Result<u8> {
             Some(g) => {
                 if let Ok(ev) = g.events.recv_timeout(interval) {
                     pipeline.observe(ev);
+                    proxy_events += 1;
                 }
             }
             None => std::thread::sleep(interval),

@@ -10,6 +10,7 @@
 //! (`max_clients`) and per source (`per_source_per_minute`); each refusal is a protocol error.
 
 pub mod block;
+mod feed;
 pub mod fingerprint;
 pub mod protocol;
 pub mod spares;
@@ -329,11 +330,34 @@ struct InAuth<'a> {
 impl Drop for InAuth<'_> {
     fn drop(&mut self) {
         let mut m = self.proxy.in_auth.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+        if let Some(a) = m.get_mut(&self.ip) {
+            a.attempts = a.attempts.saturating_sub(1);
+            if a.attempts == 0 {
                 m.remove(&self.ip);
             }
+        }
+    }
+}
+
+/// A source's connections in authentication.
+#[derive(Default)]
+struct SourceInAuth {
+    attempts: usize,
+    /// Of them, successes held (see `feed`): they wait for the others, not for each other.
+    held: usize,
+}
+
+/// One success held among its source's attempts.
+struct Holding<'a> {
+    proxy: &'a Proxy,
+    ip: IpAddr,
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        let mut m = self.proxy.in_auth.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = m.get_mut(&self.ip) {
+            a.held = a.held.saturating_sub(1);
         }
     }
 }
@@ -374,6 +398,8 @@ pub struct ProxyCounters {
     pub spares_used: AtomicU64,
     /// Connections recognised as a client's retry without TLS after the proxy declined it.
     pub tls_retries: AtomicU64,
+    /// Logins the server accepted amid their source's failures, held until detection acted.
+    pub held: AtomicU64,
 }
 
 /// The proxy's figures at one moment.
@@ -388,6 +414,7 @@ pub struct ProxyStats {
     pub cancels: u64,
     pub spares_used: u64,
     pub tls_retries: u64,
+    pub held: u64,
     /// Client connections open now.
     pub clients: usize,
     /// Spare server connections ready now.
@@ -410,7 +437,7 @@ pub struct Proxy {
     /// The channel-binding refusal was explained in the log (once).
     binding_said: std::sync::atomic::AtomicBool,
     /// Connections in authentication, per source address.
-    in_auth: std::sync::Mutex<rustc_hash::FxHashMap<IpAddr, usize>>,
+    in_auth: std::sync::Mutex<rustc_hash::FxHashMap<IpAddr, SourceInAuth>>,
     /// Logins that failed over TLS lately, per source: their startup parameters.
     #[allow(clippy::type_complexity)]
     tls_failures: std::sync::Mutex<
@@ -424,7 +451,7 @@ pub struct Proxy {
     )>,
     pub blocks: Arc<Blocklist>,
     pub counters: Arc<ProxyCounters>,
-    events: std::sync::Mutex<std::sync::mpsc::Sender<Event>>,
+    feed: feed::Feed,
     /// The local addresses of connections to the server: the server logs proxied logins as
     /// coming from them.
     upstream_locals: std::sync::Mutex<Vec<IpAddr>>,
@@ -618,7 +645,7 @@ impl Proxy {
             connector,
             blocks,
             counters: Arc::new(ProxyCounters::default()),
-            events: std::sync::Mutex::new(events),
+            feed: feed::Feed::new(events),
             upstream_locals,
             cancel_keys: Default::default(),
             unauthenticated: Default::default(),
@@ -630,12 +657,14 @@ impl Proxy {
     }
 
     fn emit(&self, e: Event) {
-        // The receiver goes only when the process stops.
-        let _ = self
-            .events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(e);
+        self.feed.send(e);
+    }
+
+    /// Detection has acted on the first `n` events it received from the proxy: its alerts
+    /// are raised and the blocks they call for started. Logins that succeed amid an attack
+    /// are held until then (see `feed`).
+    pub fn acted_through(&self, n: u64) {
+        self.feed.acted_through(n);
     }
 
     /// The counters, and the connections open and spares ready now.
@@ -652,6 +681,7 @@ impl Proxy {
             cancels: n(&c.cancels),
             spares_used: n(&c.spares_used),
             tls_retries: n(&c.tls_retries),
+            held: n(&c.held),
             clients: self
                 .cfg
                 .max_clients
@@ -709,6 +739,7 @@ impl Proxy {
                         cancels = s.cancels,
                         spares_used = s.spares_used,
                         tls_retries = s.tls_retries,
+                        logins_held = s.held,
                         clients = s.clients,
                         blocked = s.blocked,
                         "proxy figures"
@@ -860,12 +891,34 @@ impl Proxy {
     /// `per_source_in_auth` already.
     fn enter_auth(&self, ip: IpAddr) -> Option<InAuth<'_>> {
         let mut m = self.in_auth.lock().unwrap_or_else(|p| p.into_inner());
-        let n = m.entry(ip).or_insert(0);
-        if *n >= self.cfg.per_source_in_auth.max(1) {
+        let a = m.entry(ip).or_default();
+        if a.attempts >= self.cfg.per_source_in_auth.max(1) {
             return None;
         }
-        *n += 1;
+        a.attempts += 1;
         Some(InAuth { proxy: self, ip })
+    }
+
+    /// Counts a success as held among its source's attempts until dropped.
+    fn holding(&self, ip: IpAddr) -> Holding<'_> {
+        if let Some(a) = self
+            .in_auth
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&ip)
+        {
+            a.held += 1;
+        }
+        Holding { proxy: self, ip }
+    }
+
+    /// The source's attempts in authentication that are not successes held.
+    fn attempts_in_flight(&self, ip: IpAddr) -> usize {
+        self.in_auth
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&ip)
+            .map_or(0, |a| a.attempts.saturating_sub(a.held))
     }
 
     fn rate_ok(&self, ip: IpAddr) -> bool {
@@ -1381,11 +1434,13 @@ impl Proxy {
                         match msg {
                             // Blocked while this login was in flight (a tool's parallel
                             // tasks): the client never learns that its password was right.
-                            ServerMsg::Auth(0) if self.blocked_now(conn) => {
-                                self.refuse_in_flight(client, conn).await;
-                                return None;
+                            ServerMsg::Auth(0) => {
+                                if self.blocked_after_hold(conn).await {
+                                    self.refuse_in_flight(client, conn).await;
+                                    return None;
+                                }
+                                authenticated = true;
                             }
-                            ServerMsg::Auth(0) => authenticated = true,
                             ServerMsg::Auth(code) => {
                                 // Requests the client must answer: cleartext, MD5, SASL
                                 // start and continue. The answer's delay is timed.
@@ -1487,6 +1542,35 @@ impl Proxy {
             m.remove(&ip);
         }
         found.is_some()
+    }
+
+    /// Whether a login the server accepted is refused: its source blocked now, or once held
+    /// while its source's other attempts end and detection acts on them (see `feed`).
+    async fn blocked_after_hold(&self, conn: &Conn) -> bool {
+        let Some(ip) = conn.peer.map(|p| p.ip()) else {
+            return false;
+        };
+        if self.blocked_now(conn) {
+            return true;
+        }
+        // An attack tool recognised here is alerted on, and blocked, from its first
+        // connection: its success waits for that decision too.
+        let tool = conn.fingerprint.as_ref().is_some_and(|f| f.tool);
+        if self.blocks.allows(ip) || !(tool || self.feed.suspect(ip)) {
+            return false;
+        }
+        self.counters.held.fetch_add(1, Ordering::Relaxed);
+        {
+            let _holding = self.holding(ip);
+            let end = std::time::Instant::now() + feed::SIBLINGS_WAIT;
+            while self.attempts_in_flight(ip) > 0 && std::time::Instant::now() < end {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        if !self.feed.caught_up().await {
+            tracing::warn!(source = %ip, "proxy: a login held amid failures was let through: detection did not catch up within 2 s");
+        }
+        self.blocked_now(conn)
     }
 
     fn blocked_now(&self, conn: &Conn) -> bool {
@@ -1636,6 +1720,9 @@ impl Proxy {
                 .unwrap_or(LoginFailure::Other);
             EventKind::LoginFailed { reason }
         };
+        if let (EventKind::LoginFailed { .. }, Some(peer)) = (&kind, conn.peer) {
+            self.feed.failed_from(peer.ip());
+        }
         let mut e = conn.event(kind);
         e.sqlstate = Some(CompactString::new(code));
         e.message = Some(crate::event::truncate(message, 200).to_string());
