@@ -79,15 +79,17 @@ impl Feed {
         m.insert(ip, Instant::now());
     }
 
-    /// Whether a success from `ip` is held (see the module's comment).
-    pub(super) fn suspect(&self, ip: IpAddr) -> bool {
+    /// Whether a success from `ip` (`tool`: a client recognised as an attack tool) is held
+    /// (see the module's comment).
+    pub(super) fn holds(&self, ip: IpAddr, tool: bool) -> bool {
         self.tracked.load(Ordering::Relaxed)
-            && self
-                .suspects
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&ip)
-                .is_some_and(|t| t.elapsed() < SUSPECT_FOR)
+            && (tool
+                || self
+                    .suspects
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&ip)
+                    .is_some_and(|t| t.elapsed() < SUSPECT_FOR))
     }
 
     /// Waits until detection has acted on every event sent so far; false if it did not
@@ -113,10 +115,13 @@ mod tests {
         let ip: IpAddr = "127.0.0.9".parse().unwrap();
         feed.failed_from(ip);
         // No one reports how far detection has got: nothing is held.
-        assert!(!feed.suspect(ip));
+        assert!(!feed.holds(ip, false));
+        assert!(!feed.holds(ip, true));
         feed.acted_through(0);
-        assert!(feed.suspect(ip));
-        assert!(!feed.suspect("127.0.0.10".parse().unwrap()));
+        assert!(feed.holds(ip, false));
+        let other: IpAddr = "127.0.0.10".parse().unwrap();
+        assert!(!feed.holds(other, false));
+        assert!(feed.holds(other, true));
         for _ in 0..3 {
             feed.send(Event::new(0, crate::event::EventKind::ConnectionReceived));
         }

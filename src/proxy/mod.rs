@@ -1556,7 +1556,7 @@ impl Proxy {
         // An attack tool recognised here is alerted on, and blocked, from its first
         // connection: its success waits for that decision too.
         let tool = conn.fingerprint.as_ref().is_some_and(|f| f.tool);
-        if self.blocks.allows(ip) || !(tool || self.feed.suspect(ip)) {
+        if self.blocks.allows(ip) || !self.feed.holds(ip, tool) {
             return false;
         }
         self.counters.held.fetch_add(1, Ordering::Relaxed);
