@@ -5,21 +5,24 @@
 //! literals for evidence. One pass, no backtracking: linear in the statement's length,
 //! whatever it holds.
 
-/// A token of a statement.
+use compact_str::CompactString;
+
+/// A token of a statement. Its text is a [`CompactString`]: most words, numbers and operators
+/// fit inline, so lexing a statement allocates little more than its token list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Token {
     /// A keyword or unquoted identifier, folded to upper case.
-    Word(String),
+    Word(CompactString),
     /// A `"quoted identifier"`, as written inside the quotes.
-    Ident(String),
+    Ident(CompactString),
     /// A string constant ('…', E'…', $tag$…$tag$, B'…', X'…'), its content.
-    Str(String),
+    Str(CompactString),
     /// A number.
-    Num(String),
+    Num(CompactString),
     /// A positional parameter `$1`.
     Param(u32),
     /// An operator or punctuation: `(`, `,`, `;`, `||`, `::`, …
-    Op(String),
+    Op(CompactString),
 }
 
 fn is_ident_start(c: char) -> bool {
@@ -33,32 +36,65 @@ fn is_ident_char(c: char) -> bool {
 /// The tokens of `sql`. Unterminated strings and comments run to the end, as the server would
 /// reject them: the lexer never fails.
 pub fn tokens(sql: &str) -> Vec<Token> {
-    lex(&sql.chars().collect::<Vec<char>>()).0
+    lex(sql).0
 }
 
-/// The tokens of `s`, and where each was written (a range of `s`'s characters).
-fn lex(s: &[char]) -> (Vec<Token>, Vec<std::ops::Range<usize>>) {
-    let n = s.len();
+/// The character that starts at byte `i` of `s` (a character boundary before its end).
+#[inline]
+fn char_at(s: &str, i: usize) -> char {
+    match s.as_bytes()[i] {
+        b if b.is_ascii() => b as char,
+        _ => s[i..].chars().next().unwrap_or('\0'),
+    }
+}
+
+/// Where the run of characters meeting `keep` that starts at byte `i` ends. ASCII bytes are
+/// tested as they are; characters are decoded from the first other byte on.
+#[inline]
+fn run_end(s: &str, mut i: usize, keep: impl Fn(char) -> bool) -> usize {
+    let b = s.as_bytes();
+    while i < b.len() && b[i].is_ascii() {
+        if !keep(b[i] as char) {
+            return i;
+        }
+        i += 1;
+    }
+    s[i..]
+        .char_indices()
+        .find(|&(_, c)| !keep(c))
+        .map_or(s.len(), |(k, _)| i + k)
+}
+
+/// The tokens of `s`, and where each was written (a range of `s`'s bytes). The lexer walks
+/// bytes and decodes a character only where a non-ASCII one can matter (blanks and names):
+/// every byte that ends a string, comment or quote is ASCII, which never occurs inside
+/// another character's UTF-8 encoding.
+fn lex(s: &str) -> (Vec<Token>, Vec<std::ops::Range<usize>>) {
+    let b = s.as_bytes();
+    let n = b.len();
     let mut out = Vec::new();
     let mut spans = Vec::new();
     let mut i = 0;
     while i < n {
-        let c = s[i];
         let (start, before) = (i, out.len());
-        if c.is_whitespace() {
+        // Blanks between tokens, the commonest thing in a statement, skipped a byte at a time.
+        if matches!(b[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
             i += 1;
-        } else if c == '-' && s.get(i + 1) == Some(&'-') {
-            while i < n && s[i] != '\n' {
-                i += 1;
-            }
-        } else if c == '/' && s.get(i + 1) == Some(&'*') {
+            continue;
+        }
+        let c = char_at(s, i);
+        if c.is_whitespace() {
+            i += c.len_utf8();
+        } else if c == '-' && b.get(i + 1) == Some(&b'-') {
+            i = memchr::memchr(b'\n', &b[i..]).map_or(n, |k| i + k);
+        } else if c == '/' && b.get(i + 1) == Some(&b'*') {
             // Block comments nest in PostgreSQL.
             let mut depth = 0usize;
             while i < n {
-                if s[i] == '/' && s.get(i + 1) == Some(&'*') {
+                if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
                     depth += 1;
                     i += 2;
-                } else if s[i] == '*' && s.get(i + 1) == Some(&'/') {
+                } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
                     depth -= 1;
                     i += 2;
                     if depth == 0 {
@@ -69,89 +105,82 @@ fn lex(s: &[char]) -> (Vec<Token>, Vec<std::ops::Range<usize>>) {
                 }
             }
         } else if c == '\'' {
-            let (text, next) = quoted(s, i + 1, '\'', false);
+            let (text, next) = quoted(s, i + 1, b'\'', false);
             out.push(Token::Str(text));
             i = next;
-        } else if matches!(c, 'e' | 'E') && s.get(i + 1) == Some(&'\'') {
-            let (text, next) = quoted(s, i + 2, '\'', true);
+        } else if matches!(c, 'e' | 'E') && b.get(i + 1) == Some(&b'\'') {
+            let (text, next) = quoted(s, i + 2, b'\'', true);
             out.push(Token::Str(text));
             i = next;
-        } else if matches!(c, 'b' | 'B' | 'x' | 'X' | 'n' | 'N') && s.get(i + 1) == Some(&'\'') {
-            let (text, next) = quoted(s, i + 2, '\'', false);
+        } else if matches!(c, 'b' | 'B' | 'x' | 'X' | 'n' | 'N') && b.get(i + 1) == Some(&b'\'') {
+            let (text, next) = quoted(s, i + 2, b'\'', false);
             out.push(Token::Str(text));
             i = next;
         } else if c == '"' {
-            let (text, next) = quoted(s, i + 1, '"', false);
+            let (text, next) = quoted(s, i + 1, b'"', false);
             out.push(Token::Ident(text));
             i = next;
         } else if c == '$' {
-            if s.get(i + 1).is_some_and(|d| d.is_ascii_digit()) {
-                let mut j = i + 1;
-                while j < n && s[j].is_ascii_digit() {
-                    j += 1;
-                }
-                let num: String = s[i + 1..j].iter().collect();
-                out.push(Token::Param(num.parse().unwrap_or(u32::MAX)));
+            if b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                let j = run_end(s, i + 1, |d| d.is_ascii_digit());
+                out.push(Token::Param(s[i + 1..j].parse().unwrap_or(u32::MAX)));
                 i = j;
-            } else if let Some(end_tag) = dollar_tag(s, i) {
-                // $tag$ … $tag$
-                let tag: Vec<char> = s[i..end_tag].to_vec();
-                let body_start = end_tag;
-                match find(&s[body_start..], &tag).map(|k| body_start + k) {
+            } else if let Some(body_start) = dollar_tag(s, i) {
+                // $tag$ … $tag$ (str::find is linear, however the two look)
+                let tag = &s[i..body_start];
+                match s[body_start..].find(tag).map(|k| body_start + k) {
                     Some(k) => {
-                        out.push(Token::Str(s[body_start..k].iter().collect()));
+                        out.push(Token::Str(s[body_start..k].into()));
                         i = k + tag.len();
                     }
                     None => {
-                        out.push(Token::Str(s[body_start..].iter().collect()));
+                        out.push(Token::Str(s[body_start..].into()));
                         i = n;
                     }
                 }
             } else {
-                out.push(Token::Op("$".into()));
+                out.push(Token::Op(CompactString::const_new("$")));
                 i += 1;
             }
-        } else if c.is_ascii_digit()
-            || (c == '.' && s.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
-        {
-            let mut j = i;
-            while j < n && (s[j].is_ascii_alphanumeric() || s[j] == '.' || s[j] == '_') {
-                j += 1;
-            }
-            out.push(Token::Num(s[i..j].iter().collect()));
+        } else if c.is_ascii_digit() || (c == '.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+            let j = run_end(s, i, |d| d.is_ascii_alphanumeric() || d == '.' || d == '_');
+            out.push(Token::Num(s[i..j].into()));
             i = j;
         } else if is_ident_start(c) {
-            let mut j = i;
-            while j < n && is_ident_char(s[j]) {
-                j += 1;
-            }
-            out.push(Token::Word(
-                s[i..j].iter().collect::<String>().to_uppercase(),
-            ));
+            let j = run_end(s, i, is_ident_char);
+            let word = &s[i..j];
+            out.push(Token::Word(if word.is_ascii() {
+                let mut w = CompactString::from(word);
+                w.make_ascii_uppercase();
+                w
+            } else {
+                word.to_uppercase().into()
+            }));
             i = j;
         } else {
             // Operators: a run of operator characters, punctuation alone.
-            const OPS: &str = "+-*/<>=~!@#%^&|`?";
-            if OPS.contains(c) {
+            const OPS: &[u8] = b"+-*/<>=~!@#%^&|`?";
+            if OPS.contains(&b[i]) {
                 let mut j = i;
-                while j < n && OPS.contains(s[j]) {
+                while j < n && OPS.contains(&b[j]) {
                     // A comment start ends an operator.
-                    if (s[j] == '-' && s.get(j + 1) == Some(&'-'))
-                        || (s[j] == '/' && s.get(j + 1) == Some(&'*'))
+                    if (b[j] == b'-' && b.get(j + 1) == Some(&b'-'))
+                        || (b[j] == b'/' && b.get(j + 1) == Some(&b'*'))
                     {
                         break;
                     }
                     j += 1;
                 }
                 let j = j.max(i + 1);
-                out.push(Token::Op(s[i..j].iter().collect()));
+                out.push(Token::Op(s[i..j].into()));
                 i = j;
-            } else if c == ':' && s.get(i + 1) == Some(&':') {
-                out.push(Token::Op("::".into()));
+            } else if c == ':' && b.get(i + 1) == Some(&b':') {
+                out.push(Token::Op(CompactString::const_new("::")));
                 i += 2;
             } else {
-                out.push(Token::Op(c.to_string()));
-                i += 1;
+                let j = i + c.len_utf8();
+                out.push(Token::Op(s[i..j].into()));
+                i = j;
             }
         }
         if out.len() > before {
@@ -257,80 +286,55 @@ fn constant_text(toks: &[Token]) -> Option<String> {
     any.then_some(text)
 }
 
-/// Where `needle` first occurs in `hay` (Knuth-Morris-Pratt: linear, however the two look).
-fn find(hay: &[char], needle: &[char]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    let mut fail = vec![0usize; needle.len()];
-    let mut k = 0;
-    for i in 1..needle.len() {
-        while k > 0 && needle[i] != needle[k] {
-            k = fail[k - 1];
-        }
-        if needle[i] == needle[k] {
-            k += 1;
-        }
-        fail[i] = k;
-    }
-    let mut k = 0;
-    for (i, c) in hay.iter().enumerate() {
-        while k > 0 && *c != needle[k] {
-            k = fail[k - 1];
-        }
-        if *c == needle[k] {
-            k += 1;
-        }
-        if k == needle.len() {
-            return Some(i + 1 - k);
-        }
-    }
-    None
-}
-
-/// The end (exclusive) of a dollar-quote opening tag starting at `i` (`$$` or `$tag$`).
-fn dollar_tag(s: &[char], i: usize) -> Option<usize> {
+/// The end (exclusive) of a dollar-quote opening tag starting at byte `i` (`$$` or `$tag$`).
+fn dollar_tag(s: &str, i: usize) -> Option<usize> {
     let mut j = i + 1;
-    if s.get(j).is_some_and(|c| is_ident_start(*c)) {
-        while j < s.len() && (s[j].is_alphanumeric() || s[j] == '_') {
-            j += 1;
-        }
+    if j < s.len() && is_ident_start(char_at(s, j)) {
+        j = run_end(s, j, |c| c.is_alphanumeric() || c == '_');
     }
-    (s.get(j) == Some(&'$')).then_some(j + 1)
+    (s.as_bytes().get(j) == Some(&b'$')).then_some(j + 1)
 }
 
-/// The content of a quoted string or identifier starting after its opening quote, and where
-/// the lexer goes on. A doubled quote stands for one; with `backslash`, `\x` escapes.
-fn quoted(s: &[char], mut i: usize, q: char, backslash: bool) -> (String, usize) {
-    let mut text = String::new();
-    while i < s.len() {
-        let c = s[i];
-        if backslash && c == '\\' {
-            if let Some(next) = s.get(i + 1) {
-                text.push(*next);
+/// The content of a quoted string or identifier starting after its opening quote (byte `i`),
+/// and where the lexer goes on. A doubled quote stands for one; with `backslash`, `\x` escapes.
+fn quoted(s: &str, mut i: usize, q: u8, backslash: bool) -> (CompactString, usize) {
+    let b = s.as_bytes();
+    let mut text = CompactString::default();
+    // The start of the text not yet copied: copied a run at a time, up to a quote or escape.
+    let mut run = i;
+    while i < b.len() {
+        if backslash && b[i] == b'\\' {
+            text.push_str(&s[run..i]);
+            match s[i + 1..].chars().next() {
+                Some(next) => {
+                    text.push(next);
+                    i += 1 + next.len_utf8();
+                }
+                None => i = b.len(),
             }
-            i += 2;
-        } else if c == q {
-            if s.get(i + 1) == Some(&q) {
-                text.push(q);
+            run = i;
+        } else if b[i] == q {
+            text.push_str(&s[run..i]);
+            if b.get(i + 1) == Some(&q) {
+                text.push(q as char);
                 i += 2;
+                run = i;
             } else {
                 return (text, i + 1);
             }
         } else {
-            text.push(c);
             i += 1;
         }
     }
-    (text, s.len())
+    text.push_str(&s[run.min(b.len())..]);
+    (text, b.len())
 }
 
 /// The statement as written, with every literal replaced by `?`, comments gone and each run of
 /// blanks made one space: evidence that shows the shape of a statement without the data (or
 /// passwords) in it, in the case and spacing its author used (`orders.id`, not `ORDERS . ID`).
 pub fn redacted(sql: &str) -> String {
-    let s: Vec<char> = sql.chars().collect();
-    let (toks, spans) = lex(&s);
+    let (toks, spans) = lex(sql);
     let mut out = String::with_capacity(sql.len());
     let mut last = 0;
     for (t, r) in toks.iter().zip(spans) {
@@ -340,7 +344,7 @@ pub fn redacted(sql: &str) -> String {
         }
         match t {
             Token::Str(_) | Token::Num(_) => out.push('?'),
-            _ => out.extend(&s[r.clone()]),
+            _ => out.push_str(&sql[r.clone()]),
         }
         last = r.end;
     }
@@ -494,7 +498,7 @@ mod tests {
         tokens(sql)
             .into_iter()
             .filter_map(|t| match t {
-                Token::Word(w) => Some(w),
+                Token::Word(w) => Some(w.to_string()),
                 _ => None,
             })
             .collect()
@@ -588,14 +592,6 @@ mod tests {
     }
 
     #[test]
-    fn find_is_plain_substring_search() {
-        let c = |s: &str| s.chars().collect::<Vec<_>>();
-        assert_eq!(find(&c("ab$t$x$t$"), &c("$t$")), Some(2));
-        assert_eq!(find(&c("aaaab"), &c("aab")), Some(2));
-        assert_eq!(find(&c("$ta$"), &c("$tag$")), None);
-    }
-
-    #[test]
     fn unterminated_input_ends_without_failing() {
         for s in [
             "'open",
@@ -648,14 +644,14 @@ mod tests {
         for name in hostile {
             assert_eq!(
                 tokens(&quote_literal(name)),
-                vec![Token::Str(name.to_string())],
+                vec![Token::Str(name.into())],
                 "{name:?}"
             );
             let ident = tokens(&quote_ident(name));
             let expected = if quote_ident(name).starts_with('"') {
-                Token::Ident(name.to_string())
+                Token::Ident(name.into())
             } else {
-                Token::Word(name.to_uppercase())
+                Token::Word(name.to_uppercase().into())
             };
             assert_eq!(ident, vec![expected], "{name:?}");
         }

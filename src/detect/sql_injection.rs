@@ -257,7 +257,7 @@ fn constant_comparison(s: &[Token], after_or: bool) -> bool {
         i += 1;
     }
     let constant = |t: Option<&Token>| match t {
-        Some(Token::Num(n)) => Some(n.clone()),
+        Some(Token::Num(n)) => Some(n.to_string()),
         Some(Token::Str(x)) => Some(format!("'{x}")),
         _ => None,
     };

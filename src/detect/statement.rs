@@ -70,8 +70,8 @@ pub fn find_words(stmt: &[Token], words: &[&str]) -> Option<usize> {
 /// A role or object name token, as the server would fold it.
 pub fn name_of(t: Option<&Token>) -> Option<String> {
     match t? {
-        Token::Word(w) => Some(w.to_lowercase()),
-        Token::Ident(i) => Some(i.clone()),
+        Token::Word(w) => Some(w.to_lowercase().into()),
+        Token::Ident(i) => Some(i.to_string()),
         _ => None,
     }
 }

@@ -188,9 +188,9 @@ fn logging_off(s: &[Token]) -> bool {
             i += 1;
         }
         let value = match s.get(i) {
-            Some(Token::Str(v)) => v.clone(),
-            Some(Token::Word(w)) => w.to_lowercase(),
-            Some(Token::Num(n)) => n.clone(),
+            Some(Token::Str(v)) => v.to_string(),
+            Some(Token::Word(w)) => w.to_lowercase().into(),
+            Some(Token::Num(n)) => n.to_string(),
             Some(Token::Op(o)) if o == "-" => match s.get(i + 1) {
                 Some(Token::Num(n)) => format!("-{n}"),
                 _ => return false,
@@ -324,7 +324,7 @@ pub fn rules(toks: &[Token], dblink_hosts: &[String]) -> Vec<Hit> {
                                 hits.push(Hit {
                                     rule: "foreign server on an unexpected host",
                                     severity: Severity::Medium,
-                                    host: Some(h.clone()),
+                                    host: Some(h.to_string()),
                                 });
                             }
                         }

@@ -9,6 +9,7 @@
 pub mod csvlog;
 pub mod file;
 pub mod jsonlog;
+pub mod pgaudit;
 pub mod pgbouncer;
 pub mod pgconf;
 pub mod prefix;

@@ -7,6 +7,7 @@
 //! has no `%h`. Failures are classified by SQLSTATE and DETAIL where the log has them, and by
 //! the English message text otherwise.
 
+use super::pgaudit::AuditEntry;
 use super::{Record, Severity};
 use crate::event::{text_hash, Event, EventKind, EventTime, LoginFailure, ProtocolErrorKind};
 use compact_str::CompactString;
@@ -609,105 +610,6 @@ fn error_class(msg: &str) -> Option<&'static str> {
     }
 }
 
-/// One pgaudit entry: `AUDIT: SESSION,1,1,READ,SELECT,TABLE,public.t,select …,<not logged>[,rows]`.
-#[derive(Debug, PartialEq)]
-pub struct AuditEntry {
-    pub statement_id: u64,
-    pub substatement_id: u64,
-    pub class: String,
-    pub command: String,
-    /// `None` with `pgaudit.log_statement = off`.
-    pub statement: Option<String>,
-    /// With `pgaudit.log_rows = on`.
-    pub rows: Option<u64>,
-}
-
-thread_local! {
-    /// One CSV field reader and its output buffer per thread, reset for each entry: building
-    /// a reader (or a buffer, or a String per field) per entry was most of the time spent on
-    /// a pgaudit log.
-    static AUDIT_CSV: std::cell::RefCell<(csv_core::Reader, Vec<u8>)> =
-        std::cell::RefCell::new((csv_core::Reader::new(), Vec::new()));
-}
-
-/// Splits one CSV record (the whole of `line`) into at most `MAX` fields, quotes undone, and
-/// hands them to `f`.
-fn with_csv_fields<const MAX: usize, T>(
-    line: &str,
-    f: impl FnOnce(&[&[u8]]) -> Option<T>,
-) -> Option<T> {
-    AUDIT_CSV.with(|cell| {
-        let (rdr, buf) = &mut *cell.borrow_mut();
-        rdr.reset();
-        // Undoing quotes never lengthens a field: the line's length is room enough.
-        if buf.len() < line.len() + 1 {
-            buf.resize(line.len() + 1, 0);
-        }
-        let mut input = line.as_bytes();
-        let mut ends = [0usize; MAX];
-        let (mut n, mut len) = (0, 0);
-        loop {
-            let (res, read, written) = rdr.read_field(input, &mut buf[len..]);
-            input = &input[read..];
-            len += written;
-            match res {
-                csv_core::ReadFieldResult::InputEmpty if input.is_empty() => {
-                    // End of the line: the reader is told so, and ends the last field.
-                    let (res, _, written) = rdr.read_field(&[], &mut buf[len..]);
-                    len += written;
-                    if matches!(res, csv_core::ReadFieldResult::Field { .. }) {
-                        ends[n] = len;
-                        n += 1;
-                    }
-                    break;
-                }
-                csv_core::ReadFieldResult::InputEmpty => {}
-                csv_core::ReadFieldResult::OutputFull => return None,
-                csv_core::ReadFieldResult::Field { record_end } => {
-                    ends[n] = len;
-                    n += 1;
-                    if record_end || n >= MAX {
-                        break;
-                    }
-                }
-                csv_core::ReadFieldResult::End => break,
-            }
-        }
-        let mut fields: [&[u8]; MAX] = [&[]; MAX];
-        let mut from = 0;
-        for (i, end) in ends[..n].iter().enumerate() {
-            fields[i] = &buf[from..*end];
-            from = *end;
-        }
-        f(&fields[..n])
-    })
-}
-
-impl AuditEntry {
-    pub fn parse(entry: &str) -> Option<AuditEntry> {
-        // Cheap refusal first: most messages of a busy log are not audit entries of a kind
-        // pgvigil reads.
-        if !(entry.starts_with("SESSION,") || entry.starts_with("OBJECT,")) {
-            return None;
-        }
-        with_csv_fields::<10, _>(entry, |rec| {
-            if rec.len() < 9 {
-                return None;
-            }
-            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-            let number = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u64>().ok();
-            Some(AuditEntry {
-                statement_id: number(rec[1])?,
-                substatement_id: number(rec[2])?,
-                class: text(rec[3]),
-                command: text(rec[4]),
-                statement: (rec[7] != b"<not logged>").then(|| text(rec[7])),
-                rows: rec.get(9).and_then(|r| number(r)),
-            })
-        })
-    }
-}
-
 /// `CREATE ROLE|USER name …`, or `ALTER ROLE|USER name …` that enables logins (LOGIN,
 /// PASSWORD), as "CREATE ROLE name" / "ALTER ROLE name"; nothing else of the statement is
 /// kept, as it may hold a password.
@@ -771,25 +673,6 @@ pub fn role_change(stmt: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn audit_entries_are_read_as_csv() {
-        let a = AuditEntry::parse(
-            "SESSION,3,1,READ,SELECT,TABLE,public.t,\"select a, \"\"b\"\" from t\nwhere x = 'y,z'\",<none>,42",
-        )
-        .unwrap();
-        assert_eq!((a.statement_id, a.substatement_id), (3, 1));
-        assert_eq!((a.class.as_str(), a.command.as_str()), ("READ", "SELECT"));
-        assert_eq!(
-            a.statement.as_deref(),
-            Some("select a, \"b\" from t\nwhere x = 'y,z'")
-        );
-        assert_eq!(a.rows, Some(42));
-        let b = AuditEntry::parse("OBJECT,1,1,WRITE,INSERT,TABLE,t,<not logged>,<none>").unwrap();
-        assert_eq!((b.statement, b.rows), (None, None));
-        assert!(AuditEntry::parse("SESSION,1,1,READ").is_none());
-        assert!(AuditEntry::parse("statement: SELECT 1").is_none());
-    }
 
     #[test]
     fn role_changes_keep_verb_and_name_only() {
