@@ -18,6 +18,12 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
+    /// A setting that parses but cannot work.
+    #[error("{path}: {error}")]
+    Setting {
+        path: PathBuf,
+        error: crate::setting::SettingError,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -222,9 +228,9 @@ impl Config {
         c.detect
             .validate()
             .and_then(|_| c.proxy.validate())
-            .map_err(|message| ConfigError::Parse {
+            .map_err(|error| ConfigError::Setting {
                 path: path.to_path_buf(),
-                message,
+                error,
             })?;
         Ok(c)
     }

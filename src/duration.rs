@@ -25,17 +25,26 @@ impl Span {
     }
 }
 
+/// A text that is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpanError {
+    #[error("{0:?} is not a duration (like \"90s\", \"10m\", \"1h\", \"7d\")")]
+    NotADuration(String),
+    #[error("unknown unit {unit:?} in duration {text:?} (use ms, s, m, h, d or w)")]
+    UnknownUnit { unit: String, text: String },
+}
+
 impl std::str::FromStr for Span {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Span, String> {
+    type Err = SpanError;
+    fn from_str(s: &str) -> Result<Span, SpanError> {
         let s = s.trim();
         let split = s
             .find(|c: char| !c.is_ascii_digit() && c != '.')
             .unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let n: f64 = num.parse().map_err(|_| {
-            format!("{s:?} is not a duration (like \"90s\", \"10m\", \"1h\", \"7d\")")
-        })?;
+        let n: f64 = num
+            .parse()
+            .map_err(|_| SpanError::NotADuration(s.to_string()))?;
         let mult = match unit.trim() {
             "ms" => 1.0,
             "s" | "sec" | "secs" => 1000.0,
@@ -44,9 +53,10 @@ impl std::str::FromStr for Span {
             "d" | "day" | "days" => 86_400_000.0,
             "w" | "week" | "weeks" => 604_800_000.0,
             u => {
-                return Err(format!(
-                    "unknown unit {u:?} in duration {s:?} (use ms, s, m, h, d or w)"
-                ))
+                return Err(SpanError::UnknownUnit {
+                    unit: u.to_string(),
+                    text: s.to_string(),
+                })
             }
         };
         Ok(Span((n * mult) as i64))
@@ -91,7 +101,13 @@ mod tests {
         assert_eq!("10m".parse::<Span>().unwrap(), Span::mins(10));
         assert_eq!("250ms".parse::<Span>().unwrap(), Span(250));
         assert_eq!("7d".parse::<Span>().unwrap().to_string(), "7d");
-        assert!("10 parsecs".parse::<Span>().is_err());
-        assert!("soon".parse::<Span>().is_err());
+        assert_eq!(
+            "10 parsecs".parse::<Span>().unwrap_err().to_string(),
+            "unknown unit \"parsecs\" in duration \"10 parsecs\" (use ms, s, m, h, d or w)"
+        );
+        assert!(matches!(
+            "soon".parse::<Span>(),
+            Err(SpanError::NotADuration(_))
+        ));
     }
 }

@@ -46,6 +46,7 @@ pub mod proxy;
 pub mod scan;
 pub mod secret;
 pub mod server;
+pub mod setting;
 pub mod sim;
 pub mod sources;
 pub mod sql;

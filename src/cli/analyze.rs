@@ -81,7 +81,7 @@ pub fn run(args: Args) -> Result<u8> {
         format: args
             .format
             .as_deref()
-            .map(|f| f.parse::<LogFormat>().map_err(anyhow::Error::msg))
+            .map(|f| f.parse::<LogFormat>())
             .transpose()?,
         prefix: args
             .log_line_prefix

@@ -1,7 +1,7 @@
 //! What `pgvigil run` and `pgvigil api` start beside their main work: the API, the
 //! notification sender and the retention job.
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use pgvigil::api::{ApiState, Counters};
 use pgvigil::config::Config;
 use pgvigil::notify::Notifier;
@@ -35,9 +35,7 @@ pub fn start(
     send: bool,
     proxy: Option<Arc<pgvigil::proxy::Proxy>>,
 ) -> Result<Services> {
-    let notifier = Arc::new(
-        Notifier::new(&cfg.notify, cfg.api.public_url.clone()).map_err(|e| anyhow!("{e}"))?,
-    );
+    let notifier = Arc::new(Notifier::new(&cfg.notify, cfg.api.public_url.clone())?);
     let counters = Arc::new(Counters::default());
     let channels = notifier.channels();
     let admins = notifier.admins();

@@ -37,7 +37,7 @@ impl Default for PrivilegeEscalationConfig {
 
 impl PrivilegeEscalationConfig {
     /// The windows as minutes of the day, or the first that is not `HH:MM-HH:MM`.
-    pub fn windows(&self) -> Result<Vec<(u32, u32)>, String> {
+    pub fn windows(&self) -> Result<Vec<(u32, u32)>, crate::setting::SettingError> {
         self.maintenance_windows
             .iter()
             .map(|w| {
@@ -48,7 +48,12 @@ impl PrivilegeEscalationConfig {
                 };
                 w.split_once('-')
                     .and_then(|(a, b)| Some((parse(a)?, parse(b)?)))
-                    .ok_or_else(|| format!("detect.privilege_escalation.maintenance_windows: {w:?} is not HH:MM-HH:MM (UTC)"))
+                    .ok_or_else(|| {
+                        crate::setting::SettingError::new(
+                            "detect.privilege_escalation.maintenance_windows",
+                            format!("detect.privilege_escalation.maintenance_windows: {w:?} is not HH:MM-HH:MM (UTC)"),
+                        )
+                    })
             })
             .collect()
     }
@@ -525,7 +530,10 @@ mod tests {
             maintenance_windows: vec!["2-4".into()],
             ..Default::default()
         };
-        assert!(bad.windows().unwrap_err().contains("maintenance_windows"));
+        assert_eq!(
+            bad.windows().unwrap_err().setting,
+            "detect.privilege_escalation.maintenance_windows"
+        );
     }
 
     #[test]

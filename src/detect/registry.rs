@@ -81,12 +81,15 @@ impl Default for DetectConfig {
 
 impl DetectConfig {
     /// Checks values that parse but cannot work.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::setting::SettingError> {
         let min = Span(super::window::HEARTBEAT_MS + 5 * 60_000);
         if self.quiet_period < min {
-            return Err(format!(
-                "detect.quiet_period = \"{}\" is too short: ongoing attacks are reported every 10m, so it must be at least {min}",
-                self.quiet_period
+            return Err(crate::setting::SettingError::new(
+                "detect.quiet_period",
+                format!(
+                    "detect.quiet_period = \"{}\" is too short: ongoing attacks are reported every 10m, so it must be at least {min}",
+                    self.quiet_period
+                ),
             ));
         }
         self.privilege_escalation.windows()?;

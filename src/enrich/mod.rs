@@ -37,8 +37,8 @@ pub enum EnrichError {
     },
     #[error("{path}: {reason}")]
     Format { path: PathBuf, reason: String },
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] crate::setting::SettingError),
 }
 
 impl EnrichError {
@@ -200,7 +200,7 @@ impl Enricher {
             e.blocklists.push(threat::IpList::load(p)?);
         }
         if cfg.reverse_dns.enabled {
-            e.rdns = Some(rdns::ReverseDns::new(&cfg.reverse_dns).map_err(EnrichError::Config)?);
+            e.rdns = Some(rdns::ReverseDns::new(&cfg.reverse_dns)?);
         }
         Ok(e)
     }

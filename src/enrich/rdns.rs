@@ -4,6 +4,7 @@
 //! cached; a lookup waits at most `timeout`.
 
 use crate::duration::Span;
+use crate::setting::SettingError;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
@@ -72,12 +73,30 @@ pub fn registrable(name: &str) -> Option<String> {
     Some(labels[labels.len() - suffix - 1..].join("."))
 }
 
+/// Why a name server gave no PTR names (logged at debug level: the address stays unnamed).
+#[derive(Debug, thiserror::Error)]
+enum PtrError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Encode(#[from] hickory_proto::error::ProtoError),
+    #[error("timed out")]
+    TimedOut,
+    #[error("answer {0}")]
+    Answer(hickory_proto::op::ResponseCode),
+}
+
 impl ReverseDns {
-    pub fn new(cfg: &ReverseDnsConfig) -> Result<ReverseDns, String> {
+    pub fn new(cfg: &ReverseDnsConfig) -> Result<ReverseDns, SettingError> {
+        const SETTING: &str = "enrich.reverse_dns.hosts_file";
         let mut hosts = rustc_hash::FxHashMap::default();
         if let Some(p) = &cfg.hosts_file {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| format!("enrich.reverse_dns.hosts_file {}: {e}", p.display()))?;
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                SettingError::new(
+                    SETTING,
+                    format!("enrich.reverse_dns.hosts_file {}: {e}", p.display()),
+                )
+            })?;
             for (i, line) in text.lines().enumerate() {
                 let line = line.split('#').next().unwrap_or("").trim();
                 if line.is_empty() {
@@ -85,23 +104,29 @@ impl ReverseDns {
                 }
                 let mut w = line.split_whitespace();
                 let (Some(ip), Some(name)) = (w.next(), w.next()) else {
-                    return Err(format!(
-                        "{}:{}: expected `address name`",
-                        p.display(),
-                        i + 1
+                    return Err(SettingError::new(
+                        SETTING,
+                        format!("{}:{}: expected `address name`", p.display(), i + 1),
                     ));
                 };
-                let ip: IpAddr = ip
-                    .parse()
-                    .map_err(|_| format!("{}:{}: {ip:?} is not an address", p.display(), i + 1))?;
+                let ip: IpAddr = ip.parse().map_err(|_| {
+                    SettingError::new(
+                        SETTING,
+                        format!("{}:{}: {ip:?} is not an address", p.display(), i + 1),
+                    )
+                })?;
                 hosts.insert(ip, name.to_string());
             }
         }
         let nameservers = if !cfg.dns {
             Vec::new()
         } else if cfg.nameservers.is_empty() {
-            let (conf, _) = hickory_resolver::system_conf::read_system_conf()
-                .map_err(|e| format!("enrich.reverse_dns: /etc/resolv.conf: {e}"))?;
+            let (conf, _) = hickory_resolver::system_conf::read_system_conf().map_err(|e| {
+                SettingError::new(
+                    "enrich.reverse_dns.nameservers",
+                    format!("enrich.reverse_dns: /etc/resolv.conf: {e}"),
+                )
+            })?;
             let mut v: Vec<SocketAddr> =
                 conf.name_servers().iter().map(|n| n.socket_addr).collect();
             v.dedup();
@@ -110,7 +135,10 @@ impl ReverseDns {
             cfg.nameservers.clone()
         };
         if cfg.dns && nameservers.is_empty() {
-            return Err("enrich.reverse_dns: no name server (set nameservers)".into());
+            return Err(SettingError::new(
+                "enrich.reverse_dns.nameservers",
+                "enrich.reverse_dns: no name server (set nameservers)",
+            ));
         }
         Ok(ReverseDns {
             hosts,
@@ -151,7 +179,7 @@ impl ReverseDns {
     /// Asks one name server for the PTR names of `ip`. The query is made here rather than by
     /// a stub resolver library, since those answer loopback and private ranges themselves
     /// (`localhost`) instead of asking the server the operator configured.
-    fn ptr(&self, ip: IpAddr, ns: SocketAddr) -> Result<Vec<String>, String> {
+    fn ptr(&self, ip: IpAddr, ns: SocketAddr) -> Result<Vec<String>, PtrError> {
         use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
         use hickory_proto::rr::{Name, RData, RecordType};
         let mut id = [0u8; 2];
@@ -163,25 +191,24 @@ impl ReverseDns {
             .set_op_code(OpCode::Query)
             .set_recursion_desired(true)
             .add_query(Query::query(Name::from(ip), RecordType::PTR));
-        let bytes = q.to_vec().map_err(|e| e.to_string())?;
+        let bytes = q.to_vec()?;
         let local: SocketAddr = if ns.is_ipv4() {
             ([0, 0, 0, 0], 0).into()
         } else {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         };
-        let sock = std::net::UdpSocket::bind(local).map_err(|e| e.to_string())?;
-        sock.connect(ns).map_err(|e| e.to_string())?;
-        sock.send(&bytes).map_err(|e| e.to_string())?;
+        let sock = std::net::UdpSocket::bind(local)?;
+        sock.connect(ns)?;
+        sock.send(&bytes)?;
         let deadline = std::time::Instant::now() + self.timeout;
         let mut buf = [0u8; 4096];
         loop {
             let left = deadline
                 .checked_duration_since(std::time::Instant::now())
                 .filter(|d| !d.is_zero())
-                .ok_or("timed out")?;
-            sock.set_read_timeout(Some(left))
-                .map_err(|e| e.to_string())?;
-            let n = sock.recv(&mut buf).map_err(|e| e.to_string())?;
+                .ok_or(PtrError::TimedOut)?;
+            sock.set_read_timeout(Some(left))?;
+            let n = sock.recv(&mut buf)?;
             let Ok(m) = Message::from_vec(&buf[..n]) else {
                 continue;
             };
@@ -191,7 +218,7 @@ impl ReverseDns {
             if m.response_code() != ResponseCode::NoError
                 && m.response_code() != ResponseCode::NXDomain
             {
-                return Err(format!("answer {}", m.response_code()));
+                return Err(PtrError::Answer(m.response_code()));
             }
             return Ok(m
                 .answers()

@@ -73,11 +73,46 @@ impl Default for IntelConfig {
     }
 }
 
-/// The outcome for one source.
+/// The outcome for one source: what was swapped in, or why not.
 #[derive(Debug)]
 pub struct Outcome {
     pub file: String,
-    pub result: Result<String, String>,
+    pub result: Result<String, UpdateError>,
+}
+
+/// Why a source was not updated.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// The intel directory cannot be made.
+    #[error("{0}")]
+    Directory(std::io::Error),
+    /// The download or the swap failed; the URL is named, and whether a copy is still used.
+    #[error("{why} ({url}); {}", if *.kept {
+        "the previous copy is kept"
+    } else {
+        "there is no previous copy: these lookups stay off until an update succeeds"
+    })]
+    Source {
+        why: SourceError,
+        url: String,
+        kept: bool,
+    },
+}
+
+/// What went wrong with one source's file.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{0}")]
+    Request(Box<ureq::Error>),
+    #[error("{0}")]
+    Read(std::io::Error),
+    #[error("{path}: {error}")]
+    File {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("downloaded file rejected: {0}")]
+    Rejected(EnrichError),
 }
 
 fn check(kind: Kind, path: &Path) -> Result<String, EnrichError> {
@@ -101,23 +136,29 @@ fn check(kind: Kind, path: &Path) -> Result<String, EnrichError> {
     })
 }
 
-fn download(agent: &ureq::Agent, src: &Source, max: u64, to: &Path) -> Result<u64, String> {
-    let resp = agent.get(&src.url).call().map_err(|e| e.to_string())?;
+fn download(agent: &ureq::Agent, src: &Source, max: u64, to: &Path) -> Result<u64, SourceError> {
+    let resp = agent
+        .get(&src.url)
+        .call()
+        .map_err(|e| SourceError::Request(Box::new(e)))?;
     let mut body = resp.into_body();
     let mut reader = body.with_config().limit(max).reader();
-    let mut f = std::fs::File::create(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    let file_err = |error| SourceError::File {
+        path: to.to_path_buf(),
+        error,
+    };
+    let mut f = std::fs::File::create(to).map_err(file_err)?;
     let mut buf = vec![0u8; 1 << 16];
     let mut n = 0u64;
     loop {
-        let k = reader.read(&mut buf).map_err(|e| e.to_string())?;
+        let k = reader.read(&mut buf).map_err(SourceError::Read)?;
         if k == 0 {
             break;
         }
-        f.write_all(&buf[..k])
-            .map_err(|e| format!("{}: {e}", to.display()))?;
+        f.write_all(&buf[..k]).map_err(file_err)?;
         n += k as u64;
     }
-    f.sync_all().map_err(|e| format!("{}: {e}", to.display()))?;
+    f.sync_all().map_err(file_err)?;
     Ok(n)
 }
 
@@ -133,7 +174,7 @@ pub fn update(cfg: &IntelConfig, dir: &Path) -> Vec<Outcome> {
     if let Err(e) = std::fs::create_dir_all(dir) {
         return vec![Outcome {
             file: dir.display().to_string(),
-            result: Err(e.to_string()),
+            result: Err(UpdateError::Directory(e)),
         }];
     }
     for src in &cfg.sources {
@@ -143,24 +184,26 @@ pub fn update(cfg: &IntelConfig, dir: &Path) -> Vec<Outcome> {
             .and_then(|bytes| {
                 check(src.kind, &tmp)
                     .map(|what| format!("{bytes} bytes, {what}"))
-                    .map_err(|e| format!("downloaded file rejected: {e}"))
+                    .map_err(SourceError::Rejected)
             })
             .and_then(|msg| {
                 std::fs::rename(&tmp, &target)
                     .map(|_| msg)
-                    .map_err(|e| format!("{}: {e}", target.display()))
+                    .map_err(|error| SourceError::File {
+                        path: target.clone(),
+                        error,
+                    })
             });
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
-        let kept = if target.is_file() {
-            "the previous copy is kept"
-        } else {
-            "there is no previous copy: these lookups stay off until an update succeeds"
-        };
         out.push(Outcome {
             file: src.file.clone(),
-            result: result.map_err(|e| format!("{} ({}); {kept}", e, src.url)),
+            result: result.map_err(|why| UpdateError::Source {
+                why,
+                url: src.url.clone(),
+                kept: target.is_file(),
+            }),
         });
     }
     if let Ok(d) = std::fs::File::open(dir) {

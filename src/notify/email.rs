@@ -4,6 +4,7 @@
 use super::{render, DeliveryError, Secret};
 use crate::alert::Alert;
 use crate::duration::Span;
+use crate::setting::SettingError;
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
@@ -58,20 +59,31 @@ pub struct Mailer {
 }
 
 impl Mailer {
-    pub fn new(cfg: &EmailConfig) -> Result<Mailer, String> {
-        let from: Mailbox = cfg
-            .from
-            .parse()
-            .map_err(|e| format!("notify.email.from {:?}: {e}", cfg.from))?;
+    pub fn new(cfg: &EmailConfig) -> Result<Mailer, SettingError> {
+        let from: Mailbox = cfg.from.parse().map_err(|e| {
+            SettingError::new(
+                "notify.email.from",
+                format!("notify.email.from {:?}: {e}", cfg.from),
+            )
+        })?;
         for (i, a) in cfg.admins.iter().enumerate() {
-            a.parse::<lettre::Address>()
-                .map_err(|e| format!("notify.email.admins[{i}] {a:?}: {e}"))?;
+            a.parse::<lettre::Address>().map_err(|e| {
+                SettingError::new(
+                    format!("notify.email.admins[{i}]"),
+                    format!("notify.email.admins[{i}] {a:?}: {e}"),
+                )
+            })?;
         }
         let password = match (&cfg.password, &cfg.password_file) {
             (Some(p), None) => Some(p.expose().to_string()),
             (None, Some(f)) => Some(
                 std::fs::read_to_string(f)
-                    .map_err(|e| format!("notify.email.password_file {}: {e}", f.display()))?
+                    .map_err(|e| {
+                        SettingError::new(
+                            "notify.email.password_file",
+                            format!("notify.email.password_file {}: {e}", f.display()),
+                        )
+                    })?
                     .lines()
                     .next()
                     .unwrap_or("")
@@ -79,20 +91,31 @@ impl Mailer {
             ),
             (None, None) => None,
             (Some(_), Some(_)) => {
-                return Err("notify.email: set password or password_file, not both".into())
+                return Err(SettingError::new(
+                    "notify.email.password",
+                    "notify.email: set password or password_file, not both",
+                ))
             }
         };
-        let host_err =
-            |e: lettre::transport::smtp::Error| format!("notify.email.host {:?}: {e}", cfg.host);
+        let host_err = |e: lettre::transport::smtp::Error| {
+            SettingError::new(
+                "notify.email.host",
+                format!("notify.email.host {:?}: {e}", cfg.host),
+            )
+        };
         let builder = match (cfg.security, &cfg.ca_file) {
             (Security::None, _) => {
                 SmtpTransport::builder_dangerous(&cfg.host).port(cfg.port.unwrap_or(25))
             }
             (sec, Some(ca)) => {
-                let pem = std::fs::read(ca)
-                    .map_err(|e| format!("notify.email.ca_file {}: {e}", ca.display()))?;
-                let cert = Certificate::from_pem(&pem)
-                    .map_err(|e| format!("notify.email.ca_file {}: {e}", ca.display()))?;
+                let ca_err = |e: String| {
+                    SettingError::new(
+                        "notify.email.ca_file",
+                        format!("notify.email.ca_file {}: {e}", ca.display()),
+                    )
+                };
+                let pem = std::fs::read(ca).map_err(|e| ca_err(e.to_string()))?;
+                let cert = Certificate::from_pem(&pem).map_err(|e| ca_err(e.to_string()))?;
                 let params = TlsParameters::builder(cfg.host.clone())
                     .add_root_certificate(cert)
                     .build_rustls()
@@ -119,7 +142,12 @@ impl Mailer {
         match (&cfg.username, password) {
             (Some(u), Some(p)) => builder = builder.credentials(Credentials::new(u.clone(), p)),
             (None, None) => {}
-            _ => return Err("notify.email: username and password go together".into()),
+            _ => {
+                return Err(SettingError::new(
+                    "notify.email.username",
+                    "notify.email: username and password go together",
+                ))
+            }
         }
         Ok(Mailer {
             transport: builder.build(),

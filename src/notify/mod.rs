@@ -12,6 +12,7 @@ pub mod webhook;
 use crate::alert::Alert;
 use crate::duration::Span;
 use crate::health::Counters;
+use crate::setting::SettingError;
 use crate::store::{OutboxItem, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
@@ -77,33 +78,36 @@ pub struct Notifier {
 impl Notifier {
     /// Checks the configuration (names unique, URLs and addresses valid, password files
     /// readable) and prepares the channels.
-    pub fn new(cfg: &NotifyConfig, public_url: Option<String>) -> Result<Notifier, String> {
+    pub fn new(cfg: &NotifyConfig, public_url: Option<String>) -> Result<Notifier, SettingError> {
         let mut names = std::collections::HashSet::new();
         for (i, w) in cfg.webhook.iter().enumerate() {
             if !names.insert(format!("webhook:{}", w.name)) {
-                return Err(format!(
-                    "notify.webhook[{i}].name {:?} is used twice",
-                    w.name
+                return Err(SettingError::new(
+                    format!("notify.webhook[{i}].name"),
+                    format!("notify.webhook[{i}].name {:?} is used twice", w.name),
                 ));
             }
             if !(w.url.starts_with("https://") || w.url.starts_with("http://")) {
-                return Err(format!(
-                    "notify.webhook[{i}].url {:?}: not an http(s) URL",
-                    w.url
+                return Err(SettingError::new(
+                    format!("notify.webhook[{i}].url"),
+                    format!("notify.webhook[{i}].url {:?}: not an http(s) URL", w.url),
                 ));
             }
         }
         for (i, s) in cfg.syslog.iter().enumerate() {
             if !names.insert(format!("syslog:{}", s.name)) {
-                return Err(format!(
-                    "notify.syslog[{i}].name {:?} is used twice",
-                    s.name
+                return Err(SettingError::new(
+                    format!("notify.syslog[{i}].name"),
+                    format!("notify.syslog[{i}].name {:?} is used twice", s.name),
                 ));
             }
             if !s.address.contains(':') {
-                return Err(format!(
-                    "notify.syslog[{i}].address {:?}: expected host:port",
-                    s.address
+                return Err(SettingError::new(
+                    format!("notify.syslog[{i}].address"),
+                    format!(
+                        "notify.syslog[{i}].address {:?}: expected host:port",
+                        s.address
+                    ),
                 ));
             }
         }
@@ -324,6 +328,38 @@ mod tests {
             }
         });
         url
+    }
+
+    /// A channel that cannot work is refused at start, naming the setting at fault.
+    #[test]
+    fn a_bad_channel_setting_is_named() {
+        let setting = |toml: &str| -> String {
+            let cfg: NotifyConfig = toml::from_str(toml).unwrap();
+            Notifier::new(&cfg, None)
+                .err()
+                .map(|e| e.setting)
+                .unwrap_or_default()
+        };
+        let hook = |name: &str, url: &str| format!("[[webhook]]\nname = {name:?}\nurl = {url:?}\n");
+        assert_eq!(setting(&hook("a", "ftp://x")), "notify.webhook[0].url");
+        assert_eq!(
+            setting(&(hook("a", "http://127.0.0.1/") + &hook("a", "http://127.0.0.1/"))),
+            "notify.webhook[1].name"
+        );
+        assert_eq!(
+            setting("[[syslog]]\nname = \"s\"\naddress = \"nowhere\"\n"),
+            "notify.syslog[0].address"
+        );
+        let mail = "[email]\nhost = \"127.0.0.1\"\nfrom = \"pgvigil@example.com\"\n";
+        assert_eq!(
+            setting(&format!("{mail}admins = [\"not an address\"]\n")),
+            "notify.email.admins[0]"
+        );
+        assert_eq!(
+            setting(&format!("{mail}username = \"u\"\n")),
+            "notify.email.username"
+        );
+        assert_eq!(setting(&hook("a", "http://127.0.0.1/")), "");
     }
 
     #[test]

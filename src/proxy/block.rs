@@ -11,6 +11,7 @@
 use crate::alert::{Alert, AlertType};
 use crate::duration::Span;
 use crate::event::format_time;
+use crate::setting::SettingError;
 use crate::store::blocks::StoredBlock;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -42,19 +43,24 @@ impl Default for ActiveResponseConfig {
 
 impl ActiveResponseConfig {
     /// The allowlist parsed, or the entry that is not an address or network.
-    pub fn networks(&self) -> Result<Vec<ipnet::IpNet>, String> {
+    pub fn networks(&self) -> Result<Vec<ipnet::IpNet>, SettingError> {
         parse_networks(&self.allowlist, "proxy.active_response.allowlist")
     }
 }
 
 /// Addresses and networks (`10.0.0.0/8`, `192.0.2.1`) of a setting, or the entry that is
 /// neither, named with the setting.
-pub fn parse_networks(list: &[String], setting: &str) -> Result<Vec<ipnet::IpNet>, String> {
+pub fn parse_networks(list: &[String], setting: &str) -> Result<Vec<ipnet::IpNet>, SettingError> {
     list.iter()
         .map(|s| {
             s.parse::<ipnet::IpNet>()
                 .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| format!("{setting}: {s:?} is not an address or network"))
+                .map_err(|_| {
+                    SettingError::new(
+                        setting,
+                        format!("{setting}: {s:?} is not an address or network"),
+                    )
+                })
         })
         .collect()
 }
@@ -503,7 +509,10 @@ mod tests {
             allowlist: vec!["10.0.0.0/33".into()],
             ..Default::default()
         };
-        assert!(bad.networks().unwrap_err().contains("allowlist"));
+        assert_eq!(
+            bad.networks().unwrap_err().setting,
+            "proxy.active_response.allowlist"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod tls_retry;
 
 use crate::duration::Span;
 use crate::event::{Event, EventKind, LoginFailure, ProtocolErrorKind};
+use crate::setting::SettingError;
 use block::Blocklist;
 use compact_str::CompactString;
 use fingerprint::{Fingerprints, Identified};
@@ -86,18 +87,27 @@ pub struct ProxyConfig {
 
 impl ProxyConfig {
     /// Checks what parses but cannot work, naming the setting.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SettingError> {
         self.active_response.networks()?;
         block::parse_networks(&self.proxy_protocol_from, "proxy.proxy_protocol_from")?;
         if self.spare_connections > 0 && self.spare_max_age.ms() < 100 {
-            return Err("proxy.spare_max_age: at least 100ms".into());
+            return Err(SettingError::new(
+                "proxy.spare_max_age",
+                "proxy.spare_max_age: at least 100ms",
+            ));
         }
         // Each spare is a backend process on the server: a handful is what a login needs.
         if self.spare_connections > 100 {
-            return Err("proxy.spare_connections: at most 100".into());
+            return Err(SettingError::new(
+                "proxy.spare_connections",
+                "proxy.spare_connections: at most 100",
+            ));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err("proxy.tls_cert and proxy.tls_key go together".into());
+            return Err(SettingError::new(
+                "proxy.tls_cert",
+                "proxy.tls_cert and proxy.tls_key go together",
+            ));
         }
         Ok(())
     }
@@ -137,8 +147,24 @@ pub enum ProxyError {
     Fingerprints(#[from] fingerprint::FingerprintError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Config(#[from] SettingError),
+}
+
+/// Why the proxy could not reach the server (logged; the client is told the server cannot be
+/// reached).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connect timed out")]
+    ConnectTimedOut,
     #[error("{0}")]
-    Config(String),
+    Io(#[from] std::io::Error),
+    #[error("the server does not accept TLS (proxy.upstream_tls)")]
+    NoTls,
+    #[error("TLS handshake timed out")]
+    TlsTimedOut,
+    #[error("TLS to the server: {error}{}", upstream_tls_hint(&error.to_string()))]
+    Tls { error: std::io::Error },
 }
 
 /// The host of `host:port` (`[v6]:port` too).
@@ -251,7 +277,7 @@ const EARLY_LIMIT: usize = 8;
 /// spare came first; a cancel request; no startup at all) joins the spares when they are
 /// short of one, and is closed otherwise.
 struct Early {
-    task: Option<tokio::task::JoinHandle<Result<TcpStream, String>>>,
+    task: Option<tokio::task::JoinHandle<Result<TcpStream, UpstreamError>>>,
     proxy: Arc<Proxy>,
 }
 
@@ -610,9 +636,10 @@ impl Proxy {
                 .clone()
                 .unwrap_or_else(|| upstream_host(&cfg.upstream).to_string());
             let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|_| {
-                ProxyError::Config(format!(
-                    "proxy.upstream_server_name: {host:?} is not a host name"
-                ))
+                SettingError::new(
+                    "proxy.upstream_server_name",
+                    format!("proxy.upstream_server_name: {host:?} is not a host name"),
+                )
             })?;
             Some((tokio_rustls::TlsConnector::from(Arc::new(tls)), name))
         } else {
@@ -1643,7 +1670,7 @@ impl Proxy {
     }
 
     /// A new connection to the server, TLS when configured.
-    async fn connect_upstream(&self) -> Result<BoxIo, String> {
+    async fn connect_upstream(&self) -> Result<BoxIo, UpstreamError> {
         let mut tcp = self.connect_tcp().await?;
         let Some((connector, name)) = &self.connector else {
             return Ok(Box::new(tcp));
@@ -1651,36 +1678,26 @@ impl Proxy {
         let connect = self.cfg.connect_timeout.duration();
         let mut ssl_request = 8u32.to_be_bytes().to_vec();
         ssl_request.extend_from_slice(&protocol::SSL_REQUEST.to_be_bytes());
-        tcp.write_all(&ssl_request)
-            .await
-            .map_err(|e| e.to_string())?;
+        tcp.write_all(&ssl_request).await?;
         let mut answer = [0u8; 1];
-        tcp.read_exact(&mut answer)
-            .await
-            .map_err(|e| e.to_string())?;
+        tcp.read_exact(&mut answer).await?;
         if answer[0] != b'S' {
-            return Err("the server does not accept TLS (proxy.upstream_tls)".into());
+            return Err(UpstreamError::NoTls);
         }
         let tls = tokio::time::timeout(connect, connector.connect(name.clone(), tcp))
             .await
-            .map_err(|_| "TLS handshake timed out".to_string())?
-            .map_err(|e| {
-                format!(
-                    "TLS to the server: {e}{}",
-                    upstream_tls_hint(&e.to_string())
-                )
-            })?;
+            .map_err(|_| UpstreamError::TlsTimedOut)?
+            .map_err(|error| UpstreamError::Tls { error })?;
         Ok(Box::new(tls))
     }
 
     /// A TCP connection to the server; its local address is remembered (the server logs
     /// proxied logins as coming from it).
-    async fn connect_tcp(&self) -> Result<TcpStream, String> {
+    async fn connect_tcp(&self) -> Result<TcpStream, UpstreamError> {
         let connect = self.cfg.connect_timeout.duration();
         let tcp = tokio::time::timeout(connect, TcpStream::connect(&self.cfg.upstream))
             .await
-            .map_err(|_| "connect timed out".to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| UpstreamError::ConnectTimedOut)??;
         let _ = tcp.set_nodelay(true);
         if let Ok(local) = tcp.local_addr() {
             let mut l = self
@@ -1756,9 +1773,9 @@ mod tests {
         let cfg = |toml: &str| -> ProxyConfig { toml::from_str(toml).unwrap() };
         assert!(cfg("spare_connections = 4").validate().is_ok());
         let e = cfg("spare_connections = 500").validate().unwrap_err();
-        assert!(e.contains("proxy.spare_connections"), "{e}");
+        assert_eq!(e.setting, "proxy.spare_connections", "{e}");
         let e = cfg("spare_max_age = \"10ms\"").validate().unwrap_err();
-        assert!(e.contains("proxy.spare_max_age"), "{e}");
+        assert_eq!(e.setting, "proxy.spare_max_age", "{e}");
         assert!(cfg("spare_connections = 0\nspare_max_age = \"10ms\"")
             .validate()
             .is_ok());

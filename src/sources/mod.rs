@@ -45,17 +45,20 @@ impl fmt::Display for LogFormat {
     }
 }
 
+/// A log format pgvigil does not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown log format {0:?} (expected stderr, csvlog, jsonlog or pgbouncer)")]
+pub struct UnknownFormat(pub String);
+
 impl std::str::FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownFormat;
+    fn from_str(s: &str) -> Result<Self, UnknownFormat> {
         match s {
             "stderr" | "syslog" | "text" => Ok(LogFormat::Stderr),
             "csvlog" | "csv" => Ok(LogFormat::Csvlog),
             "jsonlog" | "json" => Ok(LogFormat::Jsonlog),
             "pgbouncer" => Ok(LogFormat::Pgbouncer),
-            _ => Err(format!(
-                "unknown log format {s:?} (expected stderr, csvlog, jsonlog or pgbouncer)"
-            )),
+            _ => Err(UnknownFormat(s.to_string())),
         }
     }
 }
