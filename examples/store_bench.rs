@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(Store::open(&dir.path().join("pgvigil.db"))?);
     let alerts: Vec<Alert> = (0..N).map(alert).collect();
-    let channels = vec!["webhook:soc".to_string()];
+    let channels = vec![pgvigil::store::Channel::Webhook("soc".into())];
     let batch = 1000;
     let t = Instant::now();
     for chunk in alerts.chunks(batch) {

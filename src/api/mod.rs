@@ -87,7 +87,7 @@ pub struct ApiState {
     pub store: Arc<Store>,
     pub counters: Arc<Counters>,
     /// Notification channels that simulated alerts are queued on, like real ones.
-    pub channels: Vec<String>,
+    pub channels: Vec<crate::store::Channel>,
     pub admins: Vec<String>,
     /// The proxy, when this process runs it: its active-response blocks and its figures.
     pub proxy: Option<Arc<crate::proxy::Proxy>>,

@@ -13,7 +13,7 @@ pub struct Services {
     /// Sends what a central store has queued (fleet alerts), once, from the caller's thread.
     pub fleet_sender: Arc<dyn Fn(&Store) + Send + Sync>,
     /// Channels alerts are queued on.
-    pub channels: Vec<String>,
+    pub channels: Vec<pgvigil::store::Channel>,
     pub admins: Vec<String>,
     pub api: Option<std::net::SocketAddr>,
 }

@@ -13,7 +13,7 @@ use crate::alert::Alert;
 use crate::duration::Span;
 use crate::health::Counters;
 use crate::setting::SettingError;
-use crate::store::{OutboxItem, Store, StoreError};
+use crate::store::{Channel, OutboxItem, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -81,7 +81,7 @@ impl Notifier {
     pub fn new(cfg: &NotifyConfig, public_url: Option<String>) -> Result<Notifier, SettingError> {
         let mut names = std::collections::HashSet::new();
         for (i, w) in cfg.webhook.iter().enumerate() {
-            if !names.insert(format!("webhook:{}", w.name)) {
+            if !names.insert(Channel::Webhook(w.name.clone())) {
                 return Err(SettingError::new(
                     format!("notify.webhook[{i}].name"),
                     format!("notify.webhook[{i}].name {:?} is used twice", w.name),
@@ -95,7 +95,7 @@ impl Notifier {
             }
         }
         for (i, s) in cfg.syslog.iter().enumerate() {
-            if !names.insert(format!("syslog:{}", s.name)) {
+            if !names.insert(Channel::Syslog(s.name.clone())) {
                 return Err(SettingError::new(
                     format!("notify.syslog[{i}].name"),
                     format!("notify.syslog[{i}].name {:?} is used twice", s.name),
@@ -129,18 +129,23 @@ impl Notifier {
     }
 
     /// The channels alerts are queued on.
-    pub fn channels(&self) -> Vec<String> {
+    pub fn channels(&self) -> Vec<Channel> {
         let mut v = Vec::new();
         if self.mailer.is_some() {
-            v.push("email".to_string());
+            v.push(Channel::Email);
         }
         v.extend(
             self.cfg
                 .webhook
                 .iter()
-                .map(|w| format!("webhook:{}", w.name)),
+                .map(|w| Channel::Webhook(w.name.clone())),
         );
-        v.extend(self.cfg.syslog.iter().map(|s| format!("syslog:{}", s.name)));
+        v.extend(
+            self.cfg
+                .syslog
+                .iter()
+                .map(|s| Channel::Syslog(s.name.clone())),
+        );
         v
     }
 
@@ -161,37 +166,39 @@ impl Notifier {
             .map_err(|e| DeliveryError::Refused(format!("queued alert is not readable: {e}")))?;
         let url = self.public_url.as_deref();
         let timeout = self.cfg.timeout.duration();
-        if item.channel == "email" {
-            let m = self.mailer.as_ref().ok_or_else(|| gone("email"))?;
-            return m.send(&a, simulated, &item.recipients, url);
+        let channel = item
+            .channel
+            .parse::<Channel>()
+            .map_err(|e| DeliveryError::Refused(e.to_string()))?;
+        match channel {
+            Channel::Email => {
+                let m = self.mailer.as_ref().ok_or_else(|| gone("email"))?;
+                m.send(&a, simulated, &item.recipients, url)
+            }
+            Channel::Webhook(name) => {
+                let w = self
+                    .cfg
+                    .webhook
+                    .iter()
+                    .find(|w| w.name == name)
+                    .ok_or_else(|| gone("this webhook"))?;
+                let delivery = format!("{}/{}", item.alert_id, item.version);
+                webhook::send(&self.agent, w, &a, simulated, &item.payload, &delivery, url)
+            }
+            Channel::Syslog(name) => {
+                let s = self
+                    .cfg
+                    .syslog
+                    .iter()
+                    .find(|s| s.name == name)
+                    .ok_or_else(|| gone("this syslog receiver"))?;
+                syslog::send(
+                    s,
+                    &syslog::message(s, &a, simulated, &item.payload, &self.hostname),
+                    timeout,
+                )
+            }
         }
-        if let Some(name) = item.channel.strip_prefix("webhook:") {
-            let w = self
-                .cfg
-                .webhook
-                .iter()
-                .find(|w| w.name == name)
-                .ok_or_else(|| gone("this webhook"))?;
-            let delivery = format!("{}/{}", item.alert_id, item.version);
-            return webhook::send(&self.agent, w, &a, simulated, &item.payload, &delivery, url);
-        }
-        if let Some(name) = item.channel.strip_prefix("syslog:") {
-            let s = self
-                .cfg
-                .syslog
-                .iter()
-                .find(|s| s.name == name)
-                .ok_or_else(|| gone("this syslog receiver"))?;
-            return syslog::send(
-                s,
-                &syslog::message(s, &a, simulated, &item.payload, &self.hostname),
-                timeout,
-            );
-        }
-        Err(DeliveryError::Refused(format!(
-            "unknown channel {:?}",
-            item.channel
-        )))
     }
 
     fn backoff_ms(&self, attempts: u32) -> i64 {

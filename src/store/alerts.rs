@@ -484,7 +484,7 @@ mod tests {
         s.ingest(Ingest {
             alerts,
             simulated: false,
-            channels: &["webhook:0".to_string()],
+            channels: &[crate::store::Channel::Webhook("0".into())],
             admins: &[],
             checkpoint: None,
             report: None,

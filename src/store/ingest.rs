@@ -17,7 +17,7 @@ pub struct Ingest<'a> {
     pub simulated: bool,
     /// Notification channels to queue each new or escalated alert on (`email` is queued only
     /// when the policy names recipients).
-    pub channels: &'a [String],
+    pub channels: &'a [super::Channel],
     /// Addresses mailed when a policy has `emailAccountAdmins`.
     pub admins: &'a [String],
     /// Checkpoint to save with the alerts, for this server.
@@ -374,7 +374,7 @@ impl super::Store {
     pub(crate) fn settle(
         &self,
         sources: &[String],
-        channels: &[String],
+        channels: &[super::Channel],
         admins: &[String],
     ) -> Ingested {
         let mut out = Ingested::default();

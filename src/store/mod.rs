@@ -26,7 +26,7 @@ mod tokens;
 
 pub use alerts::{AlertQuery, Order, PageKey, SortKey, Status};
 pub use ingest::{Ingest, Ingested};
-pub use outbox::OutboxItem;
+pub use outbox::{Channel, OutboxItem};
 pub use overview::Overview;
 pub use policy_change::PolicyChange;
 pub use servers::{LoginHour, ServerReport, ServerStatus};

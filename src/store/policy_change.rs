@@ -10,7 +10,7 @@ use crate::policy::{Policy, PolicyState, PolicyUpdate};
 /// Who changes a policy, and the channels an alert about turning detection off goes to.
 pub struct PolicyChange<'a> {
     pub actor: &'a str,
-    pub channels: &'a [String],
+    pub channels: &'a [super::Channel],
     pub admins: &'a [String],
 }
 

@@ -58,7 +58,7 @@ impl Store {
         agent: &str,
         server: &str,
         batches: &[Queued],
-        channels: &[String],
+        channels: &[super::Channel],
         admins: &[String],
     ) -> Result<Shipment> {
         // Agents' shipments meet on shared rows (a server's counts): PostgreSQL may end one
@@ -213,7 +213,7 @@ pub struct Shipper {
     pub central: std::sync::Arc<Store>,
     pub server: String,
     /// Channels and admins for fleet alerts raised by this agent's batches.
-    pub channels: Vec<String>,
+    pub channels: Vec<super::Channel>,
     pub admins: Vec<String>,
     pub health: std::sync::Arc<ShipHealth>,
     /// Called after each shipment that stored something (fleet alerts to print and send), and
@@ -391,7 +391,7 @@ mod tests {
         local
             .ingest(Ingest {
                 alerts,
-                channels: &["webhook:0".to_string()],
+                channels: &[crate::store::Channel::Webhook("0".into())],
                 report: Some(r),
                 checkpoint: Some(("db1", b"state")),
                 ship: true,
@@ -446,19 +446,20 @@ mod tests {
         assert_eq!(local.outbox_backlog().unwrap().0, 1, "the new alert, once");
 
         let first = local.queued(2).unwrap();
+        let hook = [crate::store::Channel::Webhook("0".into())];
         let s = central
-            .take_shipment(&agent, "db1", &first, &["webhook:0".into()], &[])
+            .take_shipment(&agent, "db1", &first, &hook, &[])
             .unwrap();
         assert_eq!((s.upto, s.applied), (2, 2));
         // The reply is lost: the same batches again, then all three.
         let again = central
-            .take_shipment(&agent, "db1", &first, &["webhook:0".into()], &[])
+            .take_shipment(&agent, "db1", &first, &hook, &[])
             .unwrap();
         assert_eq!((again.upto, again.applied), (2, 0));
         let all = local.queued(10).unwrap();
         assert_eq!(all.len(), 3);
         let s = central
-            .take_shipment(&agent, "db1", &all, &["webhook:0".into()], &[])
+            .take_shipment(&agent, "db1", &all, &hook, &[])
             .unwrap();
         assert_eq!((s.upto, s.applied), (3, 1));
         assert_eq!(local.unqueue(s.upto).unwrap(), 3);
