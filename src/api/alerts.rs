@@ -218,19 +218,27 @@ fn urlencode(s: &str) -> String {
     out
 }
 
+/// A page of alerts as the API writes it (members in name order).
+#[derive(serde::Serialize)]
+pub(super) struct AlertPage {
+    #[serde(rename = "nextLink")]
+    next_link: Option<String>,
+    value: Vec<Box<serde_json::value::RawValue>>,
+}
+
 pub(super) async fn list(
     State(st): State<Arc<ApiState>>,
     params: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AlertPage>> {
     let Query(params) =
         params.map_err(|e| ApiError::bad_request("InvalidQueryParameter", e.body_text()))?;
     let q = parse_query(&params)?;
     let store = st.store.clone();
-    let (value, next) = blocking(move || store.list_alerts(&q)).await?;
-    Ok(Json(serde_json::json!({
-        "value": value,
-        "nextLink": next.map(|k| next_link(&params, &k)),
-    })))
+    let (value, next) = blocking(move || store.list_alert_records(&q)).await?;
+    Ok(Json(AlertPage {
+        next_link: next.map(|k| next_link(&params, &k)),
+        value,
+    }))
 }
 
 pub(super) async fn get_one(

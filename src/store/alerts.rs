@@ -5,7 +5,9 @@ use super::db::{vals, Db, Val};
 use super::ingest::history;
 use super::{now_utc, Result, Store, StoreError};
 
+use serde_json::value::RawValue;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Alert status, as Azure names it.
@@ -169,6 +171,24 @@ impl Store {
 
     /// Alerts matching `q`, in its order, with the key of the next page if there is one.
     pub fn list_alerts(&self, q: &AlertQuery) -> Result<(Vec<Value>, Option<PageKey>)> {
+        let (records, next) = self.list_alert_records(q)?;
+        let values = records
+            .iter()
+            .map(|r| serde_json::from_str(r.get()))
+            .collect::<std::result::Result<Vec<Value>, _>>()
+            .map_err(|e| StoreError::Corrupt {
+                what: "alert record".into(),
+                reason: e.to_string(),
+            })?;
+        Ok((values, next))
+    }
+
+    /// [`Store::list_alerts`] as JSON text, for a caller that only writes the records out
+    /// (the API): a page of 1,000 was mostly building and dropping each record's tree.
+    pub fn list_alert_records(
+        &self,
+        q: &AlertQuery,
+    ) -> Result<(Vec<Box<RawValue>>, Option<PageKey>)> {
         let top = q.top.clamp(1, 1000);
         self.read(|c| {
             let (sql, args) = list_sql(q, top, c.is_sqlite());
@@ -177,7 +197,9 @@ impl Store {
             let mut next = None;
             for r in rows {
                 if out.len() == top {
-                    next = out.last().map(|(_, k): &(Value, PageKey)| k.clone());
+                    next = out
+                        .last()
+                        .map(|(_, k): &(Box<RawValue>, PageKey)| k.clone());
                     break;
                 }
                 let sort = match q.order {
@@ -186,7 +208,7 @@ impl Store {
                     _ => Some(SortKey::Text(r.text(5)?)),
                 };
                 out.push((
-                    served(&r.text(0)?, &r.text(1)?, r.int(2)? != 0)?,
+                    served_text(&r.text(0)?, &r.text(1)?, r.int(2)? != 0)?,
                     PageKey {
                         sort,
                         end: r.text(3)?,
@@ -440,6 +462,28 @@ fn served(record: &str, status: &str, simulated: bool) -> Result<Value> {
     Ok(v)
 }
 
+/// [`served`] as text, without building the record's tree: its top-level members are kept as
+/// written and put in name order, as [`served`] orders them, with `status` and
+/// `isSimulated` set from the columns.
+fn served_text(record: &str, status: &str, simulated: bool) -> Result<Box<RawValue>> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+        what: "alert record".into(),
+        reason: e.to_string(),
+    };
+    let Ok(mut members) =
+        serde_json::from_str::<std::collections::BTreeMap<Cow<'_, str>, &RawValue>>(record)
+    else {
+        // Not an object (no record is written so): as the tree would serve it.
+        let tree = served(record, status, simulated)?;
+        return serde_json::value::to_raw_value(&tree).map_err(corrupt);
+    };
+    let status_text = serde_json::value::to_raw_value(status).map_err(corrupt)?;
+    let simulated_text = serde_json::value::to_raw_value(&simulated).map_err(corrupt)?;
+    members.insert("status".into(), &status_text);
+    members.insert("isSimulated".into(), &simulated_text);
+    serde_json::value::to_raw_value(&members).map_err(corrupt)
+}
+
 fn get(c: &mut dyn Db, id: &str) -> Result<Option<Value>> {
     let Some(r) = c.query_opt(
         "SELECT record, status, is_simulated FROM alerts WHERE id = $1",
@@ -475,6 +519,32 @@ fn get(c: &mut dyn Db, id: &str) -> Result<Option<Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The page the API writes holds the same records as the trees the console reads: every
+    /// member, nested ones too, and status and simulation from the columns, not the record.
+    #[test]
+    fn records_written_as_text_are_the_served_trees() {
+        for record in [
+            r#"{"id":"a1","status":"Active","isSimulated":true,"n":1.5,"z":{"b":[1,{"y":null,"x":"\u00e9"}],"a":"q\"uote"},"esc\u0041ped":2}"#,
+            r#"{}"#,
+            r#"[1,2]"#,
+        ] {
+            for (status, simulated) in [("Dismissed", false), ("Active", true)] {
+                let text = served_text(record, status, simulated).unwrap();
+                let tree = served(record, status, simulated).unwrap();
+                assert_eq!(
+                    serde_json::from_str::<Value>(text.get()).unwrap(),
+                    tree,
+                    "{record}"
+                );
+                if tree.is_object() {
+                    assert_eq!(tree["status"], status);
+                    assert_eq!(tree["isSimulated"], simulated);
+                }
+            }
+        }
+        assert!(served_text("{not json", "Active", false).is_err());
+    }
     use crate::alert::{Alert, AlertType, Severity};
     use crate::policy::Policy;
     use crate::store::test_support::{alert, temp_store};
