@@ -112,14 +112,38 @@ pub fn default_data_dir() -> Option<PathBuf> {
         .find(|d| d.join("iptoasn-country.mmdb").is_file())
 }
 
-/// All sources, loaded.
+/// The ASN tables, read when the first public address is looked up: they are most of
+/// start-up's time (0.3–0.5 s of both cores) and of an idle `run`'s memory, and a server whose
+/// clients are all on private networks never needs them. Their files are opened at start (one
+/// that cannot be is an error then); one that turns out malformed is reported when read, with
+/// its line, and lookups go on without network names.
+struct LazyAsn {
+    files: Vec<PathBuf>,
+    table: std::sync::OnceLock<Option<asn::AsnRanges>>,
+}
+
+impl LazyAsn {
+    fn get(&self) -> Option<&asn::AsnRanges> {
+        self.table
+            .get_or_init(|| match asn::AsnRanges::load(&self.files) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::error!(error = %e, "ASN data not loaded: addresses go without their network's name");
+                    None
+                }
+            })
+            .as_ref()
+    }
+}
+
+/// All sources, loaded (the ASN tables when first needed).
 #[derive(Default)]
 pub struct Enricher {
     geo: Vec<geoip::MmdbSource>,
     /// The first `own_geo` databases are the user's own: they may map private ranges (an
     /// office's networks), so they are asked about non-public addresses too.
     own_geo: usize,
-    asn: Option<asn::AsnRanges>,
+    asn: Option<LazyAsn>,
     cloud: Option<cloud::CloudRanges>,
     tor: Option<threat::IpList>,
     blocklists: Vec<threat::IpList>,
@@ -172,7 +196,14 @@ impl Enricher {
             }
         }
         if !asn_files.is_empty() {
-            e.asn = Some(asn::AsnRanges::load(&asn_files)?);
+            // Read when first needed; a file that cannot be opened is still an error now.
+            for p in &asn_files {
+                std::fs::File::open(p).map_err(|err| EnrichError::io(p, err))?;
+            }
+            e.asn = Some(LazyAsn {
+                files: asn_files,
+                table: std::sync::OnceLock::new(),
+            });
         }
         // Fresh provider files first: for a range in both, the first one loaded stays.
         let mut cloud_files: Vec<PathBuf> = cfg.cloud_ranges.clone();
@@ -226,7 +257,12 @@ impl Enricher {
             g.fill(ip, &mut out);
         }
         if out.asn.is_none() {
-            if let Some((asn, org)) = self.asn.as_ref().and_then(|a| a.lookup(ip)) {
+            if let Some((asn, org)) = self
+                .asn
+                .as_ref()
+                .and_then(LazyAsn::get)
+                .and_then(|a| a.lookup(ip))
+            {
                 out.asn = Some(asn);
                 out.org = Some(org.to_string());
             }
@@ -265,6 +301,38 @@ mod tests {
         assert_eq!(c("::ffff:10.0.0.1"), AddressClass::Private);
         assert_eq!(c("8.8.8.8"), AddressClass::Public);
         assert_eq!(c("2a00:1450::1"), AddressClass::Public);
+    }
+
+    /// The ASN tables are read at the first public address: a file that cannot be opened is
+    /// refused at start, one that is malformed leaves lookups without network names (the
+    /// location and the rest still answer) instead of stopping them.
+    #[test]
+    fn asn_tables_are_read_when_first_needed() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent.csv");
+        let cfg = |files: Vec<PathBuf>| EnrichConfig {
+            data_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/data").into()),
+            asn_ranges: files,
+            ..EnrichConfig::default()
+        };
+        let err = Enricher::load(&cfg(vec![missing.clone()])).err().unwrap();
+        assert!(err.to_string().contains("absent.csv"), "{err}");
+        let bad = dir.path().join("bad.csv");
+        std::fs::write(&bad, "1.0.0.0,1.0.0.255,13335,Cloudflare\nnot,a,range\n").unwrap();
+        let e = Enricher::load(&cfg(vec![bad])).unwrap();
+        assert!(
+            e.asn.as_ref().unwrap().table.get().is_none(),
+            "not read at start"
+        );
+        let r = e.lookup("10.0.0.1".parse().unwrap());
+        assert_eq!(r.class, Some(AddressClass::Private));
+        assert!(
+            e.asn.as_ref().unwrap().table.get().is_none(),
+            "nor for a private address"
+        );
+        let r = e.lookup("1.0.0.1".parse().unwrap());
+        assert_eq!(r.asn, None);
+        assert!(r.country.is_some(), "the rest still answers: {r:?}");
     }
 
     #[test]
