@@ -171,16 +171,7 @@ impl Store {
 
     /// Alerts matching `q`, in its order, with the key of the next page if there is one.
     pub fn list_alerts(&self, q: &AlertQuery) -> Result<(Vec<Value>, Option<PageKey>)> {
-        let (records, next) = self.list_alert_records(q)?;
-        let values = records
-            .iter()
-            .map(|r| serde_json::from_str(r.get()))
-            .collect::<std::result::Result<Vec<Value>, _>>()
-            .map_err(|e| StoreError::Corrupt {
-                what: "alert record".into(),
-                reason: e.to_string(),
-            })?;
-        Ok((values, next))
+        self.list_served(q, served)
     }
 
     /// [`Store::list_alerts`] as JSON text, for a caller that only writes the records out
@@ -189,6 +180,15 @@ impl Store {
         &self,
         q: &AlertQuery,
     ) -> Result<(Vec<Box<RawValue>>, Option<PageKey>)> {
+        self.list_served(q, served_text)
+    }
+
+    /// The page of `q`, each record made by `serve` from its text, status and simulation.
+    fn list_served<T>(
+        &self,
+        q: &AlertQuery,
+        serve: fn(&str, &str, bool) -> Result<T>,
+    ) -> Result<(Vec<T>, Option<PageKey>)> {
         let top = q.top.clamp(1, 1000);
         self.read(|c| {
             let (sql, args) = list_sql(q, top, c.is_sqlite());
@@ -197,9 +197,7 @@ impl Store {
             let mut next = None;
             for r in rows {
                 if out.len() == top {
-                    next = out
-                        .last()
-                        .map(|(_, k): &(Box<RawValue>, PageKey)| k.clone());
+                    next = out.last().map(|(_, k): &(T, PageKey)| k.clone());
                     break;
                 }
                 let sort = match q.order {
@@ -208,7 +206,7 @@ impl Store {
                     _ => Some(SortKey::Text(r.text(5)?)),
                 };
                 out.push((
-                    served_text(&r.text(0)?, &r.text(1)?, r.int(2)? != 0)?,
+                    serve(&r.text(0)?, &r.text(1)?, r.int(2)? != 0)?,
                     PageKey {
                         sort,
                         end: r.text(3)?,
