@@ -13,6 +13,7 @@ use pgvigil::config::{Config, StartAt};
 use pgvigil::duration::Span;
 use pgvigil::event::format_time;
 use pgvigil::ingest::checkpoint::Checkpoint;
+use pgvigil::ingest::pace::{process_writes, WritePace};
 use pgvigil::ingest::tail::Follower;
 use pgvigil::output;
 use pgvigil::pipeline::Pipeline;
@@ -335,10 +336,16 @@ pub fn run(args: Args) -> Result<u8> {
     let mut read_since = 0u64;
     let mut checkpoint_size = 0u64;
     let mut reported_at = std::time::Instant::now();
-    // The alerts stored, as last stored (what makes an update urgent), and when updates last
-    // went out.
+    // The alerts stored, as last stored (what makes an update urgent); when the store was
+    // last written, and when the updates of known alerts last went with it.
     let mut shown: std::collections::HashMap<String, (Severity, String)> = Default::default();
+    let mut committed_at: Option<std::time::Instant> = None;
     let mut updates_sent: Option<std::time::Instant> = None;
+    let mut pace = WritePace::new(
+        STORE_WRITES_PER_LOG_BYTE,
+        STORE_WRITES_PER_SECOND,
+        std::time::Instant::now(),
+    );
     // Commits that new alerts may have at once, refilled one a second.
     let (mut burst, mut burst_at) = (NEW_ALERTS_BURST, std::time::Instant::now());
     let health = &services.counters.follower;
@@ -389,6 +396,7 @@ pub fn run(args: Args) -> Result<u8> {
         }
         let mut consumed = follower.poll(&mut pipeline);
         read_since += consumed;
+        pace.read(consumed, std::time::Instant::now());
         // Standard input has ended: what it brought is stored with a checkpoint, then exit.
         if let Some(ended) = follower.input_ended() {
             if !stopping {
@@ -455,21 +463,36 @@ pub fn run(args: Args) -> Result<u8> {
                     && read_since >= CHECKPOINT_WEIGHT * checkpoint_size)
                     || since >= cfg.state.checkpoint_max_interval.ms()
                     || read_since >= cfg.state.checkpoint_bytes));
-        // New alerts and escalations go out at once; an alert that only counts on goes out
-        // every ALERT_UPDATES_EVERY, its updates meanwhile folded into one (a crash before
-        // then loses nothing: the log since the checkpoint is read again). Writing each
-        // poll's update rewrote the same rows five times a second.
-        let urgent = pending
+        // New alerts and escalations go out at once, alone; an alert that only counts on
+        // goes out every ALERT_UPDATES_EVERY, its updates meanwhile folded into one (a crash
+        // before then loses nothing: the log since the checkpoint is read again). Writing
+        // each poll's update rewrote the same rows five times a second. While the store has
+        // written more than its share of the log (`pace`), updates wait, up to
+        // ALERT_UPDATES_LATEST.
+        let news: std::collections::HashSet<String> = pending
             .iter()
-            .any(|a| shown.get(&a.id) != Some(&(a.severity, a.display_name.clone())));
-        let sent_ago = updates_sent.map_or(std::time::Duration::MAX, |t| t.elapsed());
-        let updates_due = !pending.is_empty() && sent_ago >= ALERT_UPDATES_EVERY;
-        // In a storm of new alerts (thousands of attacking addresses), one transaction a
-        // second rather than one a poll; the first alerts of a quiet spell go at once.
+            .filter(|a| shown.get(&a.id) != Some(&(a.severity, a.display_name.clone())))
+            .map(|a| a.id.clone())
+            .collect();
+        let urgent = !news.is_empty();
+        let sent_ago = committed_at.map_or(std::time::Duration::MAX, |t| t.elapsed());
+        let updates_ago = updates_sent.map_or(std::time::Duration::MAX, |t| t.elapsed());
+        let updates_due = !pending.is_empty()
+            && updates_ago >= ALERT_UPDATES_EVERY
+            && (pace.within() || updates_ago >= ALERT_UPDATES_LATEST);
+        // The first alerts of a quiet spell go at once. In a storm of new alerts (thousands
+        // of attacking addresses), one transaction a second at most, and while the store's
+        // writes are ahead of the log, one every NEW_ALERTS_LATEST: more alerts to a
+        // transaction share more of its index pages.
         let now = std::time::Instant::now();
-        burst = (burst + now.duration_since(burst_at).as_secs_f64()).min(NEW_ALERTS_BURST);
+        if pace.within() {
+            burst = (burst + now.duration_since(burst_at).as_secs_f64()).min(NEW_ALERTS_BURST);
+        }
         burst_at = now;
-        let urgent = urgent && (burst >= 1.0 || sent_ago >= NEW_ALERTS_EVERY);
+        let urgent = urgent
+            && (burst >= 1.0
+                || (sent_ago >= NEW_ALERTS_EVERY && pace.within())
+                || sent_ago >= NEW_ALERTS_LATEST);
         if urgent {
             burst = (burst - 1.0).max(0.0);
         }
@@ -478,17 +501,29 @@ pub fn run(args: Args) -> Result<u8> {
         let report_due = (read_since > 0 || profile_due(&profile_sent, &pipeline))
             && reported_at.elapsed().as_millis() as i64 >= cfg.state.checkpoint_interval.ms();
         if urgent || updates_due || checkpoint_due || report_due {
-            let sending: Vec<(String, (Severity, String))> = pending
+            // A checkpoint covers every alert before it; otherwise updates may wait.
+            let all = updates_due || checkpoint_due;
+            let mut batch: Vec<Alert> = if all {
+                std::mem::take(&mut pending)
+            } else {
+                let (now, later) = std::mem::take(&mut pending)
+                    .into_iter()
+                    .partition(|a| news.contains(&a.id));
+                pending = later;
+                now
+            };
+            let sending: Vec<(String, (Severity, String))> = batch
                 .iter()
                 .map(|a| (a.id.clone(), (a.severity, a.display_name.clone())))
                 .collect();
-            match commit(
+            let written_before = process_writes();
+            let result = commit(
                 &cfg,
                 &store,
                 &services,
                 &follower,
                 &pipeline,
-                &mut pending,
+                &mut batch,
                 &mut to_file,
                 alerts_file.as_mut(),
                 (reported_events, reported_malformed),
@@ -500,14 +535,24 @@ pub fn run(args: Args) -> Result<u8> {
                     Report::None
                 },
                 profile_due(&profile_sent, &pipeline),
-            ) {
+            );
+            pace.wrote(match (written_before, process_writes()) {
+                (Some(before), Some(after)) => after.saturating_sub(before),
+                // Without the kernel's count: a page for the row and a dozen for its index
+                // entries, written to the write-ahead log and again to the database.
+                _ => (sending.len() * 2 * 13 * 4096) as u64,
+            });
+            match result {
                 Ok((accepted, size)) => {
                     // Bounded: forgetting costs one early write of an update.
                     if shown.len() > 100_000 {
                         shown.clear();
                     }
                     shown.extend(sending);
-                    updates_sent = Some(std::time::Instant::now());
+                    committed_at = Some(std::time::Instant::now());
+                    if all {
+                        updates_sent = committed_at;
+                    }
                     if checkpoint_due || report_due {
                         reported_at = std::time::Instant::now();
                         if profile_due(&profile_sent, &pipeline) {
@@ -762,11 +807,20 @@ enum Report {
 /// byte of log, and a crash reads again at most four checkpoints' worth of log.
 const CHECKPOINT_WEIGHT: u64 = 4;
 
-/// How often updates of known alerts (counts, end time, evidence) are stored and printed.
+/// How often updates of known alerts (counts, end time, evidence) are stored and printed…
 const ALERT_UPDATES_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// …when the store has written no more than this per byte of log read (alerts, checkpoints,
+/// the write-ahead log and its copy into the database)…
+const STORE_WRITES_PER_LOG_BYTE: f64 = 1.0;
+/// …or than this a second, when the log is quiet…
+const STORE_WRITES_PER_SECOND: f64 = 128.0 * 1024.0;
+/// …and at least this often.
+const ALERT_UPDATES_LATEST: std::time::Duration = std::time::Duration::from_secs(10);
 /// New alerts (and escalations) are stored and printed at the poll that raised them, up to
-/// NEW_ALERTS_BURST times in a row; beyond, once every NEW_ALERTS_EVERY.
+/// NEW_ALERTS_BURST times in a row; beyond, once every NEW_ALERTS_EVERY, and while the
+/// store's writes are ahead of the log, once every NEW_ALERTS_LATEST.
 const NEW_ALERTS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const NEW_ALERTS_LATEST: std::time::Duration = std::time::Duration::from_secs(5);
 const NEW_ALERTS_BURST: f64 = 5.0;
 
 /// How often the profile summary goes to the store when only counts and times changed (it is

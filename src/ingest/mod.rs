@@ -1,9 +1,11 @@
 //! Following logs live (`pgvigil run`): [`tail`] finds and reads the files as PostgreSQL writes
 //! them, across rotation; [`stdin`] reads a stream piped in, [`journal`] the systemd journal; [`checkpoint`] saves file positions together with the pipeline state
-//! they produced, so a restart (even after `kill -9`) neither loses nor double-counts lines.
+//! they produced, so a restart (even after `kill -9`) neither loses nor double-counts lines;
+//! [`pace`] keeps the store's writes in proportion to the log.
 
 pub mod checkpoint;
 pub mod journal;
+pub mod pace;
 pub mod stdin;
 pub mod tail;
 

@@ -315,31 +315,52 @@ fn upsert(
     } else {
         status
     };
-    tx.exec(
-        "UPDATE alerts SET severity = $2, display_name = $3, status = $4,
-           start_time = $5, end_time = $6, version = $7, record = $8, updated_at = $9
-         WHERE id = $1 AND part = $10",
-        vals![
-            a.id.as_str(),
-            a.severity.to_string(),
-            a.display_name.as_str(),
-            status.as_str(),
-            a.start_time_utc.as_str(),
-            a.end_time_utc.as_str(),
-            version,
-            record.as_str(),
-            now,
-            part.as_str()
-        ],
-    )?;
+    let severity_text = a.severity.to_string();
+    if severity_text == severity
+        && a.display_name == display_name
+        && status == prev.text(0)?
+        && a.start_time_utc == prev.text(7)?
+    {
+        // Most updates only carry the incident on: the columns that did not change are not
+        // set, so neither the indexes on them nor the counts' triggers are written.
+        tx.exec(
+            "UPDATE alerts SET end_time = $2, record = $3, updated_at = $4
+             WHERE id = $1 AND part = $5",
+            vals![
+                a.id.as_str(),
+                a.end_time_utc.as_str(),
+                record.as_str(),
+                now,
+                part.as_str()
+            ],
+        )?;
+    } else {
+        tx.exec(
+            "UPDATE alerts SET severity = $2, display_name = $3, status = $4,
+               start_time = $5, end_time = $6, version = $7, record = $8, updated_at = $9
+             WHERE id = $1 AND part = $10",
+            vals![
+                a.id.as_str(),
+                severity_text,
+                a.display_name.as_str(),
+                status.as_str(),
+                a.start_time_utc.as_str(),
+                a.end_time_utc.as_str(),
+                version,
+                record.as_str(),
+                now,
+                part.as_str()
+            ],
+        )?;
+    }
     stored.status = status;
     Ok((stored, escalated.then_some(version), false))
 }
 
-/// A stored alert's status, severity, display name, version, end, record and month.
+/// A stored alert's status, severity, display name, version, end, record, month and start.
 fn stored_state(tx: &mut dyn Db, id: &str) -> Result<Option<super::db::Row>> {
     tx.query_opt(
-        "SELECT status, severity, display_name, version, end_time, record, part
+        "SELECT status, severity, display_name, version, end_time, record, part, start_time
          FROM alerts WHERE id = $1",
         vals![id],
     )
