@@ -448,6 +448,9 @@ pub fn run(args: Args) -> Result<u8> {
         }
         to_file.extend(alerts.iter().cloned());
         pending.extend(alerts);
+        // Only an alert's last state is stored: updates waiting for the next commit are not
+        // kept by the dozen.
+        latest_per_id(&mut pending);
         // The whole state is saved at most every checkpoint_interval, and then only when
         // the log read since outweighs the last checkpoint CHECKPOINT_WEIGHT times: saving it
         // every poll wrote a hundred times the log's own volume. The positions saved are never older than
@@ -471,7 +474,11 @@ pub fn run(args: Args) -> Result<u8> {
         // ALERT_UPDATES_LATEST.
         let news: std::collections::HashSet<String> = pending
             .iter()
-            .filter(|a| shown.get(&a.id) != Some(&(a.severity, a.display_name.clone())))
+            .filter(|a| {
+                shown
+                    .get(&a.id)
+                    .is_none_or(|(s, name)| *s != a.severity || *name != a.display_name)
+            })
             .map(|a| a.id.clone())
             .collect();
         let urgent = !news.is_empty();
@@ -766,14 +773,13 @@ fn commit(
         inputs: send_profile.then(|| follower.inputs().to_string()),
     });
     let bytes = checkpoint.then(|| {
-        Checkpoint::capture(
+        Checkpoint::save(
             &cfg.server,
-            follower.positions(),
-            follower.journal_cursor(),
+            &follower.positions(),
+            follower.journal_cursor().as_deref(),
             pipeline,
             file,
         )
-        .to_bytes()
     });
     let done = store.ingest(Ingest {
         alerts: pending,
@@ -855,20 +861,28 @@ fn print(alerts: &[Alert], json: bool, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-/// Appends alerts to the alerts file (synced); returns the file's length and inode.
 /// Keeps the last of several updates of one alert, in the order of those last updates.
 fn latest_per_id(alerts: &mut Vec<Alert>) {
-    let mut last: std::collections::HashMap<String, usize> = Default::default();
-    for (i, a) in alerts.iter().enumerate() {
-        last.insert(a.id.clone(), i);
-    }
-    let mut i = 0;
-    alerts.retain(|a| {
-        i += 1;
-        last[&a.id] == i - 1
-    });
+    let keep: Vec<bool> = {
+        let mut last: std::collections::HashMap<&str, usize> =
+            std::collections::HashMap::with_capacity(alerts.len());
+        for (i, a) in alerts.iter().enumerate() {
+            last.insert(a.id.as_str(), i);
+        }
+        if last.len() == alerts.len() {
+            return;
+        }
+        alerts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| last[a.id.as_str()] == i)
+            .collect()
+    };
+    let mut keep = keep.into_iter();
+    alerts.retain(|_| keep.next().unwrap_or(true));
 }
 
+/// Appends alerts to the alerts file (synced); returns the file's length and inode.
 fn write_file(
     alerts: &[Alert],
     file: Option<&mut (PathBuf, std::fs::File)>,

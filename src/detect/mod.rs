@@ -194,17 +194,21 @@ impl Engine {
     }
 
     pub fn save(&self) -> Vec<(String, Vec<u8>)> {
-        let mut v: Vec<(String, Vec<u8>)> = self
-            .detectors
-            .iter()
-            .map(|d| (d.id().to_string(), d.save()))
-            .collect();
-        v.push(("alert_book".into(), save_state(&self.book.state())));
-        v.push(("profile".into(), save_state(&self.profile)));
-        v.push(("rate".into(), save_state(&self.rate)));
-        v.push(("login_rates".into(), save_state(&self.rates)));
-        v.push(("engine".into(), save_state(&self.last_advance)));
-        v
+        self.save_parts().collect()
+    }
+
+    /// The state in named parts, each serialised only when taken: a checkpoint writes and
+    /// drops them one at a time, rather than holding the whole state twice.
+    pub fn save_parts(&self) -> impl ExactSizeIterator<Item = (String, Vec<u8>)> + '_ {
+        let n = self.detectors.len();
+        (0..n + 5).map(move |i| match i.checked_sub(n) {
+            None => (self.detectors[i].id().to_string(), self.detectors[i].save()),
+            Some(0) => ("alert_book".into(), save_state(&self.book.state())),
+            Some(1) => ("profile".into(), save_state(&self.profile)),
+            Some(2) => ("rate".into(), save_state(&self.rate)),
+            Some(3) => ("login_rates".into(), save_state(&self.rates)),
+            Some(_) => ("engine".into(), save_state(&self.last_advance)),
+        })
     }
 
     pub fn restore(&mut self, parts: &[(String, Vec<u8>)]) -> Result<(), DetectError> {
