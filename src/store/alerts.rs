@@ -206,7 +206,7 @@ impl Store {
                     _ => Some(SortKey::Text(r.text(5)?)),
                 };
                 out.push((
-                    serve(&r.text(0)?, &r.text(1)?, r.int(2)? != 0)?,
+                    serve(r.str(0)?, r.str(1)?, r.int(2)? != 0)?,
                     PageKey {
                         sort,
                         end: r.text(3)?,
@@ -490,7 +490,7 @@ fn get(c: &mut dyn Db, id: &str) -> Result<Option<Value>> {
     else {
         return Ok(None);
     };
-    let mut v = served(&r.text(0)?, &r.text(1)?, r.int(2)? != 0)?;
+    let mut v = served(r.str(0)?, r.str(1)?, r.int(2)? != 0)?;
     let hist = c
         .query(
             "SELECT at, actor, action, from_status, to_status FROM alert_history
