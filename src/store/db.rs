@@ -354,4 +354,21 @@ mod tests {
             "UPDATE t SET a = ?2 WHERE id = ?1 AND b = '$x'"
         );
     }
+
+    #[test]
+    fn text_that_is_not_utf8_is_read_with_replacement_characters() {
+        use super::{Db, Sqlite};
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        // Written by something else than pgvigil: a Latin-1 "é" amid UTF-8.
+        c.execute_batch(
+            "CREATE TABLE t (a TEXT);
+             INSERT INTO t VALUES ('caf' || CAST(X'E9' AS TEXT) || ' ok'), ('naïve');",
+        )
+        .unwrap();
+        let rows = Sqlite(&c)
+            .query("SELECT a FROM t ORDER BY rowid", &[])
+            .unwrap();
+        assert_eq!(rows[0].text(0).unwrap(), "caf\u{fffd} ok");
+        assert_eq!(rows[1].str(0).unwrap(), "naïve");
+    }
 }
