@@ -193,10 +193,6 @@ impl Engine {
         }
     }
 
-    pub fn save(&self) -> Vec<(String, Vec<u8>)> {
-        self.save_parts().collect()
-    }
-
     /// The state in named parts, each serialised only when taken: a checkpoint writes and
     /// drops them one at a time, rather than holding the whole state twice.
     pub fn save_parts(&self) -> impl ExactSizeIterator<Item = (String, Vec<u8>)> + '_ {

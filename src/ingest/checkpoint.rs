@@ -49,6 +49,9 @@ const VERSION: u32 = 1;
 const MAGIC: &[u8] = b"\xffpgvigil-z1\n";
 
 impl Checkpoint {
+    /// The state as a whole, each part serialised in memory: what [`Checkpoint::save`] writes
+    /// part by part, kept to check that both give the same bytes.
+    #[cfg(test)]
     pub fn capture(
         server: &str,
         files: Vec<FilePos>,
@@ -61,7 +64,7 @@ impl Checkpoint {
             server: server.to_string(),
             files,
             joiner: crate::detect::save_state(&p.joiner),
-            engine: p.engine.save(),
+            engine: p.engine.save_parts().collect(),
             alerts_file_len: alerts_file.map(|f| f.0),
             alerts_file_ino: alerts_file.map(|f| f.1),
             journal_cursor,
@@ -87,7 +90,7 @@ impl Checkpoint {
         compressed(self)
     }
 
-    /// [`Checkpoint::capture`] then [`Checkpoint::to_bytes`], the same bytes, with the
+    /// A checkpoint of `p`'s state, compressed as [`Checkpoint::to_bytes`] writes it, with the
     /// state serialised straight into the compressor one part at a time: after a storm of
     /// attackers, holding the whole state serialised (twice: each part, then the whole) took
     /// `run` from 200 to 300 MB at every checkpoint.

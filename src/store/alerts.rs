@@ -517,6 +517,10 @@ fn get(c: &mut dyn Db, id: &str) -> Result<Option<Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::{Alert, AlertType, Severity};
+    use crate::policy::Policy;
+    use crate::store::test_support::{alert, temp_store};
+    use crate::store::{Ingest, Ingested};
 
     /// The page the API writes holds the same records as the trees the console reads: every
     /// member, nested ones too, and status and simulation from the columns, not the record.
@@ -543,10 +547,6 @@ mod tests {
         }
         assert!(served_text("{not json", "Active", false).is_err());
     }
-    use crate::alert::{Alert, AlertType, Severity};
-    use crate::policy::Policy;
-    use crate::store::test_support::{alert, temp_store};
-    use crate::store::{Ingest, Ingested};
 
     fn ingest(s: &Store, alerts: &[Alert]) -> Ingested {
         s.ingest(Ingest {

@@ -316,10 +316,10 @@ fn upsert(
         status
     };
     let severity_text = a.severity.to_string();
+    // With the same severity and name there is no escalation, so status and version stand.
     if severity_text == severity
         && a.display_name == display_name
-        && status == prev.text(0)?
-        && a.start_time_utc == prev.text(7)?
+        && a.start_time_utc == prev.str(7)?
     {
         // Most updates only carry the incident on: the columns that did not change are not
         // set, so neither the indexes on them nor the counts' triggers are written.
