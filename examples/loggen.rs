@@ -7,8 +7,8 @@
 //!
 //! `cargo run --release --example loggen -- OUT_DIR LINES` writes OUT_DIR/bench.{log,csv,json}.
 
-use pgvigil::sim::{Entry, LogWriter};
 use pgvigil::sources::LogFormat;
+use sim::{Entry, LogWriter};
 use std::io::BufWriter;
 
 struct Rng(u64);

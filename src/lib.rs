@@ -1,12 +1,15 @@
 //! pgvigil: threat detection for PostgreSQL.
 //!
-//! The crate is laid out as its pipeline:
+//! The workspace is laid out as its pipeline, one crate per stage (`crates/`), and this crate
+//! holds what ties them into one program: the configuration file and the command line. It
+//! names each stage's crate under the name it has always had here (`pgvigil::detect`,
+//! `pgvigil::store`, …).
 //!
 //! ```text
-//! sources (stderr / csvlog / jsonlog parsers, session joiner) ──► event ──► detect (one file
-//! per alert family, dedup into alerts) ──► alert ──► output (table, JSON lines, alert file)
-//!      ▲
-//! ingest (follow files across rotation, checkpoints) for `pgvigil run`
+//! sources (log parsers, session joiner) ──► model::event ──► enrich ──► detect (profiles,
+//! one detector per alert family, dedup) ──► model::alert ──► store ──► notify / server
+//!      ▲                                                        (api, console)
+//! ingest (pipeline, log follower, checkpoints)     proxy (inline guard)     scan (posture)
 //! ```
 //!
 //! ```no_run
@@ -22,34 +25,17 @@
 //! }
 //! ```
 
-pub mod alert;
-pub mod api;
+// The shared vocabulary.
+pub use model::{alert, duration, event, evidence, gzfile, place, policy, rng, sample, secret};
+pub use model::{setting, sql, suppression};
+
+// The stages, in pipeline order.
+pub use detect::profile;
+pub use ingest::{output, pipeline};
+pub use server::{api, console};
+pub use store::health;
+pub use {detect, enrich, ingest, notify, proxy, scan, server, sources, store, tls};
+
 pub mod config;
-pub mod console;
-pub mod corpus;
-pub mod detect;
-pub mod duration;
-pub mod enrich;
-pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod gzfile;
-pub mod health;
-pub mod ingest;
-pub mod notify;
-pub mod output;
-pub mod pipeline;
-pub mod place;
-pub mod policy;
-pub mod profile;
-pub mod proxy;
-pub mod scan;
-pub mod secret;
-pub mod server;
-pub mod setting;
-pub mod sim;
-pub mod sources;
-pub mod sql;
-pub mod store;
-pub mod suppression;
-pub mod tls;

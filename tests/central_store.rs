@@ -171,8 +171,8 @@ fn retention_drops_a_month_whose_alerts_have_all_expired() {
 #[test]
 fn a_version_11_central_store_is_partitioned_with_its_alerts_and_history() {
     let cl = Cluster::start(ClusterOptions::default());
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/migrations/postgres");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/store/src/migrations/postgres");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

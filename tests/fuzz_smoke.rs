@@ -6,7 +6,7 @@ use pgvigil::fuzzing::{parse_any, prefix_any};
 use pgvigil::sources::LogFormat;
 use std::path::Path;
 
-use pgvigil::sim::Rng;
+use pgvigil::rng::Rng;
 
 fn below(rng: &mut Rng, n: usize) -> usize {
     rng.below(n as u64) as usize

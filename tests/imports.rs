@@ -1,8 +1,10 @@
-//! The source tree has no import cycle: a file that names another (`use crate::…`,
-//! `super::…`, or a path written out in the code) sits above it, and nothing below names it
-//! back. Test code (`#[cfg(test)]` items) is left out; the binary (`src/main.rs`, `src/cli/`)
-//! is read as a crate of its own. `cargo test --test imports` is the check; on failure it
-//! names every file of each cycle and what ties them.
+//! The source tree has no import cycle. Between crates: no workspace crate depends on another
+//! that depends back on it, test-only (dev) dependencies included, which Cargo alone would
+//! allow. Within each crate: a file that names another (`use crate::…`, `super::…`, or a path
+//! written out in the code) sits above it, and nothing below names it back. Test code
+//! (`#[cfg(test)]` items) is left out; the binary (`src/main.rs`, `src/cli/`) is read as a
+//! crate of its own. `cargo test --test imports` is the check; on failure it names every file
+//! (or crate) of each cycle and what ties them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -398,7 +400,7 @@ fn report(
 ) -> String {
     let mut s = String::new();
     for comp in found {
-        s.push_str(&format!("a cycle of {} files:\n", comp.len()));
+        s.push_str(&format!("a cycle of {}:\n", comp.len()));
         for a in comp {
             for (b, names) in edges.get(a).into_iter().flatten() {
                 if comp.contains(b) {
@@ -416,37 +418,100 @@ fn report(
     s
 }
 
+/// The workspace's crates: each one's directory, under the workspace's root.
+fn crate_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![root.to_path_buf()];
+    for group in ["crates", "dev"] {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(root.join(group))
+            .expect("the workspace's crates")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("Cargo.toml").is_file())
+            .collect();
+        found.sort();
+        dirs.extend(found);
+    }
+    dirs
+}
+
+/// Checks one crate's files (its `src/` minus what `skip` takes out) for cycles.
+fn check_crate(src: &Path, files: Vec<PathBuf>) {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files: Vec<(Vec<String>, PathBuf, String)> = files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("a source file");
+            let rel = p.strip_prefix(base).unwrap_or(&p).to_path_buf();
+            (module_of(src, &p), rel, text)
+        })
+        .collect();
+    let edges = graph(&files);
+    let found = cycles(&edges);
+    assert!(found.is_empty(), "{}", report(&edges, &found));
+}
+
 #[test]
 fn no_file_of_the_source_tree_imports_its_way_back_to_itself() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut all = Vec::new();
-    rust_files(&src, &mut all);
-    all.sort();
-    // The binary (main.rs and the command line) is a crate of its own over the library.
-    let (bin, lib): (Vec<PathBuf>, Vec<PathBuf>) = all
-        .into_iter()
-        .partition(|p| p == &src.join("main.rs") || p.starts_with(src.join("cli")));
-    assert!(
-        lib.len() > 50,
-        "the library's files were not found under {}",
-        src.display()
-    );
-    for files in [lib, bin] {
-        let files: Vec<(Vec<String>, PathBuf, String)> = files
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut read = 0;
+    for dir in crate_dirs(root) {
+        let src = dir.join("src");
+        let mut all = Vec::new();
+        rust_files(&src, &mut all);
+        all.sort();
+        read += all.len();
+        // The binary (main.rs and the command line) is a crate of its own over the library.
+        let (bin, lib): (Vec<PathBuf>, Vec<PathBuf>) = all
             .into_iter()
-            .map(|p| {
-                let text = std::fs::read_to_string(&p).expect("a source file");
-                let rel = p
-                    .strip_prefix(src.parent().unwrap_or(&src))
-                    .unwrap_or(&p)
-                    .to_path_buf();
-                (module_of(&src, &p), rel, text)
-            })
-            .collect();
-        let edges = graph(&files);
-        let found = cycles(&edges);
-        assert!(found.is_empty(), "{}", report(&edges, &found));
+            .partition(|p| p == &src.join("main.rs") || p.starts_with(src.join("cli")));
+        check_crate(&src, lib);
+        check_crate(&src, bin);
     }
+    assert!(
+        read > 100,
+        "the crates' files were not found under {}",
+        root.display()
+    );
+}
+
+/// A workspace crate's `pgvigil-*` dependencies, of every kind, from its Cargo.toml.
+fn workspace_deps(manifest: &str) -> BTreeSet<String> {
+    let mut deps = BTreeSet::new();
+    let mut section = "";
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+        } else if section.ends_with("dependencies]") && line.starts_with("pgvigil-") {
+            let name: String = line
+                .chars()
+                .take_while(|&c| is_ident(c) || c == '-')
+                .collect();
+            deps.insert(name);
+        }
+    }
+    deps
+}
+
+#[test]
+fn no_crate_depends_on_itself_through_the_others() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Each crate as a node named by its package, its dependencies as edges.
+    let mut edges: BTreeMap<PathBuf, BTreeMap<PathBuf, BTreeSet<String>>> = BTreeMap::new();
+    for dir in crate_dirs(root) {
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("a Cargo.toml");
+        let name = manifest
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("name = "))
+            .map(|n| n.trim_matches('"').to_string())
+            .expect("a package name");
+        let out = edges.entry(PathBuf::from(name)).or_default();
+        for d in workspace_deps(&manifest) {
+            out.entry(PathBuf::from(&d)).or_default().insert(d);
+        }
+    }
+    assert!(edges.len() > 10, "the workspace's crates were not found");
+    let found = cycles(&edges);
+    assert!(found.is_empty(), "{}", report(&edges, &found));
 }
 
 /// The check sees what it is for: a file naming another that names it back, through `use`

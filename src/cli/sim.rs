@@ -5,8 +5,8 @@ use anyhow::{Context, Result};
 use pgvigil::alert::Alert;
 use pgvigil::config::Config;
 use pgvigil::pipeline;
-use pgvigil::sim::{self, Label, SimConfig};
 use pgvigil::sources::file::Hints;
+use sim::{Label, SimConfig};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -79,7 +79,7 @@ pub fn eval(a: EvalArgs) -> Result<u8> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    if pgvigil::corpus::is_corpus(&a.dir) {
+    if sim::corpus::is_corpus(&a.dir) {
         return eval_corpus(&a, &cfg);
     }
     // The simulation's reverse DNS, instead of asking real name servers about its addresses.
@@ -210,8 +210,8 @@ fn tor_exits() -> Vec<std::net::IpAddr> {
 /// `pgvigil eval CORPUS`: every recorded scenario in every format, through `analyze` and
 /// through `run`'s streaming path, against its labels.
 fn eval_corpus(a: &EvalArgs, cfg: &Config) -> Result<u8> {
-    use pgvigil::corpus;
     use pgvigil::sources::LogFormat;
+    use sim::corpus;
     let e = enricher(cfg)?;
     let scenarios = corpus::scenarios(&a.dir)?;
     let mut places = corpus::Places::new(&e, tor_exits());

@@ -1,0 +1,188 @@
+//! Small pieces every console page shows the same way: times as an age with the UTC time on
+//! hover, entities as links to their pages (the pivots), MITRE techniques by name, the
+//! "succeeded" badge, an alert's title and count.
+
+use super::url_encode;
+use maud::{html, Markup};
+use serde_json::Value;
+
+/// "3 min ago" for an RFC 3339 time, from `now_ms`; the time itself when it does not parse.
+pub fn ago(now_ms: i64, iso: &str) -> String {
+    let Some(t) = chrono::DateTime::parse_from_rfc3339(iso)
+        .ok()
+        .map(|t| t.timestamp_millis())
+    else {
+        return iso.to_string();
+    };
+    let s = (now_ms - t) / 1000;
+    match s {
+        i64::MIN..=-60 => format!("in {} min", -s / 60),
+        -59..=59 => "just now".into(),
+        60..=3599 => format!("{} min ago", s / 60),
+        3600..=86_399 => format!("{} h ago", s / 3600),
+        _ => format!("{} d ago", s / 86_400),
+    }
+}
+
+/// A time as its age, the exact UTC time on hover and for machines.
+pub fn when(now_ms: i64, iso: &str) -> Markup {
+    html! { time datetime=(iso) title={(iso.replace('T', " ")) " UTC"} { (ago(now_ms, iso)) } }
+}
+
+/// An address as the link to its page: every alert and login of it across servers.
+pub fn source(ip: &str) -> Markup {
+    if ip.is_empty() {
+        return html! {};
+    }
+    html! { a.source href={"/console/sources/" (url_encode(ip))} { (ip) } }
+}
+
+/// A role name as the link to its alerts (names are case sensitive and may be hostile: the
+/// link is encoded, the text escaped).
+pub fn principal(name: &str) -> Markup {
+    if name.is_empty() {
+        return html! {};
+    }
+    html! { a.principal href={"/console/alerts?principal=" (url_encode(name))} { (name) } }
+}
+
+pub fn server(name: &str) -> Markup {
+    html! { a href={"/console/servers/" (url_encode(name))} { (name) } }
+}
+
+/// The country code of an alert's source, or "".
+pub fn country(a: &Value) -> &str {
+    a["entities"]["location"]["country"].as_str().unwrap_or("")
+}
+
+/// Whether a login succeeded in the attack the alert describes.
+pub fn succeeded(a: &Value) -> bool {
+    !a["evidence"]["successfulPrincipal"].is_null()
+        || a["displayName"]
+            .as_str()
+            .is_some_and(|d| d.contains("successful"))
+}
+
+pub fn badge(a: &Value) -> Markup {
+    html! { @if succeeded(a) { " " span.badge.succeeded { "login succeeded" } } }
+}
+
+/// An alert as a row's first cell shows it: severity, title linked to its page, badge.
+pub fn alert(a: &Value) -> Markup {
+    let s = |k: &str| a[k].as_str().unwrap_or("");
+    html! {
+        span class={"sev " (s("severity"))} { (s("severity")) } " "
+        a href={"/console/alerts/" (s("id"))} { (s("displayName")) } (badge(a))
+    }
+}
+
+/// An alert's source, linked, with its country.
+pub fn source_of(a: &Value) -> Markup {
+    html! {
+        (source(a["entities"]["sourceIp"].as_str().unwrap_or("")))
+        @if !country(a).is_empty() { " " span.country title="Country" { (country(a)) } }
+    }
+}
+
+pub fn principal_of(a: &Value) -> Markup {
+    principal(a["entities"]["principal"].as_str().unwrap_or(""))
+}
+
+/// The number an alert counts: failed logins, attempts, statements, as its evidence has it.
+pub fn count(a: &Value) -> Option<u64> {
+    let e = &a["evidence"];
+    ["failedLogins", "failures", "attempts"]
+        .iter()
+        .find_map(|k| e[k].as_u64())
+}
+
+/// MITRE ATT&CK techniques pgvigil's alerts name, with their names.
+const TECHNIQUES: &[(&str, &str)] = &[
+    ("T1046", "Network Service Discovery"),
+    ("T1048", "Exfiltration Over Alternative Protocol"),
+    ("T1059", "Command and Scripting Interpreter"),
+    ("T1078", "Valid Accounts"),
+    ("T1078.004", "Valid Accounts: Cloud Accounts"),
+    ("T1090.003", "Proxy: Multi-hop Proxy"),
+    ("T1098", "Account Manipulation"),
+    ("T1110", "Brute Force"),
+    ("T1110.001", "Brute Force: Password Guessing"),
+    ("T1110.003", "Brute Force: Password Spraying"),
+    ("T1190", "Exploit Public-Facing Application"),
+    ("T1562.001", "Impair Defenses: Disable or Modify Tools"),
+    ("T1595", "Active Scanning"),
+];
+
+/// A technique id as a link to MITRE's page, with its name.
+pub fn technique(id: &str) -> Markup {
+    let name = TECHNIQUES.iter().find(|(t, _)| *t == id).map(|(_, n)| *n);
+    // T1110.001 is at /techniques/T1110/001/.
+    let path = id.replace('.', "/");
+    let well_formed =
+        id.starts_with('T') && id[1..].chars().all(|c| c.is_ascii_digit() || c == '.');
+    html! {
+        @if well_formed {
+            a href={"https://attack.mitre.org/techniques/" (path) "/"} rel="noreferrer" { (id) }
+        } @else { (id) }
+        @if let Some(n) = name { " " (n) }
+    }
+}
+
+/// One entry of an alert's history, in words.
+pub fn history_entry(now_ms: i64, h: &Value) -> Markup {
+    let s = |k: &str| h[k].as_str().unwrap_or("");
+    let actor = s("actor");
+    let what = match (s("action"), s("toStatus")) {
+        ("raised", _) => "raised".to_string(),
+        ("escalated", _) => "escalated and opened again".to_string(),
+        ("suppressed", _) => "dismissed as raised".to_string(),
+        (_, "Dismissed") => "dismissed".to_string(),
+        (_, "Resolved") => "resolved".to_string(),
+        (_, "InProgress") => "marked in progress".to_string(),
+        (_, "Active") => "reactivated".to_string(),
+        (a, t) => format!("{a} → {t}"),
+    };
+    html! {
+        (what)
+        @if let Some(rule) = actor.strip_prefix("rule:") {
+            " by suppression rule " a href={"/console/suppression/" (url_encode(rule))} { (rule) }
+        } @else if actor != "pgvigil" {
+            " by " (actor)
+        }
+        " " (when(now_ms, s("time")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_as_people_say_them() {
+        let now = 1_800_000_000_000;
+        let at = |ms: i64| model::event::format_time(now - ms);
+        assert_eq!(ago(now, &at(5_000)), "just now");
+        assert_eq!(ago(now, &at(180_000)), "3 min ago");
+        assert_eq!(ago(now, &at(7_200_000)), "2 h ago");
+        assert_eq!(ago(now, &at(3 * 86_400_000)), "3 d ago");
+        assert_eq!(ago(now, "not a time"), "not a time");
+    }
+
+    #[test]
+    fn hostile_names_are_encoded_in_links_and_escaped_in_text() {
+        let m = principal("<script>x</script>&a=b").into_string();
+        assert!(
+            m.contains("principal=%3Cscript%3Ex%3C%2Fscript%3E%26a%3Db"),
+            "{m}"
+        );
+        assert!(m.contains("&lt;script&gt;"), "{m}");
+        let m = technique("T1110.001").into_string();
+        assert!(
+            m.contains("https://attack.mitre.org/techniques/T1110/001/"),
+            "{m}"
+        );
+        assert!(m.contains("Password Guessing"), "{m}");
+        let m = technique("<x>").into_string();
+        assert!(!m.contains("href"), "{m}");
+    }
+}
