@@ -114,23 +114,13 @@ struct Incident {
     known_client: bool,
 }
 
-impl super::window::Incident for Incident {
-    fn last(&self) -> EventTime {
-        self.last
-    }
-
-    fn unreported(&self) -> bool {
-        self.failures != self.reported.count
-    }
-}
-
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
     pairs: FxHashMap<(CompactString, CompactString), Pair>,
     incidents: FxHashMap<CompactString, Incident>,
     /// Roles seen logging in: they exist.
     known_roles: FxHashSet<CompactString>,
-    last_sweep: EventTime,
+    last_sweep: super::window::Sweep,
 }
 
 pub struct BruteForce {
@@ -513,14 +503,15 @@ impl Detector for BruteForce {
 
     fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
         let window = self.cfg.window.ms();
-        if !super::window::sweep_due(self.st.last_sweep, now, self.cfg.window.ms()) {
+        if !self.st.last_sweep.due(now, self.cfg.window.ms()) {
             return;
         }
-        self.st.last_sweep = now;
         self.st
             .pairs
             .retain(|_, p| p.fails.last().is_some_and(|l| now - l <= window));
-        for (key, inc) in super::window::close_quiet(&mut self.st.incidents, now, window) {
+        for (key, inc) in super::window::close_quiet(&mut self.st.incidents, now, window, |i| {
+            (i.last, i.failures != i.reported.count)
+        }) {
             out.push(self.finding(&key, &inc));
         }
     }

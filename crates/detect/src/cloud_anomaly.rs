@@ -6,7 +6,7 @@ use super::access::{judged, listing, Anomaly};
 use super::Detector;
 use compact_str::CompactString;
 use model::alert::{AlertType, Finding, Severity};
-use model::event::{Event, EventTime};
+use model::event::Event;
 use serde::{Deserialize, Serialize};
 
 /// `[detect.cloud_anomaly]`
@@ -22,22 +22,13 @@ impl Default for CloudAnomalyConfig {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct State {}
-
 pub struct CloudAnomaly {
     cfg: CloudAnomalyConfig,
-    batch: bool,
-    st: State,
 }
 
 impl CloudAnomaly {
     pub fn new(cfg: CloudAnomalyConfig) -> Self {
-        CloudAnomaly {
-            cfg,
-            batch: false,
-            st: State::default(),
-        }
+        CloudAnomaly { cfg }
     }
 }
 
@@ -108,8 +99,4 @@ impl Detector for CloudAnomaly {
         };
         out.push(super::access::finding(ev, cx, a));
     }
-
-    detector_state!();
-
-    fn advance(&mut self, _now: EventTime, _out: &mut Vec<Finding>) {}
 }

@@ -49,16 +49,6 @@ struct Incident {
     samples: Vec<Event>,
 }
 
-impl super::window::Incident for Incident {
-    fn last(&self) -> EventTime {
-        self.last
-    }
-
-    fn unreported(&self) -> bool {
-        self.failures != self.reported.count
-    }
-}
-
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
     recent: FxHashMap<CompactString, Tally<CompactString>>,
@@ -66,7 +56,7 @@ struct State {
     /// (role, source) pairs seen logging in.
     familiar: FxHashMap<CompactString, FxHashSet<CompactString>>,
     familiar_count: usize,
-    last_sweep: EventTime,
+    last_sweep: super::window::Sweep,
 }
 
 pub struct DistributedBruteForce {
@@ -249,16 +239,17 @@ impl Detector for DistributedBruteForce {
     detector_state!();
 
     fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
-        if !super::window::sweep_due(self.st.last_sweep, now, self.cfg.window.ms()) {
+        if !self.st.last_sweep.due(now, self.cfg.window.ms()) {
             return;
         }
-        self.st.last_sweep = now;
         let window = self.cfg.window.ms();
         self.st.recent.retain(|_, t| {
             t.expire(now - window);
             !t.is_empty()
         });
-        for (key, inc) in super::window::close_quiet(&mut self.st.incidents, now, window) {
+        for (key, inc) in super::window::close_quiet(&mut self.st.incidents, now, window, |i| {
+            (i.last, i.failures != i.reported.count)
+        }) {
             out.push(self.finding(&key, &inc));
         }
     }

@@ -6,7 +6,7 @@
 use super::access::{listing, Anomaly};
 use super::Detector;
 use model::alert::{AlertType, Finding, Severity};
-use model::event::{Event, EventKind, EventTime};
+use model::event::{Event, EventKind};
 use serde::{Deserialize, Serialize};
 
 /// `[detect.domain_anomaly]`
@@ -22,22 +22,13 @@ impl Default for DomainAnomalyConfig {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct State {}
-
 pub struct DomainAnomaly {
     cfg: DomainAnomalyConfig,
-    batch: bool,
-    st: State,
 }
 
 impl DomainAnomaly {
     pub fn new(cfg: DomainAnomalyConfig) -> Self {
-        DomainAnomaly {
-            cfg,
-            batch: false,
-            st: State::default(),
-        }
+        DomainAnomaly { cfg }
     }
 }
 
@@ -79,16 +70,13 @@ impl Detector for DomainAnomaly {
         };
         out.push(super::access::finding(ev, cx, a));
     }
-
-    detector_state!();
-
-    fn advance(&mut self, _now: EventTime, _out: &mut Vec<Finding>) {}
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::{run, succeeded};
+    use model::event::EventTime;
 
     const DAY: EventTime = 86_400_000;
 

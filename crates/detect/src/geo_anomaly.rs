@@ -5,7 +5,7 @@ use super::access::{judged, listing, Anomaly};
 use super::Detector;
 use compact_str::CompactString;
 use model::alert::{AlertType, Finding, Severity};
-use model::event::{Event, EventTime};
+use model::event::Event;
 use serde::{Deserialize, Serialize};
 
 /// `[detect.geo_anomaly]`
@@ -21,22 +21,13 @@ impl Default for GeoAnomalyConfig {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct State {}
-
 pub struct GeoAnomaly {
     cfg: GeoAnomalyConfig,
-    batch: bool,
-    st: State,
 }
 
 impl GeoAnomaly {
     pub fn new(cfg: GeoAnomalyConfig) -> Self {
-        GeoAnomaly {
-            cfg,
-            batch: false,
-            st: State::default(),
-        }
+        GeoAnomaly { cfg }
     }
 }
 
@@ -84,8 +75,4 @@ impl Detector for GeoAnomaly {
         };
         out.push(super::access::finding(ev, cx, a));
     }
-
-    detector_state!();
-
-    fn advance(&mut self, _now: EventTime, _out: &mut Vec<Finding>) {}
 }

@@ -90,16 +90,6 @@ struct Incident {
     inside: bool,
 }
 
-impl super::window::Incident for Incident {
-    fn last(&self) -> EventTime {
-        self.last
-    }
-
-    fn unreported(&self) -> bool {
-        self.events != self.reported.count
-    }
-}
-
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Source {
     template1: Recent,
@@ -113,7 +103,7 @@ struct Source {
 struct State {
     sources: FxHashMap<CompactString, Source>,
     incidents: FxHashMap<CompactString, Incident>,
-    last_sweep: EventTime,
+    last_sweep: super::window::Sweep,
 }
 
 pub struct HarmfulApplication {
@@ -487,10 +477,9 @@ impl Detector for HarmfulApplication {
     detector_state!();
 
     fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
-        if !super::window::sweep_due(self.st.last_sweep, now, self.cfg.window.ms()) {
+        if !self.st.last_sweep.due(now, self.cfg.window.ms()) {
             return;
         }
-        self.st.last_sweep = now;
         let window = self.cfg.window.ms();
         self.st.sources.retain(|_, s| {
             let last = s
@@ -502,7 +491,9 @@ impl Detector for HarmfulApplication {
                 .max();
             last.is_some_and(|l| now - l <= window)
         });
-        for (key, inc) in super::window::close_quiet(&mut self.st.incidents, now, window) {
+        for (key, inc) in super::window::close_quiet(&mut self.st.incidents, now, window, |i| {
+            (i.last, i.events != i.reported.count)
+        }) {
             out.push(self.finding(&key, &inc));
         }
     }

@@ -10,7 +10,7 @@
 use super::access::{judged, Anomaly};
 use super::Detector;
 use model::alert::{AlertType, Finding, Severity};
-use model::event::{format_time, Event, EventTime};
+use model::event::{format_time, Event};
 use serde::{Deserialize, Serialize};
 
 /// `[detect.impossible_travel]`
@@ -38,22 +38,13 @@ impl Default for ImpossibleTravelConfig {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct State {}
-
 pub struct ImpossibleTravel {
     cfg: ImpossibleTravelConfig,
-    batch: bool,
-    st: State,
 }
 
 impl ImpossibleTravel {
     pub fn new(cfg: ImpossibleTravelConfig) -> Self {
-        ImpossibleTravel {
-            cfg,
-            batch: false,
-            st: State::default(),
-        }
+        ImpossibleTravel { cfg }
     }
 }
 
@@ -143,10 +134,6 @@ impl Detector for ImpossibleTravel {
         };
         out.push(super::access::finding(ev, cx, a));
     }
-
-    detector_state!();
-
-    fn advance(&mut self, _now: EventTime, _out: &mut Vec<Finding>) {}
 }
 
 #[cfg(test)]

@@ -76,13 +76,18 @@ pub trait Detector: Send {
     /// Every event, in event-time order, with the server's profile as it was before it.
     fn observe(&mut self, ev: &Event, cx: &Context<'_>, out: &mut Vec<Finding>);
     /// Batch mode (`analyze`): only the final state of each incident matters, so report
-    /// incidents when they end instead of as they grow.
-    fn set_batch(&mut self, batch: bool);
+    /// incidents when they end instead of as they grow. A detector that judges each event on
+    /// its own (against the profile) reports the same either way.
+    fn set_batch(&mut self, _batch: bool) {}
     /// Event time moved on to `now`: expire windows, close incidents that went quiet.
-    fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>);
-    /// State for a checkpoint.
-    fn save(&self) -> Vec<u8>;
-    fn restore(&mut self, bytes: &[u8]) -> Result<(), DetectError>;
+    fn advance(&mut self, _now: EventTime, _out: &mut Vec<Finding>) {}
+    /// State for a checkpoint: none for a detector that keeps nothing between events.
+    fn save(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn restore(&mut self, _bytes: &[u8]) -> Result<(), DetectError> {
+        Ok(())
+    }
 }
 
 /// Serialises a detector's state (MessagePack: compact, and maps may have any key).

@@ -53,16 +53,6 @@ struct Incident {
     samples: Vec<Event>,
 }
 
-impl super::window::Incident for Incident {
-    fn last(&self) -> EventTime {
-        self.last
-    }
-
-    fn unreported(&self) -> bool {
-        self.failures != self.reported.count
-    }
-}
-
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
     /// Per source: (role, role does not exist) of recent failures.
@@ -71,7 +61,7 @@ struct State {
     #[serde(default)]
     attempts: FxHashMap<CompactString, Window>,
     incidents: FxHashMap<CompactString, Incident>,
-    last_sweep: EventTime,
+    last_sweep: super::window::Sweep,
 }
 
 pub struct PasswordSpray {
@@ -258,10 +248,9 @@ impl Detector for PasswordSpray {
     detector_state!();
 
     fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
-        if !super::window::sweep_due(self.st.last_sweep, now, self.cfg.window.ms()) {
+        if !self.st.last_sweep.due(now, self.cfg.window.ms()) {
             return;
         }
-        self.st.last_sweep = now;
         let window = self.cfg.window.ms();
         self.st.recent.retain(|_, t| {
             t.expire(now - window);
@@ -271,7 +260,9 @@ impl Detector for PasswordSpray {
             t.expire(now - window);
             !t.is_empty()
         });
-        for (key, inc) in super::window::close_quiet(&mut self.st.incidents, now, window) {
+        for (key, inc) in super::window::close_quiet(&mut self.st.incidents, now, window, |i| {
+            (i.last, i.failures != i.reported.count)
+        }) {
             out.push(self.finding(&key, &inc));
         }
     }

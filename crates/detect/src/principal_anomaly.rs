@@ -5,7 +5,7 @@
 use super::access::{listing, Anomaly};
 use super::Detector;
 use model::alert::{AlertType, Finding, Severity};
-use model::event::{Event, EventKind, EventTime};
+use model::event::{Event, EventKind};
 use serde::{Deserialize, Serialize};
 
 /// `[detect.principal_anomaly]`
@@ -21,22 +21,13 @@ impl Default for PrincipalAnomalyConfig {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct State {}
-
 pub struct PrincipalAnomaly {
     cfg: PrincipalAnomalyConfig,
-    batch: bool,
-    st: State,
 }
 
 impl PrincipalAnomaly {
     pub fn new(cfg: PrincipalAnomalyConfig) -> Self {
-        PrincipalAnomaly {
-            cfg,
-            batch: false,
-            st: State::default(),
-        }
+        PrincipalAnomaly { cfg }
     }
 }
 
@@ -87,16 +78,13 @@ impl Detector for PrincipalAnomaly {
         };
         out.push(super::access::finding(ev, cx, a));
     }
-
-    detector_state!();
-
-    fn advance(&mut self, _now: EventTime, _out: &mut Vec<Finding>) {}
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::{ev, run, succeeded};
+    use model::event::EventTime;
 
     const DAY: EventTime = 86_400_000;
 

@@ -52,16 +52,6 @@ struct Incident {
     samples: Vec<Event>,
 }
 
-impl super::window::Incident for Incident {
-    fn last(&self) -> EventTime {
-        self.last
-    }
-
-    fn unreported(&self) -> bool {
-        self.invalid + self.bare != self.reported.count
-    }
-}
-
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Source {
     invalid: Recent,
@@ -75,7 +65,7 @@ struct State {
     /// Sources that have tried to log in: their bare connects are a tool's connectivity
     /// checks or a pool's, not a scan.
     talkers: FxHashSet<CompactString>,
-    last_sweep: EventTime,
+    last_sweep: super::window::Sweep,
 }
 
 pub struct Probe {
@@ -242,16 +232,17 @@ impl Detector for Probe {
     detector_state!();
 
     fn advance(&mut self, now: EventTime, out: &mut Vec<Finding>) {
-        if !super::window::sweep_due(self.st.last_sweep, now, self.cfg.window.ms()) {
+        if !self.st.last_sweep.due(now, self.cfg.window.ms()) {
             return;
         }
-        self.st.last_sweep = now;
         let window = self.cfg.window.ms();
         self.st.sources.retain(|_, s| {
             let last = s.invalid.last().into_iter().chain(s.bare.last()).max();
             last.is_some_and(|l| now - l <= window)
         });
-        for (key, inc) in super::window::close_quiet(&mut self.st.incidents, now, window) {
+        for (key, inc) in super::window::close_quiet(&mut self.st.incidents, now, window, |i| {
+            (i.last, i.invalid + i.bare != i.reported.count)
+        }) {
             out.push(self.finding(&key, &inc));
         }
     }

@@ -4,7 +4,7 @@
 use super::access::{entities, Anomaly};
 use super::Detector;
 use model::alert::{AlertType, Finding, Severity};
-use model::event::{Event, EventKind, EventTime};
+use model::event::{Event, EventKind};
 use serde::{Deserialize, Serialize};
 
 /// `[detect.suspicious_ip]`
@@ -25,22 +25,13 @@ impl Default for SuspiciousIpConfig {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct State {}
-
 pub struct SuspiciousIp {
     cfg: SuspiciousIpConfig,
-    batch: bool,
-    st: State,
 }
 
 impl SuspiciousIp {
     pub fn new(cfg: SuspiciousIpConfig) -> Self {
-        SuspiciousIp {
-            cfg,
-            batch: false,
-            st: State::default(),
-        }
+        SuspiciousIp { cfg }
     }
 }
 
@@ -103,10 +94,6 @@ impl Detector for SuspiciousIp {
         f.entities = entities(ev, Some(en));
         out.push(f);
     }
-
-    detector_state!();
-
-    fn advance(&mut self, _now: EventTime, _out: &mut Vec<Finding>) {}
 }
 
 #[cfg(test)]

@@ -6,33 +6,39 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::hash::Hash;
 
-/// Whether a detector should sweep its state (expire idle sources, close quiet incidents):
-/// every quarter window, at least every 30 s of event time. Sweeps walk every entry, so not
-/// on every event.
-pub fn sweep_due(last_sweep: EventTime, now: EventTime, window: i64) -> bool {
-    now - last_sweep >= (window / 4).max(30_000)
-}
+/// When a detector last swept its state (expired idle sources, closed quiet incidents). Sweeps
+/// walk every entry, so not on every event: every quarter window, at least every 30 s of
+/// event time.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Sweep(EventTime);
 
-/// An incident a detector tracks.
-pub trait Incident {
-    /// Event time of its last activity.
-    fn last(&self) -> EventTime;
-    /// It grew since it was last reported (in batch mode: it was never reported).
-    fn unreported(&self) -> bool;
+impl Sweep {
+    /// Whether a sweep is due at `now`; if so, it is taken to happen now.
+    pub fn due(&mut self, now: EventTime, window: i64) -> bool {
+        let due = now - self.0 >= (window / 4).max(30_000);
+        if due {
+            self.0 = now;
+        }
+        due
+    }
 }
 
 /// Removes the incidents quiet for longer than `window` and returns those with something
 /// left to report, by last activity then key (a stable order, whatever the map's).
-pub fn close_quiet<I: Incident>(
+/// `progress` tells of an incident its last activity and whether it grew since it was last
+/// reported (in batch mode: whether it was never reported).
+pub fn close_quiet<I>(
     incidents: &mut FxHashMap<compact_str::CompactString, I>,
     now: EventTime,
     window: i64,
+    progress: impl Fn(&I) -> (EventTime, bool),
 ) -> Vec<(compact_str::CompactString, I)> {
     let mut v: Vec<_> = incidents
-        .extract_if(|_, i| now - i.last() > window)
-        .filter(|(_, i)| i.unreported())
+        .extract_if(|_, i| now - progress(i).0 > window)
+        .filter(|(_, i)| progress(i).1)
         .collect();
-    v.sort_by(|a, b| a.1.last().cmp(&b.1.last()).then(a.0.cmp(&b.0)));
+    v.sort_by(|a, b| progress(&a.1).0.cmp(&progress(&b.1).0).then(a.0.cmp(&b.0)));
     v
 }
 
