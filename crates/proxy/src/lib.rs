@@ -9,20 +9,26 @@
 //! login (`auth_timeout`), server messages during authentication (1 MiB), clients at once
 //! (`max_clients`) and per source (`per_source_per_minute`); each refusal is a protocol error.
 
+mod admission;
 pub mod block;
 mod feed;
 pub mod fingerprint;
+mod login;
 pub mod protocol;
 pub mod spares;
 mod tls_retry;
+mod upstream;
 
+pub use upstream::UpstreamError;
+
+use admission::{Live, SourceInAuth};
 use block::Blocklist;
 use compact_str::CompactString;
 use fingerprint::{Fingerprints, Identified};
 use model::duration::Span;
-use model::event::{Event, EventKind, LoginFailure, ProtocolErrorKind};
+use model::event::{Event, EventKind, ProtocolErrorKind};
 use model::setting::SettingError;
-use protocol::{FirstPacket, ServerMsg, Startup};
+use protocol::{FirstPacket, Startup};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -31,6 +37,7 @@ use std::sync::Arc;
 use tls_retry::TlsFallbacks;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use upstream::{routed_local, upstream_host};
 
 /// `[proxy]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,30 +156,6 @@ pub enum ProxyError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Config(#[from] SettingError),
-}
-
-/// Why the proxy could not reach the server (logged; the client is told the server cannot be
-/// reached).
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("connect timed out")]
-    ConnectTimedOut,
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("the server does not accept TLS (proxy.upstream_tls)")]
-    NoTls,
-    #[error("TLS handshake timed out")]
-    TlsTimedOut,
-    #[error("TLS to the server: {error}{}", upstream_tls_hint(&error.to_string()))]
-    Tls { error: std::io::Error },
-}
-
-/// The host of `host:port` (`[v6]:port` too).
-fn upstream_host(upstream: &str) -> &str {
-    if let Some(rest) = upstream.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    upstream.rsplit_once(':').map_or(upstream, |(h, _)| h)
 }
 
 /// A first packet of an unsupported protocol version, kept to relay to the server.
@@ -301,114 +284,12 @@ impl Drop for Early {
     }
 }
 
-/// What to do about a failed TLS handshake with the server, where the error alone does not
-/// say it.
-fn upstream_tls_hint(err: &str) -> &'static str {
-    if err.contains("CaUsedAsEndEntity") {
-        // The PostgreSQL documentation's self-signed recipe makes a certificate that is its
-        // own CA (basicConstraints CA:TRUE), which verification refuses as a server's.
-        "; the server's certificate is a CA certificate used as its own (as the self-signed \
-         example in PostgreSQL's documentation makes it): give the server a certificate signed \
-         by a CA and name that CA in proxy.upstream_ca_file"
-    } else if err.contains("UnknownIssuer") {
-        "; the server's certificate is not signed by a CA the proxy trusts: name its CA in \
-         proxy.upstream_ca_file"
-    } else if err.contains("NotValidForName") {
-        "; the certificate is not for the name the proxy asked: set proxy.upstream_server_name \
-         to a name it carries"
-    } else {
-        ""
-    }
-}
-
-#[cfg(test)]
-mod tls_hint_tests {
-    #[test]
-    fn certificate_errors_say_what_to_do() {
-        assert!(super::upstream_tls_hint(
-            "invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))"
-        )
-        .contains("upstream_ca_file"));
-        assert!(
-            super::upstream_tls_hint("invalid peer certificate: UnknownIssuer")
-                .contains("upstream_ca_file")
-        );
-        assert_eq!(super::upstream_tls_hint("connection reset"), "");
-    }
-}
-
 /// Keepalive on client sockets: probes after a minute of silence, every 15 s, 4 unanswered
 /// and the connection is closed (its server connection with it).
 const CLIENT_KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
     .with_time(std::time::Duration::from_secs(60))
     .with_interval(std::time::Duration::from_secs(15))
     .with_retries(4);
-
-/// libpq retries a failed TLS login without TLS at once; later is another connection.
-const LIBPQ_RETRY_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// A connection counted among its source's in authentication, until dropped.
-struct InAuth<'a> {
-    proxy: &'a Proxy,
-    ip: IpAddr,
-}
-
-impl Drop for InAuth<'_> {
-    fn drop(&mut self) {
-        let mut m = self.proxy.in_auth.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(a) = m.get_mut(&self.ip) {
-            a.attempts = a.attempts.saturating_sub(1);
-            if a.attempts == 0 {
-                m.remove(&self.ip);
-            }
-        }
-    }
-}
-
-/// A source's connections in authentication.
-#[derive(Default)]
-struct SourceInAuth {
-    attempts: usize,
-    /// Of them, successes held (see `feed`): they wait for the others, not for each other.
-    held: usize,
-}
-
-/// One success held among its source's attempts.
-struct Holding<'a> {
-    proxy: &'a Proxy,
-    ip: IpAddr,
-}
-
-impl Drop for Holding<'_> {
-    fn drop(&mut self) {
-        let mut m = self.proxy.in_auth.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(a) = m.get_mut(&self.ip) {
-            a.held = a.held.saturating_sub(1);
-        }
-    }
-}
-
-/// The server's list of SASL mechanisms without `SCRAM-SHA-256-PLUS`: channel binding ties
-/// SCRAM to the TLS session it runs in, and the client's session ends at the proxy, so the
-/// client must not pick it (it falls back to plain SCRAM).
-fn without_channel_binding(body: &[u8]) -> Option<Vec<u8>> {
-    let mechs = body.get(4..)?;
-    let kept: Vec<&[u8]> = mechs
-        .split(|b| *b == 0)
-        .filter(|m| !m.is_empty() && *m != b"SCRAM-SHA-256-PLUS")
-        .collect();
-    let mut out = body[..4].to_vec();
-    for m in kept {
-        out.extend_from_slice(m);
-        out.push(0);
-    }
-    out.push(0);
-    Some(out)
-}
-
-/// How long a connection may hold a client slot without logging in before, when the proxy is
-/// full, it is cut to make room for a new one.
-const EVICT_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What the proxy counts (`/metrics`, the log).
 #[derive(Debug, Default)]
@@ -449,13 +330,9 @@ pub struct ProxyStats {
     pub blocked: usize,
 }
 
-/// Largest server message read during authentication.
-const MAX_AUTH_MESSAGE: usize = 1 << 20;
 /// Statements longer than this are forwarded without inspection (and cut to
 /// [`model::event::MAX_SQL_BYTES`] when inspected).
 const MAX_INSPECTED_MESSAGE: usize = 1 << 20;
-/// Client bytes accepted during authentication (password and SASL messages are small).
-const MAX_CLIENT_AUTH_BYTES: usize = 64 * 1024;
 
 pub struct Proxy {
     cfg: ProxyConfig,
@@ -498,22 +375,6 @@ pub struct Proxy {
     stop: tokio::sync::watch::Sender<bool>,
     /// Connections being handled, from accept to close.
     live: Arc<AtomicUsize>,
-}
-
-/// Counts one connection as live while it is handled.
-struct Live(Arc<AtomicUsize>);
-
-impl Live {
-    fn new(n: &Arc<AtomicUsize>) -> Live {
-        n.fetch_add(1, Ordering::Relaxed);
-        Live(n.clone())
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 fn now_ms() -> i64 {
@@ -589,22 +450,6 @@ impl Conn {
         self.client_auth
             .map(|d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX))
     }
-}
-
-/// The local address the system would connect to `upstream` from: the address the server
-/// logs proxied logins as coming from. A UDP socket's `connect` only picks the route; nothing
-/// is sent.
-fn routed_local(upstream: &str) -> Option<IpAddr> {
-    use std::net::ToSocketAddrs;
-    let to = upstream.to_socket_addrs().ok()?.next()?;
-    let any: SocketAddr = if to.is_ipv4() {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let s = std::net::UdpSocket::bind(any).ok()?;
-    s.connect(to).ok()?;
-    Some(s.local_addr().ok()?.ip())
 }
 
 impl Proxy {
@@ -867,97 +712,6 @@ impl Proxy {
                 drop(live);
             });
         }
-    }
-
-    /// Ends a connection that did not log in in time (or was cut to make room): the client
-    /// is told, the count kept, and the event says whether it ever sent a startup packet.
-    async fn cut_at_login(
-        &self,
-        client: &mut BoxIo,
-        conn: &Conn,
-        code: &str,
-        told: &str,
-        why: &str,
-    ) {
-        self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-        let _ = client
-            .write_all(&protocol::error_response("FATAL", code, told))
-            .await;
-        let what = if conn.startup.params.is_empty() {
-            ProtocolErrorKind::NoStartup
-        } else {
-            ProtocolErrorKind::InvalidStartup
-        };
-        let mut e = conn.event(EventKind::ProtocolError { what });
-        e.message = Some(why.into());
-        self.emit(e);
-    }
-
-    /// Cuts the connection that has waited longest without logging in, if it has waited
-    /// `EVICT_AFTER` at least (a real login takes milliseconds): whether one was cut.
-    fn cut_oldest_unauthenticated(&self) -> bool {
-        let mut u = self
-            .unauthenticated
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let Some((&id, (since, _))) = u.iter().next() else {
-            return false;
-        };
-        if since.elapsed() < EVICT_AFTER {
-            return false;
-        }
-        match u.remove(&id) {
-            Some((_, cut)) => cut.send(()).is_ok(),
-            None => false,
-        }
-    }
-
-    /// A slot among the source's connections in authentication, or `None` when it has
-    /// `per_source_in_auth` already.
-    fn enter_auth(&self, ip: IpAddr) -> Option<InAuth<'_>> {
-        let mut m = self.in_auth.lock().unwrap_or_else(|p| p.into_inner());
-        let a = m.entry(ip).or_default();
-        if a.attempts >= self.cfg.per_source_in_auth.max(1) {
-            return None;
-        }
-        a.attempts += 1;
-        Some(InAuth { proxy: self, ip })
-    }
-
-    /// Counts a success as held among its source's attempts until dropped.
-    fn holding(&self, ip: IpAddr) -> Holding<'_> {
-        if let Some(a) = self
-            .in_auth
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&ip)
-        {
-            a.held += 1;
-        }
-        Holding { proxy: self, ip }
-    }
-
-    /// The source's attempts in authentication that are not successes held.
-    fn attempts_in_flight(&self, ip: IpAddr) -> usize {
-        self.in_auth
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&ip)
-            .map_or(0, |a| a.attempts.saturating_sub(a.held))
-    }
-
-    fn rate_ok(&self, ip: IpAddr) -> bool {
-        let minute = now_ms() / 60_000;
-        let mut r = self.rate.lock().unwrap_or_else(|p| p.into_inner());
-        if r.len() > 100_000 {
-            r.retain(|_, (m, _)| *m == minute);
-        }
-        let e = r.entry(ip).or_insert((minute, 0));
-        if e.0 != minute {
-            *e = (minute, 0);
-        }
-        e.1 += 1;
-        e.1 <= self.cfg.per_source_per_minute
     }
 
     async fn handle(self: Arc<Self>, mut tcp: TcpStream, mut peer: SocketAddr) {
@@ -1251,514 +1005,6 @@ impl Proxy {
         ev.sqlstate = Some("08P01".into());
         ev.message = Some(message);
         self.emit(ev);
-    }
-
-    /// The login: first packets (TLS accepted or declined), then the server's authentication
-    /// exchange relayed message by message. Returns the upstream connection once the session
-    /// is ready, `None` when the connection ended (a failed login, a cancel request, garbage).
-    async fn login(self: &Arc<Self>, client: &mut BoxIo, conn: &mut Conn) -> Option<BoxIo> {
-        // PostgreSQL starts the backend as it accepts the connection: when no spare is
-        // ready, that starts now, while the client says what it wants. Not when many logins
-        // are under way: clients that connect and say nothing (slow-loris) would each hold a
-        // backend on the server, which the proxy otherwise spares it.
-        let early_ok = self.connector.is_none()
-            && self.spares.ready() == 0
-            && self.spares.logins_in_progress() <= EARLY_LIMIT;
-        let mut early = Early {
-            task: early_ok.then(|| {
-                let me = self.clone();
-                tokio::spawn(async move { me.connect_tcp().await })
-            }),
-            proxy: self.clone(),
-        };
-        let mut tls_first = false;
-        let mut declined: Option<tls_retry::Declined<'_>> = None;
-        let startup = loop {
-            match self.read_first(client).await {
-                Ok(None) => {
-                    let bare = conn.event(EventKind::ProtocolError {
-                        what: ProtocolErrorKind::NoStartup,
-                    });
-                    // After a declined SSLRequest this may be a driver about to retry
-                    // without TLS: the event waits to see (and is dropped if it does).
-                    let bare = match declined.take() {
-                        Some(d) => d.closed(bare),
-                        None => Some(bare),
-                    };
-                    if let Some(bare) = bare {
-                        self.emit(bare);
-                    }
-                    return None;
-                }
-                Err(e) => {
-                    let msg = e.to_string();
-                    let inner = e.get_ref();
-                    if let Some(Unsupported(packet)) = inner.and_then(|i| i.downcast_ref()) {
-                        self.relay_unsupported(client, packet).await;
-                    } else if inner
-                        .and_then(|i| i.downcast_ref::<protocol::ProtoError>())
-                        .is_some_and(|p| *p != protocol::ProtoError::InvalidLength)
-                    {
-                        let _ = client
-                            .write_all(&protocol::error_response("FATAL", "08P01", &msg))
-                            .await;
-                    }
-                    // An invalid length, like PostgreSQL: closed without a word.
-                    self.protocol_error(conn, msg);
-                    return None;
-                }
-                Ok(Some(FirstPacket::SslRequest)) => {
-                    tls_first = true;
-                    match &self.acceptor {
-                        Some(acceptor) if !conn.tls => {
-                            client.write_all(b"S").await.ok()?;
-                            let plain = std::mem::replace(client, Box::new(tokio::io::duplex(1).0));
-                            match acceptor.accept(plain).await {
-                                Ok(t) => {
-                                    *client = Box::new(t);
-                                    conn.tls = true;
-                                }
-                                Err(e) => {
-                                    self.protocol_error(conn, format!("TLS handshake failed: {e}"));
-                                    return None;
-                                }
-                            }
-                        }
-                        _ => {
-                            client.write_all(b"N").await.ok()?;
-                            declined = conn.peer.and_then(|p| self.tls_fallbacks.declined(p.ip()));
-                        }
-                    }
-                }
-                Ok(Some(FirstPacket::GssEncRequest)) => {
-                    client.write_all(b"N").await.ok()?;
-                }
-                Ok(Some(FirstPacket::DirectTls(read))) => {
-                    let Some(acceptor) = self.acceptor.as_ref().filter(|_| !conn.tls) else {
-                        // As PostgreSQL without TLS: closed without a word.
-                        self.protocol_error(
-                            conn,
-                            "TLS without an SSLRequest, and no TLS here".into(),
-                        );
-                        return None;
-                    };
-                    tls_first = true;
-                    let plain = std::mem::replace(client, Box::new(tokio::io::duplex(1).0));
-                    let replayed = Replay {
-                        head: read.to_vec(),
-                        at: 0,
-                        inner: plain,
-                    };
-                    match acceptor.accept(replayed).await {
-                        // Direct TLS without PostgreSQL's ALPN could be another protocol's
-                        // client: refused, as PostgreSQL does.
-                        Ok(t) if t.get_ref().1.alpn_protocol() == Some(b"postgresql") => {
-                            *client = Box::new(t);
-                            conn.tls = true;
-                        }
-                        Ok(_) => {
-                            self.protocol_error(
-                                conn,
-                                "direct TLS without the ALPN name \"postgresql\"".into(),
-                            );
-                            return None;
-                        }
-                        Err(e) => {
-                            self.protocol_error(conn, format!("TLS handshake failed: {e}"));
-                            return None;
-                        }
-                    }
-                }
-                Ok(Some(FirstPacket::Cancel { pid, key })) => {
-                    self.counters.cancels.fetch_add(1, Ordering::Relaxed);
-                    let known = self
-                        .cancel_keys
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get(&pid)
-                        == Some(&key);
-                    let mut e = conn.event(EventKind::CancelRequest);
-                    e.pid = Some(pid);
-                    e.message = Some(if known {
-                        format!("cancel request for backend {pid}: the key of a session relayed here, passed on")
-                    } else {
-                        format!("cancel request for backend {pid}: its key matches no session relayed here (a guess), not passed on")
-                    });
-                    self.emit(e);
-                    if known {
-                        self.forward_cancel(pid, &key).await;
-                    }
-                    return None;
-                }
-                Ok(Some(FirstPacket::Startup(s))) => break s,
-            }
-        };
-        // The client went on after a decline: no close of its to pair with.
-        drop(declined);
-        conn.startup = startup;
-        conn.tls_first = tls_first;
-        if let (false, Some(peer)) = (tls_first, conn.peer) {
-            conn.after_tls_refused = self.tls_fallbacks.take(peer.ip()).await;
-            conn.libpq_retry =
-                !conn.after_tls_refused && self.take_tls_failure(peer.ip(), &conn.startup);
-            if conn.after_tls_refused || conn.libpq_retry {
-                self.counters.tls_retries.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        conn.fingerprint = self.fingerprints.identify(&conn.startup, conn.seen());
-
-        let startup = conn.startup.encode();
-        let (mut up, mut spare) = self
-            .send_startup(client, &startup, Some(&mut early))
-            .await?;
-
-        let mut ubuf: Vec<u8> = Vec::with_capacity(4096);
-        let mut cbuf = [0u8; 4096];
-        let mut from_client = 0usize;
-        let mut authenticated = false;
-        loop {
-            tokio::select! {
-                r = up.read_buf(&mut ubuf) => {
-                    if !matches!(r, Ok(n) if n > 0) {
-                        if spare && ubuf.is_empty() {
-                            // A spare the server closed as it was taken (its
-                            // authentication_timeout is shorter than spare_max_age): once
-                            // more, on a new connection.
-                            (up, spare) = self.send_startup(client, &startup, None).await?;
-                            continue;
-                        }
-                        return None;
-                    }
-                    spare = false;
-                    // Complete messages are looked at one by one and go on together, in one
-                    // write (the server's greeting is a dozen small messages); the rest waits
-                    // for its bytes.
-                    let mut at = 0;
-                    let mut to_client: Vec<u8> = Vec::with_capacity(ubuf.len());
-                    while ubuf.len() - at >= 5 {
-                        let kind = ubuf[at];
-                        let len = u32::from_be_bytes([ubuf[at + 1], ubuf[at + 2], ubuf[at + 3], ubuf[at + 4]]) as usize;
-                        if !(4..=MAX_AUTH_MESSAGE).contains(&len) {
-                            return None;
-                        }
-                        if ubuf.len() - at < 1 + len {
-                            break;
-                        }
-                        let body = &ubuf[at + 5..at + 1 + len];
-                        let msg = protocol::parse_server(kind, body);
-                        match &msg {
-                            ServerMsg::Auth(10) => {
-                                let b = without_channel_binding(body)?;
-                                to_client.push(b'R');
-                                to_client.extend_from_slice(&((b.len() + 4) as u32).to_be_bytes());
-                                to_client.extend_from_slice(&b);
-                            }
-                            _ => to_client.extend_from_slice(&ubuf[at..at + 1 + len]),
-                        }
-                        at += 1 + len;
-                        match msg {
-                            // Blocked while this login was in flight (a tool's parallel
-                            // tasks): the client never learns that its password was right.
-                            ServerMsg::Auth(0) => {
-                                if self.blocked_after_hold(conn).await {
-                                    self.refuse_in_flight(client, conn).await;
-                                    return None;
-                                }
-                                authenticated = true;
-                            }
-                            ServerMsg::Auth(code) => {
-                                // Requests the client must answer: cleartext, MD5, SASL
-                                // start and continue. The answer's delay is timed.
-                                if matches!(code, 3 | 5 | 10 | 11) {
-                                    conn.asked = Some(std::time::Instant::now());
-                                }
-                                conn.auth_method = match code {
-                                    3 => Some("password"),
-                                    5 => Some("md5"),
-                                    10..=12 => Some("scram-sha-256"),
-                                    _ => conn.auth_method,
-                                }
-                            }
-                            ServerMsg::BackendKey { pid, key } => {
-                                conn.backend_pid = Some(pid);
-                                conn.cancel_key = Some(key);
-                            }
-                            ServerMsg::Error { code, message } => {
-                                let _ = client.write_all(&to_client).await;
-                                self.identify_timed(conn);
-                                self.login_error(conn, authenticated, &code, &message);
-                                return None;
-                            }
-                            ServerMsg::Ready => {
-                                self.identify_timed(conn);
-                                // Whatever came after ReadyForQuery belongs to the session.
-                                to_client.extend_from_slice(&ubuf[at..]);
-                                client.write_all(&to_client).await.ok()?;
-                                self.counters.logins.fetch_add(1, Ordering::Relaxed);
-                                self.emit(conn.event(EventKind::LoginSucceeded));
-                                return Some(up);
-                            }
-                            ServerMsg::Other(_) => {}
-                        }
-                    }
-                    if !to_client.is_empty() {
-                        client.write_all(&to_client).await.ok()?;
-                    }
-                    ubuf.drain(..at);
-                }
-                r = client.read(&mut cbuf) => {
-                    let n = r.ok()?;
-                    if n == 0 {
-                        // The client gave up during authentication (an attack tool's check,
-                        // a client that has no password to give).
-                        return None;
-                    }
-                    if let Some(t) = conn.asked.take() {
-                        *conn.client_auth.get_or_insert_default() += t.elapsed();
-                    }
-                    from_client += n;
-                    // Blocked since the connection came in: its password is not tried.
-                    if self.blocked_now(conn) {
-                        self.refuse_in_flight(client, conn).await;
-                        return None;
-                    }
-                    if from_client > MAX_CLIENT_AUTH_BYTES {
-                        let _ = client.write_all(&protocol::error_response("FATAL", "08P01", "too much data during authentication")).await;
-                        self.protocol_error(conn, "too much data during authentication".into());
-                        return None;
-                    }
-                    up.write_all(&cbuf[..n]).await.ok()?;
-                }
-            }
-        }
-    }
-
-    /// A login over TLS failed: libpq (`sslmode=prefer`) comes back at once without TLS with
-    /// the same startup packet.
-    fn note_tls_failure(&self, conn: &Conn) {
-        let Some(peer) = conn.peer else { return };
-        if !conn.tls {
-            return;
-        }
-        let mut m = self.tls_failures.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() >= 10_000 {
-            m.retain(|_, v| v.iter().any(|(t, _)| t.elapsed() < LIBPQ_RETRY_WITHIN));
-        }
-        let v = m.entry(peer.ip()).or_default();
-        v.retain(|(t, _)| t.elapsed() < LIBPQ_RETRY_WITHIN);
-        if v.len() < 64 {
-            v.push((std::time::Instant::now(), conn.startup.params.clone()));
-        }
-    }
-
-    /// Whether a plain connection is libpq's retry of a recent failure over TLS (the same
-    /// parameters from the same address), pairing it with that failure.
-    fn take_tls_failure(&self, ip: IpAddr, startup: &Startup) -> bool {
-        let mut m = self.tls_failures.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(v) = m.get_mut(&ip) else {
-            return false;
-        };
-        v.retain(|(t, _)| t.elapsed() < LIBPQ_RETRY_WITHIN);
-        let found = v.iter().position(|(_, p)| *p == startup.params);
-        if let Some(i) = found {
-            v.remove(i);
-        }
-        if v.is_empty() {
-            m.remove(&ip);
-        }
-        found.is_some()
-    }
-
-    /// Whether a login the server accepted is refused: its source blocked now, or once held
-    /// while its source's other attempts end and detection acts on them (see `feed`).
-    async fn blocked_after_hold(&self, conn: &Conn) -> bool {
-        let Some(ip) = conn.peer.map(|p| p.ip()) else {
-            return false;
-        };
-        if self.blocked_now(conn) {
-            return true;
-        }
-        // An attack tool recognised here is alerted on, and blocked, from its first
-        // connection: its success waits for that decision too.
-        let tool = conn.fingerprint.as_ref().is_some_and(|f| f.tool);
-        if self.blocks.allows(ip) || !self.feed.holds(ip, tool) {
-            return false;
-        }
-        self.counters.held.fetch_add(1, Ordering::Relaxed);
-        {
-            let _holding = self.holding(ip);
-            let end = std::time::Instant::now() + feed::SIBLINGS_WAIT;
-            while self.attempts_in_flight(ip) > 0 && std::time::Instant::now() < end {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-        }
-        if !self.feed.caught_up().await {
-            tracing::warn!(source = %ip, "proxy: a login held amid failures was let through: detection did not catch up within 2 s");
-        }
-        self.blocked_now(conn)
-    }
-
-    fn blocked_now(&self, conn: &Conn) -> bool {
-        conn.peer
-            .is_some_and(|p| self.blocks.is_blocked(p.ip(), now_ms()))
-    }
-
-    /// A login in flight when its source was blocked ends as a new connection would.
-    async fn refuse_in_flight(&self, client: &mut BoxIo, conn: &Conn) {
-        self.counters
-            .refused_blocked
-            .fetch_add(1, Ordering::Relaxed);
-        let _ = client
-            .write_all(&protocol::error_response(
-                "FATAL",
-                "28000",
-                "connection refused",
-            ))
-            .await;
-        tracing::debug!(source = ?conn.peer, "proxy: login in flight refused, its source was blocked");
-    }
-
-    /// The fingerprint again once the authentication timing is known (signatures may bound it).
-    fn identify_timed(&self, conn: &mut Conn) {
-        if conn.client_auth.is_some() {
-            conn.fingerprint = self.fingerprints.identify(&conn.startup, conn.seen());
-        }
-    }
-
-    /// A server connection with the client's startup packet sent: a spare one when there is
-    /// one, else the one opened as the client arrived (`early`), else a new one; without
-    /// `early`, a new one (a retry). Says whether it is a spare; `None` when the server
-    /// cannot be reached (the client is told).
-    async fn send_startup(
-        &self,
-        client: &mut BoxIo,
-        startup: &[u8],
-        early: Option<&mut Early>,
-    ) -> Option<(BoxIo, bool)> {
-        if let Some(early) = early {
-            if let Some(mut tcp) = self.spares.take() {
-                if tcp.write_all(startup).await.is_ok() {
-                    self.counters.spares_used.fetch_add(1, Ordering::Relaxed);
-                    return Some((Box::new(tcp), true));
-                }
-            }
-            if let Some(mut tcp) = early.take().await {
-                if tcp.write_all(startup).await.is_ok() {
-                    return Some((Box::new(tcp), false));
-                }
-            }
-        }
-        match self.connect_upstream().await {
-            Ok(mut up) => {
-                up.write_all(startup).await.ok()?;
-                Some((up, false))
-            }
-            Err(why) => {
-                tracing::error!(upstream = %self.cfg.upstream, error = %why, "proxy: upstream unreachable");
-                let _ = client
-                    .write_all(&protocol::error_response(
-                        "FATAL",
-                        "08006",
-                        "the database server cannot be reached",
-                    ))
-                    .await;
-                None
-            }
-        }
-    }
-
-    /// A new connection to the server, TLS when configured.
-    async fn connect_upstream(&self) -> Result<BoxIo, UpstreamError> {
-        let mut tcp = self.connect_tcp().await?;
-        let Some((connector, name)) = &self.connector else {
-            return Ok(Box::new(tcp));
-        };
-        let connect = self.cfg.connect_timeout.duration();
-        let mut ssl_request = 8u32.to_be_bytes().to_vec();
-        ssl_request.extend_from_slice(&protocol::SSL_REQUEST.to_be_bytes());
-        tcp.write_all(&ssl_request).await?;
-        let mut answer = [0u8; 1];
-        tcp.read_exact(&mut answer).await?;
-        if answer[0] != b'S' {
-            return Err(UpstreamError::NoTls);
-        }
-        let tls = tokio::time::timeout(connect, connector.connect(name.clone(), tcp))
-            .await
-            .map_err(|_| UpstreamError::TlsTimedOut)?
-            .map_err(|error| UpstreamError::Tls { error })?;
-        Ok(Box::new(tls))
-    }
-
-    /// A TCP connection to the server; its local address is remembered (the server logs
-    /// proxied logins as coming from it).
-    async fn connect_tcp(&self) -> Result<TcpStream, UpstreamError> {
-        let connect = self.cfg.connect_timeout.duration();
-        let tcp = tokio::time::timeout(connect, TcpStream::connect(&self.cfg.upstream))
-            .await
-            .map_err(|_| UpstreamError::ConnectTimedOut)??;
-        let _ = tcp.set_nodelay(true);
-        if let Ok(local) = tcp.local_addr() {
-            let mut l = self
-                .upstream_locals
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if !l.contains(&local.ip()) {
-                l.push(local.ip());
-            }
-        }
-        Ok(tcp)
-    }
-
-    fn login_error(&self, conn: &Conn, authenticated: bool, code: &str, message: &str) {
-        // A client that could bind the channel (libpq's default, over TLS to the proxy) and
-        // was not offered SCRAM-SHA-256-PLUS, which cannot cross a proxy that ends TLS: a
-        // TLS server refuses that as a downgrade. No password was tried: it is no failed
-        // login (libpq retries at once without TLS and gets in), and is said once.
-        let binding = message.contains("channel binding negotiation");
-        if binding
-            && !self
-                .binding_said
-                .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            tracing::warn!(
-                "a client over TLS could bind SCRAM to the channel, which cannot cross the proxy while upstream_tls is on: \
-                 the server refused it (libpq with sslmode=prefer retries without TLS). Give such clients channel_binding=disable"
-            );
-        }
-        if !authenticated {
-            self.note_tls_failure(conn);
-        }
-        let kind = if authenticated || binding {
-            EventKind::Error
-        } else {
-            let reason = sources::session::classify_failure(Some(code), message, "")
-                .unwrap_or(LoginFailure::Other);
-            EventKind::LoginFailed { reason }
-        };
-        if let (EventKind::LoginFailed { .. }, Some(peer)) = (&kind, conn.peer) {
-            self.feed.failed_from(peer.ip());
-        }
-        let mut e = conn.event(kind);
-        e.sqlstate = Some(CompactString::new(code));
-        e.message = Some(model::event::truncate(message, 200).to_string());
-        self.emit(e);
-    }
-
-    /// A cancel request goes to the server as it came: the key it carries is the server's own
-    /// (BackendKeyData is passed through), so the server finds the right backend.
-    async fn forward_cancel(&self, pid: u32, key: &[u8]) {
-        let connect = self.cfg.connect_timeout.duration();
-        if let Ok(Ok(mut up)) =
-            tokio::time::timeout(connect, TcpStream::connect(&self.cfg.upstream)).await
-        {
-            let mut p = Vec::with_capacity(12 + key.len());
-            p.extend_from_slice(&(12 + key.len() as u32).to_be_bytes());
-            p.extend_from_slice(&protocol::CANCEL_REQUEST.to_be_bytes());
-            p.extend_from_slice(&pid.to_be_bytes());
-            p.extend_from_slice(key);
-            let _ = up.write_all(&p).await;
-            let _ = up.shutdown().await;
-        }
     }
 }
 
