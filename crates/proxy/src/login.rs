@@ -7,7 +7,7 @@ use super::{
 };
 use compact_str::CompactString;
 use model::event::{EventKind, LoginFailure, ProtocolErrorKind};
-use protocol::{FirstPacket, ServerMsg, Startup};
+use protocol::{Authentication, FirstPacket, ServerMsg, Startup};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -63,6 +63,145 @@ impl Proxy {
             }),
             proxy: self.clone(),
         };
+        let (startup, tls_first) = self.negotiate(client, conn).await?;
+        conn.startup = startup;
+        conn.tls_first = tls_first;
+        if let (false, Some(peer)) = (tls_first, conn.peer) {
+            conn.after_tls_refused = self.tls_fallbacks.take(peer.ip()).await;
+            conn.libpq_retry =
+                !conn.after_tls_refused && self.take_tls_failure(peer.ip(), &conn.startup);
+            if conn.after_tls_refused || conn.libpq_retry {
+                self.counters.tls_retries.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        conn.fingerprint = self.fingerprints.identify(&conn.startup, conn.seen());
+
+        let startup = conn.startup.encode();
+        let (mut up, mut spare) = self
+            .send_startup(client, &startup, Some(&mut early))
+            .await?;
+
+        let mut ubuf: Vec<u8> = Vec::with_capacity(4096);
+        let mut cbuf = [0u8; 4096];
+        let mut from_client = 0usize;
+        let mut authenticated = false;
+        loop {
+            tokio::select! {
+                r = up.read_buf(&mut ubuf) => {
+                    if !matches!(r, Ok(n) if n > 0) {
+                        if spare && ubuf.is_empty() {
+                            // A spare the server closed as it was taken (its
+                            // authentication_timeout is shorter than spare_max_age): once
+                            // more, on a new connection.
+                            (up, spare) = self.send_startup(client, &startup, None).await?;
+                            continue;
+                        }
+                        return None;
+                    }
+                    spare = false;
+                    // Complete messages are looked at one by one and go on together, in one
+                    // write (the server's greeting is a dozen small messages); the rest waits
+                    // for its bytes.
+                    let mut at = 0;
+                    let mut to_client: Vec<u8> = Vec::with_capacity(ubuf.len());
+                    while ubuf.len() - at >= 5 {
+                        let kind = ubuf[at];
+                        let len = u32::from_be_bytes([ubuf[at + 1], ubuf[at + 2], ubuf[at + 3], ubuf[at + 4]]) as usize;
+                        if !(4..=MAX_AUTH_MESSAGE).contains(&len) {
+                            return None;
+                        }
+                        if ubuf.len() - at < 1 + len {
+                            break;
+                        }
+                        let body = &ubuf[at + 5..at + 1 + len];
+                        let msg = protocol::parse_server(kind, body);
+                        match &msg {
+                            ServerMsg::Auth(Authentication::Sasl) => {
+                                let b = without_channel_binding(body)?;
+                                to_client.push(b'R');
+                                to_client.extend_from_slice(&((b.len() + 4) as u32).to_be_bytes());
+                                to_client.extend_from_slice(&b);
+                            }
+                            _ => to_client.extend_from_slice(&ubuf[at..at + 1 + len]),
+                        }
+                        at += 1 + len;
+                        match msg {
+                            // Blocked while this login was in flight (a tool's parallel
+                            // tasks): the client never learns that its password was right.
+                            ServerMsg::Auth(Authentication::Ok) => {
+                                if self.blocked_after_hold(conn).await {
+                                    self.refuse_in_flight(client, conn).await;
+                                    return None;
+                                }
+                                authenticated = true;
+                            }
+                            ServerMsg::Auth(request) => {
+                                // The client's answer's delay is timed.
+                                if request.asks_client() {
+                                    conn.asked = Some(std::time::Instant::now());
+                                }
+                                conn.auth_method = request.method().or(conn.auth_method);
+                            }
+                            ServerMsg::BackendKey { pid, key } => {
+                                conn.backend_pid = Some(pid);
+                                conn.cancel_key = Some(key);
+                            }
+                            ServerMsg::Error { code, message } => {
+                                let _ = client.write_all(&to_client).await;
+                                self.identify_timed(conn);
+                                self.login_error(conn, authenticated, &code, &message);
+                                return None;
+                            }
+                            ServerMsg::Ready => {
+                                self.identify_timed(conn);
+                                // Whatever came after ReadyForQuery belongs to the session.
+                                to_client.extend_from_slice(&ubuf[at..]);
+                                client.write_all(&to_client).await.ok()?;
+                                self.counters.logins.fetch_add(1, Ordering::Relaxed);
+                                self.emit(conn.event(EventKind::LoginSucceeded));
+                                return Some(up);
+                            }
+                            ServerMsg::Other(_) => {}
+                        }
+                    }
+                    if !to_client.is_empty() {
+                        client.write_all(&to_client).await.ok()?;
+                    }
+                    ubuf.drain(..at);
+                }
+                r = client.read(&mut cbuf) => {
+                    let n = r.ok()?;
+                    if n == 0 {
+                        // The client gave up during authentication (an attack tool's check,
+                        // a client that has no password to give).
+                        return None;
+                    }
+                    if let Some(t) = conn.asked.take() {
+                        *conn.client_auth.get_or_insert_default() += t.elapsed();
+                    }
+                    from_client += n;
+                    // Blocked since the connection came in: its password is not tried.
+                    if self.blocked_now(conn) {
+                        self.refuse_in_flight(client, conn).await;
+                        return None;
+                    }
+                    if from_client > MAX_CLIENT_AUTH_BYTES {
+                        let _ = client.write_all(&protocol::error_response("FATAL", "08P01", "too much data during authentication")).await;
+                        self.protocol_error(conn, "too much data during authentication".into());
+                        return None;
+                    }
+                    up.write_all(&cbuf[..n]).await.ok()?;
+                }
+            }
+        }
+    }
+
+    /// Reads the client's first packets up to its startup packet: TLS set up (after an
+    /// SSLRequest, or direct with PostgreSQL's ALPN name), GSS encryption declined, a cancel
+    /// request passed on when its key is one relayed here. A connection that ends first or
+    /// sends something else is reported and gets `None`. With the startup packet, whether TLS
+    /// came before it.
+    async fn negotiate(&self, client: &mut BoxIo, conn: &mut Conn) -> Option<(Startup, bool)> {
         let mut tls_first = false;
         let mut declined: Option<tls_retry::Declined<'_>> = None;
         let startup = loop {
@@ -187,142 +326,7 @@ impl Proxy {
         };
         // The client went on after a decline: no close of its to pair with.
         drop(declined);
-        conn.startup = startup;
-        conn.tls_first = tls_first;
-        if let (false, Some(peer)) = (tls_first, conn.peer) {
-            conn.after_tls_refused = self.tls_fallbacks.take(peer.ip()).await;
-            conn.libpq_retry =
-                !conn.after_tls_refused && self.take_tls_failure(peer.ip(), &conn.startup);
-            if conn.after_tls_refused || conn.libpq_retry {
-                self.counters.tls_retries.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        conn.fingerprint = self.fingerprints.identify(&conn.startup, conn.seen());
-
-        let startup = conn.startup.encode();
-        let (mut up, mut spare) = self
-            .send_startup(client, &startup, Some(&mut early))
-            .await?;
-
-        let mut ubuf: Vec<u8> = Vec::with_capacity(4096);
-        let mut cbuf = [0u8; 4096];
-        let mut from_client = 0usize;
-        let mut authenticated = false;
-        loop {
-            tokio::select! {
-                r = up.read_buf(&mut ubuf) => {
-                    if !matches!(r, Ok(n) if n > 0) {
-                        if spare && ubuf.is_empty() {
-                            // A spare the server closed as it was taken (its
-                            // authentication_timeout is shorter than spare_max_age): once
-                            // more, on a new connection.
-                            (up, spare) = self.send_startup(client, &startup, None).await?;
-                            continue;
-                        }
-                        return None;
-                    }
-                    spare = false;
-                    // Complete messages are looked at one by one and go on together, in one
-                    // write (the server's greeting is a dozen small messages); the rest waits
-                    // for its bytes.
-                    let mut at = 0;
-                    let mut to_client: Vec<u8> = Vec::with_capacity(ubuf.len());
-                    while ubuf.len() - at >= 5 {
-                        let kind = ubuf[at];
-                        let len = u32::from_be_bytes([ubuf[at + 1], ubuf[at + 2], ubuf[at + 3], ubuf[at + 4]]) as usize;
-                        if !(4..=MAX_AUTH_MESSAGE).contains(&len) {
-                            return None;
-                        }
-                        if ubuf.len() - at < 1 + len {
-                            break;
-                        }
-                        let body = &ubuf[at + 5..at + 1 + len];
-                        let msg = protocol::parse_server(kind, body);
-                        match &msg {
-                            ServerMsg::Auth(10) => {
-                                let b = without_channel_binding(body)?;
-                                to_client.push(b'R');
-                                to_client.extend_from_slice(&((b.len() + 4) as u32).to_be_bytes());
-                                to_client.extend_from_slice(&b);
-                            }
-                            _ => to_client.extend_from_slice(&ubuf[at..at + 1 + len]),
-                        }
-                        at += 1 + len;
-                        match msg {
-                            // Blocked while this login was in flight (a tool's parallel
-                            // tasks): the client never learns that its password was right.
-                            ServerMsg::Auth(0) => {
-                                if self.blocked_after_hold(conn).await {
-                                    self.refuse_in_flight(client, conn).await;
-                                    return None;
-                                }
-                                authenticated = true;
-                            }
-                            ServerMsg::Auth(code) => {
-                                // Requests the client must answer: cleartext, MD5, SASL
-                                // start and continue. The answer's delay is timed.
-                                if matches!(code, 3 | 5 | 10 | 11) {
-                                    conn.asked = Some(std::time::Instant::now());
-                                }
-                                conn.auth_method = match code {
-                                    3 => Some("password"),
-                                    5 => Some("md5"),
-                                    10..=12 => Some("scram-sha-256"),
-                                    _ => conn.auth_method,
-                                }
-                            }
-                            ServerMsg::BackendKey { pid, key } => {
-                                conn.backend_pid = Some(pid);
-                                conn.cancel_key = Some(key);
-                            }
-                            ServerMsg::Error { code, message } => {
-                                let _ = client.write_all(&to_client).await;
-                                self.identify_timed(conn);
-                                self.login_error(conn, authenticated, &code, &message);
-                                return None;
-                            }
-                            ServerMsg::Ready => {
-                                self.identify_timed(conn);
-                                // Whatever came after ReadyForQuery belongs to the session.
-                                to_client.extend_from_slice(&ubuf[at..]);
-                                client.write_all(&to_client).await.ok()?;
-                                self.counters.logins.fetch_add(1, Ordering::Relaxed);
-                                self.emit(conn.event(EventKind::LoginSucceeded));
-                                return Some(up);
-                            }
-                            ServerMsg::Other(_) => {}
-                        }
-                    }
-                    if !to_client.is_empty() {
-                        client.write_all(&to_client).await.ok()?;
-                    }
-                    ubuf.drain(..at);
-                }
-                r = client.read(&mut cbuf) => {
-                    let n = r.ok()?;
-                    if n == 0 {
-                        // The client gave up during authentication (an attack tool's check,
-                        // a client that has no password to give).
-                        return None;
-                    }
-                    if let Some(t) = conn.asked.take() {
-                        *conn.client_auth.get_or_insert_default() += t.elapsed();
-                    }
-                    from_client += n;
-                    // Blocked since the connection came in: its password is not tried.
-                    if self.blocked_now(conn) {
-                        self.refuse_in_flight(client, conn).await;
-                        return None;
-                    }
-                    if from_client > MAX_CLIENT_AUTH_BYTES {
-                        let _ = client.write_all(&protocol::error_response("FATAL", "08P01", "too much data during authentication")).await;
-                        self.protocol_error(conn, "too much data during authentication".into());
-                        return None;
-                    }
-                    up.write_all(&cbuf[..n]).await.ok()?;
-                }
-            }
-        }
+        Some((startup, tls_first))
     }
 
     /// A login over TLS failed: libpq (`sslmode=prefer`) comes back at once without TLS with

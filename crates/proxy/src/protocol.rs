@@ -157,8 +157,8 @@ pub fn parse_first(packet: &[u8]) -> Result<FirstPacket, ProtoError> {
 /// A server message during authentication, as far as the proxy cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerMsg {
-    /// `R` with its request code: 0 ok, 3 cleartext, 5 MD5, 10 SASL, 11/12 SASL steps.
-    Auth(u32),
+    /// `R`: where authentication stands.
+    Auth(Authentication),
     /// `E`: SQLSTATE and message.
     Error {
         code: String,
@@ -174,11 +174,69 @@ pub enum ServerMsg {
     Other(u8),
 }
 
+/// An authentication message (`R`) by its request code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authentication {
+    /// 0: the server accepts the login.
+    Ok,
+    /// 3: a password in clear text.
+    CleartextPassword,
+    /// 5: an MD5 hash of the password.
+    Md5Password,
+    /// 10: SASL, with the mechanisms the server offers.
+    Sasl,
+    /// 11: the server's next SASL challenge.
+    SaslContinue,
+    /// 12: the server's last SASL message.
+    SaslFinal,
+    /// Kerberos, GSSAPI, SSPI and codes PostgreSQL may add.
+    Other(u32),
+}
+
+impl Authentication {
+    pub fn of_code(code: u32) -> Authentication {
+        match code {
+            0 => Authentication::Ok,
+            3 => Authentication::CleartextPassword,
+            5 => Authentication::Md5Password,
+            10 => Authentication::Sasl,
+            11 => Authentication::SaslContinue,
+            12 => Authentication::SaslFinal,
+            c => Authentication::Other(c),
+        }
+    }
+
+    /// A request the client must answer (the time it takes is the client's).
+    pub fn asks_client(self) -> bool {
+        matches!(
+            self,
+            Authentication::CleartextPassword
+                | Authentication::Md5Password
+                | Authentication::Sasl
+                | Authentication::SaslContinue
+        )
+    }
+
+    /// The method it belongs to, as pg_hba.conf names it.
+    pub fn method(self) -> Option<&'static str> {
+        match self {
+            Authentication::CleartextPassword => Some("password"),
+            Authentication::Md5Password => Some("md5"),
+            Authentication::Sasl | Authentication::SaslContinue | Authentication::SaslFinal => {
+                Some("scram-sha-256")
+            }
+            Authentication::Ok | Authentication::Other(_) => None,
+        }
+    }
+}
+
 /// Parses a server message body by its type byte.
 pub fn parse_server(kind: u8, body: &[u8]) -> ServerMsg {
     let be = |b: &[u8]| -> Option<u32> { Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?)) };
     match kind {
-        b'R' => be(body).map_or(ServerMsg::Other(kind), ServerMsg::Auth),
+        b'R' => be(body).map_or(ServerMsg::Other(kind), |c| {
+            ServerMsg::Auth(Authentication::of_code(c))
+        }),
         b'K' => match (be(body), body.get(4..)) {
             (Some(pid), Some(key)) if (4..=MAX_CANCEL_KEY).contains(&key.len()) => {
                 ServerMsg::BackendKey {
@@ -427,9 +485,24 @@ mod tests {
     fn server_messages_during_authentication() {
         assert_eq!(
             parse_server(b'R', &[0, 0, 0, 10, b'S']),
-            ServerMsg::Auth(10)
+            ServerMsg::Auth(Authentication::Sasl)
         );
         assert_eq!(parse_server(b'R', &[0]), ServerMsg::Other(b'R'));
+        assert_eq!(
+            parse_server(b'R', &[0, 0, 0, 0]),
+            ServerMsg::Auth(Authentication::Ok)
+        );
+        // GSSAPI: not a password method, and not timed as the client's answer.
+        let gss = Authentication::of_code(7);
+        assert_eq!(gss, Authentication::Other(7));
+        assert_eq!((gss.method(), gss.asks_client()), (None, false));
+        let md5 = Authentication::of_code(5);
+        assert_eq!((md5.method(), md5.asks_client()), (Some("md5"), true));
+        let last = Authentication::of_code(12);
+        assert_eq!(
+            (last.method(), last.asks_client()),
+            (Some("scram-sha-256"), false)
+        );
         let e = error_response(
             "FATAL",
             "28P01",
