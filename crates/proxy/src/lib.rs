@@ -158,18 +158,19 @@ pub enum ProxyError {
     Config(#[from] SettingError),
 }
 
-/// A first packet of an unsupported protocol version, kept to relay to the server.
-#[derive(Debug)]
-struct Unsupported(Vec<u8>);
-
-impl std::fmt::Display for Unsupported {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let v = |i: usize| u16::from_be_bytes([self.0[i], self.0[i + 1]]);
-        write!(f, "unsupported frontend protocol {}.{}", v(4), v(6))
-    }
+/// Why the client's first packet was not taken.
+#[derive(Debug, thiserror::Error)]
+enum FirstError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Refused, as PostgreSQL refuses it.
+    #[error(transparent)]
+    Refused(protocol::ProtoError),
+    /// A protocol version PostgreSQL does not speak: the packet is kept to relay to the
+    /// server, whose answer the client gets.
+    #[error("{0}")]
+    Unsupported(protocol::ProtoError, Vec<u8>),
 }
-
-impl std::error::Error for Unsupported {}
 
 /// A client or server connection, plain or TLS.
 pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
@@ -945,7 +946,7 @@ impl Proxy {
     async fn read_first<S: tokio::io::AsyncRead + Unpin + ?Sized>(
         &self,
         client: &mut S,
-    ) -> std::io::Result<Option<FirstPacket>> {
+    ) -> Result<Option<FirstPacket>, FirstError> {
         let mut header = [0u8; 4];
         let mut got = 0;
         while got < 4 {
@@ -954,10 +955,7 @@ impl Proxy {
                 return if got == 0 {
                     Ok(None)
                 } else {
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        protocol::ProtoError::InvalidLength,
-                    ))
+                    Err(FirstError::Refused(protocol::ProtoError::InvalidLength))
                 };
             }
             got += n;
@@ -966,17 +964,16 @@ impl Proxy {
             return Ok(Some(FirstPacket::DirectTls(header)));
         }
         let len = protocol::first_packet_len(header, self.cfg.max_startup_bytes)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            .map_err(FirstError::Refused)?;
         let mut packet = vec![0u8; len];
         packet[..4].copy_from_slice(&header);
         client.read_exact(&mut packet[4..]).await?;
         match protocol::parse_first(&packet) {
             Ok(p) => Ok(Some(p)),
-            Err(protocol::ProtoError::UnsupportedProtocol(..)) => Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                Unsupported(packet),
-            )),
-            Err(e) => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+            Err(e @ protocol::ProtoError::UnsupportedProtocol(..)) => {
+                Err(FirstError::Unsupported(e, packet))
+            }
+            Err(e) => Err(FirstError::Refused(e)),
         }
     }
 

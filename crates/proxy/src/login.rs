@@ -3,7 +3,7 @@
 //! while its source is under attack, and refused when detection blocks it.
 
 use super::{
-    feed, now_ms, protocol, tls_retry, BoxIo, Conn, Early, Proxy, Replay, Unsupported, EARLY_LIMIT,
+    feed, now_ms, protocol, tls_retry, BoxIo, Conn, Early, FirstError, Proxy, Replay, EARLY_LIMIT,
 };
 use compact_str::CompactString;
 use model::event::{EventKind, LoginFailure, ProtocolErrorKind};
@@ -223,18 +223,18 @@ impl Proxy {
                 }
                 Err(e) => {
                     let msg = e.to_string();
-                    let inner = e.get_ref();
-                    if let Some(Unsupported(packet)) = inner.and_then(|i| i.downcast_ref()) {
-                        self.relay_unsupported(client, packet).await;
-                    } else if inner
-                        .and_then(|i| i.downcast_ref::<protocol::ProtoError>())
-                        .is_some_and(|p| *p != protocol::ProtoError::InvalidLength)
-                    {
-                        let _ = client
-                            .write_all(&protocol::error_response("FATAL", "08P01", &msg))
-                            .await;
+                    match &e {
+                        FirstError::Unsupported(_, packet) => {
+                            self.relay_unsupported(client, packet).await;
+                        }
+                        // An invalid length, like PostgreSQL: closed without a word.
+                        FirstError::Refused(p) if *p != protocol::ProtoError::InvalidLength => {
+                            let _ = client
+                                .write_all(&protocol::error_response("FATAL", "08P01", &msg))
+                                .await;
+                        }
+                        FirstError::Refused(_) | FirstError::Io(_) => {}
                     }
-                    // An invalid length, like PostgreSQL: closed without a word.
                     self.protocol_error(conn, msg);
                     return None;
                 }

@@ -83,11 +83,11 @@ pub enum ProtoError {
     Layout(&'static str),
 }
 
-/// The length a first packet announces, once its 4-byte header is in: `Err` if it is not a
-/// length PostgreSQL accepts (8 ..= `max`).
 /// The longest cancel key protocol 3.2 allows.
 pub const MAX_CANCEL_KEY: usize = 256;
 
+/// The length a first packet announces, once its 4-byte header is in: `Err` if it is not a
+/// length PostgreSQL accepts (8 ..= `max`).
 pub fn first_packet_len(header: [u8; 4], max: usize) -> Result<usize, ProtoError> {
     let len = u32::from_be_bytes(header) as usize;
     if len < 8 || len > max {
