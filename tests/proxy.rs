@@ -648,6 +648,18 @@ async fn garbage_silence_and_floods_are_refused_without_harm() {
             "a protocol error or nothing, never a hang: {answer:?}"
         );
     }
+    // A protocol version PostgreSQL does not speak: the server's own answer is relayed, as a
+    // scanner comparing it with PostgreSQL's expects.
+    let mut s = connect_from("127.0.3.7", addr).await;
+    s.write_all(&[0, 0, 0, 8, 0, 9, 0, 9]).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(answer.first(), Some(&b'E'), "{text}");
+    assert!(
+        text.contains("unsupported frontend protocol 9.9: server supports"),
+        "the server's words: {text}"
+    );
     // Silence: the proxy gives up after auth_timeout with a FATAL.
     let mut s = connect_from("127.0.3.8", addr).await;
     let mut answer = Vec::new();
