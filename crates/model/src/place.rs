@@ -17,6 +17,19 @@ pub enum AddressClass {
     Special,
 }
 
+impl AddressClass {
+    /// The name alerts carry (`link-local`), as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressClass::Public => "public",
+            AddressClass::Private => "private",
+            AddressClass::Loopback => "loopback",
+            AddressClass::LinkLocal => "link-local",
+            AddressClass::Special => "special",
+        }
+    }
+}
+
 pub fn classify(ip: IpAddr) -> AddressClass {
     match ip {
         IpAddr::V4(v4) => {
@@ -115,4 +128,22 @@ pub struct Location {
 pub struct Cloud {
     pub provider: Option<String>,
     pub region: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_class_names_are_the_serialised_ones() {
+        for c in [
+            AddressClass::Public,
+            AddressClass::Private,
+            AddressClass::Loopback,
+            AddressClass::LinkLocal,
+            AddressClass::Special,
+        ] {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use super::db::{vals, Db, Val};
 use super::ingest::history;
 use super::{now_utc, Result, Store, StoreError};
-
+use model::alert::Alert;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -221,6 +221,22 @@ impl Store {
     /// One alert with its state history, or `None`.
     pub fn get_alert(&self, id: &str) -> Result<Option<Value>> {
         self.read(|c| get(c, id))
+    }
+
+    /// [`Store::list_alerts`] as typed records, for a reader of their fields (the console).
+    pub fn list_stored(&self, q: &AlertQuery) -> Result<(Vec<StoredAlert>, Option<PageKey>)> {
+        self.list_served(q, stored)
+    }
+
+    /// [`Store::get_alert`] as a typed record, with its state history.
+    pub fn get_stored(&self, id: &str) -> Result<Option<StoredAlert>> {
+        self.read(|c| {
+            let Some(mut a) = one(c, id, stored)? else {
+                return Ok(None);
+            };
+            a.history = history_of(c, id)?;
+            Ok(Some(a))
+        })
     }
 
     /// Sets an alert's status on someone's behalf and records it in its history. `None` if
@@ -448,6 +464,55 @@ fn filter_sql(q: &AlertQuery, unindexed: &[&str]) -> (String, Vec<Val>) {
 
 /// The alert record as served: the stored record with the current status and whether it is
 /// a sample.
+/// An alert as the store holds it: the record, with the status it has now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAlert {
+    /// The record; its `status` is the alert's current one.
+    pub alert: Alert,
+    /// A sample alert (`POST …/alerts/simulate`), not a detection.
+    pub is_simulated: bool,
+    /// Its changes of status, oldest first: read with one alert, empty in a list.
+    pub history: Vec<StatusChange>,
+}
+
+impl StoredAlert {
+    /// The record as the API serves it in a list (no state history).
+    pub fn to_json(&self) -> Value {
+        let mut v = serde_json::to_value(&self.alert).unwrap_or(Value::Null);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("isSimulated".into(), Value::Bool(self.is_simulated));
+        }
+        v
+    }
+}
+
+/// One entry of an alert's state history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    /// When, RFC 3339 UTC.
+    pub time: String,
+    /// Who: `pgvigil`, a token's name, or `rule:<name>` for a suppression rule.
+    pub actor: String,
+    /// What: `raised`, `escalated`, `suppressed`, or the action that changed the status.
+    pub action: String,
+    pub from: Option<String>,
+    pub to: String,
+}
+
+/// The record of [`served`], typed.
+fn stored(record: &str, status: &str, simulated: bool) -> Result<StoredAlert> {
+    let mut alert: Alert = serde_json::from_str(record).map_err(|e| StoreError::Corrupt {
+        what: "alert record".into(),
+        reason: e.to_string(),
+    })?;
+    alert.status = status.to_string();
+    Ok(StoredAlert {
+        alert,
+        is_simulated: simulated,
+        history: Vec::new(),
+    })
+}
+
 fn served(record: &str, status: &str, simulated: bool) -> Result<Value> {
     let mut v: Value = serde_json::from_str(record).map_err(|e| StoreError::Corrupt {
         what: "alert record".into(),
@@ -482,36 +547,56 @@ fn served_text(record: &str, status: &str, simulated: bool) -> Result<Box<RawVal
     serde_json::value::to_raw_value(&members).map_err(corrupt)
 }
 
-fn get(c: &mut dyn Db, id: &str) -> Result<Option<Value>> {
-    let Some(r) = c.query_opt(
+/// One alert's record, made by `serve` from its text, status and simulation.
+fn one<T>(c: &mut dyn Db, id: &str, serve: fn(&str, &str, bool) -> Result<T>) -> Result<Option<T>> {
+    c.query_opt(
         "SELECT record, status, is_simulated FROM alerts WHERE id = $1",
         vals![id],
     )?
-    else {
+    .map(|r| serve(r.str(0)?, r.str(1)?, r.int(2)? != 0))
+    .transpose()
+}
+
+fn get(c: &mut dyn Db, id: &str) -> Result<Option<Value>> {
+    let Some(mut v) = one(c, id, served)? else {
         return Ok(None);
     };
-    let mut v = served(r.str(0)?, r.str(1)?, r.int(2)? != 0)?;
-    let hist = c
-        .query(
-            "SELECT at, actor, action, from_status, to_status FROM alert_history
-             WHERE alert_id = $1 ORDER BY seq",
-            vals![id],
-        )?
-        .iter()
-        .map(|r| {
-            Ok(serde_json::json!({
-                "time": r.text(0)?,
-                "actor": r.text(1)?,
-                "action": r.text(2)?,
-                "fromStatus": r.opt_text(3)?,
-                "toStatus": r.text(4)?,
-            }))
+    let hist = history_of(c, id)?
+        .into_iter()
+        .map(|h| {
+            serde_json::json!({
+                "time": h.time,
+                "actor": h.actor,
+                "action": h.action,
+                "fromStatus": h.from,
+                "toStatus": h.to,
+            })
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
     if let Some(o) = v.as_object_mut() {
         o.insert("stateHistory".into(), Value::Array(hist));
     }
     Ok(Some(v))
+}
+
+/// An alert's state history, oldest first.
+fn history_of(c: &mut dyn Db, id: &str) -> Result<Vec<StatusChange>> {
+    c.query(
+        "SELECT at, actor, action, from_status, to_status FROM alert_history
+         WHERE alert_id = $1 ORDER BY seq",
+        vals![id],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(StatusChange {
+            time: r.text(0)?,
+            actor: r.text(1)?,
+            action: r.text(2)?,
+            from: r.opt_text(3)?,
+            to: r.text(4)?,
+        })
+    })
+    .collect()
 }
 
 #[cfg(test)]
@@ -546,6 +631,55 @@ mod tests {
             }
         }
         assert!(served_text("{not json", "Active", false).is_err());
+    }
+
+    /// The console's typed records say what the API's JSON says: each field of a listed
+    /// alert, its current status (not the one it was raised with), and one alert's history.
+    #[test]
+    fn typed_records_match_the_served_json() {
+        let (_d, s) = temp_store();
+        let a = alert(
+            "t1",
+            "db1",
+            AlertType::BruteForce,
+            Severity::High,
+            "2026-11-01T00:05:00.000Z",
+        );
+        let b = alert(
+            "t2",
+            "db2",
+            AlertType::Probe,
+            Severity::Low,
+            "2026-11-01T00:06:00.000Z",
+        );
+        ingest(&s, &[a.clone(), b]);
+        s.set_status("t1", Status::Dismissed, "ops").unwrap();
+        let q = AlertQuery {
+            top: 10,
+            ..Default::default()
+        };
+        let (typed, next) = s.list_stored(&q).unwrap();
+        let (json, json_next) = s.list_alerts(&q).unwrap();
+        assert_eq!(next.is_some(), json_next.is_some());
+        assert_eq!(typed.len(), 2);
+        for (t, j) in typed.iter().zip(&json) {
+            assert_eq!(&t.to_json(), j);
+            assert!(t.history.is_empty());
+        }
+        let one = s.get_stored("t1").unwrap().unwrap();
+        assert_eq!(one.alert.status, "Dismissed");
+        assert_eq!(one.alert.evidence, a.evidence);
+        let served = s.get_alert("t1").unwrap().unwrap();
+        let history = served["stateHistory"].as_array().unwrap();
+        assert_eq!(one.history.len(), history.len());
+        let last = one.history.last().unwrap();
+        assert_eq!(
+            (last.actor.as_str(), last.to.as_str()),
+            ("ops", "Dismissed")
+        );
+        assert_eq!(last.from.as_deref(), Some("Active"));
+        assert_eq!(history.last().unwrap()["time"], last.time.as_str());
+        assert!(s.get_stored("none").unwrap().is_none());
     }
 
     fn ingest(s: &Store, alerts: &[Alert]) -> Ingested {

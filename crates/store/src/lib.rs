@@ -25,7 +25,7 @@ pub mod ship;
 mod suppression;
 mod tokens;
 
-pub use alerts::{AlertQuery, Order, PageKey, SortKey, Status};
+pub use alerts::{AlertQuery, Order, PageKey, SortKey, Status, StatusChange, StoredAlert};
 pub use ingest::{Ingest, Ingested};
 pub use model::event::LoginHour;
 pub use outbox::{Channel, OutboxItem};

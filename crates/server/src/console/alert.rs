@@ -7,6 +7,8 @@ use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
+use model::alert::Alert;
+use model::place::AddressClass;
 use serde_json::Value;
 use std::sync::Arc;
 use store::{AlertQuery, Role, Status};
@@ -18,7 +20,7 @@ pub(super) async fn show(
 ) -> Response {
     let store = st.store.clone();
     let id2 = id.clone();
-    let a = match crate::api::blocking(move || store.get_alert(&id2)).await {
+    let stored = match crate::api::blocking(move || store.get_stored(&id2)).await {
         Ok(Some(a)) => a,
         Ok(None) => {
             return notice(
@@ -39,10 +41,11 @@ pub(super) async fn show(
             )
         }
     };
-    let e = &a["entities"];
-    let loc = &e["location"];
+    let a = &stored.alert;
+    let e = &a.entities;
+    let loc = e.location.clone().unwrap_or_default();
     // Sample events and the proxy's response get their own sections; the rest as it is.
-    let mut rest = a["evidence"].clone();
+    let mut rest = a.evidence.value();
     let samples = rest
         .as_object_mut()
         .and_then(|o| o.remove("sampleEvents"))
@@ -82,7 +85,7 @@ pub(super) async fn show(
     let now = store::now_ms();
     // Other alerts about the same source, on any server: the Tor listing beside the brute
     // force, the fleet-wide incident beside one server's.
-    let related: Vec<Value> = match e["sourceIp"].as_str() {
+    let related: Vec<Alert> = match e.source_ip.as_deref() {
         Some(ip) => {
             let store = st.store.clone();
             let q = AlertQuery {
@@ -90,20 +93,21 @@ pub(super) async fn show(
                 top: 21,
                 ..Default::default()
             };
-            crate::api::blocking(move || store.list_alerts(&q))
+            crate::api::blocking(move || store.list_stored(&q))
                 .await
                 .map(|(rows, _)| rows)
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|r| r["id"] != a["id"])
+                .map(|r| r.alert)
+                .filter(|r| r.id != a.id)
                 .take(20)
                 .collect()
         }
         None => Vec::new(),
     };
-    let status = s(&a, "status");
+    let status = a.status.as_str();
     // Whether the source is blocked now (the alert's evidence says only that it was).
-    let source: Option<std::net::IpAddr> = e["sourceIp"].as_str().and_then(|ip| ip.parse().ok());
+    let source: Option<std::net::IpAddr> = e.source_ip.as_deref().and_then(|ip| ip.parse().ok());
     let blocked_now = match source {
         Some(ip) => st.blocked_until(ip).await.is_ok_and(|u| u.is_some()),
         None => false,
@@ -116,10 +120,10 @@ pub(super) async fn show(
     ];
     let body = html! {
         p.meta {
-            span class={"sev " (s(&a, "severity"))} { (s(&a, "severity")) }
-            " " (s(&a, "alertType")) " · server " (view::server(s(&a, "server"))) " · " (status)
-            " · started " (view::when(now, s(&a, "startTimeUtc"))) ", last seen " (view::when(now, s(&a, "endTimeUtc")))
-            (view::badge(&a))
+            (view::severity(a))
+            " " (a.alert_type.as_str()) " · server " (view::server(&a.server)) " · " (status)
+            " · started " (view::when(now, &a.start_time_utc)) ", last seen " (view::when(now, &a.end_time_utc))
+            (view::badge(a))
         }
         @if caller.role == Role::Admin {
             div.actions role="group" aria-label="Change the status" {
@@ -133,46 +137,46 @@ pub(super) async fn show(
                 }
             }
         }
-        section { h2 { "What happened" } p { (s(&a, "description")) } }
-        section { h2 { "Why it is unusual" } p { (s(&a, "anomalyContext")) } }
+        section { h2 { "What happened" } p { (a.description) } }
+        section { h2 { "Why it is unusual" } p { (a.anomaly_context) } }
         section {
             h2 { "Entities" }
             dl {
-                dt { "Source" } dd { @match e["sourceIp"].as_str() { Some(ip) => { (view::source(ip)) }, None => { "unknown" } } }
+                dt { "Source" } dd { @match e.source_ip.as_deref() { Some(ip) => { (view::source(ip)) }, None => { "unknown" } } }
                 dt { "Location" } dd {
-                    @match (loc["country"].as_str(), loc["addressClass"].as_str()) {
+                    @match (&loc.country, loc.address_class) {
                         (Some(c), _) => { (c) }
-                        (None, Some(class)) if class != "public" => { (class) " address" }
+                        (None, Some(class)) if class != AddressClass::Public => { (class.as_str()) " address" }
                         _ => { "unknown country" }
                     }
-                    @if let Some(c) = loc["city"].as_str() { ", " (c) }
-                    @if let Some(n) = loc["asn"].as_u64() { " · AS" (n) }
-                    @if let Some(o) = loc["org"].as_str() { " " (o) }
+                    @if let Some(c) = &loc.city { ", " (c) }
+                    @if let Some(n) = loc.asn { " · AS" (n) }
+                    @if let Some(o) = &loc.org { " " (o) }
                 }
                 // "No cloud" beside a network named after one would read as a contradiction:
                 // the network's owner is shown above, the cloud only when its ranges say so.
-                @if let Some(p) = e["cloud"]["provider"].as_str() {
-                    dt { "Cloud" } dd { (p) " " (e["cloud"]["region"].as_str().unwrap_or("")) }
-                } @else if loc["org"].is_null() {
+                @if let Some(p) = e.cloud.as_ref().and_then(|c| c.provider.as_deref()) {
+                    dt { "Cloud" } dd { (p) " " (e.cloud.as_ref().and_then(|c| c.region.as_deref()).unwrap_or("")) }
+                } @else if loc.org.is_none() {
                     dt { "Cloud" } dd { "not in a published cloud range" }
                 }
-                dt { "Principal" } dd { (view::principal(e["principal"].as_str().unwrap_or(""))) }
-                dt { "Database" } dd { (e["database"].as_str().unwrap_or("")) }
-                dt { "Application" } dd { (e["application"].as_str().unwrap_or("")) }
-                dt { "Client fingerprint" } dd { (e["fingerprint"].as_str().unwrap_or("not seen (logs only)")) }
+                dt { "Principal" } dd { (view::principal(e.principal.as_deref().unwrap_or(""))) }
+                dt { "Database" } dd { (e.database.as_deref().unwrap_or("")) }
+                dt { "Application" } dd { (e.application.as_deref().unwrap_or("")) }
+                dt { "Client fingerprint" } dd { (e.fingerprint.as_deref().unwrap_or("not seen (logs only)")) }
             }
         }
         section.take-action {
             h2 { "Take action" }
             h3 { "What to do" }
-            ol { @for step in a["remediationSteps"].as_array().into_iter().flatten() { li { (step.as_str().unwrap_or("")) } } }
+            ol { @for step in &a.remediation_steps { li { (step) } } }
             h3 { "What pgvigil can do" }
             ul.can {
-                @if let Some(ip) = e["sourceIp"].as_str() {
+                @if let Some(ip) = e.source_ip.as_deref() {
                     li { "See everything about " (view::source(ip)) ": its alerts on every server, where it is, whether it is blocked." }
                 }
                 @if caller.role == Role::Admin {
-                    li { a href=(suppress_link(&a)) { "Suppress similar alerts…" } ": a rule that dismisses future alerts like this one (a known scanner, a monitoring role), with an expiry." }
+                    li { a href=(suppress_link(a)) { "Suppress similar alerts…" } ": a rule that dismisses future alerts like this one (a known scanner, a monitoring role), with an expiry." }
                     @if let (Some(ip), true) = (source, blocked_now) {
                         li {
                             form.lift method="post" action={"/console/blocks/" (ip) "/lift"} {
@@ -195,11 +199,11 @@ pub(super) async fn show(
         }
         section {
             h2 { "MITRE ATT&CK" }
-            ul.techniques { @for t in a["techniques"].as_array().into_iter().flatten() { li { (view::technique(t.as_str().unwrap_or(""))) } } }
+            ul.techniques { @for t in &a.techniques { li { (view::technique(t)) } } }
         }
         section {
             h2 { "History" }
-            ul.history { @for h in a["stateHistory"].as_array().into_iter().flatten() {
+            ul.history { @for h in &stored.history {
                 li { (view::history_entry(now, h)) }
             } }
         }
@@ -207,7 +211,7 @@ pub(super) async fn show(
             section.response {
                 h2 { "Active response" }
                 @if s(r, "action") == "blocked" {
-                    p { "The proxy refused new connections from " (e["sourceIp"].as_str().unwrap_or("this source"))
+                    p { "The proxy refused new connections from " (e.source_ip.as_deref().unwrap_or("this source"))
                         " from " (s(r, "since")) " until " (s(r, "until")) " (UTC)." }
                     @if blocked_now {
                         p { "It is blocked now (see Take action to lift the block)." }
@@ -244,14 +248,14 @@ pub(super) async fn show(
             h2 { "Related alerts" }
             @if related.is_empty() { p.hint { "No other alert about this source." } } @else {
                 div.table-wrap { table.alerts {
-                    caption { "Other alerts about " (e["sourceIp"].as_str().unwrap_or("this source")) ", on any server" }
+                    caption { "Other alerts about " (e.source_ip.as_deref().unwrap_or("this source")) ", on any server" }
                     thead { (head(&["Alert", "Server", "Principal", "Status", "Last seen"])) }
                     tbody { @for r in &related { tr {
                         td data-label="Alert" { (view::alert(r)) }
-                        td data-label="Server" { (view::server(s(r, "server"))) }
+                        td data-label="Server" { (view::server(&r.server)) }
                         td data-label="Principal" { (view::principal_of(r)) }
-                        td data-label="Status" { (s(r, "status")) }
-                        td data-label="Last seen" { (view::when(now, s(r, "endTimeUtc"))) }
+                        td data-label="Status" { (r.status) }
+                        td data-label="Last seen" { (view::when(now, &r.end_time_utc)) }
                     } } }
                 } }
             }
@@ -265,7 +269,7 @@ pub(super) async fn show(
     };
     page(
         StatusCode::OK,
-        layout(s(&a, "displayName"), Some((&caller, &csrf)), body),
+        layout(&a.display_name, Some((&caller, &csrf)), body),
     )
 }
 
@@ -327,13 +331,13 @@ fn words_of(key: &str) -> String {
 }
 
 /// The rule form filled in with an alert's type, server, source and principal.
-fn suppress_link(a: &Value) -> String {
+fn suppress_link(a: &Alert) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
-    q.append_pair("alertType", s(a, "alertType"));
-    q.append_pair("server", s(a, "server"));
-    let e = &a["entities"];
-    for k in ["sourceIp", "principal"] {
-        if let Some(v) = e[k].as_str() {
+    q.append_pair("alertType", a.alert_type.as_str());
+    q.append_pair("server", &a.server);
+    let e = &a.entities;
+    for (k, v) in [("sourceIp", &e.source_ip), ("principal", &e.principal)] {
+        if let Some(v) = v {
             q.append_pair(k, v);
         }
     }

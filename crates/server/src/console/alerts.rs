@@ -12,7 +12,7 @@ use maud::html;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
-use store::{Order, Role, Status};
+use store::{Order, Role, Status, StoredAlert};
 
 /// Counting stops here: past it the page says "more than".
 const COUNT_CAP: u64 = 100_000;
@@ -125,7 +125,7 @@ pub(super) async fn list_page(
         Ok(q) => {
             let store = st.store.clone();
             let got = crate::api::blocking(move || {
-                let (rows, next) = store.list_alerts(&q)?;
+                let (rows, next) = store.list_stored(&q)?;
                 let total = store.count_alerts(&q, COUNT_CAP)?;
                 Ok((rows, next, total))
             })
@@ -248,18 +248,18 @@ pub(super) async fn list_page(
                             }
                         } }
                         tbody {
-                            @for a in &rows {
+                            @for a in rows.iter().map(|r| &r.alert) {
                                 tr {
-                                    @if can_edit { td { input type="checkbox" name="id" value=(s(a, "id")) aria-label={"Select " (s(a, "displayName"))}; } }
-                                    td data-label="Severity" { span class={"sev " (s(a, "severity"))} { (s(a, "severity")) } }
-                                    td data-label="Alert" { a href={"/console/alerts/" (s(a, "id"))} { (s(a, "displayName")) } (view::badge(a)) }
-                                    td data-label="Server" { (view::server(s(a, "server"))) }
+                                    @if can_edit { td { input type="checkbox" name="id" value=(a.id) aria-label={"Select " (a.display_name)}; } }
+                                    td data-label="Severity" { (view::severity(a)) }
+                                    td data-label="Alert" { a href={"/console/alerts/" (a.id)} { (a.display_name) } (view::badge(a)) }
+                                    td data-label="Server" { (view::server(&a.server)) }
                                     td data-label="Source" { (view::source_of(a)) }
                                     td data-label="Principal" { (view::principal_of(a)) }
                                     td data-label="Count" { @if let Some(n) = view::count(a) { (n) } }
-                                    td data-label="Status" { (s(a, "status")) }
-                                    td data-label="Started" { (view::when(now, s(a, "startTimeUtc"))) }
-                                    td data-label="Last seen" { (view::when(now, s(a, "endTimeUtc"))) }
+                                    td data-label="Status" { (a.status) }
+                                    td data-label="Started" { (view::when(now, &a.start_time_utc)) }
+                                    td data-label="Last seen" { (view::when(now, &a.end_time_utc)) }
                                 }
                             }
                         }
@@ -354,9 +354,9 @@ pub(super) async fn export(
     };
     let store = st.store.clone();
     let got = crate::api::blocking(move || {
-        let mut all: Vec<Value> = Vec::new();
+        let mut all: Vec<StoredAlert> = Vec::new();
         loop {
-            let (rows, next) = store.list_alerts(&q)?;
+            let (rows, next) = store.list_stored(&q)?;
             all.extend(rows);
             match next {
                 Some(k) if all.len() < EXPORT_CAP => q.after = Some(k),
@@ -373,7 +373,8 @@ pub(super) async fn export(
     };
     tracing::info!(alerts = rows.len(), by = %caller.name, "alerts exported from the console");
     if params.get("format").map(String::as_str) == Some("json") {
-        let body = serde_json::to_vec_pretty(&rows).unwrap_or_default();
+        let records: Vec<Value> = rows.iter().map(StoredAlert::to_json).collect();
+        let body = serde_json::to_vec_pretty(&records).unwrap_or_default();
         return download(
             "application/json",
             "attachment; filename=\"pgvigil-alerts.json\"",
@@ -398,25 +399,25 @@ pub(super) async fn export(
         "startTimeUtc",
         "endTimeUtc",
     ]);
-    for a in &rows {
-        let e = &a["entities"];
-        let ent = |k: &str| e[k].as_str().unwrap_or("").to_string();
+    for a in rows.iter().map(|r| &r.alert) {
+        let e = &a.entities;
+        let ent = |v: &Option<String>| cell(v.as_deref().unwrap_or(""));
         let _ = w.write_record([
-            cell(s(a, "id")),
-            cell(s(a, "alertType")),
-            cell(s(a, "displayName")),
-            cell(s(a, "severity")),
-            cell(s(a, "status")),
-            cell(s(a, "server")),
-            cell(&ent("sourceIp")),
+            cell(&a.id),
+            cell(a.alert_type.as_str()),
+            cell(&a.display_name),
+            cell(&a.severity.to_string()),
+            cell(&a.status),
+            cell(&a.server),
+            ent(&e.source_ip),
             cell(view::country(a)),
-            cell(&ent("principal")),
-            cell(&ent("database")),
-            cell(&ent("application")),
+            ent(&e.principal),
+            ent(&e.database),
+            ent(&e.application),
             view::count(a).map(|n| n.to_string()).unwrap_or_default(),
             view::succeeded(a).to_string(),
-            cell(s(a, "startTimeUtc")),
-            cell(s(a, "endTimeUtc")),
+            cell(&a.start_time_utc),
+            cell(&a.end_time_utc),
         ]);
     }
     download(

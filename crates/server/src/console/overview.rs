@@ -1,16 +1,15 @@
 //! `/console`: the overview — open alerts by severity and type, failed logins and alerts per
 //! hour as charts drawn on the server.
 
-use super::{failed, head, layout, page, s, url_encode, view, Signed};
+use super::{failed, head, layout, page, url_encode, view, Signed};
 use crate::api::ApiState;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
-use store::AlertQuery;
+use store::{AlertQuery, StoredAlert};
 
 /// A bar chart as SVG, drawn on the server: no script, and a table of the same numbers for
 /// screen readers and for reading exact values.
@@ -72,18 +71,18 @@ fn type_title(t: &str) -> &str {
 }
 
 /// Open alerts as the overview lists them: what, where, who, how many, how long ago.
-fn open_alerts(rows: &[Value], now: i64) -> Markup {
+fn open_alerts(rows: &[StoredAlert], now: i64) -> Markup {
     html! {
         @if rows.is_empty() { p.hint { "None open." } } @else {
             div.table-wrap { table.alerts {
                 thead { (head(&["Alert", "Server", "Source", "Principal", "Count", "Last seen"])) }
-                tbody { @for a in rows { tr {
+                tbody { @for a in rows.iter().map(|r| &r.alert) { tr {
                     td data-label="Alert" { (view::alert(a)) }
-                    td data-label="Server" { (view::server(s(a, "server"))) }
+                    td data-label="Server" { (view::server(&a.server)) }
                     td data-label="Source" { (view::source_of(a)) }
                     td data-label="Principal" { (view::principal_of(a)) }
                     td data-label="Count" { @if let Some(n) = view::count(a) { (n) } }
-                    td data-label="Last seen" { (view::when(now, s(a, "endTimeUtc"))) }
+                    td data-label="Last seen" { (view::when(now, &a.end_time_utc)) }
                 } } }
             } }
         }
@@ -122,8 +121,8 @@ pub(super) async fn show(
         Ok::<_, store::StoreError>((
             store.overview(&since2, hourly, &server2)?,
             store.list_servers()?,
-            store.list_alerts(&open(false))?.0,
-            store.list_alerts(&open(true))?.0,
+            store.list_stored(&open(false))?.0,
+            store.list_stored(&open(true))?.0,
         ))
     })
     .await;

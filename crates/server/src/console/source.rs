@@ -8,7 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
-use serde_json::Value;
+use model::alert::{Alert, AlertType};
+use model::place::AddressClass;
 use std::sync::Arc;
 use store::{AlertQuery, Role};
 
@@ -38,7 +39,7 @@ pub(super) async fn source_page(
         ..Default::default()
     };
     let data = blocking(move || {
-        Ok::<_, store::StoreError>((store.list_alerts(&q)?.0, store.count_alerts(&q, COUNTED)?))
+        Ok::<_, store::StoreError>((store.list_stored(&q)?.0, store.count_alerts(&q, COUNTED)?))
     })
     .await;
     let (alerts, total) = match data {
@@ -49,48 +50,46 @@ pub(super) async fn source_page(
         Ok(u) => u,
         Err(e) => return failed(&caller, &csrf, &e),
     };
+    let alerts: Vec<Alert> = alerts.into_iter().map(|r| r.alert).collect();
     // What the newest alert with a location knows of where the address is.
-    let placed = alerts
-        .iter()
-        .find(|a| !a["entities"]["location"].is_null())
-        .map(|a| &a["entities"]);
-    let loc = placed.map(|e| &e["location"]).unwrap_or(&Value::Null);
-    let cloud = placed.map(|e| &e["cloud"]).unwrap_or(&Value::Null);
+    let placed = alerts.iter().find(|a| a.entities.location.is_some());
+    let loc = placed
+        .and_then(|a| a.entities.location.clone())
+        .unwrap_or_default();
+    let cloud = placed
+        .and_then(|a| a.entities.cloud.clone())
+        .unwrap_or_default();
     let listed = alerts
         .iter()
-        .find(|a| a["alertType"] == "PostgreSQL_SuspiciousIpAnomaly");
-    let first = alerts
-        .iter()
-        .filter_map(|a| a["startTimeUtc"].as_str())
-        .min();
-    let last = alerts.iter().filter_map(|a| a["endTimeUtc"].as_str()).max();
-    let mut servers: Vec<&str> = alerts.iter().filter_map(|a| a["server"].as_str()).collect();
+        .find(|a| a.alert_type == AlertType::SuspiciousIpAnomaly);
+    let first = alerts.iter().map(|a| a.start_time_utc.as_str()).min();
+    let last = alerts.iter().map(|a| a.end_time_utc.as_str()).max();
+    let mut servers: Vec<&str> = alerts.iter().map(|a| a.server.as_str()).collect();
     servers.sort_unstable();
     servers.dedup();
     let now = store::now_ms();
-    let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_string();
     let body = html! {
         section {
             h2 { "Where it is" }
             dl {
                 dt { "Location" } dd {
-                    @match (loc["country"].as_str(), loc["addressClass"].as_str()) {
-                        (Some(c), _) => { (c) @if let Some(city) = loc["city"].as_str() { ", " (city) } }
-                        (None, Some(class)) if class != "public" => { (class) " address" }
+                    @match (&loc.country, loc.address_class) {
+                        (Some(c), _) => { (c) @if let Some(city) = &loc.city { ", " (city) } }
+                        (None, Some(class)) if class != AddressClass::Public => { (class.as_str()) " address" }
                         _ => { "unknown" }
                     }
                 }
-                @if let Some(n) = loc["asn"].as_u64() {
-                    dt { "Network" } dd { "AS" (n) @if let Some(o) = loc["org"].as_str() { " " (o) } }
+                @if let Some(n) = loc.asn {
+                    dt { "Network" } dd { "AS" (n) @if let Some(o) = &loc.org { " " (o) } }
                 }
-                @if let Some(p) = cloud["provider"].as_str() {
-                    dt { "Cloud" } dd { (p) @if let Some(r) = cloud["region"].as_str() { " " (r) } }
+                @if let Some(p) = &cloud.provider {
+                    dt { "Cloud" } dd { (p) @if let Some(r) = &cloud.region { " " (r) } }
                 }
                 dt { "Threat lists" } dd {
                     @match listed {
                         Some(a) => {
-                            a href={"/console/alerts/" (s(a, "id"))} { "listed" }
-                            ": " (s(a, "anomalyContext"))
+                            a href={"/console/alerts/" (a.id)} { "listed" }
+                            ": " (a.anomaly_context)
                         }
                         None => { "not on the Tor exit list or a blocklist pgvigil reads" }
                     }
@@ -116,7 +115,7 @@ pub(super) async fn source_page(
             } @else {
                 p { "Not blocked." }
                 @if let (Role::Admin, Some(newest)) = (caller.role, alerts.first()) {
-                    (super::blocks::form(&ip, newest["id"].as_str().unwrap_or(""), &csrf, "source"))
+                    (super::blocks::form(&ip, &newest.id, &csrf, "source"))
                     p.hint { "The block names its newest alert; proxies with active response on refuse it within a second." }
                 }
             }
@@ -132,13 +131,13 @@ pub(super) async fn source_page(
                         }
                         thead { (head(&["Severity", "Alert", "Server", "Principal", "Count", "Status", "Last seen"])) }
                         tbody { @for a in &alerts { tr {
-                            td data-label="Severity" { span class={"sev " (s(a, "severity"))} { (s(a, "severity")) } }
-                            td data-label="Alert" { a href={"/console/alerts/" (s(a, "id"))} { (s(a, "displayName")) } (view::badge(a)) }
-                            td data-label="Server" { (view::server(&s(a, "server"))) }
+                            td data-label="Severity" { (view::severity(a)) }
+                            td data-label="Alert" { a href={"/console/alerts/" (a.id)} { (a.display_name) } (view::badge(a)) }
+                            td data-label="Server" { (view::server(&a.server)) }
                             td data-label="Principal" { (view::principal_of(a)) }
                             td data-label="Count" { @if let Some(n) = view::count(a) { (n) } }
-                            td data-label="Status" { (s(a, "status")) }
-                            td data-label="Last seen" { (view::when(now, &s(a, "endTimeUtc"))) }
+                            td data-label="Status" { (a.status) }
+                            td data-label="Last seen" { (view::when(now, &a.end_time_utc)) }
                         } } }
                     }
                 }

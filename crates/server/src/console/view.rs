@@ -4,7 +4,8 @@
 
 use super::url_encode;
 use maud::{html, Markup};
-use serde_json::Value;
+use model::alert::Alert;
+use store::StatusChange;
 
 /// "3 min ago" for an RFC 3339 time, from `now_ms`; the time itself when it does not parse.
 pub fn ago(now_ms: i64, iso: &str) -> String {
@@ -51,46 +52,52 @@ pub fn server(name: &str) -> Markup {
 }
 
 /// The country code of an alert's source, or "".
-pub fn country(a: &Value) -> &str {
-    a["entities"]["location"]["country"].as_str().unwrap_or("")
+pub fn country(a: &Alert) -> &str {
+    a.entities
+        .location
+        .as_ref()
+        .and_then(|l| l.country.as_deref())
+        .unwrap_or("")
 }
 
 /// Whether a login succeeded in the attack the alert describes.
-pub fn succeeded(a: &Value) -> bool {
-    !a["evidence"]["successfulPrincipal"].is_null()
-        || a["displayName"]
-            .as_str()
-            .is_some_and(|d| d.contains("successful"))
+pub fn succeeded(a: &Alert) -> bool {
+    !a.evidence.value()["successfulPrincipal"].is_null() || a.display_name.contains("successful")
 }
 
-pub fn badge(a: &Value) -> Markup {
+pub fn badge(a: &Alert) -> Markup {
     html! { @if succeeded(a) { " " span.badge.succeeded { "login succeeded" } } }
 }
 
 /// An alert as a row's first cell shows it: severity, title linked to its page, badge.
-pub fn alert(a: &Value) -> Markup {
-    let s = |k: &str| a[k].as_str().unwrap_or("");
+pub fn alert(a: &Alert) -> Markup {
     html! {
-        span class={"sev " (s("severity"))} { (s("severity")) } " "
-        a href={"/console/alerts/" (s("id"))} { (s("displayName")) } (badge(a))
+        (severity(a)) " "
+        a href={"/console/alerts/" (a.id)} { (a.display_name) } (badge(a))
     }
 }
 
+/// An alert's severity, in its colour.
+pub fn severity(a: &Alert) -> Markup {
+    let s = a.severity.to_string();
+    html! { span class={"sev " (s)} { (s) } }
+}
+
 /// An alert's source, linked, with its country.
-pub fn source_of(a: &Value) -> Markup {
+pub fn source_of(a: &Alert) -> Markup {
     html! {
-        (source(a["entities"]["sourceIp"].as_str().unwrap_or("")))
+        (source(a.entities.source_ip.as_deref().unwrap_or("")))
         @if !country(a).is_empty() { " " span.country title="Country" { (country(a)) } }
     }
 }
 
-pub fn principal_of(a: &Value) -> Markup {
-    principal(a["entities"]["principal"].as_str().unwrap_or(""))
+pub fn principal_of(a: &Alert) -> Markup {
+    principal(a.entities.principal.as_deref().unwrap_or(""))
 }
 
 /// The number an alert counts: failed logins, attempts, statements, as its evidence has it.
-pub fn count(a: &Value) -> Option<u64> {
-    let e = &a["evidence"];
+pub fn count(a: &Alert) -> Option<u64> {
+    let e = a.evidence.value();
     ["failedLogins", "failures", "attempts"]
         .iter()
         .find_map(|k| e[k].as_u64())
@@ -129,10 +136,8 @@ pub fn technique(id: &str) -> Markup {
 }
 
 /// One entry of an alert's history, in words.
-pub fn history_entry(now_ms: i64, h: &Value) -> Markup {
-    let s = |k: &str| h[k].as_str().unwrap_or("");
-    let actor = s("actor");
-    let what = match (s("action"), s("toStatus")) {
+pub fn history_entry(now_ms: i64, h: &StatusChange) -> Markup {
+    let what = match (h.action.as_str(), h.to.as_str()) {
         ("raised", _) => "raised".to_string(),
         ("escalated", _) => "escalated and opened again".to_string(),
         ("suppressed", _) => "dismissed as raised".to_string(),
@@ -144,12 +149,12 @@ pub fn history_entry(now_ms: i64, h: &Value) -> Markup {
     };
     html! {
         (what)
-        @if let Some(rule) = actor.strip_prefix("rule:") {
+        @if let Some(rule) = h.actor.strip_prefix("rule:") {
             " by suppression rule " a href={"/console/suppression/" (url_encode(rule))} { (rule) }
-        } @else if actor != "pgvigil" {
-            " by " (actor)
+        } @else if h.actor != "pgvigil" {
+            " by " (h.actor)
         }
-        " " (when(now_ms, s("time")))
+        " " (when(now_ms, &h.time))
     }
 }
 
