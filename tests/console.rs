@@ -783,6 +783,19 @@ async fn every_page_fits_a_desktop_and_a_phone_and_entities_are_pivots() {
     assert!(csv.starts_with("id,alertType,"), "{csv}");
     assert!(csv.contains(",'=HYPERLINK(1),"), "{csv}");
     assert!(!csv.contains(attacker), "the filter holds: {csv}");
+    // As JSON: the records the API serves for the same filter, nothing added or lost.
+    let mut r = raw_agent()
+        .get(&format!(
+            "{base}/console/alerts/export?format=json&sourceIp=127.0.4.21"
+        ))
+        .header("Cookie", &format!("pgvigil_session={session}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let exported: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    let (_, served) = api_get(&base, "/alerts?sourceIp=127.0.4.21", &admin);
+    assert!(!served["value"].as_array().unwrap().is_empty(), "{served}");
+    assert_eq!(exported, served["value"]);
 
     // Tick the formula's alert and dismiss it from the list.
     c.set_window_size(1440, 900).await.unwrap();

@@ -462,8 +462,6 @@ fn filter_sql(q: &AlertQuery, unindexed: &[&str]) -> (String, Vec<Val>) {
     (sql, args)
 }
 
-/// The alert record as served: the stored record with the current status and whether it is
-/// a sample.
 /// An alert as the store holds it: the record, with the status it has now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredAlert {
@@ -473,17 +471,6 @@ pub struct StoredAlert {
     pub is_simulated: bool,
     /// Its changes of status, oldest first: read with one alert, empty in a list.
     pub history: Vec<StatusChange>,
-}
-
-impl StoredAlert {
-    /// The record as the API serves it in a list (no state history).
-    pub fn to_json(&self) -> Value {
-        let mut v = serde_json::to_value(&self.alert).unwrap_or(Value::Null);
-        if let Some(o) = v.as_object_mut() {
-            o.insert("isSimulated".into(), Value::Bool(self.is_simulated));
-        }
-        v
-    }
 }
 
 /// One entry of an alert's state history.
@@ -513,6 +500,8 @@ fn stored(record: &str, status: &str, simulated: bool) -> Result<StoredAlert> {
     })
 }
 
+/// The alert record as served: the stored record with the current status and whether it is
+/// a sample.
 fn served(record: &str, status: &str, simulated: bool) -> Result<Value> {
     let mut v: Value = serde_json::from_str(record).map_err(|e| StoreError::Corrupt {
         what: "alert record".into(),
@@ -663,7 +652,9 @@ mod tests {
         assert_eq!(next.is_some(), json_next.is_some());
         assert_eq!(typed.len(), 2);
         for (t, j) in typed.iter().zip(&json) {
-            assert_eq!(&t.to_json(), j);
+            let mut record = serde_json::to_value(&t.alert).unwrap();
+            record["isSimulated"] = Value::Bool(t.is_simulated);
+            assert_eq!(&record, j);
             assert!(t.history.is_empty());
         }
         let one = s.get_stored("t1").unwrap().unwrap();

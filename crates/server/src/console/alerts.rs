@@ -12,7 +12,7 @@ use maud::html;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
-use store::{Order, Role, Status, StoredAlert};
+use store::{AlertQuery, Order, PageKey, Role, Status, Store};
 
 /// Counting stops here: past it the page says "more than".
 const COUNT_CAP: u64 = 100_000;
@@ -348,39 +348,30 @@ pub(super) async fn export(
     let mut filters = filters_of(&params);
     filters.insert("$top".into(), "1000".into());
     filters.remove("skipToken");
-    let mut q = match crate::api::alerts::parse_query(&filters) {
+    let q = match crate::api::alerts::parse_query(&filters) {
         Ok(q) => q,
         Err(e) => return refused(&caller, &csrf, StatusCode::BAD_REQUEST, &e.message),
     };
     let store = st.store.clone();
-    let got = crate::api::blocking(move || {
-        let mut all: Vec<StoredAlert> = Vec::new();
-        loop {
-            let (rows, next) = store.list_stored(&q)?;
-            all.extend(rows);
-            match next {
-                Some(k) if all.len() < EXPORT_CAP => q.after = Some(k),
-                _ => break,
-            }
-        }
-        all.truncate(EXPORT_CAP);
-        Ok(all)
-    })
-    .await;
-    let rows = match got {
-        Ok(r) => r,
-        Err(e) => return failed(&caller, &csrf, &e),
-    };
-    tracing::info!(alerts = rows.len(), by = %caller.name, "alerts exported from the console");
     if params.get("format").map(String::as_str) == Some("json") {
-        let records: Vec<Value> = rows.iter().map(StoredAlert::to_json).collect();
-        let body = serde_json::to_vec_pretty(&records).unwrap_or_default();
+        // The records as the API serves them.
+        let rows = match crate::api::blocking(move || every(&store, q, Store::list_alerts)).await {
+            Ok(r) => r,
+            Err(e) => return failed(&caller, &csrf, &e),
+        };
+        tracing::info!(alerts = rows.len(), by = %caller.name, "alerts exported from the console");
+        let body = serde_json::to_vec_pretty(&rows).unwrap_or_default();
         return download(
             "application/json",
             "attachment; filename=\"pgvigil-alerts.json\"",
             body,
         );
     }
+    let rows = match crate::api::blocking(move || every(&store, q, Store::list_stored)).await {
+        Ok(r) => r,
+        Err(e) => return failed(&caller, &csrf, &e),
+    };
+    tracing::info!(alerts = rows.len(), by = %caller.name, "alerts exported from the console");
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record([
         "id",
@@ -425,6 +416,28 @@ pub(super) async fn export(
         "attachment; filename=\"pgvigil-alerts.csv\"",
         w.into_inner().unwrap_or_default(),
     )
+}
+
+/// One page of alerts and the key of the next.
+type Page<T> = (Vec<T>, Option<PageKey>);
+
+/// Every alert `q` matches, page after page by `list`, up to [`EXPORT_CAP`].
+fn every<T>(
+    store: &Store,
+    mut q: AlertQuery,
+    list: fn(&Store, &AlertQuery) -> store::Result<Page<T>>,
+) -> store::Result<Vec<T>> {
+    let mut all = Vec::new();
+    loop {
+        let (rows, next) = list(store, &q)?;
+        all.extend(rows);
+        match next {
+            Some(k) if all.len() < EXPORT_CAP => q.after = Some(k),
+            _ => break,
+        }
+    }
+    all.truncate(EXPORT_CAP);
+    Ok(all)
 }
 
 /// `disposition`: `attachment; filename="…"`.
