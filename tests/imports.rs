@@ -434,7 +434,7 @@ fn crate_dirs(root: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// Checks one crate's files (its `src/` minus what `skip` takes out) for cycles.
+/// Checks `files`, all or part of the crate whose sources are under `src`, for cycles.
 fn check_crate(src: &Path, files: Vec<PathBuf>) {
     let base = Path::new(env!("CARGO_MANIFEST_DIR"));
     let files: Vec<(Vec<String>, PathBuf, String)> = files
@@ -481,7 +481,10 @@ fn workspace_deps(manifest: &str) -> BTreeSet<String> {
     for line in manifest.lines().map(str::trim) {
         if line.starts_with('[') {
             section = line;
-        } else if section.ends_with("dependencies]") && line.starts_with("pgvigil-") {
+        } else if section.ends_with("dependencies]")
+            && section != "[workspace.dependencies]"
+            && line.starts_with("pgvigil-")
+        {
             let name: String = line
                 .chars()
                 .take_while(|&c| is_ident(c) || c == '-')
