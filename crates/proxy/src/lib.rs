@@ -177,52 +177,6 @@ pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 type BoxIo = Box<dyn Io>;
 
-/// A stream whose first bytes were already read: they are read again, then the rest.
-struct Replay<S> {
-    head: Vec<u8>,
-    at: usize,
-    inner: S,
-}
-
-impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Replay<S> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        if self.at < self.head.len() {
-            let n = (self.head.len() - self.at).min(buf.remaining());
-            let at = self.at;
-            buf.put_slice(&self.head[at..at + n]);
-            self.at += n;
-            return std::task::Poll::Ready(Ok(()));
-        }
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Replay<S> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 /// Reads a PROXY protocol header (v1 or v2) and nothing more: the startup packet after it
 /// is the client's. Returns the client address it names.
 async fn read_proxy_header(tcp: &mut TcpStream) -> std::io::Result<Option<SocketAddr>> {
@@ -252,37 +206,6 @@ async fn read_proxy_header(tcp: &mut TcpStream) -> std::io::Result<Option<Socket
     }
     line.truncate(line.len() - 2);
     protocol::parse_proxy_v1(&line).map_err(bad)
-}
-
-/// Logins under way beyond which a server connection waits for the client's startup packet.
-const EARLY_LIMIT: usize = 8;
-
-/// A connection to the server opened as a client arrived. One its login did not use (a
-/// spare came first; a cancel request; no startup at all) joins the spares when they are
-/// short of one, and is closed otherwise.
-struct Early {
-    task: Option<tokio::task::JoinHandle<Result<TcpStream, UpstreamError>>>,
-    proxy: Arc<Proxy>,
-}
-
-impl Early {
-    async fn take(&mut self) -> Option<TcpStream> {
-        self.task.take()?.await.ok()?.ok()
-    }
-}
-
-impl Drop for Early {
-    fn drop(&mut self) {
-        // Dropped outside the runtime (it shutting down), the task goes with it.
-        if let (Some(task), Ok(rt)) = (self.task.take(), tokio::runtime::Handle::try_current()) {
-            let proxy = self.proxy.clone();
-            rt.spawn(async move {
-                if let Ok(Ok(tcp)) = task.await {
-                    proxy.spares.offer(tcp);
-                }
-            });
-        }
-    }
 }
 
 /// Keepalive on client sockets: probes after a minute of silence, every 15 s, 4 unanswered
