@@ -109,7 +109,8 @@ fn main() -> anyhow::Result<()> {
         listen: "127.0.0.1:0".parse()?,
         ..Default::default()
     };
-    let addr = pgvigil::server::spawn(&cfg, state)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let addr = pgvigil::server::spawn(&cfg, state, runtime.handle())?;
     let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
     let queries = [
         "/alerts?top=100",

@@ -32,6 +32,7 @@ pub fn run(args: Args) -> Result<u8> {
         bail!("api.enabled is false in the configuration");
     }
     let store = Arc::new(store);
+    let runtime = super::services::Runtime::new()?;
     let services = super::services::start(
         &cfg,
         super::services::Stores {
@@ -41,6 +42,7 @@ pub fn run(args: Args) -> Result<u8> {
         },
         false,
         None,
+        &runtime,
     )?;
     if let Some(addr) = services.api {
         let scheme = if cfg.api.tls_cert.is_some() {

@@ -62,14 +62,12 @@ pub fn run(args: Args) -> Result<u8> {
     // Detection is ready before the first client: an attack must not outrun it.
     let mut pipeline = Pipeline::new(&cfg.server, &cfg.detect);
     pipeline.enricher = super::load_enricher(&cfg, true, false)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("the proxy's runtime")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    let proxy = Arc::new(Proxy::new(cfg.proxy.clone(), tx)?);
+    let runtime = super::services::Runtime::new()?;
+    let rt = runtime.handle();
+    let (proxy, mut rx) = Proxy::new(cfg.proxy.clone())?;
+    let proxy = Arc::new(proxy);
     proxy
-        .open(&rt)
+        .open(rt)
         .with_context(|| format!("proxy.listen {}", cfg.proxy.listen))?;
 
     // Events received: detection has acted on each once its alerts are considered for blocks.
@@ -119,10 +117,10 @@ pub fn run(args: Args) -> Result<u8> {
         if hup.swap(false, Relaxed) {
             tracing::info!("SIGHUP: the proxy's settings change only with a restart");
         }
-        match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+        match rx.recv_timeout(rt, std::time::Duration::from_millis(100)) {
             Ok(ev) => observe(&mut pipeline, ev)?,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(0),
+            Err(pgvigil::proxy::RecvError::Timeout) => {}
+            Err(pgvigil::proxy::RecvError::Closed) => return Ok(0),
         }
     }
 }

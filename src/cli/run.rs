@@ -202,8 +202,9 @@ pub fn run(args: Args) -> Result<u8> {
         None => None,
     };
     let shared = central.clone().unwrap_or_else(|| store.clone());
-    let guard = if cfg.proxy.enabled {
-        Some(start_proxy(&cfg)?)
+    let runtime = super::services::Runtime::new()?;
+    let mut guard = if cfg.proxy.enabled {
+        Some(start_proxy(&cfg, runtime.handle())?)
     } else {
         None
     };
@@ -224,6 +225,7 @@ pub fn run(args: Args) -> Result<u8> {
         },
         true,
         guard.as_ref().map(|g| g.proxy.clone()),
+        &runtime,
     )?;
     // Fleet alerts this agent's batches raise in the central store, printed as its own are.
     let (fleet_tx, fleet_alerts) = std::sync::mpsc::channel::<Vec<Alert>>();
@@ -410,7 +412,7 @@ pub fn run(args: Args) -> Result<u8> {
         }
         // A quiet log: event time follows the wall clock, so incidents close on time.
         pipeline.heartbeat(now_ms());
-        if let Some(g) = &guard {
+        if let Some(g) = &mut guard {
             for ev in g.events.try_iter() {
                 pipeline.observe(ev);
                 proxy_events += 1;
@@ -613,11 +615,11 @@ pub fn run(args: Args) -> Result<u8> {
         }
         let interval =
             std::time::Duration::from_millis(cfg.input.poll_interval.ms().max(10) as u64);
-        match &guard {
+        match &mut guard {
             // A login at the proxy wakes the loop at once: active response must not wait
             // for the next poll of the log files.
             Some(g) => {
-                if let Ok(ev) = g.events.recv_timeout(interval) {
+                if let Ok(ev) = g.events.recv_timeout(&g.runtime, interval) {
                     pipeline.observe(ev);
                     proxy_events += 1;
                 }
@@ -679,19 +681,14 @@ fn sync_blocks(
 
 struct Guard {
     proxy: Arc<pgvigil::proxy::Proxy>,
-    events: std::sync::mpsc::Receiver<pgvigil::event::Event>,
-    runtime: tokio::runtime::Runtime,
+    events: pgvigil::proxy::Events,
+    runtime: tokio::runtime::Handle,
 }
 
-fn start_proxy(cfg: &Config) -> Result<Guard> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("pgvigil-proxy")
-        .enable_all()
-        .build()
-        .context("the proxy's runtime")?;
-    let (tx, events) = std::sync::mpsc::channel();
-    let proxy = Arc::new(pgvigil::proxy::Proxy::new(cfg.proxy.clone(), tx)?);
+fn start_proxy(cfg: &Config, runtime: &tokio::runtime::Handle) -> Result<Guard> {
+    let runtime = runtime.clone();
+    let (proxy, events) = pgvigil::proxy::Proxy::new(cfg.proxy.clone())?;
+    let proxy = Arc::new(proxy);
     Ok(Guard {
         proxy,
         events,

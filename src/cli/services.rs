@@ -1,7 +1,7 @@
 //! What `pgvigil run` and `pgvigil api` start beside their main work: the API, the
 //! notification sender and the retention job.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use pgvigil::api::{ApiState, Counters};
 use pgvigil::config::Config;
 use pgvigil::notify::Notifier;
@@ -27,13 +27,47 @@ pub struct Stores {
     pub settings_written: Option<pgvigil::api::SettingsHook>,
 }
 
-/// Starts the API (if enabled), and with `send` the notification sender and the retention
-/// job.
+/// The process's one async runtime: the API and the proxy share its worker threads, one per
+/// core. Dropped, it gives what runs on it (a request's store query) a moment to end.
+pub struct Runtime {
+    rt: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Runtime {
+    pub fn new() -> Result<Runtime> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("pgvigil-async")
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        Ok(Runtime {
+            handle: rt.handle().clone(),
+            rt: Some(rt),
+        })
+    }
+
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+        }
+    }
+}
+
+/// Starts the API (if enabled) on `runtime`, and with `send` the notification sender and
+/// the retention job.
 pub fn start(
     cfg: &Config,
     stores: Stores,
     send: bool,
     proxy: Option<Arc<pgvigil::proxy::Proxy>>,
+    runtime: &Runtime,
 ) -> Result<Services> {
     let notifier = Arc::new(Notifier::new(&cfg.notify, cfg.api.public_url.clone())?);
     let counters = Arc::new(Counters::default());
@@ -75,7 +109,7 @@ pub fn start(
             proxy,
             settings_written: stores.settings_written.clone(),
         });
-        Some(pgvigil::server::spawn(&cfg.api, state)?)
+        Some(pgvigil::server::spawn(&cfg.api, state, runtime.handle())?)
     } else {
         None
     };

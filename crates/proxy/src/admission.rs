@@ -91,7 +91,7 @@ impl Proxy {
         };
         let mut e = conn.event(EventKind::ProtocolError { what });
         e.message = Some(why.into());
-        self.emit(e);
+        self.emit(e).await;
     }
 
     /// Cuts the connection that has waited longest without logging in, if it has waited

@@ -12,6 +12,7 @@
 mod admission;
 pub mod block;
 mod feed;
+pub use feed::{Events, RecvError};
 pub mod fingerprint;
 mod login;
 pub mod protocol;
@@ -246,6 +247,8 @@ pub struct ProxyStats {
     pub spares_used: u64,
     pub tls_retries: u64,
     pub held: u64,
+    /// Events dropped because detection was too far behind to take them.
+    pub events_dropped: u64,
     /// Client connections open now.
     pub clients: usize,
     /// Spare server connections ready now.
@@ -377,10 +380,8 @@ impl Conn {
 }
 
 impl Proxy {
-    pub fn new(
-        cfg: ProxyConfig,
-        events: std::sync::mpsc::Sender<Event>,
-    ) -> Result<Proxy, ProxyError> {
+    /// The proxy, and the channel its events come to detection by.
+    pub fn new(cfg: ProxyConfig) -> Result<(Proxy, feed::Events), ProxyError> {
         cfg.validate().map_err(ProxyError::Config)?;
         let fingerprints = Fingerprints::load(cfg.fingerprints.as_deref())?;
         let acceptor = match (&cfg.tls_cert, &cfg.tls_key) {
@@ -425,7 +426,8 @@ impl Proxy {
         // logins this proxy relayed before it, which must not count as the proxy's own.
         let upstream_locals =
             std::sync::Mutex::new(routed_local(&cfg.upstream).into_iter().collect());
-        Ok(Proxy {
+        let (feed, events) = feed::Feed::new(feed::IN_FLIGHT);
+        let proxy = Proxy {
             spares,
             tls_fallbacks: TlsFallbacks::default(),
             clients: Arc::new(tokio::sync::Semaphore::new(cfg.max_clients)),
@@ -439,7 +441,7 @@ impl Proxy {
             connector,
             blocks,
             counters: Arc::new(ProxyCounters::default()),
-            feed: feed::Feed::new(events),
+            feed,
             upstream_locals,
             cancel_keys: Default::default(),
             unauthenticated: Default::default(),
@@ -447,11 +449,12 @@ impl Proxy {
             next_id: AtomicU64::new(1),
             stop: tokio::sync::watch::channel(false).0,
             live: Arc::new(AtomicUsize::new(0)),
-        })
+        };
+        Ok((proxy, events))
     }
 
-    fn emit(&self, e: Event) {
-        self.feed.send(e);
+    async fn emit(&self, e: Event) {
+        self.feed.send(e).await;
     }
 
     /// Detection has acted on the first `n` events it received from the proxy: its alerts
@@ -476,6 +479,7 @@ impl Proxy {
             spares_used: n(&c.spares_used),
             tls_retries: n(&c.tls_retries),
             held: n(&c.held),
+            events_dropped: self.feed.dropped(),
             clients: self
                 .cfg
                 .max_clients
@@ -495,10 +499,7 @@ impl Proxy {
 
     /// Binds `listen` and serves it on `runtime`, with the sweep that ends blocks on time.
     /// Returns the bound address.
-    pub fn open(
-        self: &Arc<Self>,
-        runtime: &tokio::runtime::Runtime,
-    ) -> std::io::Result<SocketAddr> {
+    pub fn open(self: &Arc<Self>, runtime: &tokio::runtime::Handle) -> std::io::Result<SocketAddr> {
         let listener = runtime.block_on(TcpListener::bind(self.cfg.listen))?;
         let addr = listener.local_addr()?;
         runtime.spawn(self.clone().serve(listener));
@@ -508,7 +509,7 @@ impl Proxy {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 me.blocks.expire(now_ms());
                 for e in me.tls_fallbacks.overdue() {
-                    me.emit(e);
+                    me.emit(e).await;
                 }
             }
         });
@@ -534,6 +535,7 @@ impl Proxy {
                         spares_used = s.spares_used,
                         tls_retries = s.tls_retries,
                         logins_held = s.held,
+                        events_dropped = s.events_dropped,
                         clients = s.clients,
                         blocked = s.blocked,
                         "proxy figures"
@@ -731,7 +733,7 @@ impl Proxy {
                 .await;
             return;
         };
-        self.emit(conn.event(EventKind::ConnectionReceived));
+        self.emit(conn.event(EventKind::ConnectionReceived)).await;
         let limit = self.cfg.auth_timeout.duration();
         let (cut_tx, cut_rx) = tokio::sync::oneshot::channel();
         self.unauthenticated
@@ -795,7 +797,7 @@ impl Proxy {
                 k.remove(&pid);
             }
         }
-        self.emit(conn.event(EventKind::Disconnected));
+        self.emit(conn.event(EventKind::Disconnected)).await;
     }
 
     /// Statement inspection: the client's messages are framed, and the SQL of each simple
@@ -830,7 +832,7 @@ impl Proxy {
                         let mut e = conn.event(EventKind::Statement);
                         e.message = sources::session::role_change(sql);
                         e.sql = Some(model::event::Sql::new(sql));
-                        self.emit(e);
+                        self.emit(e).await;
                     }
                 } else {
                     // Bulk data (COPY, binds) and oversized statements stream through.
@@ -915,7 +917,7 @@ impl Proxy {
         let _ = client.write_all(&answer).await;
     }
 
-    fn protocol_error(&self, conn: &Conn, message: String) {
+    async fn protocol_error(&self, conn: &Conn, message: String) {
         self.counters
             .invalid_startup
             .fetch_add(1, Ordering::Relaxed);
@@ -924,7 +926,7 @@ impl Proxy {
         });
         ev.sqlstate = Some("08P01".into());
         ev.message = Some(message);
-        self.emit(ev);
+        self.emit(ev).await;
     }
 }
 
@@ -950,8 +952,7 @@ mod tests {
     #[test]
     fn the_address_the_server_sees_is_known_before_any_connection() {
         let cfg: ProxyConfig = toml::from_str("upstream = \"127.0.0.1:1\"").unwrap();
-        let (tx, _rx) = std::sync::mpsc::channel();
-        let p = Proxy::new(cfg, tx).unwrap();
+        let (p, _events) = Proxy::new(cfg).unwrap();
         assert_eq!(p.upstream_locals(), vec![IpAddr::from([127, 0, 0, 1])]);
         assert_eq!(routed_local("not a host name"), None);
     }

@@ -225,7 +225,7 @@ impl Proxy {
                             ServerMsg::Error { code, message } => {
                                 let _ = client.write_all(&to_client).await;
                                 self.identify_timed(conn);
-                                self.login_error(conn, authenticated, &code, &message);
+                                self.login_error(conn, authenticated, &code, &message).await;
                                 return None;
                             }
                             ServerMsg::Ready => {
@@ -234,7 +234,7 @@ impl Proxy {
                                 to_client.extend_from_slice(&ubuf[at..]);
                                 client.write_all(&to_client).await.ok()?;
                                 self.counters.logins.fetch_add(1, Ordering::Relaxed);
-                                self.emit(conn.event(EventKind::LoginSucceeded));
+                                self.emit(conn.event(EventKind::LoginSucceeded)).await;
                                 return Some(up);
                             }
                             ServerMsg::Other(_) => {}
@@ -263,7 +263,7 @@ impl Proxy {
                     }
                     if from_client > MAX_CLIENT_AUTH_BYTES {
                         let _ = client.write_all(&protocol::error_response("FATAL", "08P01", "too much data during authentication")).await;
-                        self.protocol_error(conn, "too much data during authentication".into());
+                        self.protocol_error(conn, "too much data during authentication".into()).await;
                         return None;
                     }
                     up.write_all(&cbuf[..n]).await.ok()?;
@@ -293,7 +293,7 @@ impl Proxy {
                         None => Some(bare),
                     };
                     if let Some(bare) = bare {
-                        self.emit(bare);
+                        self.emit(bare).await;
                     }
                     return None;
                 }
@@ -311,7 +311,7 @@ impl Proxy {
                         }
                         FirstError::Refused(_) | FirstError::Io(_) => {}
                     }
-                    self.protocol_error(conn, msg);
+                    self.protocol_error(conn, msg).await;
                     return None;
                 }
                 Ok(Some(FirstPacket::SslRequest)) => {
@@ -326,7 +326,8 @@ impl Proxy {
                                     conn.tls = true;
                                 }
                                 Err(e) => {
-                                    self.protocol_error(conn, format!("TLS handshake failed: {e}"));
+                                    self.protocol_error(conn, format!("TLS handshake failed: {e}"))
+                                        .await;
                                     return None;
                                 }
                             }
@@ -346,7 +347,8 @@ impl Proxy {
                         self.protocol_error(
                             conn,
                             "TLS without an SSLRequest, and no TLS here".into(),
-                        );
+                        )
+                        .await;
                         return None;
                     };
                     tls_first = true;
@@ -367,11 +369,13 @@ impl Proxy {
                             self.protocol_error(
                                 conn,
                                 "direct TLS without the ALPN name \"postgresql\"".into(),
-                            );
+                            )
+                            .await;
                             return None;
                         }
                         Err(e) => {
-                            self.protocol_error(conn, format!("TLS handshake failed: {e}"));
+                            self.protocol_error(conn, format!("TLS handshake failed: {e}"))
+                                .await;
                             return None;
                         }
                     }
@@ -391,7 +395,7 @@ impl Proxy {
                     } else {
                         format!("cancel request for backend {pid}: its key matches no session relayed here (a guess), not passed on")
                     });
-                    self.emit(e);
+                    self.emit(e).await;
                     if known {
                         self.forward_cancel(pid, &key).await;
                     }
@@ -539,7 +543,7 @@ impl Proxy {
         }
     }
 
-    fn login_error(&self, conn: &Conn, authenticated: bool, code: &str, message: &str) {
+    async fn login_error(&self, conn: &Conn, authenticated: bool, code: &str, message: &str) {
         // A client that could bind the channel (libpq's default, over TLS to the proxy) and
         // was not offered SCRAM-SHA-256-PLUS, which cannot cross a proxy that ends TLS: a
         // TLS server refuses that as a downgrade. No password was tried: it is no failed
@@ -571,6 +575,6 @@ impl Proxy {
         let mut e = conn.event(kind);
         e.sqlstate = Some(CompactString::new(code));
         e.message = Some(model::event::truncate(message, 200).to_string());
-        self.emit(e);
+        self.emit(e).await;
     }
 }

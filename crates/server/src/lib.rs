@@ -34,9 +34,13 @@ fn tls_config(cfg: &ApiConfig) -> anyhow::Result<Option<Arc<rustls::ServerConfig
 }
 
 /// Binds the API's address (so that a taken port or a bad certificate is an error at
-/// startup) and serves it, over HTTPS when `tls_cert`/`tls_key` are set, on a thread of its
-/// own for the life of the process. Returns the bound address.
-pub fn spawn(cfg: &ApiConfig, state: Arc<ApiState>) -> anyhow::Result<SocketAddr> {
+/// startup) and serves it, over HTTPS when `tls_cert`/`tls_key` are set, on `runtime` for as
+/// long as it runs. Returns the bound address.
+pub fn spawn(
+    cfg: &ApiConfig,
+    state: Arc<ApiState>,
+    runtime: &tokio::runtime::Handle,
+) -> anyhow::Result<SocketAddr> {
     use anyhow::Context;
     let tls = tls_config(cfg)?;
     let std_listener = std::net::TcpListener::bind(cfg.listen)
@@ -46,12 +50,6 @@ pub fn spawn(cfg: &ApiConfig, state: Arc<ApiState>) -> anyhow::Result<SocketAddr
     if !cfg.listen.ip().is_loopback() && tls.is_none() {
         tracing::warn!(listen = %addr, "the API listens beyond this machine without TLS: tokens cross the network in clear; set api.tls_cert and api.tls_key");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("pgvigil-api")
-        .enable_all()
-        .build()
-        .context("starting the API's runtime")?;
     let https = tls.is_some();
     let sessions = Arc::new(Sessions::new(cfg.session_idle.duration()));
     sessions.set_https(https);
@@ -70,29 +68,24 @@ pub fn spawn(cfg: &ApiConfig, state: Arc<ApiState>) -> anyhow::Result<SocketAddr
     }
     // Handlers see the client's address (failed console sign-ins are limited per address).
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    std::thread::Builder::new()
-        .name("pgvigil-api".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                let served = match tls {
-                    Some(sc) => {
-                        let rc = axum_server::tls_rustls::RustlsConfig::from_config(sc);
-                        match axum_server::tls_rustls::from_tcp_rustls(std_listener, rc) {
-                            Ok(server) => server.serve(app).await,
-                            Err(e) => Err(e),
-                        }
-                    }
-                    None => match tokio::net::TcpListener::from_std(std_listener) {
-                        Ok(l) => axum::serve(l, app).await,
-                        Err(e) => Err(e),
-                    },
-                };
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "API server stopped");
+    runtime.spawn(async move {
+        let served = match tls {
+            Some(sc) => {
+                let rc = axum_server::tls_rustls::RustlsConfig::from_config(sc);
+                match axum_server::tls_rustls::from_tcp_rustls(std_listener, rc) {
+                    Ok(server) => server.serve(app).await,
+                    Err(e) => Err(e),
                 }
-            })
-        })
-        .context("starting the API thread")?;
+            }
+            None => match tokio::net::TcpListener::from_std(std_listener) {
+                Ok(l) => axum::serve(l, app).await,
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = served {
+            tracing::error!(error = %e, "API server stopped");
+        }
+    });
     tracing::info!(listen = %addr, https, "API listening");
     Ok(addr)
 }

@@ -85,6 +85,11 @@ fn proxy(m: &mut String, p: &proxy::ProxyStats) {
             "Logins the server accepted amid failures from their source, held until detection had acted on those failures.",
             p.held,
         ),
+        (
+            "pgvigil_proxy_events_dropped_total",
+            "Events the proxy dropped because detection was too far behind to take them (each waited 2 s for room first).",
+            p.events_dropped,
+        ),
     ];
     for (name, help, v) in counters {
         single(m, name, "counter", help, v);
