@@ -591,7 +591,8 @@ fn history_of(c: &mut dyn Db, id: &str) -> Result<Vec<StatusChange>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{alert, temp_store};
+    use crate::suite::on_each_store;
+    use crate::test_support::alert;
     use crate::{Ingest, Ingested};
     use model::alert::{Alert, AlertType, Severity};
     use model::policy::Policy;
@@ -624,9 +625,7 @@ mod tests {
 
     /// The console's typed records say what the API's JSON says: each field of a listed
     /// alert, its current status (not the one it was raised with), and one alert's history.
-    #[test]
-    fn typed_records_match_the_served_json() {
-        let (_d, s) = temp_store();
+    fn typed_records_match_the_served_json(s: &Store) {
         let a = alert(
             "t1",
             "db1",
@@ -641,7 +640,7 @@ mod tests {
             Severity::Low,
             "2026-11-01T00:06:00.000Z",
         );
-        ingest(&s, &[a.clone(), b]);
+        ingest(s, &[a.clone(), b]);
         s.set_status("t1", Status::Dismissed, "ops").unwrap();
         let q = AlertQuery {
             top: 10,
@@ -690,9 +689,7 @@ mod tests {
     /// notification for them and says so in their history; alerts it does not match, and
     /// all alerts once it has expired or is deleted, go as before; an alert it dismissed
     /// that escalates is opened again and notified.
-    #[test]
-    fn suppression_rules_dismiss_matching_new_alerts_without_notifying() {
-        let (_d, s) = temp_store();
+    fn suppression_rules_dismiss_matching_new_alerts_without_notifying(s: &Store) {
         let rule = |expires: serde_json::Value| {
             model::suppression::Rule::from_body(
                 "scanner",
@@ -717,7 +714,7 @@ mod tests {
         other_server.entities.source_ip = Some("127.0.0.20".into());
         let mut other_source = alert("s3", "db1", AlertType::BruteForce, Severity::Medium, end);
         other_source.entities.source_ip = Some("127.0.0.9".into());
-        let r = ingest(&s, &[a.clone(), other_server, other_source]);
+        let r = ingest(s, &[a.clone(), other_server, other_source]);
         let status = |id: &str| s.get_alert(id).unwrap().unwrap()["status"].clone();
         assert_eq!(status("s1"), "Dismissed");
         assert_eq!(
@@ -742,26 +739,26 @@ mod tests {
         );
         // More of the same attack: still dismissed, still quiet.
         a.end_time_utc = "2026-11-01T00:02:00.000Z".into();
-        assert_eq!(ingest(&s, &[a.clone()]).queued, 0);
+        assert_eq!(ingest(s, &[a.clone()]).queued, 0);
         assert_eq!(status("s1"), "Dismissed");
         // The attack succeeds: news whatever the rule says.
         a.end_time_utc = "2026-11-01T00:03:00.000Z".into();
         a.severity = Severity::High;
         a.display_name = "Suspected successful brute force attack".into();
-        assert_eq!(ingest(&s, &[a]).queued, 1);
+        assert_eq!(ingest(s, &[a]).queued, 1);
         assert_eq!(status("s1"), "Active");
         // An expired rule, and a deleted one, dismiss nothing.
         s.put_suppression_rule(&rule(serde_json::json!("2020-01-01T00:00:00Z")), "alice")
             .unwrap();
         let mut b = alert("s4", "db1", AlertType::BruteForce, Severity::Medium, end);
         b.entities.source_ip = Some("127.0.0.6".into());
-        assert_eq!(ingest(&s, &[b]).queued, 1);
+        assert_eq!(ingest(s, &[b]).queued, 1);
         assert_eq!(status("s4"), "Active");
         assert!(s.delete_suppression_rule("scanner", "alice").unwrap());
         assert!(!s.delete_suppression_rule("scanner", "alice").unwrap());
         let mut c = alert("s5", "db1", AlertType::BruteForce, Severity::Medium, end);
         c.entities.source_ip = Some("127.0.0.7".into());
-        ingest(&s, &[c]);
+        ingest(s, &[c]);
         assert_eq!(status("s5"), "Active");
         // Every change is in the audit trail.
         let trail = s
@@ -783,9 +780,7 @@ mod tests {
 
     /// The counts /servers and /metrics read are kept as alerts come, escalate, change status
     /// and are deleted by retention: always what counting the alerts gives.
-    #[test]
-    fn the_kept_counts_are_the_alerts_counted() {
-        let (_d, s) = temp_store();
+    fn the_kept_counts_are_the_alerts_counted(s: &Store) {
         let counted = |s: &Store| {
             s.read(|c| {
                 c.query(
@@ -819,31 +814,29 @@ mod tests {
         let end = "2026-11-01T00:01:00.000Z";
         let mut a = alert("a1", "db1", AlertType::BruteForce, Severity::Medium, end);
         ingest(
-            &s,
+            s,
             &[
                 a.clone(),
                 alert("a2", "db2", AlertType::BruteForce, Severity::Medium, end),
                 alert("a3", "db2", AlertType::Probe, Severity::Low, end),
             ],
         );
-        check(&s);
+        check(s);
         a.severity = Severity::High;
-        ingest(&s, &[a]);
-        check(&s);
+        ingest(s, &[a]);
+        check(s);
         s.set_status("a2", Status::Dismissed, "alice").unwrap();
-        check(&s);
+        check(s);
         assert_eq!(s.open_alerts_by_server().unwrap().get("db2"), Some(&1));
         s.write(|tx| tx.exec("DELETE FROM alerts WHERE id = $1", vals!["a3"]))
             .unwrap();
-        check(&s);
+        check(s);
         assert_eq!(s.open_alerts_by_server().unwrap().get("db2"), None);
     }
 
     /// The overview's alerts per hour, kept by triggers, agree with counting the alerts as
     /// they come, as an incident's start moves back into an earlier hour, and as they go.
-    #[test]
-    fn alerts_per_hour_follow_alerts_that_come_move_and_go() {
-        let (_d, s) = temp_store();
+    fn alerts_per_hour_follow_alerts_that_come_move_and_go(s: &Store) {
         let counted = |s: &Store, server: &str| {
             s.read(|c| {
                 c.query(
@@ -879,14 +872,14 @@ mod tests {
         };
         let mut a1 = at("a1", "db1", "2026-11-01T04:10:00.000Z");
         ingest(
-            &s,
+            s,
             &[
                 a1.clone(),
                 at("a2", "db2", "2026-11-01T04:20:00.000Z"),
                 at("a3", "db2", "2026-11-01T02:00:00.000Z"),
             ],
         );
-        check(&s);
+        check(s);
         assert_eq!(
             s.overview("2026-10-31T00", true, "").unwrap().timeline,
             [
@@ -896,11 +889,11 @@ mod tests {
         );
         // Failures that arrived late move the incident's start back an hour.
         a1.start_time_utc = "2026-11-01T03:59:00.000Z".into();
-        ingest(&s, &[a1]);
-        check(&s);
+        ingest(s, &[a1]);
+        check(s);
         s.write(|tx| tx.exec("DELETE FROM alerts WHERE id = $1", vals!["a3"]))
             .unwrap();
-        check(&s);
+        check(s);
         // By day, the hours add up.
         assert_eq!(
             s.overview("2026-10-31T00", false, "").unwrap().timeline,
@@ -908,9 +901,7 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_update_keeps_a_dismissal_but_an_escalation_reopens_and_notifies() {
-        let (_d, s) = temp_store();
+    fn an_update_keeps_a_dismissal_but_an_escalation_reopens_and_notifies(s: &Store) {
         let mut a = alert(
             "a1",
             "db1",
@@ -918,17 +909,17 @@ mod tests {
             Severity::Medium,
             "2026-11-01T00:01:00.000Z",
         );
-        assert_eq!(ingest(&s, &[a.clone()]).queued, 1);
+        assert_eq!(ingest(s, &[a.clone()]).queued, 1);
         s.set_status("a1", Status::Dismissed, "alice")
             .unwrap()
             .unwrap();
         a.end_time_utc = "2026-11-01T00:05:00.000Z".into();
         a.evidence = model::evidence!({"failedLogins": 40});
-        let r = ingest(&s, &[a.clone()]);
+        let r = ingest(s, &[a.clone()]);
         assert_eq!((r.queued, r.accepted[0].status.as_str()), (0, "Dismissed"));
         a.severity = Severity::High;
         a.display_name = "Suspected successful brute force attack".into();
-        let r = ingest(&s, &[a]);
+        let r = ingest(s, &[a]);
         assert_eq!((r.queued, r.accepted[0].status.as_str()), (1, "Active"));
         let got = s.get_alert("a1").unwrap().unwrap();
         assert_eq!(got["evidence"]["failedLogins"], 40);
@@ -950,9 +941,7 @@ mod tests {
         );
     }
 
-    #[test]
-    fn pages_follow_each_other_without_gaps_or_repeats() {
-        let (_d, s) = temp_store();
+    fn pages_follow_each_other_without_gaps_or_repeats(s: &Store) {
         let alerts: Vec<Alert> = (0..25)
             .map(|i| {
                 alert(
@@ -965,7 +954,7 @@ mod tests {
                 )
             })
             .collect();
-        ingest(&s, &alerts);
+        ingest(s, &alerts);
         let mut seen = Vec::new();
         let mut q = AlertQuery {
             top: 4,
@@ -995,9 +984,7 @@ mod tests {
 
     /// Sorted by a column, the pages hold every alert once, A to Z (alerts without the
     /// field first), newest first among equals, across page ends inside a run of equals.
-    #[test]
-    fn by_a_column_the_pages_hold_every_alert_once_in_order() {
-        let (_d, s) = temp_store();
+    fn by_a_column_the_pages_hold_every_alert_once_in_order(s: &Store) {
         let alerts: Vec<Alert> = (0..23)
             .map(|i| {
                 let mut a = alert(
@@ -1013,7 +1000,7 @@ mod tests {
                 a
             })
             .collect();
-        ingest(&s, &alerts);
+        ingest(s, &alerts);
         // With the fleet alerts of sources seen on several servers.
         let all = s.count_alerts(&AlertQuery::default(), 1000).unwrap() as usize;
         assert!(all > 23);
@@ -1061,9 +1048,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn by_severity_the_pages_hold_every_high_before_any_medium_or_low() {
-        let (_d, s) = temp_store();
+    fn by_severity_the_pages_hold_every_high_before_any_medium_or_low(s: &Store) {
         let sev = [Severity::Low, Severity::High, Severity::Medium];
         let alerts: Vec<Alert> = (0..30)
             .map(|i| {
@@ -1076,7 +1061,7 @@ mod tests {
                 )
             })
             .collect();
-        ingest(&s, &alerts);
+        ingest(s, &alerts);
         // All of them, and those that ended from 00:05 on (the range's page is found by
         // its keys first), each walked page by page.
         for (from, n, high) in [(None, 30, 10), (Some("2026-11-01T00:05:00.000Z"), 20, 7)] {
@@ -1126,9 +1111,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_disabled_category_is_neither_stored_nor_queued() {
-        let (_d, s) = temp_store();
+    fn a_disabled_category_is_neither_stored_nor_queued(s: &Store) {
         s.register_server("db1").unwrap();
         let body = serde_json::json!({"properties": {"state": "Enabled", "disabledAlerts": ["Brute_Force"]}});
         s.put_policy(
@@ -1138,7 +1121,7 @@ mod tests {
         )
         .unwrap();
         let r = ingest(
-            &s,
+            s,
             &[
                 alert(
                     "x",
@@ -1160,9 +1143,7 @@ mod tests {
         assert!(s.get_alert("x").unwrap().is_none());
     }
 
-    #[test]
-    fn retention_deletes_only_what_the_policy_lets_go() {
-        let (_d, s) = temp_store();
+    fn retention_deletes_only_what_the_policy_lets_go(s: &Store) {
         s.register_server("db1").unwrap();
         s.register_server("db2").unwrap();
         let body = serde_json::json!({"properties": {"state": "Enabled", "retentionDays": 10}});
@@ -1173,7 +1154,7 @@ mod tests {
         )
         .unwrap();
         ingest(
-            &s,
+            s,
             &[
                 alert(
                     "old1",
@@ -1210,9 +1191,7 @@ mod tests {
         );
     }
 
-    #[test]
-    fn one_source_on_two_servers_is_one_fleet_alert_listing_both() {
-        let (_d, s) = temp_store();
+    fn one_source_on_two_servers_is_one_fleet_alert_listing_both(s: &Store) {
         let a1 = alert(
             "a1",
             "db1",
@@ -1220,7 +1199,7 @@ mod tests {
             Severity::Medium,
             "2026-11-01T00:01:00.000Z",
         );
-        let r = ingest(&s, &[a1]);
+        let r = ingest(s, &[a1]);
         assert_eq!(r.accepted.len(), 1, "one server: no fleet alert yet");
         let mut a2 = alert(
             "a2",
@@ -1230,7 +1209,7 @@ mod tests {
             "2026-11-01T00:02:00.000Z",
         );
         a2.display_name = "Suspected successful brute force attack".into();
-        let r = ingest(&s, &[a2]);
+        let r = ingest(s, &[a2]);
         assert_eq!(r.accepted.len(), 2);
         let fleet = &r.accepted[1];
         assert_eq!(
@@ -1250,7 +1229,7 @@ mod tests {
             Severity::Medium,
             "2026-11-01T00:03:00.000Z",
         );
-        let r = ingest(&s, &[a3]);
+        let r = ingest(s, &[a3]);
         assert_eq!(r.accepted[1].id, fleet.id);
         assert_eq!(
             r.accepted[1].evidence.value()["servers"]
@@ -1268,4 +1247,18 @@ mod tests {
             .unwrap();
         assert_eq!(all.len(), 1);
     }
+
+    on_each_store!(
+        typed_records_match_the_served_json,
+        suppression_rules_dismiss_matching_new_alerts_without_notifying,
+        the_kept_counts_are_the_alerts_counted,
+        alerts_per_hour_follow_alerts_that_come_move_and_go,
+        an_update_keeps_a_dismissal_but_an_escalation_reopens_and_notifies,
+        pages_follow_each_other_without_gaps_or_repeats,
+        by_a_column_the_pages_hold_every_alert_once_in_order,
+        by_severity_the_pages_hold_every_high_before_any_medium_or_low,
+        a_disabled_category_is_neither_stored_nor_queued,
+        retention_deletes_only_what_the_policy_lets_go,
+        one_source_on_two_servers_is_one_fleet_alert_listing_both,
+    );
 }

@@ -148,11 +148,11 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::temp_store;
+    use crate::suite::on_each_store;
 
-    #[test]
-    fn entries_read_back_newest_first_and_filter() {
-        let (_dir, s) = temp_store();
+    on_each_store!(entries_read_back_newest_first_and_filter);
+
+    fn entries_read_back_newest_first_and_filter(s: &Store) {
         s.audit(
             "alice",
             Action::BlockLift,

@@ -22,6 +22,8 @@ mod policy_change;
 mod queue;
 mod servers;
 pub mod ship;
+#[cfg(test)]
+mod suite;
 mod suppression;
 mod tokens;
 
