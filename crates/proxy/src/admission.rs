@@ -53,6 +53,46 @@ impl Drop for Holding<'_> {
     }
 }
 
+/// Whether a new connection may go on to its login: what it holds while it does, or why not.
+pub(crate) enum Verdict<'a> {
+    Admitted {
+        /// Its place among its source's connections in authentication (none when the
+        /// source is allowlisted), released when the login ends.
+        in_auth: Option<InAuth<'a>>,
+        /// Its client slot, for the life of the connection.
+        slot: tokio::sync::OwnedSemaphorePermit,
+    },
+    Refused(Refusal),
+}
+
+/// Why a connection was refused before its login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Its source is blocked by active response.
+    Blocked,
+    /// Its source opened more than `per_source_per_minute` connections this minute.
+    Rate,
+    /// Its source has `per_source_in_auth` connections in authentication already.
+    InAuth,
+    /// Every client slot is taken, none by a connection idle long enough to cut.
+    Full,
+}
+
+impl Refusal {
+    /// The SQLSTATE and message the client is told.
+    pub(crate) fn told(self) -> (&'static str, &'static str) {
+        match self {
+            Refusal::Blocked => ("28000", "connection refused"),
+            Refusal::Rate => ("53300", "too many connection attempts from this address"),
+            Refusal::InAuth => (
+                "53300",
+                "too many connections from this address in authentication",
+            ),
+            Refusal::Full => ("53300", "sorry, too many clients already"),
+        }
+    }
+}
+
 /// Counts one connection as live while it is handled.
 pub(crate) struct Live(Arc<AtomicUsize>);
 
@@ -70,6 +110,50 @@ impl Drop for Live {
 }
 
 impl Proxy {
+    /// Decides whether a connection from `ip` goes on to its login, and counts a refusal.
+    /// A blocked source is refused before it counts against any limit.
+    pub(crate) async fn admit(&self, ip: IpAddr) -> Verdict<'_> {
+        let refused = |r: Refusal| {
+            let counter = match r {
+                Refusal::Blocked => &self.counters.refused_blocked,
+                _ => &self.counters.refused_limit,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            Verdict::Refused(r)
+        };
+        if self.blocks.is_blocked(ip, now_ms()) {
+            return refused(Refusal::Blocked);
+        }
+        let allowlisted = self.blocks.allows(ip);
+        if !allowlisted && !self.rate_ok(ip) {
+            return refused(Refusal::Rate);
+        }
+        let in_auth = if allowlisted {
+            None
+        } else {
+            match self.enter_auth(ip) {
+                Some(g) => Some(g),
+                None => return refused(Refusal::InAuth),
+            }
+        };
+        let slot = match self.clients.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            // Full: the oldest connection still not logged in (after EVICT_AFTER) makes room.
+            Err(_) if self.cut_oldest_unauthenticated() => tokio::time::timeout(
+                std::time::Duration::from_secs(1),
+                self.clients.clone().acquire_owned(),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok),
+            Err(_) => None,
+        };
+        match slot {
+            Some(slot) => Verdict::Admitted { in_auth, slot },
+            None => refused(Refusal::Full),
+        }
+    }
+
     /// Ends a connection that did not log in in time (or was cut to make room): the client
     /// is told, the count kept, and the event says whether it ever sent a startup packet.
     pub(crate) async fn cut_at_login(

@@ -640,38 +640,48 @@ impl Proxy {
         }
     }
 
-    async fn handle(self: Arc<Self>, mut tcp: TcpStream, mut peer: SocketAddr) {
-        let accepted_at = now_ms();
-        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-        if self
+    /// The client's address: `peer`, or the one a trusted balancer's PROXY protocol header
+    /// names. `None` when a trusted balancer sent no valid header in time (the connection
+    /// is answered and counted).
+    async fn real_peer(&self, tcp: &mut TcpStream, peer: SocketAddr) -> Option<SocketAddr> {
+        if !self
             .trusted_balancers
             .iter()
             .any(|n| n.contains(&peer.ip()))
         {
-            let limit = self.cfg.auth_timeout.duration();
-            match tokio::time::timeout(limit, read_proxy_header(&mut tcp)).await {
-                Ok(Ok(Some(real))) => peer = real,
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => {
-                    self.counters
-                        .invalid_startup
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(balancer = %peer, error = %e, "proxy: no valid PROXY protocol header from a trusted balancer");
-                    let _ = tcp
-                        .write_all(&protocol::error_response(
-                            "FATAL",
-                            "08P01",
-                            "invalid PROXY protocol header",
-                        ))
-                        .await;
-                    return;
-                }
-                Err(_) => {
-                    self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
+            return Some(peer);
+        }
+        let limit = self.cfg.auth_timeout.duration();
+        match tokio::time::timeout(limit, read_proxy_header(tcp)).await {
+            Ok(Ok(Some(real))) => Some(real),
+            Ok(Ok(None)) => Some(peer),
+            Ok(Err(e)) => {
+                self.counters
+                    .invalid_startup
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(balancer = %peer, error = %e, "proxy: no valid PROXY protocol header from a trusted balancer");
+                let _ = tcp
+                    .write_all(&protocol::error_response(
+                        "FATAL",
+                        "08P01",
+                        "invalid PROXY protocol header",
+                    ))
+                    .await;
+                None
+            }
+            Err(_) => {
+                self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                None
             }
         }
+    }
+
+    async fn handle(self: Arc<Self>, mut tcp: TcpStream, peer: SocketAddr) {
+        let accepted_at = now_ms();
+        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        let Some(peer) = self.real_peer(&mut tcp, peer).await else {
+            return;
+        };
         let mut client: BoxIo = Box::new(tcp);
         let mut conn = Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -679,61 +689,32 @@ impl Proxy {
             accepted_at,
             ..Conn::default()
         };
-        if self.blocks.is_blocked(peer.ip(), now_ms()) {
-            self.counters
-                .refused_blocked
-                .fetch_add(1, Ordering::Relaxed);
-            self.refuse(&mut client, "28000", "connection refused")
-                .await;
-            return;
-        }
-        let allowlisted = self.blocks.allows(peer.ip());
-        if !allowlisted && !self.rate_ok(peer.ip()) {
-            self.counters.refused_limit.fetch_add(1, Ordering::Relaxed);
-            self.refuse(
-                &mut client,
-                "53300",
-                "too many connection attempts from this address",
-            )
-            .await;
-            return;
-        }
-        let in_auth = if allowlisted {
-            None
-        } else {
-            match self.enter_auth(peer.ip()) {
-                Some(g) => Some(g),
-                None => {
-                    self.counters.refused_limit.fetch_add(1, Ordering::Relaxed);
-                    self.refuse(
-                        &mut client,
-                        "53300",
-                        "too many connections from this address in authentication",
-                    )
-                    .await;
-                    return;
-                }
+        let (in_auth, _slot) = match self.admit(peer.ip()).await {
+            admission::Verdict::Admitted { in_auth, slot } => (in_auth, slot),
+            admission::Verdict::Refused(why) => {
+                let (code, message) = why.told();
+                self.refuse(&mut client, code, message).await;
+                return;
             }
         };
-        let permit = match self.clients.clone().try_acquire_owned() {
-            Ok(p) => Some(p),
-            // Full: the oldest connection still not logged in (after EVICT_AFTER) makes room.
-            Err(_) if self.cut_oldest_unauthenticated() => tokio::time::timeout(
-                std::time::Duration::from_secs(1),
-                self.clients.clone().acquire_owned(),
-            )
-            .await
-            .ok()
-            .and_then(Result::ok),
-            Err(_) => None,
-        };
-        let Some(_permit) = permit else {
-            self.counters.refused_limit.fetch_add(1, Ordering::Relaxed);
-            self.refuse(&mut client, "53300", "sorry, too many clients already")
-                .await;
+        self.emit(conn.event(EventKind::ConnectionReceived)).await;
+        let Some(upstream) = self.authenticate(&mut client, &mut conn, in_auth).await else {
             return;
         };
-        self.emit(conn.event(EventKind::ConnectionReceived)).await;
+        self.relay(client, upstream, &conn).await;
+        self.emit(conn.event(EventKind::Disconnected)).await;
+    }
+
+    /// The login, within `auth_timeout` and unless cut to make room: the server's
+    /// connection once logged in, or `None` (the client told why, when there is a why).
+    /// `in_auth`, the connection's place among its source's in authentication, is given up
+    /// when the login ends.
+    async fn authenticate(
+        self: &Arc<Self>,
+        client: &mut BoxIo,
+        conn: &mut Conn,
+        in_auth: Option<admission::InAuth<'_>>,
+    ) -> Option<BoxIo> {
         let limit = self.cfg.auth_timeout.duration();
         let (cut_tx, cut_rx) = tokio::sync::oneshot::channel();
         self.unauthenticated
@@ -743,7 +724,7 @@ impl Proxy {
         let login = {
             let _login = self.spares.login();
             tokio::select! {
-                r = tokio::time::timeout(limit, self.login(&mut client, &mut conn)) => Some(r),
+                r = tokio::time::timeout(limit, self.login(client, conn)) => Some(r),
                 _ = cut_rx => None,
             }
         };
@@ -752,32 +733,26 @@ impl Proxy {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&conn.id);
         drop(in_auth);
-        let Some(login) = login else {
-            self.cut_at_login(
-                &mut client,
-                &conn,
+        let (code, told, why) = match login {
+            Some(Ok(upstream)) => return upstream,
+            None => (
                 "53300",
                 "connection cut: the proxy is full and this connection had not logged in",
                 "cut at the proxy, full, while still not logged in",
-            )
-            .await;
-            return;
+            ),
+            Some(Err(_)) => (
+                "08006",
+                "authentication timed out",
+                "authentication timed out at the proxy",
+            ),
         };
-        let mut upstream = match login {
-            Ok(Some(up)) => up,
-            Ok(None) => return,
-            Err(_) => {
-                self.cut_at_login(
-                    &mut client,
-                    &conn,
-                    "08006",
-                    "authentication timed out",
-                    "authentication timed out at the proxy",
-                )
-                .await;
-                return;
-            }
-        };
+        self.cut_at_login(client, conn, code, told, why).await;
+        None
+    }
+
+    /// The logged-in session, relayed (inspected if so set) until either side ends it; its
+    /// cancel key is known meanwhile.
+    async fn relay(&self, mut client: BoxIo, mut upstream: BoxIo, conn: &Conn) {
         let keyed = conn.backend_pid.zip(conn.cancel_key.clone());
         if let Some((pid, key)) = &keyed {
             self.cancel_keys
@@ -786,7 +761,7 @@ impl Proxy {
                 .insert(*pid, key.clone());
         }
         if self.cfg.inspect_statements {
-            self.inspect(client, upstream, &conn).await;
+            self.inspect(client, upstream, conn).await;
         } else {
             // Authenticated: bytes both ways, unread.
             let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
@@ -797,7 +772,6 @@ impl Proxy {
                 k.remove(&pid);
             }
         }
-        self.emit(conn.event(EventKind::Disconnected)).await;
     }
 
     /// Statement inspection: the client's messages are framed, and the SQL of each simple
