@@ -60,9 +60,24 @@ pub fn country(a: &Alert) -> &str {
         .unwrap_or("")
 }
 
+/// The few evidence fields a list row shows, read from the record's text without building
+/// the rest of it (a list reads them for every row).
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RowEvidence {
+    successful_principal: Option<serde::de::IgnoredAny>,
+    failed_logins: Option<serde_json::Value>,
+    failures: Option<serde_json::Value>,
+    attempts: Option<serde_json::Value>,
+}
+
+fn row_evidence(a: &Alert) -> RowEvidence {
+    serde_json::from_str(a.evidence.as_str()).unwrap_or_default()
+}
+
 /// Whether a login succeeded in the attack the alert describes.
 pub fn succeeded(a: &Alert) -> bool {
-    !a.evidence.value()["successfulPrincipal"].is_null() || a.display_name.contains("successful")
+    row_evidence(a).successful_principal.is_some() || a.display_name.contains("successful")
 }
 
 pub fn badge(a: &Alert) -> Markup {
@@ -97,10 +112,10 @@ pub fn principal_of(a: &Alert) -> Markup {
 
 /// The number an alert counts: failed logins, attempts, statements, as its evidence has it.
 pub fn count(a: &Alert) -> Option<u64> {
-    let e = a.evidence.value();
-    ["failedLogins", "failures", "attempts"]
+    let e = row_evidence(a);
+    [e.failed_logins, e.failures, e.attempts]
         .iter()
-        .find_map(|k| e[k].as_u64())
+        .find_map(|v| v.as_ref().and_then(|v| v.as_u64()))
 }
 
 /// MITRE ATT&CK techniques pgvigil's alerts name, with their names.
@@ -189,5 +204,33 @@ mod tests {
         assert!(m.contains("Password Guessing"), "{m}");
         let m = technique("<x>").into_string();
         assert!(!m.contains("href"), "{m}");
+    }
+
+    /// A row's badge and count, read from evidence of every shape detectors write.
+    #[test]
+    fn a_rows_badge_and_count_come_from_its_evidence() {
+        let mut a = model::sample::alerts("db1", 1_800_000_000_000).remove(0);
+        a.display_name = "Suspected brute force attack".into();
+        let mut with = |e: model::alert::Evidence| {
+            a.evidence = e;
+            (succeeded(&a), count(&a))
+        };
+        assert_eq!(
+            with(model::evidence!({"successfulPrincipal": "bob", "failedLogins": 12})),
+            (true, Some(12))
+        );
+        assert_eq!(
+            with(model::evidence!({
+                "successfulPrincipal": serde_json::Value::Null,
+                "sample": serde_json::json!([{"deep": {"attempts": 9}}]),
+                "attempts": 3,
+            })),
+            (false, Some(3))
+        );
+        assert_eq!(
+            with(model::evidence!({"failures": "many", "attempts": 4})),
+            (false, Some(4))
+        );
+        assert_eq!(with(model::evidence!({"rows": 5})), (false, None));
     }
 }
